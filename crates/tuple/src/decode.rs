@@ -1,0 +1,669 @@
+use std::collections::BTreeMap;
+
+use crate::value::{Tuple, Value};
+use crate::{ty, varint, MAX_DEPTH};
+
+/// Which tuple encoding a log extension uses (the TFS version in its header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// TFS version 4, the deprecated "old encoding": 1-bit type, buffers and tuples only.
+    V4,
+    /// TFS version 5: 3-bit type with vectors, integers and strings.
+    V5,
+}
+
+/// What is wrong with an encoded record. Offsets count bytes from the start of the record.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record ends inside a value (at byte {offset})")]
+    Truncated { offset: usize },
+    #[error("length {len} at byte {offset} runs past the end of the record ({remaining} bytes left)")]
+    TooLong {
+        len: u64,
+        offset: usize,
+        remaining: usize,
+    },
+    #[error("value type {ty} at byte {offset} is not defined")]
+    UnknownType { ty: u8, offset: usize },
+    #[error("dictionary index {index} at byte {offset} is not defined")]
+    UnknownIndex { index: u64, offset: usize },
+    #[error("dictionary index {index} at byte {offset} is a {found}, expected a {expected}")]
+    WrongKind {
+        index: u64,
+        offset: usize,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("integer in reference form at byte {offset}")]
+    IntegerReference { offset: usize },
+    #[error("vector element {element} at byte {offset} is deleted or out of order")]
+    BadVectorElement { element: u64, offset: usize },
+    #[error("values nested deeper than {MAX_DEPTH} levels (at byte {offset})")]
+    TooDeep { offset: usize },
+    #[error("{count} bytes left over after the record's value")]
+    Trailing { count: usize },
+    #[error("the log defines no root tuple (dictionary entry #1)")]
+    NoRoot,
+    #[error("dictionary entry #1 is a {0}, not a tuple")]
+    RootNotTuple(&'static str),
+    #[error("a tuple or vector contains itself")]
+    Cycle,
+    #[error("shared references expand to more than {0} values")]
+    TooLarge(u64),
+}
+
+#[derive(Clone, Debug)]
+enum Entry {
+    Symbol(Vec<u8>),
+    Tuple(usize),
+    Vector(usize),
+}
+
+impl Entry {
+    fn kind(&self) -> &'static str {
+        match self {
+            Entry::Symbol(_) => "symbol",
+            Entry::Tuple(_) => "tuple",
+            Entry::Vector(_) => "vector",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Node {
+    Tuple(usize),
+    Vector(usize),
+    Leaf(Value),
+}
+
+/// Decodes the records of one TFS log into the tuple graph they describe.
+///
+/// Records are fed in log order with [`Decoder::record`]; they share one dictionary, and a
+/// later record may add to, change or delete entries of a tuple an earlier one defined (Nanos's
+/// mkfs and kernel write files that way). [`Decoder::root`] then gives the tree rooted at
+/// dictionary entry #1, as the kernel takes it.
+///
+/// Hostile input is an error, never a panic: lengths are checked against the record before
+/// anything is allocated, references against the dictionary, nesting against [`MAX_DEPTH`],
+/// and shared references may not expand the tree beyond a small multiple of the input size.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    entries: Vec<Entry>,
+    tuples: Vec<BTreeMap<Vec<u8>, Node>>,
+    vectors: Vec<Vec<Node>>,
+    bytes_seen: u64,
+}
+
+struct Header {
+    immediate: bool,
+    ty: u8,
+    len: u64,
+    offset: usize,
+}
+
+impl Decoder {
+    /// A decoder with an empty dictionary.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes one complete record (one value) in the given encoding.
+    pub fn record(&mut self, bytes: &[u8], encoding: Encoding) -> Result<(), DecodeError> {
+        self.bytes_seen += bytes.len() as u64;
+        let mut pos = 0;
+        self.value(bytes, &mut pos, encoding, 0)?;
+        if pos != bytes.len() {
+            return Err(DecodeError::Trailing {
+                count: bytes.len() - pos,
+            });
+        }
+        Ok(())
+    }
+
+    /// The tree rooted at dictionary entry #1.
+    pub fn root(&self) -> Result<Tuple, DecodeError> {
+        let id = match self.entries.first() {
+            None => return Err(DecodeError::NoRoot),
+            Some(Entry::Tuple(id)) => *id,
+            Some(other) => return Err(DecodeError::RootNotTuple(other.kind())),
+        };
+        let mut m = Materializer {
+            d: self,
+            tuple_on_path: vec![false; self.tuples.len()],
+            vector_on_path: vec![false; self.vectors.len()],
+            budget: self.bytes_seen.saturating_mul(4).saturating_add(4096),
+            limit: self.bytes_seen.saturating_mul(4).saturating_add(4096),
+        };
+        m.tuple(id, 0)
+    }
+
+    fn header(
+        input: &[u8],
+        pos: &mut usize,
+        encoding: Encoding,
+    ) -> Result<Header, DecodeError> {
+        let offset = *pos;
+        let first = *input.get(*pos).ok_or(DecodeError::Truncated { offset })?;
+        *pos += 1;
+        let (ty, mut len, extended) = match encoding {
+            Encoding::V5 => ((first >> 4) & 7, u64::from(first & 7), first & 0x08 != 0),
+            Encoding::V4 => {
+                let ty = if first & 0x40 != 0 { ty::TUPLE } else { ty::BUFFER };
+                (ty, u64::from(first & 0x1f), first & 0x20 != 0)
+            }
+        };
+        if extended {
+            loop {
+                let b = *input
+                    .get(*pos)
+                    .ok_or(DecodeError::Truncated { offset: *pos })?;
+                *pos += 1;
+                if len > (u64::MAX >> 7) {
+                    return Err(DecodeError::TooLong {
+                        len: u64::MAX,
+                        offset,
+                        remaining: input.len() - *pos,
+                    });
+                }
+                len = (len << 7) | u64::from(b & 0x7f);
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(Header {
+            immediate: first & 0x80 != 0,
+            ty,
+            len,
+            offset,
+        })
+    }
+
+    fn bytes<'a>(input: &'a [u8], pos: &mut usize, h: &Header) -> Result<&'a [u8], DecodeError> {
+        let remaining = input.len() - *pos;
+        if h.len > remaining as u64 {
+            return Err(DecodeError::TooLong {
+                len: h.len,
+                offset: h.offset,
+                remaining,
+            });
+        }
+        let b = &input[*pos..*pos + h.len as usize];
+        *pos += h.len as usize;
+        Ok(b)
+    }
+
+    fn lookup(&self, index: u64, offset: usize) -> Result<&Entry, DecodeError> {
+        index
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.entries.get(i))
+            .ok_or(DecodeError::UnknownIndex { index, offset })
+    }
+
+    fn reference(
+        &self,
+        input: &[u8],
+        pos: &mut usize,
+        expected: &'static str,
+    ) -> Result<usize, DecodeError> {
+        let offset = *pos;
+        let index = varint::read(input, pos).ok_or(DecodeError::Truncated { offset })?;
+        match (self.lookup(index, offset)?, expected) {
+            (Entry::Tuple(id), "tuple") | (Entry::Vector(id), "vector") => Ok(*id),
+            (other, _) => Err(DecodeError::WrongKind {
+                index,
+                offset,
+                found: other.kind(),
+                expected,
+            }),
+        }
+    }
+
+    /// Decodes one value. `None` is the encoding's "delete this key".
+    ///
+    /// Recursive through [`Self::tuple_body`] and [`Self::vector_body`]; everything else is
+    /// kept out of line so that each level of nesting costs little stack, even unoptimised.
+    fn value(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        encoding: Encoding,
+        depth: usize,
+    ) -> Result<Option<Node>, DecodeError> {
+        let h = Self::header(input, pos, encoding)?;
+        if depth >= MAX_DEPTH {
+            return Err(DecodeError::TooDeep { offset: h.offset });
+        }
+        match h.ty {
+            ty::TUPLE => self.tuple_body(input, pos, encoding, depth, &h).map(Some),
+            ty::VECTOR => self.vector_body(input, pos, encoding, depth, &h).map(Some),
+            _ => self.leaf(input, pos, encoding, &h),
+        }
+    }
+
+    fn tuple_body(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        encoding: Encoding,
+        depth: usize,
+        h: &Header,
+    ) -> Result<Node, DecodeError> {
+        let id = if h.immediate {
+            self.tuples.push(BTreeMap::new());
+            self.entries.push(Entry::Tuple(self.tuples.len() - 1));
+            self.tuples.len() - 1
+        } else {
+            self.reference(input, pos, "tuple")?
+        };
+        // Each entry consumes at least one byte, so the loop is bounded by the input.
+        for _ in 0..h.len {
+            let key = self.key(input, pos, encoding)?;
+            match self.value(input, pos, encoding, depth + 1)? {
+                Some(v) => {
+                    self.tuples[id].insert(key, v);
+                }
+                None => {
+                    self.tuples[id].remove(&key);
+                }
+            }
+        }
+        Ok(Node::Tuple(id))
+    }
+
+    fn vector_body(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        encoding: Encoding,
+        depth: usize,
+        h: &Header,
+    ) -> Result<Node, DecodeError> {
+        let id = if h.immediate {
+            self.vectors.push(Vec::new());
+            self.entries.push(Entry::Vector(self.vectors.len() - 1));
+            self.vectors.len() - 1
+        } else {
+            self.reference(input, pos, "vector")?
+        };
+        for i in 0..h.len {
+            let at = *pos;
+            let v = self.value(input, pos, encoding, depth + 1)?;
+            self.set_element(id, i, v, at)?;
+        }
+        Ok(Node::Vector(id))
+    }
+
+    #[inline(never)]
+    fn set_element(
+        &mut self,
+        id: usize,
+        element: u64,
+        v: Option<Node>,
+        offset: usize,
+    ) -> Result<(), DecodeError> {
+        let items = &mut self.vectors[id];
+        match (v, usize::try_from(element)) {
+            (Some(v), Ok(i)) if i < items.len() => items[i] = v,
+            (Some(v), Ok(i)) if i == items.len() => items.push(v),
+            _ => return Err(DecodeError::BadVectorElement { element, offset }),
+        }
+        Ok(())
+    }
+
+    /// A tuple key: an immediate symbol (which joins the dictionary) or a symbol reference.
+    #[inline(never)]
+    fn key(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        encoding: Encoding,
+    ) -> Result<Vec<u8>, DecodeError> {
+        let kh = Self::header(input, pos, encoding)?;
+        if kh.immediate {
+            let name = Self::bytes(input, pos, &kh)?.to_vec();
+            self.entries.push(Entry::Symbol(name.clone()));
+            return Ok(name);
+        }
+        match self.lookup(kh.len, kh.offset)? {
+            Entry::Symbol(s) => Ok(s.clone()),
+            other => Err(DecodeError::WrongKind {
+                index: kh.len,
+                offset: kh.offset,
+                found: other.kind(),
+                expected: "symbol",
+            }),
+        }
+    }
+
+    /// Integers, strings and untyped buffers (which may also reference any dictionary entry).
+    #[inline(never)]
+    fn leaf(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        encoding: Encoding,
+        h: &Header,
+    ) -> Result<Option<Node>, DecodeError> {
+        match h.ty {
+            ty::INTEGER => {
+                if !h.immediate {
+                    return Err(DecodeError::IntegerReference { offset: h.offset });
+                }
+                let at = *pos;
+                let magnitude =
+                    varint::read(input, pos).ok_or(DecodeError::Truncated { offset: at })?;
+                let v = if h.len > 0 {
+                    -i128::from(magnitude)
+                } else {
+                    i128::from(magnitude)
+                };
+                Ok(Some(Node::Leaf(Value::Integer(v))))
+            }
+            ty::STRING => {
+                if h.immediate {
+                    let s = Self::bytes(input, pos, h)?;
+                    Ok(Some(Node::Leaf(Value::String(s.to_vec()))))
+                } else {
+                    match self.lookup(h.len, h.offset)? {
+                        Entry::Symbol(s) => Ok(Some(Node::Leaf(Value::String(s.clone())))),
+                        other => Err(DecodeError::WrongKind {
+                            index: h.len,
+                            offset: h.offset,
+                            found: other.kind(),
+                            expected: "symbol",
+                        }),
+                    }
+                }
+            }
+            ty::BUFFER => {
+                if h.len == 0 {
+                    return Ok(None);
+                }
+                // The v4 encoding has no string type: its text values are buffers.
+                let text = |b: Vec<u8>| match encoding {
+                    Encoding::V4 => Value::String(b),
+                    Encoding::V5 => Value::Buffer(b),
+                };
+                if h.immediate {
+                    let b = Self::bytes(input, pos, h)?;
+                    if b == [0] {
+                        return Ok(Some(Node::Leaf(Value::Null)));
+                    }
+                    Ok(Some(Node::Leaf(text(b.to_vec()))))
+                } else {
+                    Ok(Some(match self.lookup(h.len, h.offset)? {
+                        Entry::Symbol(s) => Node::Leaf(text(s.clone())),
+                        Entry::Tuple(id) => Node::Tuple(*id),
+                        Entry::Vector(id) => Node::Vector(*id),
+                    }))
+                }
+            }
+            other => Err(DecodeError::UnknownType {
+                ty: other,
+                offset: h.offset,
+            }),
+        }
+    }
+}
+
+struct Materializer<'a> {
+    d: &'a Decoder,
+    tuple_on_path: Vec<bool>,
+    vector_on_path: Vec<bool>,
+    budget: u64,
+    limit: u64,
+}
+
+impl Materializer<'_> {
+    fn spend(&mut self) -> Result<(), DecodeError> {
+        self.budget = self
+            .budget
+            .checked_sub(1)
+            .ok_or(DecodeError::TooLarge(self.limit))?;
+        Ok(())
+    }
+
+    fn tuple(&mut self, id: usize, depth: usize) -> Result<Tuple, DecodeError> {
+        if self.tuple_on_path[id] {
+            return Err(DecodeError::Cycle);
+        }
+        self.tuple_on_path[id] = true;
+        let mut out = Tuple::new();
+        for (k, v) in &self.d.tuples[id] {
+            out.insert(k.clone(), self.node(v, depth + 1)?);
+        }
+        self.tuple_on_path[id] = false;
+        Ok(out)
+    }
+
+    fn node(&mut self, n: &Node, depth: usize) -> Result<Value, DecodeError> {
+        self.spend()?;
+        if depth >= MAX_DEPTH {
+            return Err(DecodeError::TooDeep { offset: 0 });
+        }
+        Ok(match n {
+            Node::Leaf(v) => v.clone(),
+            Node::Tuple(id) => Value::Tuple(self.tuple(*id, depth)?),
+            Node::Vector(id) => {
+                let id = *id;
+                if self.vector_on_path[id] {
+                    return Err(DecodeError::Cycle);
+                }
+                self.vector_on_path[id] = true;
+                let mut out = Vec::new();
+                for item in &self.d.vectors[id] {
+                    out.push(self.node(item, depth + 1)?);
+                }
+                self.vector_on_path[id] = false;
+                Value::Vector(out)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode;
+    use proptest::prelude::*;
+
+    fn decode(bytes: &[u8]) -> Result<Tuple, DecodeError> {
+        let mut d = Decoder::new();
+        d.record(bytes, Encoding::V5)?;
+        d.root()
+    }
+
+    /// The per-attribute records mkfs writes after the tree (nanos-image-format.md §2.9):
+    /// tuple #5 gets `extents`, then an extent, then `filelength`, all by reference.
+    #[test]
+    fn mkfs_style_updates_by_reference() {
+        let mut d = Decoder::new();
+        // root (#1) { children (#2): (#3) { hello (#4): (#5) {} } }
+        let mut r = vec![0x91, 0x88, 0x08];
+        r.extend_from_slice(b"children");
+        r.extend_from_slice(&[0x91, 0x85]);
+        r.extend_from_slice(b"hello");
+        r.push(0x90);
+        d.record(&r, Encoding::V5).unwrap();
+        // #5 gets extents = new empty tuple (#7; symbol "extents" is #6)
+        let mut r = vec![0x11, 0x05, 0x87];
+        r.extend_from_slice(b"extents");
+        r.push(0x90);
+        d.record(&r, Encoding::V5).unwrap();
+        // #7 gets "0" = {length 1490, allocated 1490, offset 3073}
+        let mut r = vec![0x11, 0x07, 0x81, b'0', 0x93, 0x86];
+        r.extend_from_slice(b"length");
+        r.extend_from_slice(&[0xB0, 0x8B, 0x52, 0x88, 0x09]);
+        r.extend_from_slice(b"allocated");
+        r.extend_from_slice(&[0xB0, 0x8B, 0x52, 0x86]);
+        r.extend_from_slice(b"offset");
+        r.extend_from_slice(&[0xB0, 0x98, 0x01]);
+        d.record(&r, Encoding::V5).unwrap();
+        // #5 gets filelength = 762392
+        let mut r = vec![0x11, 0x05, 0x88, 0x0A];
+        r.extend_from_slice(b"filelength");
+        r.extend_from_slice(&[0xB0, 0xAE, 0xC4, 0x18]);
+        d.record(&r, Encoding::V5).unwrap();
+
+        let root = d.root().unwrap();
+        let hello = root[&b"children"[..]].as_tuple().unwrap()[&b"hello"[..]]
+            .as_tuple()
+            .unwrap();
+        assert_eq!(hello[&b"filelength"[..]], Value::Integer(762_392));
+        let ext = hello[&b"extents"[..]].as_tuple().unwrap()[&b"0"[..]]
+            .as_tuple()
+            .unwrap();
+        assert_eq!(ext[&b"offset"[..]].as_u64(), Some(3073));
+        assert_eq!(ext[&b"length"[..]].as_u64(), Some(1490));
+        assert_eq!(ext[&b"allocated"[..]].as_u64(), Some(1490));
+    }
+
+    #[test]
+    fn an_empty_untyped_value_deletes_the_key() {
+        let mut d = Decoder::new();
+        d.record(&[0x91, 0x81, b'a', 0xC1, b'x'], Encoding::V5).unwrap();
+        assert_eq!(d.root().unwrap().len(), 1);
+        // tuple #1 by reference, 1 entry: symbol #2 ("a") = untyped buffer of length 0
+        d.record(&[0x11, 0x01, 0x02, 0x80], Encoding::V5).unwrap();
+        assert!(d.root().unwrap().is_empty());
+    }
+
+    #[test]
+    fn null_and_negative_integers() {
+        let t = decode(&[0x92, 0x81, b'f', 0x81, 0x00, 0x81, b'n', 0xB1, 0x05]).unwrap();
+        assert_eq!(t[&b"f"[..]], Value::Null);
+        assert_eq!(t[&b"n"[..]], Value::Integer(-5));
+    }
+
+    #[test]
+    fn v4_headers() {
+        // v4: tuple 0x41 (imm, type bit 6, 1 entry), key 0x81 "a", value buffer 0x82 "hi"
+        let mut d = Decoder::new();
+        d.record(&[0xC1, 0x81, b'a', 0x82, b'h', b'i'], Encoding::V4)
+            .unwrap();
+        let t = d.root().unwrap();
+        assert_eq!(t[&b"a"[..]], Value::string("hi"));
+    }
+
+    #[test]
+    fn hostile_records_are_errors() {
+        // truncated string
+        assert!(matches!(
+            decode(&[0x91, 0x81, b'a', 0xC5, b'x']),
+            Err(DecodeError::TooLong { .. })
+        ));
+        // huge claimed entry count: runs out of input, no giant allocation
+        assert!(matches!(
+            decode(&[0x9F, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        // reference to an undefined index
+        assert!(matches!(
+            decode(&[0x91, 0x08, 0x09, 0xC1, b'x']),
+            Err(DecodeError::UnknownIndex { index: 9, .. })
+        ));
+        // type 7
+        assert!(matches!(
+            decode(&[0x91, 0x81, b'a', 0xF0]),
+            Err(DecodeError::UnknownType { ty: 7, .. })
+        ));
+        // a tuple that contains itself: #1 { a: ref #1 }
+        assert_eq!(decode(&[0x91, 0x81, b'a', 0x01]), Err(DecodeError::Cycle));
+        // the first object is a vector
+        let mut d = Decoder::new();
+        d.record(&[0xA0], Encoding::V5).unwrap();
+        assert_eq!(d.root(), Err(DecodeError::RootNotTuple("vector")));
+        // trailing garbage
+        assert_eq!(
+            decode(&[0x90, 0x00]),
+            Err(DecodeError::Trailing { count: 1 })
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let mut r = vec![0x91, 0x81, b'a'];
+        for _ in 0..100_000 {
+            r.extend_from_slice(&[0x91, 0x02]);
+        }
+        assert!(matches!(decode(&r), Err(DecodeError::TooDeep { .. }) | Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn shared_references_cannot_explode() {
+        // Each level is a tuple whose two entries both refer to the level below: 2^40 values
+        // if expanded naively.
+        let reference = |index: u64| {
+            let mut v = Vec::new();
+            crate::encode::push_header(&mut v, false, ty::BUFFER, index);
+            v
+        };
+        let mut d = Decoder::new();
+        d.record(&[0x90], Encoding::V5).unwrap(); // #1: the root
+        d.record(&[0x90], Encoding::V5).unwrap(); // #2: the bottom level
+        let mut r = vec![0x92, 0x81, b'a'];
+        r.extend(reference(2));
+        r.extend([0x81, b'b']);
+        r.extend(reference(2));
+        d.record(&r, Encoding::V5).unwrap(); // #3 tuple, #4 "a", #5 "b"
+        let mut prev = 3;
+        for level in 0..40 {
+            let mut r = vec![0x92];
+            r.extend(reference(4));
+            r.extend(reference(prev));
+            r.extend(reference(5));
+            r.extend(reference(prev));
+            d.record(&r, Encoding::V5).unwrap();
+            prev = 6 + level;
+        }
+        let mut r = vec![0x11, 0x01, 0x81, b'x'];
+        r.extend(reference(prev));
+        d.record(&r, Encoding::V5).unwrap();
+        assert!(matches!(d.root(), Err(DecodeError::TooLarge(_))));
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..20).prop_map(Value::String),
+            proptest::collection::vec(any::<u8>(), 2..20).prop_map(Value::Buffer),
+            (-(1i128 << 64) + 1..(1i128 << 64)).prop_map(Value::Integer),
+            Just(Value::Null),
+        ];
+        leaf.prop_recursive(6, 200, 8, |inner| {
+            prop_oneof![
+                proptest::collection::btree_map(
+                    proptest::collection::vec(any::<u8>(), 0..6),
+                    inner.clone(),
+                    0..8
+                )
+                .prop_map(Value::Tuple),
+                proptest::collection::vec(inner, 0..8).prop_map(Value::Vector),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_decode_gives_the_same_tree(
+            root in proptest::collection::btree_map(
+                proptest::collection::vec(any::<u8>(), 0..6), arb_value(), 0..10)
+        ) {
+            let bytes = encode(&root).unwrap();
+            prop_assert_eq!(decode(&bytes).unwrap(), root);
+        }
+
+        #[test]
+        fn decoding_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut d = Decoder::new();
+            if d.record(&bytes, Encoding::V5).is_ok() {
+                let _ = d.root();
+            }
+            let mut d = Decoder::new();
+            if d.record(&bytes, Encoding::V4).is_ok() {
+                let _ = d.root();
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Printing values the way Nanos's `dump` tool prints filesystem metadata.
+//!
+//! The format is `print_value` of `nanos/src/runtime/extra_prints.c` with indentation on:
+//! tuple entries in bytewise key order as `key:value`, one per line, aligned under the first
+//! entry; vectors as `[a` / ` b]` aligned the same way; strings raw; integers in decimal;
+//! `<null>` for the null value; `{binary, length N}` for untyped buffers that are not
+//! printable ASCII. A value already printed on the current path prints `<visited>`.
+
+use crate::value::{Tuple, Value};
+
+/// Options for [`nanos_dump`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DumpOptions {
+    /// Show the `..` entry that the kernel adds in memory to every directory (the root and
+    /// every tuple with `children` reached through `children`). It always prints as
+    /// `<visited>`, since it points at the parent being printed. `dump` shows these.
+    pub parent_links: bool,
+}
+
+/// `value` as Nanos's `dump` prints it (without a trailing newline).
+pub fn nanos_dump(value: &Value, options: DumpOptions) -> String {
+    let mut out = String::new();
+    let mut p = Printer {
+        out: &mut out,
+        options,
+    };
+    p.value(value, 0, options.parent_links);
+    out
+}
+
+struct Printer<'a> {
+    out: &'a mut String,
+    options: DumpOptions,
+}
+
+impl Printer<'_> {
+    fn column(&self) -> usize {
+        self.out.len() - self.out.rfind('\n').map_or(0, |i| i + 1)
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        // dump writes raw bytes; keep them readable as far as UTF-8 allows.
+        self.out.push_str(&String::from_utf8_lossy(b));
+    }
+
+    fn value(&mut self, v: &Value, indent: usize, is_dir: bool) {
+        match v {
+            Value::Tuple(t) => self.tuple(t, indent, is_dir),
+            Value::Vector(items) => {
+                self.out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push('\n');
+                        self.out.push_str(&" ".repeat(indent + 1));
+                    }
+                    self.value(item, indent + 1, false);
+                }
+                self.out.push(']');
+            }
+            Value::String(s) => self.bytes(s),
+            Value::Buffer(b) => {
+                if b.iter().all(|c| (0x20..=0x7e).contains(c)) {
+                    self.bytes(b)
+                } else {
+                    self.out.push_str(&format!("{{binary, length {}}}", b.len()))
+                }
+            }
+            Value::Integer(i) => self.out.push_str(&i.to_string()),
+            Value::Null => self.out.push_str("<null>"),
+        }
+    }
+
+    fn tuple(&mut self, t: &Tuple, indent: usize, is_dir: bool) {
+        self.out.push('(');
+        let indent = indent + 1;
+        let parent: Option<(&[u8], Option<&Value>)> = is_dir.then_some((b"..", None));
+        let mut entries: Vec<(&[u8], Option<&Value>)> = parent.into_iter().collect();
+        entries.extend(t.iter().map(|(k, v)| (k.as_slice(), Some(v))));
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let walks_children = self.options.parent_links && is_dir;
+        for (i, (k, v)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push('\n');
+                self.out.push_str(&" ".repeat(indent));
+            }
+            self.bytes(k);
+            self.out.push(':');
+            let next = self.column();
+            match v {
+                None => self.out.push_str("<visited>"),
+                Some(Value::Tuple(children)) if walks_children && k == b"children" => {
+                    self.children(children, next)
+                }
+                Some(v) => self.value(v, next, false),
+            }
+        }
+        self.out.push(')');
+    }
+
+    /// A `children` tuple: each entry that has `children` itself is a directory.
+    fn children(&mut self, t: &Tuple, indent: usize) {
+        self.out.push('(');
+        let indent = indent + 1;
+        for (i, (k, v)) in t.iter().enumerate() {
+            if i > 0 {
+                self.out.push('\n');
+                self.out.push_str(&" ".repeat(indent));
+            }
+            self.bytes(k);
+            self.out.push(':');
+            let next = self.column();
+            let is_dir = v
+                .as_tuple()
+                .is_some_and(|t| t.contains_key(&b"children"[..]));
+            self.value(v, next, is_dir);
+        }
+        self.out.push(')');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_like_dump() {
+        let mut env = Tuple::new();
+        env.insert(b"RUST_LOG".to_vec(), Value::string("debug"));
+        env.insert(b"RUST_BACKTRACE".to_vec(), Value::string("1"));
+        let mut dir = Tuple::new();
+        dir.insert(b"children".to_vec(), Value::Tuple(Tuple::new()));
+        let mut children = Tuple::new();
+        children.insert(b"workspace".to_vec(), Value::Tuple(dir));
+        let mut root = Tuple::new();
+        root.insert(
+            b"arguments".to_vec(),
+            Value::Vector(vec![Value::string("prog"), Value::string("two words")]),
+        );
+        root.insert(b"children".to_vec(), Value::Tuple(children));
+        root.insert(b"environment".to_vec(), Value::Tuple(env));
+        let text = nanos_dump(
+            &Value::Tuple(root),
+            DumpOptions {
+                parent_links: true,
+            },
+        );
+        assert_eq!(
+            text,
+            "(..:<visited>\n arguments:[prog\n            two words]\n children:(workspace:(..:<visited>\n                      children:()))\n environment:(RUST_BACKTRACE:1\n              RUST_LOG:debug))"
+        );
+    }
+}
