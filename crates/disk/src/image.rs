@@ -1,0 +1,383 @@
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use nanoimg_tfs::{PlannedVolume, ReadError, Tfs, WriteError};
+
+use crate::boot_image::BootImage;
+use crate::mbr::PartitionEntry;
+use crate::{BOOT_FS_SIZE, KLOG_SIZE, PARTITION_TYPE_ESP, PARTITION_TYPE_TFS};
+
+const SECTOR: u64 = 512;
+const PARTITION_TABLE: usize = 446;
+
+/// Why an image cannot be laid out, written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("the boot filesystem needs {needed} bytes but its partition has {available} (kernel and klibs too large)")]
+    BootFsTooLarge { needed: u64, available: u64 },
+    #[error("the boot filesystem's metadata needs {0} log extensions; stage2 can read only one (too many klibs)")]
+    BootFsLog(usize),
+    #[error("the image would be {size} bytes, more than an MBR partition can describe")]
+    TooLarge { size: u64 },
+    #[error("boot.img is {0} bytes, not a whole number of sectors")]
+    UnalignedBootImage(u64),
+    #[error("cannot write the {what}: {source}")]
+    Volume {
+        what: &'static str,
+        source: WriteError,
+    },
+    #[error("cannot write the image: {0}")]
+    Write(std::io::Error),
+    #[error("cannot read image {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    BadImage { path: PathBuf, reason: String },
+    #[error("{path}: {what}: {source}")]
+    Filesystem {
+        path: PathBuf,
+        what: &'static str,
+        source: ReadError,
+    },
+}
+
+/// The parts of a bootable image to write.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageSpec<'a> {
+    pub boot_image: &'a BootImage,
+    /// The boot filesystem (`/kernel`, `/klib/*`).
+    pub boot_fs: &'a PlannedVolume<'a>,
+    /// The root filesystem (the program's tree and the manifest).
+    pub root_fs: &'a PlannedVolume<'a>,
+    /// Zeroed bytes after the root filesystem's data, so the program can write.
+    pub root_free_space: u64,
+    /// Smallest total image size in bytes (ops's `BaseVolumeSz`).
+    pub min_image_size: u64,
+}
+
+/// Where everything goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageLayout {
+    pub boot_fs_offset: u64,
+    pub root_fs_offset: u64,
+    /// Total image size in bytes; the root filesystem runs to the end.
+    pub size: u64,
+}
+
+impl ImageLayout {
+    /// Computes the layout: boot.img, the klog gap, the 12 MiB boot filesystem, then the root
+    /// filesystem with its free space, the whole at least `min_image_size` (rounded up to a
+    /// sector).
+    pub fn compute(spec: &ImageSpec) -> Result<ImageLayout, DiskError> {
+        let boot_len = spec.boot_image.bytes().len() as u64;
+        if boot_len % SECTOR != 0 {
+            return Err(DiskError::UnalignedBootImage(boot_len));
+        }
+        if spec.boot_fs.size() > BOOT_FS_SIZE {
+            return Err(DiskError::BootFsTooLarge {
+                needed: spec.boot_fs.size(),
+                available: BOOT_FS_SIZE,
+            });
+        }
+        if spec.boot_fs.log_extensions() > 1 {
+            return Err(DiskError::BootFsLog(spec.boot_fs.log_extensions()));
+        }
+        let boot_fs_offset = boot_len + KLOG_SIZE;
+        let root_fs_offset = boot_fs_offset + BOOT_FS_SIZE;
+        let size = (root_fs_offset + spec.root_fs.size())
+            .checked_add(spec.root_free_space)
+            .map(|s| s.max(spec.min_image_size))
+            .and_then(|s| s.checked_next_multiple_of(SECTOR))
+            .ok_or(DiskError::TooLarge { size: u64::MAX })?;
+        if (size - root_fs_offset) / SECTOR > u64::from(u32::MAX) {
+            return Err(DiskError::TooLarge { size });
+        }
+        Ok(ImageLayout {
+            boot_fs_offset,
+            root_fs_offset,
+            size,
+        })
+    }
+}
+
+/// Writes a bootable BIOS image to `out`, which must be a new, empty file: regions nanoimg
+/// does not write (the klog gap, free space) are left as holes that read as zeros.
+pub fn write_image(out: &mut File, spec: &ImageSpec) -> Result<ImageLayout, DiskError> {
+    let layout = ImageLayout::compute(spec)?;
+    let mut mbr = spec.boot_image.bytes()[..SECTOR as usize].to_vec();
+    let entries = [
+        PartitionEntry::new(PARTITION_TYPE_TFS, layout.boot_fs_offset, BOOT_FS_SIZE),
+        PartitionEntry::new(
+            PARTITION_TYPE_TFS,
+            layout.root_fs_offset,
+            layout.size - layout.root_fs_offset,
+        ),
+        PartitionEntry::default(),
+        PartitionEntry::default(),
+    ];
+    for (i, e) in entries.iter().enumerate() {
+        let at = PARTITION_TABLE + 16 * i;
+        mbr[at..at + 16].copy_from_slice(&e.to_bytes());
+    }
+    out.seek(SeekFrom::Start(0)).map_err(DiskError::Write)?;
+    out.write_all(&mbr).map_err(DiskError::Write)?;
+    out.write_all(&spec.boot_image.bytes()[SECTOR as usize..])
+        .map_err(DiskError::Write)?;
+    spec.boot_fs
+        .write(out, layout.boot_fs_offset)
+        .map_err(|source| DiskError::Volume {
+            what: "boot filesystem",
+            source,
+        })?;
+    spec.root_fs
+        .write(out, layout.root_fs_offset)
+        .map_err(|source| DiskError::Volume {
+            what: "root filesystem",
+            source,
+        })?;
+    out.set_len(layout.size).map_err(DiskError::Write)?;
+    Ok(layout)
+}
+
+/// A partition of an image as read from its MBR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// Index in the partition table (0..4).
+    pub index: usize,
+    pub entry: PartitionEntry,
+    /// Byte offset and size. For the root filesystem the size is what the kernel uses: the
+    /// rest of the disk, whatever the entry says.
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// A Nanos disk image opened for reading: either partitioned (BIOS, or the UEFI hybrid whose
+/// first entry is the ESP) or a raw TFS volume.
+#[derive(Debug)]
+pub struct DiskImage {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    mbr: Option<[u8; 512]>,
+    esp: Option<Partition>,
+    boot: Option<Partition>,
+    root: Partition,
+}
+
+impl DiskImage {
+    /// Opens `path` and finds its filesystems the way Nanos does (`partition_get`,
+    /// `mbr_read`): an MBR signature means a boot disk whose entry 0, 1 (or 1, 2 after an
+    /// ESP) are the boot and root filesystems; no signature means a raw TFS volume.
+    pub fn open(path: &Path) -> Result<DiskImage, DiskError> {
+        let read = |source| DiskError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bad = |reason: String| DiskError::BadImage {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut file = File::open(path).map_err(read)?;
+        let size = file.metadata().map_err(read)?.len();
+        if size < SECTOR {
+            return Err(bad(format!("{size} bytes is too small for a Nanos image")));
+        }
+        let mut sector0 = [0u8; 512];
+        file.read_exact(&mut sector0).map_err(read)?;
+        let whole = |index| Partition {
+            index,
+            entry: PartitionEntry::default(),
+            offset: 0,
+            size,
+        };
+        if sector0[510..512] != [0x55, 0xAA] {
+            return Ok(DiskImage {
+                path: path.to_path_buf(),
+                file,
+                size,
+                mbr: None,
+                esp: None,
+                boot: None,
+                root: whole(0),
+            });
+        }
+        let entry = |i: usize| {
+            let at = PARTITION_TABLE + 16 * i;
+            PartitionEntry::from_bytes(sector0[at..at + 16].try_into().expect("16 bytes"))
+        };
+        let part = |index: usize, whole_disk: bool| -> Result<Partition, DiskError> {
+            let e = entry(index);
+            let offset = u64::from(e.lba_start) * SECTOR;
+            if e.lba_start == 0 || offset >= size {
+                return Err(bad(format!(
+                    "partition {index} starts at sector {}, outside the {size}-byte image",
+                    e.lba_start
+                )));
+            }
+            let len = if whole_disk {
+                size - offset
+            } else {
+                u64::from(e.sectors) * SECTOR
+            };
+            if offset + len > size {
+                return Err(bad(format!(
+                    "partition {index} (sectors {}+{}) runs past the end of the {size}-byte image",
+                    e.lba_start, e.sectors
+                )));
+            }
+            Ok(Partition {
+                index,
+                entry: e,
+                offset,
+                size: len,
+            })
+        };
+        let first = if entry(0).partition_type == PARTITION_TYPE_ESP {
+            1
+        } else {
+            0
+        };
+        let esp = if first == 1 { Some(part(0, false)?) } else { None };
+        Ok(DiskImage {
+            path: path.to_path_buf(),
+            size,
+            mbr: Some(sector0),
+            esp,
+            boot: Some(part(first, false)?),
+            root: part(first + 1, true)?,
+            file,
+        })
+    }
+
+    /// The image's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The MBR sector, if the image is partitioned.
+    pub fn mbr(&self) -> Option<&[u8; 512]> {
+        self.mbr.as_ref()
+    }
+
+    /// The EFI System Partition of a UEFI hybrid image.
+    pub fn esp(&self) -> Option<Partition> {
+        self.esp
+    }
+
+    /// The boot filesystem partition (absent for a raw volume).
+    pub fn boot_partition(&self) -> Option<Partition> {
+        self.boot
+    }
+
+    /// The root filesystem's place (the whole file for a raw volume).
+    pub fn root_partition(&self) -> Partition {
+        self.root
+    }
+
+    /// The stage2 length from the MBR's region record, if it has one.
+    pub fn stage2_len(&self) -> Option<u64> {
+        let mbr = self.mbr.as_ref()?;
+        let ty = u32::from_le_bytes(mbr[442..446].try_into().expect("4 bytes"));
+        (ty == 12).then(|| u64::from_le_bytes(mbr[434..442].try_into().expect("8 bytes")))
+    }
+
+    fn open_fs(&self, p: Partition, what: &'static str) -> Result<Tfs<File>, DiskError> {
+        let file = self.file.try_clone().map_err(|source| DiskError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        Tfs::open(file, p.offset, p.size).map_err(|source| DiskError::Filesystem {
+            path: self.path.clone(),
+            what,
+            source,
+        })
+    }
+
+    /// Opens the root filesystem (or the raw volume).
+    pub fn root_fs(&self) -> Result<Tfs<File>, DiskError> {
+        self.open_fs(self.root, "root filesystem")
+    }
+
+    /// Opens the boot filesystem, if the image has one.
+    pub fn boot_fs(&self) -> Result<Option<Tfs<File>>, DiskError> {
+        self.boot
+            .map(|p| self.open_fs(p, "boot filesystem"))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot_image::fake_boot_image;
+    use nanoimg_tfs::{plan, Dir, Entry, FileSource, Node, VolumeSpec};
+    use nanoimg_tuple::{Tuple, Value};
+
+    #[test]
+    fn writes_a_bios_image_that_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot_image =
+            BootImage::parse(fake_boot_image(94), Path::new("boot.img")).unwrap();
+        let mut boot = Dir::new();
+        boot.insert(b"/kernel", Node::File(FileSource::Bytes(vec![0xCC; 300_004])))
+            .unwrap();
+        let mut root = Dir::new();
+        root.insert(b"/prog", Node::File(FileSource::Bytes(b"prog".to_vec())))
+            .unwrap();
+        let mut manifest = Tuple::new();
+        manifest.insert(b"program".to_vec(), Value::string("/prog"));
+        let empty = Tuple::new();
+        let boot_fs = plan(&VolumeSpec {
+            label: b"",
+            uuid: None,
+            root: &boot,
+            manifest: &empty,
+        })
+        .unwrap();
+        let root_fs = plan(&VolumeSpec {
+            label: b"",
+            uuid: None,
+            root: &root,
+            manifest: &manifest,
+        })
+        .unwrap();
+        let path = dir.path().join("x.img");
+        let mut out = File::create(&path).unwrap();
+        let layout = write_image(
+            &mut out,
+            &ImageSpec {
+                boot_image: &boot_image,
+                boot_fs: &boot_fs,
+                root_fs: &root_fs,
+                root_free_space: 1 << 20,
+                min_image_size: 0,
+            },
+        )
+        .unwrap();
+        drop(out);
+        // The documented offsets for a 94-sector stage2.
+        assert_eq!(layout.boot_fs_offset, 52_736);
+        assert_eq!(layout.root_fs_offset, 12_635_648);
+        assert_eq!(layout.size, 12_635_648 + root_fs.size() + (1 << 20));
+
+        let img = DiskImage::open(&path).unwrap();
+        assert_eq!(img.size(), layout.size);
+        assert_eq!(img.stage2_len(), Some(94 * 512));
+        let bp = img.boot_partition().unwrap();
+        assert_eq!(bp.entry.to_bytes()[..8], [0x80, 0x01, 0x29, 0x00, 0x83, 0x88, 0x2E, 0x01]);
+        assert_eq!(img.root_partition().size, layout.size - layout.root_fs_offset);
+        let mut b = img.boot_fs().unwrap().unwrap();
+        let tree = b.tree().unwrap();
+        let Entry::File(k) = &tree[&b"kernel"[..]] else { panic!() };
+        assert_eq!(b.read_file(k).unwrap(), vec![0xCC; 300_004]);
+        let r = img.root_fs().unwrap();
+        assert_eq!(r.root()[&b"program"[..]], Value::string("/prog"));
+        // stage2 is copied verbatim after the MBR.
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[512..48_640], &boot_image.bytes()[512..]);
+        assert!(bytes[48_640..52_736].iter().all(|&b| b == 0), "klog gap is zero");
+    }
+}

@@ -1,0 +1,29 @@
+//! The Nanos bootable disk image: everything around the filesystems.
+//!
+//! A BIOS image is `boot.img` (stage1 in the MBR, then stage2) · a 4 KiB klog area · the
+//! 12 MiB boot filesystem holding `/kernel` · the root filesystem to the end of the disk, with
+//! MBR entries for the two filesystems (`nanos-image-format.md` §1). This crate
+//!
+//! - checks a `boot.img` and reads the stage2 size from its region record ([`BootImage`]),
+//!   because every offset after the MBR depends on it;
+//! - computes the layout and writes the image from two planned TFS volumes
+//!   ([`write_image`]);
+//! - reads any Nanos disk image back — partitioned (BIOS or UEFI hybrid) or a raw TFS volume —
+//!   and opens its filesystems ([`DiskImage`]).
+
+mod boot_image;
+mod image;
+mod mbr;
+
+pub use boot_image::{BootImage, BootImageError};
+pub use image::{write_image, DiskError, DiskImage, ImageLayout, ImageSpec, Partition};
+pub use mbr::{chs, PartitionEntry};
+
+/// The kernel's crash log area right before the first partition (`KLOG_DUMP_SIZE`).
+pub const KLOG_SIZE: u64 = 4096;
+/// Size of the boot filesystem partition (`BOOTFS_SIZE`).
+pub const BOOT_FS_SIZE: u64 = 12 * 1024 * 1024;
+/// MBR partition type of the TFS partitions.
+pub const PARTITION_TYPE_TFS: u8 = 0x83;
+/// MBR partition type of an EFI System Partition; entry 0 having it shifts boot/root by one.
+pub const PARTITION_TYPE_ESP: u8 = 0xEF;
