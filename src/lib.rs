@@ -1,0 +1,169 @@
+//! nanoimg builds bootable Nanos unikernel disk images natively: no ops, no Go, no
+//! subprocess.
+//!
+//! This crate is the thin facade over the pipeline that the `nanoimg` binary drives:
+//!
+//! ```text
+//! KernelDir (nanoimg-release) ─┐
+//! Config (nanoimg-config) ─────┼─> Plan (nanoimg-plan) ─> PlannedVolume ×2 (nanoimg-tfs)
+//! program ─────────────────────┘                           └─> image file (nanoimg-disk)
+//! ```
+//!
+//! [`build`] runs it end to end and writes the image atomically: to a temporary file beside
+//! the output, renamed into place only when complete.
+
+use std::path::{Path, PathBuf};
+
+pub use nanoimg_config as config;
+pub use nanoimg_disk as disk;
+pub use nanoimg_plan as plan;
+pub use nanoimg_release as release;
+pub use nanoimg_tfs as tfs;
+pub use nanoimg_tuple as tuple;
+
+use nanoimg_config::{Config, ConfigError};
+use nanoimg_disk::{BootImage, BootImageError, DiskError, ImageLayout, ImageSpec};
+use nanoimg_plan::{Inputs, Plan, PlanError};
+use nanoimg_release::{KernelDir, ReleaseError};
+use nanoimg_tfs::{VolumeSpec, WriteError};
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The program on the host.
+    pub program: PathBuf,
+    /// The ops config file, if any.
+    pub config: Option<PathBuf>,
+    /// An unpacked Nanos release folder.
+    pub kernel_dir: PathBuf,
+    /// Where to write the image; `<image name>.img` in the current directory by default.
+    pub output: Option<PathBuf>,
+}
+
+/// What was built.
+#[derive(Clone, Debug)]
+pub struct BuildReport {
+    pub output: PathBuf,
+    pub layout: ImageLayout,
+    pub plan: Plan,
+}
+
+/// Why a build failed. Every variant names the file or value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    BootImage(#[from] BootImageError),
+    #[error("cannot lay out the {what}: {source}")]
+    Volume {
+        what: &'static str,
+        source: WriteError,
+    },
+    #[error("{path}: {source}")]
+    Disk { path: PathBuf, source: DiskError },
+    #[error("cannot create the image in {dir}: {source}")]
+    Output {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot move the finished image to {path}: {source}")]
+    Persist {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Builds an image. Nothing is written at the output path unless the whole image was.
+pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
+    let kernel = KernelDir::open(&options.kernel_dir)?;
+    let boot_image = BootImage::read(&kernel.boot)?;
+    let config = match &options.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let plan = nanoimg_plan::plan(&Inputs {
+        program: &options.program,
+        config: &config,
+        config_path: options.config.as_deref(),
+        kernel: &kernel,
+    })?;
+
+    let empty = tuple::Tuple::new();
+    let boot_fs = tfs::plan(&VolumeSpec {
+        label: b"",
+        uuid: None,
+        root: &plan.boot,
+        manifest: &empty,
+    })
+    .map_err(|source| BuildError::Volume {
+        what: "boot filesystem",
+        source,
+    })?;
+    let root_fs = tfs::plan(&VolumeSpec {
+        label: b"",
+        uuid: None,
+        root: &plan.root,
+        manifest: &plan.manifest,
+    })
+    .map_err(|source| BuildError::Volume {
+        what: "root filesystem",
+        source,
+    })?;
+    let spec = ImageSpec {
+        boot_image: &boot_image,
+        boot_fs: &boot_fs,
+        root_fs: &root_fs,
+        root_free_space: plan.root_free_space,
+        min_image_size: plan.min_image_size,
+    };
+
+    let output = options
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.img", plan.image_name)));
+    let disk_err = |source| BuildError::Disk {
+        path: output.clone(),
+        source,
+    };
+    // Lay out first, so that a too-large kernel fails before any file is created.
+    ImageLayout::compute(&spec).map_err(disk_err)?;
+
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".nanoimg-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|source| BuildError::Output {
+            dir: dir.clone(),
+            source,
+        })?;
+    let layout = nanoimg_disk::write_image(temp.as_file_mut(), &spec).map_err(disk_err)?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|source| BuildError::Persist {
+            path: output.clone(),
+            source,
+        })?;
+    temp.persist(&output).map_err(|e| BuildError::Persist {
+        path: output.clone(),
+        source: e.error,
+    })?;
+    Ok(BuildReport {
+        output,
+        layout,
+        plan,
+    })
+}
+
+/// The absolute form of `p` for messages, or `p` itself when that fails.
+pub fn display_path(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

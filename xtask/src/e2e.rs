@@ -1,0 +1,515 @@
+//! `cargo xtask e2e`: build real images with the nanoimg CLI and boot them.
+//!
+//! Steps: check prerequisites, compile the samples into a temporary work
+//! directory, build `nanoimg` in release mode, then for every case write an
+//! ops-format `config.json`, run `nanoimg build`, boot the image under QEMU
+//! and look for the expected lines on the serial console.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::expect;
+use crate::prereq::{self, Tools};
+use crate::qemu::{self, BootEnd};
+use crate::samples::{self, Sample};
+
+/// Exit status when a case failed or the runner hit an error.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status when nothing was tested (missing prerequisites, all skipped).
+pub const EXIT_NOT_RUN: u8 = 2;
+
+/// Set to `1` to run the cases that need dynamic library packing.
+const DYNAMIC_ENV: &str = "NANOIMG_E2E_DYNAMIC";
+
+/// Console lines shown when a case fails.
+const CONSOLE_TAIL_LINES: usize = 40;
+
+/// Last stdout line of a successful `nanoimg build`.
+const IMAGE_MARKER: &str = "Bootable image file:";
+
+#[derive(Debug, clap::Args)]
+pub struct E2eArgs {
+    /// Nanos release folder containing kernel.img and boot.img
+    /// [default: $NANOIMG_E2E_KERNEL_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub kernel_dir: Option<PathBuf>,
+
+    /// Copy every built image, console log and build log into DIR
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+
+    /// Kill QEMU and fail the case if a boot takes longer than N seconds
+    #[arg(long, value_name = "N", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_secs: u64,
+
+    /// Use this nanoimg binary instead of building one with
+    /// `cargo build --release -p nanoimg`
+    #[arg(long, value_name = "PATH")]
+    pub nanoimg_bin: Option<PathBuf>,
+}
+
+/// Case counts of one run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl Summary {
+    /// 0 only if no case failed and at least one passed; skips alone never
+    /// make a run pass.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.failed > 0 {
+            ExitCode::from(EXIT_FAILED)
+        } else if self.passed == 0 {
+            ExitCode::from(EXIT_NOT_RUN)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Runs the e2e test. Missing prerequisites come back as an error carrying
+/// [`prereq::MissingPrerequisites`].
+pub fn run(args: &E2eArgs) -> Result<Summary> {
+    let tools = prereq::check(args.kernel_dir.as_deref())?;
+    let nanoimg_override = args
+        .nanoimg_bin
+        .as_deref()
+        .map(resolve_nanoimg_bin)
+        .transpose()?;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let run_dynamic = env::var(DYNAMIC_ENV).as_deref() == Ok("1");
+
+    let work = tempfile::Builder::new()
+        .prefix("nanoimg-e2e-")
+        .tempdir()
+        .context("creating the temporary work directory")?;
+    let work_dir = work.path();
+    if let Some(keep) = &args.keep {
+        fs::create_dir_all(keep)
+            .with_context(|| format!("creating --keep folder {}", keep.display()))?;
+    }
+    println!("e2e: kernel folder {}", tools.kernel_dir.display());
+    println!("e2e: work directory {}", work_dir.display());
+
+    // Compile first: toolchain problems are prerequisites and should surface
+    // before the (slower) nanoimg build.
+    samples::write_sources(work_dir)?;
+    let mut plan = Vec::new();
+    for sample in samples::SAMPLES {
+        let step = if sample.requires_dynamic_libs && !run_dynamic {
+            Step::Skip
+        } else {
+            Step::Run(sample.compile(&tools, work_dir)?)
+        };
+        plan.push((sample, step));
+    }
+
+    let nanoimg = match nanoimg_override {
+        Some(path) => path,
+        None => build_nanoimg()?,
+    };
+    println!("e2e: using {}", nanoimg.display());
+
+    let mut summary = Summary::default();
+    for (sample, step) in &plan {
+        match step {
+            Step::Skip => {
+                println!(
+                    "e2e: {} ... SKIP (needs dynamic library packing, issue 3; \
+                     set {DYNAMIC_ENV}=1 to run it)",
+                    sample.case
+                );
+                summary.skipped += 1;
+            }
+            Step::Run(program) => {
+                let report = run_case(sample, program, &tools, &nanoimg, work_dir, timeout)?;
+                report.print(sample.case);
+                if let Some(keep) = &args.keep {
+                    keep_artifacts(&report.artifacts, keep)?;
+                }
+                if report.passed() {
+                    summary.passed += 1;
+                } else {
+                    summary.failed += 1;
+                }
+            }
+        }
+    }
+
+    println!(
+        "e2e: {} passed, {} failed, {} skipped",
+        summary.passed, summary.failed, summary.skipped
+    );
+    if let Some(keep) = &args.keep {
+        println!("e2e: images and logs kept in {}", keep.display());
+    } else if summary.failed > 0 {
+        println!("e2e: re-run with --keep DIR to keep the images and console logs");
+    }
+    if summary.failed > 0 {
+        eprintln!("e2e: FAILED — {} case(s) failed", summary.failed);
+    } else if summary.passed == 0 {
+        eprintln!("e2e: SKIPPED IS NOT PASSED — no case ran");
+    }
+    Ok(summary)
+}
+
+/// What to do with one sample.
+enum Step {
+    Skip,
+    /// Run the case with this compiled program.
+    Run(PathBuf),
+}
+
+/// Result of one case that ran.
+#[derive(Debug, Default)]
+struct CaseReport {
+    build: Option<Duration>,
+    boot: Option<Duration>,
+    /// Why the case failed; empty means it passed.
+    problems: Vec<String>,
+    /// Output shown under a failure (build output or console tail).
+    detail: Vec<String>,
+    /// Files `--keep` copies.
+    artifacts: Vec<PathBuf>,
+}
+
+impl CaseReport {
+    fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn print(&self, case: &str) {
+        let mut timings = Vec::new();
+        if let Some(build) = self.build {
+            timings.push(format!("build {} ms", build.as_millis()));
+        }
+        if let Some(boot) = self.boot {
+            timings.push(format!("boot {:.1} s", boot.as_secs_f64()));
+        }
+        let timings = if timings.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", timings.join(", "))
+        };
+
+        match self.problems.split_first() {
+            None => println!("e2e: {case} ... PASS{timings}"),
+            Some((first, rest)) => {
+                println!("e2e: {case} ... FAIL: {first}{timings}");
+                for problem in rest {
+                    println!("    also: {problem}");
+                }
+                for line in &self.detail {
+                    println!("    | {line}");
+                }
+            }
+        }
+    }
+}
+
+/// Builds, boots and checks one sample.
+fn run_case(
+    sample: &Sample,
+    program: &Path,
+    tools: &Tools,
+    nanoimg: &Path,
+    work_dir: &Path,
+    timeout: Duration,
+) -> Result<CaseReport> {
+    let mut report = CaseReport::default();
+    let name = sample.program;
+
+    let config_path = work_dir.join(format!("{name}.config.json"));
+    let config =
+        serde_json::to_vec_pretty(&ops_config(sample)).context("serializing the case config")?;
+    fs::write(&config_path, config)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    report.artifacts.push(config_path.clone());
+
+    // The program is passed by its bare name with the work directory as
+    // cwd, so `argv[0]` in the guest is exactly `name` (ops semantics).
+    let image = work_dir.join(format!("{name}.img"));
+    let mut command = Command::new(nanoimg);
+    command
+        .current_dir(work_dir)
+        .arg("build")
+        .arg(program.file_name().unwrap_or(program.as_os_str()))
+        .arg("-c")
+        .arg(&config_path)
+        .arg("--kernel-dir")
+        .arg(&tools.kernel_dir)
+        .arg("-o")
+        .arg(&image)
+        .stdin(Stdio::null());
+    let started = Instant::now();
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    let build_time = started.elapsed();
+    report.build = Some(build_time);
+    println!(
+        "e2e: {} ... nanoimg build took {} ms",
+        sample.case,
+        build_time.as_millis()
+    );
+
+    let build_log = work_dir.join(format!("{name}.build.log"));
+    fs::write(&build_log, build_log_text(&command, &output))
+        .with_context(|| format!("writing {}", build_log.display()))?;
+    report.artifacts.push(build_log);
+
+    if !output.status.success() {
+        report
+            .problems
+            .push(format!("nanoimg build exited with {}", output.status));
+        report.detail = build_output_tail(&output);
+        return Ok(report);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last_line = stdout.lines().rev().find(|line| !line.trim().is_empty());
+    if !last_line.is_some_and(|line| line.trim_start().starts_with(IMAGE_MARKER)) {
+        report.problems.push(format!(
+            "nanoimg build did not print \"{IMAGE_MARKER}<path>\" as its last stdout line"
+        ));
+        report.detail = build_output_tail(&output);
+    }
+    if !image.is_file() {
+        report.problems.push(format!(
+            "nanoimg build succeeded but wrote no {}",
+            image.display()
+        ));
+        report.detail = build_output_tail(&output);
+        return Ok(report);
+    }
+    report.artifacts.push(image.clone());
+
+    let console_log = work_dir.join(format!("{name}.console.log"));
+    let boot = qemu::boot(&tools.qemu, &image, &console_log, timeout)?;
+    report.artifacts.push(console_log);
+    report.boot = Some(boot.elapsed);
+
+    match boot.end {
+        BootEnd::TimedOut => report.problems.push(format!(
+            "timed out after {} s (QEMU killed)",
+            timeout.as_secs()
+        )),
+        BootEnd::Exited(status) if !status.success() => report
+            .problems
+            .push(format!("qemu-system-x86_64 exited with {status}")),
+        BootEnd::Exited(_) => {}
+    }
+    let expected = expect::expected_lines(name, sample.case);
+    for missing in expect::missing_lines(&boot.console, &expected) {
+        report.problems.push(format!("missing line \"{missing}\""));
+    }
+    if !report.passed() {
+        report.detail.push(format!(
+            "--- last {CONSOLE_TAIL_LINES} lines of the console ---"
+        ));
+        report.detail.extend(
+            expect::tail(&boot.console, CONSOLE_TAIL_LINES)
+                .into_iter()
+                .map(str::to_owned),
+        );
+        report.detail.push("--- end of console ---".to_owned());
+    }
+    Ok(report)
+}
+
+/// The ops-format config for a case (`Program` is given on the command
+/// line too; ops prepends it to `Args`, making it `argv[0]`).
+fn ops_config(sample: &Sample) -> Value {
+    json!({
+        "Args": expect::ARGS,
+        "Env": {
+            "GREETING": expect::GREETING,
+            "E2E_CASE": sample.case,
+        },
+        "Program": sample.program,
+    })
+}
+
+fn build_log_text(command: &Command, output: &Output) -> String {
+    format!(
+        "$ {command:?}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn build_output_tail(output: &Output) -> Vec<String> {
+    let mut detail = Vec::new();
+    for (label, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        if text.trim().is_empty() {
+            detail.push(format!("--- nanoimg build {label}: (empty) ---"));
+            continue;
+        }
+        detail.push(format!("--- nanoimg build {label} (last lines) ---"));
+        detail.extend(
+            expect::tail(&text, CONSOLE_TAIL_LINES)
+                .into_iter()
+                .map(str::to_owned),
+        );
+    }
+    detail
+}
+
+/// Builds the nanoimg CLI in release mode and returns the path of the
+/// binary, as reported by cargo (normally `target/release/nanoimg`).
+fn build_nanoimg() -> Result<PathBuf> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = workspace_root()?;
+    println!("e2e: building nanoimg (cargo build --release -p nanoimg)");
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "nanoimg",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        // Progress and diagnostics go straight to the user.
+        .stderr(Stdio::inherit());
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "building nanoimg failed ({}); see the cargo output above",
+            output.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let binary = stdout
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find_map(|message| nanoimg_executable(&message))
+        .context("cargo built nanoimg but reported no nanoimg executable")?;
+    if !binary.is_file() {
+        bail!("cargo reported {} but it does not exist", binary.display());
+    }
+    Ok(binary)
+}
+
+/// The executable path from a cargo `compiler-artifact` message for the
+/// `nanoimg` binary target, if `message` is one.
+fn nanoimg_executable(message: &Value) -> Option<PathBuf> {
+    if message.get("reason")?.as_str()? != "compiler-artifact" {
+        return None;
+    }
+    let target = message.get("target")?;
+    if target.get("name")?.as_str()? != "nanoimg" {
+        return None;
+    }
+    let is_bin = target
+        .get("kind")?
+        .as_array()?
+        .iter()
+        .any(|kind| kind.as_str() == Some("bin"));
+    if !is_bin {
+        return None;
+    }
+    message.get("executable")?.as_str().map(PathBuf::from)
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask's manifest directory has no parent")
+}
+
+fn resolve_nanoimg_bin(path: &Path) -> Result<PathBuf> {
+    if !path.is_file() {
+        bail!("--nanoimg-bin {} is not a file", path.display());
+    }
+    path.canonicalize()
+        .with_context(|| format!("resolving --nanoimg-bin {}", path.display()))
+}
+
+/// Copies a case's files into the `--keep` folder.
+fn keep_artifacts(artifacts: &[PathBuf], keep: &Path) -> Result<()> {
+    for artifact in artifacts {
+        let file_name = artifact
+            .file_name()
+            .with_context(|| format!("{} has no file name", artifact.display()))?;
+        let target = keep.join(file_name);
+        fs::copy(artifact, &target)
+            .with_context(|| format!("copying {} to {}", artifact.display(), target.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_ops_format() {
+        let sample = &samples::SAMPLES[0];
+        let config = ops_config(sample);
+        assert_eq!(config["Args"], json!(["one", "two words"]));
+        assert_eq!(config["Env"]["GREETING"], "hello nanos");
+        assert_eq!(config["Env"]["E2E_CASE"], sample.case);
+        assert_eq!(config["Program"], sample.program);
+    }
+
+    #[test]
+    fn finds_nanoimg_executable_in_cargo_messages() {
+        let message = json!({
+            "reason": "compiler-artifact",
+            "target": {"name": "nanoimg", "kind": ["bin"]},
+            "executable": "/x/target/release/nanoimg",
+        });
+        assert_eq!(
+            nanoimg_executable(&message),
+            Some(PathBuf::from("/x/target/release/nanoimg"))
+        );
+        let lib = json!({
+            "reason": "compiler-artifact",
+            "target": {"name": "nanoimg", "kind": ["lib"]},
+            "executable": null,
+        });
+        assert_eq!(nanoimg_executable(&lib), None);
+    }
+
+    #[test]
+    fn skips_never_pass_on_their_own() {
+        let only_skips = Summary {
+            passed: 0,
+            failed: 0,
+            skipped: 3,
+        };
+        assert_eq!(only_skips.exit_code(), ExitCode::from(EXIT_NOT_RUN));
+        let failed = Summary {
+            passed: 2,
+            failed: 1,
+            skipped: 0,
+        };
+        assert_eq!(failed.exit_code(), ExitCode::from(EXIT_FAILED));
+        let passed = Summary {
+            passed: 2,
+            failed: 0,
+            skipped: 1,
+        };
+        assert_eq!(passed.exit_code(), ExitCode::SUCCESS);
+    }
+}

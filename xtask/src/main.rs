@@ -1,0 +1,79 @@
+//! `cargo xtask` — project automation for nanoimg, written in Rust.
+//!
+//! This crate follows the [cargo-xtask] pattern: instead of shell scripts or a
+//! Makefile, developer tasks live in an ordinary binary crate of the
+//! workspace, run through the cargo alias in `.cargo/config.toml`
+//! (`xtask = "run --quiet --package xtask --"`). It needs nothing but a Rust
+//! toolchain to build and is never published.
+//!
+//! Subcommands:
+//!
+//! * `cargo xtask e2e --kernel-dir DIR [--keep DIR] [--timeout-secs N]` —
+//!   end-to-end test: compiles small sample programs, packs each into a disk
+//!   image with the real `nanoimg build` CLI and boots the image under QEMU
+//!   (q35, virtio-scsi, TCG — the way Gevulot runs images), then checks the
+//!   program's arguments and environment on the serial console.
+//!
+//! The e2e runner is **not part of CI**: CI has no Nanos kernel (and no QEMU),
+//! so it is run locally against a Nanos release folder. It never pretends to
+//! pass: when a prerequisite is missing it says so loudly on stderr and exits
+//! with status 2, and skipped cases never count as passes.
+//!
+//! Exit status: 0 = every case that ran passed (and at least one ran),
+//! 1 = a case failed or the runner hit an error, 2 = prerequisites missing or
+//! nothing passed.
+//!
+//! [cargo-xtask]: https://github.com/matklad/cargo-xtask
+
+mod e2e;
+mod expect;
+mod prereq;
+mod qemu;
+mod samples;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Project automation for nanoimg (run it as `cargo xtask ...`).
+#[derive(Debug, Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build sample programs into images with `nanoimg build` and boot them
+    /// under QEMU (not run in CI: needs a Nanos kernel and QEMU).
+    E2e(e2e::E2eArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::E2e(args) => match e2e::run(&args) {
+            Ok(summary) => summary.exit_code(),
+            Err(err) => report_error(&err),
+        },
+    }
+}
+
+/// Prints a runner error on stderr and picks the exit status: missing
+/// prerequisites are 2 (nothing was tested), anything else is 1.
+fn report_error(err: &anyhow::Error) -> ExitCode {
+    if let Some(missing) = err.downcast_ref::<prereq::MissingPrerequisites>() {
+        for problem in &missing.problems {
+            eprintln!("e2e: {problem}");
+        }
+        eprintln!(
+            "e2e: SKIPPED IS NOT PASSED — prerequisites missing, nothing was tested (exit {})",
+            e2e::EXIT_NOT_RUN
+        );
+        ExitCode::from(e2e::EXIT_NOT_RUN)
+    } else {
+        eprintln!("e2e: ERROR: {err:#}");
+        ExitCode::from(e2e::EXIT_FAILED)
+    }
+}

@@ -1,0 +1,197 @@
+//! Prerequisite checks for the e2e runner.
+//!
+//! Every check runs before anything is built, and every problem found is
+//! reported at once, so a fresh machine learns about all of them in one go.
+
+use std::env;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Environment variable that supplies a default for `--kernel-dir`.
+pub const KERNEL_DIR_ENV: &str = "NANOIMG_E2E_KERNEL_DIR";
+
+/// Files a Nanos release folder must contain for `nanoimg build`.
+const KERNEL_FILES: [&str; 2] = ["kernel.img", "boot.img"];
+
+/// The machine cannot run the e2e test; each entry is one human-readable
+/// problem with a hint how to fix it. Mapped to exit status 2 by `main`.
+#[derive(Debug)]
+pub struct MissingPrerequisites {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for MissingPrerequisites {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("; "))
+    }
+}
+
+impl std::error::Error for MissingPrerequisites {}
+
+impl MissingPrerequisites {
+    pub fn single(problem: String) -> Self {
+        Self {
+            problems: vec![problem],
+        }
+    }
+}
+
+/// Everything the runner needs from the host, resolved to absolute paths.
+#[derive(Debug)]
+pub struct Tools {
+    pub kernel_dir: PathBuf,
+    pub qemu: PathBuf,
+    pub cc: PathBuf,
+    pub rustc: PathBuf,
+}
+
+/// Checks the kernel folder and the host tools.
+///
+/// `kernel_dir` is the `--kernel-dir` value; when it is `None` the
+/// [`KERNEL_DIR_ENV`] variable is consulted.
+pub fn check(kernel_dir: Option<&Path>) -> Result<Tools, MissingPrerequisites> {
+    let mut problems = Vec::new();
+
+    let kernel_dir = kernel_dir
+        .map(Path::to_path_buf)
+        .or_else(|| non_empty_env(KERNEL_DIR_ENV).map(PathBuf::from));
+    let kernel_dir = match kernel_dir {
+        None => {
+            problems.push(format!(
+                "SKIPPED IS NOT PASSED — no kernel folder given; CI has no Nanos kernel, \
+                 run this locally with --kernel-dir DIR (or set {KERNEL_DIR_ENV}) pointing at \
+                 a Nanos release folder containing {}",
+                KERNEL_FILES.join(" and ")
+            ));
+            None
+        }
+        Some(dir) => match check_kernel_dir(&dir) {
+            Ok(dir) => Some(dir),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+    };
+
+    let qemu = require_tool(
+        "qemu-system-x86_64",
+        "install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86)",
+        &mut problems,
+    );
+    let cc = require_tool(
+        "cc",
+        "install a C compiler with static glibc (Debian/Ubuntu: apt-get install gcc libc6-dev)",
+        &mut problems,
+    );
+    let rustc = require_tool(
+        "rustc",
+        "install a Rust toolchain (https://rustup.rs)",
+        &mut problems,
+    );
+
+    match (kernel_dir, qemu, cc, rustc) {
+        (Some(kernel_dir), Some(qemu), Some(cc), Some(rustc)) if problems.is_empty() => Ok(Tools {
+            kernel_dir,
+            qemu,
+            cc,
+            rustc,
+        }),
+        _ => Err(MissingPrerequisites { problems }),
+    }
+}
+
+/// Verifies the kernel folder and returns it as an absolute path (the
+/// runner changes directory before calling `nanoimg`).
+fn check_kernel_dir(dir: &Path) -> Result<PathBuf, String> {
+    if !dir.is_dir() {
+        return Err(format!(
+            "kernel folder {} does not exist or is not a directory",
+            dir.display()
+        ));
+    }
+    let missing: Vec<&str> = KERNEL_FILES
+        .iter()
+        .copied()
+        .filter(|file| !dir.join(file).is_file())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "kernel folder {} lacks {} (expected a Nanos release folder with {})",
+            dir.display(),
+            missing.join(" and "),
+            KERNEL_FILES.join(" and ")
+        ));
+    }
+    dir.canonicalize()
+        .map_err(|err| format!("cannot resolve kernel folder {}: {err}", dir.display()))
+}
+
+fn require_tool(name: &str, hint: &str, problems: &mut Vec<String>) -> Option<PathBuf> {
+    let found = find_on_path(name);
+    if found.is_none() {
+        problems.push(format!("`{name}` not found on PATH — {hint}"));
+    }
+    found
+}
+
+/// Looks `program` up in `PATH` like a shell would.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file()
+}
+
+/// Returns the variable's value unless it is unset or empty.
+pub fn non_empty_env(name: &str) -> Option<OsString> {
+    env::var_os(name).filter(|value| !value.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_dir_must_contain_both_images() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let problem = check_kernel_dir(dir.path()).expect_err("empty folder accepted");
+        assert!(problem.contains("kernel.img and boot.img"), "{problem}");
+
+        std::fs::write(dir.path().join("kernel.img"), b"k").expect("write kernel.img");
+        let problem = check_kernel_dir(dir.path()).expect_err("folder without boot.img");
+        assert!(problem.contains("lacks boot.img"), "{problem}");
+
+        std::fs::write(dir.path().join("boot.img"), b"b").expect("write boot.img");
+        let resolved = check_kernel_dir(dir.path()).expect("complete folder rejected");
+        assert!(resolved.is_absolute());
+    }
+
+    #[test]
+    fn missing_kernel_dir_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gone = dir.path().join("nope");
+        let problem = check_kernel_dir(&gone).expect_err("missing folder accepted");
+        assert!(problem.contains("does not exist"), "{problem}");
+    }
+
+    #[test]
+    fn path_lookup_finds_nothing_for_nonsense() {
+        assert!(find_on_path("nanoimg-xtask-no-such-program").is_none());
+    }
+}
