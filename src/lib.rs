@@ -65,7 +65,10 @@ pub enum BuildError {
         source: WriteError,
     },
     #[error("{path}: {source}")]
-    Disk { path: PathBuf, source: DiskError },
+    Disk {
+        path: PathBuf,
+        source: Box<DiskError>,
+    },
     #[error("cannot create the image in {dir}: {source}")]
     Output {
         dir: PathBuf,
@@ -128,7 +131,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         .unwrap_or_else(|| PathBuf::from(format!("{}.img", plan.image_name)));
     let disk_err = |source| BuildError::Disk {
         path: output.clone(),
-        source,
+        source: Box::new(source),
     };
     // Lay out first, so that a too-large kernel fails before any file is created.
     ImageLayout::compute(&spec).map_err(disk_err)?;

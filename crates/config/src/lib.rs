@@ -120,16 +120,18 @@ mod tests {
         assert_eq!(c.args, ["a", "b c"]);
         assert_eq!(c.env["RUST_LOG"], "debug");
         assert_eq!(c.manifest_passthrough["readonly_rootfs"], "true");
-        assert_eq!(
-            c.base_volume_size(Path::new("c")).unwrap(),
-            Some(64 << 20)
-        );
+        assert_eq!(c.base_volume_size(Path::new("c")).unwrap(), Some(64 << 20));
     }
 
     #[test]
     fn unknown_fields_and_bad_json_name_the_problem() {
-        let e = parse("{\n  \"Programme\": \"x\"\n}").unwrap_err().to_string();
-        assert!(e.contains("unknown field `Programme`") && e.contains("line 2"), "{e}");
+        let e = parse("{\n  \"Programme\": \"x\"\n}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field `Programme`") && e.contains("line 2"),
+            "{e}"
+        );
         assert!(e.contains("config.json"), "{e}");
         let e = parse("not json").unwrap_err().to_string();
         assert!(e.contains("config.json is not a valid ops config"), "{e}");

@@ -26,7 +26,11 @@ pub enum BootImageError {
     #[error("boot image {path} is not a Nanos bootloader: its region record at byte 426 has type {ty}, not 12 (a stage2 record)")]
     NotStage2 { path: PathBuf, ty: u32 },
     #[error("boot image {path} is {len} bytes but its stage2 record says 512 + {stage2} bytes")]
-    LengthMismatch { path: PathBuf, len: u64, stage2: u64 },
+    LengthMismatch {
+        path: PathBuf,
+        len: u64,
+        stage2: u64,
+    },
 }
 
 /// A checked Nanos `boot.img`: stage1 (the MBR sector) followed by stage2.
@@ -132,7 +136,10 @@ mod tests {
         let mut b = fake_boot_image(94);
         b[REGION_OFFSET + 16] = 1;
         let e = parse(b).unwrap_err().to_string();
-        assert!(e.contains("type 1, not 12") && e.contains("boot.img"), "{e}");
+        assert!(
+            e.contains("type 1, not 12") && e.contains("boot.img"),
+            "{e}"
+        );
 
         let mut b = fake_boot_image(94);
         b[511] = 0;
@@ -140,8 +147,14 @@ mod tests {
 
         let mut b = fake_boot_image(94);
         b.truncate(b.len() - 512);
-        assert!(matches!(parse(b), Err(BootImageError::LengthMismatch { .. })));
+        assert!(matches!(
+            parse(b),
+            Err(BootImageError::LengthMismatch { .. })
+        ));
 
-        assert!(matches!(parse(vec![0; 100]), Err(BootImageError::Size { .. })));
+        assert!(matches!(
+            parse(vec![0; 100]),
+            Err(BootImageError::Size { .. })
+        ));
     }
 }

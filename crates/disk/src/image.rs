@@ -73,7 +73,7 @@ impl ImageLayout {
     /// sector).
     pub fn compute(spec: &ImageSpec) -> Result<ImageLayout, DiskError> {
         let boot_len = spec.boot_image.bytes().len() as u64;
-        if boot_len % SECTOR != 0 {
+        if !boot_len.is_multiple_of(SECTOR) {
             return Err(DiskError::UnalignedBootImage(boot_len));
         }
         if spec.boot_fs.size() > BOOT_FS_SIZE {
@@ -240,7 +240,11 @@ impl DiskImage {
         } else {
             0
         };
-        let esp = if first == 1 { Some(part(0, false)?) } else { None };
+        let esp = if first == 1 {
+            Some(part(0, false)?)
+        } else {
+            None
+        };
         Ok(DiskImage {
             path: path.to_path_buf(),
             size,
@@ -319,11 +323,13 @@ mod tests {
     #[test]
     fn writes_a_bios_image_that_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let boot_image =
-            BootImage::parse(fake_boot_image(94), Path::new("boot.img")).unwrap();
+        let boot_image = BootImage::parse(fake_boot_image(94), Path::new("boot.img")).unwrap();
         let mut boot = Dir::new();
-        boot.insert(b"/kernel", Node::File(FileSource::Bytes(vec![0xCC; 300_004])))
-            .unwrap();
+        boot.insert(
+            b"/kernel",
+            Node::File(FileSource::Bytes(vec![0xCC; 300_004])),
+        )
+        .unwrap();
         let mut root = Dir::new();
         root.insert(b"/prog", Node::File(FileSource::Bytes(b"prog".to_vec())))
             .unwrap();
@@ -367,17 +373,28 @@ mod tests {
         assert_eq!(img.size(), layout.size);
         assert_eq!(img.stage2_len(), Some(94 * 512));
         let bp = img.boot_partition().unwrap();
-        assert_eq!(bp.entry.to_bytes()[..8], [0x80, 0x01, 0x29, 0x00, 0x83, 0x88, 0x2E, 0x01]);
-        assert_eq!(img.root_partition().size, layout.size - layout.root_fs_offset);
+        assert_eq!(
+            bp.entry.to_bytes()[..8],
+            [0x80, 0x01, 0x29, 0x00, 0x83, 0x88, 0x2E, 0x01]
+        );
+        assert_eq!(
+            img.root_partition().size,
+            layout.size - layout.root_fs_offset
+        );
         let mut b = img.boot_fs().unwrap().unwrap();
         let tree = b.tree().unwrap();
-        let Entry::File(k) = &tree[&b"kernel"[..]] else { panic!() };
+        let Entry::File(k) = &tree[&b"kernel"[..]] else {
+            panic!()
+        };
         assert_eq!(b.read_file(k).unwrap(), vec![0xCC; 300_004]);
         let r = img.root_fs().unwrap();
         assert_eq!(r.root()[&b"program"[..]], Value::string("/prog"));
         // stage2 is copied verbatim after the MBR.
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[512..48_640], &boot_image.bytes()[512..]);
-        assert!(bytes[48_640..52_736].iter().all(|&b| b == 0), "klog gap is zero");
+        assert!(
+            bytes[48_640..52_736].iter().all(|&b| b == 0),
+            "klog gap is zero"
+        );
     }
 }

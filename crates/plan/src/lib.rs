@@ -169,14 +169,14 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         if key == "children" {
             return Err(bad("the filesystem tree cannot be replaced".into()));
         }
-        manifest.insert(key.as_bytes().to_vec(), passthrough_value(value).map_err(bad)?);
+        manifest.insert(
+            key.as_bytes().to_vec(),
+            passthrough_value(value).map_err(bad)?,
+        );
     }
 
     let config_path = inputs.config_path.unwrap_or(Path::new("config"));
-    let min_image_size = inputs
-        .config
-        .base_volume_size(config_path)?
-        .unwrap_or(0);
+    let min_image_size = inputs.config.base_volume_size(config_path)?.unwrap_or(0);
     let readonly = manifest.contains_key(&b"readonly_rootfs"[..]);
     Ok(Plan {
         boot,
@@ -228,7 +228,10 @@ mod tests {
     #[test]
     fn program_paths_follow_ops() {
         assert_eq!(image_path("prover").as_deref(), Some("/prover"));
-        assert_eq!(image_path("./target/release/p").as_deref(), Some("/target/release/p"));
+        assert_eq!(
+            image_path("./target/release/p").as_deref(),
+            Some("/target/release/p")
+        );
         assert_eq!(image_path("/usr/bin/x").as_deref(), Some("/usr/bin/x"));
         assert_eq!(image_path("a/../b//c/.").as_deref(), Some("/b/c"));
         assert_eq!(image_path("./"), None);
@@ -289,7 +292,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("cannot read program") && e.contains("nope"), "{e}");
+        assert!(
+            e.starts_with("cannot read program") && e.contains("nope"),
+            "{e}"
+        );
 
         let config = Config::parse(
             r#"{"ManifestPassthrough": {"reboot_on_exit": true}}"#,
@@ -304,6 +310,9 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("\"reboot_on_exit\"") && e.contains("true"), "{e}");
+        assert!(
+            e.contains("\"reboot_on_exit\"") && e.contains("true"),
+            "{e}"
+        );
     }
 }

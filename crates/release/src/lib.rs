@@ -73,7 +73,9 @@ mod tests {
         std::fs::write(d.path().join("boot.img"), b"b").unwrap();
         let k = KernelDir::open(d.path()).unwrap();
         assert_eq!(k.uefi_loader, None);
-        let e = KernelDir::open(&d.path().join("nope")).unwrap_err().to_string();
+        let e = KernelDir::open(&d.path().join("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not exist"), "{e}");
     }
 }

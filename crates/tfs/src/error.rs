@@ -37,10 +37,7 @@ pub enum WriteError {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("cannot read the volume at byte {offset}: {source}")]
-    Io {
-        offset: u64,
-        source: std::io::Error,
-    },
+    Io { offset: u64, source: std::io::Error },
     #[error("no TFS filesystem: the log extension at byte {offset} does not start with NVMTFS")]
     BadMagic { offset: u64 },
     #[error("unsupported TFS version {version} at byte {offset} (Nanos reads 4 and 5)")]
@@ -61,10 +58,7 @@ pub enum ReadError {
     #[error("log extension link at byte {offset} points back to the extension at sector {sector}")]
     LinkLoop { offset: u64, sector: u64 },
     #[error("bad metadata record ending at byte {offset}: {source}")]
-    Decode {
-        offset: u64,
-        source: DecodeError,
-    },
+    Decode { offset: u64, source: DecodeError },
     #[error("bad metadata: {0}")]
     Root(DecodeError),
     #[error("bad node {path:?}: {reason}")]

@@ -91,7 +91,11 @@ impl<R: Read + Seek> Tfs<R> {
         loop {
             match log.frames(&buf, pos, ext_offset, encoding)? {
                 Next::End => break,
-                Next::Link { sector, nsectors, at } => {
+                Next::Link {
+                    sector,
+                    nsectors,
+                    at,
+                } => {
                     let end = sector.saturating_add(nsectors);
                     if nsectors == 0 || nsectors > MAX_EXTENSION_SECTORS || end > volume_sectors {
                         return Err(ReadError::LinkOutOfRange {
@@ -218,7 +222,9 @@ impl<R: Read + Seek> Tfs<R> {
     ) -> Result<FileEntry, ReadError> {
         let len = match t.get(&b"filelength"[..]) {
             None => 0,
-            Some(v) => v.as_u64().ok_or_else(|| bad("filelength is not a number"))?,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| bad("filelength is not a number"))?,
         };
         let extents = extents
             .as_tuple()
@@ -231,9 +237,7 @@ impl<R: Read + Seek> Tfs<R> {
                 .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|k| k.parse::<u64>().ok())
                 .ok_or_else(|| bad("extent key is not a sector number"))?;
-            let e = e
-                .as_tuple()
-                .ok_or_else(|| bad("extent is not a tuple"))?;
+            let e = e.as_tuple().ok_or_else(|| bad("extent is not a tuple"))?;
             let field = |name: &str| {
                 e.get(name.as_bytes())
                     .and_then(Value::as_u64)
@@ -246,7 +250,9 @@ impl<R: Read + Seek> Tfs<R> {
                 allocated: field("allocated")?,
                 uninited: e.contains_key(&b"uninited"[..]),
             };
-            if x.start.checked_add(x.length).is_none_or(|end| end > volume_sectors)
+            if x.start
+                .checked_add(x.length)
+                .is_none_or(|end| end > volume_sectors)
                 || file_sector.checked_add(x.length).is_none()
             {
                 return Err(bad(&format!(
@@ -438,12 +444,12 @@ impl LogReader {
                     bytes.extend_from_slice(&buf[pos..pos + seg as usize]);
                     pos += seg as usize;
                     if bytes.len() as u64 == total {
-                        self.decoder
-                            .record(&bytes, encoding)
-                            .map_err(|source| ReadError::Decode {
+                        self.decoder.record(&bytes, encoding).map_err(|source| {
+                            ReadError::Decode {
                                 offset: ext_offset + pos as u64,
                                 source,
-                            })?;
+                            }
+                        })?;
                     } else {
                         self.pending = Some((total, bytes));
                     }

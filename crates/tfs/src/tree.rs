@@ -57,7 +57,10 @@ fn show(path: &[u8]) -> String {
 
 /// The components of an image path; leading, trailing and repeated `/` are ignored.
 fn components(path: &[u8]) -> Result<Vec<&[u8]>, TreeError> {
-    let parts: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+    let parts: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
     let invalid = |reason| TreeError::InvalidPath {
         path: show(path),
         reason,

@@ -192,7 +192,11 @@ fn frame_log(record: &[u8], mut next_sector: impl FnMut() -> u64) -> Vec<(u64, V
         remaining = &remaining[n..];
         first = false;
     }
-    extensions.last_mut().expect("never empty").1.push(frame::END_OF_LOG);
+    extensions
+        .last_mut()
+        .expect("never empty")
+        .1
+        .push(frame::END_OF_LOG);
     extensions
 }
 
@@ -268,7 +272,11 @@ impl PlannedVolume<'_> {
 
 /// Streams exactly `len` bytes of a host file; a file that is now shorter or longer is an
 /// error (it changed after the layout was fixed).
-fn copy_host_file<W: Write>(path: &std::path::Path, len: u64, out: &mut W) -> Result<(), WriteError> {
+fn copy_host_file<W: Write>(
+    path: &std::path::Path,
+    len: u64,
+    out: &mut W,
+) -> Result<(), WriteError> {
     let read_err = |source| WriteError::ReadSource {
         path: path.to_path_buf(),
         source,

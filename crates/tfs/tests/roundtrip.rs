@@ -19,7 +19,10 @@ fn write_and_open(root: &Dir, manifest: &Tuple, label: &[u8]) -> Tfs<Cursor<Vec<
     let mut out = Cursor::new(Vec::new());
     planned.write(&mut out, 0).unwrap();
     let mut bytes = out.into_inner();
-    assert!(bytes.len() as u64 <= planned.size(), "writes stay inside the planned size");
+    assert!(
+        bytes.len() as u64 <= planned.size(),
+        "writes stay inside the planned size"
+    );
     bytes.resize(planned.size() as usize + 1024 * 1024, 0);
     let size = bytes.len() as u64;
     Tfs::open(Cursor::new(bytes), 0, size).unwrap()
@@ -62,19 +65,27 @@ fn a_real_tree_round_trips() {
     let host = tempfile::tempdir().unwrap();
     let big = host.path().join("big.bin");
     // 40 MiB + 7 bytes: more than one 32 MiB extent, with a partial last sector.
-    let data: Vec<u8> = (0..40 * 1024 * 1024 + 7).map(|i: u32| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..40 * 1024 * 1024 + 7)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
     std::fs::write(&big, &data).unwrap();
 
     let mut root = Dir::new();
     root.insert(b"/bin/app", bytes(b"\x7fELF pretend")).unwrap();
-    root.insert(b"/data/big.bin", Node::File(FileSource::host(&big).unwrap()))
-        .unwrap();
+    root.insert(
+        b"/data/big.bin",
+        Node::File(FileSource::host(&big).unwrap()),
+    )
+    .unwrap();
     root.insert(b"/etc/empty", bytes(b"")).unwrap();
     root.insert(b"/emptydir", Node::Dir(Dir::new())).unwrap();
     root.insert(b"/lib/link", Node::Symlink(b"../bin/app".to_vec()))
         .unwrap();
-    root.insert(b"/dir with spaces/na\xc3\xafve \xff\x01 name", bytes(b"odd"))
-        .unwrap();
+    root.insert(
+        b"/dir with spaces/na\xc3\xafve \xff\x01 name",
+        bytes(b"odd"),
+    )
+    .unwrap();
     let deep: String = (0..200).map(|i| format!("/d{i}")).collect();
     root.insert(format!("{deep}/leaf").as_bytes(), bytes(b"deep"))
         .unwrap();
@@ -95,8 +106,12 @@ fn a_real_tree_round_trips() {
     assert_same(&mut fs, &root, &tree, "");
 
     // The big file is split into 32 MiB extents, contiguous from sector 1025 onwards.
-    let Entry::Dir(d) = &tree[&b"data"[..]] else { panic!() };
-    let Entry::File(f) = &d[&b"big.bin"[..]] else { panic!() };
+    let Entry::Dir(d) = &tree[&b"data"[..]] else {
+        panic!()
+    };
+    let Entry::File(f) = &d[&b"big.bin"[..]] else {
+        panic!()
+    };
     let lens: Vec<u64> = f.extents.iter().map(|x| x.length).collect();
     assert_eq!(lens, [65536, (data.len() as u64).div_ceil(SECTOR) - 65536]);
     assert_eq!(f.extents[1].start, f.extents[0].start + 65536);
@@ -122,7 +137,11 @@ fn thousands_of_files_spill_the_log_over_several_extensions() {
         manifest: &manifest,
     })
     .unwrap();
-    assert!(planned.log_extensions() > 1, "{} extensions", planned.log_extensions());
+    assert!(
+        planned.log_extensions() > 1,
+        "{} extensions",
+        planned.log_extensions()
+    );
     let mut fs = write_and_open(&root, &Tuple::new(), b"");
     assert!(fs.log_extensions().len() > 2);
     let tree = fs.tree().unwrap();
@@ -199,13 +218,17 @@ fn bad_labels_and_reserved_keys_are_refused() {
 }
 
 fn arb_name() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0), 1..12)
-        .prop_filter("not . or ..", |n| n != b"." && n != b"..")
+    proptest::collection::vec(
+        any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0),
+        1..12,
+    )
+    .prop_filter("not . or ..", |n| n != b"." && n != b"..")
 }
 
 fn arb_dir() -> impl Strategy<Value = Dir> {
     let leaf = prop_oneof![
-        proptest::collection::vec(any::<u8>(), 0..2000).prop_map(|b| Node::File(FileSource::Bytes(b))),
+        proptest::collection::vec(any::<u8>(), 0..2000)
+            .prop_map(|b| Node::File(FileSource::Bytes(b))),
         arb_name().prop_map(Node::Symlink),
         Just(Node::Dir(Dir::new())),
     ];

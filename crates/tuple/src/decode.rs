@@ -17,7 +17,9 @@ pub enum Encoding {
 pub enum DecodeError {
     #[error("record ends inside a value (at byte {offset})")]
     Truncated { offset: usize },
-    #[error("length {len} at byte {offset} runs past the end of the record ({remaining} bytes left)")]
+    #[error(
+        "length {len} at byte {offset} runs past the end of the record ({remaining} bytes left)"
+    )]
     TooLong {
         len: u64,
         offset: usize,
@@ -137,18 +139,18 @@ impl Decoder {
         m.tuple(id, 0)
     }
 
-    fn header(
-        input: &[u8],
-        pos: &mut usize,
-        encoding: Encoding,
-    ) -> Result<Header, DecodeError> {
+    fn header(input: &[u8], pos: &mut usize, encoding: Encoding) -> Result<Header, DecodeError> {
         let offset = *pos;
         let first = *input.get(*pos).ok_or(DecodeError::Truncated { offset })?;
         *pos += 1;
         let (ty, mut len, extended) = match encoding {
             Encoding::V5 => ((first >> 4) & 7, u64::from(first & 7), first & 0x08 != 0),
             Encoding::V4 => {
-                let ty = if first & 0x40 != 0 { ty::TUPLE } else { ty::BUFFER };
+                let ty = if first & 0x40 != 0 {
+                    ty::TUPLE
+                } else {
+                    ty::BUFFER
+                };
                 (ty, u64::from(first & 0x1f), first & 0x20 != 0)
             }
         };
@@ -523,7 +525,8 @@ mod tests {
     #[test]
     fn an_empty_untyped_value_deletes_the_key() {
         let mut d = Decoder::new();
-        d.record(&[0x91, 0x81, b'a', 0xC1, b'x'], Encoding::V5).unwrap();
+        d.record(&[0x91, 0x81, b'a', 0xC1, b'x'], Encoding::V5)
+            .unwrap();
         assert_eq!(d.root().unwrap().len(), 1);
         // tuple #1 by reference, 1 entry: symbol #2 ("a") = untyped buffer of length 0
         d.record(&[0x11, 0x01, 0x02, 0x80], Encoding::V5).unwrap();
@@ -588,7 +591,10 @@ mod tests {
         for _ in 0..100_000 {
             r.extend_from_slice(&[0x91, 0x02]);
         }
-        assert!(matches!(decode(&r), Err(DecodeError::TooDeep { .. }) | Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            decode(&r),
+            Err(DecodeError::TooDeep { .. }) | Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]

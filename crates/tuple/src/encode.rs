@@ -123,8 +123,8 @@ impl Encoder {
                 self.out.extend_from_slice(b);
             }
             Value::Integer(i) => {
-                let magnitude =
-                    u64::try_from(i.unsigned_abs()).map_err(|_| EncodeError::IntegerOutOfRange(*i))?;
+                let magnitude = u64::try_from(i.unsigned_abs())
+                    .map_err(|_| EncodeError::IntegerOutOfRange(*i))?;
                 push_header(&mut self.out, true, ty::INTEGER, u64::from(*i < 0));
                 varint::push(&mut self.out, magnitude);
             }
@@ -211,7 +211,10 @@ mod tests {
         let mut env = Tuple::new();
         env.insert(b"HOME".to_vec(), s("/"));
         let mut root = Tuple::new();
-        root.insert(b"arguments".to_vec(), Value::Vector(vec![s("app"), s("-v")]));
+        root.insert(
+            b"arguments".to_vec(),
+            Value::Vector(vec![s("app"), s("-v")]),
+        );
         root.insert(b"children".to_vec(), Value::Tuple(children));
         root.insert(b"environment".to_vec(), Value::Tuple(env));
         root.insert(b"program".to_vec(), s("/bin/app"));

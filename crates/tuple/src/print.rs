@@ -62,7 +62,8 @@ impl Printer<'_> {
                 if b.iter().all(|c| (0x20..=0x7e).contains(c)) {
                     self.bytes(b)
                 } else {
-                    self.out.push_str(&format!("{{binary, length {}}}", b.len()))
+                    self.out
+                        .push_str(&format!("{{binary, length {}}}", b.len()))
                 }
             }
             Value::Integer(i) => self.out.push_str(&i.to_string()),
@@ -138,12 +139,7 @@ mod tests {
         );
         root.insert(b"children".to_vec(), Value::Tuple(children));
         root.insert(b"environment".to_vec(), Value::Tuple(env));
-        let text = nanos_dump(
-            &Value::Tuple(root),
-            DumpOptions {
-                parent_links: true,
-            },
-        );
+        let text = nanos_dump(&Value::Tuple(root), DumpOptions { parent_links: true });
         assert_eq!(
             text,
             "(..:<visited>\n arguments:[prog\n            two words]\n children:(workspace:(..:<visited>\n                      children:()))\n environment:(RUST_BACKTRACE:1\n              RUST_LOG:debug))"
