@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The reference images: `NANOIMG_VECTORS`, or `../shared/vectors` beside the checkout.
+pub fn vectors_dir() -> PathBuf {
+    let dir = std::env::var_os("NANOIMG_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    assert!(
+        dir.join("README.md").is_file(),
+        "reference vectors not found at {} (set NANOIMG_VECTORS to the shared/vectors folder)",
+        dir.display()
+    );
+    dir
+}
+
+/// A boot.img with a valid stage2 region record (not real boot code).
+pub fn fake_boot_img(stage2_sectors: u64) -> Vec<u8> {
+    let mut b = vec![0x90u8; 512 + (stage2_sectors * 512) as usize];
+    b[426..434].copy_from_slice(&0x8000u64.to_le_bytes());
+    b[434..442].copy_from_slice(&(stage2_sectors * 512).to_le_bytes());
+    b[442..446].copy_from_slice(&12u32.to_le_bytes());
+    b[446..510].fill(0);
+    b[510] = 0x55;
+    b[511] = 0xAA;
+    b
+}
+
+/// A release folder with a fake kernel and boot.img, for builds that are read back, not
+/// booted.
+pub fn fake_release(dir: &Path) -> PathBuf {
+    let k = dir.join("release");
+    std::fs::create_dir_all(&k).unwrap();
+    std::fs::write(k.join("kernel.img"), vec![0x4Bu8; 1_000_003]).unwrap();
+    std::fs::write(k.join("boot.img"), fake_boot_img(94)).unwrap();
+    k
+}
+
+/// Runs the nanoimg binary.
+pub fn nanoimg(args: &[&std::ffi::OsStr], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nanoimg"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
