@@ -1,0 +1,240 @@
+//! `nanoimg build` end to end, with a fake release (the image is read back, not booted; the
+//! e2e runner boots real ones).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use nanoimg::disk::DiskImage;
+use nanoimg::tfs::Entry;
+use nanoimg::tuple::{Tuple, Value};
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+#[test]
+fn builds_an_image_with_args_env_and_passthrough() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = common::fake_release(dir.path());
+    let prog = dir.path().join("prover");
+    std::fs::write(&prog, b"\x7fELF not really, but nanoimg does not look yet").unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"ManifestPassthrough": {"readonly_rootfs": "true"}, "Env": {"RUST_BACKTRACE": "1", "RUST_LOG": "debug"}, "Program": "./bin/prover", "Args": ["one", "two words"]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out.img");
+    let o = common::nanoimg(
+        &[
+            os("build"),
+            prog.as_os_str(),
+            os("-c"),
+            config.as_os_str(),
+            os("--kernel-dir"),
+            release.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().last().unwrap(),
+        format!("Bootable image file:{}", out.display())
+    );
+
+    let img = DiskImage::open(&out).unwrap();
+    let mut root = img.root_fs().unwrap();
+    let m = root.root().clone();
+    assert_eq!(m[&b"program"[..]], Value::string("/bin/prover"));
+    assert_eq!(
+        m[&b"arguments"[..]],
+        Value::Vector(["./bin/prover", "one", "two words"].map(Value::string).to_vec())
+    );
+    let mut env = Tuple::new();
+    env.insert(b"RUST_BACKTRACE".to_vec(), Value::string("1"));
+    env.insert(b"RUST_LOG".to_vec(), Value::string("debug"));
+    assert_eq!(m[&b"environment"[..]], Value::Tuple(env));
+    assert_eq!(m[&b"readonly_rootfs"[..]], Value::string("true"));
+    let tree = root.tree().unwrap();
+    let Entry::Dir(bin) = &tree[&b"bin"[..]] else { panic!() };
+    let Entry::File(p) = &bin[&b"prover"[..]] else { panic!() };
+    assert_eq!(root.read_file(p).unwrap(), std::fs::read(&prog).unwrap());
+    let mut boot = img.boot_fs().unwrap().unwrap();
+    let Entry::File(k) = &boot.tree().unwrap()[&b"kernel"[..]] else { panic!() };
+    assert_eq!(
+        boot.read_file(k).unwrap(),
+        std::fs::read(release.join("kernel.img")).unwrap()
+    );
+}
+
+#[test]
+fn the_default_output_is_named_after_the_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = common::fake_release(dir.path());
+    let prog = dir.path().join("hello.bin");
+    std::fs::write(&prog, b"x").unwrap();
+    let o = common::nanoimg(
+        &[os("build"), prog.as_os_str(), os("--kernel-dir"), release.as_os_str()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = DiskImage::open(&dir.path().join("hello.img")).unwrap();
+    let root = img.root_fs().unwrap();
+    assert_eq!(root.root()[&b"program"[..]], Value::string("/hello.bin"));
+    assert_eq!(
+        root.root()[&b"arguments"[..]],
+        Value::Vector(vec![Value::string("hello.bin")])
+    );
+    // A writable root filesystem gets free space after its data: sector 0, one log
+    // extension and one sector of program.
+    let used = (1 + 1024 + 1) * 512;
+    let free = img.root_partition().size - used;
+    assert_eq!(free, nanoimg::plan::DEFAULT_FREE_SPACE);
+}
+
+/// Runs a build expected to fail; checks the one-line message names `needle`, the exit code
+/// is non-zero, and nothing (not even a temporary file) is left at the output.
+fn fails(setup: impl FnOnce(&Path, &Path) -> Vec<std::ffi::OsString>, needle: &str, message: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let release = common::fake_release(dir.path());
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("image.img");
+    let mut args = setup(dir.path(), &release);
+    args.extend(["-o".into(), out.clone().into_os_string()]);
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let o = common::nanoimg(&args, dir.path());
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains(needle), "{stderr:?} should name {needle:?}");
+    assert!(stderr.contains(message), "{stderr:?} should say {message:?}");
+    assert!(!out.exists(), "no image at OUT");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "no leftovers");
+}
+
+fn build_args(prog: &Path, release: &Path, config: Option<&Path>) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec!["build".into(), prog.into()];
+    if let Some(c) = config {
+        a.extend(["-c".into(), c.into()]);
+    }
+    a.extend(["--kernel-dir".into(), release.into()]);
+    a
+}
+
+fn program(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("prog");
+    std::fs::write(&p, b"x").unwrap();
+    p
+}
+
+#[test]
+fn a_missing_program() {
+    fails(
+        |d, r| build_args(&d.join("no-such-program"), r, None),
+        "no-such-program",
+        "cannot read program",
+    );
+}
+
+#[test]
+fn a_kernel_folder_without_kernel_img() {
+    fails(
+        |d, r| {
+            std::fs::remove_file(r.join("kernel.img")).unwrap();
+            build_args(&program(d), r, None)
+        },
+        "release",
+        "has no kernel.img",
+    );
+}
+
+#[test]
+fn a_kernel_folder_without_boot_img() {
+    fails(
+        |d, r| {
+            std::fs::remove_file(r.join("boot.img")).unwrap();
+            build_args(&program(d), r, None)
+        },
+        "release",
+        "has no boot.img",
+    );
+}
+
+#[test]
+fn a_boot_img_that_is_not_a_nanos_stage2() {
+    fails(
+        |d, r| {
+            let mut b = common::fake_boot_img(94);
+            b[442] = 7;
+            std::fs::write(r.join("boot.img"), b).unwrap();
+            build_args(&program(d), r, None)
+        },
+        "boot.img",
+        "not a Nanos bootloader",
+    );
+}
+
+#[test]
+fn an_unreadable_config() {
+    fails(
+        |d, r| build_args(&program(d), r, Some(&d.join("missing.json"))),
+        "missing.json",
+        "cannot read config",
+    );
+    fails(
+        |d, r| build_args(&program(d), r, Some(d)),
+        "cannot read config",
+        "directory",
+    );
+}
+
+#[test]
+fn a_config_that_is_not_json() {
+    fails(
+        |d, r| {
+            let c = d.join("config.json");
+            std::fs::write(&c, "Program: prover\n").unwrap();
+            build_args(&program(d), r, Some(&c))
+        },
+        "config.json",
+        "is not a valid ops config",
+    );
+}
+
+#[test]
+fn a_config_with_an_unknown_field() {
+    fails(
+        |d, r| {
+            let c = d.join("config.json");
+            std::fs::write(&c, "{\n  \"Programm\": \"prover\"\n}").unwrap();
+            build_args(&program(d), r, Some(&c))
+        },
+        "unknown field `Programm`",
+        "line 2",
+    );
+}
+
+#[test]
+fn a_missing_output_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = common::fake_release(dir.path());
+    let out = dir.path().join("nowhere/x.img");
+    let mut args = build_args(&program(dir.path()), &release, None);
+    args.extend(["-o".into(), out.clone().into_os_string()]);
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let o = common::nanoimg(&args, dir.path());
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot create the image in") && stderr.contains("nowhere"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
