@@ -53,7 +53,11 @@ fn builds_an_image_with_args_env_and_passthrough() {
     assert_eq!(m[&b"program"[..]], Value::string("/bin/prover"));
     assert_eq!(
         m[&b"arguments"[..]],
-        Value::Vector(["./bin/prover", "one", "two words"].map(Value::string).to_vec())
+        Value::Vector(
+            ["./bin/prover", "one", "two words"]
+                .map(Value::string)
+                .to_vec()
+        )
     );
     let mut env = Tuple::new();
     env.insert(b"RUST_BACKTRACE".to_vec(), Value::string("1"));
@@ -61,11 +65,17 @@ fn builds_an_image_with_args_env_and_passthrough() {
     assert_eq!(m[&b"environment"[..]], Value::Tuple(env));
     assert_eq!(m[&b"readonly_rootfs"[..]], Value::string("true"));
     let tree = root.tree().unwrap();
-    let Entry::Dir(bin) = &tree[&b"bin"[..]] else { panic!() };
-    let Entry::File(p) = &bin[&b"prover"[..]] else { panic!() };
+    let Entry::Dir(bin) = &tree[&b"bin"[..]] else {
+        panic!()
+    };
+    let Entry::File(p) = &bin[&b"prover"[..]] else {
+        panic!()
+    };
     assert_eq!(root.read_file(p).unwrap(), std::fs::read(&prog).unwrap());
     let mut boot = img.boot_fs().unwrap().unwrap();
-    let Entry::File(k) = &boot.tree().unwrap()[&b"kernel"[..]] else { panic!() };
+    let Entry::File(k) = &boot.tree().unwrap()[&b"kernel"[..]] else {
+        panic!()
+    };
     assert_eq!(
         boot.read_file(k).unwrap(),
         std::fs::read(release.join("kernel.img")).unwrap()
@@ -79,7 +89,12 @@ fn the_default_output_is_named_after_the_program() {
     let prog = dir.path().join("hello.bin");
     std::fs::write(&prog, b"x").unwrap();
     let o = common::nanoimg(
-        &[os("build"), prog.as_os_str(), os("--kernel-dir"), release.as_os_str()],
+        &[
+            os("build"),
+            prog.as_os_str(),
+            os("--kernel-dir"),
+            release.as_os_str(),
+        ],
         dir.path(),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -114,9 +129,16 @@ fn fails(setup: impl FnOnce(&Path, &Path) -> Vec<std::ffi::OsString>, needle: &s
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains(needle), "{stderr:?} should name {needle:?}");
-    assert!(stderr.contains(message), "{stderr:?} should say {message:?}");
+    assert!(
+        stderr.contains(message),
+        "{stderr:?} should say {message:?}"
+    );
     assert!(!out.exists(), "no image at OUT");
-    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "no leftovers");
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        0,
+        "no leftovers"
+    );
 }
 
 fn build_args(prog: &Path, release: &Path, config: Option<&Path>) -> Vec<std::ffi::OsString> {
