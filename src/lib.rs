@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use nanoimg_config as config;
 pub use nanoimg_disk as disk;
+pub use nanoimg_elf as elf;
 pub use nanoimg_plan as plan;
 pub use nanoimg_release as release;
 pub use nanoimg_tfs as tfs;
@@ -38,6 +39,67 @@ pub struct BuildOptions {
     pub kernel_dir: PathBuf,
     /// Where to write the image; `<image name>.img` in the current directory by default.
     pub output: Option<PathBuf>,
+    /// Where to resolve the interpreter and libraries (overrides the config's `TargetRoot`).
+    pub target_root: Option<PathBuf>,
+    /// Also search the build host's `LD_LIBRARY_PATH` (after `DT_RPATH`, as the loader does).
+    pub use_ld_library_path: bool,
+}
+
+/// The directories of the build host's `LD_LIBRARY_PATH`, when asked for.
+fn ld_library_path(wanted: bool) -> Vec<String> {
+    if !wanted {
+        return Vec::new();
+    }
+    std::env::var("LD_LIBRARY_PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What `nanoimg deps` shows.
+#[derive(Clone, Debug)]
+pub struct DepsReport {
+    pub program_path: String,
+    pub resolution: nanoimg_elf::Resolution,
+}
+
+/// Resolves a program's dynamic closure without building anything (`nanoimg deps`).
+pub fn deps(
+    program: &Path,
+    config: Option<&Path>,
+    target_root: Option<&Path>,
+    use_ld_library_path: bool,
+) -> Result<DepsReport, BuildError> {
+    let config = match config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let (program_path, _) = nanoimg_plan::program_paths(program, &config)?;
+    let ld = ld_library_path(use_ld_library_path);
+    let kernel = KernelDir {
+        dir: PathBuf::new(),
+        kernel: PathBuf::new(),
+        boot: PathBuf::new(),
+        uefi_loader: None,
+        klibs: None,
+    };
+    let inputs = Inputs {
+        program,
+        config: &config,
+        config_path: None,
+        kernel: &kernel,
+        target_root,
+        ld_library_path: &ld,
+    };
+    let resolution = nanoimg_plan::resolver(&inputs)
+        .resolve(program, &program_path)
+        .map_err(PlanError::from)?;
+    Ok(DepsReport {
+        program_path,
+        resolution,
+    })
 }
 
 /// What was built.
@@ -89,11 +151,14 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    let ld = ld_library_path(options.use_ld_library_path);
     let plan = nanoimg_plan::plan(&Inputs {
         program: &options.program,
         config: &config,
         config_path: options.config.as_deref(),
         kernel: &kernel,
+        target_root: options.target_root.as_deref(),
+        ld_library_path: &ld,
     })?;
 
     let empty = tuple::Tuple::new();

@@ -19,7 +19,7 @@ fn builds_an_image_with_args_env_and_passthrough() {
     let dir = tempfile::tempdir().unwrap();
     let release = common::fake_release(dir.path());
     let prog = dir.path().join("prover");
-    std::fs::write(&prog, b"\x7fELF not really, but nanoimg does not look yet").unwrap();
+    std::fs::write(&prog, common::tiny_static_elf()).unwrap();
     let config = dir.path().join("config.json");
     std::fs::write(
         &config,
@@ -87,7 +87,7 @@ fn the_default_output_is_named_after_the_program() {
     let dir = tempfile::tempdir().unwrap();
     let release = common::fake_release(dir.path());
     let prog = dir.path().join("hello.bin");
-    std::fs::write(&prog, b"x").unwrap();
+    std::fs::write(&prog, common::tiny_static_elf()).unwrap();
     let o = common::nanoimg(
         &[
             os("build"),
@@ -106,7 +106,7 @@ fn the_default_output_is_named_after_the_program() {
         Value::Vector(vec![Value::string("hello.bin")])
     );
     // A writable root filesystem gets free space after its data: sector 0, one log
-    // extension and one sector of program.
+    // extension and one sector of program (a 64-byte ELF header).
     let used = (1 + 1024 + 1) * 512;
     let free = img.root_partition().size - used;
     assert_eq!(free, nanoimg::plan::DEFAULT_FREE_SPACE);
@@ -152,7 +152,7 @@ fn build_args(prog: &Path, release: &Path, config: Option<&Path>) -> Vec<std::ff
 
 fn program(dir: &Path) -> std::path::PathBuf {
     let p = dir.join("prog");
-    std::fs::write(&p, b"x").unwrap();
+    std::fs::write(&p, common::tiny_static_elf()).unwrap();
     p
 }
 

@@ -13,19 +13,15 @@ use nanoimg::tuple::{Tuple, Value};
 
 const GIB: u64 = 1 << 30;
 
-/// Places where the sparse 2 GiB file holds data: the start, across an extent boundary in the
-/// middle, and the very end.
+/// Places where the sparse 2 GiB file holds data: an ELF header at the start (the file is
+/// the program), across an extent boundary in the middle, and the very end.
 fn markers() -> Vec<(u64, Vec<u8>)> {
-    [0, GIB - 100, 2 * GIB - 4096]
-        .into_iter()
-        .enumerate()
-        .map(|(i, at)| {
-            (
-                at,
-                (0..4096u32).map(|b| (b as u8) ^ (0x5A + i as u8)).collect(),
-            )
-        })
-        .collect()
+    let pattern = |i: u8| (0..4096u32).map(|b| (b as u8) ^ (0x5A + i)).collect();
+    vec![
+        (0, common::tiny_static_elf()),
+        (GIB - 100, pattern(1)),
+        (2 * GIB - 4096, pattern(2)),
+    ]
 }
 
 /// A writer that checks what it is given against the expected sparse content, without

@@ -47,3 +47,20 @@ pub fn nanoimg(args: &[&std::ffi::OsStr], cwd: &Path) -> Output {
         .output()
         .unwrap()
 }
+
+/// The 64-byte header of a static x86_64 executable: enough for nanoimg to accept a file as
+/// a static program (nothing in these tests runs it).
+pub fn tiny_static_elf() -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\x7fELF");
+    h[4] = 2; // ELFCLASS64
+    h[5] = 1; // little-endian
+    h[6] = 1; // EV_CURRENT
+    h[16] = 2; // ET_EXEC
+    h[18] = 62; // EM_X86_64
+    h[20] = 1;
+    h[24..32].copy_from_slice(&0x40_1000u64.to_le_bytes());
+    h[52] = 64; // e_ehsize
+    h[54] = 56; // e_phentsize
+    h
+}

@@ -1,6 +1,8 @@
-//! e2e sample for `cargo xtask e2e`, "static-rust" case: the same output as
-//! hello_static.c, built with `rustc -O -C target-feature=+crt-static`
-//! (a statically linked glibc Rust binary).
+//! e2e sample for `cargo xtask e2e`: the same output as hello_static.c.
+//!
+//! Built twice: "static-rust" uses `rustc -O -C target-feature=+crt-static`
+//! (a statically linked glibc Rust binary); "dynamic-rust" uses plain
+//! `rustc -O`, so it needs ld-linux, libc and libgcc_s packed into the image.
 //!
 //! Output format, one item per line:
 //!   argv[<i>]=<argument>

@@ -21,11 +21,8 @@ use crate::samples::{self, Sample};
 
 /// Exit status when a case failed or the runner hit an error.
 pub const EXIT_FAILED: u8 = 1;
-/// Exit status when nothing was tested (missing prerequisites, all skipped).
+/// Exit status when nothing was tested (missing prerequisites, no case).
 pub const EXIT_NOT_RUN: u8 = 2;
-
-/// Set to `1` to run the cases that need dynamic library packing.
-const DYNAMIC_ENV: &str = "NANOIMG_E2E_DYNAMIC";
 
 /// Console lines shown when a case fails.
 const CONSOLE_TAIL_LINES: usize = 40;
@@ -60,12 +57,10 @@ pub struct E2eArgs {
 pub struct Summary {
     pub passed: usize,
     pub failed: usize,
-    pub skipped: usize,
 }
 
 impl Summary {
-    /// 0 only if no case failed and at least one passed; skips alone never
-    /// make a run pass.
+    /// 0 only if no case failed and at least one passed.
     pub fn exit_code(&self) -> ExitCode {
         if self.failed > 0 {
             ExitCode::from(EXIT_FAILED)
@@ -87,7 +82,6 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
         .map(resolve_nanoimg_bin)
         .transpose()?;
     let timeout = Duration::from_secs(args.timeout_secs);
-    let run_dynamic = env::var(DYNAMIC_ENV).as_deref() == Ok("1");
 
     let work = tempfile::Builder::new()
         .prefix("nanoimg-e2e-")
@@ -106,12 +100,7 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
     samples::write_sources(work_dir)?;
     let mut plan = Vec::new();
     for sample in samples::SAMPLES {
-        let step = if sample.requires_dynamic_libs && !run_dynamic {
-            Step::Skip
-        } else {
-            Step::Run(sample.compile(&tools, work_dir)?)
-        };
-        plan.push((sample, step));
+        plan.push((sample, sample.compile(&tools, work_dir)?));
     }
 
     let nanoimg = match nanoimg_override {
@@ -121,35 +110,20 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
     println!("e2e: using {}", nanoimg.display());
 
     let mut summary = Summary::default();
-    for (sample, step) in &plan {
-        match step {
-            Step::Skip => {
-                println!(
-                    "e2e: {} ... SKIP (needs dynamic library packing, issue 3; \
-                     set {DYNAMIC_ENV}=1 to run it)",
-                    sample.case
-                );
-                summary.skipped += 1;
-            }
-            Step::Run(program) => {
-                let report = run_case(sample, program, &tools, &nanoimg, work_dir, timeout)?;
-                report.print(sample.case);
-                if let Some(keep) = &args.keep {
-                    keep_artifacts(&report.artifacts, keep)?;
-                }
-                if report.passed() {
-                    summary.passed += 1;
-                } else {
-                    summary.failed += 1;
-                }
-            }
+    for (sample, program) in &plan {
+        let report = run_case(sample, program, &tools, &nanoimg, work_dir, timeout)?;
+        report.print(sample.case);
+        if let Some(keep) = &args.keep {
+            keep_artifacts(&report.artifacts, keep)?;
+        }
+        if report.passed() {
+            summary.passed += 1;
+        } else {
+            summary.failed += 1;
         }
     }
 
-    println!(
-        "e2e: {} passed, {} failed, {} skipped",
-        summary.passed, summary.failed, summary.skipped
-    );
+    println!("e2e: {} passed, {} failed", summary.passed, summary.failed);
     if let Some(keep) = &args.keep {
         println!("e2e: images and logs kept in {}", keep.display());
     } else if summary.failed > 0 {
@@ -158,16 +132,9 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
     if summary.failed > 0 {
         eprintln!("e2e: FAILED — {} case(s) failed", summary.failed);
     } else if summary.passed == 0 {
-        eprintln!("e2e: SKIPPED IS NOT PASSED — no case ran");
+        eprintln!("e2e: NOTHING WAS TESTED — no case ran");
     }
     Ok(summary)
-}
-
-/// What to do with one sample.
-enum Step {
-    Skip,
-    /// Run the case with this compiled program.
-    Run(PathBuf),
 }
 
 /// Result of one case that ran.
@@ -308,7 +275,7 @@ fn run_case(
             .push(format!("qemu-system-x86_64 exited with {status}")),
         BootEnd::Exited(_) => {}
     }
-    let expected = expect::expected_lines(name, sample.case);
+    let expected = sample.expected_lines();
     for missing in expect::missing_lines(&boot.console, &expected) {
         report.problems.push(format!("missing line \"{missing}\""));
     }
@@ -492,23 +459,20 @@ mod tests {
     }
 
     #[test]
-    fn skips_never_pass_on_their_own() {
-        let only_skips = Summary {
+    fn exit_code_needs_a_pass_and_no_failure() {
+        let nothing = Summary {
             passed: 0,
             failed: 0,
-            skipped: 3,
         };
-        assert_eq!(only_skips.exit_code(), ExitCode::from(EXIT_NOT_RUN));
+        assert_eq!(nothing.exit_code(), ExitCode::from(EXIT_NOT_RUN));
         let failed = Summary {
             passed: 2,
             failed: 1,
-            skipped: 0,
         };
         assert_eq!(failed.exit_code(), ExitCode::from(EXIT_FAILED));
         let passed = Summary {
             passed: 2,
             failed: 0,
-            skipped: 1,
         };
         assert_eq!(passed.exit_code(), ExitCode::SUCCESS);
     }

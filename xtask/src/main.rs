@@ -17,9 +17,13 @@
 //! The e2e runner is **not part of CI**: CI has no Nanos kernel (and no QEMU),
 //! so it is run locally against a Nanos release folder. It never pretends to
 //! pass: when a prerequisite is missing it says so loudly on stderr and exits
-//! with status 2, and skipped cases never count as passes.
+//! with status 2.
 //!
-//! Exit status: 0 = every case that ran passed (and at least one ran),
+//! Cases: `static-c`, `static-rust` (statically linked), and `dynamic-c`,
+//! `dynamic-cpp`, `dynamic-rust` (dynamically linked; they need nanoimg to
+//! pack the program interpreter and the shared libraries).
+//!
+//! Exit status: 0 = every case passed (and at least one ran),
 //! 1 = a case failed or the runner hit an error, 2 = prerequisites missing or
 //! nothing passed.
 //!

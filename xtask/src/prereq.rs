@@ -43,6 +43,7 @@ pub struct Tools {
     pub kernel_dir: PathBuf,
     pub qemu: PathBuf,
     pub cc: PathBuf,
+    pub cxx: PathBuf,
     pub rustc: PathBuf,
 }
 
@@ -85,19 +86,27 @@ pub fn check(kernel_dir: Option<&Path>) -> Result<Tools, MissingPrerequisites> {
         "install a C compiler with static glibc (Debian/Ubuntu: apt-get install gcc libc6-dev)",
         &mut problems,
     );
+    let cxx = require_tool(
+        "c++",
+        "install a C++ compiler with libstdc++ (Debian/Ubuntu: apt-get install g++)",
+        &mut problems,
+    );
     let rustc = require_tool(
         "rustc",
         "install a Rust toolchain (https://rustup.rs)",
         &mut problems,
     );
 
-    match (kernel_dir, qemu, cc, rustc) {
-        (Some(kernel_dir), Some(qemu), Some(cc), Some(rustc)) if problems.is_empty() => Ok(Tools {
-            kernel_dir,
-            qemu,
-            cc,
-            rustc,
-        }),
+    match (kernel_dir, qemu, cc, cxx, rustc) {
+        (Some(kernel_dir), Some(qemu), Some(cc), Some(cxx), Some(rustc)) if problems.is_empty() => {
+            Ok(Tools {
+                kernel_dir,
+                qemu,
+                cc,
+                cxx,
+                rustc,
+            })
+        }
         _ => Err(MissingPrerequisites { problems }),
     }
 }

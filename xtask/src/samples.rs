@@ -10,6 +10,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
+use crate::expect;
 use crate::prereq::{MissingPrerequisites, Tools};
 
 /// A sample source file, embedded into the xtask binary.
@@ -19,7 +20,7 @@ struct Source {
 }
 
 /// All sample sources. `hello_dynamic.c` `#include`s `hello_static.c`, so
-/// every source is written out even if only some cases run.
+/// every source is written out.
 const SOURCES: &[Source] = &[
     Source {
         file_name: "hello_static.c",
@@ -28,6 +29,10 @@ const SOURCES: &[Source] = &[
     Source {
         file_name: "hello_dynamic.c",
         text: include_str!("../samples/hello_dynamic.c"),
+    },
+    Source {
+        file_name: "hello_cpp.cpp",
+        text: include_str!("../samples/hello_cpp.cpp"),
     },
     Source {
         file_name: "hello_rust.rs",
@@ -42,8 +47,12 @@ pub enum Build {
     StaticC,
     /// `cc -O2` (dynamically linked against the host glibc)
     DynamicC,
+    /// `c++ -O2 -pthread` (dynamically linked against libstdc++ and glibc)
+    DynamicCpp,
     /// `rustc -O -C target-feature=+crt-static` (static glibc)
     StaticRust,
+    /// `rustc -O` (dynamically linked against glibc and libgcc_s)
+    DynamicRust,
 }
 
 /// One e2e case.
@@ -56,34 +65,40 @@ pub struct Sample {
     pub program: &'static str,
     source_file: &'static str,
     build: Build,
-    /// The program needs shared libraries packed into the image, i.e. the
-    /// ELF dependency resolver (issue 3). Skipped unless enabled explicitly.
-    pub requires_dynamic_libs: bool,
 }
 
-/// Every case the runner knows about, in report order.
+/// Every case the runner knows about, in report order. The dynamic cases
+/// rely on nanoimg packing the program's interpreter and shared libraries.
 pub const SAMPLES: &[Sample] = &[
     Sample {
         case: "static-c",
         program: "hello_static",
         source_file: "hello_static.c",
         build: Build::StaticC,
-        requires_dynamic_libs: false,
     },
     Sample {
         case: "static-rust",
         program: "hello_rust",
         source_file: "hello_rust.rs",
         build: Build::StaticRust,
-        requires_dynamic_libs: false,
     },
     Sample {
         case: "dynamic-c",
         program: "hello_dynamic",
         source_file: "hello_dynamic.c",
         build: Build::DynamicC,
-        // Expected to need the ELF dependency resolver (issue 3).
-        requires_dynamic_libs: true,
+    },
+    Sample {
+        case: "dynamic-cpp",
+        program: "hello_cpp",
+        source_file: "hello_cpp.cpp",
+        build: Build::DynamicCpp,
+    },
+    Sample {
+        case: "dynamic-rust",
+        program: "hello_rust_dynamic",
+        source_file: "hello_rust.rs",
+        build: Build::DynamicRust,
     },
 ];
 
@@ -98,6 +113,28 @@ pub fn write_sources(dir: &Path) -> Result<()> {
 }
 
 impl Sample {
+    /// The lines the guest must print on the console for this case.
+    pub fn expected_lines(&self) -> Vec<String> {
+        expect::expected_lines(self.program, self.case)
+    }
+
+    /// The compiler invocation for this sample, to be run inside the folder
+    /// holding the sources.
+    fn compile_command(&self, tools: &Tools) -> Command {
+        let (compiler, flags): (&Path, &[&str]) = match self.build {
+            Build::StaticC => (&tools.cc, &["-static", "-O2"]),
+            Build::DynamicC => (&tools.cc, &["-O2"]),
+            Build::DynamicCpp => (&tools.cxx, &["-O2", "-pthread"]),
+            Build::StaticRust => (&tools.rustc, &["-O", "-C", "target-feature=+crt-static"]),
+            Build::DynamicRust => (&tools.rustc, &["-O"]),
+        };
+        let mut command = Command::new(compiler);
+        command
+            .args(flags)
+            .args(["-o", self.program, self.source_file]);
+        command
+    }
+
     /// Compiles the sample inside `dir` (where [`write_sources`] put the
     /// sources) and returns the path of the executable.
     ///
@@ -105,28 +142,7 @@ impl Sample {
     /// static glibc), so it is reported as a missing prerequisite.
     pub fn compile(&self, tools: &Tools, dir: &Path) -> Result<PathBuf> {
         let output_path = dir.join(self.program);
-        let mut command = match self.build {
-            Build::StaticC | Build::DynamicC => {
-                let mut command = Command::new(&tools.cc);
-                if self.build == Build::StaticC {
-                    command.arg("-static");
-                }
-                command.args(["-O2", "-o", self.program, self.source_file]);
-                command
-            }
-            Build::StaticRust => {
-                let mut command = Command::new(&tools.rustc);
-                command.args([
-                    "-O",
-                    "-C",
-                    "target-feature=+crt-static",
-                    "-o",
-                    self.program,
-                    self.source_file,
-                ]);
-                command
-            }
-        };
+        let mut command = self.compile_command(tools);
         command.current_dir(dir);
         let output = command
             .output()
@@ -134,7 +150,8 @@ impl Sample {
         if !output.status.success() {
             let hint = match self.build {
                 Build::StaticC => " (static linking needs libc.a — Debian/Ubuntu: libc6-dev)",
-                Build::DynamicC => "",
+                Build::DynamicC | Build::DynamicRust => "",
+                Build::DynamicCpp => " (needs libstdc++ — Debian/Ubuntu: g++)",
                 Build::StaticRust => " (+crt-static needs static glibc — Debian/Ubuntu: libc6-dev)",
             };
             return Err(MissingPrerequisites::single(format!(
@@ -179,5 +196,82 @@ mod tests {
                 assert_ne!(a.program, b.program);
             }
         }
+    }
+
+    fn sample(case: &str) -> &'static Sample {
+        SAMPLES
+            .iter()
+            .find(|sample| sample.case == case)
+            .unwrap_or_else(|| panic!("no case {case}"))
+    }
+
+    fn fake_tools() -> Tools {
+        Tools {
+            kernel_dir: PathBuf::from("kernel"),
+            qemu: PathBuf::from("qemu-system-x86_64"),
+            cc: PathBuf::from("cc"),
+            cxx: PathBuf::from("c++"),
+            rustc: PathBuf::from("rustc"),
+        }
+    }
+
+    fn command_line(case: &str) -> Vec<String> {
+        let command = sample(case).compile_command(&fake_tools());
+        std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn static_and_dynamic_builds_use_the_right_flags() {
+        assert_eq!(
+            command_line("static-c"),
+            [
+                "cc",
+                "-static",
+                "-O2",
+                "-o",
+                "hello_static",
+                "hello_static.c"
+            ]
+        );
+        assert_eq!(
+            command_line("dynamic-c"),
+            ["cc", "-O2", "-o", "hello_dynamic", "hello_dynamic.c"]
+        );
+        assert_eq!(
+            command_line("dynamic-cpp"),
+            ["c++", "-O2", "-pthread", "-o", "hello_cpp", "hello_cpp.cpp"]
+        );
+        assert_eq!(
+            command_line("static-rust"),
+            [
+                "rustc",
+                "-O",
+                "-C",
+                "target-feature=+crt-static",
+                "-o",
+                "hello_rust",
+                "hello_rust.rs"
+            ]
+        );
+        assert_eq!(
+            command_line("dynamic-rust"),
+            ["rustc", "-O", "-o", "hello_rust_dynamic", "hello_rust.rs"]
+        );
+    }
+
+    #[test]
+    fn expected_lines_use_the_case_program_name() {
+        let expected = sample("dynamic-cpp").expected_lines();
+        assert_eq!(
+            expected.first().map(String::as_str),
+            Some("argv[0]=hello_cpp")
+        );
+        assert!(expected
+            .iter()
+            .any(|line| line == "env:E2E_CASE=dynamic-cpp"));
+        assert_eq!(expected.last().map(String::as_str), Some("HELLO-DONE"));
     }
 }

@@ -4,7 +4,8 @@
 //! ops, which decodes with unknown fields disallowed. This crate only parses and checks the
 //! file; what each field does to the image is decided by `nanoimg-plan`.
 //!
-//! Supported so far: `Program`, `Args`, `Env`, `ManifestPassthrough`, `BaseVolumeSz`.
+//! Supported so far: `Program`, `Args`, `Env`, `ManifestPassthrough`, `BaseVolumeSz`,
+//! `TargetRoot`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ pub struct Config {
     pub manifest_passthrough: BTreeMap<String, serde_json::Value>,
     /// Smallest total image size: digits with an optional k, m or g suffix (powers of 1024).
     pub base_volume_sz: Option<String>,
+    /// A directory to resolve the program's interpreter and libraries in, instead of `/`.
+    pub target_root: Option<String>,
 }
 
 /// A config that cannot be used.

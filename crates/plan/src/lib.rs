@@ -9,6 +9,9 @@
 //! - the program's image path is the config's `Program` with a leading `./` dropped, made
 //!   absolute and cleaned, or `/<file name>` without one; argv\[0\] is `Program` as written
 //!   (or the file name), followed by `Args`;
+//! - a dynamic program's interpreter and libraries are resolved from its ELF headers by
+//!   `nanoimg-elf` (in `TargetRoot` or `/`) and stored where the guest's loader will open
+//!   them; nothing is executed;
 //! - `Env` becomes `environment`;
 //! - `ManifestPassthrough` keys are copied into the manifest last, overriding anything; their
 //!   values must be strings, arrays or objects of those, as in ops;
@@ -18,6 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use nanoimg_config::{Config, ConfigError};
+use nanoimg_elf::{Dependency, ResolveError, Resolver};
 use nanoimg_release::KernelDir;
 use nanoimg_tfs::{Dir, FileSource, Node, TreeError};
 use nanoimg_tuple::{Tuple, Value};
@@ -36,6 +40,10 @@ pub struct Inputs<'a> {
     /// The config file's path (for messages), if there is one.
     pub config_path: Option<&'a Path>,
     pub kernel: &'a KernelDir,
+    /// Where to resolve libraries, overriding the config's `TargetRoot`; `/` when neither.
+    pub target_root: Option<&'a Path>,
+    /// Directories searched after `DT_RPATH`, as `LD_LIBRARY_PATH` (only when asked for).
+    pub ld_library_path: &'a [String],
 }
 
 /// Everything the image will contain.
@@ -55,6 +63,8 @@ pub struct Plan {
     pub min_image_size: u64,
     /// The image's name as ops derives it: the program's base name up to its first `.`.
     pub image_name: String,
+    /// The interpreter and libraries packed for a dynamic program.
+    pub dependencies: Vec<Dependency>,
 }
 
 /// Why a plan cannot be made.
@@ -77,6 +87,8 @@ pub enum PlanError {
     #[error("ManifestPassthrough {key:?}: {reason}")]
     Passthrough { key: String, reason: String },
     #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
     Tree(#[from] TreeError),
@@ -98,6 +110,32 @@ pub fn image_path(program: &str) -> Option<String> {
     (!parts.is_empty()).then(|| format!("/{}", parts.join("/")))
 }
 
+/// The program's path in the image and its argv\[0\]: the config's `Program` (see
+/// [`image_path`]) or the host file's name.
+pub fn program_paths(program: &Path, config: &Config) -> Result<(String, String), PlanError> {
+    let file_name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(match &config.program {
+        Some(p) => (
+            image_path(p).ok_or_else(|| PlanError::BadProgramPath(p.clone()))?,
+            p.clone(),
+        ),
+        None => (format!("/{file_name}"), file_name),
+    })
+}
+
+/// The resolver for these inputs: `--target-root`, else the config's `TargetRoot`, else `/`.
+pub fn resolver(inputs: &Inputs) -> Resolver {
+    let root = inputs
+        .target_root
+        .map(Path::to_path_buf)
+        .or_else(|| inputs.config.target_root.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    Resolver::new(&root).with_ld_library_path(inputs.ld_library_path.to_vec())
+}
+
 /// Makes the plan.
 pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     let program_err = |source| PlanError::Program {
@@ -113,18 +151,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     // Fail now, not halfway through writing, if the program cannot be opened.
     std::fs::File::open(inputs.program).map_err(program_err)?;
 
-    let file_name = inputs
-        .program
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (program_path, argv0) = match &inputs.config.program {
-        Some(p) => (
-            image_path(p).ok_or_else(|| PlanError::BadProgramPath(p.clone()))?,
-            p.clone(),
-        ),
-        None => (format!("/{file_name}"), file_name.clone()),
-    };
+    let (program_path, argv0) = program_paths(inputs.program, inputs.config)?;
     let image_name = program_path
         .rsplit('/')
         .next()
@@ -141,6 +168,15 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             len: meta.len(),
         }),
     )?;
+
+    let resolution = resolver(inputs).resolve(inputs.program, &program_path)?;
+    for dep in &resolution.dependencies {
+        let source = FileSource::host(&dep.host_path).map_err(|source| PlanError::Program {
+            path: dep.host_path.clone(),
+            source,
+        })?;
+        root.insert(dep.guest_path.as_bytes(), Node::File(source))?;
+    }
 
     let mut boot = Dir::new();
     let kernel = FileSource::host(&inputs.kernel.kernel).map_err(|source| PlanError::Kernel {
@@ -186,6 +222,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         root_free_space: if readonly { 0 } else { DEFAULT_FREE_SPACE },
         min_image_size,
         image_name,
+        dependencies: resolution.dependencies,
     })
 }
 
@@ -215,12 +252,29 @@ fn passthrough_value(v: &serde_json::Value) -> Result<Value, String> {
 mod tests {
     use super::*;
 
+    /// The 64-byte header of a static x86_64 executable: all a static program needs to be
+    /// accepted (nothing here runs it).
+    pub(crate) fn tiny_static_elf() -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = 2; // ELFCLASS64
+        h[5] = 1; // little-endian
+        h[6] = 1; // EV_CURRENT
+        h[16] = 2; // ET_EXEC
+        h[18] = 62; // EM_X86_64
+        h[20] = 1;
+        h[24..32].copy_from_slice(&0x40_1000u64.to_le_bytes());
+        h[52] = 64; // e_ehsize
+        h[54] = 56; // e_phentsize
+        h
+    }
+
     fn setup() -> (tempfile::TempDir, KernelDir, PathBuf) {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("kernel.img"), b"kernel").unwrap();
         std::fs::write(d.path().join("boot.img"), b"boot").unwrap();
         let prog = d.path().join("prover.bin");
-        std::fs::write(&prog, b"\x7fELF").unwrap();
+        std::fs::write(&prog, tiny_static_elf()).unwrap();
         let k = KernelDir::open(d.path()).unwrap();
         (d, k, prog)
     }
@@ -250,6 +304,8 @@ mod tests {
             config: &config,
             config_path: None,
             kernel: &k,
+            target_root: None,
+            ld_library_path: &[],
         })
         .unwrap();
         assert_eq!(p.program_path, "/prover");
@@ -273,11 +329,31 @@ mod tests {
             config: &Config::default(),
             config_path: None,
             kernel: &k,
+            target_root: None,
+            ld_library_path: &[],
         })
         .unwrap();
         assert_eq!(p.program_path, "/prover.bin");
         assert_eq!(p.image_name, "prover");
         assert_eq!(p.root_free_space, DEFAULT_FREE_SPACE);
+    }
+
+    #[test]
+    fn a_program_that_is_not_elf_is_refused() {
+        let (d, k, _) = setup();
+        let p = d.path().join("script.sh");
+        std::fs::write(&p, "#!/bin/sh\necho hi\n").unwrap();
+        let e = plan(&Inputs {
+            program: &p,
+            config: &Config::default(),
+            config_path: None,
+            kernel: &k,
+            target_root: None,
+            ld_library_path: &[],
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.ends_with("script.sh is not an ELF file"), "{e}");
     }
 
     #[test]
@@ -289,6 +365,8 @@ mod tests {
             config: &Config::default(),
             config_path: None,
             kernel: &k,
+            target_root: None,
+            ld_library_path: &[],
         })
         .unwrap_err()
         .to_string();
@@ -307,6 +385,8 @@ mod tests {
             config: &config,
             config_path: None,
             kernel: &k,
+            target_root: None,
+            ld_library_path: &[],
         })
         .unwrap_err()
         .to_string();

@@ -1,0 +1,23 @@
+//! The program's ELF file and its shared libraries, found without running anything.
+//!
+//! ops finds a dynamic program's libraries by executing it with `LD_TRACE_LOADED_OBJECTS`
+//! (or `ldd`): that runs an untrusted binary on the build host and ties the result to the
+//! host. nanoimg reads ELF headers instead:
+//!
+//! - [`inspect`] reads class, byte order, machine, type, `PT_INTERP`, `DT_NEEDED`, `DT_RPATH`,
+//!   `DT_RUNPATH` and `DT_SONAME`, touching only the headers (a multi-GiB program is not read
+//!   into memory), and refuses with a precise message anything that is not an x86_64 ELF64
+//!   executable;
+//! - [`Resolver`] computes the dynamic closure the way the glibc loader does it inside the
+//!   guest, within a root directory (the host's `/` or a sysroot): each library is stored at
+//!   the path the loader will open, with the content of the file found there (symlinks
+//!   followed inside the root).
+
+mod inspect;
+mod ldcache;
+mod resolve;
+mod root;
+
+pub use inspect::{inspect, ElfError, ElfInfo, ElfKind};
+pub use resolve::{Dependency, Resolution, ResolveError, Resolver, Rule};
+pub use root::resolve_in_root;

@@ -1,0 +1,387 @@
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::inspect::{check_ident, inspect, ElfError, ElfInfo};
+use crate::ldcache::{read_cache, read_conf};
+use crate::root::{normalize, resolve_in_root};
+
+/// The directories the glibc loader searches last, for x86_64 (multiarch first, as Debian
+/// and Ubuntu build it, then the lib64 layout of other distributions).
+pub const DEFAULT_DIRS: [&str; 6] = [
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
+
+/// Which search rule found a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// `PT_INTERP`, at its literal path.
+    Interpreter,
+    /// A `DT_NEEDED` name containing `/`, used as a path.
+    Path,
+    Rpath,
+    LdLibraryPath,
+    Runpath,
+    LdSoCache,
+    LdSoConf,
+    DefaultDir,
+}
+
+/// One file of the closure: where the guest's loader opens it, and where its bytes come
+/// from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Dependency {
+    /// The `DT_NEEDED` name, or the interpreter path.
+    pub name: String,
+    /// The path the loader opens inside the guest.
+    pub guest_path: String,
+    /// The host file with its content (symlinks followed).
+    pub host_path: PathBuf,
+    /// The guest path of the object that needs it.
+    pub needed_by: String,
+    pub rule: Rule,
+}
+
+/// A program's dynamic closure.
+#[derive(Clone, Debug)]
+pub struct Resolution {
+    pub program: ElfInfo,
+    /// The interpreter first, then libraries in breadth-first order of `DT_NEEDED`.
+    pub dependencies: Vec<Dependency>,
+}
+
+/// Why a closure cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error("program interpreter {interpreter} (PT_INTERP of {needed_by}) not found in {root}")]
+    Interpreter {
+        interpreter: String,
+        needed_by: String,
+        root: PathBuf,
+    },
+    #[error("library {name} needed by {needed_by} not found; searched {}", searched.join(", "))]
+    Missing {
+        name: String,
+        needed_by: String,
+        searched: Vec<String>,
+    },
+}
+
+/// Where `$ORIGIN` of an object points on the host.
+#[derive(Clone, Debug)]
+enum Origin {
+    /// The object was found inside the root: its directory there.
+    Rooted,
+    /// The object lives outside the root (the program, or a library found next to it).
+    Host(PathBuf),
+}
+
+/// A directory to search: its guest path, and its host path when it is not inside the root.
+struct SearchDir {
+    guest: String,
+    host: Option<PathBuf>,
+}
+
+struct Object {
+    guest: String,
+    origin: Origin,
+    info: ElfInfo,
+}
+
+/// Resolves dynamic dependencies inside a root, as the glibc loader will in the guest.
+#[derive(Clone, Debug)]
+pub struct Resolver {
+    root: PathBuf,
+    ld_library_path: Vec<String>,
+    cache: Option<Vec<(String, String)>>,
+    conf_dirs: Vec<String>,
+}
+
+impl Resolver {
+    /// A resolver for `root` (`/` for the host), reading its `/etc/ld.so.cache` (or, without
+    /// one, `/etc/ld.so.conf`).
+    pub fn new(root: &Path) -> Resolver {
+        let cache = read_cache(root);
+        let conf_dirs = if cache.is_none() {
+            read_conf(root)
+        } else {
+            Vec::new()
+        };
+        Resolver {
+            root: root.to_path_buf(),
+            ld_library_path: Vec::new(),
+            cache,
+            conf_dirs,
+        }
+    }
+
+    /// Also searches these directories after `DT_RPATH`, as `LD_LIBRARY_PATH` would.
+    pub fn with_ld_library_path(mut self, dirs: Vec<String>) -> Resolver {
+        self.ld_library_path = dirs;
+        self
+    }
+
+    /// Resolves the closure of the program at `program` (host path), which the guest will
+    /// run from `guest_path`.
+    pub fn resolve(&self, program: &Path, guest_path: &str) -> Result<Resolution, ResolveError> {
+        let info = inspect(program)?;
+        info.check_program(program)?;
+        let mut deps = Vec::new();
+        // Names already loaded (DT_NEEDED names and sonames) → guest path. The loader matches
+        // a DT_NEEDED against these before searching, the interpreter's soname included.
+        let mut loaded: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(interp) = &info.interpreter {
+            let host = resolve_in_root(&self.root, interp)
+                .filter(|p| p.is_file())
+                .ok_or_else(|| ResolveError::Interpreter {
+                    interpreter: interp.clone(),
+                    needed_by: guest_path.to_string(),
+                    root: self.root.clone(),
+                })?;
+            // A corrupt interpreter is an error here, not a boot failure later.
+            if let Some(soname) = inspect(&host)?.soname {
+                loaded.insert(soname, normalize(interp));
+            }
+            deps.push(Dependency {
+                name: interp.clone(),
+                guest_path: normalize(interp),
+                host_path: host,
+                needed_by: guest_path.to_string(),
+                rule: Rule::Interpreter,
+            });
+        }
+        if info.interpreter.is_none() {
+            // Nothing loads libraries for a static program.
+            return Ok(Resolution {
+                program: info,
+                dependencies: deps,
+            });
+        }
+
+        let program_origin = std::path::absolute(program)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let exe = Object {
+            guest: guest_path.to_string(),
+            origin: Origin::Host(program_origin),
+            info: info.clone(),
+        };
+        let mut guest_paths: BTreeSet<String> = deps.iter().map(|d| d.guest_path.clone()).collect();
+        guest_paths.insert(normalize(guest_path));
+        let mut queue = VecDeque::from([exe]);
+        let mut exe_ref: Option<(String, Origin, ElfInfo)> = None;
+        while let Some(obj) = queue.pop_front() {
+            if exe_ref.is_none() {
+                exe_ref = Some((obj.guest.clone(), obj.origin.clone(), obj.info.clone()));
+            }
+            let exe = exe_ref.as_ref().expect("set above");
+            for name in &obj.info.needed {
+                if loaded.contains_key(name) {
+                    continue;
+                }
+                let (guest, host, rule, origin) = self.find(name, &obj, exe)?;
+                let info = inspect(&host)?;
+                loaded.insert(name.clone(), guest.clone());
+                if let Some(soname) = &info.soname {
+                    loaded
+                        .entry(soname.clone())
+                        .or_insert_with(|| guest.clone());
+                }
+                if !guest_paths.insert(guest.clone()) {
+                    continue;
+                }
+                deps.push(Dependency {
+                    name: name.clone(),
+                    guest_path: guest.clone(),
+                    host_path: host,
+                    needed_by: obj.guest.clone(),
+                    rule,
+                });
+                queue.push_back(Object {
+                    guest,
+                    origin,
+                    info,
+                });
+            }
+        }
+        Ok(Resolution {
+            program: info,
+            dependencies: deps,
+        })
+    }
+
+    /// Finds one `DT_NEEDED` name for `obj`, in the loader's order.
+    fn find(
+        &self,
+        name: &str,
+        obj: &Object,
+        exe: &(String, Origin, ElfInfo),
+    ) -> Result<(String, PathBuf, Rule, Origin), ResolveError> {
+        let mut searched = Vec::new();
+        if name.contains('/') {
+            if let Some(found) = self.candidate(&expand(name, obj), "", Rule::Path) {
+                return Ok(found);
+            }
+            return Err(ResolveError::Missing {
+                name: name.to_string(),
+                needed_by: obj.guest.clone(),
+                searched: vec![name.to_string()],
+            });
+        }
+        let mut dirs: Vec<(SearchDir, Rule)> = Vec::new();
+        if obj.info.runpath.is_empty() {
+            for d in &obj.info.rpath {
+                dirs.push((expand(d, obj), Rule::Rpath));
+            }
+            let (exe_guest, exe_origin, exe_info) = exe;
+            if *exe_guest != obj.guest && exe_info.runpath.is_empty() {
+                let e = Object {
+                    guest: exe_guest.clone(),
+                    origin: exe_origin.clone(),
+                    info: exe_info.clone(),
+                };
+                for d in &exe_info.rpath {
+                    dirs.push((expand(d, &e), Rule::Rpath));
+                }
+            }
+        }
+        for d in &self.ld_library_path {
+            dirs.push((rooted(d), Rule::LdLibraryPath));
+        }
+        for d in &obj.info.runpath {
+            dirs.push((expand(d, obj), Rule::Runpath));
+        }
+        for (dir, rule) in dirs {
+            if !dir.guest.starts_with('/') {
+                continue; // relative to the loader's working directory: never in a unikernel
+            }
+            searched.push(format!("{} ({})", dir.guest, rule_name(rule)));
+            if let Some(found) = self.candidate(&dir, name, rule) {
+                return Ok(found);
+            }
+        }
+        match &self.cache {
+            Some(cache) => {
+                searched.push("/etc/ld.so.cache".into());
+                for (soname, path) in cache {
+                    if soname == name {
+                        if let Some(found) = self.candidate(&rooted(path), "", Rule::LdSoCache) {
+                            return Ok(found);
+                        }
+                    }
+                }
+            }
+            None => {
+                for dir in &self.conf_dirs {
+                    searched.push(format!("{dir} (ld.so.conf)"));
+                    if let Some(found) = self.candidate(&rooted(dir), name, Rule::LdSoConf) {
+                        return Ok(found);
+                    }
+                }
+            }
+        }
+        for dir in DEFAULT_DIRS {
+            searched.push(dir.to_string());
+            if let Some(found) = self.candidate(&rooted(dir), name, Rule::DefaultDir) {
+                return Ok(found);
+            }
+        }
+        Err(ResolveError::Missing {
+            name: name.to_string(),
+            needed_by: obj.guest.clone(),
+            searched,
+        })
+    }
+
+    /// The file `name` in `dir` (or the path `dir` itself when `name` is empty), if it
+    /// exists and is an x86_64 ELF64; the loader skips other files and keeps searching.
+    fn candidate(
+        &self,
+        dir: &SearchDir,
+        name: &str,
+        rule: Rule,
+    ) -> Option<(String, PathBuf, Rule, Origin)> {
+        let join = |d: &str| {
+            if name.is_empty() {
+                d.to_string()
+            } else {
+                format!("{d}/{name}")
+            }
+        };
+        let guest = normalize(&join(&dir.guest));
+        let (host, origin) = match &dir.host {
+            None => (resolve_in_root(&self.root, &guest)?, Origin::Rooted),
+            Some(h) => {
+                let path = PathBuf::from(join(&h.to_string_lossy()));
+                let origin = Origin::Host(path.parent()?.to_path_buf());
+                (std::fs::canonicalize(&path).ok()?, origin)
+            }
+        };
+        if !host.is_file() || !is_x86_64_elf64(&host) {
+            return None;
+        }
+        Some((guest, host, rule, origin))
+    }
+}
+
+/// Expands `$ORIGIN`, `$LIB` and `$PLATFORM` (also in `${...}` form) in a search path
+/// entry of `obj`. Gives the guest form and, when `$ORIGIN` refers to an object outside the
+/// root, the host form of the same directory.
+fn expand(s: &str, obj: &Object) -> SearchDir {
+    let guest_origin = normalize(obj.guest.rsplit_once('/').map_or("/", |(d, _)| d));
+    let fixed = |s: &str| {
+        s.replace("${LIB}", "lib64")
+            .replace("$LIB", "lib64")
+            .replace("${PLATFORM}", "x86_64")
+            .replace("$PLATFORM", "x86_64")
+    };
+    let with_origin =
+        |s: &str, origin: &str| fixed(&s.replace("${ORIGIN}", origin).replace("$ORIGIN", origin));
+    let uses_origin = s.contains("$ORIGIN") || s.contains("${ORIGIN}");
+    SearchDir {
+        guest: with_origin(s, &guest_origin),
+        host: match &obj.origin {
+            Origin::Host(h) if uses_origin => {
+                Some(PathBuf::from(with_origin(s, &h.to_string_lossy())))
+            }
+            _ => None,
+        },
+    }
+}
+
+fn rooted(guest: &str) -> SearchDir {
+    SearchDir {
+        guest: guest.to_string(),
+        host: None,
+    }
+}
+
+fn rule_name(r: Rule) -> &'static str {
+    match r {
+        Rule::Interpreter => "PT_INTERP",
+        Rule::Path => "path",
+        Rule::Rpath => "DT_RPATH",
+        Rule::LdLibraryPath => "LD_LIBRARY_PATH",
+        Rule::Runpath => "DT_RUNPATH",
+        Rule::LdSoCache => "ld.so.cache",
+        Rule::LdSoConf => "ld.so.conf",
+        Rule::DefaultDir => "default",
+    }
+}
+
+fn is_x86_64_elf64(path: &Path) -> bool {
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && check_ident(path, &head).is_ok()
+}
