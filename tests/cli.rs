@@ -260,3 +260,144 @@ fn a_missing_output_directory() {
     );
     assert!(!out.exists());
 }
+
+/// Compiles C source with the system compiler (a missing compiler fails the test).
+fn cc(dir: &Path, source: &str, args: &[&str]) -> std::path::PathBuf {
+    std::fs::write(dir.join("prog.c"), source).unwrap();
+    let out = std::process::Command::new("cc")
+        .args(args)
+        .args(["-o", "prog", "prog.c"])
+        .current_dir(dir)
+        .output()
+        .expect("cc is needed to build test programs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("prog")
+}
+
+#[test]
+fn packaging_never_runs_the_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = common::fake_release(dir.path());
+    let marker = dir.path().join("EXECUTED");
+    // The program's PT_INTERP is a freestanding binary that creates the marker: running the
+    // program in any way (directly, or with LD_TRACE_LOADED_OBJECTS as ops does) runs it.
+    // The program's own constructor would create the marker too.
+    let trap = format!(
+        "static const char path[] = \"{m}\";\n\
+         void _start(void) {{\n\
+           long r;\n\
+           __asm__ volatile(\"syscall\" : \"=a\"(r) : \"a\"(85), \"D\"(path), \"S\"(0644) : \"rcx\", \"r11\", \"memory\");\n\
+           __asm__ volatile(\"syscall\" : : \"a\"(60), \"D\"(1) : \"rcx\", \"r11\", \"memory\");\n\
+           for (;;) {{}}\n\
+         }}\n",
+        m = marker.display()
+    );
+    let interp = dir.path().join("trap-interpreter");
+    std::fs::write(dir.path().join("trap.c"), trap).unwrap();
+    let out = std::process::Command::new("cc")
+        .args(["-nostdlib", "-static-pie", "-fPIE", "-O2", "-o"])
+        .arg(&interp)
+        .arg("trap.c")
+        .current_dir(dir.path())
+        .output()
+        .expect("cc is needed to build test programs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let source = format!(
+        "#include <stdio.h>\n\
+         __attribute__((constructor)) static void c(void) {{ FILE *f = fopen(\"{m}\", \"w\"); if (f) fclose(f); }}\n\
+         int main(void) {{ return 0; }}\n",
+        m = marker.display()
+    );
+    let linker = format!("-Wl,--dynamic-linker={}", interp.display());
+    let prog = cc(dir.path(), &source, &["-O2", &linker]);
+
+    let image = dir.path().join("prog.img");
+    let o = common::nanoimg(
+        &[
+            os("build"),
+            prog.as_os_str(),
+            os("--kernel-dir"),
+            release.as_os_str(),
+            os("-o"),
+            image.as_os_str(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::nanoimg(&[os("deps"), prog.as_os_str()], dir.path());
+    assert!(o.status.success());
+    assert!(
+        !marker.exists(),
+        "the program or its interpreter was executed"
+    );
+
+    // The closure is in the image: the interpreter at its literal PT_INTERP path.
+    let img = DiskImage::open(&image).unwrap();
+    let mut root = img.root_fs().unwrap();
+    let tree = root.tree().unwrap();
+    let mut node = &tree;
+    let parts: Vec<String> = interp
+        .iter()
+        .skip(1)
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    for p in &parts[..parts.len() - 1] {
+        let Entry::Dir(d) = &node[p.as_bytes()] else {
+            panic!("{p}")
+        };
+        node = d;
+    }
+    let Entry::File(f) = &node[parts.last().unwrap().as_bytes()] else {
+        panic!()
+    };
+    assert_eq!(root.read_file(f).unwrap(), std::fs::read(&interp).unwrap());
+
+    // The trap works: running the program does create the marker.
+    let _ = std::process::Command::new(&prog).status();
+    assert!(marker.exists(), "the trap did not fire when run directly");
+}
+
+#[test]
+fn deps_shows_what_was_found_where_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let prog = cc(dir.path(), "int main(void) { return 0; }\n", &["-O2"]);
+    let o = common::nanoimg(&[os("deps"), prog.as_os_str()], dir.path());
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(o.status.success());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "/prog (dynamic x86_64 ELF)");
+    assert!(
+        lines[1].starts_with("  /lib64/ld-linux-x86-64.so.2 <- /"),
+        "{text}"
+    );
+    assert!(lines[1].ends_with("(PT_INTERP of /prog)"), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("libc.so.6 needed by /prog, found by ")),
+        "{text}"
+    );
+
+    let o = common::nanoimg(&[os("deps"), prog.as_os_str(), os("--json")], dir.path());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["program"]["kind"], "dynamic");
+    assert_eq!(v["program"]["needed"][0], "libc.so.6");
+    assert_eq!(v["dependencies"][0]["rule"], "interpreter");
+
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"#!/bin/sh\n").unwrap();
+    let o = common::nanoimg(&[os("deps"), junk.as_os_str()], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(o.stderr).unwrap(),
+        format!("error: {} is not an ELF file\n", junk.display())
+    );
+}

@@ -19,5 +19,5 @@ mod resolve;
 mod root;
 
 pub use inspect::{inspect, ElfError, ElfInfo, ElfKind};
-pub use resolve::{Dependency, Resolution, ResolveError, Resolver, Rule};
+pub use resolve::{Dependency, Resolution, ResolveError, Resolver, Rule, DEFAULT_DIRS};
 pub use root::resolve_in_root;

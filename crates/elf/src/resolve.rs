@@ -264,7 +264,7 @@ impl Resolver {
             if !dir.guest.starts_with('/') {
                 continue; // relative to the loader's working directory: never in a unikernel
             }
-            searched.push(format!("{} ({})", dir.guest, rule_name(rule)));
+            searched.push(format!("{} ({})", normalize(&dir.guest), rule_name(rule)));
             if let Some(found) = self.candidate(&dir, name, rule) {
                 return Ok(found);
             }
