@@ -25,8 +25,67 @@ pub use nanoimg_tuple as tuple;
 use nanoimg_config::{Config, ConfigError};
 use nanoimg_disk::{BootImage, BootImageError, DiskError, ImageLayout, ImageSpec};
 use nanoimg_plan::{Inputs, Plan, PlanError};
-use nanoimg_release::{KernelDir, ReleaseError};
+use nanoimg_release::{
+    Cache, FetchError, KernelDir, Lock, LockError, ReleaseError, ReleaseOptions, Releases,
+};
 use nanoimg_tfs::{VolumeSpec, WriteError};
+
+/// Where the kernel comes from, and how a release may be obtained.
+#[derive(Clone, Debug, Default)]
+pub struct KernelOptions {
+    /// An unpacked Nanos release folder; bypasses the cache (still recorded in the lock).
+    pub kernel_dir: Option<PathBuf>,
+    /// The release to use (else the config's `NanosVersion`, else the newest pin).
+    pub nanos_version: Option<String>,
+    /// The lock file (else `nanoimg.lock` next to the config, else in the current directory).
+    pub lock: Option<PathBuf>,
+    pub release: ReleaseOptions,
+}
+
+/// The lock file to use.
+pub fn lock_path(explicit: Option<&Path>, config: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    match config.and_then(Path::parent) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("nanoimg.lock"),
+        _ => PathBuf::from("nanoimg.lock"),
+    }
+}
+
+/// The release cache (`$NANOIMG_CACHE`, else the XDG cache directory).
+pub fn cache() -> Result<Cache, BuildError> {
+    Cache::from_env().ok_or(BuildError::NoCache)
+}
+
+/// Finds the kernel folder for a build: `--kernel-dir`, or a pinned release from the cache or
+/// the network. Records what was used in `lock`; says on stderr when a download's SHA-256 is
+/// trusted on first use.
+pub fn kernel(
+    options: &KernelOptions,
+    config: &Config,
+    lock: &mut Lock,
+) -> Result<KernelDir, BuildError> {
+    if let Some(dir) = &options.kernel_dir {
+        let k = KernelDir::open(dir)?;
+        nanoimg_release::lock_kernel_dir(&k, lock, options.release.locked)?;
+        return Ok(k);
+    }
+    let version = options
+        .nanos_version
+        .clone()
+        .or_else(|| config.nanos_version.clone())
+        .unwrap_or_else(|| nanoimg_release::default_pin().version);
+    let releases = Releases::new(cache()?, options.release.clone());
+    let fetched = releases.get(&version, lock)?;
+    if fetched.trusted_on_first_use {
+        eprintln!(
+            "nanoimg: Nanos {version} has no pinned SHA-256; trusting it on first use: sha256 {} (recorded in the lock)",
+            fetched.locked.sha256
+        );
+    }
+    Ok(fetched.kernel_dir)
+}
 
 /// What to build.
 #[derive(Clone, Debug)]
@@ -35,8 +94,8 @@ pub struct BuildOptions {
     pub program: PathBuf,
     /// The ops config file, if any.
     pub config: Option<PathBuf>,
-    /// An unpacked Nanos release folder.
-    pub kernel_dir: PathBuf,
+    /// Where the kernel comes from.
+    pub kernel: KernelOptions,
     /// Where to write the image; `<image name>.img` in the current directory by default.
     pub output: Option<PathBuf>,
     /// Where to resolve the interpreter and libraries (overrides the config's `TargetRoot`).
@@ -116,6 +175,12 @@ pub enum BuildError {
     #[error(transparent)]
     Release(#[from] ReleaseError),
     #[error(transparent)]
+    Fetch(Box<FetchError>),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("no cache directory: set NANOIMG_CACHE (or HOME / XDG_CACHE_HOME)")]
+    NoCache,
+    #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -143,14 +208,23 @@ pub enum BuildError {
     },
 }
 
+impl From<FetchError> for BuildError {
+    fn from(e: FetchError) -> Self {
+        BuildError::Fetch(Box::new(e))
+    }
+}
+
 /// Builds an image. Nothing is written at the output path unless the whole image was.
 pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
-    let kernel = KernelDir::open(&options.kernel_dir)?;
-    let boot_image = BootImage::read(&kernel.boot)?;
     let config = match &options.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    let lock_file = lock_path(options.kernel.lock.as_deref(), options.config.as_deref());
+    let mut lock = Lock::load(&lock_file)?;
+    let locked_before = lock.clone();
+    let kernel = kernel(&options.kernel, &config, &mut lock)?;
+    let boot_image = BootImage::read(&kernel.boot)?;
     let ld = ld_library_path(options.use_ld_library_path);
     let plan = nanoimg_plan::plan(&Inputs {
         program: &options.program,
@@ -224,6 +298,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         path: output.clone(),
         source: e.error,
     })?;
+    // The lock is written only once the image is in place.
+    if lock != locked_before {
+        lock.save(&lock_file)?;
+    }
     Ok(BuildReport {
         output,
         layout,

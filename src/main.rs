@@ -16,6 +16,66 @@ struct Cli {
     command: Command,
 }
 
+/// Where the kernel comes from.
+#[derive(Args)]
+struct KernelArgs {
+    /// An unpacked Nanos release folder (kernel.img, boot.img, [bootx64.efi], [klibs/]);
+    /// bypasses the release cache.
+    #[arg(long, value_name = "DIR")]
+    kernel_dir: Option<PathBuf>,
+    /// The pinned Nanos release to use [default: the config's NanosVersion, else the newest
+    /// pinned release].
+    #[arg(long, value_name = "VERSION")]
+    nanos_version: Option<String>,
+    #[command(flatten)]
+    fetch: FetchArgs,
+}
+
+/// How releases may be obtained and verified.
+#[derive(Args)]
+struct FetchArgs {
+    /// Never open a network connection; a release missing from the cache is an error.
+    #[arg(long)]
+    offline: bool,
+    /// Refuse any release or file that nanoimg.lock does not already record.
+    #[arg(long)]
+    locked: bool,
+    /// Download releases from this base URL instead of the official location [env:
+    /// NANOIMG_MIRROR].
+    #[arg(long, value_name = "URL")]
+    mirror: Option<String>,
+    /// Allow a Nanos version that nanoimg has no pin for (its hashes still go to the lock).
+    #[arg(long)]
+    allow_unpinned: bool,
+    /// The lock file [default: nanoimg.lock next to the config, else in the current
+    /// directory].
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
+}
+
+impl FetchArgs {
+    fn release_options(&self) -> nanoimg::release::ReleaseOptions {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut http = nanoimg::release::HttpOptions::default();
+        if let Some(t) = env("NANOIMG_HTTP_TIMEOUT").and_then(|v| v.parse::<f64>().ok()) {
+            http.timeout = std::time::Duration::from_secs_f64(t);
+        }
+        if let Some(n) = env("NANOIMG_HTTP_ATTEMPTS").and_then(|v| v.parse().ok()) {
+            http.attempts = n;
+        }
+        if let Some(ms) = env("NANOIMG_HTTP_RETRY_DELAY_MS").and_then(|v| v.parse().ok()) {
+            http.retry_delay = std::time::Duration::from_millis(ms);
+        }
+        nanoimg::release::ReleaseOptions {
+            offline: self.offline,
+            locked: self.locked,
+            mirror: self.mirror.clone().or_else(|| env("NANOIMG_MIRROR")),
+            allow_unpinned: self.allow_unpinned,
+            http,
+        }
+    }
+}
+
 /// How the program's libraries are found.
 #[derive(Args)]
 struct Resolution {
@@ -37,9 +97,8 @@ enum Command {
         /// An ops config.json.
         #[arg(short = 'c', long = "config", value_name = "CONFIG.json")]
         config: Option<PathBuf>,
-        /// An unpacked Nanos release folder: kernel.img, boot.img, [bootx64.efi], [klibs/].
-        #[arg(long, value_name = "DIR")]
-        kernel_dir: PathBuf,
+        #[command(flatten)]
+        kernel: KernelArgs,
         /// Where to write the image [default: <program name>.img].
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: Option<PathBuf>,
@@ -60,6 +119,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pinned Nanos releases: fetch, list, verify the cache.
+    Kernel {
+        #[command(subcommand)]
+        command: KernelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KernelCommand {
+    /// Download, verify and cache a release (the newest pinned one by default), and record it
+    /// in the lock.
+    Fetch {
+        version: Option<String>,
+        #[command(flatten)]
+        fetch: FetchArgs,
+    },
+    /// The pinned releases, whether each is cached, and their hashes.
+    List,
+    /// Re-hash the cached releases recorded in the lock.
+    Verify {
+        /// The lock file [default: ./nanoimg.lock].
+        #[arg(long, value_name = "FILE")]
+        lock: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,13 +151,18 @@ fn main() -> ExitCode {
         Command::Build {
             program,
             config,
-            kernel_dir,
+            kernel,
             output,
             resolution,
         } => build(nanoimg::BuildOptions {
             program,
             config,
-            kernel_dir,
+            kernel: nanoimg::KernelOptions {
+                kernel_dir: kernel.kernel_dir,
+                nanos_version: kernel.nanos_version,
+                lock: kernel.fetch.lock.clone(),
+                release: kernel.fetch.release_options(),
+            },
             output,
             target_root: resolution.target_root,
             use_ld_library_path: resolution.ld_library_path,
@@ -85,6 +173,7 @@ fn main() -> ExitCode {
             resolution,
             json,
         } => deps(&program, config, resolution, json),
+        Command::Kernel { command } => kernel(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -112,6 +201,80 @@ fn build(options: nanoimg::BuildOptions) -> Result<(), nanoimg::BuildError> {
         "Bootable image file:{}",
         nanoimg::display_path(&report.output).display()
     );
+    Ok(())
+}
+
+fn kernel(command: KernelCommand) -> Result<(), nanoimg::BuildError> {
+    use nanoimg::release::{default_pin, pins, Lock, Releases};
+    match command {
+        KernelCommand::Fetch { version, fetch } => {
+            let version = version.unwrap_or_else(|| default_pin().version);
+            let lock_file = nanoimg::lock_path(fetch.lock.as_deref(), None);
+            let mut lock = Lock::load(&lock_file)?;
+            let releases = Releases::new(nanoimg::cache()?, fetch.release_options());
+            let got = releases.get(&version, &mut lock)?;
+            lock.save(&lock_file)?;
+            if got.trusted_on_first_use {
+                eprintln!(
+                    "nanoimg: Nanos {version} has no pinned SHA-256; trusting it on first use"
+                );
+            }
+            println!(
+                "Nanos {version}: sha256 {} ({}), in {}",
+                got.locked.sha256,
+                if got.downloaded {
+                    "downloaded"
+                } else {
+                    "already cached"
+                },
+                got.kernel_dir.dir.display()
+            );
+        }
+        KernelCommand::List => {
+            let cache = nanoimg::cache()?;
+            let lock = Lock::load(std::path::Path::new("nanoimg.lock"))?;
+            let newest = default_pin().version;
+            for p in pins() {
+                let sha = p
+                    .sha256
+                    .clone()
+                    .or_else(|| lock.release(&p.version).map(|r| r.sha256.clone()))
+                    .or_else(|| cache.indexed(&p.version));
+                let cached = sha.as_ref().is_some_and(|s| cache.release_dir(s).is_dir());
+                println!(
+                    "{}{}  {}  sha256 {}{}",
+                    p.version,
+                    if p.version == newest {
+                        " (default)"
+                    } else {
+                        ""
+                    },
+                    if cached { "cached" } else { "not cached" },
+                    sha.as_deref().unwrap_or("unknown"),
+                    if p.sha256.is_some() { " (pinned)" } else { "" },
+                );
+            }
+        }
+        KernelCommand::Verify { lock } => {
+            let lock_file = nanoimg::lock_path(lock.as_deref(), None);
+            let lock = Lock::load(&lock_file)?;
+            let releases = Releases::new(nanoimg::cache()?, Default::default());
+            let mut bad = None;
+            for (version, result) in releases.verify(&lock) {
+                match result {
+                    None => println!("Nanos {version}: not cached"),
+                    Some(Ok(())) => println!("Nanos {version}: ok"),
+                    Some(Err(e)) => {
+                        println!("Nanos {version}: FAILED: {e}");
+                        bad = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = bad {
+                return Err(e.into());
+            }
+        }
+    }
     Ok(())
 }
 

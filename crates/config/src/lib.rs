@@ -5,7 +5,7 @@
 //! file; what each field does to the image is decided by `nanoimg-plan`.
 //!
 //! Supported so far: `Program`, `Args`, `Env`, `ManifestPassthrough`, `BaseVolumeSz`,
-//! `TargetRoot`.
+//! `TargetRoot`, `NanosVersion`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub struct Config {
     pub base_volume_sz: Option<String>,
     /// A directory to resolve the program's interpreter and libraries in, instead of `/`.
     pub target_root: Option<String>,
+    /// The pinned Nanos release to build with (the newest pinned one by default).
+    pub nanos_version: Option<String>,
 }
 
 /// A config that cannot be used.

@@ -1,81 +1,33 @@
-//! Nanos releases: where the kernel, the bootloaders and the klibs come from.
+//! Nanos releases: where the kernel, the bootloaders and the klibs come from, and proof that
+//! they are the bytes the project expects.
 //!
-//! A release folder is laid out like an unpacked `nanos-release-linux-<version>.tar.gz`:
-//! `kernel.img`, `boot.img`, optionally `bootx64.efi` and `klibs/<name>`. [`KernelDir`] checks
-//! such a folder; pinned, verified and cached downloads come later in this crate.
+//! - [`KernelDir`] is an unpacked release folder (`kernel.img`, `boot.img`, `bootx64.efi`,
+//!   `klibs/`), given with `--kernel-dir` or taken from the cache.
+//! - [`Pin`]s (`kernels/*.toml`, embedded at build time) name the releases nanoimg knows: the
+//!   tarball URL, the `.md5` published beside it and, where known, the tarball's SHA-256.
+//! - [`Lock`] is the project's `nanoimg.lock`: version, URL and SHA-256 of each tarball used
+//!   and of every file taken from it. Later builds verify against it.
+//! - [`Cache`] holds extracted releases by tarball SHA-256; entries are built in a temporary
+//!   folder and renamed into place, so an interrupted or concurrent fetch never leaves a
+//!   half-written entry that is later trusted.
+//! - [`Releases`] ties these together: find a release in the cache or fetch it (streaming,
+//!   hashing as it downloads, checking the `.md5`, the pin and the lock), never touching the
+//!   network when offline.
 
-use std::path::{Path, PathBuf};
+mod cache;
+mod download;
+mod extract;
+mod hash;
+mod kernel_dir;
+mod lock;
+mod pins;
+mod releases;
 
-/// A release folder that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ReleaseError {
-    #[error("kernel folder {path} does not exist or is not a directory")]
-    NotADirectory { path: PathBuf },
-    #[error("kernel folder {dir} has no {name} (expected an unpacked Nanos release: kernel.img, boot.img, klibs/)")]
-    Missing { dir: PathBuf, name: &'static str },
-}
-
-/// The files of an unpacked Nanos release.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelDir {
-    pub dir: PathBuf,
-    /// `kernel.img`, the kernel ELF that goes to `/kernel` in the boot filesystem.
-    pub kernel: PathBuf,
-    /// `boot.img`, stage1 + stage2 for BIOS boot.
-    pub boot: PathBuf,
-    /// `bootx64.efi`, the UEFI loader, when the release has one.
-    pub uefi_loader: Option<PathBuf>,
-    /// `klibs/`, when the release has one.
-    pub klibs: Option<PathBuf>,
-}
-
-impl KernelDir {
-    /// Checks that `dir` holds at least `kernel.img` and `boot.img`.
-    pub fn open(dir: &Path) -> Result<KernelDir, ReleaseError> {
-        if !dir.is_dir() {
-            return Err(ReleaseError::NotADirectory {
-                path: dir.to_path_buf(),
-            });
-        }
-        let file = |name: &'static str| {
-            let p = dir.join(name);
-            p.is_file().then_some(p)
-        };
-        let required = |name| {
-            file(name).ok_or(ReleaseError::Missing {
-                dir: dir.to_path_buf(),
-                name,
-            })
-        };
-        let klibs = dir.join("klibs");
-        Ok(KernelDir {
-            dir: dir.to_path_buf(),
-            kernel: required("kernel.img")?,
-            boot: required("boot.img")?,
-            uefi_loader: file("bootx64.efi"),
-            klibs: klibs.is_dir().then_some(klibs),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_what_is_missing() {
-        let d = tempfile::tempdir().unwrap();
-        let e = KernelDir::open(d.path()).unwrap_err().to_string();
-        assert!(e.contains("has no kernel.img"), "{e}");
-        std::fs::write(d.path().join("kernel.img"), b"k").unwrap();
-        let e = KernelDir::open(d.path()).unwrap_err().to_string();
-        assert!(e.contains("has no boot.img"), "{e}");
-        std::fs::write(d.path().join("boot.img"), b"b").unwrap();
-        let k = KernelDir::open(d.path()).unwrap();
-        assert_eq!(k.uefi_loader, None);
-        let e = KernelDir::open(&d.path().join("nope"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("does not exist"), "{e}");
-    }
-}
+pub use cache::Cache;
+pub use download::{DownloadError, HttpOptions};
+pub use extract::ExtractError;
+pub use hash::sha256_file;
+pub use kernel_dir::{KernelDir, ReleaseError};
+pub use lock::{Lock, LockError, LockedFiles, LockedRelease};
+pub use pins::{default_pin, find_pin, pins, Pin, OFFICIAL_BASE};
+pub use releases::{lock_kernel_dir, FetchError, Fetched, ReleaseOptions, Releases};

@@ -1,0 +1,142 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name (relative to the release folder, e.g. `klibs/tls`) → SHA-256.
+pub type LockedFiles = BTreeMap<String, String>;
+
+/// One release as the project uses it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedRelease {
+    pub version: String,
+    /// The official URL of the tarball (mirrors do not change the lock).
+    pub url: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub files: LockedFiles,
+}
+
+/// A release folder given with `--kernel-dir`, recorded by the hashes of its files.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedDir {
+    pub files: LockedFiles,
+}
+
+/// `nanoimg.lock`: exactly which kernel bytes a project's images are built from.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    #[serde(default, rename = "release", skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<LockedRelease>,
+    #[serde(
+        default,
+        rename = "kernel-dir",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kernel_dir: Option<LockedDir>,
+}
+
+/// A lock file that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot read lock file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("lock file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("cannot write lock file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+const HEADER: &str = "# nanoimg.lock: the Nanos releases this project builds with, by SHA-256.\n# Written by nanoimg; commit it. A build whose kernel files do not match it fails.\n\n";
+
+impl Lock {
+    /// Reads `path`; a missing file is an empty lock.
+    pub fn load(path: &Path) -> Result<Lock, LockError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|source| LockError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lock::default()),
+            Err(source) => Err(LockError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes the lock to `path` atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), LockError> {
+        let err = |source| LockError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut sorted = self.clone();
+        sorted
+            .releases
+            .sort_by_key(|r| crate::pins::version_key(&r.version));
+        let text = toml::to_string(&sorted).map_err(|e| err(std::io::Error::other(e)))?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+        std::io::Write::write_all(&mut tmp, format!("{HEADER}{text}").as_bytes()).map_err(err)?;
+        tmp.persist(path).map_err(|e| err(e.error))?;
+        Ok(())
+    }
+
+    /// The entry for `version`.
+    pub fn release(&self, version: &str) -> Option<&LockedRelease> {
+        self.releases.iter().find(|r| r.version == version)
+    }
+
+    /// Adds or replaces the entry for `release.version`.
+    pub fn set_release(&mut self, release: LockedRelease) {
+        self.releases.retain(|r| r.version != release.version);
+        self.releases.push(release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_sorts() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("nanoimg.lock");
+        assert_eq!(Lock::load(&p).unwrap(), Lock::default());
+        let mut l = Lock::default();
+        for v in ["0.1.55", "0.1.9"] {
+            l.set_release(LockedRelease {
+                version: v.into(),
+                url: format!("https://x/{v}"),
+                sha256: "ab".repeat(32),
+                files: [("kernel.img".to_string(), "cd".repeat(32))].into(),
+            });
+        }
+        l.save(&p).unwrap();
+        let back = Lock::load(&p).unwrap();
+        assert_eq!(back.releases[0].version, "0.1.9");
+        assert_eq!(
+            back.release("0.1.55").unwrap().files["kernel.img"],
+            "cd".repeat(32)
+        );
+        std::fs::write(&p, "[[release]]\nversion = 1\n").unwrap();
+        let e = Lock::load(&p).unwrap_err().to_string();
+        assert!(e.contains("nanoimg.lock is not valid"), "{e}");
+    }
+}
