@@ -50,7 +50,7 @@ pub enum LockError {
     #[error("lock file {path} is not valid: {source}")]
     Parse {
         path: PathBuf,
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
     },
     #[error("cannot write lock file {path}: {source}")]
     Write {
@@ -67,7 +67,7 @@ impl Lock {
         match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text).map_err(|source| LockError::Parse {
                 path: path.to_path_buf(),
-                source,
+                source: Box::new(source),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lock::default()),
             Err(source) => Err(LockError::Read {
