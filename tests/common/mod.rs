@@ -41,11 +41,21 @@ pub fn fake_release(dir: &Path) -> PathBuf {
 
 /// Runs the nanoimg binary.
 pub fn nanoimg(args: &[&std::ffi::OsStr], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nanoimg"))
-        .args(args)
+    nanoimg_env(args, cwd, &[])
+}
+
+/// Runs the nanoimg binary with extra environment variables. The release cache is always
+/// set (to a folder under `cwd` unless given), so no test touches the user's cache.
+pub fn nanoimg_env(args: &[&std::ffi::OsStr], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nanoimg"));
+    c.args(args)
         .current_dir(cwd)
-        .output()
-        .unwrap()
+        .env("NANOIMG_CACHE", cwd.join("cache"));
+    c.env_remove("NANOIMG_MIRROR");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
 }
 
 /// The 64-byte header of a static x86_64 executable: enough for nanoimg to accept a file as

@@ -58,8 +58,20 @@ pub(crate) struct Downloaded {
     pub md5: String,
 }
 
-pub(crate) fn client(opts: &HttpOptions) -> Result<reqwest::blocking::Client, DownloadError> {
-    reqwest::blocking::Client::builder()
+/// A client for downloads from `url`. Loopback addresses never go through a proxy.
+pub(crate) fn client(
+    opts: &HttpOptions,
+    url: &str,
+) -> Result<reqwest::blocking::Client, DownloadError> {
+    let host = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or(""))
+        .unwrap_or("");
+    let mut builder = reqwest::blocking::Client::builder();
+    if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        builder = builder.no_proxy();
+    }
+    builder
         .timeout(opts.timeout)
         .connect_timeout(opts.timeout)
         .user_agent(concat!("nanoimg/", env!("CARGO_PKG_VERSION")))

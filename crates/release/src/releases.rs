@@ -254,7 +254,7 @@ impl Releases {
             None => (pin.url.clone(), pin.md5_url.clone()),
         };
         let tmp = self.cache.tmp().map_err(cache_err(self.cache.root()))?;
-        let http = client(&self.options.http)?;
+        let http = client(&self.options.http, &url)?;
         let mut tarball = tempfile::Builder::new()
             .prefix("download-")
             .tempfile_in(&tmp)

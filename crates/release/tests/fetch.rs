@@ -1,0 +1,435 @@
+//! Fetching releases from a real HTTP server on loopback (127.0.0.1 only): the cache, the
+//! lock, and every way a download can go wrong.
+
+mod http;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use http::TestServer;
+use md5::Digest as _;
+use nanoimg_release::{
+    Cache, FetchError, HttpOptions, Lock, LockedRelease, Pin, ReleaseOptions, Releases,
+};
+
+const VERSION: &str = "9.9.1";
+const TARBALL: &str = "/9.9.1/nanos-release-linux-9.9.1.tar.gz";
+const MD5: &str = "/9.9.1/nanos-release-linux-9.9.1.md5";
+
+fn fake_boot_img() -> Vec<u8> {
+    let mut b = vec![0x90u8; 512 + 94 * 512];
+    b[434..442].copy_from_slice(&(94u64 * 512).to_le_bytes());
+    b[442..446].copy_from_slice(&12u32.to_le_bytes());
+    b[510] = 0x55;
+    b[511] = 0xAA;
+    b
+}
+
+/// A gzip'd tarball with the given members, written raw so unsafe names survive.
+fn tarball(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data) in members {
+        let mut h = tar::Header::new_gnu();
+        let name = path.as_bytes();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        builder.append(&h, &data[..]).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&builder.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+fn release_tarball() -> Vec<u8> {
+    tarball(&[
+        ("boot.img", fake_boot_img()),
+        ("kernel.img", vec![0x4B; 200_000]),
+        ("klibs/tls", b"tls klib".to_vec()),
+    ])
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    md5::Md5::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Serves `tar` and its correct .md5.
+fn serve(server: &TestServer, tar: &[u8]) {
+    server.put(TARBALL, tar.to_vec());
+    server.put(MD5, format!("{}\n", md5_hex(tar)).into_bytes());
+}
+
+fn pin(server: &TestServer, sha256: Option<String>) -> Pin {
+    Pin {
+        version: VERSION.into(),
+        url: format!("{}{TARBALL}", server.base_url()),
+        md5_url: format!("{}{MD5}", server.base_url()),
+        sha256,
+    }
+}
+
+fn quick_http() -> HttpOptions {
+    HttpOptions {
+        timeout: Duration::from_millis(500),
+        attempts: 2,
+        retry_delay: Duration::from_millis(10),
+        progress: false,
+    }
+}
+
+fn releases(cache: &Path, pin: Pin, options: ReleaseOptions) -> Releases {
+    Releases::new(
+        Cache::new(cache),
+        ReleaseOptions {
+            http: quick_http(),
+            ..options
+        },
+    )
+    .with_pins(vec![pin])
+}
+
+/// Nothing was cached: no release entries and no leftovers in the scratch area.
+fn assert_nothing_cached(cache: &Path) {
+    for sub in ["releases", "tmp"] {
+        let d = cache.join(sub);
+        if d.exists() {
+            let left: Vec<_> = std::fs::read_dir(&d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            assert!(left.is_empty(), "{} holds {left:?}", d.display());
+        }
+    }
+}
+
+#[test]
+fn a_good_fetch_fills_the_cache_and_the_lock_then_works_offline() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    serve(&server, &tar);
+    let cache = tempfile::tempdir().unwrap();
+    let mut lock = Lock::default();
+    let r = releases(
+        cache.path(),
+        pin(&server, Some(sha256(&tar))),
+        ReleaseOptions::default(),
+    );
+    let got = r.get(VERSION, &mut lock).unwrap();
+    assert!(got.downloaded && !got.trusted_on_first_use);
+    assert_eq!(
+        got.kernel_dir.dir,
+        cache.path().join("releases").join(sha256(&tar))
+    );
+    assert_eq!(
+        std::fs::read(&got.kernel_dir.kernel).unwrap(),
+        vec![0x4B; 200_000]
+    );
+    let entry = lock.release(VERSION).unwrap();
+    assert_eq!(entry.sha256, sha256(&tar));
+    assert_eq!(
+        entry.files.keys().collect::<Vec<_>>(),
+        ["boot.img", "kernel.img", "klibs/tls"]
+    );
+    assert_eq!(entry.files["klibs/tls"], sha256(b"tls klib"));
+    assert_eq!(server.requests(TARBALL), 1);
+
+    // The network is gone: the next build is served from the cache, offline or not.
+    server.stop();
+    for offline in [false, true] {
+        let r = releases(
+            cache.path(),
+            pin(&server, Some(sha256(&tar))),
+            ReleaseOptions {
+                offline,
+                ..Default::default()
+            },
+        );
+        let again = r.get(VERSION, &mut lock).unwrap();
+        assert!(!again.downloaded);
+        assert_eq!(again.kernel_dir.dir, got.kernel_dir.dir);
+    }
+}
+
+#[test]
+fn without_a_pinned_hash_the_first_download_is_trusted_and_locked() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    serve(&server, &tar);
+    let cache = tempfile::tempdir().unwrap();
+    let mut lock = Lock::default();
+    let got = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
+        .get(VERSION, &mut lock)
+        .unwrap();
+    assert!(got.trusted_on_first_use);
+    assert_eq!(lock.release(VERSION).unwrap().sha256, sha256(&tar));
+
+    // Offline, in a new cache: a clear error, and no request.
+    let empty = tempfile::tempdir().unwrap();
+    let before = server.requests(TARBALL);
+    let e = releases(
+        empty.path(),
+        pin(&server, None),
+        ReleaseOptions {
+            offline: true,
+            ..Default::default()
+        },
+    )
+    .get(VERSION, &mut lock)
+    .unwrap_err();
+    assert!(matches!(e, FetchError::Offline { .. }), "{e}");
+    assert!(e.to_string().contains("nanoimg kernel fetch 9.9.1"), "{e}");
+    assert_eq!(server.requests(TARBALL), before);
+}
+
+#[test]
+fn a_tarball_that_does_not_match_the_pin_or_the_lock_is_refused() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    serve(&server, &tar);
+    let cache = tempfile::tempdir().unwrap();
+
+    let wrong = "0".repeat(64);
+    let e = releases(
+        cache.path(),
+        pin(&server, Some(wrong.clone())),
+        ReleaseOptions::default(),
+    )
+    .get(VERSION, &mut Lock::default())
+    .unwrap_err();
+    assert!(
+        matches!(&e, FetchError::Sha256Mismatch { source_of_truth: "the pin", expected, .. } if *expected == wrong),
+        "{e}"
+    );
+    assert_nothing_cached(cache.path());
+
+    let mut lock = Lock::default();
+    lock.set_release(LockedRelease {
+        version: VERSION.into(),
+        url: "https://example.invalid/x".into(),
+        sha256: wrong,
+        files: Default::default(),
+    });
+    let before = lock.clone();
+    let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
+        .get(VERSION, &mut lock)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FetchError::Sha256Mismatch {
+                source_of_truth: "nanoimg.lock",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        lock, before,
+        "the lock is not changed by a refused download"
+    );
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn a_wrong_md5_is_refused() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    server.put(TARBALL, tar.clone());
+    server.put(
+        MD5,
+        format!("{}\n", md5_hex(b"something else")).into_bytes(),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
+        .get(VERSION, &mut Lock::default())
+        .unwrap_err();
+    assert!(matches!(e, FetchError::Md5Mismatch { .. }), "{e}");
+    assert!(e.to_string().contains("the published .md5 says"), "{e}");
+    assert_nothing_cached(cache.path());
+
+    server.put(MD5, b"<html>not found</html>".to_vec());
+    let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
+        .get(VERSION, &mut Lock::default())
+        .unwrap_err();
+    assert!(matches!(e, FetchError::BadMd5File { .. }), "{e}");
+}
+
+#[test]
+fn a_truncated_download_is_retried_then_refused() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    let len = tar.len();
+    server.put_truncated(TARBALL, tar.clone(), len / 2);
+    server.put(MD5, md5_hex(&tar).into_bytes());
+    let cache = tempfile::tempdir().unwrap();
+    let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
+        .get(VERSION, &mut Lock::default())
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("after 2 attempts"), "{msg}");
+    assert!(msg.contains("truncated") || msg.contains("broken"), "{msg}");
+    assert_eq!(server.requests(TARBALL), 2);
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn a_server_that_hangs_times_out() {
+    let server = TestServer::start();
+    server.put_hang(TARBALL);
+    let cache = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
+        .get(VERSION, &mut Lock::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("timed out"), "{e}");
+    // Two attempts of 0.5 s: well under the time a hang would take.
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_nothing_cached(cache.path());
+}
+
+#[test]
+fn a_tarball_with_escaping_members_is_refused() {
+    for bad in ["../evil", "/tmp/evil-absolute"] {
+        let server = TestServer::start();
+        let tar = tarball(&[("kernel.img", b"k".to_vec()), (bad, b"x".to_vec())]);
+        serve(&server, &tar);
+        let cache = tempfile::tempdir().unwrap();
+        let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
+            .get(VERSION, &mut Lock::default())
+            .unwrap_err();
+        assert!(matches!(e, FetchError::Extract(_)), "{e}");
+        assert!(e.to_string().contains(&format!("{bad:?} refused")), "{e}");
+        assert_nothing_cached(cache.path());
+        assert!(!cache.path().join("evil").exists());
+    }
+    assert!(!Path::new("/tmp/evil-absolute").exists());
+}
+
+#[test]
+fn two_concurrent_fetches_of_the_same_release() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    server.put_slow(TARBALL, tar.clone(), Duration::from_millis(300));
+    server.put(MD5, md5_hex(&tar).into_bytes());
+    let cache = tempfile::tempdir().unwrap();
+    let p = pin(&server, None);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let r = releases(cache.path(), p.clone(), ReleaseOptions::default());
+                s.spawn(move || r.get(VERSION, &mut Lock::default()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let dirs: Vec<_> = results
+        .into_iter()
+        .map(|r| r.unwrap().kernel_dir.dir)
+        .collect();
+    assert_eq!(dirs[0], dirs[1]);
+    assert_eq!(server.requests(TARBALL), 2, "both really downloaded");
+    let entries: Vec<_> = std::fs::read_dir(cache.path().join("releases"))
+        .unwrap()
+        .collect();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        std::fs::read_dir(cache.path().join("tmp")).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read(dirs[0].join("klibs/tls")).unwrap(),
+        b"tls klib"
+    );
+}
+
+#[test]
+fn locked_and_unpinned_rules() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    serve(&server, &tar);
+    let cache = tempfile::tempdir().unwrap();
+    let e = releases(
+        cache.path(),
+        pin(&server, None),
+        ReleaseOptions {
+            locked: true,
+            ..Default::default()
+        },
+    )
+    .get(VERSION, &mut Lock::default())
+    .unwrap_err();
+    assert!(matches!(e, FetchError::NotLocked { .. }), "{e}");
+    assert_eq!(server.requests(TARBALL), 0);
+
+    let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
+        .get("1.2.3", &mut Lock::default())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Nanos 1.2.3 is not pinned (pinned: 9.9.1); pass --allow-unpinned to use it anyway"
+    );
+}
+
+#[test]
+fn a_mirror_replaces_the_official_location() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    serve(&server, &tar);
+    let cache = tempfile::tempdir().unwrap();
+    // The pin points at the official location; only the mirror (loopback) is contacted.
+    let official = Pin::unpinned(VERSION);
+    let got = releases(
+        cache.path(),
+        official.clone(),
+        ReleaseOptions {
+            mirror: Some(server.base_url()),
+            ..Default::default()
+        },
+    )
+    .get(VERSION, &mut Lock::default())
+    .unwrap();
+    assert!(got.downloaded);
+    assert_eq!(
+        got.locked.url, official.url,
+        "the lock keeps the official URL"
+    );
+}
+
+#[test]
+fn a_tampered_cache_entry_is_caught_against_the_lock() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    serve(&server, &tar);
+    let cache = tempfile::tempdir().unwrap();
+    let mut lock = Lock::default();
+    let r = releases(cache.path(), pin(&server, None), ReleaseOptions::default());
+    let got = r.get(VERSION, &mut lock).unwrap();
+    std::fs::write(&got.kernel_dir.kernel, b"evil kernel").unwrap();
+    let e = r.get(VERSION, &mut lock).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("Nanos 9.9.1: kernel.img does not match nanoimg.lock"),
+        "{e}"
+    );
+    let report = r.verify(&lock);
+    assert!(matches!(report[0].1, Some(Err(_))));
+}

@@ -1,0 +1,168 @@
+//! The CLI with releases fetched from a loopback mirror: trust on first use, the lock next to
+//! the config, offline rebuilds from the cache, `kernel list/verify`.
+
+mod common;
+
+#[path = "../crates/release/tests/http/mod.rs"]
+mod http;
+
+use std::ffi::OsStr;
+use std::io::Write;
+
+use http::TestServer;
+use md5::Digest as _;
+
+const VERSION: &str = "9.9.2";
+
+fn release_tarball() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("boot.img", common::fake_boot_img(94)),
+        ("kernel.img", vec![0x4B; 100_000]),
+        ("klibs/tls", b"tls".to_vec()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        builder.append(&h, &data[..]).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&builder.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+#[test]
+fn build_fetches_through_a_mirror_then_rebuilds_offline() {
+    let server = TestServer::start();
+    let tar = release_tarball();
+    server.put(
+        &format!("/{VERSION}/nanos-release-linux-{VERSION}.tar.gz"),
+        tar.clone(),
+    );
+    let md5: String = md5::Md5::digest(&tar)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    server.put(
+        &format!("/{VERSION}/nanos-release-linux-{VERSION}.md5"),
+        md5.into_bytes(),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let prog = project.join("prog");
+    std::fs::write(&prog, common::tiny_static_elf()).unwrap();
+    let config = project.join("config.json");
+    std::fs::write(&config, format!(r#"{{"NanosVersion": "{VERSION}"}}"#)).unwrap();
+    let build = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            os("build"),
+            prog.as_os_str(),
+            os("-c"),
+            config.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|a| os(a)));
+        let o = common::nanoimg_env(&args, dir.path(), &[("NANOIMG_HTTP_TIMEOUT", "2")]);
+        (o, out)
+    };
+
+    let mirror = server.base_url();
+    let (o, first) = build("first.img", &["--allow-unpinned", "--mirror", &mirror]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("trusting it on first use"), "{stderr}");
+    let lock = std::fs::read_to_string(project.join("nanoimg.lock")).unwrap();
+    assert!(lock.contains(&format!("version = \"{VERSION}\"")), "{lock}");
+    assert!(lock.contains("\"klibs/tls\""), "{lock}");
+    assert!(
+        lock.contains("https://storage.googleapis.com/nanos/release/9.9.2/"),
+        "the lock records the official URL, not the mirror: {lock}"
+    );
+
+    // The network is gone: offline and --locked builds come from the cache, same bytes.
+    server.stop();
+    let (o, second) = build("second.img", &["--allow-unpinned", "--offline", "--locked"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&first).unwrap() == std::fs::read(&second).unwrap());
+
+    let o = common::nanoimg_env(
+        &[
+            os("kernel"),
+            os("verify"),
+            os("--lock"),
+            project.join("nanoimg.lock").as_os_str(),
+        ],
+        dir.path(),
+        &[],
+    );
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("Nanos {VERSION}: ok\n")
+    );
+
+    // Another version is not in the lock: --locked refuses it, offline there is nothing.
+    let (o, third) = build(
+        "third.img",
+        &["--nanos-version", "9.9.3", "--allow-unpinned", "--offline"],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr.starts_with("error: Nanos 9.9.3 is not in the cache"),
+        "{stderr}"
+    );
+    assert!(!third.exists());
+}
+
+#[test]
+fn kernel_list_shows_the_pins_without_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = common::nanoimg_env(
+        &[os("kernel"), os("list")],
+        dir.path(),
+        &[("NANOIMG_MIRROR", "http://127.0.0.1:9")],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let newest = nanoimg::release::default_pin().version;
+    assert!(
+        out.contains(&format!("{newest} (default)  not cached")),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), nanoimg::release::pins().len());
+}
+
+#[test]
+fn an_unpinned_version_is_refused_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("prog");
+    std::fs::write(&prog, common::tiny_static_elf()).unwrap();
+    let o = common::nanoimg_env(
+        &[
+            os("build"),
+            prog.as_os_str(),
+            os("--nanos-version"),
+            os("0.0.1"),
+            os("--offline"),
+        ],
+        dir.path(),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr.starts_with("error: Nanos 0.0.1 is not pinned (pinned: "),
+        "{stderr}"
+    );
+}
