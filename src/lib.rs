@@ -96,12 +96,30 @@ pub struct BuildOptions {
     pub config: Option<PathBuf>,
     /// Where the kernel comes from.
     pub kernel: KernelOptions,
-    /// Where to write the image; `<image name>.img` in the current directory by default.
+    /// Where to write the image; by default where ops puts it, `~/.ops/images/<image name>`.
     pub output: Option<PathBuf>,
     /// Where to resolve the interpreter and libraries (overrides the config's `TargetRoot`).
     pub target_root: Option<PathBuf>,
     /// Also search the build host's `LD_LIBRARY_PATH` (after `DT_RPATH`, as the loader does).
     pub use_ld_library_path: bool,
+    /// ops's `-a`: replaces the config's `Args`.
+    pub args: Option<Vec<String>>,
+    /// ops's `-e K=V`: added to (and overriding) the config's `Env`.
+    pub envs: Vec<(String, String)>,
+    /// ops's `--mounts VOLUME:PATH`: added to the config's `Mounts`.
+    pub mounts: Vec<(String, String)>,
+    /// ops's `-i`: the image name (output file name and the name derived from it).
+    pub image_name: Option<String>,
+    /// Keep `Mounts` keys as written instead of renumbering them as ops's onprem build does.
+    pub keep_mount_ids: bool,
+}
+
+/// Where ops puts images: `$OPS_HOME/.ops/images`, else `~/.ops/images`.
+pub fn ops_images_dir() -> Option<PathBuf> {
+    let home = std::env::var_os("OPS_HOME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var_os("HOME"))?;
+    Some(PathBuf::from(home).join(".ops").join("images"))
 }
 
 /// The directories of the build host's `LD_LIBRARY_PATH`, when asked for.
@@ -149,8 +167,12 @@ pub fn deps(
         config: &config,
         config_path: None,
         kernel: &kernel,
+        nanos_version: "",
+        cwd: Path::new("."),
         target_root,
         ld_library_path: &ld,
+        keep_mount_ids: false,
+        image_name: None,
     };
     let resolution = nanoimg_plan::resolver(&inputs)
         .resolve(program, &program_path)
@@ -180,6 +202,8 @@ pub enum BuildError {
     Lock(#[from] LockError),
     #[error("no cache directory: set NANOIMG_CACHE (or HOME / XDG_CACHE_HOME)")]
     NoCache,
+    #[error("no output path: give -o, or set HOME or OPS_HOME for ops's ~/.ops/images")]
+    NoOutput,
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -216,24 +240,56 @@ impl From<FetchError> for BuildError {
 
 /// Builds an image. Nothing is written at the output path unless the whole image was.
 pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
-    let config = match &options.config {
+    let mut config = match &options.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    // ops merges its flags over the config.
+    if let Some(args) = &options.args {
+        config.args = args.clone();
+    }
+    for (k, v) in &options.envs {
+        config.env.insert(k.clone(), v.clone());
+    }
+    for (k, v) in &options.mounts {
+        config.mounts.insert(k.clone(), v.clone());
+    }
     let lock_file = lock_path(options.kernel.lock.as_deref(), options.config.as_deref());
     let mut lock = Lock::load(&lock_file)?;
     let locked_before = lock.clone();
-    let kernel = kernel(&options.kernel, &config, &mut lock)?;
-    let boot_image = BootImage::read(&kernel.boot)?;
+    let kernel_dir = kernel(&options.kernel, &config, &mut lock)?;
+    let nanos_version = match &options.kernel.kernel_dir {
+        Some(_) => options
+            .kernel
+            .nanos_version
+            .clone()
+            .or_else(|| config.nanos_version.clone())
+            .unwrap_or_default(),
+        None => options
+            .kernel
+            .nanos_version
+            .clone()
+            .or_else(|| config.nanos_version.clone())
+            .unwrap_or_else(|| nanoimg_release::default_pin().version),
+    };
+    let cwd = std::env::current_dir().map_err(|source| BuildError::Output {
+        dir: PathBuf::from("."),
+        source,
+    })?;
     let ld = ld_library_path(options.use_ld_library_path);
     let plan = nanoimg_plan::plan(&Inputs {
         program: &options.program,
         config: &config,
         config_path: options.config.as_deref(),
-        kernel: &kernel,
+        kernel: &kernel_dir,
+        nanos_version: &nanos_version,
+        cwd: &cwd,
         target_root: options.target_root.as_deref(),
         ld_library_path: &ld,
+        keep_mount_ids: options.keep_mount_ids,
+        image_name: options.image_name.as_deref(),
     })?;
+    let boot_image = BootImage::read(&plan.boot_image)?;
 
     let empty = tuple::Tuple::new();
     let boot_fs = tfs::plan(&VolumeSpec {
@@ -264,10 +320,17 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         min_image_size: plan.min_image_size,
     };
 
-    let output = options
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.img", plan.image_name)));
+    let output = match &options.output {
+        Some(o) => o.clone(),
+        None => {
+            let dir = ops_images_dir().ok_or(BuildError::NoOutput)?;
+            std::fs::create_dir_all(&dir).map_err(|source| BuildError::Output {
+                dir: dir.clone(),
+                source,
+            })?;
+            dir.join(&plan.image_name)
+        }
+    };
     let disk_err = |source| BuildError::Disk {
         path: output.clone(),
         source: Box::new(source),

@@ -88,6 +88,8 @@ struct Resolution {
     ld_library_path: bool,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Package a program as a bootable Nanos disk image (like `ops build`).
@@ -99,9 +101,29 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         kernel: KernelArgs,
-        /// Where to write the image [default: <program name>.img].
+        /// Where to write the image [default: where ops puts it, ~/.ops/images/<name>, honouring
+        /// OPS_HOME].
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: Option<PathBuf>,
+        /// Arguments after argv[0], replacing the config's Args (as ops's -a).
+        #[arg(short = 'a', long = "args", value_name = "ARG", num_args = 1.., allow_hyphen_values = true)]
+        args: Option<Vec<String>>,
+        /// An environment variable K=V, added to the config's Env (repeatable).
+        #[arg(short = 'e', long = "envs", value_name = "K=V", value_parser = key_value)]
+        envs: Vec<(String, String)>,
+        /// A mount VOLUME:PATH, added to the config's Mounts (repeatable).
+        #[arg(long = "mounts", value_name = "VOLUME:PATH", value_parser = volume_path)]
+        mounts: Vec<(String, String)>,
+        /// The image name (the default output's file name), as ops's -i.
+        #[arg(short = 'i', long = "imagename", value_name = "NAME")]
+        image_name: Option<String>,
+        /// Keep Mounts keys as written; by default %N keys and host folders are renumbered
+        /// %0, %1, ... as ops's local (onprem) build does.
+        #[arg(long)]
+        keep_mount_ids: bool,
+        /// Also list the config fields that do not affect a locally built image.
+        #[arg(short = 'v', long)]
+        verbose: bool,
         #[command(flatten)]
         resolution: Resolution,
     },
@@ -153,20 +175,34 @@ fn main() -> ExitCode {
             config,
             kernel,
             output,
+            args,
+            envs,
+            mounts,
+            image_name,
+            keep_mount_ids,
+            verbose,
             resolution,
-        } => build(nanoimg::BuildOptions {
-            program,
-            config,
-            kernel: nanoimg::KernelOptions {
-                kernel_dir: kernel.kernel_dir,
-                nanos_version: kernel.nanos_version,
-                lock: kernel.fetch.lock.clone(),
-                release: kernel.fetch.release_options(),
+        } => build(
+            nanoimg::BuildOptions {
+                program,
+                config,
+                kernel: nanoimg::KernelOptions {
+                    kernel_dir: kernel.kernel_dir,
+                    nanos_version: kernel.nanos_version,
+                    lock: kernel.fetch.lock.clone(),
+                    release: kernel.fetch.release_options(),
+                },
+                output,
+                target_root: resolution.target_root,
+                use_ld_library_path: resolution.ld_library_path,
+                args,
+                envs,
+                mounts,
+                image_name,
+                keep_mount_ids,
             },
-            output,
-            target_root: resolution.target_root,
-            use_ld_library_path: resolution.ld_library_path,
-        }),
+            verbose,
+        ),
         Command::Deps {
             program,
             config,
@@ -184,8 +220,38 @@ fn main() -> ExitCode {
     }
 }
 
-fn build(options: nanoimg::BuildOptions) -> Result<(), nanoimg::BuildError> {
+/// `K=V` for `-e` (split at the first `=`, unlike ops, which cuts values containing `=`).
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not K=V")),
+    }
+}
+
+/// `VOLUME:PATH` for `--mounts` (split at the first `:`, so PATH may end in `:ro`).
+fn volume_path(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((k, v)) if !k.is_empty() && v.starts_with('/') => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not VOLUME:/path")),
+    }
+}
+
+fn build(options: nanoimg::BuildOptions, verbose: bool) -> Result<(), nanoimg::BuildError> {
+    if verbose {
+        if let Some(text) = options
+            .config
+            .as_ref()
+            .and_then(|c| std::fs::read_to_string(c).ok())
+        {
+            for field in nanoimg::config::Config::ignored_fields(&text) {
+                eprintln!("nanoimg: ignoring {field} (it does not change a locally built image)");
+            }
+        }
+    }
     let report = nanoimg::build(&options)?;
+    for note in &report.plan.notes {
+        eprintln!("nanoimg: {note}");
+    }
     for d in &report.plan.dependencies {
         eprintln!(
             "nanoimg: packed {} <- {}",

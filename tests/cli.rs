@@ -60,8 +60,16 @@ fn builds_an_image_with_args_env_and_passthrough() {
         )
     );
     let mut env = Tuple::new();
-    env.insert(b"RUST_BACKTRACE".to_vec(), Value::string("1"));
-    env.insert(b"RUST_LOG".to_vec(), Value::string("debug"));
+    for (k, v) in [
+        ("NANOS_ARCH", "amd64"),
+        ("NANOS_VERSION", ""),
+        ("PWD", "/"),
+        ("RUST_BACKTRACE", "1"),
+        ("RUST_LOG", "debug"),
+        ("USER", "root"),
+    ] {
+        env.insert(k.as_bytes().to_vec(), Value::string(v));
+    }
     assert_eq!(m[&b"environment"[..]], Value::Tuple(env));
     assert_eq!(m[&b"readonly_rootfs"[..]], Value::string("true"));
     let tree = root.tree().unwrap();
@@ -83,12 +91,13 @@ fn builds_an_image_with_args_env_and_passthrough() {
 }
 
 #[test]
-fn the_default_output_is_named_after_the_program() {
+fn the_default_output_is_where_ops_puts_it() {
     let dir = tempfile::tempdir().unwrap();
     let release = common::fake_release(dir.path());
     let prog = dir.path().join("hello.bin");
     std::fs::write(&prog, common::tiny_static_elf()).unwrap();
-    let o = common::nanoimg(
+    let ops_home = dir.path().join("opshome");
+    let o = common::nanoimg_env(
         &[
             os("build"),
             prog.as_os_str(),
@@ -96,9 +105,16 @@ fn the_default_output_is_named_after_the_program() {
             release.as_os_str(),
         ],
         dir.path(),
+        &[("OPS_HOME", ops_home.to_str().unwrap())],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let img = DiskImage::open(&dir.path().join("hello.img")).unwrap();
+    // Where ops puts images, and ops's last line.
+    let image = ops_home.join(".ops/images/hello");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().last().unwrap(),
+        format!("Bootable image file:{}", image.display())
+    );
+    let img = DiskImage::open(&image).unwrap();
     let root = img.root_fs().unwrap();
     assert_eq!(root.root()[&b"program"[..]], Value::string("/hello.bin"));
     assert_eq!(
@@ -106,8 +122,9 @@ fn the_default_output_is_named_after_the_program() {
         Value::Vector(vec![Value::string("hello.bin")])
     );
     // A writable root filesystem gets free space after its data: sector 0, one log
-    // extension and one sector of program (a 64-byte ELF header).
-    let used = (1 + 1024 + 1) * 512;
+    // extension, one sector of program (a 64-byte ELF header) and one each for /etc/passwd,
+    // /etc/resolv.conf and the hostname.
+    let used = (1 + 1024 + 1 + 3) * 512;
     let free = img.root_partition().size - used;
     assert_eq!(free, nanoimg::plan::DEFAULT_FREE_SPACE);
 }
@@ -226,7 +243,7 @@ fn a_config_that_is_not_json() {
             build_args(&program(d), r, Some(&c))
         },
         "config.json",
-        "is not a valid ops config",
+        "is not valid JSON",
     );
 }
 

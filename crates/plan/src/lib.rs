@@ -1,22 +1,28 @@
 //! The build plan: what goes into an image, decided before a byte is written.
 //!
 //! [`plan`] turns a program, its ops config and a Nanos release into two directory trees —
-//! the boot filesystem (`/kernel`) and the root filesystem (the program) — plus the manifest
+//! the boot filesystem (`/kernel`, `/klib/*`) and the root filesystem — plus the manifest
 //! keys of the root tuple and the sizes the image must have. Files are referenced by host
 //! path, not read; `nanoimg-tfs` and `nanoimg-disk` stream them into place later.
 //!
-//! The rules follow `ops build` (see `nanos-image-format.md` §4 and `docs/`):
+//! The rules follow `ops build` (`docs/ops-compatibility.md` lists every difference):
 //! - the program's image path is the config's `Program` with a leading `./` dropped, made
 //!   absolute and cleaned, or `/<file name>` without one; argv\[0\] is `Program` as written
 //!   (or the file name), followed by `Args`;
 //! - a dynamic program's interpreter and libraries are resolved from its ELF headers by
 //!   `nanoimg-elf` (in `TargetRoot` or `/`) and stored where the guest's loader will open
-//!   them; nothing is executed;
-//! - `Env` becomes `environment`;
-//! - `ManifestPassthrough` keys are copied into the manifest last, overriding anything; their
-//!   values must be strings, arrays or objects of those, as in ops;
+//!   them; nothing is executed. Files the user adds explicitly win over found libraries;
+//! - `Files` and `Dirs` are relative to the working directory, `MapDirs` keys to the
+//!   config's directory; nothing may climb above the image root;
+//! - `Mounts` get ops's onprem renumbering (see [`manifest::mounts`]) and their mount points
+//!   are created; `Klibs` go to the boot filesystem with `klibs: bootfs`; `NameServers`,
+//!   `/etc/passwd` and the hostname are generated as ops generates them;
+//! - `ManifestPassthrough` keys are copied into the manifest last, overriding anything;
 //! - the root filesystem gets [`DEFAULT_FREE_SPACE`] of free space unless `readonly_rootfs`
 //!   is set, and the image is at least `BaseVolumeSz` bytes.
+
+mod host_tree;
+mod manifest;
 
 use std::path::{Path, PathBuf};
 
@@ -37,13 +43,22 @@ pub struct Inputs<'a> {
     /// The program on the host.
     pub program: &'a Path,
     pub config: &'a Config,
-    /// The config file's path (for messages), if there is one.
+    /// The config file's path; relative `MapDirs` keys and mount directories are relative to
+    /// its directory (else to `cwd`).
     pub config_path: Option<&'a Path>,
     pub kernel: &'a KernelDir,
+    /// The Nanos version used, for `NANOS_VERSION` ("" when not known).
+    pub nanos_version: &'a str,
+    /// The directory `Files` and `Dirs` are relative to.
+    pub cwd: &'a Path,
     /// Where to resolve libraries, overriding the config's `TargetRoot`; `/` when neither.
     pub target_root: Option<&'a Path>,
     /// Directories searched after `DT_RPATH`, as `LD_LIBRARY_PATH` (only when asked for).
     pub ld_library_path: &'a [String],
+    /// Keep `Mounts` keys as written instead of renumbering them as ops's onprem build does.
+    pub keep_mount_ids: bool,
+    /// The image name (ops's `-i`), overriding the one derived from the config or program.
+    pub image_name: Option<&'a str>,
 }
 
 /// Everything the image will contain.
@@ -55,6 +70,8 @@ pub struct Plan {
     pub root: Dir,
     /// Root tuple keys besides `children`.
     pub manifest: Tuple,
+    /// The boot.img to use.
+    pub boot_image: PathBuf,
     /// The program's path in the image.
     pub program_path: String,
     /// Zeroed space after the root filesystem's data.
@@ -65,6 +82,8 @@ pub struct Plan {
     pub image_name: String,
     /// The interpreter and libraries packed for a dynamic program.
     pub dependencies: Vec<Dependency>,
+    /// Things worth telling the user (renumbered mounts, skipped symlinks...).
+    pub notes: Vec<String>,
 }
 
 /// Why a plan cannot be made.
@@ -84,8 +103,36 @@ pub enum PlanError {
     },
     #[error("config Program {0:?} does not name a file")]
     BadProgramPath(String),
-    #[error("ManifestPassthrough {key:?}: {reason}")]
-    Passthrough { key: String, reason: String },
+    #[error("{field} entry {entry:?} escapes the image root")]
+    Escapes { field: &'static str, entry: String },
+    #[error("{field} entry {entry:?}: {host}: {source}")]
+    Missing {
+        field: &'static str,
+        entry: String,
+        host: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: nanoimg needs UTF-8 file names")]
+    NonUtf8 { path: PathBuf },
+    #[error("{path:?} would be added to the image twice, from different sources")]
+    Conflict { path: String },
+    #[error("MapDirs pattern {pattern:?}: {reason}")]
+    BadGlob { pattern: String, reason: String },
+    #[error("MapDirs target {dest:?} has the same name as an argument (ops refuses this too)")]
+    MapDirNamedLikeArg { dest: String },
+    #[error("Mounts {key:?}: mount point {path:?} must be an absolute path other than /")]
+    BadMount { key: String, path: String },
+    #[error("klib {name:?} is not in {dir}")]
+    MissingKlib { name: String, dir: PathBuf },
+    #[error("klibs requested but no klib folder: set KlibDir or use a release with klibs/")]
+    NoKlibDir,
+    #[error("config {field}: {reason}")]
+    Unsupported {
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error("ManifestPassthrough \"children\": the filesystem tree cannot be replaced")]
+    PassthroughChildren,
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error(transparent)]
@@ -128,16 +175,55 @@ pub fn program_paths(program: &Path, config: &Config) -> Result<(String, String)
 
 /// The resolver for these inputs: `--target-root`, else the config's `TargetRoot`, else `/`.
 pub fn resolver(inputs: &Inputs) -> Resolver {
-    let root = inputs
+    Resolver::new(&target_root(inputs).unwrap_or_else(|| PathBuf::from("/")))
+        .with_ld_library_path(inputs.ld_library_path.to_vec())
+}
+
+fn target_root(inputs: &Inputs) -> Option<PathBuf> {
+    inputs
         .target_root
         .map(Path::to_path_buf)
         .or_else(|| inputs.config.target_root.as_ref().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/"));
-    Resolver::new(&root).with_ld_library_path(inputs.ld_library_path.to_vec())
+}
+
+/// ops's image name: `-i`, else `RunConfig.ImageName`, else the program's base name, cut at
+/// the first `.`.
+fn image_name(inputs: &Inputs, program_path: &str) -> String {
+    let from = inputs
+        .image_name
+        .map(str::to_string)
+        .or_else(|| inputs.config.run_config.image_name.clone())
+        .unwrap_or_else(|| program_path.to_string());
+    Path::new(&from)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('.').next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("image")
+        .to_string()
 }
 
 /// Makes the plan.
 pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
+    let config = inputs.config;
+    if config.uefi {
+        return Err(PlanError::Unsupported {
+            field: "Uefi",
+            reason: "UEFI images are not supported yet; build a BIOS image (Uefi: false)",
+        });
+    }
+    if config.tfs_v4 {
+        return Err(PlanError::Unsupported {
+            field: "TFSv4",
+            reason: "the old TFS v4 encoding is only for Nanos 0.1.46 and older, which nanoimg does not pin",
+        });
+    }
+    if config.nightly_build {
+        return Err(PlanError::Unsupported {
+            field: "NightlyBuild",
+            reason: "nightly kernels change under the same name; pin a release with NanosVersion",
+        });
+    }
     let program_err = |source| PlanError::Program {
         path: inputs.program.to_path_buf(),
         source,
@@ -150,16 +236,18 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     }
     // Fail now, not halfway through writing, if the program cannot be opened.
     std::fs::File::open(inputs.program).map_err(program_err)?;
+    let (program_path, argv0) = program_paths(inputs.program, config)?;
+    let image_name = image_name(inputs, &program_path);
+    let config_dir = inputs
+        .config_path
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| inputs.cwd.join(p))
+        .unwrap_or_else(|| inputs.cwd.to_path_buf());
+    let mut notes = Vec::new();
 
-    let (program_path, argv0) = program_paths(inputs.program, inputs.config)?;
-    let image_name = program_path
-        .rsplit('/')
-        .next()
-        .and_then(|n| n.split('.').next())
-        .filter(|n| !n.is_empty())
-        .unwrap_or("image")
-        .to_string();
-
+    // The root tree: the program, what the user adds, the libraries, mount points, then the
+    // files ops generates where the user did not provide them.
     let mut root = Dir::new();
     root.insert(
         program_path.as_bytes(),
@@ -168,116 +256,146 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             len: meta.len(),
         }),
     )?;
-
+    host_tree::add_files(&mut root, &config.files, inputs.cwd)?;
+    host_tree::add_dirs(&mut root, &config.dirs, inputs.cwd, &mut notes)?;
+    host_tree::add_map_dirs(
+        &mut root,
+        &config.map_dirs,
+        &config_dir,
+        target_root(inputs).as_deref(),
+        &config.args,
+        &mut notes,
+    )?;
     let resolution = resolver(inputs).resolve(inputs.program, &program_path)?;
     for dep in &resolution.dependencies {
+        if root.get(dep.guest_path.as_bytes()).is_some() {
+            notes.push(format!(
+                "keeping {} as given instead of the library found at {}",
+                dep.guest_path,
+                dep.host_path.display()
+            ));
+            continue;
+        }
         let source = FileSource::host(&dep.host_path).map_err(|source| PlanError::Program {
             path: dep.host_path.clone(),
             source,
         })?;
         root.insert(dep.guest_path.as_bytes(), Node::File(source))?;
     }
+    let (mounts, mount_notes) = manifest::mounts(config, &config_dir, inputs.keep_mount_ids)?;
+    notes.extend(mount_notes);
+    for path in config.mounts.values() {
+        let dir = path.split(':').next().unwrap_or(path);
+        host_tree::add(&mut root, dir, Node::Dir(Dir::new()))?;
+    }
+    let name_servers = if config.name_servers.is_empty() {
+        vec!["8.8.8.8".to_string()]
+    } else {
+        config.name_servers.clone()
+    };
+    let resolv: String = name_servers
+        .iter()
+        .map(|ns| format!("nameserver  {ns}\n"))
+        .collect();
+    for (path, bytes) in [
+        ("/etc/passwd", b"root:x:0:0:root:/root:/bin/nobash".to_vec()),
+        ("/etc/resolv.conf", resolv.into_bytes()),
+        ("/proc/sys/kernel/hostname", b"uniboot".to_vec()),
+    ] {
+        if root.get(path.as_bytes()).is_none() {
+            root.insert(path.as_bytes(), Node::File(FileSource::Bytes(bytes)))?;
+        }
+    }
 
+    // The boot tree: the kernel and the klibs.
     let mut boot = Dir::new();
-    let kernel = FileSource::host(&inputs.kernel.kernel).map_err(|source| PlanError::Kernel {
-        path: inputs.kernel.kernel.clone(),
+    let kernel_path = config
+        .kernel
+        .as_ref()
+        .map(|k| inputs.cwd.join(k))
+        .unwrap_or_else(|| inputs.kernel.kernel.clone());
+    let kernel = FileSource::host(&kernel_path).map_err(|source| PlanError::Kernel {
+        path: kernel_path.clone(),
         source,
     })?;
     boot.insert(b"/kernel", Node::File(kernel))?;
+    let klibs = manifest::klibs(config);
+    if !klibs.is_empty() {
+        let dir = config
+            .klib_dir
+            .as_ref()
+            .map(|d| inputs.cwd.join(d))
+            .or_else(|| inputs.kernel.klibs.clone())
+            .ok_or(PlanError::NoKlibDir)?;
+        for name in &klibs {
+            let host = dir.join(name);
+            if !host.is_file() {
+                return Err(PlanError::MissingKlib {
+                    name: name.clone(),
+                    dir,
+                });
+            }
+            let source = FileSource::host(&host).map_err(|source| PlanError::Kernel {
+                path: host.clone(),
+                source,
+            })?;
+            boot.insert(format!("/klib/{name}").as_bytes(), Node::File(source))?;
+        }
+    }
+    let boot_image = config
+        .boot
+        .as_ref()
+        .map(|b| inputs.cwd.join(b))
+        .unwrap_or_else(|| inputs.kernel.boot.clone());
 
+    // The manifest.
     let mut manifest = Tuple::new();
     manifest.insert(b"program".to_vec(), Value::string(&program_path));
     let mut argv = vec![Value::string(&argv0)];
-    argv.extend(inputs.config.args.iter().map(Value::string));
+    argv.extend(config.args.iter().map(Value::string));
     manifest.insert(b"arguments".to_vec(), Value::Vector(argv));
-    let env: Tuple = inputs
-        .config
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), Value::string(v)))
-        .collect();
-    manifest.insert(b"environment".to_vec(), Value::Tuple(env));
-    for (key, value) in &inputs.config.manifest_passthrough {
-        let bad = |reason: String| PlanError::Passthrough {
-            key: key.clone(),
-            reason,
-        };
+    manifest.insert(
+        b"environment".to_vec(),
+        Value::Tuple(manifest::environment(
+            config,
+            inputs.nanos_version,
+            &image_name,
+        )),
+    );
+    manifest::settings(config, &mut manifest);
+    if !mounts.is_empty() {
+        manifest.insert(b"mounts".to_vec(), Value::Tuple(mounts));
+    }
+    if !klibs.is_empty() {
+        manifest.insert(b"klibs".to_vec(), Value::string("bootfs"));
+    }
+    for (key, value) in &config.manifest_passthrough {
         if key == "children" {
-            return Err(bad("the filesystem tree cannot be replaced".into()));
+            return Err(PlanError::PassthroughChildren);
         }
-        manifest.insert(
-            key.as_bytes().to_vec(),
-            passthrough_value(value).map_err(bad)?,
-        );
+        manifest.insert(key.as_bytes().to_vec(), manifest::passthrough_value(value));
     }
 
     let config_path = inputs.config_path.unwrap_or(Path::new("config"));
-    let min_image_size = inputs.config.base_volume_size(config_path)?.unwrap_or(0);
+    let min_image_size = config.base_volume_size(config_path)?.unwrap_or(0);
     let readonly = manifest.contains_key(&b"readonly_rootfs"[..]);
     Ok(Plan {
         boot,
         root,
         manifest,
+        boot_image,
         program_path,
         root_free_space: if readonly { 0 } else { DEFAULT_FREE_SPACE },
         min_image_size,
         image_name,
         dependencies: resolution.dependencies,
+        notes,
     })
-}
-
-/// A `ManifestPassthrough` value as a tuple value: strings, arrays and objects of them. ops
-/// aborts on numbers, booleans and null ("unknown type of value"); so does nanoimg.
-fn passthrough_value(v: &serde_json::Value) -> Result<Value, String> {
-    use serde_json::Value as J;
-    match v {
-        J::String(s) => Ok(Value::string(s)),
-        J::Array(items) => items
-            .iter()
-            .map(passthrough_value)
-            .collect::<Result<_, _>>()
-            .map(Value::Vector),
-        J::Object(map) => map
-            .iter()
-            .map(|(k, v)| Ok((k.as_bytes().to_vec(), passthrough_value(v)?)))
-            .collect::<Result<_, String>>()
-            .map(Value::Tuple),
-        other => Err(format!(
-            "{other} is not a string, array or object (ops refuses it too; write \"{other}\")"
-        )),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The 64-byte header of a static x86_64 executable: all a static program needs to be
-    /// accepted (nothing here runs it).
-    pub(crate) fn tiny_static_elf() -> Vec<u8> {
-        let mut h = vec![0u8; 64];
-        h[..4].copy_from_slice(b"\x7fELF");
-        h[4] = 2; // ELFCLASS64
-        h[5] = 1; // little-endian
-        h[6] = 1; // EV_CURRENT
-        h[16] = 2; // ET_EXEC
-        h[18] = 62; // EM_X86_64
-        h[20] = 1;
-        h[24..32].copy_from_slice(&0x40_1000u64.to_le_bytes());
-        h[52] = 64; // e_ehsize
-        h[54] = 56; // e_phentsize
-        h
-    }
-
-    fn setup() -> (tempfile::TempDir, KernelDir, PathBuf) {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("kernel.img"), b"kernel").unwrap();
-        std::fs::write(d.path().join("boot.img"), b"boot").unwrap();
-        let prog = d.path().join("prover.bin");
-        std::fs::write(&prog, tiny_static_elf()).unwrap();
-        let k = KernelDir::open(d.path()).unwrap();
-        (d, k, prog)
-    }
 
     #[test]
     fn program_paths_follow_ops() {
@@ -289,110 +407,5 @@ mod tests {
         assert_eq!(image_path("/usr/bin/x").as_deref(), Some("/usr/bin/x"));
         assert_eq!(image_path("a/../b//c/.").as_deref(), Some("/b/c"));
         assert_eq!(image_path("./"), None);
-    }
-
-    #[test]
-    fn the_gevulot_manifest() {
-        let (_d, k, prog) = setup();
-        let config = Config::parse(
-            r#"{"ManifestPassthrough": {"readonly_rootfs": "true"}, "Env": {"RUST_BACKTRACE": "1", "RUST_LOG": "debug"}, "Program": "prover", "Args": ["--x"]}"#,
-            Path::new("c.json"),
-        )
-        .unwrap();
-        let p = plan(&Inputs {
-            program: &prog,
-            config: &config,
-            config_path: None,
-            kernel: &k,
-            target_root: None,
-            ld_library_path: &[],
-        })
-        .unwrap();
-        assert_eq!(p.program_path, "/prover");
-        assert_eq!(p.image_name, "prover");
-        assert_eq!(p.manifest[&b"program"[..]], Value::string("/prover"));
-        assert_eq!(
-            p.manifest[&b"arguments"[..]],
-            Value::Vector(vec![Value::string("prover"), Value::string("--x")])
-        );
-        assert_eq!(p.manifest[&b"readonly_rootfs"[..]], Value::string("true"));
-        assert_eq!(p.root_free_space, 0);
-        assert!(matches!(p.root.get(b"/prover"), Some(Node::File(_))));
-        assert!(matches!(p.boot.get(b"/kernel"), Some(Node::File(_))));
-    }
-
-    #[test]
-    fn without_a_config_the_file_name_is_used() {
-        let (_d, k, prog) = setup();
-        let p = plan(&Inputs {
-            program: &prog,
-            config: &Config::default(),
-            config_path: None,
-            kernel: &k,
-            target_root: None,
-            ld_library_path: &[],
-        })
-        .unwrap();
-        assert_eq!(p.program_path, "/prover.bin");
-        assert_eq!(p.image_name, "prover");
-        assert_eq!(p.root_free_space, DEFAULT_FREE_SPACE);
-    }
-
-    #[test]
-    fn a_program_that_is_not_elf_is_refused() {
-        let (d, k, _) = setup();
-        let p = d.path().join("script.sh");
-        std::fs::write(&p, "#!/bin/sh\necho hi\n").unwrap();
-        let e = plan(&Inputs {
-            program: &p,
-            config: &Config::default(),
-            config_path: None,
-            kernel: &k,
-            target_root: None,
-            ld_library_path: &[],
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(e.ends_with("script.sh is not an ELF file"), "{e}");
-    }
-
-    #[test]
-    fn bad_inputs_are_named() {
-        let (d, k, _) = setup();
-        let missing = d.path().join("nope");
-        let e = plan(&Inputs {
-            program: &missing,
-            config: &Config::default(),
-            config_path: None,
-            kernel: &k,
-            target_root: None,
-            ld_library_path: &[],
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.starts_with("cannot read program") && e.contains("nope"),
-            "{e}"
-        );
-
-        let config = Config::parse(
-            r#"{"ManifestPassthrough": {"reboot_on_exit": true}}"#,
-            Path::new("c.json"),
-        )
-        .unwrap();
-        let e = plan(&Inputs {
-            program: &d.path().join("prover.bin"),
-            config: &config,
-            config_path: None,
-            kernel: &k,
-            target_root: None,
-            ld_library_path: &[],
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("\"reboot_on_exit\"") && e.contains("true"),
-            "{e}"
-        );
     }
 }
