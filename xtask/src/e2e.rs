@@ -3,7 +3,9 @@
 //! Steps: check prerequisites, compile the samples into a temporary work
 //! directory, build `nanoimg` in release mode, then for every case write an
 //! ops-format `config.json`, run `nanoimg build`, boot the image under QEMU
-//! and look for the expected lines on the serial console.
+//! (with the case's own additions, e.g. a read-only disk and a 9p share) and
+//! look for the expected lines on the serial console, then check any files
+//! the guest had to leave on the host.
 
 use std::env;
 use std::fs;
@@ -15,9 +17,10 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::expect;
+use crate::gevulot;
 use crate::prereq::{self, Tools};
-use crate::qemu::{self, BootEnd};
-use crate::samples::{self, Sample};
+use crate::qemu::{self, BootEnd, BootOptions};
+use crate::samples::{self, Sample, Scenario};
 
 /// Exit status when a case failed or the runner hit an error.
 pub const EXIT_FAILED: u8 = 1;
@@ -206,18 +209,14 @@ fn run_case(
     // The program is passed by its bare name with the work directory as
     // cwd, so `argv[0]` in the guest is exactly `name` (ops semantics).
     let image = work_dir.join(format!("{name}.img"));
-    let mut command = Command::new(nanoimg);
-    command
-        .current_dir(work_dir)
-        .arg("build")
-        .arg(program.file_name().unwrap_or(program.as_os_str()))
-        .arg("-c")
-        .arg(&config_path)
-        .arg("--kernel-dir")
-        .arg(&tools.kernel_dir)
-        .arg("-o")
-        .arg(&image)
-        .stdin(Stdio::null());
+    let mut command = nanoimg_build_command(
+        nanoimg,
+        program,
+        &config_path,
+        &tools.kernel_dir,
+        &image,
+        work_dir,
+    );
     let started = Instant::now();
     let output = command
         .output()
@@ -260,8 +259,9 @@ fn run_case(
     }
     report.artifacts.push(image.clone());
 
+    let boot_options = prepare_boot(sample, work_dir)?;
     let console_log = work_dir.join(format!("{name}.console.log"));
-    let boot = qemu::boot(&tools.qemu, &image, &console_log, timeout)?;
+    let boot = qemu::boot(&tools.qemu, &image, &boot_options, &console_log, timeout)?;
     report.artifacts.push(console_log);
     report.boot = Some(boot.elapsed);
 
@@ -279,7 +279,9 @@ fn run_case(
     for missing in expect::missing_lines(&boot.console, &expected) {
         report.problems.push(format!("missing line \"{missing}\""));
     }
+    report.problems.extend(check_host(sample, work_dir));
     if !report.passed() {
+        report.detail.push(format!("$ {}", boot.command_line));
         report.detail.push(format!(
             "--- last {CONSOLE_TAIL_LINES} lines of the console ---"
         ));
@@ -293,17 +295,68 @@ fn run_case(
     Ok(report)
 }
 
+/// `nanoimg build <program> -c <config> --kernel-dir <dir> -o <image>`,
+/// run in `work_dir` with the program given by its bare file name, so
+/// `argv[0]` in the guest is exactly that name (ops semantics).
+fn nanoimg_build_command(
+    nanoimg: &Path,
+    program: &Path,
+    config: &Path,
+    kernel_dir: &Path,
+    image: &Path,
+    work_dir: &Path,
+) -> Command {
+    let mut command = Command::new(nanoimg);
+    command
+        .current_dir(work_dir)
+        .arg("build")
+        .arg(program.file_name().unwrap_or(program.as_os_str()))
+        .arg("-c")
+        .arg(config)
+        .arg("--kernel-dir")
+        .arg(kernel_dir)
+        .arg("-o")
+        .arg(image)
+        .stdin(Stdio::null());
+    command
+}
+
 /// The ops-format config for a case (`Program` is given on the command
 /// line too; ops prepends it to `Args`, making it `argv[0]`).
 fn ops_config(sample: &Sample) -> Value {
-    json!({
-        "Args": expect::ARGS,
-        "Env": {
-            "GREETING": expect::GREETING,
-            "E2E_CASE": sample.case,
-        },
-        "Program": sample.program,
-    })
+    match sample.scenario {
+        Scenario::Hello => json!({
+            "Args": expect::ARGS,
+            "Env": {
+                "GREETING": expect::GREETING,
+                "E2E_CASE": sample.case,
+            },
+            "Program": sample.program,
+        }),
+        Scenario::GevulotProver => gevulot::config(),
+    }
+}
+
+/// Sets up the host side of a case's boot (e.g. a shared folder) and
+/// returns its additions to the QEMU command line.
+fn prepare_boot(sample: &Sample, work_dir: &Path) -> Result<BootOptions> {
+    match sample.scenario {
+        Scenario::Hello => Ok(BootOptions::default()),
+        Scenario::GevulotProver => {
+            let workspace = gevulot::prepare_workspace(work_dir)?;
+            Ok(gevulot::boot_options(&workspace))
+        }
+    }
+}
+
+/// Problems with what the guest had to leave on the host after the boot.
+fn check_host(sample: &Sample, work_dir: &Path) -> Vec<String> {
+    match sample.scenario {
+        Scenario::Hello => Vec::new(),
+        Scenario::GevulotProver => gevulot::check_output(&gevulot::workspace(work_dir))
+            .into_iter()
+            .collect(),
+    }
 }
 
 fn build_log_text(command: &Command, output: &Output) -> String {
@@ -437,6 +490,75 @@ mod tests {
         assert_eq!(config["Env"]["GREETING"], "hello nanos");
         assert_eq!(config["Env"]["E2E_CASE"], sample.case);
         assert_eq!(config["Program"], sample.program);
+    }
+
+    fn case(name: &str) -> &'static Sample {
+        samples::SAMPLES
+            .iter()
+            .find(|sample| sample.case == name)
+            .unwrap_or_else(|| panic!("no case {name}"))
+    }
+
+    #[test]
+    fn gevulot_prover_uses_the_documented_manifest() {
+        let config = ops_config(case("gevulot-prover"));
+        assert_eq!(config["Program"], "prover");
+        assert_eq!(config["Mounts"], json!({"%1": "/workspace"}));
+        assert_eq!(
+            config["ManifestPassthrough"],
+            json!({"readonly_rootfs": "true"})
+        );
+        assert_eq!(
+            config["Env"],
+            json!({"RUST_BACKTRACE": "1", "RUST_LOG": "debug"})
+        );
+        assert_eq!(config["Args"], json!(["one", "two words"]));
+    }
+
+    #[test]
+    fn nanoimg_build_command_line() {
+        let work = Path::new("/w");
+        let command = nanoimg_build_command(
+            Path::new("/bin/nanoimg"),
+            &work.join("prover"),
+            &work.join("prover.config.json"),
+            Path::new("/k"),
+            &work.join("prover.img"),
+            work,
+        );
+        let line: Vec<String> = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            line,
+            [
+                "/bin/nanoimg",
+                "build",
+                "prover",
+                "-c",
+                "/w/prover.config.json",
+                "--kernel-dir",
+                "/k",
+                "-o",
+                "/w/prover.img",
+            ]
+        );
+        assert_eq!(command.get_current_dir(), Some(work));
+    }
+
+    #[test]
+    fn only_the_gevulot_case_changes_the_boot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hello = prepare_boot(case("static-c"), dir.path()).expect("hello");
+        assert_eq!(hello, BootOptions::default());
+        assert!(check_host(case("static-c"), dir.path()).is_empty());
+
+        let prover = prepare_boot(case("gevulot-prover"), dir.path()).expect("prover");
+        assert!(prover.readonly_disk);
+        assert!(dir.path().join("workspace/input").is_file());
+        // The guest never ran, so the output file is missing.
+        assert_eq!(check_host(case("gevulot-prover"), dir.path()).len(), 1);
     }
 
     #[test]

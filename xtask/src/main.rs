@@ -19,9 +19,12 @@
 //! pass: when a prerequisite is missing it says so loudly on stderr and exits
 //! with status 2.
 //!
-//! Cases: `static-c`, `static-rust` (statically linked), and `dynamic-c`,
+//! Cases: `static-c`, `static-rust` (statically linked), `dynamic-c`,
 //! `dynamic-cpp`, `dynamic-rust` (dynamically linked; they need nanoimg to
-//! pack the program interpreter and the shared libraries).
+//! pack the program interpreter and the shared libraries), and
+//! `gevulot-prover` (Gevulot's documented prover manifest with `Mounts` and
+//! `ManifestPassthrough`, booted as the Gevulot node does: read-only disk, a
+//! 9p workspace folder, no network; the proof file must reach the host).
 //!
 //! Exit status: 0 = every case passed (and at least one ran),
 //! 1 = a case failed or the runner hit an error, 2 = prerequisites missing or
@@ -31,6 +34,7 @@
 
 mod e2e;
 mod expect;
+mod gevulot;
 mod prereq;
 mod qemu;
 mod samples;

@@ -28,17 +28,33 @@ pub struct Boot {
     /// Everything QEMU wrote to stdout (the serial console) and stderr.
     pub console: String,
     pub elapsed: Duration,
+    /// The QEMU invocation, for failure reports.
+    pub command_line: String,
+}
+
+/// Per-case additions to the common QEMU command line of [`args`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BootOptions {
+    /// Attach the disk read-only (`readonly=on` on its `-drive`), as the
+    /// Gevulot node does.
+    pub readonly_disk: bool,
+    /// Arguments appended after the common ones, e.g. `-virtfs ...` for a
+    /// 9p share or `-nic none`.
+    pub extra_args: Vec<OsString>,
 }
 
 /// QEMU arguments for booting `image` the way Gevulot runs images: q35
 /// machine, the disk on virtio-scsi, serial console on stdio, TCG only (never
-/// KVM, so results do not depend on the host).
+/// KVM, so results do not depend on the host), plus the case's `options`.
 ///
 /// `-nodefaults` is deliberately absent: it would remove the serial port too.
-pub fn args(image: &Path) -> Vec<OsString> {
+pub fn args(image: &Path, options: &BootOptions) -> Vec<OsString> {
     let mut drive = OsString::from("file=");
     drive.push(escape_option_value(image.as_os_str()));
     drive.push(",format=raw,if=none,id=hd0");
+    if options.readonly_disk {
+        drive.push(",readonly=on");
+    }
 
     let mut args: Vec<OsString> = [
         "-machine",
@@ -70,7 +86,20 @@ pub fn args(image: &Path) -> Vec<OsString> {
         .iter()
         .map(OsString::from),
     );
+    args.extend(options.extra_args.iter().cloned());
     args
+}
+
+/// The `-virtfs` value sharing host folder `path` over 9p under `mount_tag`,
+/// with the options the Gevulot node uses (no uid/gid mapping, inode
+/// remapping across host devices).
+pub fn virtfs_value(path: &Path, mount_tag: &str, id: &str) -> OsString {
+    let mut value = OsString::from("local,path=");
+    value.push(escape_option_value(path.as_os_str()));
+    value.push(format!(
+        ",mount_tag={mount_tag},security_model=none,multidevs=remap,id={id}"
+    ));
+    value
 }
 
 /// QEMU option values separate sub-options with `,`; a literal comma is
@@ -96,7 +125,13 @@ fn escape_option_value(value: &std::ffi::OsStr) -> OsString {
 
 /// Boots `image` with `qemu`, writing stdout and stderr to `log_path`, and
 /// kills QEMU if it has not exited after `timeout`.
-pub fn boot(qemu: &Path, image: &Path, log_path: &Path, timeout: Duration) -> Result<Boot> {
+pub fn boot(
+    qemu: &Path,
+    image: &Path,
+    options: &BootOptions,
+    log_path: &Path,
+    timeout: Duration,
+) -> Result<Boot> {
     let log = File::create(log_path)
         .with_context(|| format!("creating console log {}", log_path.display()))?;
     let log_for_stderr = log
@@ -105,11 +140,12 @@ pub fn boot(qemu: &Path, image: &Path, log_path: &Path, timeout: Duration) -> Re
 
     let mut command = Command::new(qemu);
     command
-        .args(args(image))
+        .args(args(image, options))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_for_stderr);
 
+    let command_line = format!("{command:?}");
     let started = Instant::now();
     let mut child = command
         .spawn()
@@ -138,6 +174,7 @@ pub fn boot(qemu: &Path, image: &Path, log_path: &Path, timeout: Duration) -> Re
         end,
         console: String::from_utf8_lossy(&bytes).into_owned(),
         elapsed,
+        command_line,
     })
 }
 
@@ -147,7 +184,7 @@ mod tests {
 
     #[test]
     fn drive_path_commas_are_escaped() {
-        let args = args(Path::new("images/a,b/x.img"));
+        let args = args(Path::new("images/a,b/x.img"), &BootOptions::default());
         assert!(args.contains(&OsString::from(
             "file=images/a,,b/x.img,format=raw,if=none,id=hd0"
         )));
@@ -155,7 +192,7 @@ mod tests {
 
     #[test]
     fn never_uses_kvm_or_nodefaults() {
-        let args = args(Path::new("x.img"));
+        let args = args(Path::new("x.img"), &BootOptions::default());
         let joined: Vec<String> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -163,5 +200,42 @@ mod tests {
         assert!(joined.windows(2).any(|w| w == ["-accel", "tcg"]));
         assert!(!joined.iter().any(|a| a.contains("kvm")));
         assert!(!joined.iter().any(|a| a == "-nodefaults"));
+    }
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn default_disk_is_writable_and_nothing_is_appended() {
+        let args = strings(&args(Path::new("x.img"), &BootOptions::default()));
+        assert!(!args.iter().any(|a| a.contains("readonly")));
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("scsi-hd,bus=scsi0.0,drive=hd0")
+        );
+    }
+
+    #[test]
+    fn readonly_disk_and_extra_args() {
+        let options = BootOptions {
+            readonly_disk: true,
+            extra_args: vec!["-nic".into(), "none".into()],
+        };
+        let args = strings(&args(Path::new("x.img"), &options));
+        assert!(args.contains(&"file=x.img,format=raw,if=none,id=hd0,readonly=on".to_owned()));
+        assert!(args.ends_with(&["-nic".to_owned(), "none".to_owned()]));
+    }
+
+    #[test]
+    fn virtfs_value_escapes_the_path() {
+        assert_eq!(
+            virtfs_value(Path::new("/w,x/workspace"), "0", "hd1"),
+            OsString::from(
+                "local,path=/w,,x/workspace,mount_tag=0,security_model=none,multidevs=remap,id=hd1"
+            )
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::expect;
 use crate::prereq::{MissingPrerequisites, Tools};
+use crate::{expect, gevulot};
 
 /// A sample source file, embedded into the xtask binary.
 struct Source {
@@ -38,6 +38,10 @@ const SOURCES: &[Source] = &[
         file_name: "hello_rust.rs",
         text: include_str!("../samples/hello_rust.rs"),
     },
+    Source {
+        file_name: "prover.c",
+        text: include_str!("../samples/prover.c"),
+    },
 ];
 
 /// How a sample is turned into an x86-64 Linux ELF executable.
@@ -55,6 +59,18 @@ pub enum Build {
     DynamicRust,
 }
 
+/// What a case packs, how it boots and what it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Prints its arguments and environment: an ops config with
+    /// [`expect::ARGS`], `GREETING` and `E2E_CASE`, booted with the default
+    /// QEMU command line.
+    Hello,
+    /// A Gevulot (v1) prover with a 9p workspace, a read-only disk and no
+    /// network (see [`crate::gevulot`]).
+    GevulotProver,
+}
+
 /// One e2e case.
 #[derive(Debug)]
 pub struct Sample {
@@ -65,40 +81,54 @@ pub struct Sample {
     pub program: &'static str,
     source_file: &'static str,
     build: Build,
+    pub scenario: Scenario,
 }
 
 /// Every case the runner knows about, in report order. The dynamic cases
-/// rely on nanoimg packing the program's interpreter and shared libraries.
+/// rely on nanoimg packing the program's interpreter and shared libraries;
+/// `gevulot-prover` on `Mounts` and `ManifestPassthrough`.
 pub const SAMPLES: &[Sample] = &[
     Sample {
         case: "static-c",
         program: "hello_static",
         source_file: "hello_static.c",
         build: Build::StaticC,
+        scenario: Scenario::Hello,
     },
     Sample {
         case: "static-rust",
         program: "hello_rust",
         source_file: "hello_rust.rs",
         build: Build::StaticRust,
+        scenario: Scenario::Hello,
     },
     Sample {
         case: "dynamic-c",
         program: "hello_dynamic",
         source_file: "hello_dynamic.c",
         build: Build::DynamicC,
+        scenario: Scenario::Hello,
     },
     Sample {
         case: "dynamic-cpp",
         program: "hello_cpp",
         source_file: "hello_cpp.cpp",
         build: Build::DynamicCpp,
+        scenario: Scenario::Hello,
     },
     Sample {
         case: "dynamic-rust",
         program: "hello_rust_dynamic",
         source_file: "hello_rust.rs",
         build: Build::DynamicRust,
+        scenario: Scenario::Hello,
+    },
+    Sample {
+        case: "gevulot-prover",
+        program: gevulot::PROGRAM,
+        source_file: "prover.c",
+        build: Build::StaticC,
+        scenario: Scenario::GevulotProver,
     },
 ];
 
@@ -115,7 +145,10 @@ pub fn write_sources(dir: &Path) -> Result<()> {
 impl Sample {
     /// The lines the guest must print on the console for this case.
     pub fn expected_lines(&self) -> Vec<String> {
-        expect::expected_lines(self.program, self.case)
+        match self.scenario {
+            Scenario::Hello => expect::expected_lines(self.program, self.case),
+            Scenario::GevulotProver => gevulot::expected_lines(),
+        }
     }
 
     /// The compiler invocation for this sample, to be run inside the folder
@@ -260,6 +293,24 @@ mod tests {
             command_line("dynamic-rust"),
             ["rustc", "-O", "-o", "hello_rust_dynamic", "hello_rust.rs"]
         );
+    }
+
+    #[test]
+    fn gevulot_prover_is_a_static_c_program_named_prover() {
+        assert_eq!(
+            command_line("gevulot-prover"),
+            ["cc", "-static", "-O2", "-o", "prover", "prover.c"]
+        );
+        let expected = sample("gevulot-prover").expected_lines();
+        for line in [
+            "argv[0]=prover",
+            "input:witness-42",
+            "output-written",
+            "rootfs-write:refused",
+        ] {
+            assert!(expected.iter().any(|l| l == line), "{line} not expected");
+        }
+        assert_eq!(expected.last().map(String::as_str), Some("HELLO-DONE"));
     }
 
     #[test]
