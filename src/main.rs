@@ -105,9 +105,14 @@ enum Command {
         /// OPS_HOME].
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: Option<PathBuf>,
-        /// Arguments after argv[0], replacing the config's Args (as ops's -a).
-        #[arg(short = 'a', long = "args", value_name = "ARG", num_args = 1.., allow_hyphen_values = true)]
-        args: Option<Vec<String>>,
+        /// An argument after argv[0] (repeatable); replaces the config's Args, as ops's -a.
+        #[arg(
+            short = 'a',
+            long = "args",
+            value_name = "ARG",
+            allow_hyphen_values = true
+        )]
+        args: Vec<String>,
         /// An environment variable K=V, added to the config's Env (repeatable).
         #[arg(short = 'e', long = "envs", value_name = "K=V", value_parser = key_value)]
         envs: Vec<(String, String)>,
@@ -195,7 +200,7 @@ fn main() -> ExitCode {
                 output,
                 target_root: resolution.target_root,
                 use_ld_library_path: resolution.ld_library_path,
-                args,
+                args: (!args.is_empty()).then_some(args),
                 envs,
                 mounts,
                 image_name,

@@ -418,3 +418,79 @@ fn deps_shows_what_was_found_where_and_why() {
         format!("error: {} is not an ELF file\n", junk.display())
     );
 }
+
+#[test]
+fn ops_style_flags_merge_over_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = common::fake_release(dir.path());
+    let prog = dir.path().join("prover");
+    std::fs::write(&prog, common::tiny_static_elf()).unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"Args": ["from-config"], "Env": {"A": "1"}, "RunConfig": {"Memory": "2G"}}"#,
+    )
+    .unwrap();
+    let ops_home = dir.path().join("opshome");
+    let o = common::nanoimg_env(
+        &[
+            os("build"),
+            prog.as_os_str(),
+            os("-c"),
+            config.as_os_str(),
+            os("--kernel-dir"),
+            release.as_os_str(),
+            os("-a"),
+            os("--fast"),
+            os("-a"),
+            os("x=y"),
+            os("-e"),
+            os("A=2=3"),
+            os("--mounts"),
+            os("%1:/workspace"),
+            os("-i"),
+            os("my-prover.v2"),
+            os("--verbose"),
+        ],
+        dir.path(),
+        &[("OPS_HOME", ops_home.to_str().unwrap())],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("ignoring RunConfig.Memory"), "{stderr}");
+    assert!(stderr.contains("mount %1 -> %0 (/workspace)"), "{stderr}");
+    let image = ops_home.join(".ops/images/my-prover");
+    let root = DiskImage::open(&image).unwrap().root_fs().unwrap();
+    let m = root.root();
+    assert_eq!(
+        m[&b"arguments"[..]],
+        Value::Vector(["prover", "--fast", "x=y"].map(Value::string).to_vec()),
+        "-a replaces the config's Args"
+    );
+    let Value::Tuple(env) = &m[&b"environment"[..]] else {
+        panic!()
+    };
+    assert_eq!(
+        env[&b"A"[..]],
+        Value::string("2=3"),
+        "-e splits at the first ="
+    );
+    let Value::Tuple(mounts) = &m[&b"mounts"[..]] else {
+        panic!()
+    };
+    assert_eq!(mounts[&b"%0"[..]], Value::string("/workspace"));
+
+    let o = common::nanoimg(
+        &[
+            os("build"),
+            prog.as_os_str(),
+            os("--kernel-dir"),
+            release.as_os_str(),
+            os("-e"),
+            os("NOEQUALS"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"NOEQUALS\" is not K=V"));
+}
