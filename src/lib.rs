@@ -112,6 +112,24 @@ pub struct BuildOptions {
     pub image_name: Option<String>,
     /// Keep `Mounts` keys as written instead of renumbering them as ops's onprem build does.
     pub keep_mount_ids: bool,
+    /// The root filesystem's UUID, instead of the one derived from the image's content.
+    pub uuid: Option<[u8; 16]>,
+    /// Mixed into the derived UUIDs.
+    pub seed: Option<String>,
+}
+
+/// Parses a UUID written as Nanos prints it (`8-4-4-4-12` hex, bytes in order).
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    let groups: Vec<usize> = s.split('-').map(str::len).collect();
+    if groups != [8, 4, 4, 4, 12] || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Where ops puts images: `$OPS_HOME/.ops/images`, else `~/.ops/images`.
@@ -189,6 +207,82 @@ pub struct BuildReport {
     pub output: PathBuf,
     pub layout: ImageLayout,
     pub plan: Plan,
+    /// The image's size, SHA-256 and BLAKE3 (hex).
+    pub size: u64,
+    pub sha256: String,
+    pub blake3: String,
+    pub boot_uuid: [u8; 16],
+    pub root_uuid: [u8; 16],
+    /// The Nanos version ("" when unknown) and the SHA-256 of the kernel and boot.img used.
+    pub nanos_version: String,
+    pub kernel_sha256: String,
+    pub boot_img_sha256: String,
+    /// Every regular file in the image.
+    pub files: Vec<ImageFile>,
+}
+
+/// One file of a built image.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImageFile {
+    /// `boot` or `root`.
+    pub filesystem: &'static str,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The host file it came from, or `None` for files nanoimg generates.
+    pub source: Option<PathBuf>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 and BLAKE3 of a file, in one pass.
+fn image_hashes(file: &mut std::fs::File) -> std::io::Result<(String, String)> {
+    use sha2::Digest;
+    use std::io::{Read, Seek};
+    file.rewind()?;
+    let mut sha = sha2::Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((hex(&sha.finalize()), b3.finalize().to_hex().to_string()));
+        }
+        sha.update(&buf[..n]);
+        b3.update(&buf[..n]);
+    }
+}
+
+/// Pairs what was written with where it came from.
+fn image_files(
+    filesystem: &'static str,
+    tree: &nanoimg_tfs::Dir,
+    written: &nanoimg_tfs::WrittenVolume,
+) -> Vec<ImageFile> {
+    let sources: std::collections::BTreeMap<Vec<u8>, Option<PathBuf>> = tree
+        .files()
+        .into_iter()
+        .map(|(path, src)| {
+            let host = match src {
+                nanoimg_tfs::FileSource::Host { path, .. } => Some(path.clone()),
+                nanoimg_tfs::FileSource::Bytes(_) => None,
+            };
+            (path, host)
+        })
+        .collect();
+    written
+        .files
+        .iter()
+        .map(|f| ImageFile {
+            filesystem,
+            path: String::from_utf8_lossy(&f.path).into_owned(),
+            size: f.len,
+            sha256: hex(&f.sha256),
+            source: sources.get(&f.path).cloned().flatten(),
+        })
+        .collect()
 }
 
 /// Why a build failed. Every variant names the file or value at fault.
@@ -292,9 +386,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let boot_image = BootImage::read(&plan.boot_image)?;
 
     let empty = tuple::Tuple::new();
+    let seed = options.seed.clone().unwrap_or_default();
     let boot_fs = tfs::plan(&VolumeSpec {
         label: b"",
         uuid: None,
+        seed: seed.as_bytes(),
         root: &plan.boot,
         manifest: &empty,
     })
@@ -304,7 +400,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     })?;
     let root_fs = tfs::plan(&VolumeSpec {
         label: b"",
-        uuid: None,
+        uuid: options.uuid,
+        seed: seed.as_bytes(),
         root: &plan.root,
         manifest: &plan.manifest,
     })
@@ -350,7 +447,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             dir: dir.clone(),
             source,
         })?;
-    let layout = nanoimg_disk::write_image(temp.as_file_mut(), &spec).map_err(disk_err)?;
+    let written = nanoimg_disk::write_image(temp.as_file_mut(), &spec).map_err(disk_err)?;
+    let (sha256, blake3) =
+        image_hashes(temp.as_file_mut()).map_err(|source| BuildError::Persist {
+            path: output.clone(),
+            source,
+        })?;
     temp.as_file()
         .sync_all()
         .map_err(|source| BuildError::Persist {
@@ -365,9 +467,32 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     if lock != locked_before {
         lock.save(&lock_file)?;
     }
+    let mut files = image_files("boot", &plan.boot, &written.boot_fs);
+    files.extend(image_files("root", &plan.root, &written.root_fs));
+    let file_sha = |fs: &'static str, path: &str| {
+        files
+            .iter()
+            .find(|f| f.filesystem == fs && f.path == path)
+            .map(|f| f.sha256.clone())
+            .unwrap_or_default()
+    };
+    let kernel_sha256 = file_sha("boot", "/kernel");
+    let boot_img_sha256 = {
+        use sha2::Digest;
+        hex(&sha2::Sha256::digest(boot_image.bytes()))
+    };
     Ok(BuildReport {
         output,
-        layout,
+        layout: written.layout,
+        size: written.layout.size,
+        sha256,
+        blake3,
+        boot_uuid: written.boot_fs.uuid,
+        root_uuid: written.root_fs.uuid,
+        nanos_version,
+        kernel_sha256,
+        boot_img_sha256,
+        files,
         plan,
     })
 }

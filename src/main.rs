@@ -129,6 +129,16 @@ enum Command {
         /// Also list the config fields that do not affect a locally built image.
         #[arg(short = 'v', long)]
         verbose: bool,
+        /// The root filesystem's UUID (8-4-4-4-12 hex) instead of the one derived from the
+        /// image's content.
+        #[arg(long, value_name = "UUID", value_parser = uuid)]
+        uuid: Option<[u8; 16]>,
+        /// A string mixed into the derived filesystem UUIDs.
+        #[arg(long, value_name = "STRING")]
+        seed: Option<String>,
+        /// Print one JSON object describing the image instead of the summary lines.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         resolution: Resolution,
     },
@@ -186,6 +196,9 @@ fn main() -> ExitCode {
             image_name,
             keep_mount_ids,
             verbose,
+            uuid,
+            seed,
+            json,
             resolution,
         } => build(
             nanoimg::BuildOptions {
@@ -205,8 +218,11 @@ fn main() -> ExitCode {
                 mounts,
                 image_name,
                 keep_mount_ids,
+                uuid,
+                seed,
             },
             verbose,
+            json,
         ),
         Command::Deps {
             program,
@@ -241,7 +257,27 @@ fn volume_path(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn build(options: nanoimg::BuildOptions, verbose: bool) -> Result<(), nanoimg::BuildError> {
+fn uuid(s: &str) -> Result<[u8; 16], String> {
+    nanoimg::parse_uuid(s).ok_or_else(|| format!("{s:?} is not a UUID (8-4-4-4-12 hex digits)"))
+}
+
+fn uuid_text(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn build(
+    options: nanoimg::BuildOptions,
+    verbose: bool,
+    json: bool,
+) -> Result<(), nanoimg::BuildError> {
     if verbose {
         if let Some(text) = options
             .config
@@ -264,14 +300,35 @@ fn build(options: nanoimg::BuildOptions, verbose: bool) -> Result<(), nanoimg::B
             d.host_path.display()
         );
     }
-    eprintln!(
-        "nanoimg: {} bytes, program {}",
-        report.layout.size, report.plan.program_path
-    );
-    println!(
-        "Bootable image file:{}",
-        nanoimg::display_path(&report.output).display()
-    );
+    let path = nanoimg::display_path(&report.output);
+    if json {
+        let value = serde_json::json!({
+            "path": path,
+            "size": report.size,
+            "sha256": report.sha256,
+            "blake3": report.blake3,
+            "filesystems": {
+                "boot": {"uuid": uuid_text(&report.boot_uuid)},
+                "root": {"uuid": uuid_text(&report.root_uuid)},
+            },
+            "nanos": {
+                "version": report.nanos_version,
+                "kernel_sha256": report.kernel_sha256,
+                "boot_img_sha256": report.boot_img_sha256,
+            },
+            "program": report.plan.program_path,
+            "files": report.files,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!("Image size: {} bytes", report.size);
+    println!("SHA-256: {}", report.sha256);
+    println!("BLAKE3: {}", report.blake3);
+    println!("Bootable image file:{}", path.display());
     Ok(())
 }
 

@@ -133,6 +133,7 @@ fn a_tree_of_5000_files_builds_and_reads_back() {
     let boot_fs = plan(&VolumeSpec {
         label: b"",
         uuid: None,
+        seed: b"",
         root: &boot,
         manifest: &empty,
     })
@@ -140,6 +141,7 @@ fn a_tree_of_5000_files_builds_and_reads_back() {
     let root_fs = plan(&VolumeSpec {
         label: b"",
         uuid: None,
+        seed: b"",
         root: &root,
         manifest: &manifest,
     })

@@ -2,7 +2,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use nanoimg_tfs::{PlannedVolume, ReadError, Tfs, WriteError};
+use nanoimg_tfs::{PlannedVolume, ReadError, Tfs, WriteError, WrittenVolume};
 
 use crate::boot_image::BootImage;
 use crate::mbr::PartitionEntry;
@@ -103,9 +103,17 @@ impl ImageLayout {
     }
 }
 
+/// What [`write_image`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenImage {
+    pub layout: ImageLayout,
+    pub boot_fs: WrittenVolume,
+    pub root_fs: WrittenVolume,
+}
+
 /// Writes a bootable BIOS image to `out`, which must be a new, empty file: regions nanoimg
 /// does not write (the klog gap, free space) are left as holes that read as zeros.
-pub fn write_image(out: &mut File, spec: &ImageSpec) -> Result<ImageLayout, DiskError> {
+pub fn write_image(out: &mut File, spec: &ImageSpec) -> Result<WrittenImage, DiskError> {
     let layout = ImageLayout::compute(spec)?;
     let mut mbr = spec.boot_image.bytes()[..SECTOR as usize].to_vec();
     let entries = [
@@ -126,20 +134,26 @@ pub fn write_image(out: &mut File, spec: &ImageSpec) -> Result<ImageLayout, Disk
     out.write_all(&mbr).map_err(DiskError::Write)?;
     out.write_all(&spec.boot_image.bytes()[SECTOR as usize..])
         .map_err(DiskError::Write)?;
-    spec.boot_fs
+    let boot_fs = spec
+        .boot_fs
         .write(out, layout.boot_fs_offset)
         .map_err(|source| DiskError::Volume {
             what: "boot filesystem",
             source,
         })?;
-    spec.root_fs
+    let root_fs = spec
+        .root_fs
         .write(out, layout.root_fs_offset)
         .map_err(|source| DiskError::Volume {
             what: "root filesystem",
             source,
         })?;
     out.set_len(layout.size).map_err(DiskError::Write)?;
-    Ok(layout)
+    Ok(WrittenImage {
+        layout,
+        boot_fs,
+        root_fs,
+    })
 }
 
 /// A partition of an image as read from its MBR.
@@ -339,6 +353,7 @@ mod tests {
         let boot_fs = plan(&VolumeSpec {
             label: b"",
             uuid: None,
+            seed: b"",
             root: &boot,
             manifest: &empty,
         })
@@ -346,13 +361,14 @@ mod tests {
         let root_fs = plan(&VolumeSpec {
             label: b"",
             uuid: None,
+            seed: b"",
             root: &root,
             manifest: &manifest,
         })
         .unwrap();
         let path = dir.path().join("x.img");
         let mut out = File::create(&path).unwrap();
-        let layout = write_image(
+        let written = write_image(
             &mut out,
             &ImageSpec {
                 boot_image: &boot_image,
@@ -363,6 +379,7 @@ mod tests {
             },
         )
         .unwrap();
+        let layout = written.layout;
         drop(out);
         // The documented offsets for a 94-sector stage2.
         assert_eq!(layout.boot_fs_offset, 52_736);

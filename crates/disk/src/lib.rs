@@ -16,7 +16,9 @@ mod image;
 mod mbr;
 
 pub use boot_image::{BootImage, BootImageError};
-pub use image::{write_image, DiskError, DiskImage, ImageLayout, ImageSpec, Partition};
+pub use image::{
+    write_image, DiskError, DiskImage, ImageLayout, ImageSpec, Partition, WrittenImage,
+};
 pub use mbr::{chs, PartitionEntry};
 
 /// The kernel's crash log area right before the first partition (`KLOG_DUMP_SIZE`).

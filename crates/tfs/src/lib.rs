@@ -27,7 +27,7 @@ mod write;
 pub use error::{ReadError, TreeError, WriteError};
 pub use read::{Entry, Extent, FileEntry, Tfs};
 pub use tree::{Dir, FileSource, Node};
-pub use write::{plan, PlannedVolume, VolumeSpec};
+pub use write::{plan, PlannedVolume, VolumeSpec, WrittenFile, WrittenVolume};
 
 /// Bytes per sector; every TFS offset and length counts 512-byte sectors.
 pub const SECTOR: u64 = 512;

@@ -22,8 +22,11 @@ const MIN_ROOM: usize = FRAME_RESERVE + 32 + FRAME_RESERVE;
 pub struct VolumeSpec<'a> {
     /// Volume label, at most 31 bytes ("" for the filesystems of a bootable image).
     pub label: &'a [u8],
-    /// Filesystem UUID. `None` derives it from the volume's metadata (see [`plan`]).
+    /// Filesystem UUID. `None` derives it from the volume's content (see
+    /// [`PlannedVolume::write`]).
     pub uuid: Option<[u8; 16]>,
+    /// Mixed into a derived UUID, to tell apart volumes that would otherwise be identical.
+    pub seed: &'a [u8],
     /// The directory tree.
     pub root: &'a Dir,
     /// Other keys of the root tuple (the manifest: `program`, `arguments`...). `children`
@@ -34,10 +37,13 @@ pub struct VolumeSpec<'a> {
 /// A volume whose layout and metadata are fixed, ready to be written.
 #[derive(Debug)]
 pub struct PlannedVolume<'a> {
-    uuid: [u8; 16],
+    uuid: Option<[u8; 16]>,
+    seed: Vec<u8>,
     label: Vec<u8>,
-    /// File data in write order: first sector and source.
-    files: Vec<(u64, &'a FileSource)>,
+    /// The encoded metadata record.
+    record: Vec<u8>,
+    /// File data in write order: image path, first sector and source.
+    files: Vec<(Vec<u8>, u64, &'a FileSource)>,
     /// Log extensions after the initial sector: first sector and used bytes.
     extensions: Vec<(u64, Vec<u8>)>,
     end_sector: u64,
@@ -50,10 +56,6 @@ pub struct PlannedVolume<'a> {
 /// [`Dir::files`], each file split into extents of at most 32 MiB. The whole tree and manifest
 /// become one metadata record, written to the log extension at sector 1 and, if it is larger
 /// than one extension, continued in extensions placed right after the data.
-///
-/// When `spec.uuid` is `None`, the UUID is the first 16 bytes of
-/// SHA-256("nanoimg tfs uuid v1" ‖ NUL ‖ label ‖ NUL ‖ metadata record): the same tree,
-/// sizes and manifest always give the same UUID.
 pub fn plan<'a>(spec: &VolumeSpec<'a>) -> Result<PlannedVolume<'a>, WriteError> {
     if spec.label.len() > MAX_LABEL_LEN || spec.label.contains(&0) {
         return Err(WriteError::BadLabel {
@@ -69,7 +71,7 @@ pub fn plan<'a>(spec: &VolumeSpec<'a>) -> Result<PlannedVolume<'a>, WriteError> 
         next_sector: DATA_START_SECTOR,
         files: Vec::new(),
     };
-    let children = placer.dir(spec.root);
+    let children = placer.dir(spec.root, b"");
     let mut root = spec.manifest.clone();
     root.insert(b"children".to_vec(), Value::Tuple(children));
     let record = encode(&root)?;
@@ -86,20 +88,11 @@ pub fn plan<'a>(spec: &VolumeSpec<'a>) -> Result<PlannedVolume<'a>, WriteError> 
     } else {
         data_end
     };
-    let uuid = spec.uuid.unwrap_or_else(|| {
-        let mut h = Sha256::new();
-        h.update(b"nanoimg tfs uuid v1\0");
-        h.update(spec.label);
-        h.update([0]);
-        h.update(&record);
-        let digest = h.finalize();
-        let mut u = [0u8; 16];
-        u.copy_from_slice(&digest[..16]);
-        u
-    });
     Ok(PlannedVolume {
-        uuid,
+        uuid: spec.uuid,
+        seed: spec.seed.to_vec(),
         label: spec.label.to_vec(),
+        record,
         files: placer.files,
         extensions,
         end_sector,
@@ -109,7 +102,7 @@ pub fn plan<'a>(spec: &VolumeSpec<'a>) -> Result<PlannedVolume<'a>, WriteError> 
 
 struct Placer<'a> {
     next_sector: u64,
-    files: Vec<(u64, &'a FileSource)>,
+    files: Vec<(Vec<u8>, u64, &'a FileSource)>,
 }
 
 fn int(n: u64) -> Value {
@@ -117,13 +110,16 @@ fn int(n: u64) -> Value {
 }
 
 impl<'a> Placer<'a> {
-    fn dir(&mut self, dir: &'a Dir) -> Tuple {
+    fn dir(&mut self, dir: &'a Dir, prefix: &[u8]) -> Tuple {
         let mut children = Tuple::new();
         for (name, node) in dir.entries() {
             let mut t = Tuple::new();
+            let mut path = prefix.to_vec();
+            path.push(b'/');
+            path.extend_from_slice(name);
             match node {
                 Node::Dir(d) => {
-                    t.insert(b"children".to_vec(), Value::Tuple(self.dir(d)));
+                    t.insert(b"children".to_vec(), Value::Tuple(self.dir(d, &path)));
                 }
                 Node::Symlink(target) => {
                     t.insert(b"linktarget".to_vec(), Value::String(target.clone()));
@@ -142,9 +138,7 @@ impl<'a> Placer<'a> {
                         extents.insert(done.to_string().into_bytes(), Value::Tuple(e));
                         done += n;
                     }
-                    if sectors > 0 {
-                        self.files.push((self.next_sector, f));
-                    }
+                    self.files.push((path, self.next_sector, f));
                     self.next_sector += sectors;
                     t.insert(b"extents".to_vec(), Value::Tuple(extents));
                     t.insert(b"filelength".to_vec(), int(len));
@@ -201,11 +195,6 @@ fn frame_log(record: &[u8], mut next_sector: impl FnMut() -> u64) -> Vec<(u64, V
 }
 
 impl PlannedVolume<'_> {
-    /// The filesystem UUID.
-    pub fn uuid(&self) -> [u8; 16] {
-        self.uuid
-    }
-
     /// Bytes from the start of the volume to the end of its last log extension or data
     /// sector: the smallest size the volume can have.
     pub fn size(&self) -> u64 {
@@ -222,21 +211,81 @@ impl PlannedVolume<'_> {
         self.data_sectors
     }
 
-    /// Writes the volume at byte `base` of `out`.
+    /// Writes the volume at byte `base` of `out`, hashing every file on the way.
     ///
     /// Metadata sectors are written whole (zero-padded) and every file's last sector is padded
     /// with zeros; the sectors in between that hold nothing (the rest of a volume's free space)
     /// are not written, so `out` must read as zeros there — a new file does.
-    pub fn write<W: Write + Seek>(&self, out: &mut W, base: u64) -> Result<(), WriteError> {
+    ///
+    /// Without a UUID in the spec, the UUID is the first 16 bytes of SHA-256 over
+    /// `"nanoimg tfs uuid v2" NUL seed NUL label NUL record` followed by the SHA-256 of every
+    /// file in write order: it changes with any byte of metadata or data, and with nothing
+    /// else. The initial sector, which holds it, is written last.
+    pub fn write<W: Write + Seek>(
+        &self,
+        out: &mut W,
+        base: u64,
+    ) -> Result<WrittenVolume, WriteError> {
         let at = |out: &mut W, sector: u64| {
             out.seek(SeekFrom::Start(base + sector * SECTOR))
                 .map(|_| ())
                 .map_err(WriteError::Output)
         };
+        for (sector, bytes) in &self.extensions {
+            let mut padded = bytes.clone();
+            padded.resize(EXTENSION_BYTES, 0);
+            at(out, *sector)?;
+            out.write_all(&padded).map_err(WriteError::Output)?;
+        }
+
+        let mut files = Vec::with_capacity(self.files.len());
+        for (path, sector, source) in &self.files {
+            let len = source.len();
+            let sha256 = if len == 0 {
+                let d: [u8; 32] = Sha256::digest([]).into();
+                d
+            } else {
+                at(out, *sector)?;
+                let digest = match source {
+                    FileSource::Bytes(b) => {
+                        out.write_all(b).map_err(WriteError::Output)?;
+                        Sha256::digest(b).into()
+                    }
+                    FileSource::Host { path, len } => copy_host_file(path, *len, out)?,
+                };
+                let tail = (len % SECTOR) as usize;
+                if tail != 0 {
+                    out.write_all(&[0u8; SECTOR as usize][tail..])
+                        .map_err(WriteError::Output)?;
+                }
+                digest
+            };
+            files.push(WrittenFile {
+                path: path.clone(),
+                len,
+                sha256,
+            });
+        }
+
+        let uuid = self.uuid.unwrap_or_else(|| {
+            let mut h = Sha256::new();
+            h.update(b"nanoimg tfs uuid v2\0");
+            h.update(&self.seed);
+            h.update([0]);
+            h.update(&self.label);
+            h.update([0]);
+            h.update(&self.record);
+            for f in &files {
+                h.update(f.sha256);
+            }
+            let mut u = [0u8; 16];
+            u.copy_from_slice(&h.finalize()[..16]);
+            u
+        });
         let mut initial = MAGIC.to_vec();
         varint::push(&mut initial, TFS_VERSION);
         varint::push(&mut initial, 1);
-        initial.extend_from_slice(&self.uuid);
+        initial.extend_from_slice(&uuid);
         initial.extend_from_slice(&self.label);
         initial.push(0);
         initial.push(frame::LOG_EXTENSION_LINK);
@@ -245,29 +294,25 @@ impl PlannedVolume<'_> {
         initial.resize(SECTOR as usize, 0);
         at(out, 0)?;
         out.write_all(&initial).map_err(WriteError::Output)?;
-
-        for (sector, bytes) in &self.extensions {
-            let mut padded = bytes.clone();
-            padded.resize(EXTENSION_BYTES, 0);
-            at(out, *sector)?;
-            out.write_all(&padded).map_err(WriteError::Output)?;
-        }
-
-        for (sector, source) in &self.files {
-            at(out, *sector)?;
-            let len = source.len();
-            match source {
-                FileSource::Bytes(b) => out.write_all(b).map_err(WriteError::Output)?,
-                FileSource::Host { path, len } => copy_host_file(path, *len, out)?,
-            }
-            let tail = (len % SECTOR) as usize;
-            if tail != 0 {
-                out.write_all(&[0u8; SECTOR as usize][tail..])
-                    .map_err(WriteError::Output)?;
-            }
-        }
-        Ok(())
+        Ok(WrittenVolume { uuid, files })
     }
+}
+
+/// What [`PlannedVolume::write`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenVolume {
+    pub uuid: [u8; 16],
+    /// Every regular file, in write (canonical) order.
+    pub files: Vec<WrittenFile>,
+}
+
+/// One file as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Its path in the volume.
+    pub path: Vec<u8>,
+    pub len: u64,
+    pub sha256: [u8; 32],
 }
 
 /// Streams exactly `len` bytes of a host file; a file that is now shorter or longer is an
@@ -276,7 +321,7 @@ fn copy_host_file<W: Write>(
     path: &std::path::Path,
     len: u64,
     out: &mut W,
-) -> Result<(), WriteError> {
+) -> Result<[u8; 32], WriteError> {
     let read_err = |source| WriteError::ReadSource {
         path: path.to_path_buf(),
         source,
@@ -287,7 +332,8 @@ fn copy_host_file<W: Write>(
     };
     let mut file = File::open(path).map_err(read_err)?;
     let mut limited = (&mut file).take(len);
-    let copied = copy(&mut limited, out).map_err(|e| match e {
+    let mut hasher = Sha256::new();
+    let copied = copy(&mut limited, out, &mut hasher).map_err(|e| match e {
         CopyError::Read(e) => read_err(e),
         CopyError::Write(e) => WriteError::Output(e),
     })?;
@@ -298,7 +344,7 @@ fn copy_host_file<W: Write>(
     if file.read(&mut probe).map_err(read_err)? != 0 {
         return Err(changed());
     }
-    Ok(())
+    Ok(hasher.finalize().into())
 }
 
 enum CopyError {
@@ -306,8 +352,13 @@ enum CopyError {
     Write(io::Error),
 }
 
-/// `io::copy` with read and write errors told apart, through a 1 MiB buffer.
-fn copy<R: Read, W: Write>(from: &mut R, to: &mut W) -> Result<u64, CopyError> {
+/// `io::copy` with read and write errors told apart, through a 1 MiB buffer, hashing what
+/// passes.
+fn copy<R: Read, W: Write>(
+    from: &mut R,
+    to: &mut W,
+    hasher: &mut Sha256,
+) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0;
     loop {
@@ -317,6 +368,7 @@ fn copy<R: Read, W: Write>(from: &mut R, to: &mut W) -> Result<u64, CopyError> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyError::Read(e)),
         };
+        hasher.update(&buf[..n]);
         to.write_all(&buf[..n]).map_err(CopyError::Write)?;
         total += n as u64;
     }

@@ -12,6 +12,7 @@ fn write_and_open(root: &Dir, manifest: &Tuple, label: &[u8]) -> Tfs<Cursor<Vec<
     let planned = plan(&VolumeSpec {
         label,
         uuid: None,
+        seed: b"",
         root,
         manifest,
     })
@@ -133,6 +134,7 @@ fn thousands_of_files_spill_the_log_over_several_extensions() {
     let planned = plan(&VolumeSpec {
         label: b"",
         uuid: None,
+        seed: b"",
         root: &root,
         manifest: &manifest,
     })
@@ -159,13 +161,14 @@ fn the_same_tree_gives_the_same_bytes_and_uuid() {
         let planned = plan(&VolumeSpec {
             label: b"",
             uuid: None,
+            seed: b"",
             root: &root,
             manifest: &manifest,
         })
         .unwrap();
         let mut out = Cursor::new(Vec::new());
-        planned.write(&mut out, 0).unwrap();
-        (planned.uuid(), out.into_inner())
+        let written = planned.write(&mut out, 0).unwrap();
+        (written.uuid, out.into_inner())
     };
     let (u1, b1) = build();
     let (u2, b2) = build();
@@ -186,6 +189,7 @@ fn a_host_file_that_changes_is_an_error() {
     let planned = plan(&VolumeSpec {
         label: b"",
         uuid: None,
+        seed: b"",
         root: &root,
         manifest: &manifest,
     })
@@ -202,6 +206,7 @@ fn bad_labels_and_reserved_keys_are_refused() {
     assert!(plan(&VolumeSpec {
         label: &long,
         uuid: None,
+        seed: b"",
         root: &root,
         manifest: &Tuple::new(),
     })
@@ -211,6 +216,7 @@ fn bad_labels_and_reserved_keys_are_refused() {
     assert!(plan(&VolumeSpec {
         label: b"",
         uuid: None,
+        seed: b"",
         root: &root,
         manifest: &m,
     })
