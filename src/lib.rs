@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub use nanoimg_config as config;
 pub use nanoimg_disk as disk;
 pub use nanoimg_elf as elf;
+pub use nanoimg_inspect as inspect;
 pub use nanoimg_plan as plan;
 pub use nanoimg_release as release;
 pub use nanoimg_tfs as tfs;
@@ -293,6 +294,8 @@ pub enum BuildError {
     #[error(transparent)]
     Fetch(Box<FetchError>),
     #[error(transparent)]
+    Inspect(Box<nanoimg_inspect::InspectError>),
+    #[error(transparent)]
     Lock(#[from] LockError),
     #[error("no cache directory: set NANOIMG_CACHE (or HOME / XDG_CACHE_HOME)")]
     NoCache,
@@ -324,6 +327,12 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl From<nanoimg_inspect::InspectError> for BuildError {
+    fn from(e: nanoimg_inspect::InspectError) -> Self {
+        BuildError::Inspect(Box::new(e))
+    }
 }
 
 impl From<FetchError> for BuildError {
