@@ -117,6 +117,8 @@ pub struct BuildOptions {
     pub uuid: Option<[u8; 16]>,
     /// Mixed into the derived UUIDs.
     pub seed: Option<String>,
+    /// Make a BIOS+UEFI hybrid image (as the config's `Uefi`).
+    pub uefi: bool,
 }
 
 /// Parses a UUID written as Nanos prints it (`8-4-4-4-12` hex, bytes in order).
@@ -357,6 +359,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     for (k, v) in &options.mounts {
         config.mounts.insert(k.clone(), v.clone());
     }
+    config.uefi |= options.uefi;
     let lock_file = lock_path(options.kernel.lock.as_deref(), options.config.as_deref());
     let mut lock = Lock::load(&lock_file)?;
     let locked_before = lock.clone();
@@ -424,6 +427,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         root_fs: &root_fs,
         root_free_space: plan.root_free_space,
         min_image_size: plan.min_image_size,
+        uefi_loader: plan.uefi_loader.as_deref(),
     };
 
     let output = match &options.output {

@@ -139,6 +139,10 @@ enum Command {
         /// Print one JSON object describing the image instead of the summary lines.
         #[arg(long)]
         json: bool,
+        /// Make an image that boots through UEFI as well as BIOS (the config's Uefi): an EFI
+        /// System Partition with the release's bootx64.efi comes first.
+        #[arg(long)]
+        uefi: bool,
         #[command(flatten)]
         resolution: Resolution,
     },
@@ -203,6 +207,12 @@ enum KernelCommand {
 }
 
 fn main() -> ExitCode {
+    // A closed stdout (`nanoimg inspect x | head`) ends the process quietly, as it does for
+    // other command-line tools, instead of a panic in println!.
+    // SAFETY: setting a signal's disposition to the default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build {
@@ -219,6 +229,7 @@ fn main() -> ExitCode {
             uuid,
             seed,
             json,
+            uefi,
             resolution,
         } => build(
             nanoimg::BuildOptions {
@@ -240,6 +251,7 @@ fn main() -> ExitCode {
                 keep_mount_ids,
                 uuid,
                 seed,
+                uefi,
             },
             verbose,
             json,

@@ -156,6 +156,7 @@ fn a_tree_of_5000_files_builds_and_reads_back() {
             root_fs: &root_fs,
             root_free_space: 0,
             min_image_size: 0,
+            uefi_loader: None,
         },
     )
     .unwrap();

@@ -29,6 +29,11 @@ pub enum DiskError {
     },
     #[error("cannot write the image: {0}")]
     Write(std::io::Error),
+    #[error("cannot write the EFI System Partition with {loader}: {source}")]
+    Esp {
+        loader: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read image {path}: {source}")]
     Read {
         path: PathBuf,
@@ -56,11 +61,15 @@ pub struct ImageSpec<'a> {
     pub root_free_space: u64,
     /// Smallest total image size in bytes (ops's `BaseVolumeSz`).
     pub min_image_size: u64,
+    /// The UEFI loader (`bootx64.efi`): makes a BIOS+UEFI hybrid image with an ESP first.
+    pub uefi_loader: Option<&'a Path>,
 }
 
 /// Where everything goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageLayout {
+    /// The EFI System Partition, in UEFI hybrid images.
+    pub esp_offset: Option<u64>,
     pub boot_fs_offset: u64,
     pub root_fs_offset: u64,
     /// Total image size in bytes; the root filesystem runs to the end.
@@ -85,7 +94,9 @@ impl ImageLayout {
         if spec.boot_fs.log_extensions() > 1 {
             return Err(DiskError::BootFsLog(spec.boot_fs.log_extensions()));
         }
-        let boot_fs_offset = boot_len + KLOG_SIZE;
+        let first = boot_len + KLOG_SIZE;
+        let esp_offset = spec.uefi_loader.map(|_| first);
+        let boot_fs_offset = first + esp_offset.map_or(0, |_| crate::ESP_SIZE);
         let root_fs_offset = boot_fs_offset + BOOT_FS_SIZE;
         let size = (root_fs_offset + spec.root_fs.size())
             .checked_add(spec.root_free_space)
@@ -96,6 +107,7 @@ impl ImageLayout {
             return Err(DiskError::TooLarge { size });
         }
         Ok(ImageLayout {
+            esp_offset,
             boot_fs_offset,
             root_fs_offset,
             size,
@@ -116,16 +128,21 @@ pub struct WrittenImage {
 pub fn write_image(out: &mut File, spec: &ImageSpec) -> Result<WrittenImage, DiskError> {
     let layout = ImageLayout::compute(spec)?;
     let mut mbr = spec.boot_image.bytes()[..SECTOR as usize].to_vec();
-    let entries = [
+    let mut entries = vec![
         PartitionEntry::new(PARTITION_TYPE_TFS, layout.boot_fs_offset, BOOT_FS_SIZE),
         PartitionEntry::new(
             PARTITION_TYPE_TFS,
             layout.root_fs_offset,
             layout.size - layout.root_fs_offset,
         ),
-        PartitionEntry::default(),
-        PartitionEntry::default(),
     ];
+    if let Some(esp) = layout.esp_offset {
+        entries.insert(
+            0,
+            PartitionEntry::new(PARTITION_TYPE_ESP, esp, crate::ESP_SIZE),
+        );
+    }
+    entries.resize(4, PartitionEntry::default());
     for (i, e) in entries.iter().enumerate() {
         let at = PARTITION_TABLE + 16 * i;
         mbr[at..at + 16].copy_from_slice(&e.to_bytes());
@@ -134,6 +151,12 @@ pub fn write_image(out: &mut File, spec: &ImageSpec) -> Result<WrittenImage, Dis
     out.write_all(&mbr).map_err(DiskError::Write)?;
     out.write_all(&spec.boot_image.bytes()[SECTOR as usize..])
         .map_err(DiskError::Write)?;
+    if let (Some(offset), Some(loader)) = (layout.esp_offset, spec.uefi_loader) {
+        crate::esp::write_esp(out, offset, loader).map_err(|source| DiskError::Esp {
+            loader: loader.to_path_buf(),
+            source,
+        })?;
+    }
     let boot_fs = spec
         .boot_fs
         .write(out, layout.boot_fs_offset)
@@ -376,6 +399,7 @@ mod tests {
                 root_fs: &root_fs,
                 root_free_space: 1 << 20,
                 min_image_size: 0,
+                uefi_loader: None,
             },
         )
         .unwrap();

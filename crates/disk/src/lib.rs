@@ -1,5 +1,8 @@
 //! The Nanos bootable disk image: everything around the filesystems.
 //!
+//! A UEFI hybrid image puts a 33 MiB FAT32 EFI System Partition (`\EFI\BOOT\BOOTX64.EFI`)
+//! before the boot filesystem, so the same image boots through BIOS and UEFI.
+//!
 //! A BIOS image is `boot.img` (stage1 in the MBR, then stage2) · a 4 KiB klog area · the
 //! 12 MiB boot filesystem holding `/kernel` · the root filesystem to the end of the disk, with
 //! MBR entries for the two filesystems (`nanos-image-format.md` §1). This crate
@@ -12,10 +15,12 @@
 //!   and opens its filesystems ([`DiskImage`]).
 
 mod boot_image;
+mod esp;
 mod image;
 mod mbr;
 
 pub use boot_image::{BootImage, BootImageError};
+pub use esp::ESP_SIZE;
 pub use image::{
     write_image, DiskError, DiskImage, ImageLayout, ImageSpec, Partition, WrittenImage,
 };

@@ -72,6 +72,8 @@ pub struct Plan {
     pub manifest: Tuple,
     /// The boot.img to use.
     pub boot_image: PathBuf,
+    /// The UEFI loader, when a BIOS+UEFI hybrid image is asked for (`Uefi`).
+    pub uefi_loader: Option<PathBuf>,
     /// The program's path in the image.
     pub program_path: String,
     /// Zeroed space after the root filesystem's data.
@@ -126,6 +128,8 @@ pub enum PlanError {
     MissingKlib { name: String, dir: PathBuf },
     #[error("klibs requested but no klib folder: set KlibDir or use a release with klibs/")]
     NoKlibDir,
+    #[error("a UEFI image needs the release's bootx64.efi, and {dir} has none")]
+    NoUefiLoader { dir: PathBuf },
     #[error("config {field}: {reason}")]
     Unsupported {
         field: &'static str,
@@ -206,12 +210,6 @@ fn image_name(inputs: &Inputs, program_path: &str) -> String {
 /// Makes the plan.
 pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     let config = inputs.config;
-    if config.uefi {
-        return Err(PlanError::Unsupported {
-            field: "Uefi",
-            reason: "UEFI images are not supported yet; build a BIOS image (Uefi: false)",
-        });
-    }
     if config.tfs_v4 {
         return Err(PlanError::Unsupported {
             field: "TFSv4",
@@ -342,6 +340,19 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             boot.insert(format!("/klib/{name}").as_bytes(), Node::File(source))?;
         }
     }
+    // ops always takes the loader from the release folder, whatever UefiBoot says.
+    let uefi_loader = match config.uefi {
+        false => None,
+        true => Some(
+            inputs
+                .kernel
+                .uefi_loader
+                .clone()
+                .ok_or_else(|| PlanError::NoUefiLoader {
+                    dir: inputs.kernel.dir.clone(),
+                })?,
+        ),
+    };
     let boot_image = config
         .boot
         .as_ref()
@@ -384,6 +395,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         root,
         manifest,
         boot_image,
+        uefi_loader,
         program_path,
         root_free_space: if readonly { 0 } else { DEFAULT_FREE_SPACE },
         min_image_size,

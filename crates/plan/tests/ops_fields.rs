@@ -357,7 +357,9 @@ fn errors_name_the_field_and_the_path() {
         err(r#"{"Mounts": {"%1": "workspace"}}"#),
         "Mounts \"%1\": mount point \"workspace\" must be an absolute path other than /"
     );
-    assert!(err(r#"{"Uefi": true}"#).starts_with("config Uefi: "));
+    assert!(
+        err(r#"{"Uefi": true}"#).starts_with("a UEFI image needs the release's bootx64.efi, and ")
+    );
     assert_eq!(
         err(r#"{"ManifestPassthrough": {"children": {}}}"#),
         "ManifestPassthrough \"children\": the filesystem tree cannot be replaced"
