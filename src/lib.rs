@@ -514,3 +514,76 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
 pub fn display_path(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
+
+/// What `nanoimg volume create` made.
+#[derive(Clone, Debug)]
+pub struct VolumeReport {
+    pub output: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+    pub blake3: String,
+    pub uuid: [u8; 16],
+    pub notes: Vec<String>,
+}
+
+/// Writes the folder `source` as a raw TFS data volume (no MBR) at `output`, atomically: at
+/// least `size` bytes, and always with [`nanoimg_plan::DEFAULT_FREE_SPACE`] free after the
+/// data so the guest can write.
+pub fn create_volume(
+    source: &Path,
+    output: &Path,
+    label: &str,
+    size: Option<u64>,
+    seed: Option<&str>,
+) -> Result<VolumeReport, BuildError> {
+    let (tree, notes) = nanoimg_plan::folder_tree(source).map_err(BuildError::Plan)?;
+    let empty = tuple::Tuple::new();
+    let planned = tfs::plan(&VolumeSpec {
+        label: label.as_bytes(),
+        uuid: None,
+        seed: seed.unwrap_or_default().as_bytes(),
+        root: &tree,
+        manifest: &empty,
+    })
+    .map_err(|source| BuildError::Volume {
+        what: "volume",
+        source,
+    })?;
+    let needed = planned.size() + nanoimg_plan::DEFAULT_FREE_SPACE;
+    let total = size.unwrap_or(0).max(needed).next_multiple_of(512);
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let out_err = |source| BuildError::Output {
+        dir: dir.clone(),
+        source,
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".nanoimg-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(out_err)?;
+    let written = planned
+        .write(temp.as_file_mut(), 0)
+        .map_err(|source| BuildError::Volume {
+            what: "volume",
+            source,
+        })?;
+    let persist = |source| BuildError::Persist {
+        path: output.to_path_buf(),
+        source,
+    };
+    temp.as_file().set_len(total).map_err(persist)?;
+    let (sha256, blake3) = image_hashes(temp.as_file_mut()).map_err(persist)?;
+    temp.as_file().sync_all().map_err(persist)?;
+    temp.persist(output).map_err(|e| persist(e.error))?;
+    Ok(VolumeReport {
+        output: output.to_path_buf(),
+        size: total,
+        sha256,
+        blake3,
+        uuid: written.uuid,
+        notes,
+    })
+}

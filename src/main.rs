@@ -180,11 +180,43 @@ enum Command {
     },
     /// Write an image's root tree into DIR (which must not exist or be empty).
     Extract { image: PathBuf, dir: PathBuf },
+    /// Data volumes: raw TFS filesystems (no MBR) that Nanos mounts through Mounts.
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
     /// Pinned Nanos releases: fetch, list, verify the cache.
     Kernel {
         #[command(subcommand)]
         command: KernelCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum VolumeCommand {
+    /// Make a volume from a folder; mount it by label (Mounts: {"LABEL": "/path"}), UUID or
+    /// attach id.
+    Create {
+        /// The folder whose content the volume holds.
+        source: PathBuf,
+        /// The volume file to write.
+        #[arg(short = 'o', long = "output", value_name = "VOLUME")]
+        output: PathBuf,
+        /// The volume label (at most 31 bytes).
+        #[arg(long, default_value = "")]
+        label: String,
+        /// The volume's size (k, m or g suffix); at least the data plus 8 MiB free.
+        #[arg(long, value_name = "SIZE", value_parser = size)]
+        size: Option<u64>,
+        /// A string mixed into the derived UUID.
+        #[arg(long, value_name = "STRING")]
+        seed: Option<String>,
+    },
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    nanoimg::config::parse_size(s)
+        .ok_or_else(|| format!("{s:?} is not a size (digits with k, m or g)"))
 }
 
 #[derive(Subcommand)]
@@ -275,6 +307,25 @@ fn main() -> ExitCode {
             }
         }
         Command::Extract { image, dir } => extract(&image, &dir),
+        Command::Volume {
+            command:
+                VolumeCommand::Create {
+                    source,
+                    output,
+                    label,
+                    size,
+                    seed,
+                },
+        } => nanoimg::create_volume(&source, &output, &label, size, seed.as_deref()).map(|r| {
+            for note in &r.notes {
+                eprintln!("nanoimg: {note}");
+            }
+            println!("Volume size: {} bytes", r.size);
+            println!("UUID: {}", uuid_text(&r.uuid));
+            println!("SHA-256: {}", r.sha256);
+            println!("BLAKE3: {}", r.blake3);
+            println!("Volume file:{}", nanoimg::display_path(&r.output).display());
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

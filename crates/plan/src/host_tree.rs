@@ -267,3 +267,35 @@ fn map_walk(
     }
     Ok(())
 }
+
+/// The whole content of a host folder as an image tree (its entries at the root), as `Dirs`
+/// copies folders: sorted, symlinks kept, broken ones and special files skipped with a note.
+pub fn folder_tree(host: &Path) -> Result<(Dir, Vec<String>), PlanError> {
+    let read = |source| PlanError::Missing {
+        field: "volume source",
+        entry: host.display().to_string(),
+        host: host.to_path_buf(),
+        source,
+    };
+    let mut root = Dir::new();
+    let mut notes = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(host)
+        .map_err(read)?
+        .collect::<Result<_, _>>()
+        .map_err(read)?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        let name = name
+            .to_str()
+            .ok_or_else(|| PlanError::NonUtf8 { path: e.path() })?;
+        add_entry(
+            &mut root,
+            &e.path(),
+            &format!("/{name}"),
+            &mut notes,
+            "volume source",
+        )?;
+    }
+    Ok((root, notes))
+}

@@ -24,6 +24,8 @@
 mod host_tree;
 mod manifest;
 
+pub use host_tree::folder_tree;
+
 use std::path::{Path, PathBuf};
 
 use nanoimg_config::{Config, ConfigError};
