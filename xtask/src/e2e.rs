@@ -2,10 +2,11 @@
 //!
 //! Steps: check prerequisites, compile the samples into a temporary work
 //! directory, build `nanoimg` in release mode, then for every case write an
-//! ops-format `config.json`, run `nanoimg build`, boot the image under QEMU
-//! (with the case's own additions, e.g. a read-only disk and a 9p share) and
-//! look for the expected lines on the serial console, then check any files
-//! the guest had to leave on the host.
+//! ops-format `config.json`, run `nanoimg build` (with `--uefi` for a hybrid
+//! image), boot the image under QEMU (with the case's own additions, e.g.
+//! OVMF firmware, a read-only disk, a 9p share or a data volume) and look
+//! for the expected lines on the serial console (ANSI escapes ignored), then
+//! check any files the guest had to leave on the host.
 
 use std::env;
 use std::fs;
@@ -21,6 +22,7 @@ use crate::gevulot;
 use crate::prereq::{self, Tools};
 use crate::qemu::{self, BootEnd, BootOptions};
 use crate::samples::{self, Sample, Scenario};
+use crate::volume;
 
 /// Exit status when a case failed or the runner hit an error.
 pub const EXIT_FAILED: u8 = 1;
@@ -216,6 +218,7 @@ fn run_case(
         &tools.kernel_dir,
         &image,
         work_dir,
+        sample.uefi_image(),
     );
     let started = Instant::now();
     let output = command
@@ -230,7 +233,7 @@ fn run_case(
     );
 
     let build_log = work_dir.join(format!("{name}.build.log"));
-    fs::write(&build_log, build_log_text(&command, &output))
+    fs::write(&build_log, command_log_text(&command, &output))
         .with_context(|| format!("writing {}", build_log.display()))?;
     report.artifacts.push(build_log);
 
@@ -238,7 +241,7 @@ fn run_case(
         report
             .problems
             .push(format!("nanoimg build exited with {}", output.status));
-        report.detail = build_output_tail(&output);
+        report.detail = output_tail("nanoimg build", &output);
         return Ok(report);
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -247,19 +250,21 @@ fn run_case(
         report.problems.push(format!(
             "nanoimg build did not print \"{IMAGE_MARKER}<path>\" as its last stdout line"
         ));
-        report.detail = build_output_tail(&output);
+        report.detail = output_tail("nanoimg build", &output);
     }
     if !image.is_file() {
         report.problems.push(format!(
             "nanoimg build succeeded but wrote no {}",
             image.display()
         ));
-        report.detail = build_output_tail(&output);
+        report.detail = output_tail("nanoimg build", &output);
         return Ok(report);
     }
     report.artifacts.push(image.clone());
 
-    let boot_options = prepare_boot(sample, work_dir)?;
+    let Some(boot_options) = prepare_boot(sample, tools, nanoimg, work_dir, &mut report)? else {
+        return Ok(report);
+    };
     let console_log = work_dir.join(format!("{name}.console.log"));
     let boot = qemu::boot(&tools.qemu, &image, &boot_options, &console_log, timeout)?;
     report.artifacts.push(console_log);
@@ -279,25 +284,27 @@ fn run_case(
     for missing in expect::missing_lines(&boot.console, &expected) {
         report.problems.push(format!("missing line \"{missing}\""));
     }
-    report.problems.extend(check_host(sample, work_dir));
+    check_host(sample, nanoimg, work_dir, &mut report)?;
     if !report.passed() {
+        // The console comes first; output of a failed host-side step (e.g.
+        // `nanoimg extract`) follows it.
+        let host_detail = std::mem::take(&mut report.detail);
         report.detail.push(format!("$ {}", boot.command_line));
         report.detail.push(format!(
             "--- last {CONSOLE_TAIL_LINES} lines of the console ---"
         ));
-        report.detail.extend(
-            expect::tail(&boot.console, CONSOLE_TAIL_LINES)
-                .into_iter()
-                .map(str::to_owned),
-        );
+        report
+            .detail
+            .extend(expect::tail(&boot.console, CONSOLE_TAIL_LINES));
         report.detail.push("--- end of console ---".to_owned());
+        report.detail.extend(host_detail);
     }
     Ok(report)
 }
 
-/// `nanoimg build <program> -c <config> --kernel-dir <dir> -o <image>`,
-/// run in `work_dir` with the program given by its bare file name, so
-/// `argv[0]` in the guest is exactly that name (ops semantics).
+/// `nanoimg build <program> -c <config> --kernel-dir <dir> -o <image>
+/// [--uefi]`, run in `work_dir` with the program given by its bare file
+/// name, so `argv[0]` in the guest is exactly that name (ops semantics).
 fn nanoimg_build_command(
     nanoimg: &Path,
     program: &Path,
@@ -305,6 +312,7 @@ fn nanoimg_build_command(
     kernel_dir: &Path,
     image: &Path,
     work_dir: &Path,
+    uefi: bool,
 ) -> Command {
     let mut command = Command::new(nanoimg);
     command
@@ -318,6 +326,9 @@ fn nanoimg_build_command(
         .arg("-o")
         .arg(image)
         .stdin(Stdio::null());
+    if uefi {
+        command.arg("--uefi");
+    }
     command
 }
 
@@ -334,32 +345,109 @@ fn ops_config(sample: &Sample) -> Value {
             "Program": sample.program,
         }),
         Scenario::GevulotProver => gevulot::config(),
+        Scenario::DataVolume => volume::config(),
     }
 }
 
-/// Sets up the host side of a case's boot (e.g. a shared folder) and
-/// returns its additions to the QEMU command line.
-fn prepare_boot(sample: &Sample, work_dir: &Path) -> Result<BootOptions> {
-    match sample.scenario {
-        Scenario::Hello => Ok(BootOptions::default()),
+/// Sets up the host side of a case's boot (a shared folder, a data volume)
+/// and returns its additions to the QEMU command line, including the OVMF
+/// firmware for a UEFI boot. `None` means a setup step failed; the problem
+/// is recorded in `report`.
+fn prepare_boot(
+    sample: &Sample,
+    tools: &Tools,
+    nanoimg: &Path,
+    work_dir: &Path,
+    report: &mut CaseReport,
+) -> Result<Option<BootOptions>> {
+    let mut options = match sample.scenario {
+        Scenario::Hello => BootOptions::default(),
         Scenario::GevulotProver => {
             let workspace = gevulot::prepare_workspace(work_dir)?;
-            Ok(gevulot::boot_options(&workspace))
+            gevulot::boot_options(&workspace)
+        }
+        Scenario::DataVolume => {
+            volume::prepare_source(work_dir)?;
+            let volume_file = volume::volume_path(work_dir);
+            let command = volume::create_command(nanoimg, work_dir);
+            if !run_step(command, "nanoimg volume create", sample, work_dir, report)? {
+                return Ok(None);
+            }
+            if !volume_file.is_file() {
+                report.problems.push(format!(
+                    "nanoimg volume create succeeded but wrote no {}",
+                    volume_file.display()
+                ));
+                return Ok(None);
+            }
+            // Kept after the boot, so it holds what the guest wrote.
+            report.artifacts.push(volume_file.clone());
+            volume::boot_options(&volume_file)
+        }
+    };
+    if sample.boots_with_ovmf() {
+        options.bios = Some(tools.ovmf.clone());
+    }
+    Ok(Some(options))
+}
+
+/// Checks what the guest had to leave on the host after the boot, recording
+/// problems in `report`.
+fn check_host(
+    sample: &Sample,
+    nanoimg: &Path,
+    work_dir: &Path,
+    report: &mut CaseReport,
+) -> Result<()> {
+    match sample.scenario {
+        Scenario::Hello => {}
+        Scenario::GevulotProver => report
+            .problems
+            .extend(gevulot::check_output(&gevulot::workspace(work_dir))),
+        Scenario::DataVolume => {
+            let command = volume::extract_command(nanoimg, work_dir);
+            if run_step(command, "nanoimg extract", sample, work_dir, report)? {
+                report.problems.extend(volume::check_extracted(work_dir));
+            }
         }
     }
+    Ok(())
 }
 
-/// Problems with what the guest had to leave on the host after the boot.
-fn check_host(sample: &Sample, work_dir: &Path) -> Vec<String> {
-    match sample.scenario {
-        Scenario::Hello => Vec::new(),
-        Scenario::GevulotProver => gevulot::check_output(&gevulot::workspace(work_dir))
-            .into_iter()
-            .collect(),
+/// Runs one nanoimg command of a case besides the build, logging it to
+/// `<program>.<step>.log`. Returns whether it succeeded; a failure is
+/// recorded in `report` with the command's output.
+fn run_step(
+    mut command: Command,
+    step: &str,
+    sample: &Sample,
+    work_dir: &Path,
+    report: &mut CaseReport,
+) -> Result<bool> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    let log_name = format!(
+        "{}.{}.log",
+        sample.program,
+        step.trim_start_matches("nanoimg ").replace(' ', "-")
+    );
+    let log = work_dir.join(log_name);
+    fs::write(&log, command_log_text(&command, &output))
+        .with_context(|| format!("writing {}", log.display()))?;
+    report.artifacts.push(log);
+    if output.status.success() {
+        return Ok(true);
     }
+    report
+        .problems
+        .push(format!("{step} exited with {}", output.status));
+    report.detail.push(format!("$ {command:?}"));
+    report.detail.extend(output_tail(step, &output));
+    Ok(false)
 }
 
-fn build_log_text(command: &Command, output: &Output) -> String {
+fn command_log_text(command: &Command, output: &Output) -> String {
     format!(
         "$ {command:?}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
         output.status,
@@ -368,20 +456,18 @@ fn build_log_text(command: &Command, output: &Output) -> String {
     )
 }
 
-fn build_output_tail(output: &Output) -> Vec<String> {
+/// The last lines of a command's stdout and stderr, labelled with `step`
+/// (e.g. `nanoimg build`).
+fn output_tail(step: &str, output: &Output) -> Vec<String> {
     let mut detail = Vec::new();
     for (label, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
         let text = String::from_utf8_lossy(bytes);
         if text.trim().is_empty() {
-            detail.push(format!("--- nanoimg build {label}: (empty) ---"));
+            detail.push(format!("--- {step} {label}: (empty) ---"));
             continue;
         }
-        detail.push(format!("--- nanoimg build {label} (last lines) ---"));
-        detail.extend(
-            expect::tail(&text, CONSOLE_TAIL_LINES)
-                .into_iter()
-                .map(str::to_owned),
-        );
+        detail.push(format!("--- {step} {label} (last lines) ---"));
+        detail.extend(expect::tail(&text, CONSOLE_TAIL_LINES));
     }
     detail
 }
@@ -515,23 +601,32 @@ mod tests {
         assert_eq!(config["Args"], json!(["one", "two words"]));
     }
 
+    fn command_line(command: &Command) -> Vec<String> {
+        std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn build_command_for(sample: &Sample) -> Command {
+        let work = Path::new("/w");
+        nanoimg_build_command(
+            Path::new("/bin/nanoimg"),
+            &work.join(sample.program),
+            &work.join(format!("{}.config.json", sample.program)),
+            Path::new("/k"),
+            &work.join(format!("{}.img", sample.program)),
+            work,
+            sample.uefi_image(),
+        )
+    }
+
     #[test]
     fn nanoimg_build_command_line() {
         let work = Path::new("/w");
-        let command = nanoimg_build_command(
-            Path::new("/bin/nanoimg"),
-            &work.join("prover"),
-            &work.join("prover.config.json"),
-            Path::new("/k"),
-            &work.join("prover.img"),
-            work,
-        );
-        let line: Vec<String> = std::iter::once(command.get_program())
-            .chain(command.get_args())
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect();
+        let command = build_command_for(case("gevulot-prover"));
         assert_eq!(
-            line,
+            command_line(&command),
             [
                 "/bin/nanoimg",
                 "build",
@@ -548,17 +643,216 @@ mod tests {
     }
 
     #[test]
-    fn only_the_gevulot_case_changes_the_boot() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let hello = prepare_boot(case("static-c"), dir.path()).expect("hello");
-        assert_eq!(hello, BootOptions::default());
-        assert!(check_host(case("static-c"), dir.path()).is_empty());
+    fn uefi_cases_build_with_the_uefi_flag() {
+        for name in ["uefi-ovmf", "uefi-seabios"] {
+            let sample = case(name);
+            let line = command_line(&build_command_for(sample));
+            assert_eq!(
+                line,
+                [
+                    "/bin/nanoimg".to_owned(),
+                    "build".to_owned(),
+                    sample.program.to_owned(),
+                    "-c".to_owned(),
+                    format!("/w/{}.config.json", sample.program),
+                    "--kernel-dir".to_owned(),
+                    "/k".to_owned(),
+                    "-o".to_owned(),
+                    format!("/w/{}.img", sample.program),
+                    "--uefi".to_owned(),
+                ]
+            );
+            // The same hello config as the BIOS cases, with its own case name.
+            let config = ops_config(sample);
+            assert_eq!(config["Args"], json!(["one", "two words"]));
+            assert_eq!(config["Env"]["E2E_CASE"], name);
+        }
+        for name in ["static-c", "gevulot-prover", "data-volume"] {
+            let line = command_line(&build_command_for(case(name)));
+            assert!(!line.iter().any(|arg| arg == "--uefi"), "{name}");
+        }
+    }
 
-        let prover = prepare_boot(case("gevulot-prover"), dir.path()).expect("prover");
+    #[test]
+    fn data_volume_config_mounts_the_label() {
+        assert_eq!(
+            ops_config(case("data-volume")),
+            json!({"Program": "volume", "Mounts": {"appdata": "/data"}})
+        );
+    }
+
+    fn fake_tools() -> Tools {
+        Tools {
+            kernel_dir: PathBuf::from("/k"),
+            qemu: PathBuf::from("qemu-system-x86_64"),
+            cc: PathBuf::from("cc"),
+            cxx: PathBuf::from("c++"),
+            rustc: PathBuf::from("rustc"),
+            ovmf: PathBuf::from("/fw/OVMF.fd"),
+        }
+    }
+
+    /// `prepare_boot` for a case that runs no command.
+    fn boot_options_of(name: &str, work_dir: &Path) -> BootOptions {
+        let mut report = CaseReport::default();
+        let options = prepare_boot(
+            case(name),
+            &fake_tools(),
+            Path::new("/nonexistent/nanoimg"),
+            work_dir,
+            &mut report,
+        )
+        .expect("prepare_boot")
+        .expect("setup failed");
+        assert!(report.passed(), "{:?}", report.problems);
+        options
+    }
+
+    fn qemu_args(options: &BootOptions) -> Vec<String> {
+        qemu::args(Path::new("/w/x.img"), options)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn boot_options_per_case() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hello = boot_options_of("static-c", dir.path());
+        assert_eq!(hello, BootOptions::default());
+
+        let prover = boot_options_of("gevulot-prover", dir.path());
         assert!(prover.readonly_disk);
+        assert_eq!(prover.bios, None);
         assert!(dir.path().join("workspace/input").is_file());
+
+        // Booted through UEFI: OVMF with -bios, everything else as usual.
+        let ovmf = boot_options_of("uefi-ovmf", dir.path());
+        assert_eq!(
+            ovmf,
+            BootOptions {
+                bios: Some(PathBuf::from("/fw/OVMF.fd")),
+                ..BootOptions::default()
+            }
+        );
+        let args = qemu_args(&ovmf);
+        assert!(args.windows(2).any(|w| w == ["-bios", "/fw/OVMF.fd"]));
+        assert!(args.windows(2).any(|w| w == ["-machine", "q35"]));
+
+        // The hybrid image through plain SeaBIOS: no -bios at all.
+        let seabios = boot_options_of("uefi-seabios", dir.path());
+        assert_eq!(seabios, BootOptions::default());
+        assert!(!qemu_args(&seabios).iter().any(|a| a == "-bios"));
+    }
+
+    #[test]
+    fn host_checks_per_case() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nanoimg = Path::new("/nonexistent/nanoimg");
+        for name in ["static-c", "uefi-ovmf", "uefi-seabios"] {
+            let mut report = CaseReport::default();
+            check_host(case(name), nanoimg, dir.path(), &mut report).expect("check_host");
+            assert!(report.passed(), "{name}: {:?}", report.problems);
+        }
+
+        gevulot::prepare_workspace(dir.path()).expect("workspace");
+        let mut report = CaseReport::default();
+        check_host(case("gevulot-prover"), nanoimg, dir.path(), &mut report).expect("check");
         // The guest never ran, so the output file is missing.
-        assert_eq!(check_host(case("gevulot-prover"), dir.path()).len(), 1);
+        assert_eq!(report.problems.len(), 1);
+    }
+
+    /// A stand-in for nanoimg: a shell script running `body`.
+    #[cfg(unix)]
+    fn fake_nanoimg(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("fake-nanoimg");
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write fake nanoimg");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn data_volume_setup_failures_fail_the_case() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tools = fake_tools();
+        let sample = case("data-volume");
+
+        let failing = fake_nanoimg(dir.path(), "echo 'no such command: volume' >&2; exit 3");
+        let mut report = CaseReport::default();
+        let options = prepare_boot(sample, &tools, &failing, dir.path(), &mut report)
+            .expect("a failing step is not a runner error");
+        assert_eq!(options, None);
+        assert_eq!(report.problems.len(), 1);
+        assert!(
+            report.problems[0].starts_with("nanoimg volume create exited with"),
+            "{:?}",
+            report.problems
+        );
+        assert!(report
+            .detail
+            .iter()
+            .any(|line| line == "no such command: volume"));
+        assert!(dir.path().join("volume.volume-create.log").is_file());
+        assert!(dir.path().join("voldata/hello.txt").is_file());
+
+        let silent = fake_nanoimg(dir.path(), "exit 0");
+        let mut report = CaseReport::default();
+        let options =
+            prepare_boot(sample, &tools, &silent, dir.path(), &mut report).expect("prepare_boot");
+        assert_eq!(options, None);
+        assert!(
+            report.problems[0].contains("wrote no"),
+            "{:?}",
+            report.problems
+        );
+
+        // Writes the file named after -o, as the real command does.
+        let writing = fake_nanoimg(
+            dir.path(),
+            "while [ \"$1\" != -o ]; do shift; done; echo vol > \"$2\"",
+        );
+        let mut report = CaseReport::default();
+        let options = prepare_boot(sample, &tools, &writing, dir.path(), &mut report)
+            .expect("prepare_boot")
+            .expect("setup failed");
+        assert!(report.passed(), "{:?}", report.problems);
+        assert_eq!(
+            options,
+            volume::boot_options(&volume::volume_path(dir.path()))
+        );
+        assert_eq!(options.bios, None);
+        assert!(report.artifacts.contains(&volume::volume_path(dir.path())));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn data_volume_host_check_extracts_the_volume() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sample = case("data-volume");
+
+        let failing = fake_nanoimg(dir.path(), "echo 'not a TFS volume' >&2; exit 1");
+        let mut report = CaseReport::default();
+        check_host(sample, &failing, dir.path(), &mut report).expect("check_host");
+        assert_eq!(report.problems.len(), 1);
+        assert!(report.problems[0].starts_with("nanoimg extract exited with"));
+        assert!(report.detail.iter().any(|line| line == "not a TFS volume"));
+
+        // `extract VOLUME DIR` producing a volume without the guest's file.
+        let empty = fake_nanoimg(dir.path(), "mkdir -p \"$3\"");
+        let mut report = CaseReport::default();
+        check_host(sample, &empty, dir.path(), &mut report).expect("check_host");
+        assert_eq!(report.problems.len(), 1);
+        assert!(report.problems[0].contains("from-guest.txt"));
+
+        let good = fake_nanoimg(
+            dir.path(),
+            "mkdir -p \"$3\" && echo written-by-guest > \"$3/from-guest.txt\"",
+        );
+        let mut report = CaseReport::default();
+        check_host(sample, &good, dir.path(), &mut report).expect("check_host");
+        assert!(report.passed(), "{:?}", report.problems);
     }
 
     #[test]

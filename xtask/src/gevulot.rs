@@ -106,6 +106,7 @@ pub fn prepare_workspace(work_dir: &Path) -> Result<PathBuf> {
 /// shared over 9p, no network.
 pub fn boot_options(workspace: &Path) -> BootOptions {
     BootOptions {
+        bios: None,
         readonly_disk: true,
         extra_args: vec![
             OsString::from("-virtfs"),

@@ -24,7 +24,17 @@
 //! pack the program interpreter and the shared libraries), and
 //! `gevulot-prover` (Gevulot's documented prover manifest with `Mounts` and
 //! `ManifestPassthrough`, booted as the Gevulot node does: read-only disk, a
-//! 9p workspace folder, no network; the proof file must reach the host).
+//! 9p workspace folder, no network; the proof file must reach the host),
+//! `uefi-ovmf` and `uefi-seabios` (one `--uefi` BIOS+UEFI hybrid image,
+//! booted through OVMF firmware and through plain SeaBIOS), and
+//! `data-volume` (a volume made with `nanoimg volume create`, mounted by its
+//! label and attached as a second disk; the guest reads a file from it and
+//! writes one that `nanoimg extract` must find on the host).
+//!
+//! Host prerequisites: a Nanos release folder, `qemu-system-x86_64`, `cc`
+//! with static glibc, `c++`, `rustc`, and OVMF firmware (`OVMF.fd` in
+//! `/usr/share/ovmf`, `/usr/share/OVMF` or `/usr/share/qemu`; Debian/Ubuntu
+//! package `ovmf`).
 //!
 //! Exit status: 0 = every case passed (and at least one ran),
 //! 1 = a case failed or the runner hit an error, 2 = prerequisites missing or
@@ -38,6 +48,7 @@ mod gevulot;
 mod prereq;
 mod qemu;
 mod samples;
+mod volume;
 
 use std::process::ExitCode;
 

@@ -14,6 +14,14 @@ pub const KERNEL_DIR_ENV: &str = "NANOIMG_E2E_KERNEL_DIR";
 /// Files a Nanos release folder must contain for `nanoimg build`.
 const KERNEL_FILES: [&str; 2] = ["kernel.img", "boot.img"];
 
+/// Where distributions install the OVMF firmware as one image that works
+/// with `-bios` (Debian/Ubuntu package `ovmf` ships the first and the last).
+pub const OVMF_CANDIDATES: [&str; 3] = [
+    "/usr/share/ovmf/OVMF.fd",
+    "/usr/share/OVMF/OVMF.fd",
+    "/usr/share/qemu/OVMF.fd",
+];
+
 /// The machine cannot run the e2e test; each entry is one human-readable
 /// problem with a hint how to fix it. Mapped to exit status 2 by `main`.
 #[derive(Debug)]
@@ -45,6 +53,8 @@ pub struct Tools {
     pub cc: PathBuf,
     pub cxx: PathBuf,
     pub rustc: PathBuf,
+    /// OVMF firmware for the UEFI case (`-bios`).
+    pub ovmf: PathBuf,
 }
 
 /// Checks the kernel folder and the host tools.
@@ -97,14 +107,22 @@ pub fn check(kernel_dir: Option<&Path>) -> Result<Tools, MissingPrerequisites> {
         &mut problems,
     );
 
-    match (kernel_dir, qemu, cc, cxx, rustc) {
-        (Some(kernel_dir), Some(qemu), Some(cc), Some(cxx), Some(rustc)) if problems.is_empty() => {
+    let ovmf = find_firmware(&OVMF_CANDIDATES);
+    if ovmf.is_none() {
+        problems.push(ovmf_missing_problem());
+    }
+
+    match (kernel_dir, qemu, cc, cxx, rustc, ovmf) {
+        (Some(kernel_dir), Some(qemu), Some(cc), Some(cxx), Some(rustc), Some(ovmf))
+            if problems.is_empty() =>
+        {
             Ok(Tools {
                 kernel_dir,
                 qemu,
                 cc,
                 cxx,
                 rustc,
+                ovmf,
             })
         }
         _ => Err(MissingPrerequisites { problems }),
@@ -135,6 +153,22 @@ fn check_kernel_dir(dir: &Path) -> Result<PathBuf, String> {
     }
     dir.canonicalize()
         .map_err(|err| format!("cannot resolve kernel folder {}: {err}", dir.display()))
+}
+
+/// The first of `candidates` that is a file.
+fn find_firmware(candidates: &[&str]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|candidate| candidate.is_file())
+}
+
+fn ovmf_missing_problem() -> String {
+    format!(
+        "no OVMF firmware found (looked for {}) — the uefi-ovmf case boots through UEFI; \
+         install OVMF (Debian/Ubuntu: apt-get install ovmf)",
+        OVMF_CANDIDATES.join(", ")
+    )
 }
 
 fn require_tool(name: &str, hint: &str, problems: &mut Vec<String>) -> Option<PathBuf> {
@@ -197,6 +231,35 @@ mod tests {
         let gone = dir.path().join("nope");
         let problem = check_kernel_dir(&gone).expect_err("missing folder accepted");
         assert!(problem.contains("does not exist"), "{problem}");
+    }
+
+    #[test]
+    fn firmware_is_the_first_existing_candidate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = dir.path().join("a/OVMF.fd");
+        let second = dir.path().join("b/OVMF.fd");
+        let candidates = [
+            first.to_str().expect("utf-8 temp path"),
+            second.to_str().expect("utf-8 temp path"),
+        ];
+        assert_eq!(find_firmware(&candidates), None);
+
+        std::fs::create_dir_all(second.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&second, b"fw").expect("write");
+        assert_eq!(find_firmware(&candidates), Some(second.clone()));
+
+        // A folder of that name is not firmware.
+        std::fs::create_dir_all(&first).expect("mkdir");
+        assert_eq!(find_firmware(&candidates), Some(second));
+    }
+
+    #[test]
+    fn missing_ovmf_names_the_package_and_the_places_searched() {
+        let problem = ovmf_missing_problem();
+        assert!(problem.contains("apt-get install ovmf"), "{problem}");
+        for candidate in OVMF_CANDIDATES {
+            assert!(problem.contains(candidate), "{problem}");
+        }
     }
 
     #[test]

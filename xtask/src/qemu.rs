@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -35,6 +35,9 @@ pub struct Boot {
 /// Per-case additions to the common QEMU command line of [`args`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BootOptions {
+    /// Firmware image passed with `-bios` (e.g. OVMF for a UEFI boot);
+    /// `None` boots QEMU's default SeaBIOS.
+    pub bios: Option<PathBuf>,
     /// Attach the disk read-only (`readonly=on` on its `-drive`), as the
     /// Gevulot node does.
     pub readonly_disk: bool,
@@ -45,7 +48,9 @@ pub struct BootOptions {
 
 /// QEMU arguments for booting `image` the way Gevulot runs images: q35
 /// machine, the disk on virtio-scsi, serial console on stdio, TCG only (never
-/// KVM, so results do not depend on the host), plus the case's `options`.
+/// KVM, so results do not depend on the host), plus the case's `options`:
+/// `-bios FIRMWARE` right after the common options, then its extra
+/// arguments.
 ///
 /// `-nodefaults` is deliberately absent: it would remove the serial port too.
 pub fn args(image: &Path, options: &BootOptions) -> Vec<OsString> {
@@ -86,6 +91,10 @@ pub fn args(image: &Path, options: &BootOptions) -> Vec<OsString> {
         .iter()
         .map(OsString::from),
     );
+    if let Some(bios) = &options.bios {
+        args.push(OsString::from("-bios"));
+        args.push(bios.clone().into_os_string());
+    }
     args.extend(options.extra_args.iter().cloned());
     args
 }
@@ -104,7 +113,7 @@ pub fn virtfs_value(path: &Path, mount_tag: &str, id: &str) -> OsString {
 
 /// QEMU option values separate sub-options with `,`; a literal comma is
 /// written `,,`.
-fn escape_option_value(value: &std::ffi::OsStr) -> OsString {
+pub fn escape_option_value(value: &std::ffi::OsStr) -> OsString {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -223,10 +232,30 @@ mod tests {
         let options = BootOptions {
             readonly_disk: true,
             extra_args: vec!["-nic".into(), "none".into()],
+            ..BootOptions::default()
         };
         let args = strings(&args(Path::new("x.img"), &options));
         assert!(args.contains(&"file=x.img,format=raw,if=none,id=hd0,readonly=on".to_owned()));
         assert!(args.ends_with(&["-nic".to_owned(), "none".to_owned()]));
+    }
+
+    #[test]
+    fn bios_comes_before_the_extra_args() {
+        let options = BootOptions {
+            bios: Some(PathBuf::from("/fw/OVMF.fd")),
+            extra_args: vec!["-nic".into(), "none".into()],
+            ..BootOptions::default()
+        };
+        let with_bios = strings(&args(Path::new("x.img"), &options));
+        assert!(with_bios.ends_with(&[
+            "scsi-hd,bus=scsi0.0,drive=hd0".to_owned(),
+            "-bios".to_owned(),
+            "/fw/OVMF.fd".to_owned(),
+            "-nic".to_owned(),
+            "none".to_owned(),
+        ]));
+        let default = strings(&args(Path::new("x.img"), &BootOptions::default()));
+        assert!(!default.iter().any(|a| a == "-bios"));
     }
 
     #[test]

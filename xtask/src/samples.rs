@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::prereq::{MissingPrerequisites, Tools};
-use crate::{expect, gevulot};
+use crate::{expect, gevulot, volume};
 
 /// A sample source file, embedded into the xtask binary.
 struct Source {
@@ -42,6 +42,10 @@ const SOURCES: &[Source] = &[
         file_name: "prover.c",
         text: include_str!("../samples/prover.c"),
     },
+    Source {
+        file_name: "volume.c",
+        text: include_str!("../samples/volume.c"),
+    },
 ];
 
 /// How a sample is turned into an x86-64 Linux ELF executable.
@@ -69,6 +73,28 @@ pub enum Scenario {
     /// A Gevulot (v1) prover with a 9p workspace, a read-only disk and no
     /// network (see [`crate::gevulot`]).
     GevulotProver,
+    /// Reads and writes a data volume made with `nanoimg volume create` and
+    /// attached as a second disk (see [`crate::volume`]).
+    DataVolume,
+}
+
+/// Which image a case builds and which firmware boots it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageBoot {
+    /// A plain image (MBR and boot.img), booted by QEMU's default SeaBIOS.
+    Bios,
+    /// A BIOS+UEFI hybrid image (`nanoimg build --uefi`: an EFI System
+    /// Partition with bootx64.efi first), booted by `firmware`.
+    Hybrid(Firmware),
+}
+
+/// The firmware QEMU boots with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default BIOS (no `-bios`).
+    SeaBios,
+    /// OVMF (`-bios OVMF.fd`, found by [`crate::prereq`]).
+    Ovmf,
 }
 
 /// One e2e case.
@@ -82,11 +108,15 @@ pub struct Sample {
     source_file: &'static str,
     build: Build,
     pub scenario: Scenario,
+    pub image_boot: ImageBoot,
 }
 
 /// Every case the runner knows about, in report order. The dynamic cases
 /// rely on nanoimg packing the program's interpreter and shared libraries;
-/// `gevulot-prover` on `Mounts` and `ManifestPassthrough`.
+/// `gevulot-prover` on `Mounts` and `ManifestPassthrough`; the `uefi-*`
+/// cases boot one `--uefi` hybrid image through OVMF and through SeaBIOS;
+/// `data-volume` on `nanoimg volume create`, a label in `Mounts` and
+/// `nanoimg extract` of a raw volume.
 pub const SAMPLES: &[Sample] = &[
     Sample {
         case: "static-c",
@@ -94,6 +124,7 @@ pub const SAMPLES: &[Sample] = &[
         source_file: "hello_static.c",
         build: Build::StaticC,
         scenario: Scenario::Hello,
+        image_boot: ImageBoot::Bios,
     },
     Sample {
         case: "static-rust",
@@ -101,6 +132,7 @@ pub const SAMPLES: &[Sample] = &[
         source_file: "hello_rust.rs",
         build: Build::StaticRust,
         scenario: Scenario::Hello,
+        image_boot: ImageBoot::Bios,
     },
     Sample {
         case: "dynamic-c",
@@ -108,6 +140,7 @@ pub const SAMPLES: &[Sample] = &[
         source_file: "hello_dynamic.c",
         build: Build::DynamicC,
         scenario: Scenario::Hello,
+        image_boot: ImageBoot::Bios,
     },
     Sample {
         case: "dynamic-cpp",
@@ -115,6 +148,7 @@ pub const SAMPLES: &[Sample] = &[
         source_file: "hello_cpp.cpp",
         build: Build::DynamicCpp,
         scenario: Scenario::Hello,
+        image_boot: ImageBoot::Bios,
     },
     Sample {
         case: "dynamic-rust",
@@ -122,6 +156,7 @@ pub const SAMPLES: &[Sample] = &[
         source_file: "hello_rust.rs",
         build: Build::DynamicRust,
         scenario: Scenario::Hello,
+        image_boot: ImageBoot::Bios,
     },
     Sample {
         case: "gevulot-prover",
@@ -129,6 +164,31 @@ pub const SAMPLES: &[Sample] = &[
         source_file: "prover.c",
         build: Build::StaticC,
         scenario: Scenario::GevulotProver,
+        image_boot: ImageBoot::Bios,
+    },
+    Sample {
+        case: "uefi-ovmf",
+        program: "hello_uefi_ovmf",
+        source_file: "hello_static.c",
+        build: Build::StaticC,
+        scenario: Scenario::Hello,
+        image_boot: ImageBoot::Hybrid(Firmware::Ovmf),
+    },
+    Sample {
+        case: "uefi-seabios",
+        program: "hello_uefi_seabios",
+        source_file: "hello_static.c",
+        build: Build::StaticC,
+        scenario: Scenario::Hello,
+        image_boot: ImageBoot::Hybrid(Firmware::SeaBios),
+    },
+    Sample {
+        case: "data-volume",
+        program: volume::PROGRAM,
+        source_file: "volume.c",
+        build: Build::StaticC,
+        scenario: Scenario::DataVolume,
+        image_boot: ImageBoot::Bios,
     },
 ];
 
@@ -148,7 +208,18 @@ impl Sample {
         match self.scenario {
             Scenario::Hello => expect::expected_lines(self.program, self.case),
             Scenario::GevulotProver => gevulot::expected_lines(),
+            Scenario::DataVolume => volume::expected_lines(),
         }
+    }
+
+    /// Whether the image is built with `nanoimg build --uefi`.
+    pub fn uefi_image(&self) -> bool {
+        matches!(self.image_boot, ImageBoot::Hybrid(_))
+    }
+
+    /// Whether QEMU boots the image with OVMF instead of SeaBIOS.
+    pub fn boots_with_ovmf(&self) -> bool {
+        self.image_boot == ImageBoot::Hybrid(Firmware::Ovmf)
     }
 
     /// The compiler invocation for this sample, to be run inside the folder
@@ -245,6 +316,7 @@ mod tests {
             cc: PathBuf::from("cc"),
             cxx: PathBuf::from("c++"),
             rustc: PathBuf::from("rustc"),
+            ovmf: PathBuf::from("OVMF.fd"),
         }
     }
 
@@ -311,6 +383,74 @@ mod tests {
             assert!(expected.iter().any(|l| l == line), "{line} not expected");
         }
         assert_eq!(expected.last().map(String::as_str), Some("HELLO-DONE"));
+    }
+
+    #[test]
+    fn uefi_cases_build_the_static_hello_sample_as_hybrid_images() {
+        assert_eq!(
+            command_line("uefi-ovmf"),
+            [
+                "cc",
+                "-static",
+                "-O2",
+                "-o",
+                "hello_uefi_ovmf",
+                "hello_static.c"
+            ]
+        );
+        assert_eq!(
+            command_line("uefi-seabios"),
+            [
+                "cc",
+                "-static",
+                "-O2",
+                "-o",
+                "hello_uefi_seabios",
+                "hello_static.c"
+            ]
+        );
+        let ovmf = sample("uefi-ovmf");
+        assert!(ovmf.uefi_image() && ovmf.boots_with_ovmf());
+        let seabios = sample("uefi-seabios");
+        assert!(seabios.uefi_image() && !seabios.boots_with_ovmf());
+        for case in ["uefi-ovmf", "uefi-seabios"] {
+            let expected = sample(case).expected_lines();
+            assert!(expected
+                .iter()
+                .any(|l| *l == format!("env:E2E_CASE={case}")));
+            assert_eq!(expected.last().map(String::as_str), Some("HELLO-DONE"));
+        }
+    }
+
+    #[test]
+    fn only_the_uefi_cases_build_hybrid_images() {
+        for sample in SAMPLES {
+            assert_eq!(
+                sample.uefi_image(),
+                sample.case.starts_with("uefi-"),
+                "{}",
+                sample.case
+            );
+        }
+    }
+
+    #[test]
+    fn data_volume_is_a_static_c_program_named_volume() {
+        assert_eq!(
+            command_line("data-volume"),
+            ["cc", "-static", "-O2", "-o", "volume", "volume.c"]
+        );
+        let sample = sample("data-volume");
+        assert!(!sample.uefi_image());
+        assert_eq!(
+            sample.expected_lines(),
+            [
+                "volume-read:hello from the volume",
+                "volume-written",
+                "argv[0]=volume",
+                "HELLO-DONE",
+            ]
+        );
     }
 
     #[test]

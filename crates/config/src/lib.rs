@@ -291,39 +291,32 @@ const CLOUD_CONFIG_FIELDS: &[&str] = &[
     "Zone",
 ];
 
-/// Fields that shape a locally built image; every other field present is ignored.
-const IMAGE_FIELDS: &[&str] = &[
-    "Program",
-    "Args",
-    "Env",
-    "Files",
-    "Dirs",
-    "MapDirs",
-    "Mounts",
-    "ManifestPassthrough",
-    "BaseVolumeSz",
-    "Boot",
-    "Kernel",
-    "Uefi",
-    "UefiBoot",
-    "KlibDir",
-    "Klibs",
-    "NameServers",
-    "NanosVersion",
-    "NightlyBuild",
-    "NoTrace",
-    "Debugflags",
-    "RebootOnExit",
-    "TargetRoot",
-    "TFSv4",
-    "RunConfig.IPAddress",
-    "RunConfig.IPv6Address",
-    "RunConfig.Gateway",
-    "RunConfig.NetMask",
-    "RunConfig.Nics",
-    "RunConfig.Ports",
-    "RunConfig.ImageName",
-    "CloudConfig.ImageName",
+/// Top-level fields that do not change a locally built image (package, deploy and run
+/// settings). `RunConfig` and `CloudConfig` fields are ignored except those below.
+const IGNORED_FIELDS: &[&str] = &[
+    "DisableArgsCopy",
+    "BuildDir",
+    "TargetConfig",
+    "Force",
+    "home",
+    "ProgramPath",
+    "LocalFilesParentDirectory",
+    "Version",
+    "Language",
+    "Description",
+    "VolumesDir",
+    "PackageBaseURL",
+    "PackageManifestURL",
+];
+/// The `RunConfig` fields that do shape the image (network keys, `OPS_PORT`, image name).
+const RUN_CONFIG_IMAGE_FIELDS: &[&str] = &[
+    "IPAddress",
+    "IPv6Address",
+    "Gateway",
+    "NetMask",
+    "Nics",
+    "Ports",
+    "ImageName",
 ];
 
 /// A config that cannot be used.
@@ -472,15 +465,15 @@ impl Config {
         };
         for (k, v) in obj {
             match (k.as_str(), v.as_object()) {
-                ("RunConfig" | "CloudConfig", Some(sub)) => {
-                    for sk in sub.keys() {
-                        let full = format!("{k}.{sk}");
-                        if !IMAGE_FIELDS.contains(&full.as_str()) {
-                            out.push(full);
-                        }
-                    }
+                ("RunConfig", Some(sub)) => out.extend(
+                    sub.keys()
+                        .filter(|sk| !RUN_CONFIG_IMAGE_FIELDS.contains(&sk.as_str()))
+                        .map(|sk| format!("RunConfig.{sk}")),
+                ),
+                ("CloudConfig", Some(sub)) => {
+                    out.extend(sub.keys().map(|sk| format!("CloudConfig.{sk}")))
                 }
-                _ if !IMAGE_FIELDS.contains(&k.as_str()) => out.push(k.clone()),
+                _ if IGNORED_FIELDS.contains(&k.as_str()) => out.push(k.clone()),
                 _ => {}
             }
         }

@@ -40,6 +40,13 @@ pub(crate) fn add(root: &mut Dir, path: &str, node: Node) -> Result<(), PlanErro
     }
 }
 
+/// The entries of a host directory, sorted by name (readdir order is not stable).
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
 fn host_file(host: &Path, entry: &str, field: &'static str) -> Result<Node, PlanError> {
     let meta = std::fs::metadata(host).map_err(|source| PlanError::Missing {
         field,
@@ -229,12 +236,7 @@ fn map_walk(
         host: dir.to_path_buf(),
         source,
     };
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(read)?
-        .collect::<Result<_, _>>()
-        .map_err(read)?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
+    for e in sorted_entries(dir).map_err(read)? {
         let path = e.path();
         let name = e.file_name();
         let name = name
