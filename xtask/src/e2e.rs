@@ -110,7 +110,7 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
 
     let nanoimg = match nanoimg_override {
         Some(path) => path,
-        None => build_nanoimg()?,
+        None => build_nanoimg("e2e")?,
     };
     println!("e2e: using {}", nanoimg.display());
 
@@ -474,10 +474,11 @@ fn output_tail(step: &str, output: &Output) -> Vec<String> {
 
 /// Builds the nanoimg CLI in release mode and returns the path of the
 /// binary, as reported by cargo (normally `target/release/nanoimg`).
-fn build_nanoimg() -> Result<PathBuf> {
+/// `task` prefixes the progress line (`e2e`, `bench`).
+pub(crate) fn build_nanoimg(task: &str) -> Result<PathBuf> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = workspace_root()?;
-    println!("e2e: building nanoimg (cargo build --release -p nanoimg)");
+    println!("{task}: building nanoimg (cargo build --release -p nanoimg)");
     let mut command = Command::new(cargo);
     command
         .current_dir(root)
@@ -543,7 +544,7 @@ fn workspace_root() -> Result<PathBuf> {
         .context("xtask's manifest directory has no parent")
 }
 
-fn resolve_nanoimg_bin(path: &Path) -> Result<PathBuf> {
+pub(crate) fn resolve_nanoimg_bin(path: &Path) -> Result<PathBuf> {
     if !path.is_file() {
         bail!("--nanoimg-bin {} is not a file", path.display());
     }
