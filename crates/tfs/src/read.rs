@@ -250,10 +250,14 @@ impl<R: Read + Seek> Tfs<R> {
                 allocated: field("allocated")?,
                 uninited: e.contains_key(&b"uninited"[..]),
             };
+            // `copy_file` works in bytes of the file: its end must fit in a u64 too.
             if x.start
                 .checked_add(x.length)
                 .is_none_or(|end| end > volume_sectors)
-                || file_sector.checked_add(x.length).is_none()
+                || file_sector
+                    .checked_add(x.length)
+                    .and_then(|end| end.checked_mul(SECTOR))
+                    .is_none()
             {
                 return Err(bad(&format!(
                     "extent {file_sector} (sectors {}+{}) lies outside the {volume_sectors}-sector volume",
@@ -457,5 +461,67 @@ impl LogReader {
                 byte => return Err(ReadError::UnknownFrame { byte, offset: at }),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nanoimg_tuple::encode;
+    use std::io::Cursor;
+
+    fn tuple<const N: usize>(entries: [(&str, Value); N]) -> Tuple {
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect()
+    }
+
+    /// A 2-sector volume whose metadata sits in the initial sector: one file `f` with one
+    /// extent (file sector `key`, volume sector 1) and length `filelength`.
+    fn one_file_volume(key: &str, filelength: u64) -> Vec<u8> {
+        let one = || Value::Integer(1);
+        let extent = tuple([("offset", one()), ("length", one()), ("allocated", one())]);
+        let file = tuple([
+            (
+                "extents",
+                Value::Tuple(tuple([(key, Value::Tuple(extent))])),
+            ),
+            ("filelength", Value::Integer(i128::from(filelength))),
+        ]);
+        let root = tuple([("children", Value::Tuple(tuple([("f", Value::Tuple(file))])))]);
+        let record = encode(&root).unwrap();
+        let mut v = MAGIC.to_vec();
+        varint::push(&mut v, 5);
+        varint::push(&mut v, 1);
+        v.extend_from_slice(&[0; 16]); // UUID
+        v.push(0); // empty label
+        v.push(frame::TUPLE_AVAILABLE);
+        varint::push(&mut v, record.len() as u64);
+        varint::push(&mut v, record.len() as u64);
+        v.extend_from_slice(&record);
+        v.push(frame::END_OF_LOG);
+        v.resize(SECTOR as usize, 0);
+        v.extend_from_slice(&[b'd'; SECTOR as usize]);
+        v
+    }
+
+    /// Found by fuzzing (tfs_log_reader): an extent at file sector 2^55 passed the checks,
+    /// then `copy_file` overflowed computing its byte offset (a panic with overflow checks,
+    /// wrong data without).
+    #[test]
+    fn extent_whose_file_offset_overflows_is_refused() {
+        let v = one_file_volume("36028797018963968", u64::MAX);
+        let fs = Tfs::open(Cursor::new(&v[..]), 0, v.len() as u64).unwrap();
+        assert!(matches!(fs.tree(), Err(ReadError::BadNode { .. })));
+        // The largest file sector whose extent still ends inside u64 bytes is accepted.
+        let last = (u64::MAX / SECTOR - 1).to_string();
+        let v = one_file_volume(&last, 3);
+        let mut fs = Tfs::open(Cursor::new(&v[..]), 0, v.len() as u64).unwrap();
+        let tree = fs.tree().unwrap();
+        let Entry::File(f) = &tree[&b"f"[..]] else {
+            panic!("not a file")
+        };
+        assert_eq!(fs.read_file(f).unwrap(), vec![0; 3]);
     }
 }

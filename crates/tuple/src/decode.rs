@@ -52,6 +52,8 @@ pub enum DecodeError {
     Cycle,
     #[error("shared references expand to more than {0} values")]
     TooLarge(u64),
+    #[error("shared references expand to more than {0} bytes of keys and strings")]
+    TooManyBytes(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -94,6 +96,8 @@ pub struct Decoder {
     tuples: Vec<BTreeMap<Vec<u8>, Node>>,
     vectors: Vec<Vec<Node>>,
     bytes_seen: u64,
+    /// Bytes of symbols copied by references so far (see [`Self::byte_limit`]).
+    bytes_copied: u64,
 }
 
 struct Header {
@@ -135,8 +139,20 @@ impl Decoder {
             vector_on_path: vec![false; self.vectors.len()],
             budget: self.bytes_seen.saturating_mul(4).saturating_add(4096),
             limit: self.bytes_seen.saturating_mul(4).saturating_add(4096),
+            byte_budget: self.byte_limit(),
         };
         m.tuple(id, 0)
+    }
+
+    /// Bytes of symbols that references may copy: in [`Decoder::record`] (every key or value
+    /// given by reference is a copy of its symbol) and again in [`Decoder::root`]. A symbol
+    /// referenced by a 1-byte header can stand for any number of bytes, so without a limit a
+    /// long symbol referenced from many places makes memory quadratic in the input (a
+    /// 200 KB record took 20 GB). Real names are at most 255 bytes and a reference with its
+    /// tuple entry or vector element costs at least 1-2 input bytes, so 256 per input byte
+    /// (plus 64 MiB) never stops a real tree.
+    fn byte_limit(&self) -> u64 {
+        self.bytes_seen.saturating_mul(256).saturating_add(64 << 20)
     }
 
     fn header(input: &[u8], pos: &mut usize, encoding: Encoding) -> Result<Header, DecodeError> {
@@ -328,15 +344,28 @@ impl Decoder {
             self.entries.push(Entry::Symbol(name.clone()));
             return Ok(name);
         }
-        match self.lookup(kh.len, kh.offset)? {
-            Entry::Symbol(s) => Ok(s.clone()),
-            other => Err(DecodeError::WrongKind {
-                index: kh.len,
-                offset: kh.offset,
-                found: other.kind(),
-                expected: "symbol",
-            }),
+        let name = match self.lookup(kh.len, kh.offset)? {
+            Entry::Symbol(s) => s.clone(),
+            other => {
+                return Err(DecodeError::WrongKind {
+                    index: kh.len,
+                    offset: kh.offset,
+                    found: other.kind(),
+                    expected: "symbol",
+                })
+            }
+        };
+        self.copied(name.len())?;
+        Ok(name)
+    }
+
+    /// Counts bytes copied out of the dictionary by a reference (see [`Self::byte_limit`]).
+    fn copied(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.bytes_copied = self.bytes_copied.saturating_add(n as u64);
+        if self.bytes_copied > self.byte_limit() {
+            return Err(DecodeError::TooManyBytes(self.byte_limit()));
         }
+        Ok(())
     }
 
     /// Integers, strings and untyped buffers (which may also reference any dictionary entry).
@@ -368,15 +397,19 @@ impl Decoder {
                     let s = Self::bytes(input, pos, h)?;
                     Ok(Some(Node::Leaf(Value::String(s.to_vec()))))
                 } else {
-                    match self.lookup(h.len, h.offset)? {
-                        Entry::Symbol(s) => Ok(Some(Node::Leaf(Value::String(s.clone())))),
-                        other => Err(DecodeError::WrongKind {
-                            index: h.len,
-                            offset: h.offset,
-                            found: other.kind(),
-                            expected: "symbol",
-                        }),
-                    }
+                    let s = match self.lookup(h.len, h.offset)? {
+                        Entry::Symbol(s) => s.clone(),
+                        other => {
+                            return Err(DecodeError::WrongKind {
+                                index: h.len,
+                                offset: h.offset,
+                                found: other.kind(),
+                                expected: "symbol",
+                            })
+                        }
+                    };
+                    self.copied(s.len())?;
+                    Ok(Some(Node::Leaf(Value::String(s))))
                 }
             }
             ty::BUFFER => {
@@ -395,11 +428,15 @@ impl Decoder {
                     }
                     Ok(Some(Node::Leaf(text(b.to_vec()))))
                 } else {
-                    Ok(Some(match self.lookup(h.len, h.offset)? {
+                    let node = match self.lookup(h.len, h.offset)? {
                         Entry::Symbol(s) => Node::Leaf(text(s.clone())),
                         Entry::Tuple(id) => Node::Tuple(*id),
                         Entry::Vector(id) => Node::Vector(*id),
-                    }))
+                    };
+                    if let Node::Leaf(Value::String(b) | Value::Buffer(b)) = &node {
+                        self.copied(b.len())?;
+                    }
+                    Ok(Some(node))
                 }
             }
             other => Err(DecodeError::UnknownType {
@@ -416,6 +453,8 @@ struct Materializer<'a> {
     vector_on_path: Vec<bool>,
     budget: u64,
     limit: u64,
+    /// Bytes of keys and strings still allowed ([`Decoder::byte_limit`]).
+    byte_budget: u64,
 }
 
 impl Materializer<'_> {
@@ -427,6 +466,14 @@ impl Materializer<'_> {
         Ok(())
     }
 
+    fn spend_bytes(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.byte_budget = self
+            .byte_budget
+            .checked_sub(n as u64)
+            .ok_or(DecodeError::TooManyBytes(self.d.byte_limit()))?;
+        Ok(())
+    }
+
     fn tuple(&mut self, id: usize, depth: usize) -> Result<Tuple, DecodeError> {
         if self.tuple_on_path[id] {
             return Err(DecodeError::Cycle);
@@ -434,6 +481,7 @@ impl Materializer<'_> {
         self.tuple_on_path[id] = true;
         let mut out = Tuple::new();
         for (k, v) in &self.d.tuples[id] {
+            self.spend_bytes(k.len())?;
             out.insert(k.clone(), self.node(v, depth + 1)?);
         }
         self.tuple_on_path[id] = false;
@@ -446,7 +494,12 @@ impl Materializer<'_> {
             return Err(DecodeError::TooDeep { offset: 0 });
         }
         Ok(match n {
-            Node::Leaf(v) => v.clone(),
+            Node::Leaf(v) => {
+                if let Value::String(b) | Value::Buffer(b) = v {
+                    self.spend_bytes(b.len())?;
+                }
+                v.clone()
+            }
             Node::Tuple(id) => Value::Tuple(self.tuple(*id, depth)?),
             Node::Vector(id) => {
                 let id = *id;
@@ -628,6 +681,67 @@ mod tests {
         r.extend(reference(prev));
         d.record(&r, Encoding::V5).unwrap();
         assert!(matches!(d.root(), Err(DecodeError::TooLarge(_))));
+    }
+
+    /// Found with the fuzz harness (`fuzz/`, tuple_decoder): a long symbol referenced from
+    /// many places by 1-byte headers was copied once per reference, so memory grew with the
+    /// square of the input (a 200 KB record took 20 GB and 40 s).
+    #[test]
+    fn long_symbols_referenced_many_times_cannot_explode() {
+        let (l, r) = (10_000u64, 10_000u64);
+        // #1 { <l bytes> (#2): null, v (#3): #4 [r references to #2] }
+        let record = |reference: u8| {
+            let mut v = Vec::new();
+            crate::encode::push_header(&mut v, true, ty::TUPLE, 2);
+            crate::encode::push_header(&mut v, true, ty::BUFFER, l);
+            v.extend(std::iter::repeat_n(b'k', l as usize));
+            v.extend([0x81, 0x00, 0x81, b'v']);
+            crate::encode::push_header(&mut v, true, ty::VECTOR, r);
+            v.extend(std::iter::repeat_n(reference, r as usize));
+            v
+        };
+        // as untyped buffers (0x02) and as strings (0x42)
+        for reference in [0x02, 0x42] {
+            assert!(matches!(
+                Decoder::new().record(&record(reference), Encoding::V5),
+                Err(DecodeError::TooManyBytes(_))
+            ));
+        }
+        // Copied only when the tree is built: #1 { t (#2): #3 { <l bytes> (#4): null },
+        // v (#5): #6 [r references to #3] }
+        let mut v = vec![0x92, 0x81, b't', 0x91];
+        crate::encode::push_header(&mut v, true, ty::BUFFER, l);
+        v.extend(std::iter::repeat_n(b'k', l as usize));
+        v.extend([0x81, 0x00, 0x81, b'v']);
+        crate::encode::push_header(&mut v, true, ty::VECTOR, r);
+        v.extend(std::iter::repeat_n(0x03, r as usize));
+        let mut d = Decoder::new();
+        d.record(&v, Encoding::V5).unwrap();
+        assert!(matches!(d.root(), Err(DecodeError::TooManyBytes(_))));
+    }
+
+    /// The byte limit leaves room for real trees: 255-byte names referenced by 1-byte
+    /// headers from 300,000 tuples (76 MB of keys from a 1.2 MB record) decode.
+    #[test]
+    fn many_references_to_long_names_are_fine() {
+        let r = 300_000u64;
+        // #1 { <255 bytes> (#2): null, v (#3): #4 [r × #n { #2: null }] }
+        let mut v = Vec::new();
+        crate::encode::push_header(&mut v, true, ty::TUPLE, 2);
+        crate::encode::push_header(&mut v, true, ty::BUFFER, 255);
+        v.extend([b'n'; 255]);
+        v.extend([0x81, 0x00, 0x81, b'v']);
+        crate::encode::push_header(&mut v, true, ty::VECTOR, r);
+        for _ in 0..r {
+            v.extend([0x91, 0x02, 0x81, 0x00]);
+        }
+        let mut d = Decoder::new();
+        d.record(&v, Encoding::V5).unwrap();
+        let root = d.root().unwrap();
+        let Value::Vector(items) = &root[&b"v"[..]] else {
+            panic!("not a vector")
+        };
+        assert_eq!(items.len(), r as usize);
     }
 
     fn arb_value() -> impl Strategy<Value = Value> {
