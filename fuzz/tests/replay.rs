@@ -1,0 +1,218 @@
+//! Replays the committed corpora (and crash regressions) through the fuzz target bodies on a
+//! stable toolchain, and checks that the generated seeds are what they claim to be:
+//!
+//!     cargo test --manifest-path fuzz/Cargo.toml
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use nanoimg_disk::DiskImage;
+use nanoimg_tfs::{Entry, Tfs};
+
+fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    for dir in [
+        root.join("corpus").join(target),
+        root.join("regressions").join(target),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            out.push((path, bytes));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn seed(target: &str, name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target)
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn replay_tuple_decoder() {
+    let all = inputs("tuple_decoder");
+    assert!(!all.is_empty());
+    for (path, bytes) in all {
+        eprintln!("{}", path.display());
+        nanoimg_fuzz::tuple_decoder(&bytes);
+    }
+}
+
+#[test]
+fn replay_tfs_log_reader() {
+    let all = inputs("tfs_log_reader");
+    assert!(!all.is_empty());
+    for (path, bytes) in all {
+        eprintln!("{}", path.display());
+        nanoimg_fuzz::tfs_log_reader(&bytes);
+    }
+}
+
+#[test]
+fn replay_partition_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = inputs("partition_reader");
+    assert!(!all.is_empty());
+    for (path, bytes) in all {
+        eprintln!("{}", path.display());
+        nanoimg_fuzz::partition_reader(&bytes, dir.path());
+    }
+}
+
+fn files(fs: &mut Tfs<impl std::io::Read + std::io::Seek>) -> BTreeMap<String, Vec<u8>> {
+    fn walk(
+        fs: &mut Tfs<impl std::io::Read + std::io::Seek>,
+        d: &BTreeMap<Vec<u8>, Entry>,
+        prefix: &str,
+        out: &mut BTreeMap<String, Vec<u8>>,
+    ) {
+        for (name, e) in d {
+            let p = format!("{prefix}/{}", String::from_utf8_lossy(name));
+            match e {
+                Entry::File(f) if f.len <= 1 << 20 => {
+                    out.insert(p, fs.read_file(f).unwrap());
+                }
+                Entry::Dir(d) => walk(fs, d, &p, out),
+                _ => {}
+            }
+        }
+    }
+    let tree = fs.tree().unwrap();
+    let mut out = BTreeMap::new();
+    walk(fs, &tree, "", &mut out);
+    out
+}
+
+fn open(bytes: &[u8]) -> Tfs<Cursor<&[u8]>> {
+    Tfs::open(Cursor::new(bytes), 0, bytes.len() as u64).unwrap()
+}
+
+#[test]
+fn valid_volume_seeds_read_back() {
+    let app = seed("tfs_log_reader", "writer_app");
+    let mut fs = open(&app);
+    let f = files(&mut fs);
+    assert_eq!(f["/hello"], b"hello, world\n");
+    assert_eq!(f["/etc/resolv.conf"], b"");
+    assert_eq!(f["/lib/x86_64-linux-gnu/libc.so.6"].len(), 1300);
+
+    let v = seed("tfs_log_reader", "mkfs_updates");
+    let f = files(&mut open(&v));
+    assert_eq!(f["/hello"], vec![b'm'; 300]);
+
+    let v = seed("tfs_log_reader", "v4");
+    let mut fs = open(&v);
+    assert_eq!(fs.version(), 4);
+    assert_eq!(files(&mut fs)["/f"], vec![b'4'; 512]);
+
+    let v = seed("tfs_log_reader", "split_record");
+    let mut fs = open(&v);
+    assert_eq!(fs.log_extensions(), &[(0, 1), (1, 1)]);
+    assert_eq!(files(&mut fs)["/f"], vec![b's'; 100]);
+
+    let v = seed("tfs_log_reader", "inline_log");
+    assert_eq!(files(&mut open(&v))["/f"], vec![b'a'; 100]);
+
+    let v = seed("tfs_log_reader", "sparse");
+    let f = files(&mut open(&v));
+    let mut want = vec![b'h'; 512];
+    want.extend(vec![0; 2 * 512 + 512 + 512 + 7]);
+    assert_eq!(f["/holes"], want);
+
+    for name in ["writer_boot", "writer_empty", "writer_labelled"] {
+        let v = seed("tfs_log_reader", name);
+        files(&mut open(&v));
+    }
+}
+
+#[test]
+fn broken_volume_seeds_are_errors() {
+    for (name, bytes) in inputs("tfs_log_reader") {
+        let name = name.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("broken_") {
+            assert!(
+                Tfs::open(Cursor::new(&bytes[..]), 0, bytes.len() as u64).is_err(),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn disk_image_seeds_open() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, esp) in [
+        ("bios", false),
+        ("uefi_hybrid", true),
+        ("bios_mkfs_root", false),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, seed("partition_reader", name)).unwrap();
+        let img = DiskImage::open(&path).unwrap();
+        assert_eq!(img.esp().is_some(), esp, "{name}");
+        let mut boot = img.boot_fs().unwrap().unwrap();
+        assert_eq!(files(&mut boot)["/kernel"], vec![0xCC; 700]);
+        let mut root = img.root_fs().unwrap();
+        assert!(!files(&mut root).is_empty(), "{name}");
+    }
+    let path = dir.path().join("raw");
+    std::fs::write(&path, seed("partition_reader", "raw_volume")).unwrap();
+    let img = DiskImage::open(&path).unwrap();
+    assert!(img.boot_partition().is_none());
+    assert_eq!(
+        files(&mut img.root_fs().unwrap())["/hello"],
+        b"hello, world\n"
+    );
+}
+
+#[test]
+fn tuple_seeds_decode() {
+    use nanoimg_tuple::{Decoder, Encoding, Value};
+    let decode = |name: &str, encoding| {
+        let bytes = seed("tuple_decoder", name);
+        let mut d = Decoder::new();
+        for r in nanoimg_fuzz::split_records(&bytes) {
+            d.record(r, encoding)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        d.root()
+    };
+    for name in [
+        "writer_app",
+        "writer_boot",
+        "writer_empty",
+        "writer_labelled",
+        "deep",
+    ] {
+        decode(name, Encoding::V5).unwrap();
+    }
+    let t = decode("mkfs_updates", Encoding::V5).unwrap();
+    let hello = t[&b"children"[..]].as_tuple().unwrap()[&b"hello"[..]]
+        .as_tuple()
+        .unwrap();
+    assert_eq!(hello[&b"filelength"[..]], Value::Integer(300));
+    assert!(!hello.contains_key(&b"tmp"[..]));
+    let t = decode("encoder_records", Encoding::V5).unwrap();
+    let v = [b"z", b"y", b"x", b"w"].map(Value::string).to_vec();
+    assert_eq!(t[&b"v"[..]], Value::Vector(v));
+    let t = decode("v4_record", Encoding::V4).unwrap();
+    assert_eq!(t[&b"a"[..]], Value::string("hi"));
+    let t = decode("shared", Encoding::V5).unwrap();
+    let s = t[&b"s"[..]].as_tuple().unwrap();
+    assert_eq!(s[&b"a"[..]], t[&b"r"[..]]);
+    assert_eq!(s[&b"b"[..]], t[&b"r"[..]]);
+    assert_eq!(
+        decode("cycle", Encoding::V5),
+        Err(nanoimg_tuple::DecodeError::Cycle)
+    );
+}
