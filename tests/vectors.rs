@@ -56,7 +56,10 @@ fn check_dump(fs: &Tfs<File>, dump: &str) {
         .collect();
     let ours = nanos_dump(
         &Value::Tuple(fs.root().clone()),
-        DumpOptions { parent_links: true },
+        DumpOptions {
+            parent_links: true,
+            limit: 0,
+        },
     );
     assert_eq!(ours, metadata.join("\n"));
 }

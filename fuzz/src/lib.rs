@@ -86,7 +86,7 @@ pub fn tuple_decoder(data: &[u8]) {
         }
         let Ok(root) = d.root() else { continue };
         let value = Value::Tuple(root);
-        let _ = nanos_dump(&value, DumpOptions { parent_links });
+        let _ = nanos_dump(&value, DumpOptions { parent_links, limit: 1 << 20 });
         let Value::Tuple(root) = value else {
             unreachable!()
         };
@@ -132,7 +132,10 @@ fn read_volume<R: Read + Seek>(fs: &mut Tfs<R>) {
     let _ = fs.log_extensions();
     let _ = nanos_dump(
         &Value::Tuple(fs.root().clone()),
-        DumpOptions { parent_links: true },
+        DumpOptions {
+            parent_links: true,
+            limit: 1 << 20,
+        },
     );
     let Ok(tree) = fs.tree() else { return };
     let mut sink = CappedSink::new(COPY_CAP);

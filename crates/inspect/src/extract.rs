@@ -47,6 +47,7 @@ pub fn extract(image: &Path, dest: &Path) -> Result<ExtractStats, InspectError> 
     })?;
     let mut stats = ExtractStats::default();
     write_dir(&mut fs, image, &tree, dest, "", &mut stats)?;
+    // (Each file's claimed length is bounded in write_dir, the total by `stats.bytes` there.)
     Ok(stats)
 }
 
@@ -84,7 +85,10 @@ fn write_dir(
                 write_dir(fs, image, d, &target, &shown, stats)?;
             }
             Entry::File(f) => {
-                if f.len > fs.size().saturating_add(4 << 30) {
+                let claimed = stats.bytes.saturating_add(f.len);
+                if f.len > fs.size().saturating_add(4 << 30)
+                    || claimed > fs.size().saturating_add(16 << 30)
+                {
                     return Err(InspectError::Implausible {
                         path: image.to_path_buf(),
                         file: shown,

@@ -12,6 +12,11 @@ use sha2::{Digest, Sha256};
 
 /// Sparse files may be larger than their volume, but not by more than this.
 const MAX_FILE_BEYOND_VOLUME: u64 = 4 << 30;
+/// All files of a volume together may claim at most this much more than the volume holds
+/// (holes are hashed as zeros, so their length costs time).
+const MAX_TOTAL_BEYOND_VOLUME: u64 = 16 << 30;
+/// The dump-style metadata text kept in a report.
+const METADATA_LIMIT: usize = 64 << 20;
 
 /// Why an image cannot be inspected.
 #[derive(Debug, thiserror::Error)]
@@ -109,11 +114,17 @@ fn hex(b: &[u8]) -> String {
 
 /// One line of a value as dump prints it.
 fn one_line(v: &Value) -> String {
-    nanos_dump(v, DumpOptions::default())
-        .split('\n')
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" ")
+    nanos_dump(
+        v,
+        DumpOptions {
+            parent_links: false,
+            limit: 1 << 20,
+        },
+    )
+    .split('\n')
+    .map(str::trim)
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 struct HashSink(Sha256);
@@ -128,26 +139,32 @@ impl Write for HashSink {
     }
 }
 
+/// Running totals of a walk: sectors used and bytes that will be hashed.
+struct Totals {
+    used: u64,
+    claimed: u64,
+}
+
 fn walk(
     fs: &mut Tfs<File>,
     path: &Path,
     dir: &BTreeMap<Vec<u8>, Entry>,
     prefix: &str,
     out: &mut BTreeMap<String, FileInfo>,
-    used: &mut u64,
+    totals: &mut Totals,
 ) -> Result<(), InspectError> {
     for (name, entry) in dir {
         let p = format!("{prefix}/{}", String::from_utf8_lossy(name));
         let info = match entry {
             Entry::Dir(d) => {
-                walk(fs, path, d, &p, out, used)?;
+                walk(fs, path, d, &p, out, totals)?;
                 FileInfo::Dir
             }
             Entry::Symlink(t) => FileInfo::Symlink {
                 target: String::from_utf8_lossy(t).into_owned(),
             },
             Entry::Other(_) => FileInfo::Other,
-            Entry::File(f) => file_info(fs, path, &p, f, used)?,
+            Entry::File(f) => file_info(fs, path, &p, f, totals)?,
         };
         out.insert(p, info);
     }
@@ -159,9 +176,12 @@ fn file_info(
     path: &Path,
     name: &str,
     f: &FileEntry,
-    used: &mut u64,
+    totals: &mut Totals,
 ) -> Result<FileInfo, InspectError> {
-    if f.len > fs.size().saturating_add(MAX_FILE_BEYOND_VOLUME) {
+    totals.claimed = totals.claimed.saturating_add(f.len);
+    if f.len > fs.size().saturating_add(MAX_FILE_BEYOND_VOLUME)
+        || totals.claimed > fs.size().saturating_add(MAX_TOTAL_BEYOND_VOLUME)
+    {
         return Err(InspectError::Implausible {
             path: path.to_path_buf(),
             file: name.to_string(),
@@ -169,7 +189,8 @@ fn file_info(
         });
     }
     for x in &f.extents {
-        *used = (*used).max((x.start + x.allocated.max(x.length)) * SECTOR);
+        let end = x.start.saturating_add(x.allocated.max(x.length));
+        totals.used = totals.used.max(end.saturating_mul(SECTOR));
     }
     let mut sink = HashSink(Sha256::new());
     fs.copy_file(f, &mut sink)
@@ -199,13 +220,16 @@ fn fs_report(
     let tree = fs.tree().map_err(read)?;
     let root: Tuple = fs.root().clone();
     let mut files = BTreeMap::new();
-    let mut used = fs
-        .log_extensions()
-        .iter()
-        .map(|(s, n)| (s + n) * SECTOR)
-        .max()
-        .unwrap_or(0);
-    walk(&mut fs, path, &tree, "", &mut files, &mut used)?;
+    let mut totals = Totals {
+        used: fs
+            .log_extensions()
+            .iter()
+            .map(|(s, n)| s.saturating_add(*n).saturating_mul(SECTOR))
+            .max()
+            .unwrap_or(0),
+        claimed: 0,
+    };
+    walk(&mut fs, path, &tree, "", &mut files, &mut totals)?;
     Ok(FsReport {
         offset: p.offset,
         size: p.size,
@@ -218,9 +242,15 @@ fn fs_report(
             .filter(|(k, _)| k.as_slice() != b"children")
             .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), one_line(v)))
             .collect(),
-        metadata: nanos_dump(&Value::Tuple(root), DumpOptions { parent_links: true }),
+        metadata: nanos_dump(
+            &Value::Tuple(root),
+            DumpOptions {
+                parent_links: true,
+                limit: METADATA_LIMIT,
+            },
+        ),
         files,
-        used_bytes: used,
+        used_bytes: totals.used,
     })
 }
 

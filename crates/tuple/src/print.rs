@@ -15,7 +15,13 @@ pub struct DumpOptions {
     /// every tuple with `children` reached through `children`). It always prints as
     /// `<visited>`, since it points at the parent being printed. `dump` shows these.
     pub parent_links: bool,
+    /// Stop after about this many bytes and end with `…(truncated)`; 0 means no limit. The
+    /// indentation makes the output grow with depth × key width, so a small hostile value
+    /// can print gigabytes.
+    pub limit: usize,
 }
+
+const TRUNCATED: &str = "…(truncated)";
 
 /// `value` as Nanos's `dump` prints it (without a trailing newline).
 pub fn nanos_dump(value: &Value, options: DumpOptions) -> String {
@@ -25,6 +31,14 @@ pub fn nanos_dump(value: &Value, options: DumpOptions) -> String {
         options,
     };
     p.value(value, 0, options.parent_links);
+    if p.full() {
+        let mut cut = options.limit;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str(TRUNCATED);
+    }
     out
 }
 
@@ -34,6 +48,11 @@ struct Printer<'a> {
 }
 
 impl Printer<'_> {
+    /// Whether the output has reached the limit (nothing more is printed then).
+    fn full(&self) -> bool {
+        self.options.limit != 0 && self.out.len() >= self.options.limit
+    }
+
     fn column(&self) -> usize {
         self.out.len() - self.out.rfind('\n').map_or(0, |i| i + 1)
     }
@@ -44,11 +63,17 @@ impl Printer<'_> {
     }
 
     fn value(&mut self, v: &Value, indent: usize, is_dir: bool) {
+        if self.full() {
+            return;
+        }
         match v {
             Value::Tuple(t) => self.tuple(t, indent, is_dir),
             Value::Vector(items) => {
                 self.out.push('[');
                 for (i, item) in items.iter().enumerate() {
+                    if self.full() {
+                        return;
+                    }
                     if i > 0 {
                         self.out.push('\n');
                         self.out.push_str(&" ".repeat(indent + 1));
@@ -80,6 +105,9 @@ impl Printer<'_> {
         entries.sort_by(|a, b| a.0.cmp(b.0));
         let walks_children = self.options.parent_links && is_dir;
         for (i, (k, v)) in entries.into_iter().enumerate() {
+            if self.full() {
+                return;
+            }
             if i > 0 {
                 self.out.push('\n');
                 self.out.push_str(&" ".repeat(indent));
@@ -103,6 +131,9 @@ impl Printer<'_> {
         self.out.push('(');
         let indent = indent + 1;
         for (i, (k, v)) in t.iter().enumerate() {
+            if self.full() {
+                return;
+            }
             if i > 0 {
                 self.out.push('\n');
                 self.out.push_str(&" ".repeat(indent));
@@ -124,6 +155,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_limit_bounds_the_output() {
+        // Deep nesting under a long key: the indentation alone would be quadratic.
+        let key = vec![b'k'; 200];
+        let mut v = Value::Tuple(Tuple::new());
+        for _ in 0..500 {
+            let mut t = Tuple::new();
+            t.insert(key.clone(), v);
+            t.insert(b"z".to_vec(), Value::string("x"));
+            v = Value::Tuple(t);
+        }
+        let out = nanos_dump(
+            &v,
+            DumpOptions {
+                parent_links: false,
+                limit: 10_000,
+            },
+        );
+        assert!(out.len() <= 10_000 + TRUNCATED.len(), "{}", out.len());
+        assert!(out.ends_with(TRUNCATED));
+        let small = nanos_dump(
+            &Value::string("abc"),
+            DumpOptions {
+                parent_links: false,
+                limit: 10,
+            },
+        );
+        assert_eq!(small, "abc");
+    }
+
+    #[test]
     fn prints_like_dump() {
         let mut env = Tuple::new();
         env.insert(b"RUST_LOG".to_vec(), Value::string("debug"));
@@ -139,7 +200,13 @@ mod tests {
         );
         root.insert(b"children".to_vec(), Value::Tuple(children));
         root.insert(b"environment".to_vec(), Value::Tuple(env));
-        let text = nanos_dump(&Value::Tuple(root), DumpOptions { parent_links: true });
+        let text = nanos_dump(
+            &Value::Tuple(root),
+            DumpOptions {
+                parent_links: true,
+                limit: 0,
+            },
+        );
         assert_eq!(
             text,
             "(..:<visited>\n arguments:[prog\n            two words]\n children:(workspace:(..:<visited>\n                      children:()))\n environment:(RUST_BACKTRACE:1\n              RUST_LOG:debug))"
