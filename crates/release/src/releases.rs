@@ -42,8 +42,11 @@ pub enum FetchError {
         pin: String,
         lock: String,
     },
-    #[error(transparent)]
-    Download(#[from] DownloadError),
+    #[error("{source}; to build without the network use --kernel-dir DIR, a reachable --mirror URL, or `nanoimg kernel fetch {version}` beforehand")]
+    Download {
+        version: String,
+        source: DownloadError,
+    },
     #[error("{url} does not hold an MD5 checksum")]
     BadMd5File { url: String },
     #[error("checksum mismatch for {url}: the published .md5 says {published}, the download has {actual}; nothing was cached")]
@@ -254,7 +257,11 @@ impl Releases {
             None => (pin.url.clone(), pin.md5_url.clone()),
         };
         let tmp = self.cache.tmp().map_err(cache_err(self.cache.root()))?;
-        let http = client(&self.options.http, &url)?;
+        let unreachable = |source| FetchError::Download {
+            version: version.to_string(),
+            source,
+        };
+        let http = client(&self.options.http, &url).map_err(unreachable)?;
         let mut tarball = tempfile::Builder::new()
             .prefix("download-")
             .tempfile_in(&tmp)
@@ -265,8 +272,9 @@ impl Releases {
             tarball.as_file_mut(),
             MAX_TARBALL,
             &self.options.http,
-        )?;
-        let md5_text = fetch_text(&http, &md5_url, &self.options.http)?;
+        )
+        .map_err(unreachable)?;
+        let md5_text = fetch_text(&http, &md5_url, &self.options.http).map_err(unreachable)?;
         let published = md5_text
             .split_whitespace()
             .next()
