@@ -59,6 +59,19 @@ pub fn cache() -> Result<Cache, BuildError> {
     Cache::from_env().ok_or(BuildError::NoCache)
 }
 
+/// The Nanos version a build uses: `--nanos-version`, else the config's `NanosVersion`, else
+/// the newest pin — except that a `--kernel-dir` folder has no known version ("").
+fn nanos_version(options: &KernelOptions, config: &Config) -> String {
+    options
+        .nanos_version
+        .clone()
+        .or_else(|| config.nanos_version.clone())
+        .unwrap_or_else(|| match options.kernel_dir {
+            Some(_) => String::new(),
+            None => nanoimg_release::default_pin().version,
+        })
+}
+
 /// Finds the kernel folder for a build: `--kernel-dir`, or a pinned release from the cache or
 /// the network. Records what was used in `lock`; says on stderr when a download's SHA-256 is
 /// trusted on first use.
@@ -72,11 +85,7 @@ pub fn kernel(
         nanoimg_release::lock_kernel_dir(&k, lock, options.release.locked)?;
         return Ok(k);
     }
-    let version = options
-        .nanos_version
-        .clone()
-        .or_else(|| config.nanos_version.clone())
-        .unwrap_or_else(|| nanoimg_release::default_pin().version);
+    let version = nanos_version(options, config);
     let releases = Releases::new(cache()?, options.release.clone());
     let fetched = releases.get(&version, lock)?;
     if fetched.trusted_on_first_use {
@@ -364,20 +373,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut lock = Lock::load(&lock_file)?;
     let locked_before = lock.clone();
     let kernel_dir = kernel(&options.kernel, &config, &mut lock)?;
-    let nanos_version = match &options.kernel.kernel_dir {
-        Some(_) => options
-            .kernel
-            .nanos_version
-            .clone()
-            .or_else(|| config.nanos_version.clone())
-            .unwrap_or_default(),
-        None => options
-            .kernel
-            .nanos_version
-            .clone()
-            .or_else(|| config.nanos_version.clone())
-            .unwrap_or_else(|| nanoimg_release::default_pin().version),
-    };
+    let nanos_version = nanos_version(&options.kernel, &config);
     let cwd = std::env::current_dir().map_err(|source| BuildError::Output {
         dir: PathBuf::from("."),
         source,

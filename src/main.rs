@@ -321,7 +321,7 @@ fn main() -> ExitCode {
                 eprintln!("nanoimg: {note}");
             }
             println!("Volume size: {} bytes", r.size);
-            println!("UUID: {}", uuid_text(&r.uuid));
+            println!("UUID: {}", nanoimg::tfs::format_uuid(&r.uuid));
             println!("SHA-256: {}", r.sha256);
             println!("BLAKE3: {}", r.blake3);
             println!("Volume file:{}", nanoimg::display_path(&r.output).display());
@@ -354,18 +354,6 @@ fn volume_path(s: &str) -> Result<(String, String), String> {
 
 fn uuid(s: &str) -> Result<[u8; 16], String> {
     nanoimg::parse_uuid(s).ok_or_else(|| format!("{s:?} is not a UUID (8-4-4-4-12 hex digits)"))
-}
-
-fn uuid_text(u: &[u8; 16]) -> String {
-    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 fn build(
@@ -403,8 +391,8 @@ fn build(
             "sha256": report.sha256,
             "blake3": report.blake3,
             "filesystems": {
-                "boot": {"uuid": uuid_text(&report.boot_uuid)},
-                "root": {"uuid": uuid_text(&report.root_uuid)},
+                "boot": {"uuid": nanoimg::tfs::format_uuid(&report.boot_uuid)},
+                "root": {"uuid": nanoimg::tfs::format_uuid(&report.root_uuid)},
             },
             "nanos": {
                 "version": report.nanos_version,

@@ -25,7 +25,7 @@ mod tree;
 mod write;
 
 pub use error::{ReadError, TreeError, WriteError};
-pub use read::{Entry, Extent, FileEntry, Tfs};
+pub use read::{format_uuid, Entry, Extent, FileEntry, Tfs};
 pub use tree::{Dir, FileSource, Node};
 pub use write::{plan, PlannedVolume, VolumeSpec, WrittenFile, WrittenVolume};
 

@@ -329,7 +329,7 @@ impl<R: Read + Seek> Tfs<R> {
 }
 
 /// Formats a UUID as Nanos does: bytes in order, no swapping.
-pub(crate) fn format_uuid(u: &[u8; 16]) -> String {
+pub fn format_uuid(u: &[u8; 16]) -> String {
     let h: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",
