@@ -1,0 +1,494 @@
+//! Writes an image file front to back, hashing it while the bytes go by.
+//!
+//! An [`ImageWriter`] is the only way nanoimg puts bytes in an image or volume file. Its
+//! caller hands it the image in offset order — metadata as byte slices, runs of zeros as
+//! lengths, file contents as host paths — and it
+//!
+//! * gathers them into buffers of [`CHUNK`] bytes that end on `CHUNK`-aligned image offsets,
+//!   and writes each buffer with one positioned write (two or more when it holds zeros);
+//! * leaves holes instead of writing zeros: runs of zeros given as lengths are never written,
+//!   and neither is any [`HOLE_BLOCK`]-aligned block of a buffer that is all zeros, so free
+//!   space and the sparse parts of files cost no disk space and no write;
+//! * passes every full buffer, without copying it, to worker threads that compute the
+//!   SHA-256 and BLAKE3 of the whole image (feeding them zeros for the holes) and, if asked,
+//!   the SHA-256 of every file written through it — so hashing overlaps reading and writing,
+//!   and nothing is read back;
+//! * holds at most [`BUFFERS`] buffers: when the hashers fall behind, the writer waits for
+//!   one to come back. Memory is bounded by `BUFFERS × CHUNK` whatever the file sizes.
+//!
+//! File data is read straight into the buffer that is then written, so each byte is copied
+//! once from the page cache into user space and once back, as `cat` would; nothing else
+//! touches it but the hashers, which read the shared buffer.
+//!
+//! The writer never goes backwards: what it is given is the image, in order. It starts at
+//! offset 0 of a new, empty file and [`ImageWriter::finish`] sets the file's length to the
+//! end of what it was given.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use sha2::{Digest, Sha256};
+
+/// Size of a write buffer. Buffers end on multiples of this in the image, so writes are
+/// aligned to it except next to holes.
+pub const CHUNK: usize = 2 << 20;
+/// Most buffers alive at once (being filled, being written, or waiting for the hashers).
+pub const BUFFERS: usize = 8;
+/// A block of zeros this size, aligned to it in the image, is left as a hole (the usual
+/// filesystem block size).
+pub const HOLE_BLOCK: usize = 4096;
+
+/// Zeros fed to the hashers for holes.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// What the hashers computed, from [`ImageWriter::finish`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digests {
+    /// SHA-256 of the whole image.
+    pub sha256: [u8; 32],
+    /// BLAKE3 of the whole image.
+    pub blake3: [u8; 32],
+    /// SHA-256 of every file written with [`ImageWriter::file_bytes`] or
+    /// [`ImageWriter::copy_file`], in that order; empty unless file digests were asked for.
+    pub files: Vec<[u8; 32]>,
+}
+
+/// Why a file could not be copied into the image.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The source could not be opened or read.
+    #[error("cannot read it: {0}")]
+    Read(io::Error),
+    /// The source is not `expected` bytes long any more.
+    #[error("it changed while the image was written (expected {expected} bytes)")]
+    Changed { expected: u64 },
+    /// The image could not be written.
+    #[error("cannot write the image: {0}")]
+    Write(io::Error),
+}
+
+/// A buffer on its way through the hashers. When the last one drops it, the memory goes back
+/// to the writer's pool.
+struct Block {
+    data: Vec<u8>,
+    pool: Sender<Vec<u8>>,
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // The writer may be gone (error path); then the memory is simply freed.
+        let _ = self.pool.send(std::mem::take(&mut self.data));
+    }
+}
+
+/// To the image hashers: the next bytes of the image.
+enum ImageMsg {
+    /// The first `n` bytes of the block.
+    Data(Arc<Block>, usize),
+    /// This many zeros (a hole).
+    Zeros(u64),
+}
+
+/// To the file hasher.
+enum FileMsg {
+    /// More bytes of the current file.
+    Data(Arc<Block>, Range<usize>),
+    /// The current file is complete.
+    End,
+}
+
+/// A file-hashing event recorded against the buffer being filled, sent when it is full.
+enum Pending {
+    Data(Range<usize>),
+    End,
+}
+
+struct Worker<T> {
+    tx: SyncSender<T>,
+    handle: JoinHandle<[u8; 32]>,
+}
+
+struct FileWorker {
+    tx: SyncSender<FileMsg>,
+    handle: JoinHandle<Vec<[u8; 32]>>,
+    pending: Vec<Pending>,
+}
+
+/// Writes an image in offset order; see the crate documentation.
+pub struct ImageWriter<'f> {
+    out: &'f File,
+    /// The buffer being filled; `buf[..fill]` holds image bytes from `buf_start`.
+    buf: Vec<u8>,
+    buf_start: u64,
+    fill: usize,
+    /// How much of `buf` this round may use, so that it ends `CHUNK`-aligned.
+    cap: usize,
+    pool_tx: Sender<Vec<u8>>,
+    pool_rx: Receiver<Vec<u8>>,
+    allocated: usize,
+    sha256: Worker<ImageMsg>,
+    blake3: Worker<ImageMsg>,
+    files: Option<FileWorker>,
+}
+
+fn cap_for(offset: u64) -> usize {
+    CHUNK - (offset % CHUNK as u64) as usize
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("a hashing thread stopped")
+}
+
+fn spawn_image_hasher<H: Send + 'static>(
+    name: &str,
+    mut hasher: H,
+    update: fn(&mut H, &[u8]),
+    finish: fn(H) -> [u8; 32],
+) -> io::Result<Worker<ImageMsg>> {
+    let (tx, rx) = mpsc::sync_channel::<ImageMsg>(BUFFERS);
+    let handle = thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            for msg in rx {
+                match msg {
+                    ImageMsg::Data(block, n) => update(&mut hasher, &block.data[..n]),
+                    ImageMsg::Zeros(mut n) => {
+                        while n > 0 {
+                            let k = n.min(ZEROS.len() as u64) as usize;
+                            update(&mut hasher, &ZEROS[..k]);
+                            n -= k as u64;
+                        }
+                    }
+                }
+            }
+            finish(hasher)
+        })?;
+    Ok(Worker { tx, handle })
+}
+
+fn spawn_file_hasher() -> io::Result<FileWorker> {
+    let (tx, rx) = mpsc::sync_channel::<FileMsg>(BUFFERS * 64);
+    let handle = thread::Builder::new()
+        .name("nanoimg-file-sha256".to_owned())
+        .spawn(move || {
+            let mut digests = Vec::new();
+            let mut h = Sha256::new();
+            for msg in rx {
+                match msg {
+                    FileMsg::Data(block, range) => h.update(&block.data[range]),
+                    FileMsg::End => digests.push(h.finalize_reset().into()),
+                }
+            }
+            digests
+        })?;
+    Ok(FileWorker {
+        tx,
+        handle,
+        pending: Vec::new(),
+    })
+}
+
+impl<'f> ImageWriter<'f> {
+    /// A writer for `out`, a new empty file, starting at its offset 0. With `file_digests`,
+    /// the SHA-256 of every file written through it is computed as well.
+    pub fn new(out: &'f File, file_digests: bool) -> io::Result<ImageWriter<'f>> {
+        let (pool_tx, pool_rx) = mpsc::channel();
+        let sha256 = spawn_image_hasher(
+            "nanoimg-sha256",
+            Sha256::new(),
+            |h, b| h.update(b),
+            |h| h.finalize().into(),
+        )?;
+        let blake3 = spawn_image_hasher(
+            "nanoimg-blake3",
+            blake3::Hasher::new(),
+            |h, b| {
+                h.update(b);
+            },
+            |h| *h.finalize().as_bytes(),
+        )?;
+        let files = if file_digests {
+            Some(spawn_file_hasher()?)
+        } else {
+            None
+        };
+        Ok(ImageWriter {
+            out,
+            buf: vec![0; CHUNK],
+            buf_start: 0,
+            fill: 0,
+            cap: CHUNK,
+            pool_tx,
+            pool_rx,
+            allocated: 1,
+            sha256,
+            blake3,
+            files,
+        })
+    }
+
+    /// Bytes of the image given so far: the offset the next byte goes to.
+    pub fn position(&self) -> u64 {
+        self.buf_start + self.fill as u64
+    }
+
+    /// Appends image bytes (metadata, boot code...).
+    pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(self.cap - self.fill);
+            self.buf[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
+            self.fill += n;
+            bytes = &bytes[n..];
+            self.flush_if_full()?;
+        }
+        Ok(())
+    }
+
+    /// Appends `n` zero bytes. Whole buffers of them become a hole without being written or
+    /// even set in memory.
+    pub fn zeros(&mut self, mut n: u64) -> io::Result<()> {
+        while n > 0 {
+            let room = (self.cap - self.fill) as u64;
+            if self.fill == 0 && n >= room {
+                // Skip to the last CHUNK boundary within reach.
+                let k = room + (n - room) / CHUNK as u64 * CHUNK as u64;
+                self.send_image(|| ImageMsg::Zeros(k))?;
+                self.buf_start += k;
+                self.cap = cap_for(self.buf_start);
+                n -= k;
+            } else {
+                let k = n.min(room) as usize;
+                self.buf[self.fill..self.fill + k].fill(0);
+                self.fill += k;
+                n -= k as u64;
+                self.flush_if_full()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends zeros up to image offset `offset`. Going backwards is an error.
+    pub fn pad_to(&mut self, offset: u64) -> io::Result<()> {
+        let at = self.position();
+        if offset < at {
+            return Err(io::Error::other(format!(
+                "internal error: asked to write at byte {offset} after byte {at}"
+            )));
+        }
+        self.zeros(offset - at)
+    }
+
+    /// Appends a whole file given as bytes (a generated file).
+    pub fn file_bytes(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(self.cap - self.fill);
+            self.buf[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
+            self.note_file_data(self.fill..self.fill + n);
+            self.fill += n;
+            bytes = &bytes[n..];
+            self.flush_if_full()?;
+        }
+        self.note_file_end();
+        Ok(())
+    }
+
+    /// Appends exactly `len` bytes read from the host file at `path`, reading it straight
+    /// into the write buffers. A file that is now shorter or longer is an error.
+    pub fn copy_file(&mut self, path: &Path, len: u64) -> Result<(), CopyError> {
+        let mut file = File::open(path).map_err(CopyError::Read)?;
+        let mut left = len;
+        while left > 0 {
+            let room = (left.min((self.cap - self.fill) as u64)) as usize;
+            let n = match file.read(&mut self.buf[self.fill..self.fill + room]) {
+                Ok(0) => return Err(CopyError::Changed { expected: len }),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CopyError::Read(e)),
+            };
+            self.note_file_data(self.fill..self.fill + n);
+            self.fill += n;
+            left -= n as u64;
+            self.flush_if_full().map_err(CopyError::Write)?;
+        }
+        let mut probe = [0u8; 1];
+        loop {
+            match file.read(&mut probe) {
+                Ok(0) => break,
+                Ok(_) => return Err(CopyError::Changed { expected: len }),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CopyError::Read(e)),
+            }
+        }
+        self.note_file_end();
+        Ok(())
+    }
+
+    /// Writes what is buffered, sets the file's length to [`position`](Self::position) and
+    /// returns the digests. The file is not synced.
+    pub fn finish(mut self) -> io::Result<Digests> {
+        self.flush()?;
+        self.out.set_len(self.position())?;
+        let ImageWriter {
+            sha256,
+            blake3,
+            files,
+            ..
+        } = self;
+        let join = |w: Worker<ImageMsg>| {
+            drop(w.tx);
+            w.handle.join().map_err(|_| stopped())
+        };
+        let sha256 = join(sha256)?;
+        let blake3 = join(blake3)?;
+        let files = match files {
+            Some(w) => {
+                drop(w.tx);
+                w.handle.join().map_err(|_| stopped())?
+            }
+            None => Vec::new(),
+        };
+        Ok(Digests {
+            sha256,
+            blake3,
+            files,
+        })
+    }
+
+    fn note_file_data(&mut self, range: Range<usize>) {
+        if let Some(w) = &mut self.files {
+            if !range.is_empty() {
+                w.pending.push(Pending::Data(range));
+            }
+        }
+    }
+
+    fn note_file_end(&mut self) {
+        if let Some(w) = &mut self.files {
+            w.pending.push(Pending::End);
+        }
+    }
+
+    fn send_image(&self, msg: impl Fn() -> ImageMsg) -> io::Result<()> {
+        self.sha256.tx.send(msg()).map_err(|_| stopped())?;
+        self.blake3.tx.send(msg()).map_err(|_| stopped())
+    }
+
+    fn flush_if_full(&mut self) -> io::Result<()> {
+        if self.fill == self.cap {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer (skipping all-zero blocks), hands it to the hashers and takes a
+    /// fresh one.
+    fn flush(&mut self) -> io::Result<()> {
+        let files_pending = self.files.as_ref().is_some_and(|w| !w.pending.is_empty());
+        if self.fill == 0 && !files_pending {
+            return Ok(());
+        }
+        write_skipping_zeros(self.out, &self.buf[..self.fill], self.buf_start)?;
+        let fresh = self.next_buffer();
+        let block = Arc::new(Block {
+            data: std::mem::replace(&mut self.buf, fresh),
+            pool: self.pool_tx.clone(),
+        });
+        let n = self.fill;
+        if n > 0 {
+            self.send_image(|| ImageMsg::Data(block.clone(), n))?;
+        }
+        if let Some(w) = &mut self.files {
+            for p in w.pending.drain(..) {
+                let msg = match p {
+                    Pending::Data(r) => FileMsg::Data(block.clone(), r),
+                    Pending::End => FileMsg::End,
+                };
+                w.tx.send(msg).map_err(|_| stopped())?;
+            }
+        }
+        self.buf_start += n as u64;
+        self.fill = 0;
+        self.cap = cap_for(self.buf_start);
+        Ok(())
+    }
+
+    /// A free buffer: a new one while fewer than [`BUFFERS`] exist, else the next one the
+    /// hashers give back.
+    fn next_buffer(&mut self) -> Vec<u8> {
+        if let Ok(b) = self.pool_rx.try_recv() {
+            return b;
+        }
+        if self.allocated < BUFFERS {
+            self.allocated += 1;
+            return vec![0; CHUNK];
+        }
+        // Blocks return when the hashers drop them; the writer holds a sender, so this only
+        // fails if that invariant is broken, and then a new buffer is the safe answer.
+        self.pool_rx.recv().unwrap_or_else(|_| vec![0; CHUNK])
+    }
+}
+
+/// True if every byte of `block` is zero (written so that it vectorises).
+fn all_zero(block: &[u8]) -> bool {
+    let mut chunks = block.chunks_exact(64);
+    let whole = chunks
+        .by_ref()
+        .all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0);
+    whole && chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// Writes `data` at `offset`, leaving out the [`HOLE_BLOCK`]-aligned blocks that are all
+/// zeros.
+fn write_skipping_zeros(out: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    let mut run_start: Option<usize> = None;
+    let mut i = 0;
+    while i < data.len() {
+        // Blocks are aligned in the image, so the first may be short.
+        let to_boundary = HOLE_BLOCK - ((offset + i as u64) % HOLE_BLOCK as u64) as usize;
+        let end = (i + to_boundary).min(data.len());
+        let block = &data[i..end];
+        let zero = block.len() == HOLE_BLOCK && all_zero(block);
+        match (zero, run_start) {
+            (true, Some(s)) => {
+                out.write_all_at(&data[s..i], offset + s as u64)?;
+                run_start = None;
+            }
+            (false, None) => run_start = Some(i),
+            _ => {}
+        }
+        i = end;
+    }
+    if let Some(s) = run_start {
+        out.write_all_at(&data[s..], offset + s as u64)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_zero_sees_a_late_byte() {
+        let mut b = vec![0u8; HOLE_BLOCK + 3];
+        assert!(all_zero(&b));
+        b[HOLE_BLOCK + 2] = 1;
+        assert!(!all_zero(&b));
+        b[HOLE_BLOCK + 2] = 0;
+        b[100] = 0x80;
+        assert!(!all_zero(&b));
+    }
+
+    #[test]
+    fn buffers_end_on_chunk_boundaries() {
+        assert_eq!(cap_for(0), CHUNK);
+        assert_eq!(cap_for(512), CHUNK - 512);
+        assert_eq!(cap_for(CHUNK as u64 * 3), CHUNK);
+    }
+}
