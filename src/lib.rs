@@ -128,6 +128,9 @@ pub struct BuildOptions {
     pub seed: Option<String>,
     /// Make a BIOS+UEFI hybrid image (as the config's `Uefi`).
     pub uefi: bool,
+    /// Also compute the SHA-256 of every file in the image for [`BuildReport::files`] (one
+    /// more hash of all the data, on its own thread; `--json` asks for it).
+    pub file_digests: bool,
 }
 
 /// Parses a UUID written as Nanos prints it (`8-4-4-4-12` hex, bytes in order).
@@ -227,7 +230,8 @@ pub struct BuildReport {
     pub root_uuid: [u8; 16],
     /// The Nanos version ("" when unknown) and the SHA-256 of the kernel and boot.img used.
     pub nanos_version: String,
-    pub kernel_sha256: String,
+    /// The kernel's SHA-256 is known when [`BuildOptions::file_digests`] asked for them.
+    pub kernel_sha256: Option<String>,
     pub boot_img_sha256: String,
     /// Every regular file in the image.
     pub files: Vec<ImageFile>,
@@ -240,7 +244,9 @@ pub struct ImageFile {
     pub filesystem: &'static str,
     pub path: String,
     pub size: u64,
-    pub sha256: String,
+    /// Its SHA-256, when [`BuildOptions::file_digests`] asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// The host file it came from, or `None` for files nanoimg generates.
     pub source: Option<PathBuf>,
 }
@@ -249,50 +255,26 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SHA-256 and BLAKE3 of a file, in one pass.
-fn image_hashes(file: &mut std::fs::File) -> std::io::Result<(String, String)> {
-    use sha2::Digest;
-    use std::io::{Read, Seek};
-    file.rewind()?;
-    let mut sha = sha2::Sha256::new();
-    let mut b3 = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok((hex(&sha.finalize()), b3.finalize().to_hex().to_string()));
-        }
-        sha.update(&buf[..n]);
-        b3.update(&buf[..n]);
-    }
-}
-
-/// Pairs what was written with where it came from.
+/// Pairs what was written with where it came from (both lists are in the canonical order of
+/// [`nanoimg_tfs::Dir::files`]) and with its digest, if computed.
 fn image_files(
     filesystem: &'static str,
     tree: &nanoimg_tfs::Dir,
     written: &nanoimg_tfs::WrittenVolume,
+    digests: &mut impl Iterator<Item = [u8; 32]>,
 ) -> Vec<ImageFile> {
-    let sources: std::collections::BTreeMap<Vec<u8>, Option<PathBuf>> = tree
-        .files()
+    tree.files()
         .into_iter()
-        .map(|(path, src)| {
-            let host = match src {
-                nanoimg_tfs::FileSource::Host { path, .. } => Some(path.clone()),
-                nanoimg_tfs::FileSource::Bytes(_) => None,
-            };
-            (path, host)
-        })
-        .collect();
-    written
-        .files
-        .iter()
-        .map(|f| ImageFile {
+        .zip(&written.files)
+        .map(|((_, src), f)| ImageFile {
             filesystem,
             path: String::from_utf8_lossy(&f.path).into_owned(),
             size: f.len,
-            sha256: hex(&f.sha256),
-            source: sources.get(&f.path).cloned().flatten(),
+            sha256: digests.next().map(|d| hex(&d)),
+            source: match src {
+                nanoimg_tfs::FileSource::Host { path, .. } => Some(path.clone()),
+                nanoimg_tfs::FileSource::Bytes(_) => None,
+            },
         })
         .collect()
 }
@@ -448,7 +430,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut temp = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix(".nanoimg-")
         .suffix(".tmp")
         .tempfile_in(&dir)
@@ -456,12 +438,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             dir: dir.clone(),
             source,
         })?;
-    let written = nanoimg_disk::write_image(temp.as_file_mut(), &spec).map_err(disk_err)?;
-    let (sha256, blake3) =
-        image_hashes(temp.as_file_mut()).map_err(|source| BuildError::Persist {
-            path: output.clone(),
-            source,
-        })?;
+    let written =
+        nanoimg_disk::write_image(temp.as_file(), &spec, options.file_digests).map_err(disk_err)?;
     temp.as_file()
         .sync_all()
         .map_err(|source| BuildError::Persist {
@@ -476,16 +454,18 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     if lock != locked_before {
         lock.save(&lock_file)?;
     }
-    let mut files = image_files("boot", &plan.boot, &written.boot_fs);
-    files.extend(image_files("root", &plan.root, &written.root_fs));
-    let file_sha = |fs: &'static str, path: &str| {
-        files
-            .iter()
-            .find(|f| f.filesystem == fs && f.path == path)
-            .map(|f| f.sha256.clone())
-            .unwrap_or_default()
-    };
-    let kernel_sha256 = file_sha("boot", "/kernel");
+    let mut digests = written.digests.files.iter().copied();
+    let mut files = image_files("boot", &plan.boot, &written.boot_fs, &mut digests);
+    files.extend(image_files(
+        "root",
+        &plan.root,
+        &written.root_fs,
+        &mut digests,
+    ));
+    let kernel_sha256 = files
+        .iter()
+        .find(|f| f.filesystem == "boot" && f.path == "/kernel")
+        .and_then(|f| f.sha256.clone());
     let boot_img_sha256 = {
         use sha2::Digest;
         hex(&sha2::Sha256::digest(boot_image.bytes()))
@@ -494,8 +474,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         output,
         layout: written.layout,
         size: written.layout.size,
-        sha256,
-        blake3,
+        sha256: hex(&written.digests.sha256),
+        blake3: hex(&written.digests.blake3),
         boot_uuid: written.boot_fs.uuid,
         root_uuid: written.root_fs.uuid,
         nanos_version,
@@ -555,25 +535,25 @@ pub fn create_volume(
         dir: dir.clone(),
         source,
     };
-    let mut temp = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix(".nanoimg-")
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(out_err)?;
-    let written = planned
-        .write(temp.as_file_mut(), 0)
-        .map_err(|source| BuildError::Volume {
-            what: "volume",
-            source,
-        })?;
+    let (written, digests) =
+        planned
+            .write_file(temp.as_file(), total, false)
+            .map_err(|source| BuildError::Volume {
+                what: "volume",
+                source,
+            })?;
     let persist = |source| BuildError::Persist {
         path: output.to_path_buf(),
         source,
     };
-    temp.as_file().set_len(total).map_err(persist)?;
-    let (sha256, blake3) = image_hashes(temp.as_file_mut()).map_err(persist)?;
     temp.as_file().sync_all().map_err(persist)?;
     temp.persist(output).map_err(|e| persist(e.error))?;
+    let (sha256, blake3) = (hex(&digests.sha256), hex(&digests.blake3));
     Ok(VolumeReport {
         output: output.to_path_buf(),
         size: total,

@@ -284,6 +284,7 @@ fn main() -> ExitCode {
                 uuid,
                 seed,
                 uefi,
+                file_digests: json,
             },
             verbose,
             json,

@@ -149,7 +149,7 @@ fn a_tree_of_5000_files_builds_and_reads_back() {
     let boot_image = BootImage::parse(common::fake_boot_img(94), "boot.img".as_ref()).unwrap();
     let out = dir.path().join("many.img");
     write_image(
-        &mut File::create(&out).unwrap(),
+        &File::create(&out).unwrap(),
         &ImageSpec {
             boot_image: &boot_image,
             boot_fs: &boot_fs,
@@ -158,6 +158,7 @@ fn a_tree_of_5000_files_builds_and_reads_back() {
             min_image_size: 0,
             uefi_loader: None,
         },
+        false,
     )
     .unwrap();
 

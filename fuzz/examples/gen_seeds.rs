@@ -150,11 +150,11 @@ fn written_volume(root: &Dir, manifest: &Tuple, label: &[u8]) -> Vec<u8> {
         manifest,
     })
     .expect("plan");
-    let mut out = Cursor::new(Vec::new());
-    planned.write(&mut out, 0).expect("write");
-    let mut v = out.into_inner();
-    v.resize(planned.size() as usize, 0);
-    v
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("volume");
+    let file = std::fs::File::create_new(&path).expect("create");
+    planned.write_file(&file, 0, false).expect("write");
+    std::fs::read(&path).expect("read back")
 }
 
 /// Moves every extent of the tree under `children` down by `shift` sectors.

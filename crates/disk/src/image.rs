@@ -1,7 +1,8 @@
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use nanoimg_stream::{Digests, ImageWriter};
 use nanoimg_tfs::{PlannedVolume, ReadError, Tfs, WriteError, WrittenVolume};
 
 use crate::boot_image::BootImage;
@@ -121,12 +122,31 @@ pub struct WrittenImage {
     pub layout: ImageLayout,
     pub boot_fs: WrittenVolume,
     pub root_fs: WrittenVolume,
+    /// SHA-256 and BLAKE3 of the image; with file digests, those of the boot filesystem's
+    /// files followed by the root filesystem's, in write order.
+    pub digests: Digests,
 }
 
-/// Writes a bootable BIOS image to `out`, which must be a new, empty file: regions nanoimg
-/// does not write (the klog gap, free space) are left as holes that read as zeros.
-pub fn write_image(out: &mut File, spec: &ImageSpec) -> Result<WrittenImage, DiskError> {
+/// Writes a bootable image (BIOS, or UEFI hybrid when the spec has a loader) to `out`, which
+/// must be a new, empty file, front to back through an [`ImageWriter`]: regions that hold
+/// only zeros (the klog gap, free space) are left as holes, and the image's SHA-256 and
+/// BLAKE3 — and with `file_digests` every file's SHA-256 — are computed on the way.
+pub fn write_image(
+    out: &File,
+    spec: &ImageSpec,
+    file_digests: bool,
+) -> Result<WrittenImage, DiskError> {
     let layout = ImageLayout::compute(spec)?;
+    // The ESP is built first, in memory, so that the image can be written front to back.
+    let esp = match spec.uefi_loader {
+        Some(loader) => Some(
+            crate::esp::build_esp(loader).map_err(|source| DiskError::Esp {
+                loader: loader.to_path_buf(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
     let mut mbr = spec.boot_image.bytes()[..SECTOR as usize].to_vec();
     let mut entries = vec![
         PartitionEntry::new(PARTITION_TYPE_TFS, layout.boot_fs_offset, BOOT_FS_SIZE),
@@ -147,39 +167,35 @@ pub fn write_image(out: &mut File, spec: &ImageSpec) -> Result<WrittenImage, Dis
         let at = PARTITION_TABLE + 16 * i;
         mbr[at..at + 16].copy_from_slice(&e.to_bytes());
     }
-    out.seek(SeekFrom::Start(0)).map_err(DiskError::Write)?;
-    out.write_all(&mbr).map_err(DiskError::Write)?;
-    out.write_all(&spec.boot_image.bytes()[SECTOR as usize..])
+    let mut w = ImageWriter::new(out, file_digests).map_err(DiskError::Write)?;
+    w.write(&mbr).map_err(DiskError::Write)?;
+    w.write(&spec.boot_image.bytes()[SECTOR as usize..])
         .map_err(DiskError::Write)?;
-    if let (Some(offset), Some(loader)) = (layout.esp_offset, spec.uefi_loader) {
-        crate::esp::write_esp(out, offset, loader).map_err(|source| DiskError::Esp {
-            loader: loader.to_path_buf(),
-            source,
-        })?;
+    if let (Some(offset), Some(esp)) = (layout.esp_offset, &esp) {
+        w.pad_to(offset).map_err(DiskError::Write)?;
+        esp.emit(&mut w).map_err(DiskError::Write)?;
     }
+    let volume = |what| move |source| DiskError::Volume { what, source };
+    w.pad_to(layout.boot_fs_offset).map_err(DiskError::Write)?;
     let boot_fs = spec
         .boot_fs
-        .write(out, layout.boot_fs_offset)
-        .map_err(|source| DiskError::Volume {
-            what: "boot filesystem",
-            source,
-        })?;
+        .write(&mut w)
+        .map_err(volume("boot filesystem"))?;
+    w.pad_to(layout.root_fs_offset).map_err(DiskError::Write)?;
     let root_fs = spec
         .root_fs
-        .write(out, layout.root_fs_offset)
-        .map_err(|source| DiskError::Volume {
-            what: "root filesystem",
-            source,
-        })?;
-    out.set_len(layout.size).map_err(DiskError::Write)?;
+        .write(&mut w)
+        .map_err(volume("root filesystem"))?;
+    w.pad_to(layout.size).map_err(DiskError::Write)?;
+    let digests = w.finish().map_err(DiskError::Write)?;
     Ok(WrittenImage {
         layout,
         boot_fs,
         root_fs,
+        digests,
     })
 }
 
-/// A partition of an image as read from its MBR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Partition {
     /// Index in the partition table (0..4).
@@ -390,9 +406,9 @@ mod tests {
         })
         .unwrap();
         let path = dir.path().join("x.img");
-        let mut out = File::create(&path).unwrap();
+        let out = File::create(&path).unwrap();
         let written = write_image(
-            &mut out,
+            &out,
             &ImageSpec {
                 boot_image: &boot_image,
                 boot_fs: &boot_fs,
@@ -401,6 +417,7 @@ mod tests {
                 min_image_size: 0,
                 uefi_loader: None,
             },
+            true,
         )
         .unwrap();
         let layout = written.layout;

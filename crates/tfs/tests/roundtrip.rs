@@ -7,6 +7,27 @@ use nanoimg_tfs::{plan, Dir, Entry, FileSource, Node, Tfs, VolumeSpec, SECTOR};
 use nanoimg_tuple::{Tuple, Value};
 use proptest::prelude::*;
 
+/// Writes a planned volume into a new file and returns what was written and the bytes.
+fn write_bytes(planned: &nanoimg_tfs::PlannedVolume) -> (nanoimg_tfs::WrittenVolume, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("volume");
+    let file = std::fs::File::create_new(&path).unwrap();
+    let (written, digests) = planned.write_file(&file, 0, true).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(
+        digests.sha256,
+        sha256(&bytes),
+        "the writer's SHA-256 is the file's"
+    );
+    assert_eq!(digests.files.len(), written.files.len());
+    (written, bytes)
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
 /// Writes `root` as a volume with `free` bytes after it, and opens it again.
 fn write_and_open(root: &Dir, manifest: &Tuple, label: &[u8]) -> Tfs<Cursor<Vec<u8>>> {
     let planned = plan(&VolumeSpec {
@@ -17,12 +38,11 @@ fn write_and_open(root: &Dir, manifest: &Tuple, label: &[u8]) -> Tfs<Cursor<Vec<
         manifest,
     })
     .unwrap();
-    let mut out = Cursor::new(Vec::new());
-    planned.write(&mut out, 0).unwrap();
-    let mut bytes = out.into_inner();
-    assert!(
-        bytes.len() as u64 <= planned.size(),
-        "writes stay inside the planned size"
+    let (_, mut bytes) = write_bytes(&planned);
+    assert_eq!(
+        bytes.len() as u64,
+        planned.size(),
+        "the volume is exactly its planned size"
     );
     bytes.resize(planned.size() as usize + 1024 * 1024, 0);
     let size = bytes.len() as u64;
@@ -166,9 +186,8 @@ fn the_same_tree_gives_the_same_bytes_and_uuid() {
             manifest: &manifest,
         })
         .unwrap();
-        let mut out = Cursor::new(Vec::new());
-        let written = planned.write(&mut out, 0).unwrap();
-        (written.uuid, out.into_inner())
+        let (written, bytes) = write_bytes(&planned);
+        (written.uuid, bytes)
     };
     let (u1, b1) = build();
     let (u2, b2) = build();
@@ -195,7 +214,9 @@ fn a_host_file_that_changes_is_an_error() {
     })
     .unwrap();
     std::fs::write(&p, b"123456").unwrap();
-    let err = planned.write(&mut Cursor::new(Vec::new()), 0).unwrap_err();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::fs::File::create_new(dir.path().join("volume")).unwrap();
+    let err = planned.write_file(&out, 0, false).unwrap_err();
     assert!(err.to_string().contains("changed while"), "{err}");
 }
 

@@ -74,7 +74,28 @@ impl Encoder {
         i
     }
 
-    fn symbol(&mut self, name: &[u8]) {
+    /// Starts an immediate tuple of `len` entries, for writing one piece by piece: follow it
+    /// with exactly `len` pairs of [`symbol`](Self::symbol) and a value, keys in ascending
+    /// bytewise order. The caller bounds the nesting ([`MAX_DEPTH`]).
+    pub fn begin_tuple(&mut self, len: usize) {
+        push_header(&mut self.out, true, ty::TUPLE, len as u64);
+        self.assign_index();
+    }
+
+    /// Appends a string value.
+    pub fn string(&mut self, s: &[u8]) {
+        push_header(&mut self.out, true, ty::STRING, s.len() as u64);
+        self.out.extend_from_slice(s);
+    }
+
+    /// Appends a non-negative integer value.
+    pub fn integer(&mut self, n: u64) {
+        push_header(&mut self.out, true, ty::INTEGER, 0);
+        varint::push(&mut self.out, n);
+    }
+
+    /// Appends a key (a symbol): by index if it was written before, else in full.
+    pub fn symbol(&mut self, name: &[u8]) {
         if let Some(&index) = self.symbols.get(name) {
             push_header(&mut self.out, false, ty::BUFFER, index);
         } else {
@@ -89,8 +110,7 @@ impl Encoder {
         if depth >= MAX_DEPTH {
             return Err(EncodeError::TooDeep);
         }
-        push_header(&mut self.out, true, ty::TUPLE, t.len() as u64);
-        self.assign_index();
+        self.begin_tuple(t.len());
         for (k, v) in t {
             self.symbol(k);
             self.value_at(v, depth + 1)?;
@@ -111,10 +131,7 @@ impl Encoder {
                     self.value_at(item, depth + 1)?;
                 }
             }
-            Value::String(s) => {
-                push_header(&mut self.out, true, ty::STRING, s.len() as u64);
-                self.out.extend_from_slice(s);
-            }
+            Value::String(s) => self.string(s),
             Value::Buffer(b) => {
                 if b.is_empty() || b.as_slice() == [0] {
                     return Err(EncodeError::ReservedBuffer(b.clone()));
