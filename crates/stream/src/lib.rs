@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 /// aligned to it except next to holes.
 pub const CHUNK: usize = 2 << 20;
 /// Most buffers alive at once (being filled, being written, or waiting for the hashers).
-pub const BUFFERS: usize = 8;
+pub const BUFFERS: usize = 16;
 /// A block of zeros this size, aligned to it in the image, is left as a hole (the usual
 /// filesystem block size).
 pub const HOLE_BLOCK: usize = 4096;
@@ -73,18 +73,56 @@ pub enum CopyError {
     Write(io::Error),
 }
 
-/// A buffer on its way through the hashers. When the last one drops it, the memory goes back
-/// to the writer's pool.
+/// [`CHUNK`] bytes aligned to [`HOLE_BLOCK`] in memory, as direct I/O needs: a slightly
+/// larger allocation, used from its first aligned byte (moving the `Vec` does not move that).
+struct Buf {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        let bytes = vec![0; CHUNK + HOLE_BLOCK];
+        let start = bytes.as_ptr().align_offset(HOLE_BLOCK).min(HOLE_BLOCK);
+        Buf { bytes, start }
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[self.start..self.start + CHUNK]
+    }
+
+    fn get_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + CHUNK]
+    }
+}
+
+/// A buffer on its way through the disk writer and the hashers. When the last of them drops
+/// it, the memory goes back to the pool.
 struct Block {
-    data: Vec<u8>,
-    pool: Sender<Vec<u8>>,
+    data: Option<Buf>,
+    pool: Sender<Buf>,
+}
+
+impl Block {
+    fn bytes(&self) -> &[u8] {
+        self.data.as_ref().map_or(&[], Buf::get)
+    }
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
-        // The writer may be gone (error path); then the memory is simply freed.
-        let _ = self.pool.send(std::mem::take(&mut self.data));
+        if let Some(buf) = self.data.take() {
+            // The writer may be gone (error path); then the memory is simply freed.
+            let _ = self.pool.send(buf);
+        }
     }
+}
+
+/// To the disk writer: write the first `len` bytes of the block at image offset `offset`.
+struct WriteMsg {
+    block: Arc<Block>,
+    len: usize,
+    offset: u64,
 }
 
 /// To the image hashers: the next bytes of the image.
@@ -114,6 +152,11 @@ struct Worker<T> {
     handle: JoinHandle<[u8; 32]>,
 }
 
+struct DiskWriter {
+    tx: SyncSender<WriteMsg>,
+    handle: JoinHandle<io::Result<()>>,
+}
+
 struct FileWorker {
     tx: SyncSender<FileMsg>,
     handle: JoinHandle<Vec<[u8; 32]>>,
@@ -124,14 +167,15 @@ struct FileWorker {
 pub struct ImageWriter<'f> {
     out: &'f File,
     /// The buffer being filled; `buf[..fill]` holds image bytes from `buf_start`.
-    buf: Vec<u8>,
+    buf: Buf,
     buf_start: u64,
     fill: usize,
     /// How much of `buf` this round may use, so that it ends `CHUNK`-aligned.
     cap: usize,
-    pool_tx: Sender<Vec<u8>>,
-    pool_rx: Receiver<Vec<u8>>,
+    pool_tx: Sender<Buf>,
+    pool_rx: Receiver<Buf>,
     allocated: usize,
+    disk: Option<DiskWriter>,
     sha256: Worker<ImageMsg>,
     blake3: Worker<ImageMsg>,
     files: Option<FileWorker>,
@@ -157,7 +201,7 @@ fn spawn_image_hasher<H: Send + 'static>(
         .spawn(move || {
             for msg in rx {
                 match msg {
-                    ImageMsg::Data(block, n) => update(&mut hasher, &block.data[..n]),
+                    ImageMsg::Data(block, n) => update(&mut hasher, &block.bytes()[..n]),
                     ImageMsg::Zeros(mut n) => {
                         while n > 0 {
                             let k = n.min(ZEROS.len() as u64) as usize;
@@ -172,6 +216,62 @@ fn spawn_image_hasher<H: Send + 'static>(
     Ok(Worker { tx, handle })
 }
 
+/// Starts the thread that writes full buffers to the file, with direct I/O when the file
+/// allows it (the data then goes from the buffer to the disk, without a copy in the page
+/// cache and without write-back work left for the final sync), else through the page cache.
+fn spawn_disk_writer(out: &File) -> io::Result<DiskWriter> {
+    let file = out.try_clone()?;
+    let mut direct = set_direct(&file, true).is_ok();
+    let (tx, rx) = mpsc::sync_channel::<WriteMsg>(BUFFERS);
+    let handle = thread::Builder::new()
+        .name("nanoimg-write".to_owned())
+        .spawn(move || {
+            let result = (|| {
+                for msg in rx {
+                    let data = &msg.block.bytes()[..msg.len];
+                    match write_skipping_zeros(&file, data, msg.offset) {
+                        // A filesystem may accept O_DIRECT and then want other alignments:
+                        // write through the page cache from then on.
+                        Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                            set_direct(&file, false)?;
+                            direct = false;
+                            write_skipping_zeros(&file, data, msg.offset)?;
+                        }
+                        r => r?,
+                    }
+                }
+                Ok(())
+            })();
+            if direct {
+                // The descriptor is shared with the caller's `File`: leave it as it was.
+                let _ = set_direct(&file, false);
+            }
+            result
+        })?;
+    Ok(DiskWriter { tx, handle })
+}
+
+/// Turns `O_DIRECT` on or off for the open file.
+fn set_direct(file: &File, on: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a descriptor this `File` owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn spawn_file_hasher() -> io::Result<FileWorker> {
     let (tx, rx) = mpsc::sync_channel::<FileMsg>(BUFFERS * 64);
     let handle = thread::Builder::new()
@@ -181,7 +281,7 @@ fn spawn_file_hasher() -> io::Result<FileWorker> {
             let mut h = Sha256::new();
             for msg in rx {
                 match msg {
-                    FileMsg::Data(block, range) => h.update(&block.data[range]),
+                    FileMsg::Data(block, range) => h.update(&block.bytes()[range]),
                     FileMsg::End => digests.push(h.finalize_reset().into()),
                 }
             }
@@ -199,6 +299,7 @@ impl<'f> ImageWriter<'f> {
     /// the SHA-256 of every file written through it is computed as well.
     pub fn new(out: &'f File, file_digests: bool) -> io::Result<ImageWriter<'f>> {
         let (pool_tx, pool_rx) = mpsc::channel();
+        let disk = spawn_disk_writer(out)?;
         let sha256 = spawn_image_hasher(
             "nanoimg-sha256",
             Sha256::new(),
@@ -220,13 +321,14 @@ impl<'f> ImageWriter<'f> {
         };
         Ok(ImageWriter {
             out,
-            buf: vec![0; CHUNK],
+            buf: Buf::new(),
             buf_start: 0,
             fill: 0,
             cap: CHUNK,
             pool_tx,
             pool_rx,
             allocated: 1,
+            disk: Some(disk),
             sha256,
             blake3,
             files,
@@ -242,7 +344,7 @@ impl<'f> ImageWriter<'f> {
     pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             let n = bytes.len().min(self.cap - self.fill);
-            self.buf[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
+            self.buf.get_mut()[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
             self.fill += n;
             bytes = &bytes[n..];
             self.flush_if_full()?;
@@ -264,7 +366,7 @@ impl<'f> ImageWriter<'f> {
                 n -= k;
             } else {
                 let k = n.min(room) as usize;
-                self.buf[self.fill..self.fill + k].fill(0);
+                self.buf.get_mut()[self.fill..self.fill + k].fill(0);
                 self.fill += k;
                 n -= k as u64;
                 self.flush_if_full()?;
@@ -288,7 +390,7 @@ impl<'f> ImageWriter<'f> {
     pub fn file_bytes(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             let n = bytes.len().min(self.cap - self.fill);
-            self.buf[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
+            self.buf.get_mut()[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
             self.note_file_data(self.fill..self.fill + n);
             self.fill += n;
             bytes = &bytes[n..];
@@ -305,7 +407,7 @@ impl<'f> ImageWriter<'f> {
         let mut left = len;
         while left > 0 {
             let room = (left.min((self.cap - self.fill) as u64)) as usize;
-            let n = match file.read(&mut self.buf[self.fill..self.fill + room]) {
+            let n = match file.read(&mut self.buf.get_mut()[self.fill..self.fill + room]) {
                 Ok(0) => return Err(CopyError::Changed { expected: len }),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -333,6 +435,11 @@ impl<'f> ImageWriter<'f> {
     /// returns the digests. The file is not synced.
     pub fn finish(mut self) -> io::Result<Digests> {
         self.flush()?;
+        if let Some(disk) = self.disk.take() {
+            drop(disk.tx);
+            disk.handle.join().map_err(|_| stopped())??;
+        }
+        // Also cuts the zeros a direct write added to the last block.
         self.out.set_len(self.position())?;
         let ImageWriter {
             sha256,
@@ -393,13 +500,27 @@ impl<'f> ImageWriter<'f> {
         if self.fill == 0 && !files_pending {
             return Ok(());
         }
-        write_skipping_zeros(self.out, &self.buf[..self.fill], self.buf_start)?;
+        // Direct I/O writes whole blocks: the last buffer is padded with zeros, which
+        // `finish` cuts off again.
+        let n = self.fill;
+        let padded = n.next_multiple_of(HOLE_BLOCK);
+        self.buf.get_mut()[n..padded].fill(0);
         let fresh = self.next_buffer();
         let block = Arc::new(Block {
-            data: std::mem::replace(&mut self.buf, fresh),
+            data: Some(std::mem::replace(&mut self.buf, fresh)),
             pool: self.pool_tx.clone(),
         });
-        let n = self.fill;
+        if padded > 0 {
+            let msg = WriteMsg {
+                block: block.clone(),
+                len: padded,
+                offset: self.buf_start,
+            };
+            let sent = self.disk.as_ref().map(|d| d.tx.send(msg));
+            if !matches!(sent, Some(Ok(()))) {
+                return Err(self.disk_error());
+            }
+        }
         if n > 0 {
             self.send_image(|| ImageMsg::Data(block.clone(), n))?;
         }
@@ -418,19 +539,31 @@ impl<'f> ImageWriter<'f> {
         Ok(())
     }
 
+    /// Why the disk writer stopped (it stops only on an error).
+    fn disk_error(&mut self) -> io::Error {
+        match self.disk.take().map(|d| {
+            drop(d.tx);
+            d.handle.join()
+        }) {
+            Some(Ok(Err(e))) => e,
+            _ => stopped(),
+        }
+    }
+
     /// A free buffer: a new one while fewer than [`BUFFERS`] exist, else the next one the
-    /// hashers give back.
-    fn next_buffer(&mut self) -> Vec<u8> {
+    /// disk writer and hashers give back.
+    fn next_buffer(&mut self) -> Buf {
         if let Ok(b) = self.pool_rx.try_recv() {
             return b;
         }
         if self.allocated < BUFFERS {
             self.allocated += 1;
-            return vec![0; CHUNK];
+            return Buf::new();
         }
-        // Blocks return when the hashers drop them; the writer holds a sender, so this only
-        // fails if that invariant is broken, and then a new buffer is the safe answer.
-        self.pool_rx.recv().unwrap_or_else(|_| vec![0; CHUNK])
+        // Blocks return when their last user drops them; this writer holds a sender, so
+        // this only fails if that invariant is broken, and then a new buffer is the safe
+        // answer.
+        self.pool_rx.recv().unwrap_or_else(|_| Buf::new())
     }
 }
 
