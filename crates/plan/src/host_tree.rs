@@ -100,7 +100,9 @@ fn add_tree(
             .to_str()
             .ok_or_else(|| PlanError::NonUtf8 { path: e.path() })?;
         let image_child = format!("{}/{name}", image.trim_end_matches('/'));
-        add_entry(root, &e.path(), &image_child, notes, field)?;
+        // The entry's own metadata (fstatat relative to the open directory: no path walk).
+        let meta = e.metadata().ok();
+        add_entry(root, &e.path(), meta, &image_child, notes, field)?;
     }
     Ok(())
 }
@@ -108,16 +110,20 @@ fn add_tree(
 fn add_entry(
     root: &mut Dir,
     host: &Path,
+    known: Option<std::fs::Metadata>,
     image: &str,
     notes: &mut Vec<String>,
     field: &'static str,
 ) -> Result<(), PlanError> {
-    let lmeta = std::fs::symlink_metadata(host).map_err(|source| PlanError::Missing {
-        field,
-        entry: image.to_string(),
-        host: host.to_path_buf(),
-        source,
-    })?;
+    let lmeta = match known {
+        Some(m) => m,
+        None => std::fs::symlink_metadata(host).map_err(|source| PlanError::Missing {
+            field,
+            entry: image.to_string(),
+            host: host.to_path_buf(),
+            source,
+        })?,
+    };
     if lmeta.file_type().is_symlink() {
         if std::fs::metadata(host).is_err() {
             notes.push(format!("skipping broken symlink {}", host.display()));
@@ -170,7 +176,7 @@ pub(crate) fn add_dirs(
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             });
         }
-        add_entry(root, &host, &image, notes, "Dirs")?;
+        add_entry(root, &host, None, &image, notes, "Dirs")?;
     }
     Ok(())
 }
@@ -294,6 +300,7 @@ pub fn folder_tree(host: &Path) -> Result<(Dir, Vec<String>), PlanError> {
         add_entry(
             &mut root,
             &e.path(),
+            e.metadata().ok(),
             &format!("/{name}"),
             &mut notes,
             "volume source",

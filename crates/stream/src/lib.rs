@@ -405,26 +405,37 @@ impl<'f> ImageWriter<'f> {
     pub fn copy_file(&mut self, path: &Path, len: u64) -> Result<(), CopyError> {
         let mut file = File::open(path).map_err(CopyError::Read)?;
         let mut left = len;
+        // Whether a read already came back short of what was asked (end of file).
+        let mut at_end = false;
         while left > 0 {
-            let room = (left.min((self.cap - self.fill) as u64)) as usize;
-            let n = match file.read(&mut self.buf.get_mut()[self.fill..self.fill + room]) {
+            let room = self.cap - self.fill;
+            // Asking for one byte more than is left tells, by a short read, that the file
+            // ends where it should, without another read to probe for it.
+            let ask = (left + 1).min(room as u64) as usize;
+            let n = match file.read(&mut self.buf.get_mut()[self.fill..self.fill + ask]) {
                 Ok(0) => return Err(CopyError::Changed { expected: len }),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(CopyError::Read(e)),
             };
+            if n as u64 > left {
+                return Err(CopyError::Changed { expected: len });
+            }
+            at_end = n < ask;
             self.note_file_data(self.fill..self.fill + n);
             self.fill += n;
             left -= n as u64;
             self.flush_if_full().map_err(CopyError::Write)?;
         }
-        let mut probe = [0u8; 1];
-        loop {
-            match file.read(&mut probe) {
-                Ok(0) => break,
-                Ok(_) => return Err(CopyError::Changed { expected: len }),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CopyError::Read(e)),
+        if !at_end {
+            let mut probe = [0u8; 1];
+            loop {
+                match file.read(&mut probe) {
+                    Ok(0) => break,
+                    Ok(_) => return Err(CopyError::Changed { expected: len }),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(CopyError::Read(e)),
+                }
             }
         }
         self.note_file_end();
