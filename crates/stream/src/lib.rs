@@ -219,9 +219,9 @@ fn spawn_image_hasher<H: Send + 'static>(
 /// Starts the thread that writes full buffers to the file, with direct I/O when the file
 /// allows it (the data then goes from the buffer to the disk, without a copy in the page
 /// cache and without write-back work left for the final sync), else through the page cache.
-fn spawn_disk_writer(out: &File) -> io::Result<DiskWriter> {
+fn spawn_disk_writer(out: &File, try_direct: bool) -> io::Result<DiskWriter> {
     let file = out.try_clone()?;
-    let mut direct = set_direct(&file, true).is_ok();
+    let mut direct = try_direct && set_direct(&file, true).is_ok();
     let (tx, rx) = mpsc::sync_channel::<WriteMsg>(BUFFERS);
     let handle = thread::Builder::new()
         .name("nanoimg-write".to_owned())
@@ -230,9 +230,11 @@ fn spawn_disk_writer(out: &File) -> io::Result<DiskWriter> {
                 for msg in rx {
                     let data = &msg.block.bytes()[..msg.len];
                     match write_skipping_zeros(&file, data, msg.offset) {
-                        // A filesystem may accept O_DIRECT and then want other alignments:
-                        // write through the page cache from then on.
-                        Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                        // A filesystem may accept O_DIRECT and then refuse the writes
+                        // (other alignments, no direct I/O after all): write through the page
+                        // cache from then on. An error that is not about direct I/O comes
+                        // back again from the buffered write and is reported.
+                        Err(_) if direct => {
                             set_direct(&file, false)?;
                             direct = false;
                             write_skipping_zeros(&file, data, msg.offset)?;
@@ -298,8 +300,18 @@ impl<'f> ImageWriter<'f> {
     /// A writer for `out`, a new empty file, starting at its offset 0. With `file_digests`,
     /// the SHA-256 of every file written through it is computed as well.
     pub fn new(out: &'f File, file_digests: bool) -> io::Result<ImageWriter<'f>> {
+        Self::with_direct_io(out, file_digests, true)
+    }
+
+    /// As [`new`](Self::new), choosing whether to try direct I/O (`new` does); without it,
+    /// or where the file refuses it, writes go through the page cache.
+    pub fn with_direct_io(
+        out: &'f File,
+        file_digests: bool,
+        direct_io: bool,
+    ) -> io::Result<ImageWriter<'f>> {
         let (pool_tx, pool_rx) = mpsc::channel();
-        let disk = spawn_disk_writer(out)?;
+        let disk = spawn_disk_writer(out, direct_io)?;
         let sha256 = spawn_image_hasher(
             "nanoimg-sha256",
             Sha256::new(),

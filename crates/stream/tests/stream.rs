@@ -32,11 +32,12 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 fn run(
     steps: &[Step],
     file_digests: bool,
+    direct_io: bool,
 ) -> (Vec<u8>, Vec<u8>, nanoimg_stream::Digests, Vec<[u8; 32]>) {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("image");
     let out = File::create_new(&out_path).unwrap();
-    let mut w = ImageWriter::new(&out, file_digests).unwrap();
+    let mut w = ImageWriter::with_direct_io(&out, file_digests, direct_io).unwrap();
     let mut expected = Vec::new();
     let mut file_sums = Vec::new();
     for (i, step) in steps.iter().enumerate() {
@@ -70,8 +71,9 @@ fn run(
 }
 
 fn check(steps: &[Step]) {
-    for file_digests in [false, true] {
-        let (got, expected, digests, file_sums) = run(steps, file_digests);
+    // Direct I/O (where the test filesystem allows it) and the page cache.
+    for (file_digests, direct_io) in [(false, true), (true, true), (true, false)] {
+        let (got, expected, digests, file_sums) = run(steps, file_digests, direct_io);
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "image bytes differ");
         assert_eq!(digests.sha256, <[u8; 32]>::from(Sha256::digest(&expected)));
