@@ -255,28 +255,48 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Pairs what was written with where it came from (both lists are in the canonical order of
-/// [`nanoimg_tfs::Dir::files`]) and with its digest, if computed.
+/// What was written to one filesystem, with each file's digest if they were computed.
 fn image_files(
     filesystem: &'static str,
-    tree: &nanoimg_tfs::Dir,
     written: &nanoimg_tfs::WrittenVolume,
     digests: &mut impl Iterator<Item = [u8; 32]>,
 ) -> Vec<ImageFile> {
-    tree.files()
-        .into_iter()
-        .zip(&written.files)
-        .map(|((_, src), f)| ImageFile {
+    written
+        .files
+        .iter()
+        .map(|f| ImageFile {
             filesystem,
             path: String::from_utf8_lossy(&f.path).into_owned(),
             size: f.len,
             sha256: digests.next().map(|d| hex(&d)),
-            source: match src {
-                nanoimg_tfs::FileSource::Host { path, .. } => Some(path.clone()),
-                nanoimg_tfs::FileSource::Bytes(_) => None,
-            },
+            source: f.host.clone(),
         })
         .collect()
+}
+
+/// Writes a new file at `output` atomically: `write` fills a temporary file beside it, which
+/// is synced and renamed into place only if that succeeded (else it is removed).
+fn write_atomically<T>(
+    output: &Path,
+    write: impl FnOnce(&std::fs::File) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".nanoimg-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|source| BuildError::Output { dir, source })?;
+    let value = write(temp.as_file())?;
+    let persist = |source| BuildError::Persist {
+        path: output.to_path_buf(),
+        source,
+    };
+    temp.as_file().sync_all().map_err(persist)?;
+    temp.persist(output).map_err(|e| persist(e.error))?;
+    Ok(value)
 }
 
 /// Why a build failed. Every variant names the file or value at fault.
@@ -375,25 +395,20 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     })?;
     let boot_image = BootImage::read(&plan.boot_image)?;
 
-    let empty = tuple::Tuple::new();
     let seed = options.seed.clone().unwrap_or_default();
     let boot_fs = tfs::plan(&VolumeSpec {
-        label: b"",
-        uuid: None,
         seed: seed.as_bytes(),
-        root: &plan.boot,
-        manifest: &empty,
+        ..VolumeSpec::new(&plan.boot)
     })
     .map_err(|source| BuildError::Volume {
         what: "boot filesystem",
         source,
     })?;
     let root_fs = tfs::plan(&VolumeSpec {
-        label: b"",
         uuid: options.uuid,
         seed: seed.as_bytes(),
-        root: &plan.root,
         manifest: &plan.manifest,
+        ..VolumeSpec::new(&plan.root)
     })
     .map_err(|source| BuildError::Volume {
         what: "root filesystem",
@@ -426,42 +441,16 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     // Lay out first, so that a too-large kernel fails before any file is created.
     ImageLayout::compute(&spec).map_err(disk_err)?;
 
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".nanoimg-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|source| BuildError::Output {
-            dir: dir.clone(),
-            source,
-        })?;
-    let written =
-        nanoimg_disk::write_image(temp.as_file(), &spec, options.file_digests).map_err(disk_err)?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|source| BuildError::Persist {
-            path: output.clone(),
-            source,
-        })?;
-    temp.persist(&output).map_err(|e| BuildError::Persist {
-        path: output.clone(),
-        source: e.error,
+    let written = write_atomically(&output, |file| {
+        nanoimg_disk::write_image(file, &spec, options.file_digests).map_err(disk_err)
     })?;
     // The lock is written only once the image is in place.
     if lock != locked_before {
         lock.save(&lock_file)?;
     }
     let mut digests = written.digests.files.iter().copied();
-    let mut files = image_files("boot", &plan.boot, &written.boot_fs, &mut digests);
-    files.extend(image_files(
-        "root",
-        &plan.root,
-        &written.root_fs,
-        &mut digests,
-    ));
+    let mut files = image_files("boot", &written.boot_fs, &mut digests);
+    files.extend(image_files("root", &written.root_fs, &mut digests));
     let kernel_sha256 = files
         .iter()
         .find(|f| f.filesystem == "boot" && f.path == "/kernel")
@@ -513,13 +502,10 @@ pub fn create_volume(
     seed: Option<&str>,
 ) -> Result<VolumeReport, BuildError> {
     let (tree, notes) = nanoimg_plan::folder_tree(source).map_err(BuildError::Plan)?;
-    let empty = tuple::Tuple::new();
     let planned = tfs::plan(&VolumeSpec {
         label: label.as_bytes(),
-        uuid: None,
         seed: seed.unwrap_or_default().as_bytes(),
-        root: &tree,
-        manifest: &empty,
+        ..VolumeSpec::new(&tree)
     })
     .map_err(|source| BuildError::Volume {
         what: "volume",
@@ -527,32 +513,14 @@ pub fn create_volume(
     })?;
     let needed = planned.size() + nanoimg_plan::DEFAULT_FREE_SPACE;
     let total = size.unwrap_or(0).max(needed).next_multiple_of(512);
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let out_err = |source| BuildError::Output {
-        dir: dir.clone(),
-        source,
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".nanoimg-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(out_err)?;
-    let (written, digests) =
+    let (written, digests) = write_atomically(output, |file| {
         planned
-            .write_file(temp.as_file(), total, false)
+            .write_file(file, total, false)
             .map_err(|source| BuildError::Volume {
                 what: "volume",
                 source,
-            })?;
-    let persist = |source| BuildError::Persist {
-        path: output.to_path_buf(),
-        source,
-    };
-    temp.as_file().sync_all().map_err(persist)?;
-    temp.persist(output).map_err(|e| persist(e.error))?;
+            })
+    })?;
     let (sha256, blake3) = (hex(&digests.sha256), hex(&digests.blake3));
     Ok(VolumeReport {
         output: output.to_path_buf(),

@@ -126,24 +126,13 @@ fn a_tree_of_5000_files_builds_and_reads_back() {
         b"program".to_vec(),
         Value::string("/srv/data/d00/file-0000.dat"),
     );
-    let empty = Tuple::new();
     let mut boot = Dir::new();
     boot.insert(b"/kernel", Node::File(FileSource::Bytes(vec![1; 1000])))
         .unwrap();
-    let boot_fs = plan(&VolumeSpec {
-        label: b"",
-        uuid: None,
-        seed: b"",
-        root: &boot,
-        manifest: &empty,
-    })
-    .unwrap();
+    let boot_fs = plan(&VolumeSpec::new(&boot)).unwrap();
     let root_fs = plan(&VolumeSpec {
-        label: b"",
-        uuid: None,
-        seed: b"",
-        root: &root,
         manifest: &manifest,
+        ..VolumeSpec::new(&root)
     })
     .unwrap();
     let boot_image = BootImage::parse(common::fake_boot_img(94), "boot.img".as_ref()).unwrap();

@@ -144,10 +144,9 @@ fn extension(version: u64, nsectors: u64, frames: &[u8]) -> Vec<u8> {
 fn written_volume(root: &Dir, manifest: &Tuple, label: &[u8]) -> Vec<u8> {
     let planned = plan(&VolumeSpec {
         label,
-        uuid: None,
         seed: b"fuzz seed",
-        root,
         manifest,
+        ..VolumeSpec::new(root)
     })
     .expect("plan");
     let dir = tempfile::tempdir().expect("temporary directory");

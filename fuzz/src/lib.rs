@@ -86,7 +86,13 @@ pub fn tuple_decoder(data: &[u8]) {
         }
         let Ok(root) = d.root() else { continue };
         let value = Value::Tuple(root);
-        let _ = nanos_dump(&value, DumpOptions { parent_links, limit: 1 << 20 });
+        let _ = nanos_dump(
+            &value,
+            DumpOptions {
+                parent_links,
+                limit: 1 << 20,
+            },
+        );
         let Value::Tuple(root) = value else {
             unreachable!()
         };

@@ -388,21 +388,10 @@ mod tests {
             .unwrap();
         let mut manifest = Tuple::new();
         manifest.insert(b"program".to_vec(), Value::string("/prog"));
-        let empty = Tuple::new();
-        let boot_fs = plan(&VolumeSpec {
-            label: b"",
-            uuid: None,
-            seed: b"",
-            root: &boot,
-            manifest: &empty,
-        })
-        .unwrap();
+        let boot_fs = plan(&VolumeSpec::new(&boot)).unwrap();
         let root_fs = plan(&VolumeSpec {
-            label: b"",
-            uuid: None,
-            seed: b"",
-            root: &root,
             manifest: &manifest,
+            ..VolumeSpec::new(&root)
         })
         .unwrap();
         let path = dir.path().join("x.img");

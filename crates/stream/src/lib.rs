@@ -353,15 +353,8 @@ impl<'f> ImageWriter<'f> {
     }
 
     /// Appends image bytes (metadata, boot code...).
-    pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            let n = bytes.len().min(self.cap - self.fill);
-            self.buf.get_mut()[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
-            self.fill += n;
-            bytes = &bytes[n..];
-            self.flush_if_full()?;
-        }
-        Ok(())
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.append(bytes, false)
     }
 
     /// Appends `n` zero bytes. Whole buffers of them become a hole without being written or
@@ -399,17 +392,9 @@ impl<'f> ImageWriter<'f> {
     }
 
     /// Appends a whole file given as bytes (a generated file).
-    pub fn file_bytes(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            let n = bytes.len().min(self.cap - self.fill);
-            self.buf.get_mut()[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
-            self.note_file_data(self.fill..self.fill + n);
-            self.fill += n;
-            bytes = &bytes[n..];
-            self.flush_if_full()?;
-        }
-        self.note_file_end();
-        Ok(())
+    pub fn file_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.append(bytes, true)?;
+        self.note_file_end()
     }
 
     /// Appends exactly `len` bytes read from the host file at `path`, reading it straight
@@ -450,8 +435,7 @@ impl<'f> ImageWriter<'f> {
                 }
             }
         }
-        self.note_file_end();
-        Ok(())
+        self.note_file_end().map_err(CopyError::Write)
     }
 
     /// Writes what is buffered, sets the file's length to [`position`](Self::position) and
@@ -498,10 +482,33 @@ impl<'f> ImageWriter<'f> {
         }
     }
 
-    fn note_file_end(&mut self) {
+    /// Ends the current file: at once when no file data waits in the buffer, else right
+    /// after that data when the buffer is handed over. (So events wait only while the buffer
+    /// holds data, and an empty buffer never has to be handed over.)
+    fn note_file_end(&mut self) -> io::Result<()> {
         if let Some(w) = &mut self.files {
-            w.pending.push(Pending::End);
+            if w.pending.is_empty() {
+                w.tx.send(FileMsg::End).map_err(|_| stopped())?;
+            } else {
+                w.pending.push(Pending::End);
+            }
         }
+        Ok(())
+    }
+
+    /// Appends bytes, as part of the current file if `file`.
+    fn append(&mut self, mut bytes: &[u8], file: bool) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(self.cap - self.fill);
+            self.buf.get_mut()[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
+            if file {
+                self.note_file_data(self.fill..self.fill + n);
+            }
+            self.fill += n;
+            bytes = &bytes[n..];
+            self.flush_if_full()?;
+        }
+        Ok(())
     }
 
     fn send_image(&self, msg: impl Fn() -> ImageMsg) -> io::Result<()> {
@@ -519,8 +526,7 @@ impl<'f> ImageWriter<'f> {
     /// Writes the buffer (skipping all-zero blocks), hands it to the hashers and takes a
     /// fresh one.
     fn flush(&mut self) -> io::Result<()> {
-        let files_pending = self.files.as_ref().is_some_and(|w| !w.pending.is_empty());
-        if self.fill == 0 && !files_pending {
+        if self.fill == 0 {
             return Ok(());
         }
         // Direct I/O writes whole blocks: the last buffer is padded with zeros, which
@@ -533,20 +539,16 @@ impl<'f> ImageWriter<'f> {
             data: Some(std::mem::replace(&mut self.buf, fresh)),
             pool: self.pool_tx.clone(),
         });
-        if padded > 0 {
-            let msg = WriteMsg {
-                block: block.clone(),
-                len: padded,
-                offset: self.buf_start,
-            };
-            let sent = self.disk.as_ref().map(|d| d.tx.send(msg));
-            if !matches!(sent, Some(Ok(()))) {
-                return Err(self.disk_error());
-            }
+        let msg = WriteMsg {
+            block: block.clone(),
+            len: padded,
+            offset: self.buf_start,
+        };
+        let sent = self.disk.as_ref().map(|d| d.tx.send(msg));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(self.disk_error());
         }
-        if n > 0 {
-            self.send_image(|| ImageMsg::Data(block.clone(), n))?;
-        }
+        self.send_image(|| ImageMsg::Data(block.clone(), n))?;
         if let Some(w) = &mut self.files {
             for p in w.pending.drain(..) {
                 let msg = match p {

@@ -31,6 +31,23 @@ pub struct VolumeSpec<'a> {
     pub manifest: &'a Tuple,
 }
 
+/// An empty manifest, for volumes that hold only files.
+static NO_MANIFEST: Tuple = Tuple::new();
+
+impl<'a> VolumeSpec<'a> {
+    /// A volume holding `root`, with no label, no manifest keys, no seed and a derived UUID;
+    /// set other fields with `VolumeSpec { manifest: &m, ..VolumeSpec::new(&root) }`.
+    pub fn new(root: &'a Dir) -> VolumeSpec<'a> {
+        VolumeSpec {
+            label: b"",
+            uuid: None,
+            seed: b"",
+            root,
+            manifest: &NO_MANIFEST,
+        }
+    }
+}
+
 /// A volume whose layout and metadata are fixed, ready to be written.
 #[derive(Debug)]
 pub struct PlannedVolume<'a> {
@@ -267,9 +284,9 @@ impl PlannedVolume<'_> {
     /// writer stands [`size`](Self::size) bytes further.
     ///
     /// The initial sector, then the first log extension, then every file (each through
-    /// [`ImageWriter::file_bytes`] or [`ImageWriter::copy_file`], in the canonical order,
-    /// zero-padded to a whole sector), then any further extensions. Unused bytes are zeros,
-    /// which the writer leaves as holes.
+    /// [`ImageWriter::file_bytes`] or [`ImageWriter::copy_file`], in the canonical order, at
+    /// its sector), then any further extensions. Everything in between — the rest of a
+    /// file's last sector included — is zeros, which the writer leaves as holes.
     pub fn write(&self, out: &mut ImageWriter) -> Result<WrittenVolume, WriteError> {
         let base = out.position();
         let at = |sector: u64| base + sector * SECTOR;
@@ -284,24 +301,25 @@ impl PlannedVolume<'_> {
         varint::push(&mut initial, LOG_EXTENSION_SECTORS);
         out.write(&initial).map_err(WriteError::Output)?;
 
-        let mut extensions = self.extensions.iter().peekable();
-        let mut write_extensions_before = |out: &mut ImageWriter, sector: u64| {
-            while let Some((s, bytes)) = extensions.next_if(|(s, _)| *s < sector) {
-                out.pad_to(at(*s)).map_err(WriteError::Output)?;
-                out.write(bytes).map_err(WriteError::Output)?;
-                out.zeros((EXTENSION_BYTES - bytes.len()) as u64)
-                    .map_err(WriteError::Output)?;
-            }
-            Ok::<(), WriteError>(())
+        // The first log extension sits at sector 1, before the data; the others after it.
+        let (first, rest) = self
+            .extensions
+            .split_first()
+            .expect("frame_log makes at least one extension");
+        let write_extension = |out: &mut ImageWriter, (sector, bytes): &(u64, Vec<u8>)| {
+            out.pad_to(at(*sector)).map_err(WriteError::Output)?;
+            out.write(bytes).map_err(WriteError::Output)
         };
+        write_extension(out, first)?;
 
         let mut files = Vec::with_capacity(self.files.len());
         for (path, sector, source) in &self.files {
-            write_extensions_before(out, *sector)?;
             out.pad_to(at(*sector)).map_err(WriteError::Output)?;
-            let len = source.len();
-            match source {
-                FileSource::Bytes(b) => out.file_bytes(b).map_err(WriteError::Output)?,
+            let host = match source {
+                FileSource::Bytes(b) => {
+                    out.file_bytes(b).map_err(WriteError::Output)?;
+                    None
+                }
                 FileSource::Host { path, len } => {
                     out.copy_file(path, *len).map_err(|e| match e {
                         CopyError::Read(source) => WriteError::ReadSource {
@@ -313,17 +331,19 @@ impl PlannedVolume<'_> {
                             expected,
                         },
                         CopyError::Write(e) => WriteError::Output(e),
-                    })?
+                    })?;
+                    Some(path.clone())
                 }
-            }
-            out.zeros(len.next_multiple_of(SECTOR) - len)
-                .map_err(WriteError::Output)?;
+            };
             files.push(WrittenFile {
                 path: path.clone(),
-                len,
+                len: source.len(),
+                host,
             });
         }
-        write_extensions_before(out, u64::MAX)?;
+        for extension in rest {
+            write_extension(out, extension)?;
+        }
         out.pad_to(at(self.end_sector))
             .map_err(WriteError::Output)?;
         Ok(WrittenVolume {
@@ -366,6 +386,8 @@ pub struct WrittenFile {
     /// Its path in the volume.
     pub path: Vec<u8>,
     pub len: u64,
+    /// The host file it was copied from; `None` for bytes given in memory.
+    pub host: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

@@ -32,10 +32,8 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 fn write_and_open(root: &Dir, manifest: &Tuple, label: &[u8]) -> Tfs<Cursor<Vec<u8>>> {
     let planned = plan(&VolumeSpec {
         label,
-        uuid: None,
-        seed: b"",
-        root,
         manifest,
+        ..VolumeSpec::new(root)
     })
     .unwrap();
     let (_, mut bytes) = write_bytes(&planned);
@@ -150,15 +148,7 @@ fn thousands_of_files_spill_the_log_over_several_extensions() {
         root.insert(name.as_bytes(), bytes(format!("file {i}").as_bytes()))
             .unwrap();
     }
-    let manifest = Tuple::new();
-    let planned = plan(&VolumeSpec {
-        label: b"",
-        uuid: None,
-        seed: b"",
-        root: &root,
-        manifest: &manifest,
-    })
-    .unwrap();
+    let planned = plan(&VolumeSpec::new(&root)).unwrap();
     assert!(
         planned.log_extensions() > 1,
         "{} extensions",
@@ -177,15 +167,7 @@ fn the_same_tree_gives_the_same_bytes_and_uuid() {
         // Inserted in a different order each time: the output must not care.
         root.insert(b"/b", bytes(b"2")).unwrap();
         root.insert(b"/a", bytes(b"1")).unwrap();
-        let manifest = Tuple::new();
-        let planned = plan(&VolumeSpec {
-            label: b"",
-            uuid: None,
-            seed: b"",
-            root: &root,
-            manifest: &manifest,
-        })
-        .unwrap();
+        let planned = plan(&VolumeSpec::new(&root)).unwrap();
         let (written, bytes) = write_bytes(&planned);
         (written.uuid, bytes)
     };
@@ -204,15 +186,7 @@ fn a_host_file_that_changes_is_an_error() {
     let mut root = Dir::new();
     root.insert(b"/f", Node::File(FileSource::host(&p).unwrap()))
         .unwrap();
-    let manifest = Tuple::new();
-    let planned = plan(&VolumeSpec {
-        label: b"",
-        uuid: None,
-        seed: b"",
-        root: &root,
-        manifest: &manifest,
-    })
-    .unwrap();
+    let planned = plan(&VolumeSpec::new(&root)).unwrap();
     std::fs::write(&p, b"123456").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = std::fs::File::create_new(dir.path().join("volume")).unwrap();
@@ -226,20 +200,14 @@ fn bad_labels_and_reserved_keys_are_refused() {
     let long = [b'x'; 32];
     assert!(plan(&VolumeSpec {
         label: &long,
-        uuid: None,
-        seed: b"",
-        root: &root,
-        manifest: &Tuple::new(),
+        ..VolumeSpec::new(&root)
     })
     .is_err());
     let mut m = Tuple::new();
     m.insert(b"children".to_vec(), Value::Tuple(Tuple::new()));
     assert!(plan(&VolumeSpec {
-        label: b"",
-        uuid: None,
-        seed: b"",
-        root: &root,
         manifest: &m,
+        ..VolumeSpec::new(&root)
     })
     .is_err());
 }
