@@ -177,7 +177,7 @@ pub struct ImageWriter<'f> {
     allocated: usize,
     disk: Option<DiskWriter>,
     sha256: Worker<ImageMsg>,
-    blake3: Worker<ImageMsg>,
+    blake3: blake3::Hasher,
     files: Option<FileWorker>,
 }
 
@@ -202,18 +202,31 @@ fn spawn_image_hasher<H: Send + 'static>(
             for msg in rx {
                 match msg {
                     ImageMsg::Data(block, n) => update(&mut hasher, &block.bytes()[..n]),
-                    ImageMsg::Zeros(mut n) => {
-                        while n > 0 {
-                            let k = n.min(ZEROS.len() as u64) as usize;
-                            update(&mut hasher, &ZEROS[..k]);
-                            n -= k as u64;
-                        }
-                    }
+                    ImageMsg::Zeros(n) => hash_zeros_with(&mut hasher, update, n),
                 }
             }
             finish(hasher)
         })?;
     Ok(Worker { tx, handle })
+}
+
+/// Feeds `n` zeros to a hasher.
+fn hash_zeros_with<H>(hasher: &mut H, update: fn(&mut H, &[u8]), mut n: u64) {
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        update(hasher, &ZEROS[..k]);
+        n -= k as u64;
+    }
+}
+
+fn hash_zeros(hasher: &mut blake3::Hasher, n: u64) {
+    hash_zeros_with(
+        hasher,
+        |h, b| {
+            h.update(b);
+        },
+        n,
+    );
 }
 
 /// Starts the thread that writes full buffers to the file, with direct I/O when the file
@@ -318,14 +331,7 @@ impl<'f> ImageWriter<'f> {
             |h, b| h.update(b),
             |h| h.finalize().into(),
         )?;
-        let blake3 = spawn_image_hasher(
-            "nanoimg-blake3",
-            blake3::Hasher::new(),
-            |h, b| {
-                h.update(b);
-            },
-            |h| *h.finalize().as_bytes(),
-        )?;
+        let blake3 = blake3::Hasher::new();
         let files = if file_digests {
             Some(spawn_file_hasher()?)
         } else {
@@ -366,6 +372,7 @@ impl<'f> ImageWriter<'f> {
                 // Skip to the last CHUNK boundary within reach.
                 let k = room + (n - room) / CHUNK as u64 * CHUNK as u64;
                 self.send_image(|| ImageMsg::Zeros(k))?;
+                hash_zeros(&mut self.blake3, k);
                 self.buf_start += k;
                 self.cap = cap_for(self.buf_start);
                 n -= k;
@@ -459,7 +466,7 @@ impl<'f> ImageWriter<'f> {
             w.handle.join().map_err(|_| stopped())
         };
         let sha256 = join(sha256)?;
-        let blake3 = join(blake3)?;
+        let blake3 = *blake3.finalize().as_bytes();
         let files = match files {
             Some(w) => {
                 drop(w.tx);
@@ -512,8 +519,7 @@ impl<'f> ImageWriter<'f> {
     }
 
     fn send_image(&self, msg: impl Fn() -> ImageMsg) -> io::Result<()> {
-        self.sha256.tx.send(msg()).map_err(|_| stopped())?;
-        self.blake3.tx.send(msg()).map_err(|_| stopped())
+        self.sha256.tx.send(msg()).map_err(|_| stopped())
     }
 
     fn flush_if_full(&mut self) -> io::Result<()> {
@@ -534,6 +540,7 @@ impl<'f> ImageWriter<'f> {
         let n = self.fill;
         let padded = n.next_multiple_of(HOLE_BLOCK);
         self.buf.get_mut()[n..padded].fill(0);
+        self.blake3.update(&self.buf.get()[..n]);
         let fresh = self.next_buffer();
         let block = Arc::new(Block {
             data: Some(std::mem::replace(&mut self.buf, fresh)),
