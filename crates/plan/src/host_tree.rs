@@ -43,7 +43,7 @@ pub(crate) fn add(root: &mut Dir, path: &str, node: Node) -> Result<(), PlanErro
 /// The entries of a host directory, sorted by name (readdir order is not stable).
 fn sorted_entries(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_by_cached_key(|e| e.file_name());
     Ok(entries)
 }
 
@@ -93,7 +93,7 @@ fn add_tree(
         .map_err(read)?
         .collect::<Result<_, _>>()
         .map_err(read)?;
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_by_cached_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name();
         let name = name
@@ -291,7 +291,7 @@ pub fn folder_tree(host: &Path) -> Result<(Dir, Vec<String>), PlanError> {
         .map_err(read)?
         .collect::<Result<_, _>>()
         .map_err(read)?;
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_by_cached_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name();
         let name = name

@@ -135,12 +135,12 @@ impl Dir {
     fn dir_at(&mut self, path: &[u8], parts: &[&[u8]]) -> Result<&mut Dir, TreeError> {
         let mut dir = self;
         for (i, p) in parts.iter().enumerate() {
-            let entry = dir
-                .entries
-                .entry(p.to_vec())
-                .or_insert_with(|| Node::Dir(Dir::new()));
-            dir = match entry {
-                Node::Dir(d) => d,
+            // Look the name up before inserting it: the key is copied only for a new entry.
+            if !dir.entries.contains_key(*p) {
+                dir.entries.insert(p.to_vec(), Node::Dir(Dir::new()));
+            }
+            dir = match dir.entries.get_mut(*p) {
+                Some(Node::Dir(d)) => d,
                 _ => {
                     return Err(TreeError::NotADirectory {
                         path: show(path),
