@@ -163,6 +163,51 @@ fn a_source_that_changed_or_vanished_is_an_error() {
     assert!(w.pad_to(2).is_err(), "going backwards is refused");
 }
 
+#[test]
+fn files_from_several_directories_in_any_order() {
+    // The writer opens a file relative to the directory of the one before when it can; the
+    // bytes must not depend on it, and errors must be the file's own.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b/c"));
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    let files = [
+        (a.join("1"), pattern(10, 1)),
+        (a.join("2"), pattern(5000, 2)),
+        (b.join("1"), pattern(300, 3)),
+        (a.join("3"), pattern(7, 4)),
+        (b.join("2"), pattern(4096, 5)),
+        (b.join("3"), Vec::new()),
+    ];
+    for (p, bytes) in &files {
+        fs::write(p, bytes).unwrap();
+    }
+    let out_path = dir.path().join("image");
+    let out = File::create_new(&out_path).unwrap();
+    let mut w = ImageWriter::new(&out, true).unwrap();
+    let mut expected = Vec::new();
+    for (p, bytes) in &files {
+        w.copy_file(p, bytes.len() as u64).unwrap();
+        expected.extend_from_slice(bytes);
+    }
+    // A name missing beside the last file, then in a directory that does not exist, then a
+    // relative path with no directory part.
+    for missing in [b.join("nope"), dir.path().join("gone/x"), "nope".into()] {
+        assert!(matches!(
+            w.copy_file(&missing, 1),
+            Err(CopyError::Read(e)) if e.kind() == std::io::ErrorKind::NotFound
+        ));
+    }
+    let digests = w.finish().unwrap();
+    drop(out);
+    assert!(fs::read(&out_path).unwrap() == expected);
+    let sums: Vec<[u8; 32]> = files
+        .iter()
+        .map(|(_, b)| Sha256::digest(b).into())
+        .collect();
+    assert_eq!(digests.files, sums);
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (1usize..5000, any::<u8>()).prop_map(|(n, s)| Step::Write(pattern(n, s))),
