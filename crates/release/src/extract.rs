@@ -157,28 +157,13 @@ pub(crate) fn extract(tarball: &Path, dest: &Path) -> Result<(), ExtractError> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+#[path = "../tests/tarball/mod.rs"]
+mod tarball;
 
-    /// A gzip'd tarball with the given members (path, bytes), written raw so that unsafe
-    /// paths survive.
-    pub(crate) fn tarball(members: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (path, data) in members {
-            let mut h = tar::Header::new_gnu();
-            let name = path.as_bytes();
-            h.as_old_mut().name[..name.len()].copy_from_slice(name);
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_cksum();
-            builder.append(&h, *data).unwrap();
-        }
-        let tar = builder.into_inner().unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar).unwrap();
-        gz.finish().unwrap()
-    }
+#[cfg(test)]
+mod tests {
+    use super::tarball::tarball;
+    use super::*;
 
     fn try_extract(bytes: &[u8]) -> (tempfile::TempDir, Result<(), ExtractError>) {
         let d = tempfile::tempdir().unwrap();

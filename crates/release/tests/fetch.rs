@@ -2,8 +2,8 @@
 //! lock, and every way a download can go wrong.
 
 mod http;
+mod tarball;
 
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use md5::Digest as _;
 use nanoimg_release::{
     Cache, FetchError, HttpOptions, Lock, LockedRelease, Pin, ReleaseOptions, Releases,
 };
+use tarball::tarball;
 
 const VERSION: &str = "9.9.1";
 const TARBALL: &str = "/9.9.1/nanos-release-linux-9.9.1.tar.gz";
@@ -26,29 +27,11 @@ fn fake_boot_img() -> Vec<u8> {
     b
 }
 
-/// A gzip'd tarball with the given members, written raw so unsafe names survive.
-fn tarball(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, data) in members {
-        let mut h = tar::Header::new_gnu();
-        let name = path.as_bytes();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        builder.append(&h, &data[..]).unwrap();
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&builder.into_inner().unwrap()).unwrap();
-    gz.finish().unwrap()
-}
-
 fn release_tarball() -> Vec<u8> {
     tarball(&[
-        ("boot.img", fake_boot_img()),
-        ("kernel.img", vec![0x4B; 200_000]),
-        ("klibs/tls", b"tls klib".to_vec()),
+        ("boot.img", &fake_boot_img()),
+        ("kernel.img", &[0x4B; 200_000]),
+        ("klibs/tls", b"tls klib"),
     ])
 }
 
@@ -310,7 +293,7 @@ fn a_server_that_hangs_times_out() {
 fn a_tarball_with_escaping_members_is_refused() {
     for bad in ["../evil", "/tmp/evil-absolute"] {
         let server = TestServer::start();
-        let tar = tarball(&[("kernel.img", b"k".to_vec()), (bad, b"x".to_vec())]);
+        let tar = tarball(&[("kernel.img", b"k"), (bad, b"x")]);
         serve(&server, &tar);
         let cache = tempfile::tempdir().unwrap();
         let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
