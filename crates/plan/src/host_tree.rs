@@ -83,17 +83,25 @@ fn add_tree(
     field: &'static str,
 ) -> Result<(), PlanError> {
     add(root, image, Node::Dir(Dir::new()))?;
-    let read = |source| PlanError::Missing {
+    add_children(root, host, image, image, notes, field)
+}
+
+/// Adds the entries of the host directory `host` under the image directory `image` (`entry`
+/// names the config entry in errors), as [`add_tree`] describes.
+fn add_children(
+    root: &mut Dir,
+    host: &Path,
+    image: &str,
+    entry: &str,
+    notes: &mut Vec<String>,
+    field: &'static str,
+) -> Result<(), PlanError> {
+    let entries = sorted_entries(host).map_err(|source| PlanError::Missing {
         field,
-        entry: image.to_string(),
+        entry: entry.to_string(),
         host: host.to_path_buf(),
         source,
-    };
-    let mut entries: Vec<_> = std::fs::read_dir(host)
-        .map_err(read)?
-        .collect::<Result<_, _>>()
-        .map_err(read)?;
-    entries.sort_by_cached_key(|e| e.file_name());
+    })?;
     for e in entries {
         let name = e.file_name();
         let name = name
@@ -279,32 +287,15 @@ fn map_walk(
 /// The whole content of a host folder as an image tree (its entries at the root), as `Dirs`
 /// copies folders: sorted, symlinks kept, broken ones and special files skipped with a note.
 pub fn folder_tree(host: &Path) -> Result<(Dir, Vec<String>), PlanError> {
-    let read = |source| PlanError::Missing {
-        field: "volume source",
-        entry: host.display().to_string(),
-        host: host.to_path_buf(),
-        source,
-    };
     let mut root = Dir::new();
     let mut notes = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(host)
-        .map_err(read)?
-        .collect::<Result<_, _>>()
-        .map_err(read)?;
-    entries.sort_by_cached_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name();
-        let name = name
-            .to_str()
-            .ok_or_else(|| PlanError::NonUtf8 { path: e.path() })?;
-        add_entry(
-            &mut root,
-            &e.path(),
-            e.metadata().ok(),
-            &format!("/{name}"),
-            &mut notes,
-            "volume source",
-        )?;
-    }
+    add_children(
+        &mut root,
+        host,
+        "/",
+        &host.display().to_string(),
+        &mut notes,
+        "volume source",
+    )?;
     Ok((root, notes))
 }
