@@ -78,7 +78,7 @@ const SEED: u64 = 0x6e61_6e6f_696d_6721;
 
 /// The program's file name, `Program` in the config and `argv[0]`.
 const PROGRAM: &str = "hello";
-const PROGRAM_SOURCE: &str = include_str!("../samples/hello_static.c");
+/// The e2e runner's static sample (written out with the other sample sources it includes).
 const PROGRAM_SOURCE_FILE: &str = "hello_static.c";
 const PAYLOAD_DIR: &str = "payload";
 const KERNEL_DIR: &str = "kernel";
@@ -429,8 +429,7 @@ fn write_fake_release(dir: &Path) -> Result<()> {
 
 /// Compiles the static sample program into `work_dir/hello`.
 fn compile_program(cc: &Path, work_dir: &Path) -> Result<PathBuf> {
-    let source = work_dir.join(PROGRAM_SOURCE_FILE);
-    fs::write(&source, PROGRAM_SOURCE).with_context(|| format!("writing {}", source.display()))?;
+    crate::samples::write_sources(work_dir)?;
     let mut command = Command::new(cc);
     command
         .current_dir(work_dir)

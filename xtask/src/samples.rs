@@ -19,33 +19,26 @@ struct Source {
     text: &'static str,
 }
 
-/// All sample sources. `hello_dynamic.c` `#include`s `hello_static.c`, so
-/// every source is written out.
+/// An embedded sample source: `source!("name")` is `xtask/samples/name`.
+macro_rules! source {
+    ($name:literal) => {
+        Source {
+            file_name: $name,
+            text: include_str!(concat!("../samples/", $name)),
+        }
+    };
+}
+
+/// All sample sources. `hello_dynamic.c` `#include`s `hello_static.c`, and the C samples
+/// include `sample.h`, so every source is written out.
 const SOURCES: &[Source] = &[
-    Source {
-        file_name: "hello_static.c",
-        text: include_str!("../samples/hello_static.c"),
-    },
-    Source {
-        file_name: "hello_dynamic.c",
-        text: include_str!("../samples/hello_dynamic.c"),
-    },
-    Source {
-        file_name: "hello_cpp.cpp",
-        text: include_str!("../samples/hello_cpp.cpp"),
-    },
-    Source {
-        file_name: "hello_rust.rs",
-        text: include_str!("../samples/hello_rust.rs"),
-    },
-    Source {
-        file_name: "prover.c",
-        text: include_str!("../samples/prover.c"),
-    },
-    Source {
-        file_name: "volume.c",
-        text: include_str!("../samples/volume.c"),
-    },
+    source!("sample.h"),
+    source!("hello_static.c"),
+    source!("hello_dynamic.c"),
+    source!("hello_cpp.cpp"),
+    source!("hello_rust.rs"),
+    source!("prover.c"),
+    source!("volume.c"),
 ];
 
 /// How a sample is turned into an x86-64 Linux ELF executable.
