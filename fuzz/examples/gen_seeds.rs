@@ -299,31 +299,32 @@ fn data_sector(fill: u8) -> Vec<u8> {
     vec![fill; SECTOR as usize]
 }
 
+/// `children` holding one file `f` of `filelength` bytes with one 1-sector extent at sector
+/// 1, its numbers written by `num` (integers in v5, decimal strings in v4 as ops wrote them).
+fn one_file_children(num: impl Fn(i128) -> Value, filelength: i128) -> Value {
+    let extent = tuple([
+        ("offset", num(1)),
+        ("length", num(1)),
+        ("allocated", num(1)),
+    ]);
+    Value::Tuple(tuple([(
+        "f",
+        Value::Tuple(tuple([
+            (
+                "extents",
+                Value::Tuple(tuple([("0", Value::Tuple(extent))])),
+            ),
+            ("filelength", num(filelength)),
+        ])),
+    )]))
+}
+
 /// Volumes whose metadata sits in sector 0 itself (the smallest a volume can be).
 fn hand_volumes() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
 
     // The metadata in the initial sector, no extension: one small file at sector 1.
-    let root = tuple([(
-        "children",
-        Value::Tuple(tuple([(
-            "f",
-            Value::Tuple(tuple([
-                (
-                    "extents",
-                    Value::Tuple(tuple([(
-                        "0",
-                        Value::Tuple(tuple([
-                            ("offset", int(1)),
-                            ("length", int(1)),
-                            ("allocated", int(1)),
-                        ])),
-                    )])),
-                ),
-                ("filelength", int(100)),
-            ])),
-        )])),
-    )]);
+    let root = tuple([("children", one_file_children(int, 100))]);
     let mut frames = tuple_available(&encode(&root).unwrap());
     frames.push(END_OF_LOG);
     let mut v = initial_sector(5, b"one", &frames);
@@ -363,26 +364,7 @@ fn hand_volumes() -> Vec<(&'static str, Vec<u8>)> {
     // Version 4: tuples and buffers, numbers as decimal strings (as ops wrote them).
     let v4root = tuple([
         ("program", s("/f")),
-        (
-            "children",
-            Value::Tuple(tuple([(
-                "f",
-                Value::Tuple(tuple([
-                    (
-                        "extents",
-                        Value::Tuple(tuple([(
-                            "0",
-                            Value::Tuple(tuple([
-                                ("offset", s("1")),
-                                ("length", s("1")),
-                                ("allocated", s("1")),
-                            ])),
-                        )])),
-                    ),
-                    ("filelength", s("512")),
-                ])),
-            )])),
-        ),
+        ("children", one_file_children(|n| s(&n.to_string()), 512)),
     ]);
     let mut record = Vec::new();
     encode_v4(&v4root, &mut record);
