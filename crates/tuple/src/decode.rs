@@ -344,12 +344,17 @@ impl Decoder {
             self.entries.push(Entry::Symbol(name.clone()));
             return Ok(name);
         }
-        let name = match self.lookup(kh.len, kh.offset)? {
+        self.referenced_symbol(&kh)
+    }
+
+    /// The symbol a reference header points to, counted as bytes copied.
+    fn referenced_symbol(&mut self, h: &Header) -> Result<Vec<u8>, DecodeError> {
+        let name = match self.lookup(h.len, h.offset)? {
             Entry::Symbol(s) => s.clone(),
             other => {
                 return Err(DecodeError::WrongKind {
-                    index: kh.len,
-                    offset: kh.offset,
+                    index: h.len,
+                    offset: h.offset,
                     found: other.kind(),
                     expected: "symbol",
                 })
@@ -397,18 +402,7 @@ impl Decoder {
                     let s = Self::bytes(input, pos, h)?;
                     Ok(Some(Node::Leaf(Value::String(s.to_vec()))))
                 } else {
-                    let s = match self.lookup(h.len, h.offset)? {
-                        Entry::Symbol(s) => s.clone(),
-                        other => {
-                            return Err(DecodeError::WrongKind {
-                                index: h.len,
-                                offset: h.offset,
-                                found: other.kind(),
-                                expected: "symbol",
-                            })
-                        }
-                    };
-                    self.copied(s.len())?;
+                    let s = self.referenced_symbol(h)?;
                     Ok(Some(Node::Leaf(Value::String(s))))
                 }
             }
