@@ -1,6 +1,8 @@
 //! What a sample must print on the serial console, and how it is checked.
 
 use std::borrow::Cow;
+use std::io;
+use std::path::Path;
 
 /// Arguments put into every case's config (after the implicit `argv[0]`).
 pub const ARGS: [&str; 2] = ["one", "two words"];
@@ -10,6 +12,26 @@ pub const GREETING: &str = "hello nanos";
 
 /// Last line every sample prints.
 pub const DONE_MARKER: &str = "HELLO-DONE";
+
+/// Checks that the file at `path` holds `expected` (one trailing newline allowed); returns
+/// the problem, if any. `what` precedes the path in messages ("host file " or nothing), and
+/// `missing` is the message for a file that is not there.
+pub fn check_file(path: &Path, what: &str, missing: String, expected: &str) -> Option<String> {
+    match std::fs::read(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Some(missing),
+        Err(err) => Some(format!("cannot read {what}{}: {err}", path.display())),
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let body = text.strip_suffix('\n').unwrap_or(&text);
+            (body != expected).then(|| {
+                format!(
+                    "{what}{} contains {text:?}, expected {expected:?}",
+                    path.display()
+                )
+            })
+        }
+    }
+}
 
 /// The lines the guest must print for the case `case` running `program`.
 ///

@@ -121,23 +121,11 @@ pub fn boot_options(workspace: &Path) -> BootOptions {
 /// the problem, if any.
 pub fn check_output(workspace: &Path) -> Option<String> {
     let output = workspace.join(OUTPUT_FILE);
-    match fs::read(&output) {
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Some(format!(
-            "host file {} was not written (the 9p workspace share did not reach the host)",
-            output.display()
-        )),
-        Err(err) => Some(format!("cannot read host file {}: {err}", output.display())),
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let body = text.strip_suffix('\n').unwrap_or(&text);
-            (body != EXPECTED_OUTPUT).then(|| {
-                format!(
-                    "host file {} contains {text:?}, expected {EXPECTED_OUTPUT:?}",
-                    output.display()
-                )
-            })
-        }
-    }
+    let missing = format!(
+        "host file {} was not written (the 9p workspace share did not reach the host)",
+        output.display()
+    );
+    expect::check_file(&output, "host file ", missing, EXPECTED_OUTPUT)
 }
 
 #[cfg(test)]

@@ -148,23 +148,11 @@ pub fn boot_options(volume: &Path) -> BootOptions {
 /// from the volume; returns the problem, if any.
 pub fn check_extracted(work_dir: &Path) -> Option<String> {
     let written = work_dir.join(EXTRACT_DIR).join(WRITTEN_FILE);
-    match fs::read(&written) {
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Some(format!(
-            "{} is not in the extracted volume (the guest's write did not reach the volume)",
-            written.display()
-        )),
-        Err(err) => Some(format!("cannot read {}: {err}", written.display())),
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let body = text.strip_suffix('\n').unwrap_or(&text);
-            (body != EXPECTED_WRITTEN).then(|| {
-                format!(
-                    "{} contains {text:?}, expected {EXPECTED_WRITTEN:?}",
-                    written.display()
-                )
-            })
-        }
-    }
+    let missing = format!(
+        "{} is not in the extracted volume (the guest's write did not reach the volume)",
+        written.display()
+    );
+    expect::check_file(&written, "", missing, EXPECTED_WRITTEN)
 }
 
 #[cfg(test)]
