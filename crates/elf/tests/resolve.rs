@@ -131,24 +131,19 @@ fn app_with_own_library(d: &Path, dtags: &str) -> PathBuf {
         &["-shared", "-fPIC", "-o", "app/lib/libfoo.so", "foo.c"],
         d,
     );
+    compile_app(d, &[dtags, "-Wl,-rpath,$ORIGIN/../lib"])
+}
+
+/// Compiles app/bin/app, which calls `foo` from app/lib/libfoo.so, with `link_flags`.
+fn compile_app(d: &Path, link_flags: &[&str]) -> PathBuf {
     write(
         d,
         "app.c",
         "int foo(void);\nint main(void) { return foo() != 42; }\n",
     );
-    compile(
-        "cc",
-        &[
-            "-o",
-            "app/bin/app",
-            "app.c",
-            "-Lapp/lib",
-            "-lfoo",
-            dtags,
-            "-Wl,-rpath,$ORIGIN/../lib",
-        ],
-        d,
-    );
+    let mut args = vec!["-o", "app/bin/app", "app.c", "-Lapp/lib", "-lfoo"];
+    args.extend_from_slice(link_flags);
+    compile("cc", &args, d);
     d.join("app/bin/app")
 }
 
@@ -215,23 +210,7 @@ fn a_library_reached_only_through_a_symlink_chain() {
     std::os::unix::fs::symlink("../../real/libfoo.so.1.2.3", lib.join("libfoo.so.1.2")).unwrap();
     std::os::unix::fs::symlink("libfoo.so.1.2", lib.join("libfoo.so.1")).unwrap();
     std::os::unix::fs::symlink("libfoo.so.1", lib.join("libfoo.so")).unwrap();
-    write(
-        d.path(),
-        "app.c",
-        "int foo(void);\nint main(void) { return foo() != 42; }\n",
-    );
-    compile(
-        "cc",
-        &[
-            "-o",
-            "app/bin/app",
-            "app.c",
-            "-Lapp/lib",
-            "-lfoo",
-            "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib",
-        ],
-        d.path(),
-    );
+    compile_app(d.path(), &["-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib"]);
     assert!(inspect(&d.path().join("app/bin/app"))
         .unwrap()
         .needed
