@@ -4,7 +4,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::report::{inspect, FileInfo, FsReport, InspectError, Report};
+use nanoimg_tuple::{Tuple, Value};
+
+use crate::report::{inspect, one_line, FileInfo, FsReport, InspectError, Report};
 
 /// One difference between two images.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -12,6 +14,16 @@ pub struct Change {
     /// `layout`, `bootloader`, `kernel`, `klib`, `boot-file`, `manifest` or `file`.
     pub area: &'static str,
     /// What changed: a key, a path, or a layout property.
+    ///
+    /// For `manifest`, the path of one changed leaf of the root tuple: tuple keys joined with
+    /// `.` (`environment.GREETING`, `mounts.%0`), vector elements as `[i]` (`arguments[2]`).
+    /// A key that is empty, is not UTF-8, or holds `.`, `[`, `]`, `"`, `\` or a control
+    /// character is written `["key"]` instead (`environment["A.B"]`, `[""]` for an empty root
+    /// key), with `\"` and `\\` for a quote and a backslash, `\u{N}` (hex) for a control
+    /// character and `\xNN` for a byte that is not UTF-8. Unchanged siblings are not
+    /// reported. A value that changes kind (string to tuple, say) is reported at its own path;
+    /// a tuple or vector present on one side only is reported as each leaf under it (an empty
+    /// one as itself). Values are one-lined as Nanos's `dump` prints them.
     pub name: String,
     /// The value in the first image (`None`: absent there).
     pub a: Option<String>,
@@ -92,6 +104,79 @@ fn compare_maps(
                 b: vb.cloned(),
             });
         }
+    }
+}
+
+/// A tuple key as a path segment: `.key`, or `["key"]` when it needs quoting (see
+/// [`Change::name`]).
+fn key_segment(parent: &str, key: &[u8]) -> String {
+    let plain = std::str::from_utf8(key).ok().filter(|k| {
+        !k.is_empty()
+            && !k
+                .chars()
+                .any(|c| matches!(c, '.' | '[' | ']' | '"' | '\\') || c.is_control())
+    });
+    if let Some(k) = plain {
+        return if parent.is_empty() {
+            k.to_string()
+        } else {
+            format!("{parent}.{k}")
+        };
+    }
+    let mut out = format!("{parent}[\"");
+    for chunk in key.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push_str("\"]");
+    out
+}
+
+/// One changed leaf: its path, its value in the first and in the second tuple.
+type Leaf = (String, Option<String>, Option<String>);
+
+/// Every leaf that differs between `a` and `b` (either may be absent) at `path` and below.
+fn compare_values(out: &mut Vec<Leaf>, path: &str, a: Option<&Value>, b: Option<&Value>) {
+    match (a, b) {
+        (Some(x), Some(y)) if x == y => {}
+        (None, None) => {}
+        (Some(Value::Tuple(x)), Some(Value::Tuple(y))) => compare_tuples(out, path, x, y),
+        (Some(Value::Vector(x)), Some(Value::Vector(y))) => compare_vectors(out, path, x, y),
+        // On one side only: each leaf under it (an empty tuple or vector is its own leaf).
+        (Some(Value::Tuple(x)), None) if !x.is_empty() => {
+            compare_tuples(out, path, x, &Tuple::new())
+        }
+        (None, Some(Value::Tuple(y))) if !y.is_empty() => {
+            compare_tuples(out, path, &Tuple::new(), y)
+        }
+        (Some(Value::Vector(x)), None) if !x.is_empty() => compare_vectors(out, path, x, &[]),
+        (None, Some(Value::Vector(y))) if !y.is_empty() => compare_vectors(out, path, &[], y),
+        // A leaf, or a value that changed kind.
+        _ => out.push((path.to_string(), a.map(one_line), b.map(one_line))),
+    }
+}
+
+/// The differing elements of two vectors at `path`, by index, trailing ones included.
+fn compare_vectors(out: &mut Vec<Leaf>, path: &str, a: &[Value], b: &[Value]) {
+    for i in 0..a.len().max(b.len()) {
+        compare_values(out, &format!("{path}[{i}]"), a.get(i), b.get(i));
+    }
+}
+
+/// The differing leaves of two tuples at `path` (`""`: the root), in key order.
+fn compare_tuples(out: &mut Vec<Leaf>, path: &str, a: &Tuple, b: &Tuple) {
+    let keys: std::collections::BTreeSet<&Vec<u8>> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        compare_values(out, &key_segment(path, k), a.get(k), b.get(k));
     }
 }
 
@@ -189,12 +274,14 @@ pub fn diff(a: &Path, b: &Path) -> Result<Diff, InspectError> {
         &boot_a,
         &boot_b,
     );
-    compare_maps(
-        &mut changes,
-        |_| "manifest",
-        &ra.root.manifest,
-        &rb.root.manifest,
-    );
+    let mut manifest = Vec::new();
+    compare_tuples(&mut manifest, "", &ra.root.root_tuple, &rb.root.root_tuple);
+    changes.extend(manifest.into_iter().map(|(name, a, b)| Change {
+        area: "manifest",
+        name,
+        a,
+        b,
+    }));
     compare_maps(
         &mut changes,
         |_| "file",
@@ -221,4 +308,154 @@ pub fn diff(a: &Path, b: &Path) -> Result<Diff, InspectError> {
         changes,
         same_content_other_order,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Value {
+        Value::string(v)
+    }
+
+    fn t(entries: &[(&str, Value)]) -> Value {
+        Value::Tuple(
+            entries
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
+                .collect(),
+        )
+    }
+
+    fn leaves(a: &Value, b: &Value) -> Vec<(String, Option<String>, Option<String>)> {
+        let mut out = Vec::new();
+        compare_tuples(&mut out, "", a.as_tuple().unwrap(), b.as_tuple().unwrap());
+        out
+    }
+
+    fn leaf(path: &str, a: Option<&str>, b: Option<&str>) -> Leaf {
+        (path.into(), a.map(Into::into), b.map(Into::into))
+    }
+
+    #[test]
+    fn a_nested_change_is_named_by_its_path_alone() {
+        let a = t(&[
+            (
+                "environment",
+                t(&[("GREETING", s("one")), ("OTHER", s("same"))]),
+            ),
+            ("program", s("/prover")),
+            ("boot", t(&[("klibs", t(&[("tls", Value::Null)]))])),
+        ]);
+        let b = t(&[
+            (
+                "environment",
+                t(&[("GREETING", s("two")), ("OTHER", s("same"))]),
+            ),
+            ("program", s("/prover")),
+            ("boot", t(&[("klibs", t(&[("radar", Value::Null)]))])),
+        ]);
+        assert_eq!(
+            leaves(&a, &b),
+            vec![
+                leaf("boot.klibs.radar", None, Some("<null>")),
+                leaf("boot.klibs.tls", Some("<null>"), None),
+                leaf("environment.GREETING", Some("one"), Some("two")),
+            ]
+        );
+        assert_eq!(leaves(&a, &a), vec![]);
+    }
+
+    #[test]
+    fn vectors_compare_by_index_and_report_trailing_elements() {
+        let a = t(&[(
+            "arguments",
+            Value::Vector(vec![s("prover"), s("-v"), s("x")]),
+        )]);
+        let b = t(&[(
+            "arguments",
+            Value::Vector(vec![s("prover"), s("-q"), s("x"), s("y"), s("z")]),
+        )]);
+        let changed = vec![
+            leaf("arguments[1]", Some("-v"), Some("-q")),
+            leaf("arguments[3]", None, Some("y")),
+            leaf("arguments[4]", None, Some("z")),
+        ];
+        assert_eq!(leaves(&a, &b), changed);
+        let back: Vec<Leaf> = changed.into_iter().map(|(p, x, y)| (p, y, x)).collect();
+        assert_eq!(leaves(&b, &a), back);
+    }
+
+    #[test]
+    fn a_change_of_kind_is_reported_where_it_happens() {
+        let a = t(&[("x", t(&[("k", s("v"))])), ("y", s("plain"))]);
+        let b = t(&[
+            ("x", s("now a string")),
+            ("y", Value::Vector(vec![s("a"), s("b")])),
+        ]);
+        assert_eq!(
+            leaves(&a, &b),
+            vec![
+                leaf("x", Some("(k:v)"), Some("now a string")),
+                leaf("y", Some("plain"), Some("[a b]")),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_added_or_removed_subtree_is_reported_leaf_by_leaf() {
+        let a = t(&[("program", s("/prover"))]);
+        let b = t(&[
+            ("program", s("/prover")),
+            ("mounts", t(&[("%0", s("/data")), ("%1", s("/logs"))])),
+            ("notrace", Value::Vector(vec![s("mmap")])),
+            ("empty", t(&[])),
+            ("nested", t(&[("inner", t(&[("deep", Value::Integer(7))]))])),
+        ]);
+        let added = vec![
+            leaf("empty", None, Some("()")),
+            leaf("mounts.%0", None, Some("/data")),
+            leaf("mounts.%1", None, Some("/logs")),
+            leaf("nested.inner.deep", None, Some("7")),
+            leaf("notrace[0]", None, Some("mmap")),
+        ];
+        assert_eq!(leaves(&a, &b), added);
+        let removed: Vec<Leaf> = added.into_iter().map(|(p, x, y)| (p, y, x)).collect();
+        assert_eq!(leaves(&b, &a), removed);
+    }
+
+    #[test]
+    fn awkward_keys_are_quoted() {
+        let a = t(&[(
+            "environment",
+            t(&[
+                ("A.B", s("1")),
+                ("", s("1")),
+                ("q\"[x]\\", s("1")),
+                ("tab\t", s("1")),
+            ]),
+        )]);
+        let mut b = a.clone();
+        if let Value::Tuple(root) = &mut b {
+            let env = root.get_mut(b"environment".as_slice()).unwrap();
+            if let Value::Tuple(env) = env {
+                for v in env.values_mut() {
+                    *v = s("2");
+                }
+                env.insert(b"\xff".to_vec(), s("2"));
+            }
+            root.insert(Vec::new(), s("root"));
+        }
+        assert_eq!(
+            leaves(&a, &b),
+            vec![
+                leaf("[\"\"]", None, Some("root")),
+                leaf("environment[\"\"]", Some("1"), Some("2")),
+                leaf("environment[\"A.B\"]", Some("1"), Some("2")),
+                leaf("environment[\"q\\\"[x]\\\\\"]", Some("1"), Some("2")),
+                leaf("environment[\"tab\\u{9}\"]", Some("1"), Some("2")),
+                leaf("environment[\"\\xff\"]", None, Some("2")),
+            ]
+        );
+    }
 }

@@ -85,6 +85,10 @@ pub struct FsReport {
     pub log_extensions: usize,
     /// Root tuple keys other than `children`, as Nanos's dump prints each value.
     pub manifest: BTreeMap<String, String>,
+    /// The root tuple without `children`: what `manifest` one-lines, kept whole so that
+    /// `diff` can name the changed leaves. Not part of the JSON report.
+    #[serde(skip)]
+    pub root_tuple: Tuple,
     /// The whole metadata, exactly as Nanos's `dump` prints it.
     pub metadata: String,
     /// Every entry by path.
@@ -113,7 +117,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// One line of a value as dump prints it.
-fn one_line(v: &Value) -> String {
+pub(crate) fn one_line(v: &Value) -> String {
     nanos_dump(
         v,
         DumpOptions {
@@ -230,6 +234,11 @@ fn fs_report(
         claimed: 0,
     };
     walk(&mut fs, path, &tree, "", &mut files, &mut totals)?;
+    let root_tuple: Tuple = root
+        .iter()
+        .filter(|(k, _)| k.as_slice() != b"children")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     Ok(FsReport {
         offset: p.offset,
         size: p.size,
@@ -237,11 +246,11 @@ fn fs_report(
         uuid: fs.uuid_string(),
         version: fs.version(),
         log_extensions: fs.log_extensions().len() - 1,
-        manifest: root
+        manifest: root_tuple
             .iter()
-            .filter(|(k, _)| k.as_slice() != b"children")
             .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), one_line(v)))
             .collect(),
+        root_tuple,
         metadata: nanos_dump(
             &Value::Tuple(root),
             DumpOptions {
