@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub use nanoimg_atomic as atomic;
 pub use nanoimg_config as config;
 pub use nanoimg_disk as disk;
 pub use nanoimg_elf as elf;
@@ -82,7 +83,12 @@ pub fn kernel(
 ) -> Result<KernelDir, BuildError> {
     if let Some(dir) = &options.kernel_dir {
         let k = KernelDir::open(dir)?;
-        nanoimg_release::lock_kernel_dir(&k, lock, options.release.locked)?;
+        nanoimg_release::lock_kernel_dir(
+            &k,
+            lock,
+            options.release.locked,
+            options.release.update_lock,
+        )?;
         return Ok(k);
     }
     let version = nanos_version(options, config);
@@ -275,28 +281,26 @@ fn image_files(
 }
 
 /// Writes a new file at `output` atomically: `write` fills a temporary file beside it, which
-/// is synced and renamed into place only if that succeeded (else it is removed).
+/// is synced and renamed into place only if that succeeded (else, and on an interrupt, it is
+/// removed). The file gets the mode a new file gets under the umask.
 fn write_atomically<T>(
     output: &Path,
     write: impl FnOnce(&std::fs::File) -> Result<T, BuildError>,
 ) -> Result<T, BuildError> {
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".nanoimg-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|source| BuildError::Output { dir, source })?;
-    let value = write(temp.as_file())?;
-    let persist = |source| BuildError::Persist {
-        path: output.to_path_buf(),
-        source,
-    };
-    temp.as_file().sync_all().map_err(persist)?;
-    temp.persist(output).map_err(|e| persist(e.error))?;
-    Ok(value)
+    nanoimg_atomic::write_file(
+        output,
+        |file| write(file),
+        |stage, source| match stage {
+            nanoimg_atomic::Stage::Create => BuildError::Output {
+                dir: nanoimg_atomic::parent_dir(output),
+                source,
+            },
+            nanoimg_atomic::Stage::Persist => BuildError::Persist {
+                path: output.to_path_buf(),
+                source,
+            },
+        },
+    )
 }
 
 /// Why a build failed. Every variant names the file or value at fault.

@@ -27,6 +27,10 @@ struct KernelArgs {
     /// pinned release].
     #[arg(long, value_name = "VERSION")]
     nanos_version: Option<String>,
+    /// Accept a --kernel-dir folder whose files changed and record them in nanoimg.lock (as
+    /// `cargo update` does for Cargo.lock); pinned releases and the cache are never updated.
+    #[arg(long, conflicts_with = "locked")]
+    update_lock: bool,
     #[command(flatten)]
     fetch: FetchArgs,
 }
@@ -69,6 +73,7 @@ impl FetchArgs {
         nanoimg::release::ReleaseOptions {
             offline: self.offline,
             locked: self.locked,
+            update_lock: false,
             mirror: self.mirror.clone().or_else(|| env("NANOIMG_MIRROR")),
             allow_unpinned: self.allow_unpinned,
             http,
@@ -246,7 +251,19 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    let result = match cli.command {
+    // SIGINT, SIGTERM and SIGHUP remove unfinished outputs and exit 130, 143 or 129.
+    if let Err(e) = nanoimg::atomic::interrupt::install() {
+        eprintln!("error: cannot install the signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    let status = run(cli.command);
+    // An error that an interrupt caused is not reported: the handler ends the process.
+    nanoimg::atomic::interrupt::wait_if_interrupted();
+    status
+}
+
+fn run(command: Command) -> ExitCode {
+    let result = match command {
         Command::Build {
             program,
             config,
@@ -271,7 +288,10 @@ fn main() -> ExitCode {
                     kernel_dir: kernel.kernel_dir,
                     nanos_version: kernel.nanos_version,
                     lock: kernel.fetch.lock.clone(),
-                    release: kernel.fetch.release_options(),
+                    release: nanoimg::release::ReleaseOptions {
+                        update_lock: kernel.update_lock,
+                        ..kernel.fetch.release_options()
+                    },
                 },
                 output,
                 target_root: resolution.target_root,

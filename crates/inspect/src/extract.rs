@@ -19,9 +19,11 @@ pub struct ExtractStats {
 
 /// Writes the root tree of the image (or volume) at `image` into `dest`, which must not
 /// exist or be empty: directories, files, and symlinks as symlinks with the target the image
-/// gives. Nothing is ever written outside `dest`: entry names must be plain names (no `/`,
-/// NUL, `.` or `..`), every directory is created fresh and every file with `create_new`, so
-/// no write goes through a link.
+/// gives. The tree is written into a temporary folder beside `dest` and renamed to `dest`
+/// only when complete, so an error or an interrupt leaves `dest` as it was. Nothing is ever
+/// written outside that folder: entry names must be plain names (no `/`, NUL, `.` or `..`),
+/// every directory is created fresh and every file with `create_new`, so no write goes
+/// through a link.
 pub fn extract(image: &Path, dest: &Path) -> Result<ExtractStats, InspectError> {
     let write = |p: &Path| {
         let path = p.to_path_buf();
@@ -32,11 +34,9 @@ pub fn extract(image: &Path, dest: &Path) -> Result<ExtractStats, InspectError> 
         if entries.next().is_some() {
             return Err(InspectError::Unsafe {
                 path: dest.to_path_buf(),
-                reason: "the target folder is not empty".into(),
+                reason: "the target folder is not empty; give a new or empty folder".into(),
             });
         }
-    } else {
-        std::fs::create_dir_all(dest).map_err(write(dest))?;
     }
     let img = DiskImage::open(image)?;
     let mut fs = img.root_fs()?;
@@ -45,17 +45,34 @@ pub fn extract(image: &Path, dest: &Path) -> Result<ExtractStats, InspectError> 
         what: "root filesystem",
         source,
     })?;
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(write(parent))?;
+    }
+    let staged = nanoimg_atomic::TempDir::beside(dest).map_err(write(dest))?;
     let mut stats = ExtractStats::default();
-    write_dir(&mut fs, image, &tree, dest, "", &mut stats)?;
+    let dirs = Dirs {
+        staged: staged.path(),
+        shown: dest,
+    };
+    write_dir(&mut fs, image, &tree, dirs, "", &mut stats)?;
     // (Each file's claimed length is bounded in write_dir, the total by `stats.bytes` there.)
+    staged.persist(dest).map_err(write(dest))?;
     Ok(stats)
+}
+
+/// Where a folder is written (inside the temporary folder), and where it will be once
+/// renamed into place (for messages).
+#[derive(Clone, Copy)]
+struct Dirs<'a> {
+    staged: &'a Path,
+    shown: &'a Path,
 }
 
 fn write_dir(
     fs: &mut Tfs<File>,
     image: &Path,
     dir: &BTreeMap<Vec<u8>, Entry>,
-    host: &Path,
+    host: Dirs<'_>,
     prefix: &str,
     stats: &mut ExtractStats,
 ) -> Result<(), InspectError> {
@@ -73,16 +90,22 @@ fn write_dir(
                 reason: format!("entry {shown:?} is not a plain file name; refusing to extract"),
             });
         }
-        let target = host.join(std::ffi::OsStr::from_bytes(name));
+        let name = std::ffi::OsStr::from_bytes(name);
+        let target = host.staged.join(name);
+        let shown_target = host.shown.join(name);
         let write = |source| InspectError::Write {
-            path: target.clone(),
+            path: shown_target.clone(),
             source,
         };
         match entry {
             Entry::Dir(d) => {
                 std::fs::create_dir(&target).map_err(write)?;
                 stats.dirs += 1;
-                write_dir(fs, image, d, &target, &shown, stats)?;
+                let sub = Dirs {
+                    staged: &target,
+                    shown: &shown_target,
+                };
+                write_dir(fs, image, d, sub, &shown, stats)?;
             }
             Entry::File(f) => {
                 let claimed = stats.bytes.saturating_add(f.len);
@@ -100,13 +123,22 @@ fn write_dir(
                     .create_new(true)
                     .open(&target)
                     .map_err(write)?;
-                stats.bytes += fs
-                    .copy_file(f, &mut out)
-                    .map_err(|source| InspectError::Read {
-                        path: image.to_path_buf(),
-                        what: "reading a file",
-                        source,
-                    })?;
+                let mut sparse = Sparse {
+                    file: &mut out,
+                    pos: 0,
+                    error: None,
+                };
+                let copied = fs.copy_file(f, &mut sparse);
+                if let Some(e) = sparse.error.take() {
+                    return Err(write(e));
+                }
+                stats.bytes += copied.map_err(|source| InspectError::Read {
+                    path: image.to_path_buf(),
+                    what: "reading a file",
+                    source,
+                })?;
+                let len = sparse.pos;
+                out.set_len(len).map_err(write)?;
                 stats.files += 1;
             }
             Entry::Symlink(t) => {
@@ -118,4 +150,31 @@ fn write_dir(
         }
     }
     Ok(())
+}
+
+/// Writes a file leaving holes where the data is zeros (files in images are often mostly
+/// holes), remembering the first write error so it is reported as a write, not a read.
+struct Sparse<'a> {
+    file: &'a mut File,
+    pos: u64,
+    error: Option<std::io::Error>,
+}
+
+impl std::io::Write for Sparse<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if buf.iter().any(|&b| b != 0) {
+            if let Err(e) = self.file.write_all_at(buf, self.pos) {
+                let kind = e.kind();
+                self.error = Some(e);
+                return Err(kind.into());
+            }
+        }
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

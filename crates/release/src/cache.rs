@@ -53,25 +53,22 @@ impl Cache {
     pub(crate) fn set_index(&self, version: &str, sha256: &str) -> std::io::Result<()> {
         let dir = self.root.join("index");
         std::fs::create_dir_all(&dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
-        std::io::Write::write_all(&mut tmp, format!("{sha256}\n").as_bytes())?;
-        tmp.persist(dir.join(version)).map_err(|e| e.error)?;
-        Ok(())
+        let target = dir.join(version);
+        let mut tmp = nanoimg_atomic::TempFile::beside(&target)?;
+        std::io::Write::write_all(tmp.as_file_mut(), format!("{sha256}\n").as_bytes())?;
+        tmp.persist(&target)
     }
 
     /// Moves a fully extracted release into place. If another process got there first, its
     /// entry is kept and `staged` is discarded.
     pub(crate) fn install(
         &self,
-        staged: tempfile::TempDir,
+        staged: nanoimg_atomic::TempDir,
         sha256: &str,
     ) -> std::io::Result<PathBuf> {
         let dest = self.release_dir(sha256);
-        match std::fs::rename(staged.path(), &dest) {
-            Ok(()) => {
-                let _ = staged.keep();
-                Ok(dest)
-            }
+        match staged.persist(&dest) {
+            Ok(()) => Ok(dest),
             Err(_) if dest.is_dir() => Ok(dest),
             Err(e) => Err(e),
         }

@@ -88,14 +88,10 @@ impl Lock {
             .releases
             .sort_by_key(|r| crate::pins::version_key(&r.version));
         let text = toml::to_string(&sorted).map_err(|e| err(std::io::Error::other(e)))?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-        std::io::Write::write_all(&mut tmp, format!("{HEADER}{text}").as_bytes()).map_err(err)?;
-        tmp.persist(path).map_err(|e| err(e.error))?;
-        Ok(())
+        let mut tmp = nanoimg_atomic::TempFile::beside(path).map_err(err)?;
+        std::io::Write::write_all(tmp.as_file_mut(), format!("{HEADER}{text}").as_bytes())
+            .map_err(err)?;
+        tmp.persist(path).map_err(err)
     }
 
     /// The entry for `version`.

@@ -18,6 +18,9 @@ pub struct ReleaseOptions {
     pub offline: bool,
     /// Refuse any release or file that is not already in the lock.
     pub locked: bool,
+    /// Record a `--kernel-dir` folder whose files changed instead of refusing it (as
+    /// `cargo update` rewrites Cargo.lock). Never applies to pinned releases or the cache.
+    pub update_lock: bool,
     /// Base URL replacing the official download location.
     pub mirror: Option<String>,
     /// Allow versions that are not pinned.
@@ -64,9 +67,28 @@ pub enum FetchError {
     },
     #[error(transparent)]
     Extract(#[from] ExtractError),
-    #[error("Nanos {version}: {file} does not match nanoimg.lock ({detail})")]
-    FileMismatch {
+    #[error("Nanos {version}: {file} in the release cache ({dir}) does not match nanoimg.lock ({detail}); the cached copy changed after it was verified: remove {dir} and run again to download and verify it anew")]
+    CacheChanged {
         version: String,
+        dir: PathBuf,
+        file: String,
+        detail: String,
+    },
+    #[error("Nanos {version}: nanoimg.lock records other files than its verified tarball holds ({file}: {detail}); the lock was edited: restore it, or delete its [[release]] entry for {version} to record the release again")]
+    LockEdited {
+        version: String,
+        file: String,
+        detail: String,
+    },
+    #[error("{file} in the kernel folder {dir} does not match nanoimg.lock ({detail}); if you changed the kernel on purpose, run again with --update-lock to record the new files")]
+    KernelDirChanged {
+        dir: PathBuf,
+        file: String,
+        detail: String,
+    },
+    #[error("{file} in the kernel folder {dir} does not match nanoimg.lock ({detail}), and --locked refuses any change; run once without --locked, with --update-lock, to record it")]
+    KernelDirChangedLocked {
+        dir: PathBuf,
         file: String,
         detail: String,
     },
@@ -131,30 +153,40 @@ pub(crate) fn hash_tree(dir: &Path) -> std::io::Result<LockedFiles> {
     Ok(out)
 }
 
-/// Compares the files of a release folder with what the lock recorded.
-fn check_files(
-    version: &str,
-    found: &LockedFiles,
-    recorded: &LockedFiles,
-) -> Result<(), FetchError> {
-    let mismatch = |file: &str, detail: String| FetchError::FileMismatch {
-        version: version.to_string(),
-        file: file.to_string(),
-        detail,
-    };
+/// Compares the files of a release folder with what the lock recorded: the first file that
+/// differs, and how.
+fn changed_file(found: &LockedFiles, recorded: &LockedFiles) -> Option<(String, String)> {
     for (file, want) in recorded {
         match found.get(file) {
-            None => return Err(mismatch(file, "missing".into())),
+            None => return Some((file.clone(), "missing".into())),
             Some(got) if got != want => {
-                return Err(mismatch(file, format!("sha256 {got}, recorded {want}")))
+                return Some((file.clone(), format!("sha256 {got}, recorded {want}")))
             }
             _ => {}
         }
     }
-    if let Some(extra) = found.keys().find(|f| !recorded.contains_key(*f)) {
-        return Err(mismatch(extra, "not recorded".into()));
+    found
+        .keys()
+        .find(|f| !recorded.contains_key(*f))
+        .map(|extra| (extra.clone(), "not recorded".into()))
+}
+
+/// Checks a cached release against the lock.
+fn check_cached(
+    version: &str,
+    dir: &Path,
+    found: &LockedFiles,
+    recorded: &LockedFiles,
+) -> Result<(), FetchError> {
+    match changed_file(found, recorded) {
+        None => Ok(()),
+        Some((file, detail)) => Err(FetchError::CacheChanged {
+            version: version.to_string(),
+            dir: dir.to_path_buf(),
+            file,
+            detail,
+        }),
     }
-    Ok(())
 }
 
 impl Releases {
@@ -228,7 +260,7 @@ impl Releases {
             if dir.is_dir() {
                 let files = hash_tree(&dir).map_err(cache_err(&dir))?;
                 if let Some(l) = locked.as_ref().filter(|l| !l.files.is_empty()) {
-                    check_files(version, &files, &l.files)?;
+                    check_cached(version, &dir, &files, &l.files)?;
                 }
                 let entry = LockedRelease {
                     version: version.into(),
@@ -262,10 +294,8 @@ impl Releases {
             source,
         };
         let http = client(&self.options.http, &url).map_err(unreachable)?;
-        let mut tarball = tempfile::Builder::new()
-            .prefix("download-")
-            .tempfile_in(&tmp)
-            .map_err(cache_err(&tmp))?;
+        let mut tarball =
+            nanoimg_atomic::TempFile::in_dir(&tmp, "download-").map_err(cache_err(&tmp))?;
         let got = download(
             &http,
             &url,
@@ -304,15 +334,18 @@ impl Releases {
                 });
             }
         }
-        let staged = tempfile::Builder::new()
-            .prefix("extract-")
-            .tempdir_in(&tmp)
-            .map_err(cache_err(&tmp))?;
+        let staged = nanoimg_atomic::TempDir::in_dir(&tmp, "extract-").map_err(cache_err(&tmp))?;
         extract(tarball.path(), staged.path())?;
         KernelDir::open(staged.path())?;
         let files = hash_tree(staged.path()).map_err(cache_err(staged.path()))?;
         if let Some(l) = locked.as_ref().filter(|l| !l.files.is_empty()) {
-            check_files(version, &files, &l.files)?;
+            if let Some((file, detail)) = changed_file(&files, &l.files) {
+                return Err(FetchError::LockEdited {
+                    version: version.into(),
+                    file,
+                    detail,
+                });
+            }
         }
         let dir = self
             .cache
@@ -345,7 +378,7 @@ impl Releases {
                 let dir = self.cache.release_dir(&r.sha256);
                 let result = dir.is_dir().then(|| {
                     let files = hash_tree(&dir).map_err(cache_err(&dir))?;
-                    check_files(&r.version, &files, &r.files)
+                    check_cached(&r.version, &dir, &files, &r.files)
                 });
                 (r.version.clone(), result)
             })
@@ -354,8 +387,14 @@ impl Releases {
 }
 
 /// Records a `--kernel-dir` release folder in the lock by the hashes of its files, or checks
-/// it against what the lock recorded before.
-pub fn lock_kernel_dir(dir: &KernelDir, lock: &mut Lock, locked: bool) -> Result<(), FetchError> {
+/// it against what the lock recorded before. With `update`, files that changed are recorded
+/// anew instead of refused; with `locked`, any change is refused.
+pub fn lock_kernel_dir(
+    dir: &KernelDir,
+    lock: &mut Lock,
+    locked: bool,
+    update: bool,
+) -> Result<(), FetchError> {
     // Only what a build can take from the folder: kernel, bootloaders, klibs.
     let mut files = LockedFiles::new();
     let mut add = |rel: String, path: &Path| -> Result<(), FetchError> {
@@ -372,13 +411,28 @@ pub fn lock_kernel_dir(dir: &KernelDir, lock: &mut Lock, locked: bool) -> Result
             files.insert(format!("klibs/{rel}"), sha);
         }
     }
-    match &lock.kernel_dir {
-        Some(recorded) => check_files("in --kernel-dir", &files, &recorded.files),
-        None if locked => Err(FetchError::NotLocked {
-            version: format!("the kernel folder {}", dir.dir.display()),
-            lock: "nanoimg.lock".into(),
+    let changed = match &lock.kernel_dir {
+        Some(recorded) => changed_file(&files, &recorded.files),
+        None if locked => {
+            return Err(FetchError::NotLocked {
+                version: format!("the kernel folder {}", dir.dir.display()),
+                lock: "nanoimg.lock".into(),
+            })
+        }
+        None => None,
+    };
+    match changed {
+        Some((file, detail)) if locked => Err(FetchError::KernelDirChangedLocked {
+            dir: dir.dir.clone(),
+            file,
+            detail,
         }),
-        None => {
+        Some((file, detail)) if !update => Err(FetchError::KernelDirChanged {
+            dir: dir.dir.clone(),
+            file,
+            detail,
+        }),
+        _ => {
             lock.kernel_dir = Some(LockedDir { files });
             Ok(())
         }

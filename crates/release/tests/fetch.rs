@@ -410,7 +410,12 @@ fn a_tampered_cache_entry_is_caught_against_the_lock() {
     let e = r.get(VERSION, &mut lock).unwrap_err();
     assert!(
         e.to_string()
-            .starts_with("Nanos 9.9.1: kernel.img does not match nanoimg.lock"),
+            .starts_with("Nanos 9.9.1: kernel.img in the release cache"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("run again to download and verify it anew"),
         "{e}"
     );
     let report = r.verify(&lock);

@@ -39,6 +39,12 @@ enum Route {
     Status(u16),
     /// 200 with the whole body after sleeping `delay`.
     Slow { body: Arc<Vec<u8>>, delay: Duration },
+    /// 200 with the body sent `chunk` bytes at a time, sleeping `delay` before each.
+    Trickle {
+        body: Arc<Vec<u8>>,
+        chunk: usize,
+        delay: Duration,
+    },
 }
 
 /// State shared between the [`TestServer`] handle, its accept thread and its
@@ -139,6 +145,19 @@ impl TestServer {
             path,
             Route::Slow {
                 body: Arc::new(body),
+                delay,
+            },
+        );
+    }
+
+    /// Serves `body` at `path` as a slow download: the headers at once, then `chunk` bytes
+    /// every `delay`.
+    pub fn put_trickle(&self, path: &str, body: Vec<u8>, chunk: usize, delay: Duration) {
+        self.route(
+            path,
+            Route::Trickle {
+                body: Arc::new(body),
+                chunk: chunk.max(1),
                 delay,
             },
         );
@@ -282,6 +301,16 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
         Some(Route::Slow { body, delay }) => {
             thread::sleep(delay);
             write_ok(&mut stream, &body, body.len(), head_only)?;
+        }
+        Some(Route::Trickle { body, chunk, delay }) => {
+            write_ok(&mut stream, &body, 0, head_only)?;
+            if !head_only {
+                for part in body.chunks(chunk) {
+                    thread::sleep(delay);
+                    stream.write_all(part)?;
+                    stream.flush()?;
+                }
+            }
         }
         Some(Route::Truncated { body, sent }) => {
             write_ok(&mut stream, &body, sent, head_only)?;

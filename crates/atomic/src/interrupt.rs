@@ -1,0 +1,85 @@
+//! SIGINT, SIGTERM and SIGHUP: remove the unfinished outputs, then exit as the signal says.
+//!
+//! [`install`] starts a thread that waits for the first of these signals. It then removes
+//! every temporary file and folder that exists ([`crate::TempFile`], [`crate::TempDir`]),
+//! prints one line on stderr and exits with 128 + the signal's number (130 for SIGINT, 143
+//! for SIGTERM, 129 for SIGHUP), as shells report a process killed by it. A second signal
+//! while that happens ends the process at once, with the same status. The handlers are
+//! signal-hook's, which do only async-signal-safe work in the handler itself.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+/// The signals that interrupt a command.
+pub const SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
+
+/// The signal being handled, or 0.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// The conventional exit status of a process ended by `signal`.
+pub fn exit_status(signal: i32) -> i32 {
+    128 + signal
+}
+
+/// The name of one of [`SIGNALS`].
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
+
+/// Installs the handlers and starts the thread that acts on them. Call it once, early in
+/// `main`.
+pub fn install() -> std::io::Result<()> {
+    let armed = Arc::new(AtomicBool::new(false));
+    for signal in SIGNALS {
+        // The order matters: the first signal arms `armed`, the second finds it armed.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            exit_status(signal),
+            Arc::clone(&armed),
+        )?;
+        signal_hook::flag::register(signal, Arc::clone(&armed))?;
+    }
+    let mut signals = signal_hook::iterator::Signals::new(SIGNALS)?;
+    std::thread::Builder::new()
+        .name("interrupt".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                INTERRUPTED.store(signal, Ordering::SeqCst);
+                let removed = crate::registry::remove_all_and_hold();
+                let what = match removed {
+                    0 => String::new(),
+                    1 => "; removed the unfinished output".to_string(),
+                    n => format!("; removed {n} unfinished outputs"),
+                };
+                eprintln!("error: interrupted by {}{what}", signal_name(signal));
+                std::process::exit(exit_status(signal));
+            }
+        })?;
+    Ok(())
+}
+
+/// The signal that interrupted the process, if one did.
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// When the process has been interrupted, waits for the handler to end it, so that the exit
+/// status is the signal's and not that of an error the interruption caused (a write into a
+/// folder that was just removed). Returns at once otherwise. Call it before `main` returns.
+pub fn wait_if_interrupted() {
+    if interrupted().is_some() {
+        loop {
+            std::thread::park();
+        }
+    }
+}
