@@ -291,6 +291,12 @@ fn write_atomically<T>(
         output,
         |file| write(file),
         |stage, source| match stage {
+            nanoimg_atomic::Stage::Create if source.kind() == std::io::ErrorKind::NotFound => {
+                BuildError::NoOutputDir {
+                    path: output.to_path_buf(),
+                    dir: nanoimg_atomic::parent_dir(output),
+                }
+            }
             nanoimg_atomic::Stage::Create => BuildError::Output {
                 dir: nanoimg_atomic::parent_dir(output),
                 source,
@@ -334,6 +340,8 @@ pub enum BuildError {
         path: PathBuf,
         source: Box<DiskError>,
     },
+    #[error("cannot write {path}: the folder {dir} does not exist; create it first, or give -o a path in an existing folder")]
+    NoOutputDir { path: PathBuf, dir: PathBuf },
     #[error("cannot create the image in {dir}: {source}")]
     Output {
         dir: PathBuf,

@@ -166,3 +166,85 @@ fn an_unpinned_version_is_refused_by_default() {
         "{stderr}"
     );
 }
+
+/// A kernel folder changed on purpose: the build names the file and the remedy, the remedy
+/// (`--update-lock`) records the new files, and `--locked` refuses any change before that.
+#[test]
+fn a_changed_kernel_folder_is_accepted_with_update_lock_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = common::fake_release(dir.path());
+    let prog = dir.path().join("prog");
+    std::fs::write(&prog, common::tiny_static_elf()).unwrap();
+    let lock = dir.path().join("nanoimg.lock");
+    let build = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            os("build"),
+            prog.as_os_str(),
+            os("--kernel-dir"),
+            release.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|a| os(a)));
+        (common::nanoimg(&args, dir.path()), out)
+    };
+    let (o, _) = build("first.img", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recorded = std::fs::read_to_string(&lock).unwrap();
+
+    // The kernel is rebuilt: a plain build names the file and the flag that accepts it.
+    std::fs::write(release.join("kernel.img"), vec![0x4C; 1_000_003]).unwrap();
+    let (o, out) = build("second.img", &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: kernel.img in the kernel folder {} does not match nanoimg.lock (sha256 ",
+            release.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("if you changed the kernel on purpose, run again with --update-lock"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), recorded);
+
+    // --locked refuses the change, and cannot be combined with accepting it.
+    let (o, out) = build("locked.img", &["--locked"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--locked refuses any change"), "{stderr}");
+    assert!(!out.exists());
+    let (o, _) = build("both.img", &["--locked", "--update-lock"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), recorded);
+
+    // The remedy: the build succeeds and the lock now records the new kernel.
+    let (o, out) = build("third.img", &["--update-lock"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.exists());
+    let updated = std::fs::read_to_string(&lock).unwrap();
+    assert_ne!(updated, recorded);
+    let new_sha: String = sha2::Sha256::digest(vec![0x4C; 1_000_003])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(updated.contains(&new_sha), "{updated}");
+
+    // From now on the new kernel is the locked one; a new klib is again a change.
+    let (o, _) = build("fourth.img", &["--locked"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::create_dir(release.join("klibs")).unwrap();
+    std::fs::write(release.join("klibs/ntp"), b"ntp").unwrap();
+    let (o, _) = build("fifth.img", &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("klibs/ntp in the kernel folder") && stderr.contains("not recorded"),
+        "{stderr}"
+    );
+}

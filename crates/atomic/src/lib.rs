@@ -39,6 +39,12 @@ pub fn parent_dir(target: &Path) -> PathBuf {
     }
 }
 
+/// The OS error alone: tempfile adds the random temporary name, which callers replace
+/// with the path the user gave.
+fn plain(e: io::Error) -> io::Error {
+    e.raw_os_error().map(io::Error::from_raw_os_error).unwrap_or(e)
+}
+
 /// A temporary file, removed when dropped or when the process is interrupted, until
 /// [`TempFile::persist`] renames it into place.
 #[derive(Debug)]
@@ -60,7 +66,8 @@ impl TempFile {
                 .prefix(prefix)
                 .suffix(SUFFIX)
                 .permissions(std::fs::Permissions::from_mode(0o666))
-                .tempfile_in(dir)?;
+                .tempfile_in(dir)
+                .map_err(plain)?;
             let path = file.path().to_path_buf();
             Ok((file, path))
         })
@@ -108,7 +115,8 @@ impl TempDir {
                 .prefix(prefix)
                 .suffix(SUFFIX)
                 .permissions(std::fs::Permissions::from_mode(0o777))
-                .tempdir_in(dir)?;
+                .tempdir_in(dir)
+                .map_err(plain)?;
             let path = dir.path().to_path_buf();
             Ok((dir, path))
         })
