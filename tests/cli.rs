@@ -517,7 +517,12 @@ fn outputs_get_the_mode_of_a_new_file_under_the_umask() {
         let volume = dir.path().join(format!("data-{umask:o}.vol"));
         let lock = dir.path().join(format!("lock-{umask:o}"));
         let mut build = build_args(&prog, &release, None);
-        build.extend(["-o".into(), image.clone().into(), "--lock".into(), lock.clone().into()]);
+        build.extend([
+            "-o".into(),
+            image.clone().into(),
+            "--lock".into(),
+            lock.clone().into(),
+        ]);
         let create: Vec<std::ffi::OsString> = vec![
             "volume".into(),
             "create".into(),

@@ -42,7 +42,9 @@ pub fn parent_dir(target: &Path) -> PathBuf {
 /// The OS error alone: tempfile adds the random temporary name, which callers replace
 /// with the path the user gave.
 fn plain(e: io::Error) -> io::Error {
-    e.raw_os_error().map(io::Error::from_raw_os_error).unwrap_or(e)
+    e.raw_os_error()
+        .map(io::Error::from_raw_os_error)
+        .unwrap_or(e)
 }
 
 /// A temporary file, removed when dropped or when the process is interrupted, until
