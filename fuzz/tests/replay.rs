@@ -110,6 +110,13 @@ fn valid_volume_seeds_read_back() {
     let f = files(&mut open(&v));
     assert_eq!(f["/hello"], vec![b'm'; 300]);
 
+    // A hard link written by the kernel, with `..` parent links: one file, two names.
+    let v = seed("tfs_log_reader", "kernel_link");
+    let f = files(&mut open(&v));
+    assert_eq!(f.keys().collect::<Vec<_>>(), ["/d/f", "/e/g"]);
+    assert_eq!(f["/d/f"], b"kkk");
+    assert_eq!(f["/e/g"], b"kkk");
+
     let v = seed("tfs_log_reader", "v4");
     let mut fs = open(&v);
     assert_eq!(fs.version(), 4);
@@ -202,6 +209,18 @@ fn tuple_seeds_decode() {
         .unwrap();
     assert_eq!(hello[&b"filelength"[..]], Value::Integer(300));
     assert!(!hello.contains_key(&b"tmp"[..]));
+    let t = decode("kernel_link", Encoding::V5).unwrap();
+    let dir = |t: &nanoimg_tuple::Tuple, name: &str| {
+        let d = t[&b"children"[..]].as_tuple().unwrap()[name.as_bytes()].clone();
+        let Value::Tuple(d) = d else { panic!("{name}") };
+        assert!(!d.contains_key(&b".."[..]), "{name}");
+        d
+    };
+    assert!(!t.contains_key(&b".."[..]));
+    let (d, e) = (dir(&t, "d"), dir(&t, "e"));
+    let file = dir(&d, "f");
+    assert_eq!(file, dir(&e, "g"));
+    assert_eq!(file[&b"nlink"[..]], Value::Integer(2));
     let t = decode("encoder_records", Encoding::V5).unwrap();
     let v = [b"z", b"y", b"x", b"w"].map(Value::string).to_vec();
     assert_eq!(t[&b"v"[..]], Value::Vector(v));

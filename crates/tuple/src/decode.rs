@@ -89,7 +89,38 @@ enum Node {
 ///
 /// Hostile input is an error, never a panic: lengths are checked against the record before
 /// anything is allocated, references against the dictionary, nesting against [`MAX_DEPTH`],
-/// and shared references may not expand the tree beyond a small multiple of the input size.
+/// and shared references may not expand the tree beyond a small multiple of the input size
+/// (plus a fixed allowance for hard links).
+///
+/// # Parent links (`..`)
+///
+/// A volume the kernel has written to has tuples that point back up the tree. In memory the
+/// kernel keeps a `..` key whose value is the parent directory's tuple: on every directory
+/// (`fixup_directory` in nanos 0.1.55 `src/fs/tfs.c`; `fixup_directory(root, root)` makes
+/// the root's `..` the root itself), and on files and symlinks once opened or moved
+/// (`fs_notify_event` with `IN_OPEN` and `fs_notify_move` in `src/unix/filesystem.c`). Its
+/// encoder (`encode_tuple_internal` in `src/runtime/tuple.c`) writes a tuple already in the
+/// dictionary as a reference carrying all its current entries, and one already written in the
+/// same record as a reference with none. So a record that writes such a tuple, e.g. the new
+/// directory entry of a hard link (`tfs_link`), carries `..` → parent (with its entries) →
+/// its `..` → ... → the root, whose `..` is itself; once replayed, those `..` keys close
+/// cycles. Renames strip `..` first (`cleanup_directory`), links do not.
+///
+/// The records are applied as they are (the entries carried by references are real updates).
+/// [`Decoder::root`] then presents the tree the guest sees: a `..` key whose value is a tuple
+/// (by reference or not) is a parent link, not content, and is left out without being
+/// followed, wherever it points (the parent, the tuple itself, a descendant, an unrelated or
+/// stale directory: the kernel overwrites `..` on every directory after mounting and uses it
+/// on files only for inotify). Nanos's `dump` prints these values as `<visited>` and skips
+/// `..` when it walks a tree. Otherwise:
+///
+/// - `..` with any other value (a string, a vector...) is an ordinary key;
+/// - in a tuple that is the value of a `children` key, `..` is the name of a directory entry
+///   (the kernel never creates one: path lookup resolves `..` to the parent link), so it is
+///   kept as an ordinary key too: a cycle through it is [`DecodeError::Cycle`], and otherwise
+///   the tree reader shows an entry named `..`, which extraction refuses;
+/// - a cycle through any other key is [`DecodeError::Cycle`], and the expansion budgets and
+///   [`MAX_DEPTH`] apply to what is materialized.
 #[derive(Debug, Default)]
 pub struct Decoder {
     entries: Vec<Entry>,
@@ -137,11 +168,22 @@ impl Decoder {
             d: self,
             tuple_on_path: vec![false; self.tuples.len()],
             vector_on_path: vec![false; self.vectors.len()],
-            budget: self.bytes_seen.saturating_mul(4).saturating_add(4096),
-            limit: self.bytes_seen.saturating_mul(4).saturating_add(4096),
+            budget: self.value_limit(),
             byte_budget: self.byte_limit(),
         };
-        m.tuple(id, 0)
+        m.tuple(id, 0, false)
+    }
+
+    /// Values that [`Decoder::root`] may materialize. A tuple referenced from several places
+    /// is copied into each, so nested shared references could expand a small input
+    /// exponentially. Hard links are such copies: the kernel writes each link with the
+    /// file's entries (bytes in proportion to the copy), but a rebuilt log
+    /// (`filesystem_log_rebuild`) writes the file once and every other link as a reference
+    /// with no entries: 100 links to a file of 500 extents are about 200,000 values from
+    /// 10 KB. 4 per input byte plus 2^18 allows that; at worst (tuples of one entry) a value
+    /// costs about 400 bytes, so 2^18 is about 100 MB.
+    fn value_limit(&self) -> u64 {
+        self.bytes_seen.saturating_mul(4).saturating_add(1 << 18)
     }
 
     /// Bytes of symbols that references may copy: in [`Decoder::record`] (every key or value
@@ -441,12 +483,17 @@ impl Decoder {
     }
 }
 
+/// The key of a parent link (see "Parent links" on [`Decoder`]).
+const PARENT: &[u8] = b"..";
+/// The key whose tuple holds a directory's entries.
+const CHILDREN: &[u8] = b"children";
+
 struct Materializer<'a> {
     d: &'a Decoder,
     tuple_on_path: Vec<bool>,
     vector_on_path: Vec<bool>,
+    /// Values still allowed ([`Decoder::value_limit`]).
     budget: u64,
-    limit: u64,
     /// Bytes of keys and strings still allowed ([`Decoder::byte_limit`]).
     byte_budget: u64,
 }
@@ -456,7 +503,7 @@ impl Materializer<'_> {
         self.budget = self
             .budget
             .checked_sub(1)
-            .ok_or(DecodeError::TooLarge(self.limit))?;
+            .ok_or(DecodeError::TooLarge(self.d.value_limit()))?;
         Ok(())
     }
 
@@ -468,21 +515,26 @@ impl Materializer<'_> {
         Ok(())
     }
 
-    fn tuple(&mut self, id: usize, depth: usize) -> Result<Tuple, DecodeError> {
+    /// Tuple `id`; `names` when it is the value of a `children` key (its keys are the names
+    /// of directory entries, so a `..` among them is not a parent link).
+    fn tuple(&mut self, id: usize, depth: usize, names: bool) -> Result<Tuple, DecodeError> {
         if self.tuple_on_path[id] {
             return Err(DecodeError::Cycle);
         }
         self.tuple_on_path[id] = true;
         let mut out = Tuple::new();
         for (k, v) in &self.d.tuples[id] {
+            if !names && k == PARENT && matches!(v, Node::Tuple(_)) {
+                continue; // a parent link (see "Parent links" on `Decoder`)
+            }
             self.spend_bytes(k.len())?;
-            out.insert(k.clone(), self.node(v, depth + 1)?);
+            out.insert(k.clone(), self.node(v, depth + 1, k == CHILDREN)?);
         }
         self.tuple_on_path[id] = false;
         Ok(out)
     }
 
-    fn node(&mut self, n: &Node, depth: usize) -> Result<Value, DecodeError> {
+    fn node(&mut self, n: &Node, depth: usize, names: bool) -> Result<Value, DecodeError> {
         self.spend()?;
         if depth >= MAX_DEPTH {
             return Err(DecodeError::TooDeep { offset: 0 });
@@ -494,7 +546,7 @@ impl Materializer<'_> {
                 }
                 v.clone()
             }
-            Node::Tuple(id) => Value::Tuple(self.tuple(*id, depth)?),
+            Node::Tuple(id) => Value::Tuple(self.tuple(*id, depth, names)?),
             Node::Vector(id) => {
                 let id = *id;
                 if self.vector_on_path[id] {
@@ -503,7 +555,7 @@ impl Materializer<'_> {
                 self.vector_on_path[id] = true;
                 let mut out = Vec::new();
                 for item in &self.d.vectors[id] {
-                    out.push(self.node(item, depth + 1)?);
+                    out.push(self.node(item, depth + 1, false)?);
                 }
                 self.vector_on_path[id] = false;
                 Value::Vector(out)
@@ -736,6 +788,438 @@ mod tests {
             panic!("not a vector")
         };
         assert_eq!(items.len(), r as usize);
+    }
+
+    /// A tuple graph as the kernel holds it in memory, and its log encoder: a port of
+    /// `encode_tuple_internal`, `encode_eav` and `encode_symbol` (nanos 0.1.55,
+    /// `src/runtime/tuple.c`), so that records come out as the kernel writes them.
+    #[derive(Default)]
+    struct Kernel {
+        tuples: Vec<Vec<(Vec<u8>, K)>>,
+        symbols: std::collections::HashMap<Vec<u8>, u64>,
+        indices: std::collections::HashMap<usize, u64>,
+        count: u64,
+    }
+
+    #[derive(Clone, Copy)]
+    enum K {
+        T(usize),
+        Int(u64),
+    }
+
+    impl Kernel {
+        fn tuple(&mut self, entries: &[(&str, K)]) -> usize {
+            self.tuples.push(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), *v))
+                    .collect(),
+            );
+            self.tuples.len() - 1
+        }
+
+        fn get(&self, t: usize, key: &str) -> Option<K> {
+            let e = self.tuples[t].iter().find(|(k, _)| k == key.as_bytes());
+            e.map(|(_, v)| *v)
+        }
+
+        fn set(&mut self, t: usize, key: &str, v: K) {
+            match self.tuples[t].iter_mut().find(|(k, _)| k == key.as_bytes()) {
+                Some(e) => e.1 = v,
+                None => self.tuples[t].push((key.as_bytes().to_vec(), v)),
+            }
+        }
+
+        /// `fixup_directory` (`src/fs/tfs.c`): `..` on every directory, recursively.
+        fn fixup_directory(&mut self, parent: usize, n: usize) {
+            if let Some(K::T(c)) = self.get(n, "children") {
+                for (_, v) in self.tuples[c].clone() {
+                    if let K::T(child) = v {
+                        self.fixup_directory(n, child);
+                    }
+                }
+                self.set(n, "..", K::T(parent));
+            }
+        }
+
+        fn next_index(&mut self) -> u64 {
+            self.count += 1;
+            self.count
+        }
+
+        fn symbol(&mut self, out: &mut Vec<u8>, name: &[u8]) {
+            if let Some(&i) = self.symbols.get(name) {
+                encode::push_header(out, false, ty::BUFFER, i);
+            } else {
+                encode::push_header(out, true, ty::BUFFER, name.len() as u64);
+                out.extend_from_slice(name);
+                let i = self.next_index();
+                self.symbols.insert(name.to_vec(), i);
+            }
+        }
+
+        fn encode_tuple(&mut self, out: &mut Vec<u8>, t: usize, visited: &mut Vec<usize>) {
+            let count = if visited.contains(&t) {
+                0
+            } else {
+                self.tuples[t].len()
+            };
+            if let Some(&i) = self.indices.get(&t) {
+                encode::push_header(out, false, ty::TUPLE, count as u64);
+                varint::push(out, i);
+            } else {
+                encode::push_header(out, true, ty::TUPLE, count as u64);
+                let i = self.next_index();
+                self.indices.insert(t, i);
+            }
+            if count > 0 {
+                visited.push(t);
+                for (k, v) in self.tuples[t].clone() {
+                    self.symbol(out, &k);
+                    self.encode_value(out, v, visited);
+                }
+            }
+        }
+
+        fn encode_value(&mut self, out: &mut Vec<u8>, v: K, visited: &mut Vec<usize>) {
+            match v {
+                K::T(t) => self.encode_tuple(out, t, visited),
+                K::Int(n) => {
+                    encode::push_header(out, true, ty::INTEGER, 0);
+                    varint::push(out, n);
+                }
+            }
+        }
+
+        /// `log_write`: a whole tuple, as mkfs and a log rebuild write the root.
+        fn write(&mut self, t: usize) -> Vec<u8> {
+            let mut out = Vec::new();
+            self.encode_tuple(&mut out, t, &mut Vec::new());
+            out
+        }
+
+        /// `log_write_eav` (`encode_eav`): `e.a = v` as one record, then set in memory.
+        fn write_eav(&mut self, e: usize, a: &str, v: K) -> Vec<u8> {
+            let mut out = Vec::new();
+            match self.indices.get(&e) {
+                Some(&i) => {
+                    encode::push_header(&mut out, false, ty::TUPLE, 1);
+                    varint::push(&mut out, i);
+                }
+                None => {
+                    encode::push_header(&mut out, true, ty::TUPLE, 1);
+                    let i = self.next_index();
+                    self.indices.insert(e, i);
+                }
+            }
+            self.symbol(&mut out, a.as_bytes());
+            self.encode_value(&mut out, v, &mut vec![e]);
+            self.set(e, a, v);
+            out
+        }
+    }
+
+    fn tuple<const N: usize>(entries: [(&str, Value); N]) -> Value {
+        Value::Tuple(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                .collect(),
+        )
+    }
+
+    fn dir<const N: usize>(entries: [(&str, Value); N]) -> Value {
+        tuple([("children", tuple(entries))])
+    }
+
+    /// A kernel-side volume: root { children: { a: { children: { b: { children: { f } } } },
+    /// c: { children: {} } } }, written by mkfs (one record, no `..`), then mounted
+    /// (`fixup_directory(root, root)`) and `f` opened from `b` (its `..` is `b`).
+    /// Returns the kernel, the records so far, and (root, c's children, f).
+    fn mounted_volume(extents: u64) -> (Kernel, Vec<Vec<u8>>, [usize; 3]) {
+        let mut k = Kernel::default();
+        let ext: Vec<(String, usize)> = (0..extents)
+            .map(|i| {
+                let e = k.tuple(&[
+                    ("length", K::Int(1)),
+                    ("allocated", K::Int(1)),
+                    ("offset", K::Int(100 + i)),
+                ]);
+                (i.to_string(), e)
+            })
+            .collect();
+        let ext: Vec<(&str, K)> = ext.iter().map(|(n, e)| (n.as_str(), K::T(*e))).collect();
+        let extents_t = k.tuple(&ext);
+        let f = k.tuple(&[
+            ("extents", K::T(extents_t)),
+            ("filelength", K::Int(512 * extents)),
+        ]);
+        let bc = k.tuple(&[("f", K::T(f))]);
+        let b = k.tuple(&[("children", K::T(bc))]);
+        let ac = k.tuple(&[("b", K::T(b))]);
+        let a = k.tuple(&[("children", K::T(ac))]);
+        let cc = k.tuple(&[]);
+        let c = k.tuple(&[("children", K::T(cc))]);
+        let rc = k.tuple(&[("a", K::T(a)), ("c", K::T(c))]);
+        let root = k.tuple(&[("children", K::T(rc))]);
+        let records = vec![k.write(root)];
+        k.fixup_directory(root, root);
+        k.set(f, "..", K::T(b)); // fs_notify_event(f, b, IN_OPEN)
+        (k, records, [root, cc, f])
+    }
+
+    /// `tfs_link`: `name` in the directory whose children are `cc` becomes `f`, then the
+    /// new `nlink` is written.
+    fn link(k: &mut Kernel, cc: usize, name: &str, f: usize, nlink: u64) -> Vec<Vec<u8>> {
+        k.set(f, "nlink", K::Int(nlink)); // set before by the caller of fs->link
+        vec![
+            k.write_eav(cc, name, K::T(f)),
+            k.write_eav(f, "nlink", K::Int(nlink)),
+        ]
+    }
+
+    fn decode_records(records: &[Vec<u8>]) -> (Decoder, Result<Tuple, DecodeError>) {
+        let mut d = Decoder::new();
+        for r in records {
+            d.record(r, Encoding::V5).unwrap();
+        }
+        let root = d.root();
+        (d, root)
+    }
+
+    /// A hard link made by the kernel to a file it has opened: the record carries the file
+    /// with its `..` → `b` with all its entries → `a` → the root, whose `..` is itself.
+    #[test]
+    fn kernel_parent_links_are_left_out() {
+        let (mut k, mut records, [_, cc, f]) = mounted_volume(1);
+        records.extend(link(&mut k, cc, "g", f, 2));
+        let (d, root) = decode_records(&records);
+        // The replayed dictionary does hold the back-references: root, a, b, c and f.
+        let with_parent = d.tuples.iter().filter(|t| t.contains_key(PARENT)).count();
+        assert_eq!(with_parent, 5);
+        let file = tuple([
+            (
+                "extents",
+                tuple([(
+                    "0",
+                    tuple([
+                        ("allocated", Value::Integer(1)),
+                        ("length", Value::Integer(1)),
+                        ("offset", Value::Integer(100)),
+                    ]),
+                )]),
+            ),
+            ("filelength", Value::Integer(512)),
+            ("nlink", Value::Integer(2)),
+        ]);
+        let expected = dir([
+            ("a", dir([("b", dir([("f", file.clone())]))])),
+            ("c", dir([("g", file)])),
+        ]);
+        assert_eq!(Value::Tuple(root.unwrap()), expected);
+    }
+
+    /// `fixup_directory(root, root)`: the root's `..` is the root.
+    #[test]
+    fn the_roots_parent_link_to_itself() {
+        // #1 { ".." (#2): ref #1 with no entries, x (#3): 1 }
+        let t = decode(&[0x92, 0x82, b'.', b'.', 0x10, 0x01, 0x81, b'x', 0xB0, 0x01]).unwrap();
+        assert_eq!(Value::Tuple(t), tuple([("x", Value::Integer(1))]));
+        // the same given later by reference, as the kernel writes it
+        let mut d = Decoder::new();
+        d.record(&[0x90], Encoding::V5).unwrap();
+        d.record(&[0x11, 0x01, 0x82, b'.', b'.', 0x10, 0x01], Encoding::V5)
+            .unwrap();
+        assert_eq!(d.root().unwrap(), Tuple::new());
+    }
+
+    /// `..` pointing anywhere else (a descendant, an unrelated tuple) is not followed either,
+    /// but its entries are still applied to the dictionary.
+    #[test]
+    fn parent_links_are_never_followed() {
+        // #1 { d (#2): #3 { ".." (#4): ref #5 = new #5 { y (#6): ref #3 } }, u (#7): ref #5 }:
+        // `d..` goes to #5, whose `y` leads back to #3: a cycle only through `..`.
+        let mut r = vec![0x92, 0x81, b'd', 0x91, 0x82, b'.', b'.'];
+        r.extend([0x91, 0x81, b'y', 0x10, 0x03, 0x81, b'u', 0x10, 0x05]);
+        let t = decode(&r).unwrap();
+        assert_eq!(
+            Value::Tuple(t),
+            tuple([("d", tuple([])), ("u", tuple([("y", tuple([]))])),])
+        );
+        // #1 { "..": #2 { a (#4): #5 { } } } then #1 { b (#6): ref #5 }: the entry carried
+        // inside `..` defined #5, which the root then uses.
+        let mut d = Decoder::new();
+        d.record(
+            &[0x91, 0x82, b'.', b'.', 0x91, 0x81, b'a', 0x90],
+            Encoding::V5,
+        )
+        .unwrap();
+        d.record(&[0x11, 0x01, 0x81, b'b', 0x10, 0x05], Encoding::V5)
+            .unwrap();
+        assert_eq!(Value::Tuple(d.root().unwrap()), tuple([("b", tuple([]))]));
+    }
+
+    #[test]
+    fn cycles_through_other_keys_are_still_errors() {
+        // #1 { a (#2): #3 { "..": ref #1, b (#5): ref #3 } }: `..` is fine, `b` is a cycle
+        let r = [
+            0x91, 0x81, b'a', 0x92, 0x82, b'.', b'.', 0x10, 0x01, 0x81, b'b', 0x10, 0x03,
+        ];
+        assert_eq!(decode(&r), Err(DecodeError::Cycle));
+        // a vector under `..` is an ordinary value: #1 { "..": #3 [ref #1] }
+        assert_eq!(
+            decode(&[0x91, 0x82, b'.', b'.', 0xA1, 0x10, 0x01]),
+            Err(DecodeError::Cycle)
+        );
+        // In a `children` tuple `..` names a directory entry: #1 { children (#2):
+        // #3 { "..": ref #1 } } is a cycle.
+        let mut r = vec![0x91, 0x88, 0x08];
+        r.extend_from_slice(b"children");
+        r.extend([0x91, 0x82, b'.', b'.', 0x10, 0x01]);
+        assert_eq!(decode(&r), Err(DecodeError::Cycle));
+        // ... and an entry named `..` that is no cycle is kept, for the tree reader to judge.
+        let mut r = vec![0x91, 0x88, 0x08];
+        r.extend_from_slice(b"children");
+        r.extend([0x91, 0x82, b'.', b'.', 0x90]);
+        assert_eq!(Value::Tuple(decode(&r).unwrap()), dir([("..", tuple([]))]));
+    }
+
+    #[test]
+    fn a_parent_key_with_another_value_is_ordinary() {
+        // #1 { "..": "up", n: { "..": 7 } }
+        let t = decode(&[
+            0x92, 0x82, b'.', b'.', 0xC2, b'u', b'p', 0x81, b'n', 0x91, 0x02, 0xB0, 0x07,
+        ])
+        .unwrap();
+        assert_eq!(
+            Value::Tuple(t),
+            tuple([
+                ("..", Value::string("up")),
+                ("n", tuple([("..", Value::Integer(7))])),
+            ])
+        );
+    }
+
+    /// Parent links cost nothing to skip, and do not open a way around the budgets.
+    #[test]
+    fn hostile_parent_links_stay_within_budgets() {
+        let reference = |index: u64| {
+            let mut v = Vec::new();
+            encode::push_header(&mut v, false, ty::TUPLE, 0);
+            varint::push(&mut v, index);
+            v
+        };
+        // 40 levels, each { "..", a, b: the level below }: 2^40 values through `a` and `b`.
+        let mut d = Decoder::new();
+        d.record(&[0x90], Encoding::V5).unwrap(); // #1: the root
+        d.record(&[0x90], Encoding::V5).unwrap(); // #2: the bottom level
+        let mut r = vec![0x93, 0x82, b'.', b'.', 0x10, 0x02, 0x81, b'a', 0x10, 0x02];
+        r.extend([0x81, b'b', 0x10, 0x02]);
+        d.record(&r, Encoding::V5).unwrap(); // #3 { ".." (#4), a (#5), b (#6): #2 }
+        let mut prev = 3;
+        for level in 0..40 {
+            let mut r = vec![0x93];
+            for key in [0x04, 0x05, 0x06] {
+                r.push(key);
+                r.extend(reference(prev));
+            }
+            d.record(&r, Encoding::V5).unwrap();
+            prev = 7 + level;
+        }
+        let mut top = vec![0x11, 0x01, 0x81, b'x'];
+        top.extend(reference(prev));
+        d.record(&top, Encoding::V5).unwrap();
+        assert!(matches!(d.root(), Err(DecodeError::TooLarge(_))));
+
+        // The same with `..` only: nothing is followed, so it is small.
+        let mut d = Decoder::new();
+        d.record(&[0x90], Encoding::V5).unwrap(); // #1
+        d.record(&[0x91, 0x82, b'.', b'.', 0x10, 0x01], Encoding::V5)
+            .unwrap(); // #2 { ".." (#3): #1 }
+        let mut prev = 2;
+        for level in 0..40 {
+            let mut r = vec![0x91, 0x03];
+            r.extend(reference(prev));
+            d.record(&r, Encoding::V5).unwrap();
+            prev = 4 + level;
+        }
+        let mut top = vec![0x11, 0x01, 0x81, b'x'];
+        top.extend(reference(prev));
+        d.record(&top, Encoding::V5).unwrap();
+        assert_eq!(Value::Tuple(d.root().unwrap()), tuple([("x", tuple([]))]));
+
+        // 100,000 tuples with `..` → the root and `..` → each other, all in the tree.
+        let n = 100_000u64;
+        let mut r = Vec::new();
+        encode::push_header(&mut r, true, ty::TUPLE, 2);
+        r.extend([0x82, b'.', b'.', 0x10, 0x01, 0x81, b'v']); // #2 "..", #3 "v"
+        encode::push_header(&mut r, true, ty::VECTOR, n); // #4
+        for i in 0..n {
+            // #(5 + i) { "..": ref #1 or the previous one }
+            r.push(0x91);
+            r.push(0x02);
+            r.extend(reference(if i == 0 { 1 } else { 4 + i }));
+        }
+        let (_, root) = decode_records(&[r]);
+        let root = root.unwrap();
+        let Value::Vector(items) = &root[&b"v"[..]] else {
+            panic!("not a vector")
+        };
+        assert!(items.iter().all(|v| *v == tuple([])));
+
+        // `..` nested deeper than MAX_DEPTH in a record is still refused while decoding it.
+        let mut r = vec![0x91, 0x82, b'.', b'.'];
+        for _ in 0..2 * MAX_DEPTH {
+            r.extend_from_slice(&[0x91, 0x02]);
+        }
+        r.push(0x90);
+        assert!(matches!(decode(&r), Err(DecodeError::TooDeep { .. })));
+    }
+
+    /// Hard links: a file in many directories is copied into each, within the budget, both
+    /// as the kernel writes the links (each record carries the file) and as a log rebuild
+    /// does (one full copy, then references with no entries).
+    #[test]
+    fn a_hundred_hard_links_decode() {
+        let (mut k, mut records, [_, cc, f]) = mounted_volume(16);
+        for i in 0..100 {
+            records.extend(link(&mut k, cc, &format!("l{i}"), f, 2 + i));
+        }
+        let (_, root) = decode_records(&records);
+        let root = Value::Tuple(root.unwrap());
+        let c = &root.as_tuple().unwrap()[&b"children"[..]]
+            .as_tuple()
+            .unwrap()[&b"c"[..]];
+        let links = c.as_tuple().unwrap()[&b"children"[..]].as_tuple().unwrap();
+        assert_eq!(links.len(), 100);
+        assert!(links
+            .values()
+            .all(|v| v.as_tuple().unwrap()[&b"extents"[..]]
+                .as_tuple()
+                .unwrap()
+                .len()
+                == 16));
+
+        // The rebuilt log (`filesystem_log_rebuild`: `cleanup_directory`, then one record
+        // of the root in a new dictionary): 100 links to a file of 500 extents.
+        let (mut k, _, [root, cc, f]) = mounted_volume(500);
+        for i in 0..100 {
+            k.set(cc, &format!("l{i}"), K::T(f));
+        }
+        k.set(f, "nlink", K::Int(101));
+        for t in &mut k.tuples {
+            t.retain(|(key, _)| key != PARENT);
+        }
+        k.indices.clear();
+        k.symbols.clear();
+        k.count = 0;
+        let record = k.write(root);
+        assert!(record.len() < 12_000, "{}", record.len());
+        let (_, root) = decode_records(&[record]);
+        let root = root.unwrap();
+        let c = &root[&b"children"[..]].as_tuple().unwrap()[&b"c"[..]];
+        let links = c.as_tuple().unwrap()[&b"children"[..]].as_tuple().unwrap();
+        assert_eq!(links.len(), 100);
     }
 
     fn arb_value() -> impl Strategy<Value = Value> {

@@ -9,7 +9,8 @@
 //!   way the kernel expects (see `nanos-image-format.md` §2.7–2.8);
 //! - [`Decoder`] reads records written by nanoimg, by Nanos's `mkfs`/kernel (which update
 //!   tuples by reference) and by ops, in both the v5 and the deprecated v4 encoding. It never
-//!   panics and never allocates more than the input justifies;
+//!   panics, never allocates more than the input justifies, and leaves out the `..` parent
+//!   links the kernel writes (see "Parent links" on [`Decoder`]);
 //! - [`print::nanos_dump`] prints a value exactly as Nanos's `dump` tool does.
 //!
 //! Tuples are `BTreeMap`s, so iteration — and therefore the encoding — is in bytewise key

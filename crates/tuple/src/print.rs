@@ -5,6 +5,12 @@
 //! entry; vectors as `[a` / ` b]` aligned the same way; strings raw; integers in decimal;
 //! `<null>` for the null value; `{binary, length N}` for untyped buffers that are not
 //! printable ASCII. A value already printed on the current path prints `<visited>`.
+//!
+//! What is printed is a tree ([`Value`]), without the identity of shared tuples, so two
+//! things `dump` prints from a volume the kernel has written to come out differently: a
+//! file's `..` link (which [`crate::Decoder`] leaves out; `dump` prints `..:<visited>`), and
+//! the second and later names of a hard-linked file (`dump` prints `<visited>`, since its
+//! visited set spans the whole print; here each name shows the file in full).
 
 use crate::value::{Tuple, Value};
 
@@ -13,7 +19,8 @@ use crate::value::{Tuple, Value};
 pub struct DumpOptions {
     /// Show the `..` entry that the kernel adds in memory to every directory (the root and
     /// every tuple with `children` reached through `children`). It always prints as
-    /// `<visited>`, since it points at the parent being printed. `dump` shows these.
+    /// `<visited>`, since it points at the parent being printed, and replaces any `..` key
+    /// of the tuple itself, as the kernel's `fixup_directory` does. `dump` shows these.
     pub parent_links: bool,
     /// Stop after about this many bytes and end with `…(truncated)`; 0 means no limit. The
     /// indentation makes the output grow with depth × key width, so a small hostile value
@@ -101,7 +108,11 @@ impl Printer<'_> {
         let indent = indent + 1;
         let parent: Option<(&[u8], Option<&Value>)> = is_dir.then_some((b"..", None));
         let mut entries: Vec<(&[u8], Option<&Value>)> = parent.into_iter().collect();
-        entries.extend(t.iter().map(|(k, v)| (k.as_slice(), Some(v))));
+        entries.extend(
+            t.iter()
+                .filter(|(k, _)| !(is_dir && k.as_slice() == b".."))
+                .map(|(k, v)| (k.as_slice(), Some(v))),
+        );
         entries.sort_by(|a, b| a.0.cmp(b.0));
         let walks_children = self.options.parent_links && is_dir;
         for (i, (k, v)) in entries.into_iter().enumerate() {
@@ -211,5 +222,29 @@ mod tests {
             text,
             "(..:<visited>\n arguments:[prog\n            two words]\n children:(workspace:(..:<visited>\n                      children:()))\n environment:(RUST_BACKTRACE:1\n              RUST_LOG:debug))"
         );
+    }
+
+    /// A `..` key that a directory itself carries (a string: a parent link would not be in
+    /// the decoded tree) gives way to the parent link; elsewhere it is an ordinary key.
+    #[test]
+    fn a_directorys_own_parent_key_gives_way() {
+        let mut file = Tuple::new();
+        file.insert(b"..".to_vec(), Value::string("f"));
+        let mut children = Tuple::new();
+        children.insert(b"f".to_vec(), Value::Tuple(file));
+        let mut root = Tuple::new();
+        root.insert(b"..".to_vec(), Value::string("r"));
+        root.insert(b"children".to_vec(), Value::Tuple(children));
+        let dump = |parent_links| {
+            nanos_dump(
+                &Value::Tuple(root.clone()),
+                DumpOptions {
+                    parent_links,
+                    limit: 0,
+                },
+            )
+        };
+        assert_eq!(dump(true), "(..:<visited>\n children:(f:(..:f)))");
+        assert_eq!(dump(false), "(..:r\n children:(f:(..:f)))");
     }
 }
