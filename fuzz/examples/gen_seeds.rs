@@ -14,7 +14,7 @@
 //! Output file names are stable and the content is deterministic, so re-running the
 //! generator over a committed corpus changes nothing.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use nanoimg_disk::PartitionEntry;
@@ -539,6 +539,64 @@ fn partitioned(boot: &[u8], root: &[u8], esp: bool, stage2_record: bool) -> Vec<
     image
 }
 
+/// The records of `tests/data/kernel-written.vol.gz`, verbatim from its log: what the real
+/// kernel wrote after a guest made folders, links, renames, unlinks and fallocations (`cargo
+/// xtask e2e`, case `guest-fs`), parent links (`..`) and all.
+fn kernel_written_records() -> Vec<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/kernel-written.vol.gz");
+    let mut volume = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("the kernel-written vector"))
+        .read_to_end(&mut volume)
+        .expect("gunzip the kernel-written vector");
+    let sector = SECTOR as usize;
+    let mut records = Vec::new();
+    let mut pending: Option<(u64, Vec<u8>)> = None;
+    // (start, end) of the extension being read, and where its frames begin.
+    let (mut start, mut end) = (0usize, sector);
+    let mut pos = {
+        let mut p = 6;
+        varint::read(&volume, &mut p).unwrap(); // version
+        varint::read(&volume, &mut p).unwrap(); // size
+        p += 16; // UUID
+        p + volume[p..p + 32].iter().position(|&b| b == 0).unwrap() + 1 // label and its NUL
+    };
+    loop {
+        let buf = &volume[start..end];
+        let kind = buf[pos];
+        pos += 1;
+        match kind {
+            END_OF_LOG => break,
+            LOG_EXTENSION_LINK => {
+                let s = varint::read(buf, &mut pos).unwrap() as usize;
+                let n = varint::read(buf, &mut pos).unwrap() as usize;
+                (start, end) = (s * sector, (s + n) * sector);
+                pos = 6;
+                varint::read(&volume[start..end], &mut pos).unwrap();
+                varint::read(&volume[start..end], &mut pos).unwrap();
+            }
+            TUPLE_AVAILABLE | TUPLE_EXTENDED => {
+                let (total, mut bytes) = if kind == TUPLE_AVAILABLE {
+                    (varint::read(buf, &mut pos).unwrap(), Vec::new())
+                } else {
+                    pending.take().unwrap()
+                };
+                let n = varint::read(buf, &mut pos).unwrap() as usize;
+                bytes.extend_from_slice(&buf[pos..pos + n]);
+                pos += n;
+                if bytes.len() as u64 == total {
+                    records.push(bytes);
+                } else {
+                    pending = Some((total, bytes));
+                }
+            }
+            4 => {} // END_OF_SEGMENT
+            other => panic!("unknown frame {other} in the kernel-written vector"),
+        }
+    }
+    assert!(records.len() > 10, "the kernel's records were found");
+    records
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(name), bytes).unwrap();
@@ -589,6 +647,12 @@ fn main() {
         &tuple_dir,
         "kernel_link",
         &nanoimg_fuzz::join_records(links.iter().map(Vec::as_slice)),
+    );
+    let kernel = kernel_written_records();
+    write(
+        &tuple_dir,
+        "kernel_written",
+        &nanoimg_fuzz::join_records(kernel.iter().map(Vec::as_slice)),
     );
     let mut v4 = Vec::new();
     encode_v4(

@@ -221,6 +221,27 @@ fn tuple_seeds_decode() {
     let file = dir(&d, "f");
     assert_eq!(file, dir(&e, "g"));
     assert_eq!(file[&b"nlink"[..]], Value::Integer(2));
+    // The real kernel's records (tests/data/kernel-written.vol.gz): they carry parent links
+    // (the `..` symbol is defined in them), and decode to the tree without any.
+    let raw = seed("tuple_decoder", "kernel_written");
+    assert!(raw.windows(3).any(|w| w == b"\x82.."), "no parent link");
+    let t = decode("kernel_written", Encoding::V5).unwrap();
+    fn no_parent_links(t: &nanoimg_tuple::Tuple) {
+        assert!(!t.contains_key(&b".."[..]));
+        for v in t.values() {
+            if let Value::Tuple(inner) = v {
+                no_parent_links(inner);
+            }
+        }
+    }
+    no_parent_links(&t);
+    let top = dir(&t, "t");
+    let (a, moved) = (dir(&top, "a"), dir(&top, "c-moved"));
+    assert_eq!(dir(&moved, "three.txt"), dir(&top, "three-link.txt"));
+    assert!(dir(&a, "b")[&b"children"[..]]
+        .as_tuple()
+        .unwrap()
+        .contains_key(&b"one-link.txt"[..]));
     let t = decode("encoder_records", Encoding::V5).unwrap();
     let v = [b"z", b"y", b"x", b"w"].map(Value::string).to_vec();
     assert_eq!(t[&b"v"[..]], Value::Vector(v));

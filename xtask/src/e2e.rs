@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::expect;
 use crate::gevulot;
+use crate::guestfs;
 use crate::prereq::{self, Tools};
 use crate::qemu::{self, BootEnd, BootOptions};
 use crate::samples::{self, Sample, Scenario};
@@ -346,6 +347,7 @@ fn ops_config(sample: &Sample) -> Value {
         }),
         Scenario::GevulotProver => gevulot::config(),
         Scenario::DataVolume => volume::config(),
+        Scenario::GuestFs => guestfs::config(),
     }
 }
 
@@ -384,6 +386,22 @@ fn prepare_boot(
             report.artifacts.push(volume_file.clone());
             volume::boot_options(&volume_file)
         }
+        Scenario::GuestFs => {
+            guestfs::prepare_source(work_dir)?;
+            let volume_file = guestfs::volume_path(work_dir);
+            let command = guestfs::create_command(nanoimg, work_dir);
+            if !run_step(command, "nanoimg volume create", sample, work_dir, report)? {
+                return Ok(None);
+            }
+            let image = work_dir.join(format!("{}.img", sample.program));
+            guestfs::keep_before(&image)?;
+            guestfs::keep_before(&volume_file)?;
+            report.artifacts.push(volume_file.clone());
+            report
+                .artifacts
+                .push(guestfs::write_expected_listing(work_dir)?);
+            volume::boot_options(&volume_file)
+        }
     };
     if sample.boots_with_ovmf() {
         options.bios = Some(tools.ovmf.clone());
@@ -408,6 +426,14 @@ fn check_host(
             let command = volume::extract_command(nanoimg, work_dir);
             if run_step(command, "nanoimg extract", sample, work_dir, report)? {
                 report.problems.extend(volume::check_extracted(work_dir));
+            }
+        }
+        Scenario::GuestFs => {
+            let image = work_dir.join(format!("{}.img", sample.program));
+            for disk in [image, guestfs::volume_path(work_dir)] {
+                report
+                    .problems
+                    .extend(guestfs::check(nanoimg, &disk, work_dir)?);
             }
         }
     }

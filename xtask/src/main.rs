@@ -54,6 +54,7 @@ mod bench;
 mod e2e;
 mod expect;
 mod gevulot;
+mod guestfs;
 mod prereq;
 mod qemu;
 mod samples;

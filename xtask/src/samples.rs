@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::prereq::{MissingPrerequisites, Tools};
-use crate::{expect, gevulot, volume};
+use crate::{expect, gevulot, guestfs, volume};
 
 /// A sample source file, embedded into the xtask binary.
 struct Source {
@@ -39,6 +39,7 @@ const SOURCES: &[Source] = &[
     source!("hello_rust.rs"),
     source!("prover.c"),
     source!("volume.c"),
+    source!("guestfs.c"),
 ];
 
 /// How a sample is turned into an x86-64 Linux ELF executable.
@@ -69,6 +70,9 @@ pub enum Scenario {
     /// Reads and writes a data volume made with `nanoimg volume create` and
     /// attached as a second disk (see [`crate::volume`]).
     DataVolume,
+    /// Changes the writable root and a data volume in every way the kernel logs, then the
+    /// readers must show exactly that tree (see [`crate::guestfs`]).
+    GuestFs,
 }
 
 /// Which image a case builds and which firmware boots it.
@@ -183,6 +187,14 @@ pub const SAMPLES: &[Sample] = &[
         scenario: Scenario::DataVolume,
         image_boot: ImageBoot::Bios,
     },
+    Sample {
+        case: "guest-fs",
+        program: guestfs::PROGRAM,
+        source_file: "guestfs.c",
+        build: Build::StaticC,
+        scenario: Scenario::GuestFs,
+        image_boot: ImageBoot::Bios,
+    },
 ];
 
 /// Writes every embedded sample source into `dir`.
@@ -202,6 +214,7 @@ impl Sample {
             Scenario::Hello => expect::expected_lines(self.program, self.case),
             Scenario::GevulotProver => gevulot::expected_lines(),
             Scenario::DataVolume => volume::expected_lines(),
+            Scenario::GuestFs => guestfs::expected_lines(),
         }
     }
 
