@@ -213,7 +213,7 @@ pub fn deps(
         keep_mount_ids: false,
         image_name: None,
     };
-    let resolution = nanoimg_plan::resolver(&inputs)
+    let resolution = nanoimg_plan::resolver(&inputs)?
         .resolve(program, &program_path)
         .map_err(PlanError::from)?;
     Ok(DepsReport {
@@ -336,13 +336,17 @@ pub enum BuildError {
         source: WriteError,
     },
     #[error("{path}: {source}")]
+    Write { path: PathBuf, source: WriteError },
+    #[error("{path}: {source}")]
     Disk {
         path: PathBuf,
         source: Box<DiskError>,
     },
     #[error("cannot write {path}: the folder {dir} does not exist; create it first, or give -o a path in an existing folder")]
     NoOutputDir { path: PathBuf, dir: PathBuf },
-    #[error("cannot create the image in {dir}: {source}")]
+    #[error("cannot write {path}: it is a folder; give -o the path of the file to write, e.g. {path}/NAME")]
+    OutputIsDir { path: PathBuf },
+    #[error("cannot create a file in {dir}: {source}")]
     Output {
         dir: PathBuf,
         source: std::io::Error,
@@ -446,6 +450,9 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             dir.join(&plan.image_name)
         }
     };
+    if output.is_dir() {
+        return Err(BuildError::OutputIsDir { path: output });
+    }
     let disk_err = |source| BuildError::Disk {
         path: output.clone(),
         source: Box::new(source),
@@ -513,6 +520,11 @@ pub fn create_volume(
     size: Option<u64>,
     seed: Option<&str>,
 ) -> Result<VolumeReport, BuildError> {
+    if output.is_dir() {
+        return Err(BuildError::OutputIsDir {
+            path: output.to_path_buf(),
+        });
+    }
     let (tree, notes) = nanoimg_plan::folder_tree(source).map_err(BuildError::Plan)?;
     let planned = tfs::plan(&VolumeSpec {
         label: label.as_bytes(),
@@ -528,8 +540,8 @@ pub fn create_volume(
     let (written, digests) = write_atomically(output, |file| {
         planned
             .write_file(file, total, false)
-            .map_err(|source| BuildError::Volume {
-                what: "volume",
+            .map_err(|source| BuildError::Write {
+                path: output.to_path_buf(),
                 source,
             })
     })?;

@@ -322,7 +322,7 @@ fn run(command: Command) -> ExitCode {
                 Ok(true) => ExitCode::from(1),
                 Ok(false) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("{}", error_line(&e));
                     ExitCode::from(2)
                 }
             }
@@ -351,9 +351,40 @@ fn run(command: Command) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", error_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The one line an error is reported with: the error, and what to do about the system errors
+/// whose remedy does not depend on the command (a full disk, a missing permission).
+fn error_line(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let remedy = [
+        (
+            "(os error 28)",
+            "the disk is full: free space on it, or write the output elsewhere",
+        ),
+        (
+            "(os error 122)",
+            "the disk quota is used up: free space, or write the output elsewhere",
+        ),
+        (
+            "(os error 13)",
+            "check the permissions of that path, or write the output elsewhere",
+        ),
+        (
+            "(os error 30)",
+            "that filesystem is read-only: write the output elsewhere",
+        ),
+    ]
+    .into_iter()
+    .find(|(code, _)| text.contains(code))
+    .map(|(_, remedy)| remedy);
+    match remedy {
+        Some(r) => format!("error: {text}; {r}"),
+        None => format!("error: {text}"),
     }
 }
 
@@ -489,9 +520,12 @@ fn kernel(command: KernelCommand) -> Result<(), nanoimg::BuildError> {
         }
         KernelCommand::Verify { lock } => {
             let lock_file = nanoimg::lock_path(lock.as_deref(), None);
-            let lock = Lock::load(&lock_file)?;
+            let lock = Lock::load_existing(&lock_file)?;
             let releases = Releases::new(nanoimg::cache()?, Default::default());
             let mut bad = None;
+            if lock.releases.is_empty() {
+                println!("{} records no release to verify", lock_file.display());
+            }
             for (version, result) in releases.verify(&lock) {
                 match result {
                     None => println!("Nanos {version}: not cached"),

@@ -551,3 +551,76 @@ fn outputs_get_the_mode_of_a_new_file_under_the_umask() {
         }
     }
 }
+
+/// Bad input to every command gets one line naming the thing, the path and the remedy, a
+/// non-zero exit, and leaves nothing behind.
+#[test]
+fn every_command_explains_bad_input_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let release = common::fake_release(d);
+    let prog = program(d);
+    std::fs::create_dir(d.join("folder")).unwrap();
+    std::fs::write(d.join("file"), b"not an image").unwrap();
+    std::fs::write(d.join("bad.lock"), "[[release]]\nversion = 1\n").unwrap();
+    let s = |p: &str| d.join(p).display().to_string();
+    let r = release.display().to_string();
+    let pr = prog.display().to_string();
+    let cases: Vec<(Vec<String>, i32, String)> = vec![
+        (
+            vec!["build".into(), pr.clone(), "--kernel-dir".into(), r.clone(), "-o".into(), s("folder")],
+            1,
+            format!("error: cannot write {}: it is a folder; give -o the path of the file to write, e.g. {}/NAME", s("folder"), s("folder")),
+        ),
+        (
+            vec!["build".into(), pr.clone(), "--kernel-dir".into(), r.clone(), "-o".into(), s("x.img"), "--target-root".into(), s("nowhere")],
+            1,
+            format!("error: target root {} does not exist or is not a folder (--target-root or the config's TargetRoot); give the folder that holds the program's libraries", s("nowhere")),
+        ),
+        (
+            vec!["build".into(), pr.clone(), "--kernel-dir".into(), r.clone(), "-o".into(), s("x.img"), "--lock".into(), s("bad.lock")],
+            1,
+            format!("error: lock file {} is not valid (line 2: invalid type: integer `1`, expected a string); restore it from version control, or delete it to record the kernel again", s("bad.lock")),
+        ),
+        (
+            vec!["volume".into(), "create".into(), s("nowhere"), "-o".into(), s("v.vol")],
+            1,
+            format!("error: volume source {} does not exist; give the folder whose content the volume should hold", s("nowhere")),
+        ),
+        (
+            vec!["volume".into(), "create".into(), s("file"), "-o".into(), s("v.vol")],
+            1,
+            format!("error: volume source {} is not a folder; give the folder whose content the volume should hold", s("file")),
+        ),
+        (
+            vec!["extract".into(), s("file"), s("file")],
+            1,
+            format!("error: cannot extract into {}: it exists and is not a folder; give a new or empty folder", s("file")),
+        ),
+        (
+            vec!["diff".into(), s("nowhere.img"), s("file")],
+            2,
+            format!("error: cannot read {}: No such file or directory (os error 2)", s("nowhere.img")),
+        ),
+        (
+            vec!["kernel".into(), "verify".into(), "--lock".into(), s("none.lock")],
+            1,
+            format!("error: no lock file at {}; `nanoimg build` and `nanoimg kernel fetch` write one, or give its path with --lock", s("none.lock")),
+        ),
+    ];
+    for (args, code, line) in cases {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        let o = common::nanoimg(&args, d);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {stderr}");
+        assert_eq!(stderr, format!("{line}\n"), "{args:?}");
+    }
+    // Nothing was written.
+    let mut left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["bad.lock", "file", "folder", "prog", "release"]);
+    assert_eq!(std::fs::read_dir(d.join("folder")).unwrap().count(), 0);
+}

@@ -42,9 +42,15 @@ pub fn parent_dir(target: &Path) -> PathBuf {
 /// The OS error alone: tempfile adds the random temporary name, which callers replace
 /// with the path the user gave.
 fn plain(e: io::Error) -> io::Error {
-    e.raw_os_error()
-        .map(io::Error::from_raw_os_error)
-        .unwrap_or(e)
+    if e.raw_os_error().is_some() {
+        return e;
+    }
+    // tempfile's own error: "<OS error> at path <temporary name>".
+    let text = e.to_string();
+    match text.split_once(" at path ") {
+        Some((os, _)) => io::Error::new(e.kind(), os.to_string()),
+        None => e,
+    }
 }
 
 /// A temporary file, removed when dropped or when the process is interrupted, until

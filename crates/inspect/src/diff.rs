@@ -235,7 +235,7 @@ fn layout_of(r: &Report) -> BTreeMap<String, String> {
 pub fn diff(a: &Path, b: &Path) -> Result<Diff, InspectError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| InspectError::Write { path, source }
+        move |source| InspectError::Open { path, source }
     };
     std::fs::metadata(a).map_err(io(a))?;
     std::fs::metadata(b).map_err(io(b))?;

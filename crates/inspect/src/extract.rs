@@ -29,6 +29,11 @@ pub fn extract(image: &Path, dest: &Path) -> Result<ExtractStats, InspectError> 
         let path = p.to_path_buf();
         move |source| InspectError::Write { path, source }
     };
+    if dest.exists() && !dest.is_dir() {
+        return Err(InspectError::NotAFolder {
+            path: dest.to_path_buf(),
+        });
+    }
     if dest.exists() {
         let mut entries = std::fs::read_dir(dest).map_err(write(dest))?;
         if entries.next().is_some() {

@@ -35,6 +35,15 @@ pub enum InspectError {
         file: String,
         len: u64,
     },
+    #[error("cannot read {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot extract into {path}: it exists and is not a folder; give a new or empty folder"
+    )]
+    NotAFolder { path: PathBuf },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -289,7 +298,7 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
             let mut h = Sha256::new();
             h.update(&mbr[..446]);
             let mut stage2 = vec![0u8; len.min(16 << 20) as usize];
-            let f = File::open(path).map_err(|source| InspectError::Write {
+            let f = File::open(path).map_err(|source| InspectError::Open {
                 path: path.to_path_buf(),
                 source,
             })?;

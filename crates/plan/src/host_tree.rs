@@ -287,6 +287,21 @@ fn map_walk(
 /// The whole content of a host folder as an image tree (its entries at the root), as `Dirs`
 /// copies folders: sorted, symlinks kept, broken ones and special files skipped with a note.
 pub fn folder_tree(host: &Path) -> Result<(Dir, Vec<String>), PlanError> {
+    match std::fs::metadata(host) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(PlanError::VolumeSource {
+                path: host.to_path_buf(),
+                reason: "is not a folder",
+            })
+        }
+        Err(_) => {
+            return Err(PlanError::VolumeSource {
+                path: host.to_path_buf(),
+                reason: "does not exist",
+            })
+        }
+    }
     let mut root = Dir::new();
     let mut notes = Vec::new();
     add_children(

@@ -105,6 +105,10 @@ pub enum PlanError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("volume source {path} {reason}; give the folder whose content the volume should hold")]
+    VolumeSource { path: PathBuf, reason: &'static str },
+    #[error("target root {path} does not exist or is not a folder (--target-root or the config's TargetRoot); give the folder that holds the program's libraries")]
+    TargetRoot { path: PathBuf },
     #[error("config Program {0:?} does not name a file")]
     BadProgramPath(String),
     #[error("{field} entry {entry:?} escapes the image root")]
@@ -180,9 +184,13 @@ pub fn program_paths(program: &Path, config: &Config) -> Result<(String, String)
 }
 
 /// The resolver for these inputs: `--target-root`, else the config's `TargetRoot`, else `/`.
-pub fn resolver(inputs: &Inputs) -> Resolver {
-    Resolver::new(&target_root(inputs).unwrap_or_else(|| PathBuf::from("/")))
-        .with_ld_library_path(inputs.ld_library_path.to_vec())
+/// A target root that is not a folder is an error, whether or not the program needs it.
+pub fn resolver(inputs: &Inputs) -> Result<Resolver, PlanError> {
+    let root = target_root(inputs).unwrap_or_else(|| PathBuf::from("/"));
+    if !root.is_dir() {
+        return Err(PlanError::TargetRoot { path: root });
+    }
+    Ok(Resolver::new(&root).with_ld_library_path(inputs.ld_library_path.to_vec()))
 }
 
 fn target_root(inputs: &Inputs) -> Option<PathBuf> {
@@ -266,7 +274,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         &config.args,
         &mut notes,
     )?;
-    let resolution = resolver(inputs).resolve(inputs.program, &program_path)?;
+    let resolution = resolver(inputs)?.resolve(inputs.program, &program_path)?;
     for dep in &resolution.dependencies {
         if root.get(dep.guest_path.as_bytes()).is_some() {
             notes.push(format!(

@@ -47,11 +47,14 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("lock file {path} is not valid: {source}")]
+    #[error("lock file {path} is not valid (line {line}: {message}); restore it from version control, or delete it to record the kernel again")]
     Parse {
         path: PathBuf,
-        source: Box<toml::de::Error>,
+        line: usize,
+        message: String,
     },
+    #[error("no lock file at {path}; `nanoimg build` and `nanoimg kernel fetch` write one, or give its path with --lock")]
+    NotFound { path: PathBuf },
     #[error("cannot write lock file {path}: {source}")]
     Write {
         path: PathBuf,
@@ -65,9 +68,13 @@ impl Lock {
     /// Reads `path`; a missing file is an empty lock.
     pub fn load(path: &Path) -> Result<Lock, LockError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|source| LockError::Parse {
-                path: path.to_path_buf(),
-                source: Box::new(source),
+            Ok(text) => toml::from_str(&text).map_err(|e: toml::de::Error| {
+                let at = e.span().map_or(0, |s| s.start).min(text.len());
+                LockError::Parse {
+                    path: path.to_path_buf(),
+                    line: text[..at].matches('\n').count() + 1,
+                    message: e.message().replace('\n', " "),
+                }
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lock::default()),
             Err(source) => Err(LockError::Read {
@@ -92,6 +99,16 @@ impl Lock {
         std::io::Write::write_all(tmp.as_file_mut(), format!("{HEADER}{text}").as_bytes())
             .map_err(err)?;
         tmp.persist(path).map_err(err)
+    }
+
+    /// Reads `path`, which must exist.
+    pub fn load_existing(path: &Path) -> Result<Lock, LockError> {
+        if !path.exists() {
+            return Err(LockError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::load(path)
     }
 
     /// The entry for `version`.
@@ -133,6 +150,12 @@ mod tests {
         );
         std::fs::write(&p, "[[release]]\nversion = 1\n").unwrap();
         let e = Lock::load(&p).unwrap_err().to_string();
-        assert!(e.contains("nanoimg.lock is not valid"), "{e}");
+        assert!(e.contains("nanoimg.lock is not valid (line 2: "), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+        assert!(e.ends_with("delete it to record the kernel again"), "{e}");
+        let e = Lock::load_existing(&d.path().join("none"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("no lock file at "), "{e}");
     }
 }
