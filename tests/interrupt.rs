@@ -14,6 +14,8 @@ mod common;
 
 #[path = "../crates/release/tests/http/mod.rs"]
 mod http;
+#[path = "../crates/release/tests/tarball/mod.rs"]
+mod tarball;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -283,7 +285,6 @@ fn an_interrupted_kernel_fetch_leaves_nothing() {
     let d = setup();
     let root = d.path();
     // A tarball of about 1 MiB, served 16 KiB every 40 ms (about 2.5 s).
-    let mut builder = tar::Builder::new(Vec::new());
     let mut noise = 0x9E37_79B9u32;
     let kernel: Vec<u8> = (0..1_000_000)
         .map(|_| {
@@ -293,20 +294,10 @@ fn an_interrupted_kernel_fetch_leaves_nothing() {
             noise as u8
         })
         .collect();
-    for (name, data) in [
-        ("boot.img", common::fake_boot_img(94)),
-        ("kernel.img", kernel),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(name).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        builder.append(&h, &data[..]).unwrap();
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&builder.into_inner().unwrap()).unwrap();
-    let tar = gz.finish().unwrap();
+    let tar = tarball::tarball(&[
+        ("boot.img", &common::fake_boot_img(94)),
+        ("kernel.img", &kernel),
+    ]);
     let md5: String = md5::Md5::digest(&tar)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -5,9 +5,10 @@ mod common;
 
 #[path = "../crates/release/tests/http/mod.rs"]
 mod http;
+#[path = "../crates/release/tests/tarball/mod.rs"]
+mod tarball;
 
 use std::ffi::OsStr;
-use std::io::Write;
 
 use http::TestServer;
 use md5::Digest as _;
@@ -15,22 +16,11 @@ use md5::Digest as _;
 const VERSION: &str = "9.9.2";
 
 fn release_tarball() -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        ("boot.img", common::fake_boot_img(94)),
-        ("kernel.img", vec![0x4B; 100_000]),
-        ("klibs/tls", b"tls".to_vec()),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(name).unwrap();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        builder.append(&h, &data[..]).unwrap();
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&builder.into_inner().unwrap()).unwrap();
-    gz.finish().unwrap()
+    tarball::tarball(&[
+        ("boot.img", &common::fake_boot_img(94)),
+        ("kernel.img", &[0x4B; 100_000]),
+        ("klibs/tls", b"tls"),
+    ])
 }
 
 fn os(s: &str) -> &OsStr {

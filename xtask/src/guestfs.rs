@@ -134,16 +134,13 @@ pub fn prepare_source(work_dir: &Path) -> Result<PathBuf> {
 
 /// `nanoimg volume create <source> -o <volume> --label guestdata`.
 pub fn create_command(nanoimg: &Path, work_dir: &Path) -> Command {
-    let mut command = Command::new(nanoimg);
-    command
-        .current_dir(work_dir)
-        .args(["volume", "create"])
-        .arg(work_dir.join(SOURCE_DIR))
-        .arg("-o")
-        .arg(volume_path(work_dir))
-        .args(["--label", LABEL])
-        .stdin(Stdio::null());
-    command
+    crate::volume::volume_create(
+        nanoimg,
+        work_dir,
+        &work_dir.join(SOURCE_DIR),
+        &volume_path(work_dir),
+        LABEL,
+    )
 }
 
 /// Writes [`expected_listing`] beside the disks (kept with `--keep`; the reader test vector

@@ -108,14 +108,31 @@ fn remove_if_present(path: &Path) -> Result<()> {
 
 /// `nanoimg volume create <work>/voldata -o <work>/data.vol --label appdata`.
 pub fn create_command(nanoimg: &Path, work_dir: &Path) -> Command {
+    volume_create(
+        nanoimg,
+        work_dir,
+        &work_dir.join(SOURCE_DIR),
+        &volume_path(work_dir),
+        LABEL,
+    )
+}
+
+/// `nanoimg volume create <source> -o <volume> --label <label>`, run in `work_dir`.
+pub fn volume_create(
+    nanoimg: &Path,
+    work_dir: &Path,
+    source: &Path,
+    volume: &Path,
+    label: &str,
+) -> Command {
     let mut command = Command::new(nanoimg);
     command
         .current_dir(work_dir)
         .args(["volume", "create"])
-        .arg(work_dir.join(SOURCE_DIR))
+        .arg(source)
         .arg("-o")
-        .arg(volume_path(work_dir))
-        .args(["--label", LABEL])
+        .arg(volume)
+        .args(["--label", label])
         .stdin(Stdio::null());
     command
 }
