@@ -6,7 +6,7 @@
 use std::io::Cursor;
 
 use nanoimg_tfs::{Entry, Tfs, MAGIC, SECTOR};
-use nanoimg_tuple::{encode, varint, Value};
+use nanoimg_tuple::{varint, Value};
 
 const END_OF_LOG: u8 = 1;
 const TUPLE_AVAILABLE: u8 = 2;
@@ -20,54 +20,13 @@ fn tuple<const N: usize>(entries: [(&str, Value); N]) -> Value {
     )
 }
 
-/// The records: mkfs's tree, then `ln /d/f /e/g` by the kernel after `f` was opened.
+#[path = "support/kernel_link.rs"]
+mod kernel_link;
+
+/// The records: mkfs's tree, then `ln /d/f /e/g` by the kernel after `f` was opened; `f`'s
+/// data in sector 1.
 fn records() -> Vec<Vec<u8>> {
-    let one = || Value::Integer(1);
-    let extent = tuple([("allocated", one()), ("length", one()), ("offset", one())]);
-    let f = tuple([
-        ("extents", tuple([("0", extent)])),
-        ("filelength", Value::Integer(3)),
-    ]);
-    let root = tuple([(
-        "children",
-        tuple([
-            ("d", tuple([("children", tuple([("f", f)]))])),
-            ("e", tuple([("children", tuple([]))])),
-        ]),
-    )]);
-    let Value::Tuple(root) = root else {
-        unreachable!()
-    };
-    // Dictionary: #1 root, #2 "children", #3 its children, #4 "d", #5 d, #6 d's children,
-    // #7 "f", #8 f, #9 "extents", #10 extents, #11 "0", #12 the extent, #13 "allocated",
-    // #14 "length", #15 "offset", #16 "filelength", #17 "e", #18 e, #19 e's children.
-    let mkfs = encode(&root).unwrap();
-    // Headers: 0x1n = tuple by reference with n entries (then its index), 0x8n = symbol of
-    // n bytes, 0x0n or 0x08 0xnn = symbol #n by reference, 0xB0 = integer.
-    #[rustfmt::skip]
-    let link = vec![
-        0x11, 19, 0x81, b'g',                    // #19 { g (#20):
-        0x14, 8,                                 //   #8 with 4 entries {
-        0x08, 9, 0x11, 10,                       //     extents: #10 {
-        0x08, 11, 0x13, 12,                      //       "0": #12 {
-        0x08, 13, 0xB0, 1,                       //         allocated: 1,
-        0x08, 14, 0xB0, 1,                       //         length: 1,
-        0x08, 15, 0xB0, 1,                       //         offset: 1 } },
-        0x08, 16, 0xB0, 3,                       //     filelength: 3,
-        0x85, b'n', b'l', b'i', b'n', b'k',      //     nlink (#21):
-        0xB0, 2,                                 //       2,
-        0x82, b'.', b'.', 0x12, 5,               //     .. (#22): #5 {
-        0x02, 0x11, 6, 0x07, 0x10, 8,            //       children: #6 { f: #8 (visited) },
-        0x08, 22, 0x12, 1,                       //       ..: #1 {
-        0x02, 0x12, 3,                           //         children: #3 {
-        0x04, 0x10, 5,                           //           d: #5 (visited),
-        0x08, 17, 0x12, 18,                      //           e: #18 {
-        0x02, 0x10, 19,                          //             children: #19 (visited),
-        0x08, 22, 0x10, 1,                       //             ..: #1 (visited) } },
-        0x08, 22, 0x10, 1,                       //         ..: #1 (visited) } } } }
-    ];
-    let nlink = vec![0x11, 8, 0x08, 21, 0xB0, 2]; // #8 { nlink: 2 }
-    vec![mkfs, link, nlink]
+    kernel_link::kernel_link_records(1)
 }
 
 /// A 2-sector volume: the log in the initial sector, `f`'s data in sector 1.
