@@ -296,7 +296,6 @@ fn mkfs_records(data_sector: u8) -> Vec<Vec<u8>> {
     vec![r1, r2, r3, r4, r5, r6]
 }
 
-
 fn data_sector(fill: u8) -> Vec<u8> {
     vec![fill; SECTOR as usize]
 }
