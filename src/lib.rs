@@ -21,6 +21,7 @@ pub use nanoimg_elf as elf;
 pub use nanoimg_inspect as inspect;
 pub use nanoimg_plan as plan;
 pub use nanoimg_release as release;
+pub use nanoimg_run as run;
 pub use nanoimg_tfs as tfs;
 pub use nanoimg_tuple as tuple;
 

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod run;
+
 #[derive(Parser)]
 #[command(
     name = "nanoimg",
@@ -93,6 +95,86 @@ struct Resolution {
     ld_library_path: bool,
 }
 
+/// How `build` (and `run PROGRAM`) shape the image.
+#[derive(Args)]
+struct BuildArgs {
+    /// An ops config.json.
+    #[arg(short = 'c', long = "config", value_name = "CONFIG.json")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    kernel: KernelArgs,
+    /// An argument after argv[0] (repeatable); replaces the config's Args, as ops's -a.
+    #[arg(
+        short = 'a',
+        long = "args",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
+    args: Vec<String>,
+    /// An environment variable K=V, added to the config's Env (repeatable).
+    #[arg(short = 'e', long = "envs", value_name = "K=V", value_parser = key_value)]
+    envs: Vec<(String, String)>,
+    /// A mount VOLUME:PATH, added to the config's Mounts (repeatable).
+    #[arg(long = "mounts", value_name = "VOLUME:PATH", value_parser = volume_path)]
+    mounts: Vec<(String, String)>,
+    /// The image name (the default output's file name), as ops's -i.
+    #[arg(short = 'i', long = "imagename", value_name = "NAME")]
+    image_name: Option<String>,
+    /// Keep Mounts keys as written; by default %N keys and host folders are renumbered
+    /// %0, %1, ... as ops's local (onprem) build does.
+    #[arg(long)]
+    keep_mount_ids: bool,
+    /// The root filesystem's UUID (8-4-4-4-12 hex) instead of the one derived from the
+    /// image's content.
+    #[arg(long, value_name = "UUID", value_parser = uuid)]
+    uuid: Option<[u8; 16]>,
+    /// A string mixed into the derived filesystem UUIDs.
+    #[arg(long, value_name = "STRING")]
+    seed: Option<String>,
+    /// Make an image that boots through UEFI as well as BIOS (the config's Uefi): an EFI
+    /// System Partition with the release's bootx64.efi comes first.
+    #[arg(long)]
+    uefi: bool,
+    #[command(flatten)]
+    resolution: Resolution,
+}
+
+impl BuildArgs {
+    /// The build of `program` into `output`.
+    fn options(
+        self,
+        program: PathBuf,
+        output: Option<PathBuf>,
+        file_digests: bool,
+    ) -> nanoimg::BuildOptions {
+        nanoimg::BuildOptions {
+            program,
+            config: self.config,
+            kernel: nanoimg::KernelOptions {
+                kernel_dir: self.kernel.kernel_dir,
+                nanos_version: self.kernel.nanos_version,
+                lock: self.kernel.fetch.lock.clone(),
+                release: nanoimg::release::ReleaseOptions {
+                    update_lock: self.kernel.update_lock,
+                    ..self.kernel.fetch.release_options()
+                },
+            },
+            output,
+            target_root: self.resolution.target_root,
+            use_ld_library_path: self.resolution.ld_library_path,
+            args: (!self.args.is_empty()).then_some(self.args),
+            envs: self.envs,
+            mounts: self.mounts,
+            image_name: self.image_name,
+            keep_mount_ids: self.keep_mount_ids,
+            uuid: self.uuid,
+            seed: self.seed,
+            uefi: self.uefi,
+            file_digests,
+        }
+    }
+}
+
 // Parsed once per run: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
@@ -101,56 +183,23 @@ enum Command {
     Build {
         /// The program to run in the image.
         program: PathBuf,
-        /// An ops config.json.
-        #[arg(short = 'c', long = "config", value_name = "CONFIG.json")]
-        config: Option<PathBuf>,
         #[command(flatten)]
-        kernel: KernelArgs,
+        build: BuildArgs,
         /// Where to write the image [default: where ops puts it, ~/.ops/images/<name>, honouring
         /// OPS_HOME].
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: Option<PathBuf>,
-        /// An argument after argv[0] (repeatable); replaces the config's Args, as ops's -a.
-        #[arg(
-            short = 'a',
-            long = "args",
-            value_name = "ARG",
-            allow_hyphen_values = true
-        )]
-        args: Vec<String>,
-        /// An environment variable K=V, added to the config's Env (repeatable).
-        #[arg(short = 'e', long = "envs", value_name = "K=V", value_parser = key_value)]
-        envs: Vec<(String, String)>,
-        /// A mount VOLUME:PATH, added to the config's Mounts (repeatable).
-        #[arg(long = "mounts", value_name = "VOLUME:PATH", value_parser = volume_path)]
-        mounts: Vec<(String, String)>,
-        /// The image name (the default output's file name), as ops's -i.
-        #[arg(short = 'i', long = "imagename", value_name = "NAME")]
-        image_name: Option<String>,
-        /// Keep Mounts keys as written; by default %N keys and host folders are renumbered
-        /// %0, %1, ... as ops's local (onprem) build does.
-        #[arg(long)]
-        keep_mount_ids: bool,
         /// Also list the config fields that do not affect a locally built image.
         #[arg(short = 'v', long)]
         verbose: bool,
-        /// The root filesystem's UUID (8-4-4-4-12 hex) instead of the one derived from the
-        /// image's content.
-        #[arg(long, value_name = "UUID", value_parser = uuid)]
-        uuid: Option<[u8; 16]>,
-        /// A string mixed into the derived filesystem UUIDs.
-        #[arg(long, value_name = "STRING")]
-        seed: Option<String>,
         /// Print one JSON object describing the image instead of the summary lines.
         #[arg(long)]
         json: bool,
-        /// Make an image that boots through UEFI as well as BIOS (the config's Uefi): an EFI
-        /// System Partition with the release's bootx64.efi comes first.
-        #[arg(long)]
-        uefi: bool,
-        #[command(flatten)]
-        resolution: Resolution,
     },
+    /// Boot an image under QEMU as its platform will (like `ops run`), or build a program
+    /// first and boot it. The console is on stdout; with `debug_exit` in the manifest the exit
+    /// status is the program's.
+    Run(run::RunCommand),
     /// Show the interpreter and libraries a program needs, where each was found and why
     /// (read from its ELF headers; the program is never run).
     Deps {
@@ -266,49 +315,12 @@ fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Build {
             program,
-            config,
-            kernel,
+            build: b,
             output,
-            args,
-            envs,
-            mounts,
-            image_name,
-            keep_mount_ids,
-            verbose,
-            uuid,
-            seed,
-            json,
-            uefi,
-            resolution,
-        } => build(
-            nanoimg::BuildOptions {
-                program,
-                config,
-                kernel: nanoimg::KernelOptions {
-                    kernel_dir: kernel.kernel_dir,
-                    nanos_version: kernel.nanos_version,
-                    lock: kernel.fetch.lock.clone(),
-                    release: nanoimg::release::ReleaseOptions {
-                        update_lock: kernel.update_lock,
-                        ..kernel.fetch.release_options()
-                    },
-                },
-                output,
-                target_root: resolution.target_root,
-                use_ld_library_path: resolution.ld_library_path,
-                args: (!args.is_empty()).then_some(args),
-                envs,
-                mounts,
-                image_name,
-                keep_mount_ids,
-                uuid,
-                seed,
-                uefi,
-                file_digests: json,
-            },
             verbose,
             json,
-        ),
+        } => build(b.options(program, output, json), verbose, json),
+        Command::Run(r) => return run::run(r),
         Command::Deps {
             program,
             config,

@@ -5,7 +5,9 @@
 //! prints one line on stderr and exits with 128 + the signal's number (130 for SIGINT, 143
 //! for SIGTERM, 129 for SIGHUP), as shells report a process killed by it. A second signal
 //! while that happens ends the process at once, with the same status. The handlers are
-//! signal-hook's, which do only async-signal-safe work in the handler itself.
+//! signal-hook's, which do only async-signal-safe work in the handler itself. Child
+//! processes registered with [`stop_on_interrupt`] (a VM that `nanoimg run` started) are sent
+//! SIGTERM first.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
@@ -52,6 +54,7 @@ pub fn install() -> std::io::Result<()> {
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 INTERRUPTED.store(signal, Ordering::SeqCst);
+                stop_children();
                 let removed = crate::registry::remove_all_and_hold();
                 let what = match removed {
                     0 => String::new(),
@@ -63,6 +66,42 @@ pub fn install() -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// Processes to stop on an interrupt, by id.
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// While the returned guard lives, an interrupt stops the child process `pid` (SIGTERM)
+/// before the temporaries are removed, so no VM or helper outlives nanoimg.
+pub fn stop_on_interrupt(pid: u32) -> ChildGuard {
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    ChildGuard(pid)
+}
+
+/// See [`stop_on_interrupt`]; dropping it forgets the child (after it was waited for).
+#[derive(Debug)]
+pub struct ChildGuard(u32);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        CHILDREN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != self.0);
+    }
+}
+
+fn stop_children() {
+    let children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for pid in children {
+        if let Ok(pid) = i32::try_from(pid) {
+            // SAFETY: kill has no memory effects; the child has not been waited for while it
+            // is registered, so the id is still ours.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
 }
 
 /// The signal that interrupted the process, if one did.

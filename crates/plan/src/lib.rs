@@ -88,6 +88,9 @@ pub struct Plan {
     pub dependencies: Vec<Dependency>,
     /// Things worth telling the user (renumbered mounts, skipped symlinks...).
     pub notes: Vec<String>,
+    /// The host folder of each 9p attach id the manifest mounts (`%0`, `%1`, ... in order), as
+    /// ops's onprem run shares them; it may not exist (a `%N` key names no folder).
+    pub shares: Vec<PathBuf>,
 }
 
 /// Why a plan cannot be made.
@@ -290,7 +293,8 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         })?;
         root.insert(dep.guest_path.as_bytes(), Node::File(source))?;
     }
-    let (mounts, mount_notes) = manifest::mounts(config, &config_dir, inputs.keep_mount_ids)?;
+    let (mounts, mount_notes, shares) =
+        manifest::mounts(config, &config_dir, inputs.keep_mount_ids)?;
     notes.extend(mount_notes);
     for path in config.mounts.values() {
         let dir = path.split(':').next().unwrap_or(path);
@@ -412,6 +416,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         image_name,
         dependencies: resolution.dependencies,
         notes,
+        shares,
     })
 }
 

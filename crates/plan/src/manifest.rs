@@ -117,12 +117,13 @@ pub(crate) fn passthrough_value(v: &serde_json::Value) -> Value {
 
 /// `mounts`, with ops's onprem renumbering: `%N` keys and keys naming a host directory
 /// (relative to the config's directory) become 9p attach ids `%0`, `%1`, … in sorted order of
-/// their host paths. Labels and UUIDs stay as written. Gives the tuple and what was renumbered.
+/// their host paths. Labels and UUIDs stay as written. Gives the tuple, what was renumbered,
+/// and the host folder of each attach id in order.
 pub(crate) fn mounts(
     config: &Config,
     config_dir: &Path,
     keep_ids: bool,
-) -> Result<(Tuple, Vec<String>), PlanError> {
+) -> Result<(Tuple, Vec<String>, Vec<std::path::PathBuf>), PlanError> {
     let mut notes = Vec::new();
     let mut shares: Vec<(std::path::PathBuf, &String, &String)> = Vec::new();
     let mut out = Tuple::new();
@@ -148,12 +149,14 @@ pub(crate) fn mounts(
         }
     }
     shares.sort();
-    for (i, (_, key, path)) in shares.into_iter().enumerate() {
+    let mut hosts = Vec::new();
+    for (i, (host, key, path)) in shares.into_iter().enumerate() {
         let id = format!("%{i}");
         if *key != id {
             notes.push(format!("mount {key} -> {id} ({path})"));
         }
         out.insert(id.into_bytes(), Value::string(path));
+        hosts.push(host);
     }
-    Ok((out, notes))
+    Ok((out, notes, hosts))
 }

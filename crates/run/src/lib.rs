@@ -1,0 +1,372 @@
+//! Booting a Nanos image under QEMU the way its platform will.
+//!
+//! - [`args`] builds the QEMU command line of a [`RunSpec`]: [`Profile::Ops`] is `ops run`'s
+//!   local shape (ops's `qemu/qemu_unix.go`: q35 with three PCIe root ports, the disk on
+//!   virtio-scsi, `isa-debug-exit`, virtio-rng, virtio-balloon, user-mode networking with
+//!   `hostfwd` ports, 2 GiB); [`Profile::Gevulot`] is the Gevulot v1 node's command line
+//!   (`crates/node/src/vmm/qemu.rs` `start_vm`: the disk read-only, no NIC, the workspace
+//!   over 9p with mount tag 0, 2 vCPUs and 2048 MiB unless given).
+//! - [`find_qemu`] and [`find_ovmf`] find the emulator and the UEFI firmware, or say which
+//!   Debian package provides them.
+//! - [`initial_accel`] and [`kvm_failed`] decide between KVM and TCG: KVM when `/dev/kvm` is
+//!   usable, and TCG again when QEMU dies under KVM before the guest printed anything (as on
+//!   hosts where KVM cannot set the guest's MSRs).
+//! - [`run`] starts QEMU with the serial console on stdout, stops it at a timeout or an
+//!   interrupt, and [`Outcome`] tells the program's exit code when the image lets Nanos report
+//!   it (`debug_exit` in the manifest makes the kernel write it to the `isa-debug-exit` port,
+//!   `src/kernel/init.c`; QEMU then exits with `code << 1 | 1`).
+
+mod image;
+mod process;
+
+pub use image::{image_facts, ImageError, ImageFacts};
+pub use process::{run, Outcome, RunError};
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+/// Which platform's command line to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// `ops run` on a local machine.
+    Ops,
+    /// A Gevulot v1 node running a prover or verifier.
+    Gevulot,
+}
+
+/// The accelerator QEMU runs the guest with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// A host port forwarded to the guest (ops's `-p`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortForward {
+    pub host: u16,
+    pub guest: u16,
+}
+
+impl std::str::FromStr for PortForward {
+    type Err = String;
+
+    /// `PORT` (the same on both sides, as ops's `-p`) or `HOST:GUEST`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{s:?} is not a port (PORT or HOST:GUEST, 1-65535)"))
+        };
+        match s.split_once(':') {
+            Some((h, g)) => Ok(PortForward {
+                host: port(h)?,
+                guest: port(g)?,
+            }),
+            None => {
+                let p = port(s)?;
+                Ok(PortForward { host: p, guest: p })
+            }
+        }
+    }
+}
+
+/// A host folder shared over 9p; Nanos mounts it where the manifest's `mounts` names `%TAG`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub path: PathBuf,
+    pub tag: u32,
+}
+
+/// Everything that shapes one QEMU command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSpec {
+    pub image: PathBuf,
+    pub profile: Profile,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// vCPUs (`-smp`); `None` leaves QEMU's default of one.
+    pub smp: Option<u32>,
+    /// Host ports forwarded to the guest (ops profile only: the Gevulot node has no NIC).
+    pub ports: Vec<PortForward>,
+    /// Data volumes attached as further disks.
+    pub volumes: Vec<PathBuf>,
+    /// Host folders shared over 9p.
+    pub shares: Vec<Share>,
+    /// UEFI firmware passed with `-bios`; `None` boots through SeaBIOS.
+    pub firmware: Option<PathBuf>,
+    /// Appended as given (`nanoimg run IMAGE -- ...`).
+    pub extra: Vec<OsString>,
+}
+
+/// ops's default memory (`lepton/config.go`: `RunConfig.Memory = "2G"`), and the Gevulot
+/// node's default (`ResourceRequest::default`: 2048 MiB).
+pub const DEFAULT_MEMORY_MIB: u64 = 2048;
+/// The Gevulot node's default vCPUs.
+pub const GEVULOT_SMP: u32 = 2;
+
+impl RunSpec {
+    /// The defaults of `profile` for `image`.
+    pub fn new(image: impl Into<PathBuf>, profile: Profile) -> RunSpec {
+        RunSpec {
+            image: image.into(),
+            profile,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            smp: (profile == Profile::Gevulot).then_some(GEVULOT_SMP),
+            ports: Vec::new(),
+            volumes: Vec::new(),
+            shares: Vec::new(),
+            firmware: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// QEMU option values separate sub-options with `,`; a literal comma is written `,,`.
+pub fn escape_value(value: &OsStr) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut out = Vec::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        out.push(b);
+        if b == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+fn join(parts: &[&OsStr]) -> OsString {
+    parts.iter().copied().collect()
+}
+
+fn drive(path: &Path, id: &str, readonly: bool) -> OsString {
+    let mut d = join(&["file=".as_ref(), &escape_value(path.as_os_str())]);
+    d.push(format!(",format=raw,if=none,id={id}"));
+    if readonly {
+        d.push(",readonly=on");
+    }
+    d
+}
+
+fn virtfs(share: &Share) -> OsString {
+    let mut v = join(&[
+        "local,path=".as_ref(),
+        &escape_value(share.path.as_os_str()),
+    ]);
+    v.push(format!(
+        ",mount_tag={tag},security_model=none,multidevs=remap,id=hd{tag}",
+        tag = share.tag
+    ));
+    v
+}
+
+/// The QEMU arguments (without the program name) that boot `spec` with `accel`.
+pub fn args(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    let gevulot = spec.profile == Profile::Gevulot;
+    push(&["-machine", "q35"]);
+    // The node's three PCIe root ports (ops uses the same ports; its third is pci.4 at 0x3.0x4,
+    // where the node has pci.3 at 0x3.0x2).
+    push(&[
+        "-device",
+        "pcie-root-port,port=0x10,chassis=1,id=pci.1,bus=pcie.0,multifunction=on,addr=0x3",
+        "-device",
+        if gevulot {
+            "pcie-root-port,port=0x11,chassis=2,id=pci.2,bus=pcie.0,addr=0x3.0x1"
+        } else {
+            "pcie-root-port,port=0x11,chassis=2,id=pci.2,bus=pcie.0,addr=0x3.0x6"
+        },
+        "-device",
+        if gevulot {
+            "pcie-root-port,port=0x12,chassis=3,id=pci.3,bus=pcie.0,addr=0x3.0x2"
+        } else {
+            "pcie-root-port,port=0x12,chassis=3,id=pci.4,bus=pcie.0,addr=0x3.0x4"
+        },
+        "-device",
+        "virtio-scsi-pci,bus=pci.2,addr=0x0,id=scsi0",
+        "-device",
+        "scsi-hd,bus=scsi0.0,drive=hd0",
+        "-vga",
+        "none",
+        "-device",
+        "isa-debug-exit",
+    ]);
+    if let Some(n) = spec.smp {
+        push(&["-smp", &n.to_string()]);
+    }
+    push(&["-m", &format!("{}M", spec.memory_mib)]);
+    push(&["-device", "virtio-rng-pci"]);
+    if !gevulot {
+        push(&["-device", "virtio-balloon"]);
+    }
+    push(&["-accel", accel.name(), "-cpu", "max"]);
+    a.push("-drive".into());
+    a.push(drive(&spec.image, "hd0", gevulot));
+    for share in &spec.shares {
+        a.push("-virtfs".into());
+        a.push(virtfs(share));
+    }
+    for (i, volume) in spec.volumes.iter().enumerate() {
+        let id = format!("hd{}", i + 1 + spec.shares.len());
+        a.push("-drive".into());
+        a.push(drive(volume, &id, false));
+        a.push("-device".into());
+        a.push(format!("scsi-hd,bus=scsi0.0,drive={id}").into());
+    }
+    if gevulot {
+        a.extend(["-nic", "none"].map(OsString::from));
+    } else {
+        // ops's user-mode network: virtio-net on the third root port, forwards on the netdev.
+        a.extend(["-device", "virtio-net,bus=pci.4,addr=0x0,netdev=n0"].map(OsString::from));
+        let mut netdev = String::from("user,id=n0");
+        for p in &spec.ports {
+            netdev.push_str(&format!(",hostfwd=tcp::{}-:{}", p.host, p.guest));
+        }
+        a.extend(["-netdev".into(), netdev.into()]);
+    }
+    if let Some(fw) = &spec.firmware {
+        a.push("-bios".into());
+        a.push(fw.clone().into_os_string());
+    }
+    a.extend(["-display", "none", "-serial", "stdio"].map(OsString::from));
+    a.extend(spec.extra.iter().cloned());
+    a
+}
+
+/// `arg` quoted for a POSIX shell (left bare when that is safe).
+pub fn shell_quote(arg: &OsStr) -> String {
+    let s = arg.to_string_lossy();
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
+    if safe {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The emulator for x86_64 guests.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Finds [`QEMU`] in `path` (a `PATH` value).
+pub fn find_qemu(path: Option<&OsStr>) -> Result<PathBuf, RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path.unwrap_or_default())
+        .map(|dir| dir.join(QEMU))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .ok_or(RunError::NoQemu)
+}
+
+/// Where distributions put an OVMF image that works with `-bios`: Debian and Ubuntu
+/// (`ovmf`), Fedora (`edk2-ovmf`), Arch (`edk2-ovmf`), and QEMU's own share folder.
+pub const OVMF_CANDIDATES: [&str; 8] = [
+    "/usr/share/ovmf/OVMF.fd",
+    "/usr/share/OVMF/OVMF.fd",
+    "/usr/share/OVMF/OVMF_CODE.fd",
+    "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+    "/usr/share/edk2/x64/OVMF.fd",
+    "/usr/share/edk2-ovmf/x64/OVMF.fd",
+    "/usr/share/edk2/x64/OVMF.4m.fd",
+    "/usr/share/qemu/OVMF.fd",
+];
+
+/// The OVMF firmware: `explicit` (which must exist), else the first of `candidates`.
+pub fn find_ovmf(explicit: Option<&Path>, candidates: &[&str]) -> Result<PathBuf, RunError> {
+    match explicit {
+        Some(p) if p.is_file() => Ok(p.to_path_buf()),
+        Some(p) => Err(RunError::NoFirmwareFile {
+            path: p.to_path_buf(),
+        }),
+        None => candidates
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| RunError::NoOvmf {
+                looked: candidates.join(", "),
+            }),
+    }
+}
+
+/// What this host offers for KVM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvmDevice {
+    /// `/dev/kvm` is there and readable and writable.
+    Usable,
+    /// `/dev/kvm` is there but this user may not open it.
+    NoAccess,
+    /// No `/dev/kvm`.
+    Missing,
+}
+
+/// Looks at `/dev/kvm`.
+pub fn kvm_device() -> KvmDevice {
+    let path = c"/dev/kvm";
+    // SAFETY: access reads a NUL-terminated path and has no other effect.
+    if unsafe { libc::access(path.as_ptr(), libc::R_OK | libc::W_OK) } == 0 {
+        KvmDevice::Usable
+    } else if Path::new("/dev/kvm").exists() {
+        KvmDevice::NoAccess
+    } else {
+        KvmDevice::Missing
+    }
+}
+
+/// The accelerator to start with, and why TCG when it is TCG by default. `forced` is
+/// `--accel`; without it, KVM when `/dev/kvm` is usable (and [`kvm_failed`] may still send
+/// the run back to TCG).
+pub fn initial_accel(forced: Option<Accel>, device: KvmDevice) -> (Accel, Option<&'static str>) {
+    match (forced, device) {
+        (Some(a), _) => (a, None),
+        (None, KvmDevice::Usable) => (Accel::Kvm, None),
+        (None, KvmDevice::NoAccess) => (
+            Accel::Tcg,
+            Some("/dev/kvm is not readable and writable by this user (add it to the kvm group)"),
+        ),
+        (None, KvmDevice::Missing) => (Accel::Tcg, Some("this host has no /dev/kvm")),
+    }
+}
+
+/// Whether a QEMU that ended with `success == false` under KVM, before the guest printed
+/// anything, failed because of KVM (so the same boot under TCG is worth a try): its stderr
+/// names KVM, as in "failed to set MSR 0x10a" or "Could not access KVM kernel module".
+/// Returns the line that says so.
+pub fn kvm_failed(success: bool, console_written: bool, stderr: &str) -> Option<&str> {
+    if success || console_written {
+        return None;
+    }
+    stderr.lines().find(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("failed to set msr") || l.contains("kvm")
+    })
+}
+
+/// How the guest's end is read from QEMU's exit status. `debug_exit` says whether the image's
+/// manifest has `debug_exit`; `qemu_said` is QEMU's own stderr.
+pub fn outcome(status: Option<i32>, debug_exit: bool, qemu_said: &str) -> Outcome {
+    let complained = qemu_said
+        .lines()
+        .any(|l| l.starts_with(QEMU) || l.starts_with("qemu-system"));
+    match status {
+        Some(0) => Outcome::PoweredOff,
+        Some(s) if debug_exit && s % 2 == 1 && !(s == 1 && complained) => Outcome::Exited(s >> 1),
+        Some(s) => Outcome::QemuFailed(Some(s)),
+        None => Outcome::QemuFailed(None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+//! `nanoimg run`: boot an image (or build a program, then boot it) under QEMU, the way ops
+//! runs it locally or the way a Gevulot node runs a prover. The QEMU knowledge is in
+//! `nanoimg-run`; this is the command line around it.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use nanoimg::run::{Accel, Outcome, PortForward, Profile, RunSpec, Share};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelArg {
+    Kvm,
+    Tcg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BootArg {
+    Bios,
+    Uefi,
+}
+
+#[derive(clap::Args)]
+pub struct RunCommand {
+    /// The image to boot, or a program to build first (an ELF executable, or anything given
+    /// with -c).
+    target: PathBuf,
+    #[command(flatten)]
+    build: crate::BuildArgs,
+    /// Keep the image built from a program here [default: a temporary file, removed after
+    /// the run].
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// Boot as a Gevulot (v1) node does: the disk read-only, isa-debug-exit, virtio-rng, no
+    /// network, 2 vCPUs and 2048 MiB unless given, --workspace shared with mount tag 0.
+    #[arg(long, requires = "workspace")]
+    gevulot: bool,
+    /// With --gevulot: the workspace folder the node shares with the prover (created if
+    /// missing).
+    #[arg(long, value_name = "DIR", requires = "gevulot")]
+    workspace: Option<PathBuf>,
+    /// Forward a host TCP port to the guest (repeatable): PORT, or HOST:GUEST.
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    ports: Vec<PortForward>,
+    /// The guest's memory (k, m or g suffix) [default: 2g].
+    #[arg(long, value_name = "SIZE", value_parser = crate::size)]
+    memory: Option<u64>,
+    /// The guest's vCPUs [default: 1, or 2 with --gevulot].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    smp: Option<u32>,
+    /// Attach a data volume as another disk (repeatable); the manifest mounts it by label.
+    #[arg(long = "volume", value_name = "FILE")]
+    volumes: Vec<PathBuf>,
+    /// Share a host folder over 9p (repeatable), with mount tags following those of the
+    /// config's host folders: the manifest mounts it as %N.
+    #[arg(long = "share", value_name = "DIR")]
+    shares: Vec<PathBuf>,
+    /// The accelerator [default: KVM when it can run the guest, else TCG].
+    #[arg(long, value_enum)]
+    accel: Option<AccelArg>,
+    /// How an image with an EFI System Partition boots [default: uefi].
+    #[arg(long, value_enum)]
+    boot: Option<BootArg>,
+    /// The OVMF firmware for a UEFI boot [default: the distribution's].
+    #[arg(long, value_name = "FILE")]
+    firmware: Option<PathBuf>,
+    /// Stop the VM after this many seconds and exit with 124.
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    timeout: Option<Duration>,
+    /// Print the QEMU command line, one shell-quoted argument per line, instead of running it.
+    #[arg(long)]
+    print_command: bool,
+    /// Appended to QEMU's command line.
+    #[arg(last = true, value_name = "QEMU_ARGS")]
+    qemu_args: Vec<OsString>,
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+enum RunCliError {
+    #[error(transparent)]
+    Build(#[from] nanoimg::BuildError),
+    #[error(transparent)]
+    Image(#[from] nanoimg::run::ImageError),
+    #[error(transparent)]
+    Run(#[from] nanoimg::run::RunError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Whether `target` is a program to build rather than an image to boot.
+fn is_program(target: &Path, has_config: bool) -> Result<bool, RunCliError> {
+    if has_config {
+        return Ok(true);
+    }
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(target).map_err(|source| RunCliError::Read {
+        path: target.to_path_buf(),
+        source,
+    })?;
+    let n = f.read(&mut magic).map_err(|source| RunCliError::Read {
+        path: target.to_path_buf(),
+        source,
+    })?;
+    Ok(n == 4 && magic == *b"\x7fELF")
+}
+
+pub fn run(cmd: RunCommand) -> ExitCode {
+    match start(cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", crate::error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
+    let profile = if cmd.gevulot {
+        Profile::Gevulot
+    } else {
+        Profile::Ops
+    };
+    if cmd.gevulot && !cmd.ports.is_empty() {
+        return Err(RunCliError::Usage(
+            "a Gevulot node gives the VM no network, so -p does not apply with --gevulot".into(),
+        ));
+    }
+    // A program is built first, into -o or a temporary file kept for the run.
+    let mut temporary = None;
+    let mut build_shares = Vec::new();
+    let image = if is_program(&cmd.target, cmd.build.config.is_some())? {
+        if cmd.print_command && cmd.output.is_none() {
+            return Err(RunCliError::Usage(
+                "--print-command with a program: give -o IMAGE, so the printed command has an image to boot".into(),
+            ));
+        }
+        let output = match &cmd.output {
+            Some(o) => o.clone(),
+            None => {
+                let t = nanoimg::atomic::TempFile::in_dir(&std::env::temp_dir(), ".nanoimg-run-")
+                    .map_err(|source| RunCliError::Read {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+                let path = t.path().to_path_buf();
+                temporary = Some(t);
+                path
+            }
+        };
+        let report = nanoimg::build(&cmd.build.options(cmd.target.clone(), Some(output), false))?;
+        for note in &report.plan.notes {
+            eprintln!("nanoimg: {note}");
+        }
+        build_shares = report.plan.shares.clone();
+        report.output
+    } else {
+        cmd.target.clone()
+    };
+
+    let facts = nanoimg::run::image_facts(&image)?;
+    if cmd.gevulot {
+        for problem in &facts.gevulot_problems {
+            eprintln!(
+                "nanoimg: warning: this image cannot work on a Gevulot node as it is: {problem}"
+            );
+        }
+    }
+    let mut spec = RunSpec::new(nanoimg::display_path(&image), profile);
+    if let Some(m) = cmd.memory {
+        spec.memory_mib = m.div_ceil(1 << 20);
+    }
+    if cmd.smp.is_some() {
+        spec.smp = cmd.smp;
+    }
+    spec.ports = cmd.ports;
+    spec.volumes = cmd
+        .volumes
+        .iter()
+        .map(|v| nanoimg::display_path(v))
+        .collect();
+    spec.extra = cmd.qemu_args;
+    if let Some(ws) = &cmd.workspace {
+        std::fs::create_dir_all(ws).map_err(|source| RunCliError::Read {
+            path: ws.clone(),
+            source,
+        })?;
+        spec.shares.push(Share {
+            path: nanoimg::display_path(ws),
+            tag: 0,
+        });
+    } else {
+        for (tag, host) in build_shares.iter().enumerate() {
+            if host.is_dir() {
+                spec.shares.push(Share {
+                    path: host.clone(),
+                    tag: tag as u32,
+                });
+            } else {
+                eprintln!(
+                    "nanoimg: mount %{tag} has no host folder ({} does not exist); give one with --share",
+                    host.display()
+                );
+            }
+        }
+    }
+    let first_tag = spec.shares.iter().map(|s| s.tag + 1).max().unwrap_or(0);
+    for (i, dir) in cmd.shares.into_iter().enumerate() {
+        if !dir.is_dir() {
+            return Err(RunCliError::Usage(format!(
+                "--share {}: no such folder; give a host folder to share",
+                dir.display()
+            )));
+        }
+        spec.shares.push(Share {
+            path: nanoimg::display_path(&dir),
+            tag: first_tag + i as u32,
+        });
+    }
+    let uefi = match cmd.boot {
+        Some(BootArg::Uefi) if !facts.uefi => {
+            return Err(RunCliError::Usage(format!(
+                "{} has no EFI System Partition, so it cannot boot through UEFI; build it with --uefi, or boot it through BIOS",
+                image.display()
+            )))
+        }
+        Some(BootArg::Bios) => false,
+        _ => facts.uefi,
+    };
+    if uefi {
+        spec.firmware = Some(nanoimg::run::find_ovmf(
+            cmd.firmware.as_deref(),
+            &nanoimg::run::OVMF_CANDIDATES,
+        )?);
+    } else if cmd.firmware.is_some() {
+        return Err(RunCliError::Usage(
+            "--firmware is the OVMF image for a UEFI boot, and this one boots through BIOS (SeaBIOS)".into(),
+        ));
+    }
+    let forced = cmd.accel.map(|a| match a {
+        AccelArg::Kvm => Accel::Kvm,
+        AccelArg::Tcg => Accel::Tcg,
+    });
+    let path = std::env::var_os("PATH");
+    if cmd.print_command {
+        let qemu = nanoimg::run::find_qemu(path.as_deref())
+            .unwrap_or_else(|_| PathBuf::from(nanoimg::run::QEMU));
+        let accel = nanoimg::run::initial_accel(forced, nanoimg::run::kvm_device()).0;
+        println!("{}", nanoimg::run::shell_quote(qemu.as_os_str()));
+        for a in nanoimg::run::args(&spec, accel) {
+            println!("{}", nanoimg::run::shell_quote(&a));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let qemu = nanoimg::run::find_qemu(path.as_deref())?;
+    let outcome = nanoimg::run::run(
+        &qemu,
+        &spec,
+        forced,
+        cmd.timeout,
+        facts.debug_exit,
+        &mut |note| eprintln!("nanoimg: {note}"),
+    )?;
+    drop(temporary);
+    Ok(match outcome {
+        Outcome::Exited(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
+        Outcome::PoweredOff => {
+            if !facts.debug_exit {
+                eprintln!(
+                    "nanoimg: the VM powered off; the program's exit status is not visible (put \"debug_exit\" in ManifestPassthrough to have nanoimg run exit with it)"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Outcome::TimedOut => {
+            eprintln!(
+                "error: the VM was still running after {} s and was stopped (--timeout)",
+                cmd.timeout.map_or(0.0, |t| t.as_secs_f64())
+            );
+            ExitCode::from(124)
+        }
+        Outcome::QemuFailed(status) => {
+            eprintln!(
+                "error: {} failed ({}); its messages are above",
+                qemu.display(),
+                status.map_or("killed by a signal".to_string(), |s| format!(
+                    "exit status {s}"
+                ))
+            );
+            ExitCode::FAILURE
+        }
+    })
+}
