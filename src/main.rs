@@ -140,6 +140,25 @@ struct BuildArgs {
 }
 
 impl BuildArgs {
+    /// The first flag given that only shapes a build (for `run IMAGE`, where it would do
+    /// nothing).
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.kernel.kernel_dir.is_some(), "--kernel-dir"),
+            (self.kernel.nanos_version.is_some(), "--nanos-version"),
+            (!self.args.is_empty(), "-a"),
+            (!self.envs.is_empty(), "-e"),
+            (!self.mounts.is_empty(), "--mounts"),
+            (self.image_name.is_some(), "-i"),
+            (self.uuid.is_some(), "--uuid"),
+            (self.seed.is_some(), "--seed"),
+            (self.uefi, "--uefi"),
+            (self.resolution.target_root.is_some(), "--target-root"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
     /// The build of `program` into `output`.
     fn options(
         self,

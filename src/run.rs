@@ -170,6 +170,12 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         build_shares = report.plan.shares.clone();
         report.output
     } else {
+        if let Some(flag) = cmd.build.first_given() {
+            return Err(RunCliError::Usage(format!(
+                "{} is an image, so {flag} (a build flag) would change nothing; give the program (an ELF executable) or -c CONFIG to build first",
+                cmd.target.display()
+            )));
+        }
         cmd.target.clone()
     };
 

@@ -224,6 +224,18 @@ fn missing_qemu_firmware_or_image_are_one_line_errors_with_the_package() {
         stderr(&o)
     );
 
+    let o = run(
+        d.path(),
+        Path::new("/nonexistent"),
+        &[image.as_os_str(), os("-e"), os("A=B")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("is an image, so -e (a build flag) would change nothing"),
+        "{}",
+        stderr(&o)
+    );
+
     let text = d.path().join("notes.txt");
     std::fs::write(
         &text,
@@ -406,7 +418,10 @@ esac"#,
             "nanoimg: KVM cannot run this guest here (qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69); booting with TCG instead (slower; --accel tcg skips the attempt)"
         );
         // QEMU's abort message is not shown: it was only the failed attempt.
-        assert!(!err.lines().any(|l| l.starts_with("qemu-system-x86_64:")), "{err}");
+        assert!(
+            !err.lines().any(|l| l.starts_with("qemu-system-x86_64:")),
+            "{err}"
+        );
     } else {
         assert!(first.starts_with("nanoimg: using TCG (slower): "), "{err}");
     }
