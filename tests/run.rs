@@ -434,3 +434,76 @@ esac"#,
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("failed to set MSR"), "{}", stderr(&o));
 }
+
+/// Ctrl-C (SIGINT) or SIGTERM while the VM runs: QEMU is stopped, the temporary image of
+/// `run PROGRAM` is removed, and the exit status is the signal's.
+#[test]
+fn an_interrupt_stops_qemu_and_removes_the_temporary_image() {
+    for (signal, status) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let d = tempfile::tempdir().unwrap();
+        let release = common::fake_release(d.path());
+        let prog = d.path().join("prog");
+        std::fs::write(&prog, common::tiny_static_elf()).unwrap();
+        let pidfile = d.path().join("qemu.pid");
+        let bin = fake_qemu(
+            d.path(),
+            &format!(
+                "echo $$ > '{}'; echo booted; exec /bin/sleep 600",
+                pidfile.display()
+            ),
+        );
+        let tmp = d.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nanoimg"))
+            .args([
+                os("run"),
+                prog.as_os_str(),
+                os("--kernel-dir"),
+                release.as_os_str(),
+            ])
+            .args(["--accel", "tcg"])
+            .current_dir(d.path())
+            .env("PATH", &bin)
+            .env("TMPDIR", &tmp)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "QEMU never started");
+            assert!(child.try_wait().unwrap().is_none(), "nanoimg ended early");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let qemu: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let images: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert_eq!(
+            images.len(),
+            1,
+            "the temporary image exists while the VM runs"
+        );
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(status), "{}", stderr(&out));
+        // QEMU is gone (reaped by nanoimg, so not even a zombie is left to signal).
+        let gone = (0..200).any(|_| {
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(qemu, 0) } == 0;
+            if alive {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            !alive
+        });
+        assert!(gone, "QEMU {qemu} still runs");
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "temporary image left"
+        );
+    }
+}
