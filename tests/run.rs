@@ -67,6 +67,13 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `o` failed with `code` and its stderr says `needle`.
+fn expect_error(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+}
+
 #[test]
 fn print_command_shows_the_whole_command_line_shell_quoted() {
     let (d, image) = setup("{}");
@@ -217,23 +224,17 @@ fn missing_qemu_firmware_or_image_are_one_line_errors_with_the_package() {
         Path::new("/nonexistent"),
         &[image.as_os_str(), os("--boot"), os("uefi")],
     );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("has no EFI System Partition"),
-        "{}",
-        stderr(&o)
-    );
+    expect_error(&o, 1, "has no EFI System Partition");
 
     let o = run(
         d.path(),
         Path::new("/nonexistent"),
         &[image.as_os_str(), os("-e"), os("A=B")],
     );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("is an image, so -e (a build flag) would change nothing"),
-        "{}",
-        stderr(&o)
+    expect_error(
+        &o,
+        1,
+        "is an image, so -e (a build flag) would change nothing",
     );
 
     let text = d.path().join("notes.txt");
@@ -337,12 +338,7 @@ fn the_programs_exit_code_is_nanoimg_runs() {
         &bin,
         &[image.as_os_str(), os("--accel"), os("tcg")],
     );
-    assert_eq!(o.status.code(), Some(0));
-    assert!(
-        stderr(&o).contains("the program's exit status is not visible"),
-        "{}",
-        stderr(&o)
-    );
+    expect_error(&o, 0, "the program's exit status is not visible");
 
     // QEMU's own failure is an error, with QEMU's message passed through.
     let bin = fake_qemu(
