@@ -113,6 +113,15 @@ fn attempt(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Should nanoimg die without a chance to stop it (SIGKILL), the kernel stops QEMU.
+    // SAFETY: prctl is async-signal-safe and changes only the child's own settings.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     let mut child = command.spawn().map_err(|source| RunError::Spawn {
         qemu: qemu.to_path_buf(),
         source,
