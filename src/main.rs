@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod kernel_cmd;
+mod look;
 mod run;
 
 #[derive(Parser)]
@@ -324,13 +326,13 @@ fn main() -> ExitCode {
         eprintln!("error: cannot install the signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    let status = run(cli.command);
+    let status = dispatch(cli.command);
     // An error that an interrupt caused is not reported: the handler ends the process.
     nanoimg::atomic::interrupt::wait_if_interrupted();
     status
 }
 
-fn run(command: Command) -> ExitCode {
+fn dispatch(command: Command) -> ExitCode {
     let result = match command {
         Command::Build {
             program,
@@ -346,10 +348,10 @@ fn run(command: Command) -> ExitCode {
             resolution,
             json,
         } => deps(&program, config, resolution, json),
-        Command::Kernel { command } => kernel(command),
-        Command::Inspect { image, files, json } => inspect(&image, files, json),
+        Command::Kernel { command } => kernel_cmd::kernel(command),
+        Command::Inspect { image, files, json } => look::inspect(&image, files, json),
         Command::Diff { a, b, json } => {
-            return match diff(&a, &b, json) {
+            return match look::diff(&a, &b, json) {
                 Ok(true) => ExitCode::from(1),
                 Ok(false) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -358,7 +360,7 @@ fn run(command: Command) -> ExitCode {
                 }
             }
         }
-        Command::Extract { image, dir } => extract(&image, &dir),
+        Command::Extract { image, dir } => look::extract(&image, &dir),
         Command::Volume {
             command:
                 VolumeCommand::Create {
@@ -495,196 +497,6 @@ fn build(
     println!("SHA-256: {}", report.sha256);
     println!("BLAKE3: {}", report.blake3);
     println!("Bootable image file:{}", path.display());
-    Ok(())
-}
-
-fn kernel(command: KernelCommand) -> Result<(), nanoimg::BuildError> {
-    use nanoimg::release::{default_pin, pins, Lock, Releases};
-    match command {
-        KernelCommand::Fetch { version, fetch } => {
-            let version = version.unwrap_or_else(|| default_pin().version);
-            let lock_file = nanoimg::lock_path(fetch.lock.as_deref(), None);
-            let mut lock = Lock::load(&lock_file)?;
-            let releases = Releases::new(nanoimg::cache()?, fetch.release_options());
-            let got = releases.get(&version, &mut lock)?;
-            lock.save(&lock_file)?;
-            if got.trusted_on_first_use {
-                eprintln!(
-                    "nanoimg: Nanos {version} has no pinned SHA-256; trusting it on first use"
-                );
-            }
-            println!(
-                "Nanos {version}: sha256 {} ({}), in {}",
-                got.locked.sha256,
-                if got.downloaded {
-                    "downloaded"
-                } else {
-                    "already cached"
-                },
-                got.kernel_dir.dir.display()
-            );
-        }
-        KernelCommand::List => {
-            let cache = nanoimg::cache()?;
-            let lock = Lock::load(std::path::Path::new("nanoimg.lock"))?;
-            let newest = default_pin().version;
-            for p in pins() {
-                let sha = p
-                    .sha256
-                    .clone()
-                    .or_else(|| lock.release(&p.version).map(|r| r.sha256.clone()))
-                    .or_else(|| cache.indexed(&p.version));
-                let cached = sha.as_ref().is_some_and(|s| cache.release_dir(s).is_dir());
-                println!(
-                    "{}{}  {}  sha256 {}{}",
-                    p.version,
-                    if p.version == newest {
-                        " (default)"
-                    } else {
-                        ""
-                    },
-                    if cached { "cached" } else { "not cached" },
-                    sha.as_deref().unwrap_or("unknown"),
-                    if p.sha256.is_some() { " (pinned)" } else { "" },
-                );
-            }
-        }
-        KernelCommand::Verify { lock } => {
-            let lock_file = nanoimg::lock_path(lock.as_deref(), None);
-            let lock = Lock::load_existing(&lock_file)?;
-            let releases = Releases::new(nanoimg::cache()?, Default::default());
-            let mut bad = None;
-            if lock.releases.is_empty() {
-                println!("{} records no release to verify", lock_file.display());
-            }
-            for (version, result) in releases.verify(&lock) {
-                match result {
-                    None => println!("Nanos {version}: not cached"),
-                    Some(Ok(())) => println!("Nanos {version}: ok"),
-                    Some(Err(e)) => {
-                        println!("Nanos {version}: FAILED: {e}");
-                        bad = Some(e);
-                    }
-                }
-            }
-            if let Some(e) = bad {
-                return Err(e.into());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn inspect(image: &std::path::Path, files: bool, json: bool) -> Result<(), nanoimg::BuildError> {
-    let mut r = nanoimg::inspect::inspect(image)?;
-    if json {
-        if !files {
-            r.root.files.clear();
-        }
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-        return Ok(());
-    }
-    let kind = match r.layout {
-        "bios" => "BIOS-bootable disk image",
-        "uefi" => "BIOS and UEFI bootable disk image",
-        _ => "raw TFS volume",
-    };
-    println!("{}: {kind}, {} bytes", r.path.display(), r.size);
-    if let Some(s) = r.stage2_len {
-        println!("stage2: {s} bytes");
-    }
-    for p in &r.partitions {
-        println!(
-            "partition {}: {} type 0x{:02x}{} offset {} size {}",
-            p.index,
-            p.role,
-            p.partition_type,
-            if p.active { " active" } else { "" },
-            p.offset,
-            p.size
-        );
-    }
-    if let Some(b) = &r.boot {
-        println!("boot filesystem: uuid {} label {:?}", b.uuid, b.label);
-        for (path, f) in &b.files {
-            if let nanoimg::inspect::FileInfo::File { size, sha256, .. } = f {
-                println!("  {path}: {size} bytes, sha256 {sha256}");
-            }
-        }
-    }
-    let root = &r.root;
-    println!(
-        "root filesystem: uuid {} label {:?}, TFS v{}, {} log extension(s), {} entries, {} bytes free",
-        root.uuid,
-        root.label,
-        root.version,
-        root.log_extensions,
-        root.files.len(),
-        root.size.saturating_sub(root.used_bytes)
-    );
-    println!("manifest:");
-    for (k, v) in &root.manifest {
-        println!("  {k}: {v}");
-    }
-    if files {
-        println!("files:");
-        for (path, f) in &root.files {
-            match f {
-                nanoimg::inspect::FileInfo::File { size, sha256, .. } => {
-                    println!("  {path}  {size}  sha256 {sha256}")
-                }
-                nanoimg::inspect::FileInfo::Dir => println!("  {path}/"),
-                nanoimg::inspect::FileInfo::Symlink { target } => println!("  {path} -> {target}"),
-                nanoimg::inspect::FileInfo::Other => println!("  {path} (other)"),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Prints the differences; `Ok(true)` when the images differ.
-fn diff(a: &std::path::Path, b: &std::path::Path, json: bool) -> Result<bool, nanoimg::BuildError> {
-    let d = nanoimg::inspect::diff(a, b)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
-        return Ok(d.differs());
-    }
-    if d.identical {
-        println!("identical");
-        return Ok(false);
-    }
-    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
-    for c in &d.changes {
-        match (&c.a, &c.b) {
-            (None, Some(v)) => println!("{} added: {} = {v}", c.area, c.name),
-            (Some(v), None) => println!("{} removed: {} = {v}", c.area, c.name),
-            _ => println!(
-                "{} changed: {}: {} -> {}",
-                c.area,
-                c.name,
-                show(&c.a),
-                show(&c.b)
-            ),
-        }
-    }
-    if d.same_content_other_order {
-        println!("same filesystem content, file data in a different on-disk order");
-    } else if d.changes.is_empty() {
-        println!("same content and layout; other bytes differ (log framing or padding)");
-    }
-    Ok(true)
-}
-
-fn extract(image: &std::path::Path, dir: &std::path::Path) -> Result<(), nanoimg::BuildError> {
-    let s = nanoimg::inspect::extract(image, dir)?;
-    println!(
-        "extracted {} files ({} bytes), {} directories, {} symlinks into {}",
-        s.files,
-        s.bytes,
-        s.dirs,
-        s.symlinks,
-        dir.display()
-    );
     Ok(())
 }
 

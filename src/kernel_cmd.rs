@@ -1,0 +1,80 @@
+//! `nanoimg kernel fetch | list | verify`: the pinned releases, the cache and the lock.
+
+use crate::KernelCommand;
+
+pub fn kernel(command: KernelCommand) -> Result<(), nanoimg::BuildError> {
+    use nanoimg::release::{default_pin, pins, Lock, Releases};
+    match command {
+        KernelCommand::Fetch { version, fetch } => {
+            let version = version.unwrap_or_else(|| default_pin().version);
+            let lock_file = nanoimg::lock_path(fetch.lock.as_deref(), None);
+            let mut lock = Lock::load(&lock_file)?;
+            let releases = Releases::new(nanoimg::cache()?, fetch.release_options());
+            let got = releases.get(&version, &mut lock)?;
+            lock.save(&lock_file)?;
+            if got.trusted_on_first_use {
+                eprintln!(
+                    "nanoimg: Nanos {version} has no pinned SHA-256; trusting it on first use"
+                );
+            }
+            println!(
+                "Nanos {version}: sha256 {} ({}), in {}",
+                got.locked.sha256,
+                if got.downloaded {
+                    "downloaded"
+                } else {
+                    "already cached"
+                },
+                got.kernel_dir.dir.display()
+            );
+        }
+        KernelCommand::List => {
+            let cache = nanoimg::cache()?;
+            let lock = Lock::load(std::path::Path::new("nanoimg.lock"))?;
+            let newest = default_pin().version;
+            for p in pins() {
+                let sha = p
+                    .sha256
+                    .clone()
+                    .or_else(|| lock.release(&p.version).map(|r| r.sha256.clone()))
+                    .or_else(|| cache.indexed(&p.version));
+                let cached = sha.as_ref().is_some_and(|s| cache.release_dir(s).is_dir());
+                println!(
+                    "{}{}  {}  sha256 {}{}",
+                    p.version,
+                    if p.version == newest {
+                        " (default)"
+                    } else {
+                        ""
+                    },
+                    if cached { "cached" } else { "not cached" },
+                    sha.as_deref().unwrap_or("unknown"),
+                    if p.sha256.is_some() { " (pinned)" } else { "" },
+                );
+            }
+        }
+        KernelCommand::Verify { lock } => {
+            let lock_file = nanoimg::lock_path(lock.as_deref(), None);
+            let lock = Lock::load_existing(&lock_file)?;
+            let releases = Releases::new(nanoimg::cache()?, Default::default());
+            let mut bad = None;
+            if lock.releases.is_empty() {
+                println!("{} records no release to verify", lock_file.display());
+            }
+            for (version, result) in releases.verify(&lock) {
+                match result {
+                    None => println!("Nanos {version}: not cached"),
+                    Some(Ok(())) => println!("Nanos {version}: ok"),
+                    Some(Err(e)) => {
+                        println!("Nanos {version}: FAILED: {e}");
+                        bad = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = bad {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}

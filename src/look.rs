@@ -1,0 +1,123 @@
+//! The reading commands: `inspect`, `diff` and `extract` print what `nanoimg-inspect`
+//! found.
+
+pub fn inspect(
+    image: &std::path::Path,
+    files: bool,
+    json: bool,
+) -> Result<(), nanoimg::BuildError> {
+    let mut r = nanoimg::inspect::inspect(image)?;
+    if json {
+        if !files {
+            r.root.files.clear();
+        }
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        return Ok(());
+    }
+    let kind = match r.layout {
+        "bios" => "BIOS-bootable disk image",
+        "uefi" => "BIOS and UEFI bootable disk image",
+        _ => "raw TFS volume",
+    };
+    println!("{}: {kind}, {} bytes", r.path.display(), r.size);
+    if let Some(s) = r.stage2_len {
+        println!("stage2: {s} bytes");
+    }
+    for p in &r.partitions {
+        println!(
+            "partition {}: {} type 0x{:02x}{} offset {} size {}",
+            p.index,
+            p.role,
+            p.partition_type,
+            if p.active { " active" } else { "" },
+            p.offset,
+            p.size
+        );
+    }
+    if let Some(b) = &r.boot {
+        println!("boot filesystem: uuid {} label {:?}", b.uuid, b.label);
+        for (path, f) in &b.files {
+            if let nanoimg::inspect::FileInfo::File { size, sha256, .. } = f {
+                println!("  {path}: {size} bytes, sha256 {sha256}");
+            }
+        }
+    }
+    let root = &r.root;
+    println!(
+        "root filesystem: uuid {} label {:?}, TFS v{}, {} log extension(s), {} entries, {} bytes free",
+        root.uuid,
+        root.label,
+        root.version,
+        root.log_extensions,
+        root.files.len(),
+        root.size.saturating_sub(root.used_bytes)
+    );
+    println!("manifest:");
+    for (k, v) in &root.manifest {
+        println!("  {k}: {v}");
+    }
+    if files {
+        println!("files:");
+        for (path, f) in &root.files {
+            match f {
+                nanoimg::inspect::FileInfo::File { size, sha256, .. } => {
+                    println!("  {path}  {size}  sha256 {sha256}")
+                }
+                nanoimg::inspect::FileInfo::Dir => println!("  {path}/"),
+                nanoimg::inspect::FileInfo::Symlink { target } => println!("  {path} -> {target}"),
+                nanoimg::inspect::FileInfo::Other => println!("  {path} (other)"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints the differences; `Ok(true)` when the images differ.
+pub fn diff(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    json: bool,
+) -> Result<bool, nanoimg::BuildError> {
+    let d = nanoimg::inspect::diff(a, b)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+        return Ok(d.differs());
+    }
+    if d.identical {
+        println!("identical");
+        return Ok(false);
+    }
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
+    for c in &d.changes {
+        match (&c.a, &c.b) {
+            (None, Some(v)) => println!("{} added: {} = {v}", c.area, c.name),
+            (Some(v), None) => println!("{} removed: {} = {v}", c.area, c.name),
+            _ => println!(
+                "{} changed: {}: {} -> {}",
+                c.area,
+                c.name,
+                show(&c.a),
+                show(&c.b)
+            ),
+        }
+    }
+    if d.same_content_other_order {
+        println!("same filesystem content, file data in a different on-disk order");
+    } else if d.changes.is_empty() {
+        println!("same content and layout; other bytes differ (log framing or padding)");
+    }
+    Ok(true)
+}
+
+pub fn extract(image: &std::path::Path, dir: &std::path::Path) -> Result<(), nanoimg::BuildError> {
+    let s = nanoimg::inspect::extract(image, dir)?;
+    println!(
+        "extracted {} files ({} bytes), {} directories, {} symlinks into {}",
+        s.files,
+        s.bytes,
+        s.dirs,
+        s.symlinks,
+        dir.display()
+    );
+    Ok(())
+}
