@@ -3,10 +3,12 @@
 //! Steps: check prerequisites, compile the samples into a temporary work
 //! directory, build `nanoimg` in release mode, then for every case write an
 //! ops-format `config.json`, run `nanoimg build` (with `--uefi` for a hybrid
-//! image), boot the image under QEMU (with the case's own additions, e.g.
-//! OVMF firmware, a read-only disk, a 9p share or a data volume) and look
-//! for the expected lines on the serial console (ANSI escapes ignored), then
-//! check any files the guest had to leave on the host.
+//! image), boot the image with `nanoimg run IMAGE --accel tcg --timeout N`
+//! (with the case's own options, e.g. `--gevulot --workspace DIR`,
+//! `--volume FILE`, `--boot bios`, `-p HOST:GUEST`; the product's QEMU
+//! command line is what gets tested), check its exit status, look for the
+//! expected lines on the serial console (its stdout, ANSI escapes ignored),
+//! then check any files the guest had to leave on the host.
 
 use std::env;
 use std::fs;
@@ -14,14 +16,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::boot::{self, Accel, Boot, RunOptions};
+
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::endings;
 use crate::expect;
 use crate::gevulot;
 use crate::guestfs;
+use crate::portfwd;
 use crate::prereq::{self, Tools};
-use crate::qemu::{self, BootEnd, BootOptions};
 use crate::samples::{self, Sample, Scenario};
 use crate::volume;
 
@@ -47,7 +52,8 @@ pub struct E2eArgs {
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
 
-    /// Kill QEMU and fail the case if a boot takes longer than N seconds
+    /// `nanoimg run --timeout N` for every boot (the `timeout` case has its
+    /// own 5 s): a boot that takes longer fails the case
     #[arg(long, value_name = "N", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_secs: u64,
@@ -87,7 +93,6 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
         .as_deref()
         .map(resolve_nanoimg_bin)
         .transpose()?;
-    let timeout = Duration::from_secs(args.timeout_secs);
 
     let work = tempfile::Builder::new()
         .prefix("nanoimg-e2e-")
@@ -117,7 +122,14 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
 
     let mut summary = Summary::default();
     for (sample, program) in &plan {
-        let report = run_case(sample, program, &tools, &nanoimg, work_dir, timeout)?;
+        let report = run_case(
+            sample,
+            program,
+            &tools,
+            &nanoimg,
+            work_dir,
+            args.timeout_secs,
+        )?;
         report.print(sample.case);
         if let Some(keep) = &args.keep {
             keep_artifacts(&report.artifacts, keep)?;
@@ -197,7 +209,7 @@ fn run_case(
     tools: &Tools,
     nanoimg: &Path,
     work_dir: &Path,
-    timeout: Duration,
+    timeout_secs: u64,
 ) -> Result<CaseReport> {
     let mut report = CaseReport::default();
     let name = sample.program;
@@ -263,23 +275,69 @@ fn run_case(
     }
     report.artifacts.push(image.clone());
 
-    let Some(boot_options) = prepare_boot(sample, tools, nanoimg, work_dir, &mut report)? else {
+    let Some(options) = prepare_run(sample, nanoimg, work_dir, timeout_secs, &mut report)? else {
         return Ok(report);
     };
     let console_log = work_dir.join(format!("{name}.console.log"));
-    let boot = qemu::boot(&tools.qemu, &image, &boot_options, &console_log, timeout)?;
+    let command = boot::command(nanoimg, &image, &options);
+    let watchdog = Duration::from_secs(options.timeout_secs) + boot::WATCHDOG_GRACE;
+    let mut running = boot::start(command, &console_log)?;
     report.artifacts.push(console_log);
+    let exchange = match options.ports.first() {
+        Some(&(host_port, _)) if sample.scenario == Scenario::PortForward => {
+            let deadline = Instant::now() + Duration::from_secs(options.timeout_secs);
+            Some((
+                host_port,
+                portfwd::exchange(host_port, deadline, &mut || {
+                    running.has_exited().unwrap_or(true)
+                }),
+            ))
+        }
+        _ => None,
+    };
+    let boot = running.finish(watchdog)?;
+    let run_log = work_dir.join(format!("{name}.run.log"));
+    fs::write(&run_log, run_log_text(&boot))
+        .with_context(|| format!("writing {}", run_log.display()))?;
+    report.artifacts.push(run_log);
     report.boot = Some(boot.elapsed);
 
-    match boot.end {
-        BootEnd::TimedOut => report.problems.push(format!(
-            "timed out after {} s (QEMU killed)",
-            timeout.as_secs()
-        )),
-        BootEnd::Exited(status) if !status.success() => report
-            .problems
-            .push(format!("qemu-system-x86_64 exited with {status}")),
-        BootEnd::Exited(_) => {}
+    report
+        .problems
+        .extend(status_problem(sample, &options, &boot));
+    if sample.scenario == Scenario::Timeout {
+        let limit = Duration::from_secs(endings::TIMEOUT_SECS) + endings::TIMEOUT_SLACK;
+        if boot.elapsed > limit {
+            report.problems.push(format!(
+                "nanoimg run --timeout {} took {:.1} s to stop the VM (more than {} s)",
+                endings::TIMEOUT_SECS,
+                boot.elapsed.as_secs_f64(),
+                limit.as_secs()
+            ));
+        }
+    }
+    if sample.accel == Accel::Default {
+        match kvm_fallback(&boot.stderr, Path::new("/dev/kvm").exists()) {
+            Ok(note) => println!("e2e: {} ... {note}", sample.case),
+            Err(problem) => report.problems.push(problem),
+        }
+    }
+    if let Some((host_port, exchange)) = exchange {
+        let expected = portfwd::expected_reply();
+        match exchange.reply {
+            Some(reply) if reply == expected => println!(
+                "e2e: {} ... 127.0.0.1:{host_port} replied \"{reply}\" (connection {})",
+                sample.case, exchange.attempts
+            ),
+            Some(reply) => report.problems.push(format!(
+                "127.0.0.1:{host_port} replied {reply:?}, expected {expected:?}"
+            )),
+            None => report.problems.push(format!(
+                "no reply on 127.0.0.1:{host_port} after {} connection(s) (last: {})",
+                exchange.attempts,
+                exchange.last_error.as_deref().unwrap_or("none")
+            )),
+        }
     }
     let expected = sample.expected_lines();
     for missing in expect::missing_lines(&boot.console, &expected) {
@@ -298,9 +356,76 @@ fn run_case(
             .detail
             .extend(expect::tail(&boot.console, CONSOLE_TAIL_LINES));
         report.detail.push("--- end of console ---".to_owned());
+        if boot.stderr.trim().is_empty() {
+            report
+                .detail
+                .push("--- nanoimg run stderr: (empty) ---".to_owned());
+        } else {
+            report
+                .detail
+                .push("--- nanoimg run stderr (last lines) ---".to_owned());
+            report
+                .detail
+                .extend(expect::tail(&boot.stderr, CONSOLE_TAIL_LINES));
+        }
         report.detail.extend(host_detail);
     }
     Ok(report)
+}
+
+/// What is wrong with how `nanoimg run` ended, if anything: it must exit with
+/// the case's expected status.
+fn status_problem(sample: &Sample, options: &RunOptions, boot: &Boot) -> Option<String> {
+    let expected = sample.expected_status();
+    let Some(status) = boot.status else {
+        return Some(format!(
+            "nanoimg run was still running {} s after its --timeout {}; stopped by the runner",
+            boot::WATCHDOG_GRACE.as_secs(),
+            options.timeout_secs
+        ));
+    };
+    match status.code() {
+        Some(code) if code == expected => None,
+        Some(code) if code == endings::TIMEOUT_STATUS => Some(format!(
+            "timed out after {} s (nanoimg run --timeout, exit status {code})",
+            options.timeout_secs
+        )),
+        Some(code) => Some(format!(
+            "nanoimg run exited with {code}, expected {expected}"
+        )),
+        None => Some(format!("nanoimg run ended by a signal ({status})")),
+    }
+}
+
+/// Reads `nanoimg run`'s stderr of a boot without `--accel`: there must be
+/// one line saying it boots with TCG (KVM does not work on every host); none
+/// is fine only when KVM ran the guest. Returns the note to print, or the
+/// problem.
+fn kvm_fallback(stderr: &str, kvm_device: bool) -> Result<String, String> {
+    match boot::tcg_fallback_lines(stderr).as_slice() {
+        [line] => Ok(format!("KVM->TCG fallback: {line}")),
+        [] if kvm_device => Ok("no TCG fallback line: KVM ran the guest".to_owned()),
+        [] => Err("no /dev/kvm, but nanoimg run did not say that it boots with TCG".to_owned()),
+        lines => Err(format!(
+            "{} TCG fallback lines on nanoimg run's stderr, expected one: {lines:?}",
+            lines.len()
+        )),
+    }
+}
+
+/// The `<program>.run.log` text: the command, its status and its stderr
+/// (the console is in `<program>.console.log`).
+fn run_log_text(boot: &Boot) -> String {
+    let status = match boot.status {
+        Some(status) => status.to_string(),
+        None => "stopped by the runner's watchdog".to_owned(),
+    };
+    format!(
+        "$ {}\nstatus: {status}\nelapsed: {:.1} s\n--- stderr ---\n{}\n",
+        boot.command_line,
+        boot.elapsed.as_secs_f64(),
+        boot.stderr
+    )
 }
 
 /// `nanoimg build <program> -c <config> --kernel-dir <dir> -o <image>
@@ -348,25 +473,29 @@ fn ops_config(sample: &Sample) -> Value {
         Scenario::GevulotProver => gevulot::config(),
         Scenario::DataVolume => volume::config(),
         Scenario::GuestFs => guestfs::config(),
+        Scenario::ExitCode => endings::exit_code_config(),
+        Scenario::PortForward => portfwd::config(),
+        Scenario::Timeout => endings::timeout_config(),
     }
 }
 
-/// Sets up the host side of a case's boot (a shared folder, a data volume)
-/// and returns its additions to the QEMU command line, including the OVMF
-/// firmware for a UEFI boot. `None` means a setup step failed; the problem
-/// is recorded in `report`.
-fn prepare_boot(
+/// Sets up the host side of a case's boot (a shared folder, a data volume,
+/// a free host port) and returns its `nanoimg run` options. `None` means a
+/// setup step failed; the problem is recorded in `report`.
+fn prepare_run(
     sample: &Sample,
-    tools: &Tools,
     nanoimg: &Path,
     work_dir: &Path,
+    timeout_secs: u64,
     report: &mut CaseReport,
-) -> Result<Option<BootOptions>> {
-    let mut options = match sample.scenario {
-        Scenario::Hello => BootOptions::default(),
+) -> Result<Option<RunOptions>> {
+    let mut options = RunOptions::new(sample.run_timeout_secs(timeout_secs));
+    options.accel = sample.accel;
+    options.bios = sample.needs_boot_bios();
+    match sample.scenario {
+        Scenario::Hello | Scenario::ExitCode | Scenario::Timeout => {}
         Scenario::GevulotProver => {
-            let workspace = gevulot::prepare_workspace(work_dir)?;
-            gevulot::boot_options(&workspace)
+            options.gevulot_workspace = Some(gevulot::prepare_workspace(work_dir)?);
         }
         Scenario::DataVolume => {
             volume::prepare_source(work_dir)?;
@@ -384,7 +513,7 @@ fn prepare_boot(
             }
             // Kept after the boot, so it holds what the guest wrote.
             report.artifacts.push(volume_file.clone());
-            volume::boot_options(&volume_file)
+            options.volumes.push(volume_file);
         }
         Scenario::GuestFs => {
             guestfs::prepare_source(work_dir)?;
@@ -400,11 +529,13 @@ fn prepare_boot(
             report
                 .artifacts
                 .push(guestfs::write_expected_listing(work_dir)?);
-            volume::boot_options(&volume_file)
+            options.volumes.push(volume_file);
         }
-    };
-    if sample.boots_with_ovmf() {
-        options.bios = Some(tools.ovmf.clone());
+        Scenario::PortForward => {
+            options
+                .ports
+                .push((boot::free_port()?, portfwd::GUEST_PORT));
+        }
     }
     Ok(Some(options))
 }
@@ -418,7 +549,7 @@ fn check_host(
     report: &mut CaseReport,
 ) -> Result<()> {
     match sample.scenario {
-        Scenario::Hello => {}
+        Scenario::Hello | Scenario::ExitCode | Scenario::PortForward | Scenario::Timeout => {}
         Scenario::GevulotProver => report
             .problems
             .extend(gevulot::check_output(&gevulot::workspace(work_dir))),
@@ -708,68 +839,204 @@ mod tests {
         );
     }
 
-    fn fake_tools() -> Tools {
-        Tools {
-            kernel_dir: PathBuf::from("/k"),
-            qemu: PathBuf::from("qemu-system-x86_64"),
-            cc: PathBuf::from("cc"),
-            cxx: PathBuf::from("c++"),
-            rustc: PathBuf::from("rustc"),
-            ovmf: PathBuf::from("/fw/OVMF.fd"),
-        }
-    }
-
-    /// `prepare_boot` for a case that runs no command.
-    fn boot_options_of(name: &str, work_dir: &Path) -> BootOptions {
+    /// `prepare_run` for a case that runs no command, with a 60 s timeout.
+    fn run_options_of(name: &str, work_dir: &Path) -> RunOptions {
         let mut report = CaseReport::default();
-        let options = prepare_boot(
+        let options = prepare_run(
             case(name),
-            &fake_tools(),
             Path::new("/nonexistent/nanoimg"),
             work_dir,
+            60,
             &mut report,
         )
-        .expect("prepare_boot")
+        .expect("prepare_run")
         .expect("setup failed");
         assert!(report.passed(), "{:?}", report.problems);
         options
     }
 
-    fn qemu_args(options: &BootOptions) -> Vec<String> {
-        qemu::args(Path::new("/w/x.img"), options)
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
+    /// The whole `nanoimg run` command line of a case booting `<work>/<program>.img`.
+    fn run_line(name: &str, options: &RunOptions, work_dir: &Path) -> Vec<String> {
+        let image = work_dir.join(format!("{}.img", case(name).program));
+        boot::command_line(&boot::command(Path::new("/bin/nanoimg"), &image, options))
+    }
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| (*a).to_owned()).collect()
     }
 
     #[test]
-    fn boot_options_per_case() {
+    fn nanoimg_run_command_line_per_case() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let hello = boot_options_of("static-c", dir.path());
-        assert_eq!(hello, BootOptions::default());
+        let work = dir.path();
+        let w = work.to_str().expect("utf-8 temp path");
+        let line = |name: &str| run_line(name, &run_options_of(name, work), work);
 
-        let prover = boot_options_of("gevulot-prover", dir.path());
-        assert!(prover.readonly_disk);
-        assert_eq!(prover.bios, None);
-        assert!(dir.path().join("workspace/input").is_file());
-
-        // Booted through UEFI: OVMF with -bios, everything else as usual.
-        let ovmf = boot_options_of("uefi-ovmf", dir.path());
+        // Without --accel: nanoimg run's KVM attempt and TCG fallback.
         assert_eq!(
-            ovmf,
-            BootOptions {
-                bios: Some(PathBuf::from("/fw/OVMF.fd")),
-                ..BootOptions::default()
-            }
+            line("static-c"),
+            strings(&[
+                "/bin/nanoimg",
+                "run",
+                &format!("{w}/hello_static.img"),
+                "--timeout",
+                "60"
+            ])
         );
-        let args = qemu_args(&ovmf);
-        assert!(args.windows(2).any(|w| w == ["-bios", "/fw/OVMF.fd"]));
-        assert!(args.windows(2).any(|w| w == ["-machine", "q35"]));
+        // The image has an EFI System Partition, so UEFI is nanoimg run's default.
+        for (name, program) in [
+            ("static-rust", "hello_rust"),
+            ("dynamic-c", "hello_dynamic"),
+            ("dynamic-cpp", "hello_cpp"),
+            ("dynamic-rust", "hello_rust_dynamic"),
+            ("uefi-ovmf", "hello_uefi_ovmf"),
+            ("exit-code", "exit_code"),
+        ] {
+            assert_eq!(
+                line(name),
+                strings(&[
+                    "/bin/nanoimg",
+                    "run",
+                    &format!("{w}/{program}.img"),
+                    "--accel",
+                    "tcg",
+                    "--timeout",
+                    "60"
+                ]),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            line("uefi-seabios"),
+            strings(&[
+                "/bin/nanoimg",
+                "run",
+                &format!("{w}/hello_uefi_seabios.img"),
+                "--accel",
+                "tcg",
+                "--timeout",
+                "60",
+                "--boot",
+                "bios"
+            ])
+        );
+        assert_eq!(
+            line("gevulot-prover"),
+            strings(&[
+                "/bin/nanoimg",
+                "run",
+                &format!("{w}/prover.img"),
+                "--accel",
+                "tcg",
+                "--timeout",
+                "60",
+                "--gevulot",
+                "--workspace",
+                &format!("{w}/workspace")
+            ])
+        );
+        assert!(work.join("workspace/input").is_file());
+        // Its own --timeout, whatever the runner's.
+        assert_eq!(
+            line("timeout"),
+            strings(&[
+                "/bin/nanoimg",
+                "run",
+                &format!("{w}/looper.img"),
+                "--accel",
+                "tcg",
+                "--timeout",
+                "5"
+            ])
+        );
+        let options = run_options_of("port-forward", work);
+        let [(host_port, 8080)] = options.ports[..] else {
+            panic!("ports {:?}", options.ports);
+        };
+        assert_ne!(host_port, 0);
+        assert_eq!(
+            run_line("port-forward", &options, work),
+            strings(&[
+                "/bin/nanoimg",
+                "run",
+                &format!("{w}/portfwd.img"),
+                "--accel",
+                "tcg",
+                "--timeout",
+                "60",
+                "-p",
+                &format!("{host_port}:8080")
+            ])
+        );
+    }
 
-        // The hybrid image through plain SeaBIOS: no -bios at all.
-        let seabios = boot_options_of("uefi-seabios", dir.path());
-        assert_eq!(seabios, BootOptions::default());
-        assert!(!qemu_args(&seabios).iter().any(|a| a == "-bios"));
+    #[test]
+    fn expected_statuses() {
+        for sample in samples::SAMPLES {
+            let expected = match sample.case {
+                "exit-code" => 3,
+                "timeout" => 124,
+                _ => 0,
+            };
+            assert_eq!(sample.expected_status(), expected, "{}", sample.case);
+        }
+        assert_eq!(
+            ops_config(case("exit-code"))["ManifestPassthrough"],
+            json!({"debug_exit": "t"})
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn status_must_be_the_expected_one() {
+        use std::os::unix::process::ExitStatusExt;
+        let boot_with = |status: Option<i32>| Boot {
+            status: status.map(|code| std::process::ExitStatus::from_raw(code << 8)),
+            console: String::new(),
+            stderr: String::new(),
+            elapsed: Duration::from_secs(1),
+            command_line: String::new(),
+        };
+        let options = RunOptions::new(60);
+        let hello = case("static-c");
+        assert_eq!(status_problem(hello, &options, &boot_with(Some(0))), None);
+        assert_eq!(
+            status_problem(hello, &options, &boot_with(Some(1))).as_deref(),
+            Some("nanoimg run exited with 1, expected 0")
+        );
+        assert_eq!(
+            status_problem(hello, &options, &boot_with(Some(124))).as_deref(),
+            Some("timed out after 60 s (nanoimg run --timeout, exit status 124)")
+        );
+        assert!(status_problem(hello, &options, &boot_with(None))
+            .is_some_and(|p| p.contains("stopped by the runner")));
+        let exit_code = case("exit-code");
+        assert_eq!(
+            status_problem(exit_code, &options, &boot_with(Some(3))),
+            None
+        );
+        assert_eq!(
+            status_problem(exit_code, &options, &boot_with(Some(0))).as_deref(),
+            Some("nanoimg run exited with 0, expected 3")
+        );
+        let timeout = case("timeout");
+        assert_eq!(
+            status_problem(timeout, &options, &boot_with(Some(124))),
+            None
+        );
+    }
+
+    #[test]
+    fn kvm_fallback_wants_one_line() {
+        let line = "nanoimg: KVM cannot run this guest here (qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69); booting with TCG instead (slower; --accel tcg skips the attempt)";
+        let stderr = format!("{line}\nnanoimg: the VM powered off\n");
+        assert_eq!(
+            kvm_fallback(&stderr, true),
+            Ok(format!("KVM->TCG fallback: {line}"))
+        );
+        assert!(kvm_fallback("", true).is_ok());
+        assert!(kvm_fallback("", false).is_err());
+        assert!(kvm_fallback(&format!("{line}\n{line}\n"), true).is_err());
     }
 
     #[test]
@@ -803,12 +1070,11 @@ mod tests {
     #[test]
     fn data_volume_setup_failures_fail_the_case() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tools = fake_tools();
         let sample = case("data-volume");
 
         let failing = fake_nanoimg(dir.path(), "echo 'no such command: volume' >&2; exit 3");
         let mut report = CaseReport::default();
-        let options = prepare_boot(sample, &tools, &failing, dir.path(), &mut report)
+        let options = prepare_run(sample, &failing, dir.path(), 60, &mut report)
             .expect("a failing step is not a runner error");
         assert_eq!(options, None);
         assert_eq!(report.problems.len(), 1);
@@ -827,7 +1093,7 @@ mod tests {
         let silent = fake_nanoimg(dir.path(), "exit 0");
         let mut report = CaseReport::default();
         let options =
-            prepare_boot(sample, &tools, &silent, dir.path(), &mut report).expect("prepare_boot");
+            prepare_run(sample, &silent, dir.path(), 60, &mut report).expect("prepare_run");
         assert_eq!(options, None);
         assert!(
             report.problems[0].contains("wrote no"),
@@ -841,16 +1107,60 @@ mod tests {
             "while [ \"$1\" != -o ]; do shift; done; echo vol > \"$2\"",
         );
         let mut report = CaseReport::default();
-        let options = prepare_boot(sample, &tools, &writing, dir.path(), &mut report)
-            .expect("prepare_boot")
+        let options = prepare_run(sample, &writing, dir.path(), 60, &mut report)
+            .expect("prepare_run")
             .expect("setup failed");
         assert!(report.passed(), "{:?}", report.problems);
+        let volume = volume::volume_path(dir.path());
+        let w = dir.path().to_str().expect("utf-8 temp path");
         assert_eq!(
-            options,
-            volume::boot_options(&volume::volume_path(dir.path()))
+            run_line("data-volume", &options, dir.path()),
+            strings(&[
+                "/bin/nanoimg",
+                "run",
+                &format!("{w}/volume.img"),
+                "--accel",
+                "tcg",
+                "--timeout",
+                "60",
+                "--volume",
+                &format!("{w}/data.vol")
+            ])
         );
-        assert_eq!(options.bios, None);
-        assert!(report.artifacts.contains(&volume::volume_path(dir.path())));
+        assert!(report.artifacts.contains(&volume));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn guest_fs_boots_with_its_volume() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("guestfs.img"), b"image").expect("write image");
+        let writing = fake_nanoimg(
+            dir.path(),
+            "while [ \"$1\" != -o ]; do shift; done; echo vol > \"$2\"",
+        );
+        let mut report = CaseReport::default();
+        let options = prepare_run(case("guest-fs"), &writing, dir.path(), 60, &mut report)
+            .expect("prepare_run")
+            .expect("setup failed");
+        assert!(report.passed(), "{:?}", report.problems);
+        let w = dir.path().to_str().expect("utf-8 temp path");
+        assert_eq!(
+            run_line("guest-fs", &options, dir.path()),
+            strings(&[
+                "/bin/nanoimg",
+                "run",
+                &format!("{w}/guestfs.img"),
+                "--accel",
+                "tcg",
+                "--timeout",
+                "60",
+                "--volume",
+                &format!("{w}/guestfs-data.vol")
+            ])
+        );
+        assert!(dir.path().join("guestfs.img.before").is_file());
+        assert!(dir.path().join("guestfs-data.vol.before").is_file());
     }
 
     #[cfg(unix)]

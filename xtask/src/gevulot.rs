@@ -10,7 +10,6 @@
 //! `/workspace/output`, which must show up in the host folder; writing to
 //! the root filesystem must be refused.
 
-use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,7 +18,6 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use crate::expect;
-use crate::qemu::{self, BootOptions};
 
 /// Program name; `Program` in the manifest, so also `argv[0]`.
 pub const PROGRAM: &str = "prover";
@@ -30,13 +28,6 @@ pub const MANIFEST: &str = r#"{"ManifestPassthrough": {"readonly_rootfs": "true"
 
 /// Host folder (inside the work directory) shared with the guest.
 pub const WORKSPACE_DIR: &str = "workspace";
-
-/// 9p mount tag of the workspace share; Nanos mounts the tag given in
-/// `mounts` (`%0`) at its mount point.
-const MOUNT_TAG: &str = "0";
-
-/// QEMU id of the workspace share, as the Gevulot node names it.
-const SHARE_ID: &str = "hd1";
 
 /// Input file the prover reads, relative to the workspace.
 const INPUT_FILE: &str = "input";
@@ -102,21 +93,6 @@ pub fn prepare_workspace(work_dir: &Path) -> Result<PathBuf> {
     Ok(workspace)
 }
 
-/// How the Gevulot node boots a prover: the disk read-only, the workspace
-/// shared over 9p, no network.
-pub fn boot_options(workspace: &Path) -> BootOptions {
-    BootOptions {
-        bios: None,
-        readonly_disk: true,
-        extra_args: vec![
-            OsString::from("-virtfs"),
-            qemu::virtfs_value(workspace, MOUNT_TAG, SHARE_ID),
-            OsString::from("-nic"),
-            OsString::from("none"),
-        ],
-    }
-}
-
 /// Checks the output file the prover left in the host workspace; returns
 /// the problem, if any.
 pub fn check_output(workspace: &Path) -> Option<String> {
@@ -162,44 +138,6 @@ mod tests {
                 "env:RUST_BACKTRACE=1",
                 "env:RUST_LOG=debug",
                 "HELLO-DONE",
-            ]
-        );
-    }
-
-    #[test]
-    fn qemu_command_line_is_the_gevulot_nodes() {
-        let work = Path::new("/w");
-        let options = boot_options(&workspace(work));
-        let args: Vec<String> = qemu::args(&work.join("prover.img"), &options)
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            args,
-            [
-                "-machine",
-                "q35",
-                "-cpu",
-                "max",
-                "-accel",
-                "tcg",
-                "-m",
-                "1G",
-                "-display",
-                "none",
-                "-serial",
-                "stdio",
-                "-no-reboot",
-                "-drive",
-                "file=/w/prover.img,format=raw,if=none,id=hd0,readonly=on",
-                "-device",
-                "virtio-scsi-pci,id=scsi0",
-                "-device",
-                "scsi-hd,bus=scsi0.0,drive=hd0",
-                "-virtfs",
-                "local,path=/w/workspace,mount_tag=0,security_model=none,multidevs=remap,id=hd1",
-                "-nic",
-                "none",
             ]
         );
     }

@@ -10,9 +10,9 @@
 //!
 //! * `cargo xtask e2e --kernel-dir DIR [--keep DIR] [--timeout-secs N]` —
 //!   end-to-end test: compiles small sample programs, packs each into a disk
-//!   image with the real `nanoimg build` CLI and boots the image under QEMU
-//!   (q35, virtio-scsi, TCG — the way Gevulot runs images), then checks the
-//!   program's arguments and environment on the serial console.
+//!   image with the real `nanoimg build` CLI and boots the image with the
+//!   real `nanoimg run` (under QEMU, TCG), then checks its exit status and
+//!   the program's output on the serial console.
 //!
 //! The e2e runner is **not part of CI**: CI has no Nanos kernel (and no QEMU),
 //! so it is run locally against a Nanos release folder. It never pretends to
@@ -29,7 +29,13 @@
 //! booted through OVMF firmware and through plain SeaBIOS), and
 //! `data-volume` (a volume made with `nanoimg volume create`, mounted by its
 //! label and attached as a second disk; the guest reads a file from it and
-//! writes one that `nanoimg extract` must find on the host).
+//! writes one that `nanoimg extract` must find on the host), `guest-fs`
+//! (the kernel changes its root and a volume; nanoimg's readers must show
+//! exactly that), `exit-code` (`debug_exit`: `nanoimg run` exits with the
+//! program's status 3), `port-forward` (`nanoimg run -p`: the host talks to
+//! a TCP server in the guest) and `timeout` (`nanoimg run --timeout 5` stops
+//! a program that never ends, exit 124). `static-c` runs without `--accel`,
+//! so it goes through `nanoimg run`'s KVM attempt and fallback to TCG.
 //!
 //! Host prerequisites: a Nanos release folder, `qemu-system-x86_64`, `cc`
 //! with static glibc, `c++`, `rustc`, and OVMF firmware (`OVMF.fd` in
@@ -51,12 +57,14 @@
 //! [cargo-xtask]: https://github.com/matklad/cargo-xtask
 
 mod bench;
+mod boot;
 mod e2e;
+mod endings;
 mod expect;
 mod gevulot;
 mod guestfs;
+mod portfwd;
 mod prereq;
-mod qemu;
 mod samples;
 mod volume;
 

@@ -47,14 +47,13 @@ impl MissingPrerequisites {
 
 /// Everything the runner needs from the host, resolved to absolute paths.
 #[derive(Debug)]
+///
+/// QEMU and OVMF are checked too, but `nanoimg run` finds them itself.
 pub struct Tools {
     pub kernel_dir: PathBuf,
-    pub qemu: PathBuf,
     pub cc: PathBuf,
     pub cxx: PathBuf,
     pub rustc: PathBuf,
-    /// OVMF firmware for the UEFI case (`-bios`).
-    pub ovmf: PathBuf,
 }
 
 /// Checks the kernel folder and the host tools.
@@ -88,7 +87,8 @@ pub fn check(kernel_dir: Option<&Path>) -> Result<Tools, MissingPrerequisites> {
 
     let qemu = require_tool(
         "qemu-system-x86_64",
-        "install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86)",
+        "`nanoimg run` boots the images with it; install QEMU \
+         (Debian/Ubuntu: apt-get install qemu-system-x86)",
         &mut problems,
     );
     let cc = require_tool(
@@ -113,16 +113,14 @@ pub fn check(kernel_dir: Option<&Path>) -> Result<Tools, MissingPrerequisites> {
     }
 
     match (kernel_dir, qemu, cc, cxx, rustc, ovmf) {
-        (Some(kernel_dir), Some(qemu), Some(cc), Some(cxx), Some(rustc), Some(ovmf))
+        (Some(kernel_dir), Some(_), Some(cc), Some(cxx), Some(rustc), Some(_))
             if problems.is_empty() =>
         {
             Ok(Tools {
                 kernel_dir,
-                qemu,
                 cc,
                 cxx,
                 rustc,
-                ovmf,
             })
         }
         _ => Err(MissingPrerequisites { problems }),
@@ -165,7 +163,8 @@ fn find_firmware(candidates: &[&str]) -> Option<PathBuf> {
 
 fn ovmf_missing_problem() -> String {
     format!(
-        "no OVMF firmware found (looked for {}) — the uefi-ovmf case boots through UEFI; \
+        "no OVMF firmware found (looked for {}) — the uefi-ovmf case boots through UEFI \
+         (`nanoimg run`'s default for a --uefi image); \
          install OVMF (Debian/Ubuntu: apt-get install ovmf)",
         OVMF_CANDIDATES.join(", ")
     )

@@ -10,8 +10,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
+use crate::boot::Accel;
 use crate::prereq::{MissingPrerequisites, Tools};
-use crate::{expect, gevulot, guestfs, volume};
+use crate::{endings, expect, gevulot, guestfs, portfwd, volume};
 
 /// A sample source file, embedded into the xtask binary.
 struct Source {
@@ -40,6 +41,9 @@ const SOURCES: &[Source] = &[
     source!("prover.c"),
     source!("volume.c"),
     source!("guestfs.c"),
+    source!("exit_code.c"),
+    source!("portfwd.c"),
+    source!("looper.c"),
 ];
 
 /// How a sample is turned into an x86-64 Linux ELF executable.
@@ -61,8 +65,8 @@ pub enum Build {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     /// Prints its arguments and environment: an ops config with
-    /// [`expect::ARGS`], `GREETING` and `E2E_CASE`, booted with the default
-    /// QEMU command line.
+    /// [`expect::ARGS`], `GREETING` and `E2E_CASE`, booted with `nanoimg run`'s
+    /// default (ops) command line.
     Hello,
     /// A Gevulot (v1) prover with a 9p workspace, a read-only disk and no
     /// network (see [`crate::gevulot`]).
@@ -73,6 +77,13 @@ pub enum Scenario {
     /// Changes the writable root and a data volume in every way the kernel logs, then the
     /// readers must show exactly that tree (see [`crate::guestfs`]).
     GuestFs,
+    /// Exits with a status that `nanoimg run` must pass on (`debug_exit`, see
+    /// [`crate::endings`]).
+    ExitCode,
+    /// A TCP server reached through `nanoimg run -p` (see [`crate::portfwd`]).
+    PortForward,
+    /// Never ends; `nanoimg run --timeout` must stop it (see [`crate::endings`]).
+    Timeout,
 }
 
 /// Which image a case builds and which firmware boots it.
@@ -85,12 +96,13 @@ pub enum ImageBoot {
     Hybrid(Firmware),
 }
 
-/// The firmware QEMU boots with.
+/// The firmware a hybrid image boots with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {
-    /// QEMU's default BIOS (no `-bios`).
+    /// QEMU's default BIOS (`nanoimg run --boot bios`).
     SeaBios,
-    /// OVMF (`-bios OVMF.fd`, found by [`crate::prereq`]).
+    /// OVMF (`nanoimg run`'s default for an image with an EFI System
+    /// Partition).
     Ovmf,
 }
 
@@ -106,6 +118,8 @@ pub struct Sample {
     build: Build,
     pub scenario: Scenario,
     pub image_boot: ImageBoot,
+    /// `--accel tcg`, or `nanoimg run`'s default (KVM, else TCG).
+    pub accel: Accel,
 }
 
 /// Every case the runner knows about, in report order. The dynamic cases
@@ -113,7 +127,10 @@ pub struct Sample {
 /// `gevulot-prover` on `Mounts` and `ManifestPassthrough`; the `uefi-*`
 /// cases boot one `--uefi` hybrid image through OVMF and through SeaBIOS;
 /// `data-volume` on `nanoimg volume create`, a label in `Mounts` and
-/// `nanoimg extract` of a raw volume.
+/// `nanoimg extract` of a raw volume; `exit-code`, `port-forward` and
+/// `timeout` on `nanoimg run`'s `debug_exit` status, `-p` and `--timeout`.
+/// `static-c` runs without `--accel`, so it goes through `nanoimg run`'s
+/// choice of KVM and its fallback to TCG.
 pub const SAMPLES: &[Sample] = &[
     Sample {
         case: "static-c",
@@ -122,6 +139,8 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::StaticC,
         scenario: Scenario::Hello,
         image_boot: ImageBoot::Bios,
+        // Without --accel: nanoimg run tries KVM and falls back to TCG.
+        accel: Accel::Default,
     },
     Sample {
         case: "static-rust",
@@ -130,6 +149,7 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::StaticRust,
         scenario: Scenario::Hello,
         image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
     },
     Sample {
         case: "dynamic-c",
@@ -138,6 +158,7 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::DynamicC,
         scenario: Scenario::Hello,
         image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
     },
     Sample {
         case: "dynamic-cpp",
@@ -146,6 +167,7 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::DynamicCpp,
         scenario: Scenario::Hello,
         image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
     },
     Sample {
         case: "dynamic-rust",
@@ -154,6 +176,7 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::DynamicRust,
         scenario: Scenario::Hello,
         image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
     },
     Sample {
         case: "gevulot-prover",
@@ -162,6 +185,7 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::StaticC,
         scenario: Scenario::GevulotProver,
         image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
     },
     Sample {
         case: "uefi-ovmf",
@@ -170,6 +194,7 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::StaticC,
         scenario: Scenario::Hello,
         image_boot: ImageBoot::Hybrid(Firmware::Ovmf),
+        accel: Accel::Tcg,
     },
     Sample {
         case: "uefi-seabios",
@@ -178,6 +203,7 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::StaticC,
         scenario: Scenario::Hello,
         image_boot: ImageBoot::Hybrid(Firmware::SeaBios),
+        accel: Accel::Tcg,
     },
     Sample {
         case: "data-volume",
@@ -186,6 +212,7 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::StaticC,
         scenario: Scenario::DataVolume,
         image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
     },
     Sample {
         case: "guest-fs",
@@ -194,6 +221,34 @@ pub const SAMPLES: &[Sample] = &[
         build: Build::StaticC,
         scenario: Scenario::GuestFs,
         image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
+    },
+    Sample {
+        case: "exit-code",
+        program: endings::EXIT_CODE_PROGRAM,
+        source_file: "exit_code.c",
+        build: Build::StaticC,
+        scenario: Scenario::ExitCode,
+        image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
+    },
+    Sample {
+        case: "port-forward",
+        program: portfwd::PROGRAM,
+        source_file: "portfwd.c",
+        build: Build::StaticC,
+        scenario: Scenario::PortForward,
+        image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
+    },
+    Sample {
+        case: "timeout",
+        program: endings::TIMEOUT_PROGRAM,
+        source_file: "looper.c",
+        build: Build::StaticC,
+        scenario: Scenario::Timeout,
+        image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
     },
 ];
 
@@ -215,6 +270,26 @@ impl Sample {
             Scenario::GevulotProver => gevulot::expected_lines(),
             Scenario::DataVolume => volume::expected_lines(),
             Scenario::GuestFs => guestfs::expected_lines(),
+            Scenario::ExitCode => endings::exit_code_lines(),
+            Scenario::PortForward => portfwd::expected_lines(),
+            Scenario::Timeout => endings::timeout_lines(),
+        }
+    }
+
+    /// The exit status `nanoimg run` must end with.
+    pub fn expected_status(&self) -> i32 {
+        match self.scenario {
+            Scenario::ExitCode => endings::EXIT_CODE,
+            Scenario::Timeout => endings::TIMEOUT_STATUS,
+            _ => 0,
+        }
+    }
+
+    /// `nanoimg run --timeout` for this case, given the runner's timeout.
+    pub fn run_timeout_secs(&self, case_timeout_secs: u64) -> u64 {
+        match self.scenario {
+            Scenario::Timeout => endings::TIMEOUT_SECS,
+            _ => case_timeout_secs,
         }
     }
 
@@ -223,9 +298,10 @@ impl Sample {
         matches!(self.image_boot, ImageBoot::Hybrid(_))
     }
 
-    /// Whether QEMU boots the image with OVMF instead of SeaBIOS.
-    pub fn boots_with_ovmf(&self) -> bool {
-        self.image_boot == ImageBoot::Hybrid(Firmware::Ovmf)
+    /// Whether `nanoimg run` needs `--boot bios`: a hybrid image through
+    /// SeaBIOS (its default for an image with an ESP is UEFI).
+    pub fn needs_boot_bios(&self) -> bool {
+        self.image_boot == ImageBoot::Hybrid(Firmware::SeaBios)
     }
 
     /// The compiler invocation for this sample, to be run inside the folder
@@ -318,11 +394,9 @@ mod tests {
     fn fake_tools() -> Tools {
         Tools {
             kernel_dir: PathBuf::from("kernel"),
-            qemu: PathBuf::from("qemu-system-x86_64"),
             cc: PathBuf::from("cc"),
             cxx: PathBuf::from("c++"),
             rustc: PathBuf::from("rustc"),
-            ovmf: PathBuf::from("OVMF.fd"),
         }
     }
 
@@ -416,9 +490,9 @@ mod tests {
             ]
         );
         let ovmf = sample("uefi-ovmf");
-        assert!(ovmf.uefi_image() && ovmf.boots_with_ovmf());
+        assert!(ovmf.uefi_image() && !ovmf.needs_boot_bios());
         let seabios = sample("uefi-seabios");
-        assert!(seabios.uefi_image() && !seabios.boots_with_ovmf());
+        assert!(seabios.uefi_image() && seabios.needs_boot_bios());
         for case in ["uefi-ovmf", "uefi-seabios"] {
             let expected = sample(case).expected_lines();
             assert!(expected
@@ -457,6 +531,27 @@ mod tests {
                 "HELLO-DONE",
             ]
         );
+    }
+
+    #[test]
+    fn nanoimg_run_cases_are_static_c_programs() {
+        for (case, program, source) in [
+            ("exit-code", "exit_code", "exit_code.c"),
+            ("port-forward", "portfwd", "portfwd.c"),
+            ("timeout", "looper", "looper.c"),
+        ] {
+            assert_eq!(
+                command_line(case),
+                ["cc", "-static", "-O2", "-o", program, source]
+            );
+            assert!(!sample(case).uefi_image());
+        }
+        assert_eq!(sample("timeout").run_timeout_secs(60), 5);
+        assert_eq!(sample("port-forward").run_timeout_secs(60), 60);
+        for sample in SAMPLES {
+            let default = sample.case == "static-c";
+            assert_eq!(sample.accel == Accel::Default, default, "{}", sample.case);
+        }
     }
 
     #[test]

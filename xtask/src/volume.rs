@@ -3,12 +3,11 @@
 //!
 //! The host makes a raw TFS volume labelled [`LABEL`] from a folder holding
 //! `hello.txt` with `nanoimg volume create`; the image's manifest mounts
-//! that label at [`MOUNT_POINT`] and QEMU attaches the volume as a second
-//! (virtio-blk) disk. The guest prints the file it reads and writes
+//! that label at [`MOUNT_POINT`] and `nanoimg run --volume` attaches the
+//! volume as a second disk. The guest prints the file it reads and writes
 //! `from-guest.txt` next to it; after the boot `nanoimg extract` unpacks the
 //! volume on the host and the written file must be there.
 
-use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,7 +17,6 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use crate::expect;
-use crate::qemu::{self, BootOptions};
 
 /// Program name; `Program` in the config, so also `argv[0]`.
 pub const PROGRAM: &str = "volume";
@@ -149,18 +147,6 @@ pub fn extract_command(nanoimg: &Path, work_dir: &Path) -> Command {
     command
 }
 
-/// The root disk as usual, plus the volume as a second disk on virtio-blk.
-pub fn boot_options(volume: &Path) -> BootOptions {
-    let mut drive = OsString::from("file=");
-    drive.push(qemu::escape_option_value(volume.as_os_str()));
-    drive.push(",format=raw,if=virtio");
-    BootOptions {
-        bios: None,
-        readonly_disk: false,
-        extra_args: vec![OsString::from("-drive"), drive],
-    }
-}
-
 /// Checks the file the guest wrote, in the folder `nanoimg extract` made
 /// from the volume; returns the problem, if any.
 pub fn check_extracted(work_dir: &Path) -> Option<String> {
@@ -226,22 +212,6 @@ mod tests {
             command_line(&extract),
             ["/bin/nanoimg", "extract", "/w/data.vol", "/w/extracted"]
         );
-    }
-
-    #[test]
-    fn qemu_command_line_adds_the_volume_on_virtio() {
-        let work = Path::new("/w,x");
-        let options = boot_options(&volume_path(work));
-        let args: Vec<String> = qemu::args(&work.join("volume.img"), &options)
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert!(args.contains(&"file=/w,,x/volume.img,format=raw,if=none,id=hd0".to_owned()));
-        assert!(args.ends_with(&[
-            "-drive".to_owned(),
-            "file=/w,,x/data.vol,format=raw,if=virtio".to_owned()
-        ]));
-        assert!(!args.iter().any(|a| a.contains("readonly")));
     }
 
     #[test]
