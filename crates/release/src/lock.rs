@@ -25,12 +25,26 @@ pub struct LockedDir {
     pub files: LockedFiles,
 }
 
+/// A container image used as a sysroot (`TargetRoot`), recorded by its manifest digest.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedImage {
+    /// The image as the config or the command line names it (file, and `:REF` if given).
+    pub source: String,
+    /// `os/architecture` the manifest was chosen for.
+    pub platform: String,
+    /// `sha256:...` of the manifest (for a docker archive, of the image config).
+    pub digest: String,
+}
+
 /// `nanoimg.lock`: exactly which kernel bytes a project's images are built from.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Lock {
     #[serde(default, rename = "release", skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<LockedRelease>,
+    #[serde(default, rename = "image", skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<LockedImage>,
     #[serde(
         default,
         rename = "kernel-dir",
@@ -59,6 +73,20 @@ pub enum LockError {
     Write {
         path: PathBuf,
         source: std::io::Error,
+    },
+}
+
+/// A sysroot image that does not match the lock.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageLockError {
+    #[error("the sysroot image {image} is not in nanoimg.lock and --locked forbids adding it; run once without --locked to record it")]
+    NotLocked { image: String },
+    #[error("the sysroot image {image} has manifest {found}, but nanoimg.lock records {recorded}; {}", if *locked { "--locked refuses any change" } else { "if you changed the image on purpose, run again with --update-lock to record it" })]
+    Changed {
+        image: String,
+        recorded: String,
+        found: String,
+        locked: bool,
     },
 }
 
@@ -116,6 +144,53 @@ impl Lock {
         self.releases.iter().find(|r| r.version == version)
     }
 
+    /// The entry for the sysroot image named `source` on `platform`.
+    pub fn image(&self, source: &str, platform: &str) -> Option<&LockedImage> {
+        self.images
+            .iter()
+            .find(|i| i.source == source && i.platform == platform)
+    }
+
+    /// Checks the sysroot image `source` (on `platform`) whose manifest has `digest` against
+    /// the lock and records it: a new image is added unless `locked`; a changed digest is an
+    /// error unless `update` accepts it.
+    pub fn lock_image(
+        &mut self,
+        source: &str,
+        platform: &str,
+        digest: &str,
+        locked: bool,
+        update: bool,
+    ) -> Result<(), ImageLockError> {
+        match self.image(source, platform) {
+            Some(i) if i.digest == digest => return Ok(()),
+            Some(i) if locked || !update => {
+                return Err(ImageLockError::Changed {
+                    image: source.to_string(),
+                    recorded: i.digest.clone(),
+                    found: digest.to_string(),
+                    locked,
+                })
+            }
+            None if locked => {
+                return Err(ImageLockError::NotLocked {
+                    image: source.to_string(),
+                })
+            }
+            _ => {}
+        }
+        self.images
+            .retain(|i| !(i.source == source && i.platform == platform));
+        self.images.push(LockedImage {
+            source: source.to_string(),
+            platform: platform.to_string(),
+            digest: digest.to_string(),
+        });
+        self.images
+            .sort_by(|a, b| (&a.source, &a.platform).cmp(&(&b.source, &b.platform)));
+        Ok(())
+    }
+
     /// Adds or replaces the entry for `release.version`.
     pub fn set_release(&mut self, release: LockedRelease) {
         self.releases.retain(|r| r.version != release.version);
@@ -153,6 +228,25 @@ mod tests {
         assert!(e.contains("nanoimg.lock is not valid (line 2: "), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
         assert!(e.ends_with("delete it to record the kernel again"), "{e}");
+        let mut l = Lock::default();
+        l.lock_image("sys.tar", "linux/amd64", "sha256:aa", false, false)
+            .unwrap();
+        l.lock_image("sys.tar", "linux/amd64", "sha256:aa", true, false)
+            .unwrap();
+        let e = l.lock_image("sys.tar", "linux/amd64", "sha256:bb", false, false);
+        assert!(e.unwrap_err().to_string().contains("--update-lock"));
+        let e = l.lock_image("sys.tar", "linux/amd64", "sha256:bb", true, false);
+        assert!(e.unwrap_err().to_string().contains("--locked refuses"));
+        let e = l.lock_image("other.tar", "linux/amd64", "sha256:cc", true, false);
+        assert!(e.unwrap_err().to_string().contains("not in nanoimg.lock"));
+        l.lock_image("sys.tar", "linux/amd64", "sha256:bb", false, true)
+            .unwrap();
+        assert_eq!(
+            l.image("sys.tar", "linux/amd64").unwrap().digest,
+            "sha256:bb"
+        );
+        l.save(&p).unwrap();
+        assert_eq!(Lock::load(&p).unwrap(), l);
         let e = Lock::load_existing(&d.path().join("none"))
             .unwrap_err()
             .to_string();
