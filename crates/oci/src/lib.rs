@@ -1,0 +1,230 @@
+//! Container images read from files, without a daemon, root or network.
+//!
+//! An image is one of:
+//!
+//! - an **OCI image layout** folder (`oci-layout`, `index.json`, `blobs/sha256/…`), as
+//!   `umoci init` or `skopeo copy … oci:DIR:TAG` make;
+//! - an **OCI archive**: a tar of such a folder (`skopeo copy … oci-archive:FILE:TAG`);
+//! - a **docker-archive**: `manifest.json` plus a config and layer tars, as `docker save`,
+//!   `podman save` and `skopeo copy … docker-archive:FILE:TAG` write (a folder holding its
+//!   extracted content works too). An archive that has both `index.json` and
+//!   `manifest.json` (docker 25+) is read as OCI.
+//!
+//! Archives are read in place: their members are indexed once and read at their offsets,
+//! nothing is extracted.
+//!
+//! Three steps:
+//!
+//! 1. [`Source::parse`] reads `PATH` or `PATH:REF` (see there for how a `:` in a path is
+//!    told from the one before a reference); the platform defaults to `linux/amd64`.
+//! 2. [`resolve`] finds the one manifest: for OCI, `index.json`'s entries whose
+//!    `org.opencontainers.image.ref.name` (or `io.containerd.image.name`) annotation is the
+//!    reference, if one was given; nested and multi-platform indexes are opened and their
+//!    entries filtered by platform (an entry without a platform is judged by its config).
+//!    Exactly one manifest must remain, else the error lists what the image holds. For a
+//!    docker-archive, the `manifest.json` entry whose `RepoTags` has the reference
+//!    (`alpine` = `alpine:latest` = `docker.io/library/alpine:latest`). The result,
+//!    [`Resolved`], names the manifest digest (for a docker-archive, which has no manifest
+//!    blob: the SHA-256 of the config, i.e. the image ID), the config digest, the platform
+//!    and the layers.
+//! 3. [`unpack`] gives the root filesystem, a [`Root`]: the cache entry
+//!    `CACHE/rootfs/<manifest hex>/` if there is one (nothing is read), else the layers are
+//!    applied in order into a temporary folder under `CACHE/tmp/` (a `nanoimg-atomic`
+//!    `TempDir`: removed on error and on SIGINT/SIGTERM/SIGHUP) that is renamed into place
+//!    when complete. The entry holds `root/` (the filesystem) and `layers.json` (which layer
+//!    each path came from: [`Root::layer_of`]).
+//!
+//! # Verification
+//!
+//! Every blob is checked against its SHA-256 digest and size as it is read, streaming
+//! (layers are never held in memory): the index, manifests and config before they are
+//! parsed, each layer as it is applied, also against the config's `rootfs.diff_ids` (the
+//! digest of the uncompressed tar) when the config lists them. For a docker-archive, whose
+//! layers are named by those uncompressed digests, the config is checked against its file
+//! name and each layer against its `diff_id`. A mismatch is an [`OciError::Digest`] naming
+//! the blob and both digests; since layers are applied into the temporary folder, nothing
+//! is cached.
+//!
+//! # Applying layers
+//!
+//! As a container runtime does: gzip'd or uncompressed tars (told by their first bytes,
+//! whatever the media type says; zstd is refused as unsupported); `.wh.NAME` removes
+//! `NAME` of lower layers; `.wh..wh..opq` makes its folder opaque (everything lower layers
+//! put in it goes; what the same layer puts there stays, whatever the member order); a
+//! member replaces what lower layers had at its path, except that a folder over a folder
+//! merges. Regular files, folders, symbolic links (target kept exactly as written, never
+//! followed when written) and hard links (to a path inside the root) are created.
+//!
+//! A member's *parent* path is resolved inside the root, as `chroot` would: a symbolic link
+//! on the way (e.g. `lib -> usr/lib`) is followed, with `..` stopping at the root and an
+//! absolute target starting again from the root, so nothing is ever written outside the
+//! root; missing parent folders are created.
+//!
+//! Kept: the rwx permission bits of files and links' targets as written. Folders always
+//! keep owner `rwx` besides their own bits (so the cache entry can be written and removed
+//! without root). Not kept: owners, set-id and sticky bits, times, extended attributes.
+//!
+//! Refused (an [`OciError::Unsafe`] naming the layer and member): absolute member paths and
+//! any `..` component, hard links whose target is missing or a folder, device files and
+//! FIFOs (a sysroot has no use for them and they cannot be made without root), any other
+//! member type, a parent that is a regular file, more than 40 links on a path. Limits
+//! ([`OciError::TooLarge`]): 256 layers, 2,000,000 members in all, 16 GiB per file, 64 GiB
+//! in all, 8 MiB per JSON blob, 4096-byte paths.
+
+mod error;
+mod resolve;
+mod store;
+mod unpack;
+
+use std::path::{Path, PathBuf};
+
+pub use error::OciError;
+pub use resolve::resolve;
+pub use unpack::{unpack, Root};
+
+/// An image on disk and which image in it (reference and platform).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The layout folder, OCI archive or docker-archive.
+    pub path: PathBuf,
+    /// The tag (OCI `ref.name`, docker `RepoTags` entry); `None` if the image holds one.
+    pub reference: Option<String>,
+    /// The platform wanted when the image holds several.
+    pub platform: Platform,
+}
+
+impl Source {
+    /// The image at `path`, reference `reference`, platform linux/amd64.
+    pub fn new(path: impl Into<PathBuf>, reference: Option<String>) -> Source {
+        Source {
+            path: path.into(),
+            reference,
+            platform: Platform::default(),
+        }
+    }
+
+    /// The same image, for `platform`.
+    pub fn with_platform(mut self, platform: Platform) -> Source {
+        self.platform = platform;
+        self
+    }
+
+    /// Reads `PATH` or `PATH:REF`. Paths may contain `:`, so the file system decides: if
+    /// the whole text names an existing file or folder, it is the path (no reference);
+    /// else it is split at the last `:` whose left side names an existing file or folder
+    /// and whose right side is not empty (so `x.tar:docker.io/library/alpine:3` is
+    /// `x.tar` with reference `docker.io/library/alpine:3`, and `a:b:t` with a folder `a:b`
+    /// is `a:b` with `t`); else the whole text is the path, and [`resolve`] reports it
+    /// missing.
+    pub fn parse(text: &str) -> Source {
+        let exists = |p: &str| !p.is_empty() && Path::new(p).symlink_metadata().is_ok();
+        if exists(text) {
+            return Source::new(text, None);
+        }
+        for (i, _) in text.rmatch_indices(':') {
+            let (path, reference) = (&text[..i], &text[i + 1..]);
+            if !reference.is_empty() && exists(path) {
+                return Source::new(path, Some(reference.to_string()));
+            }
+        }
+        Source::new(text, None)
+    }
+}
+
+/// An OCI platform: `os/architecture[/variant]` (`linux/amd64`, `linux/arm64/v8`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    /// When `None` in a wanted platform, any variant matches.
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Platform {
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+}
+
+impl Platform {
+    /// Whether an image for `self` serves one wanted as `wanted`.
+    pub fn satisfies(&self, wanted: &Platform) -> bool {
+        self.os == wanted.os
+            && self.architecture == wanted.architecture
+            && (wanted.variant.is_none() || self.variant == wanted.variant)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Platform {
+    type Err = String;
+
+    /// `os/architecture` or `os/architecture/variant`.
+    fn from_str(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts[..] {
+            [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+                os: os.into(),
+                architecture: arch.into(),
+                variant: parts
+                    .get(2)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.to_string()),
+            }),
+            _ => Err(format!(
+                "platform {s:?}: expected OS/ARCHITECTURE[/VARIANT], e.g. linux/arm64"
+            )),
+        }
+    }
+}
+
+/// What kind of file an image was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    OciLayout,
+    OciArchive,
+    DockerArchive,
+}
+
+/// One layer of a resolved image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layer {
+    /// `sha256:<hex>`: the blob's digest (OCI), or the uncompressed tar's digest, the
+    /// `diff_id` (docker-archive, which names layers so).
+    pub digest: String,
+    /// As the manifest says (docker-archive: `application/vnd.docker.image.rootfs.diff.tar`).
+    pub media_type: String,
+    /// The blob's size in bytes.
+    pub size: u64,
+    /// The member holding it in the image (`blobs/sha256/<hex>`, `<id>/layer.tar`, …).
+    pub member: String,
+    /// The uncompressed tar's digest, from the config's `rootfs.diff_ids`, if listed.
+    pub diff_id: Option<String>,
+}
+
+/// The one image [`resolve`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub format: Format,
+    /// `sha256:<hex>` of the manifest; for a docker-archive, of the config (the image ID).
+    pub manifest_digest: String,
+    /// `sha256:<hex>` of the config.
+    pub config_digest: String,
+    /// Lowest first.
+    pub layers: Vec<Layer>,
+    /// The image's platform (from the config, else from the index entry).
+    pub platform: Platform,
+}

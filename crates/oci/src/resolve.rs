@@ -1,0 +1,550 @@
+//! Finding the one manifest, its config and layers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::store::{blob_name, clean_name, hex, sha256_hex, Store};
+use crate::{Format, Layer, OciError, Platform, Resolved, Source};
+
+/// Largest JSON blob accepted (index, manifest, config, manifest.json).
+pub(crate) const MAX_JSON: u64 = 8 << 20;
+/// Most layers accepted.
+pub(crate) const MAX_LAYERS: usize = 256;
+/// Deepest nesting of indexes accepted.
+const MAX_NESTING: usize = 4;
+/// Most manifests looked at in all.
+const MAX_CANDIDATES: usize = 1024;
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+#[derive(Deserialize)]
+struct Index {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    #[serde(default)]
+    media_type: Option<String>,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    platform: Option<PlatformJson>,
+}
+
+#[derive(Deserialize, Clone)]
+struct PlatformJson {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl From<PlatformJson> for Platform {
+    fn from(p: PlatformJson) -> Platform {
+        Platform {
+            os: p.os,
+            architecture: p.architecture,
+            variant: p.variant.filter(|v| !v.is_empty()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    manifests: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Config {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+    #[serde(default)]
+    rootfs: Option<RootFs>,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+impl Config {
+    fn platform(&self) -> Option<Platform> {
+        (!self.os.is_empty() && !self.architecture.is_empty()).then(|| Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone().filter(|v| !v.is_empty()),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct DockerEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
+}
+
+fn corrupt(image: &Path, member: &str, reason: impl std::fmt::Display) -> OciError {
+    OciError::Corrupt {
+        image: image.to_path_buf(),
+        member: member.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    image: &Path,
+    member: &str,
+    bytes: &[u8],
+) -> Result<T, OciError> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(image, member, format!("bad JSON: {e}")))
+}
+
+/// Finds the one image `source` names: see the crate docs.
+pub fn resolve(source: &Source) -> Result<Resolved, OciError> {
+    let image = source.path.as_path();
+    let store = Store::open(image)?;
+    if let Some(index) = store.read_small(image, "index.json", MAX_JSON)? {
+        let format = if store.is_archive() {
+            Format::OciArchive
+        } else {
+            Format::OciLayout
+        };
+        return resolve_oci(source, &store, &index, format);
+    }
+    if let Some(manifest) = store.read_small(image, "manifest.json", MAX_JSON)? {
+        return resolve_docker(source, &store, &manifest);
+    }
+    Err(OciError::NotAnImage {
+        image: image.to_path_buf(),
+    })
+}
+
+/// What the user asked for, for messages.
+fn wanted(source: &Source) -> String {
+    match &source.reference {
+        Some(r) => format!("reference {r:?} and platform {}", source.platform),
+        None => format!("platform {}", source.platform),
+    }
+}
+
+/// `alpine` → `docker.io/library/alpine:latest`; digests and other registries kept.
+pub(crate) fn normalize_reference(r: &str) -> String {
+    let (name, suffix) = match r.find('@') {
+        Some(i) => (&r[..i], r[i..].to_string()),
+        None => {
+            let slash = r.rfind('/').map_or(0, |i| i + 1);
+            match r[slash..].find(':') {
+                Some(i) => (&r[..slash + i], r[slash + i..].to_string()),
+                None => (r, ":latest".to_string()),
+            }
+        }
+    };
+    let name = match name.split_once('/') {
+        None => format!("docker.io/library/{name}"),
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => name.into(),
+        Some(_) => format!("docker.io/{name}"),
+    };
+    format!("{name}{suffix}")
+}
+
+fn reference_matches(wanted: &str, have: &str) -> bool {
+    wanted == have || normalize_reference(wanted) == normalize_reference(have)
+}
+
+/// One manifest found in an index, with what is known about it.
+struct Candidate {
+    desc: Descriptor,
+    label: String,
+    platform: Option<Platform>,
+}
+
+fn is_index_type(media_type: &str) -> bool {
+    media_type.ends_with("image.index.v1+json") || media_type.ends_with("manifest.list.v2+json")
+}
+
+fn resolve_oci(
+    source: &Source,
+    store: &Store,
+    index: &[u8],
+    format: Format,
+) -> Result<Resolved, OciError> {
+    let image = source.path.as_path();
+    let index: Index = parse(image, "index.json", index)?;
+    let mut all = Vec::new();
+    let mut labels = Vec::new();
+    for d in index.manifests {
+        let name = d
+            .annotations
+            .get(REF_NAME)
+            .or_else(|| d.annotations.get(CONTAINERD_NAME))
+            .cloned()
+            .unwrap_or_else(|| "(untagged)".into());
+        labels.push(name.clone());
+        if let Some(r) = &source.reference {
+            let hit = d.annotations.get(REF_NAME).is_some_and(|n| n == r)
+                || d.annotations
+                    .get(CONTAINERD_NAME)
+                    .is_some_and(|n| reference_matches(r, n));
+            if !hit {
+                continue;
+            }
+        }
+        expand(store, image, d, &name, 0, &mut all)?;
+    }
+    // Judge entries without a platform by their config.
+    let mut manifests = BTreeMap::new();
+    for c in &mut all {
+        if c.platform.is_none() {
+            let (m, cfg) = load_manifest(store, image, &c.desc)?;
+            c.platform = cfg.1.platform();
+            manifests.insert(c.desc.digest.clone(), (m, cfg));
+        }
+    }
+    let describe = |c: &Candidate| {
+        let p = c
+            .platform
+            .as_ref()
+            .map_or("unknown platform".into(), |p| p.to_string());
+        format!("{} {} {}", c.label, p, c.desc.digest)
+    };
+    let (hits, misses): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| match &c.platform {
+        Some(p) => p.satisfies(&source.platform),
+        None => true,
+    });
+    let chosen = match hits.len() {
+        1 => hits.into_iter().next().unwrap_or_else(|| unreachable!()),
+        0 => {
+            let mut available: Vec<String> = misses.iter().map(describe).collect();
+            if available.is_empty() {
+                available = labels;
+            }
+            return Err(OciError::NoMatch {
+                image: image.to_path_buf(),
+                wanted: wanted(source),
+                available: if available.is_empty() {
+                    "nothing".into()
+                } else {
+                    available.join(", ")
+                },
+            });
+        }
+        _ => {
+            return Err(OciError::Ambiguous {
+                image: image.to_path_buf(),
+                wanted: wanted(source),
+                candidates: hits.iter().map(describe).collect::<Vec<_>>().join(", "),
+            })
+        }
+    };
+    let (manifest, (config_digest, config)) = match manifests.remove(&chosen.desc.digest) {
+        Some(m) => m,
+        None => load_manifest(store, image, &chosen.desc)?,
+    };
+    let platform = config
+        .platform()
+        .or(chosen.platform)
+        .unwrap_or_else(|| source.platform.clone());
+    if !platform.satisfies(&source.platform) {
+        return Err(OciError::NoMatch {
+            image: image.to_path_buf(),
+            wanted: wanted(source),
+            available: format!("{} {platform} {}", chosen.label, chosen.desc.digest),
+        });
+    }
+    let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    let descs = manifest.layers.unwrap_or_default();
+    if descs.len() > MAX_LAYERS {
+        return Err(OciError::TooLarge {
+            image: image.to_path_buf(),
+            reason: format!("{} layers, more than {MAX_LAYERS}", descs.len()),
+        });
+    }
+    if !diff_ids.is_empty() && diff_ids.len() != descs.len() {
+        return Err(corrupt(
+            image,
+            &config_digest,
+            format!(
+                "the config lists {} layers, the manifest {}",
+                diff_ids.len(),
+                descs.len()
+            ),
+        ));
+    }
+    let mut layers = Vec::new();
+    for (i, d) in descs.into_iter().enumerate() {
+        let member = blob_name(image, &d.digest)?;
+        layers.push(Layer {
+            media_type: d.media_type.unwrap_or_default(),
+            size: d.size,
+            member,
+            diff_id: diff_ids.get(i).cloned(),
+            digest: d.digest,
+        });
+    }
+    Ok(Resolved {
+        format,
+        manifest_digest: chosen.desc.digest,
+        config_digest,
+        layers,
+        platform,
+    })
+}
+
+/// Adds the manifests `d` names (itself, or those of the index it is) to `out`.
+fn expand(
+    store: &Store,
+    image: &Path,
+    d: Descriptor,
+    label: &str,
+    depth: usize,
+    out: &mut Vec<Candidate>,
+) -> Result<(), OciError> {
+    if out.len() >= MAX_CANDIDATES {
+        return Err(OciError::TooLarge {
+            image: image.to_path_buf(),
+            reason: format!("more than {MAX_CANDIDATES} manifests"),
+        });
+    }
+    let media = d.media_type.clone().unwrap_or_default();
+    let nested = if is_index_type(&media) {
+        true
+    } else if media.is_empty() {
+        // No media type: look inside.
+        let bytes = store.read_blob(image, &d.digest, Some(d.size), MAX_JSON)?;
+        let m: Manifest = parse(image, &blob_name(image, &d.digest)?, &bytes)?;
+        m.manifests.is_some()
+    } else {
+        false
+    };
+    if !nested {
+        let platform = d.platform.clone().map(Platform::from);
+        out.push(Candidate {
+            desc: d,
+            label: label.to_string(),
+            platform,
+        });
+        return Ok(());
+    }
+    if depth >= MAX_NESTING {
+        return Err(OciError::TooLarge {
+            image: image.to_path_buf(),
+            reason: format!("indexes nested more than {MAX_NESTING} deep"),
+        });
+    }
+    let bytes = store.read_blob(image, &d.digest, Some(d.size), MAX_JSON)?;
+    let index: Index = parse(image, &blob_name(image, &d.digest)?, &bytes)?;
+    for inner in index.manifests {
+        // Skip attestations and other non-image entries.
+        if let Some(p) = &inner.platform {
+            if p.os == "unknown" {
+                continue;
+            }
+        }
+        expand(store, image, inner, label, depth + 1, out)?;
+    }
+    Ok(())
+}
+
+/// The manifest `d` names and its config (digest, parsed), both verified.
+fn load_manifest(
+    store: &Store,
+    image: &Path,
+    d: &Descriptor,
+) -> Result<(Manifest, (String, Config)), OciError> {
+    let name = blob_name(image, &d.digest)?;
+    let bytes = store.read_blob(image, &d.digest, Some(d.size), MAX_JSON)?;
+    let m: Manifest = parse(image, &name, &bytes)?;
+    let Some(cd) = &m.config else {
+        return Err(corrupt(image, &name, "a manifest without a config"));
+    };
+    if m.layers.is_none() {
+        return Err(corrupt(image, &name, "a manifest without layers"));
+    }
+    let cbytes = store.read_blob(image, &cd.digest, Some(cd.size), MAX_JSON)?;
+    let config: Config = parse(image, &blob_name(image, &cd.digest)?, &cbytes)?;
+    let digest = cd.digest.clone();
+    Ok((m, (digest, config)))
+}
+
+fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Resolved, OciError> {
+    let image = source.path.as_path();
+    let entries: Vec<DockerEntry> = parse(image, "manifest.json", manifest)?;
+    let mut candidates = Vec::new();
+    let mut all = Vec::new();
+    for e in entries {
+        let tags = e.repo_tags.clone().unwrap_or_default();
+        let label = if tags.is_empty() {
+            "(untagged)".to_string()
+        } else {
+            tags.join(" ")
+        };
+        all.push(format!("{label} {}", e.config));
+        if let Some(r) = &source.reference {
+            if !tags.iter().any(|t| reference_matches(r, t)) {
+                continue;
+            }
+        }
+        candidates.push((e, label));
+    }
+    // Read each candidate's config (small, verified) to judge its platform.
+    let mut hits = Vec::new();
+    let mut misses = Vec::new();
+    for (e, label) in candidates {
+        let config_member = clean_name(Path::new(&e.config))
+            .ok_or_else(|| corrupt(image, "manifest.json", format!("bad Config {:?}", e.config)))?;
+        let bytes = store
+            .read_small(image, &config_member, MAX_JSON)?
+            .ok_or_else(|| OciError::MissingBlob {
+                image: image.to_path_buf(),
+                member: config_member.clone(),
+            })?;
+        let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
+        // The config is named by its digest (`<hex>.json`, `blobs/sha256/<hex>`): check it.
+        let stem = config_member
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(".json")
+            .to_string();
+        if sha256_hex(&format!("sha256:{stem}")).is_some() && digest != format!("sha256:{stem}") {
+            return Err(OciError::Digest {
+                image: image.to_path_buf(),
+                member: config_member,
+                expected: format!("sha256:{stem}"),
+                actual: digest,
+            });
+        }
+        let config: Config = parse(image, &config_member, &bytes)?;
+        let platform = config.platform();
+        let describe = format!(
+            "{label} {} {digest}",
+            platform
+                .as_ref()
+                .map_or("unknown platform".into(), |p| p.to_string())
+        );
+        let fits = match &platform {
+            Some(p) => p.satisfies(&source.platform),
+            None => true,
+        };
+        if fits {
+            hits.push((e, digest, config, platform, describe));
+        } else {
+            misses.push(describe);
+        }
+    }
+    if hits.len() > 1 {
+        return Err(OciError::Ambiguous {
+            image: image.to_path_buf(),
+            wanted: wanted(source),
+            candidates: hits
+                .iter()
+                .map(|h| h.4.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let Some((entry, digest, config, platform, _)) = hits.pop() else {
+        let available = if misses.is_empty() { all } else { misses };
+        return Err(OciError::NoMatch {
+            image: image.to_path_buf(),
+            wanted: wanted(source),
+            available: if available.is_empty() {
+                "nothing".into()
+            } else {
+                available.join(", ")
+            },
+        });
+    };
+    let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    if entry.layers.len() > MAX_LAYERS {
+        return Err(OciError::TooLarge {
+            image: image.to_path_buf(),
+            reason: format!("{} layers, more than {MAX_LAYERS}", entry.layers.len()),
+        });
+    }
+    if diff_ids.len() != entry.layers.len() {
+        return Err(corrupt(
+            image,
+            &entry.config,
+            format!(
+                "the config lists {} layers (rootfs.diff_ids), manifest.json {}",
+                diff_ids.len(),
+                entry.layers.len()
+            ),
+        ));
+    }
+    let mut layers = Vec::new();
+    for (member, diff_id) in entry.layers.iter().zip(diff_ids) {
+        let member = clean_name(Path::new(member))
+            .ok_or_else(|| corrupt(image, "manifest.json", format!("bad layer {member:?}")))?;
+        if sha256_hex(&diff_id).is_none() {
+            blob_name(image, &diff_id)?; // the error
+        }
+        let (_, size) = store
+            .member(image, &member)?
+            .ok_or_else(|| OciError::MissingBlob {
+                image: image.to_path_buf(),
+                member: member.clone(),
+            })?;
+        layers.push(Layer {
+            digest: diff_id.clone(),
+            media_type: DOCKER_LAYER.into(),
+            size,
+            member,
+            diff_id: Some(diff_id),
+        });
+    }
+    Ok(Resolved {
+        format: Format::DockerArchive,
+        manifest_digest: digest.clone(),
+        config_digest: digest,
+        layers,
+        platform: platform.unwrap_or_else(|| source.platform.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_normalize_as_docker_does() {
+        assert_eq!(
+            normalize_reference("alpine"),
+            "docker.io/library/alpine:latest"
+        );
+        assert_eq!(normalize_reference("me/app:1"), "docker.io/me/app:1");
+        assert_eq!(
+            normalize_reference("localhost:5000/app"),
+            "localhost:5000/app:latest"
+        );
+        assert!(reference_matches("t", "docker.io/library/t:latest"));
+        assert!(!reference_matches("t:2", "docker.io/library/t:latest"));
+    }
+}

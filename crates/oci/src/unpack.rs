@@ -1,0 +1,623 @@
+//! Applying layers into a cached root filesystem.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::store::{clean_name, sha256_hex, Hashing, Store};
+use crate::{Format, OciError, Resolved, Source};
+
+/// Largest single file accepted.
+const MAX_FILE: u64 = 16 << 30;
+/// Largest total of file data accepted.
+const MAX_TOTAL: u64 = 64 << 30;
+/// Most members accepted, all layers together.
+const MAX_MEMBERS: usize = 2_000_000;
+/// Longest member path accepted, in bytes.
+const MAX_PATH: usize = 4096;
+/// Most symbolic links followed while resolving one path.
+const MAX_LINKS: usize = 40;
+/// Most bytes accepted after a layer tar's end-of-archive marker.
+const MAX_TRAILER: u64 = 1 << 20;
+
+/// The file in a cache entry that records where each path came from.
+const LAYERS_JSON: &str = "layers.json";
+
+/// A root filesystem unpacked from an image, in the cache.
+#[derive(Clone, Debug)]
+pub struct Root {
+    /// The filesystem: `CACHE/rootfs/<manifest hex>/root`.
+    pub dir: PathBuf,
+    /// `sha256:<hex>` of the image's manifest (docker-archive: of its config).
+    pub manifest_digest: String,
+    /// The layers' digests ([`crate::Layer::digest`]), lowest first.
+    pub layers: Vec<String>,
+    /// Whether the cache entry already existed (nothing was unpacked).
+    pub reused: bool,
+    /// Path inside the root (`a/b`) → index into `layers`.
+    files: HashMap<String, u32>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LayersJson {
+    manifest_digest: String,
+    layers: Vec<String>,
+    /// Path inside the root (`a/b`, not valid UTF-8 parts replaced) → index into `layers`
+    /// of the layer that last wrote it.
+    files: BTreeMap<String, u32>,
+}
+
+impl Root {
+    /// The digest of the layer that last wrote `path` (relative to the root, or absolute as
+    /// the guest sees it: `/etc/passwd`), `None` if the root has no such path.
+    pub fn layer_of(&self, path: impl AsRef<Path>) -> Option<&str> {
+        let rel = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
+        let key = clean_name(rel)?;
+        let i = *self.files.get(&key)?;
+        self.layers.get(i as usize).map(String::as_str)
+    }
+
+    /// The cache entry of `entry` (`CACHE/rootfs/<hex>`), if complete.
+    fn load(entry: &Path, manifest_digest: &str) -> Result<Option<Root>, OciError> {
+        let json = entry.join(LAYERS_JSON);
+        let bytes = match std::fs::read(&json) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(OciError::BadCacheEntry {
+                    path: entry.to_path_buf(),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let bad = |reason: String| OciError::BadCacheEntry {
+            path: entry.to_path_buf(),
+            reason,
+        };
+        let l: LayersJson =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("{LAYERS_JSON}: {e}")))?;
+        if l.manifest_digest != manifest_digest || !entry.join("root").is_dir() {
+            return Err(bad("not the entry of this manifest".into()));
+        }
+        Ok(Some(Root {
+            dir: entry.join("root"),
+            manifest_digest: l.manifest_digest,
+            layers: l.layers,
+            reused: true,
+            files: l.files.into_iter().collect(),
+        }))
+    }
+}
+
+/// The root filesystem of `resolved` (found in `source`), from the cache under `cache_root`
+/// or unpacked into it: see the crate docs.
+pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result<Root, OciError> {
+    let image = source.path.as_path();
+    let hex = sha256_hex(&resolved.manifest_digest).ok_or_else(|| OciError::Unsupported {
+        image: image.to_path_buf(),
+        member: format!("manifest digest {:?}", resolved.manifest_digest),
+        what: "a digest other than sha256:<64 lower-case hex digits>".into(),
+    })?;
+    let entries = cache_root.join("rootfs");
+    let entry = entries.join(hex);
+    if let Some(root) = Root::load(&entry, &resolved.manifest_digest)? {
+        return Ok(root);
+    }
+    let write = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OciError::Write {
+            image: image.to_path_buf(),
+            path: path.clone(),
+            source,
+        }
+    };
+    let tmp = cache_root.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(write(&tmp))?;
+    std::fs::create_dir_all(&entries).map_err(write(&entries))?;
+    let staged = nanoimg_atomic::TempDir::in_dir(&tmp, "rootfs-").map_err(write(&tmp))?;
+    let root_dir = staged.path().join("root");
+    std::fs::create_dir(&root_dir).map_err(write(&root_dir))?;
+
+    let store = Store::open(image)?;
+    let mut u = Unpacker {
+        image,
+        root: &root_dir,
+        files: HashMap::new(),
+        dir_modes: HashMap::new(),
+        members: 0,
+        total: 0,
+    };
+    for i in 0..resolved.layers.len() {
+        u.apply_layer(&store, resolved, i).map_err(|e| match e {
+            Failure::Oci(e) => e,
+            Failure::Io(path, source) => OciError::Write {
+                image: image.to_path_buf(),
+                path,
+                source,
+            },
+        })?;
+    }
+    let files = u.finish().map_err(|(p, e)| write(&p)(e))?;
+    let layers: Vec<String> = resolved.layers.iter().map(|l| l.digest.clone()).collect();
+    let json = LayersJson {
+        manifest_digest: resolved.manifest_digest.clone(),
+        layers: layers.clone(),
+        files,
+    };
+    let json_path = staged.path().join(LAYERS_JSON);
+    let bytes = serde_json::to_vec(&json).map_err(|e| write(&json_path)(io::Error::other(e)))?;
+    std::fs::write(&json_path, bytes).map_err(write(&json_path))?;
+    // Another process may have got there first: keep its entry.
+    if let Err(e) = staged.persist(&entry) {
+        return match Root::load(&entry, &resolved.manifest_digest)? {
+            Some(root) => Ok(root),
+            None => Err(write(&entry)(e)),
+        };
+    }
+    Ok(Root {
+        dir: entry.join("root"),
+        manifest_digest: resolved.manifest_digest.clone(),
+        layers,
+        reused: false,
+        files: json.files.into_iter().collect(),
+    })
+}
+
+enum Failure {
+    Oci(OciError),
+    /// Writing this path (absolute) failed.
+    Io(PathBuf, io::Error),
+}
+
+impl From<OciError> for Failure {
+    fn from(e: OciError) -> Failure {
+        Failure::Oci(e)
+    }
+}
+
+struct Unpacker<'a> {
+    image: &'a Path,
+    root: &'a Path,
+    /// Path inside the root → the layer that last wrote it.
+    files: HashMap<PathBuf, u32>,
+    /// Folder inside the root → its mode in the layer that last wrote it.
+    dir_modes: HashMap<PathBuf, u32>,
+    members: usize,
+    total: u64,
+}
+
+/// What `resolve_parent` found.
+enum Parent {
+    Dir(PathBuf),
+    Missing,
+}
+
+impl Unpacker<'_> {
+    fn apply_layer(
+        &mut self,
+        store: &Store,
+        resolved: &Resolved,
+        index: usize,
+    ) -> Result<(), Failure> {
+        let image = self.image;
+        let layer = &resolved.layers[index];
+        let member = &layer.member;
+        let (reader, size) = store
+            .member(image, member)?
+            .ok_or_else(|| OciError::MissingBlob {
+                image: image.to_path_buf(),
+                member: member.clone(),
+            })?;
+        if size != layer.size {
+            return Err(OciError::Size {
+                image: image.to_path_buf(),
+                member: member.clone(),
+                expected: layer.size,
+                actual: size,
+            }
+            .into());
+        }
+        let corrupt = |reason: String| {
+            Failure::Oci(OciError::Corrupt {
+                image: image.to_path_buf(),
+                member: member.clone(),
+                reason,
+            })
+        };
+        let mut blob = Hashing::new(reader);
+        let mut buffered = BufReader::with_capacity(1 << 20, &mut blob);
+        let head = buffered
+            .fill_buf()
+            .map_err(|e| corrupt(format!("unreadable: {e}")))?;
+        let decoder: Box<dyn Read + '_> = match head {
+            [0x1f, 0x8b, ..] => Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered)),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+                return Err(OciError::Unsupported {
+                    image: image.to_path_buf(),
+                    member: member.clone(),
+                    what: "a zstd-compressed layer (convert the image with `skopeo copy --dest-compress-format gzip`)".into(),
+                }
+                .into())
+            }
+            _ => Box::new(&mut buffered),
+        };
+        let mut content = Hashing::new(decoder);
+        let mut apply = || -> Result<(), Failure> {
+            {
+                let mut archive = tar::Archive::new(&mut content);
+                let entries = archive
+                    .entries()
+                    .map_err(|e| corrupt(format!("not a tar: {e}")))?;
+                let mut this = HashSet::new();
+                for entry in entries {
+                    let entry = entry.map_err(|e| corrupt(format!("not a readable tar: {e}")))?;
+                    self.apply_entry(entry, index, &mut this, &layer.digest, &corrupt)?;
+                }
+            }
+            content
+                .drain(MAX_TRAILER)
+                .map_err(|e| corrupt(format!("after the tar: {e}")))?;
+            Ok(())
+        };
+        let applied = apply();
+        let (diff_id, _) = content.finish();
+        // Read the rest of the blob, so that a damaged one is reported as such even when
+        // its damage first showed as bad compressed data or a bad tar.
+        let tail = io::copy(&mut buffered, &mut io::sink());
+        drop(buffered);
+        let (digest, read) = blob.finish();
+        let blob_ok = read == layer.size
+            && (resolved.format == Format::DockerArchive || digest == layer.digest);
+        match (applied, tail) {
+            (Ok(()), Ok(_)) => {}
+            (Err(e), _) if blob_ok => return Err(e),
+            (Ok(_), Err(e)) if blob_ok => {
+                return Err(corrupt(format!("after the compressed data: {e}")))
+            }
+            _ => {}
+        }
+        if read != layer.size {
+            return Err(OciError::Size {
+                image: image.to_path_buf(),
+                member: member.clone(),
+                expected: layer.size,
+                actual: read,
+            }
+            .into());
+        }
+        if resolved.format != Format::DockerArchive && digest != layer.digest {
+            return Err(OciError::Digest {
+                image: image.to_path_buf(),
+                member: member.clone(),
+                expected: layer.digest.clone(),
+                actual: digest,
+            }
+            .into());
+        }
+        if let Some(expected) = &layer.diff_id {
+            if &diff_id != expected {
+                return Err(OciError::Digest {
+                    image: image.to_path_buf(),
+                    member: format!("{member} (uncompressed, the config's diff_id)"),
+                    expected: expected.clone(),
+                    actual: diff_id,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_entry<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        layer: usize,
+        this: &mut HashSet<PathBuf>,
+        digest: &str,
+        corrupt: &dyn Fn(String) -> Failure,
+    ) -> Result<(), Failure> {
+        let image = self.image;
+        let raw = entry
+            .path()
+            .map_err(|e| corrupt(format!("bad member name: {e}")))?
+            .into_owned();
+        let name = raw.display().to_string();
+        let refuse = |reason: &str| {
+            Failure::Oci(OciError::Unsafe {
+                image: image.to_path_buf(),
+                layer: digest.to_string(),
+                member: name.clone(),
+                reason: reason.to_string(),
+            })
+        };
+        self.members += 1;
+        if self.members > MAX_MEMBERS {
+            return Err(OciError::TooLarge {
+                image: image.to_path_buf(),
+                reason: format!("more than {MAX_MEMBERS} members in all layers"),
+            }
+            .into());
+        }
+        if raw.as_os_str().len() > MAX_PATH {
+            return Err(refuse("path longer than 4096 bytes"));
+        }
+        let rel = relative(&raw).ok_or_else(|| refuse("absolute path or .. component"))?;
+        let Some(file_name) = rel.file_name().map(OsString::from) else {
+            return Ok(()); // the root itself
+        };
+        let kind = entry.header().entry_type();
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let fname = file_name.to_string_lossy();
+        if let Some(hidden) = fname.strip_prefix(".wh.") {
+            let Parent::Dir(dir) = self.resolve_parent(parent, false, layer, this, &refuse)? else {
+                return Ok(()); // nothing below to hide
+            };
+            if hidden == ".wh..opq" {
+                self.prune(&dir, this)?;
+            } else if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+                return Err(refuse("a whiteout of nothing"));
+            } else {
+                let target = dir.join(OsStr::from_bytes(&file_name.as_bytes()[4..]));
+                if !this.contains(&target) {
+                    remove_any(&self.root.join(&target))?;
+                }
+            }
+            return Ok(());
+        }
+        let Parent::Dir(dir) = self.resolve_parent(parent, true, layer, this, &refuse)? else {
+            return Err(refuse("its parent is missing"));
+        };
+        let dest_rel = dir.join(&file_name);
+        let dest = self.root.join(&dest_rel);
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        match kind {
+            tar::EntryType::Directory => {
+                let is_dir = dest.symlink_metadata().is_ok_and(|m| m.is_dir());
+                if !is_dir {
+                    remove_any(&dest)?;
+                    std::fs::create_dir(&dest).map_err(|e| Failure::Io(dest.clone(), e))?;
+                }
+                self.dir_modes.insert(dest_rel.clone(), mode);
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.size();
+                if size > MAX_FILE {
+                    return Err(OciError::TooLarge {
+                        image: image.to_path_buf(),
+                        reason: format!("{name} is {size} bytes, more than {MAX_FILE}"),
+                    }
+                    .into());
+                }
+                self.total += size;
+                if self.total > MAX_TOTAL {
+                    return Err(OciError::TooLarge {
+                        image: image.to_path_buf(),
+                        reason: format!("more than {MAX_TOTAL} bytes of files in all"),
+                    }
+                    .into());
+                }
+                remove_any(&dest)?;
+                let io_err = |e| Failure::Io(dest.clone(), e);
+                // create_new: never through a link at the destination.
+                let mut out: File = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&dest)
+                    .map_err(io_err)?;
+                let mut copied = 0u64;
+                let mut buf = vec![0u8; 256 << 10];
+                loop {
+                    let n = entry
+                        .read(&mut buf)
+                        .map_err(|e| corrupt(format!("{name}: {e}")))?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&buf[..n]).map_err(io_err)?;
+                    copied += n as u64;
+                }
+                if copied != size {
+                    return Err(corrupt(format!(
+                        "{name} ends after {copied} of {size} bytes"
+                    )));
+                }
+                out.set_permissions(std::fs::Permissions::from_mode(mode))
+                    .map_err(io_err)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| corrupt(format!("{name}: {e}")))?
+                    .ok_or_else(|| refuse("a symbolic link without a target"))?
+                    .into_owned();
+                remove_any(&dest)?;
+                std::os::unix::fs::symlink(&target, &dest)
+                    .map_err(|e| Failure::Io(dest.clone(), e))?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| corrupt(format!("{name}: {e}")))?
+                    .ok_or_else(|| refuse("a hard link without a target"))?
+                    .into_owned();
+                let target = target.strip_prefix("/").unwrap_or(&target);
+                let target_rel = relative(target)
+                    .filter(|t| t.file_name().is_some())
+                    .ok_or_else(|| refuse("a hard link leaving the root"))?;
+                let t_parent = target_rel.parent().unwrap_or(Path::new(""));
+                let Parent::Dir(t_dir) =
+                    self.resolve_parent(t_parent, false, layer, this, &refuse)?
+                else {
+                    return Err(refuse("a hard link to a missing file"));
+                };
+                let t_rel = t_dir.join(target_rel.file_name().unwrap_or_default());
+                if t_rel == dest_rel {
+                    return Ok(()); // a link to itself: nothing to do
+                }
+                let t_abs = self.root.join(&t_rel);
+                match t_abs.symlink_metadata() {
+                    Ok(m) if !m.is_dir() => {}
+                    Ok(_) => return Err(refuse("a hard link to a folder")),
+                    Err(_) => return Err(refuse("a hard link to a missing file")),
+                }
+                remove_any(&dest)?;
+                // linkat without AT_SYMLINK_FOLLOW: a link to a symbolic link stays one.
+                std::fs::hard_link(&t_abs, &dest).map_err(|e| Failure::Io(dest.clone(), e))?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                return Err(refuse(
+                    "a device file or FIFO (not supported in a root filesystem for Nanos)",
+                ))
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(()),
+            _ => return Err(refuse("not a regular file, folder or link")),
+        }
+        this.insert(dest_rel.clone());
+        self.files.insert(dest_rel, layer as u32);
+        Ok(())
+    }
+
+    /// The real folder (inside the root) that `parent` names, following symbolic links
+    /// inside the root; missing folders are created if `create`, else `Parent::Missing`.
+    fn resolve_parent(
+        &mut self,
+        parent: &Path,
+        create: bool,
+        layer: usize,
+        this: &mut HashSet<PathBuf>,
+        refuse: &dyn Fn(&str) -> Failure,
+    ) -> Result<Parent, Failure> {
+        let mut real = PathBuf::new();
+        let mut queue: VecDeque<OsString> = parent
+            .components()
+            .map(|c| c.as_os_str().to_owned())
+            .collect();
+        let mut links = 0;
+        while let Some(c) = queue.pop_front() {
+            if c == ".." {
+                real.pop();
+                continue;
+            }
+            if c == "." || c.is_empty() {
+                continue;
+            }
+            let candidate = real.join(&c);
+            let abs = self.root.join(&candidate);
+            match abs.symlink_metadata() {
+                Ok(m) if m.is_dir() => real = candidate,
+                Ok(m) if m.file_type().is_symlink() => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(refuse("more than 40 symbolic links on its path"));
+                    }
+                    let target = std::fs::read_link(&abs).map_err(|e| Failure::Io(abs, e))?;
+                    let mut front: Vec<OsString> = Vec::new();
+                    for tc in target.components() {
+                        match tc {
+                            Component::RootDir | Component::Prefix(_) => {
+                                real = PathBuf::new();
+                                front.clear();
+                            }
+                            Component::CurDir => {}
+                            Component::ParentDir => front.push("..".into()),
+                            Component::Normal(n) => front.push(n.to_owned()),
+                        }
+                    }
+                    for f in front.into_iter().rev() {
+                        queue.push_front(f);
+                    }
+                }
+                Ok(_) => return Err(refuse("its parent is not a folder")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if !create {
+                        return Ok(Parent::Missing);
+                    }
+                    std::fs::create_dir(&abs).map_err(|e| Failure::Io(abs.clone(), e))?;
+                    this.insert(candidate.clone());
+                    self.files.insert(candidate.clone(), layer as u32);
+                    real = candidate;
+                }
+                Err(e) => return Err(Failure::Io(abs, e)),
+            }
+        }
+        Ok(Parent::Dir(real))
+    }
+
+    /// Removes from folder `dir` (inside the root) all that this layer did not write.
+    fn prune(&self, dir: &Path, this: &HashSet<PathBuf>) -> Result<(), Failure> {
+        let abs = self.root.join(dir);
+        let list = std::fs::read_dir(&abs).map_err(|e| Failure::Io(abs.clone(), e))?;
+        for child in list {
+            let child = child.map_err(|e| Failure::Io(abs.clone(), e))?;
+            let rel = dir.join(child.file_name());
+            if !this.contains(&rel) {
+                remove_any(&child.path())?;
+            } else if child
+                .file_type()
+                .map_err(|e| Failure::Io(child.path(), e))?
+                .is_dir()
+            {
+                self.prune(&rel, this)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets folders' modes (owner rwx kept) and lists the paths of the finished root
+    /// with their layers.
+    fn finish(self) -> Result<BTreeMap<String, u32>, (PathBuf, io::Error)> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(dir) = stack.pop() {
+            let abs = self.root.join(&dir);
+            let list = std::fs::read_dir(&abs).map_err(|e| (abs.clone(), e))?;
+            for child in list {
+                let child = child.map_err(|e| (abs.clone(), e))?;
+                let rel = dir.join(child.file_name());
+                if let Some(&layer) = self.files.get(&rel) {
+                    out.insert(rel.to_string_lossy().into_owned(), layer);
+                }
+                if child.file_type().map_err(|e| (child.path(), e))?.is_dir() {
+                    stack.push(rel);
+                }
+            }
+        }
+        for (dir, mode) in &self.dir_modes {
+            let abs = self.root.join(dir);
+            if abs.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                std::fs::set_permissions(&abs, std::fs::Permissions::from_mode(mode | 0o700))
+                    .map_err(|e| (abs.clone(), e))?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A member path as a relative path without `.`; `None` if absolute or with `..`.
+fn relative(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Removes whatever is at `p` (a folder with its content), never following a link.
+fn remove_any(p: &Path) -> Result<(), Failure> {
+    let r = match p.symlink_metadata() {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    r.map_err(|e| Failure::Io(p.to_path_buf(), e))
+}
