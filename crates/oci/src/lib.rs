@@ -151,11 +151,17 @@ impl Default for Platform {
 }
 
 impl Platform {
-    /// Whether an image for `self` serves one wanted as `wanted`.
+    /// Whether an image for `self` serves one wanted as `wanted`: same OS and
+    /// architecture, and the same variant if `wanted` names one (`arm64` without a
+    /// variant is `arm64/v8`, as in containerd).
     pub fn satisfies(&self, wanted: &Platform) -> bool {
+        let variant = |p: &Platform| match (p.architecture.as_str(), &p.variant) {
+            ("arm64", None) => Some("v8".to_string()),
+            (_, v) => v.clone(),
+        };
         self.os == wanted.os
             && self.architecture == wanted.architecture
-            && (wanted.variant.is_none() || self.variant == wanted.variant)
+            && (wanted.variant.is_none() || variant(self) == variant(wanted))
     }
 }
 

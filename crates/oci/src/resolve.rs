@@ -237,6 +237,10 @@ fn resolve_oci(
         Some(p) => p.satisfies(&source.platform),
         None => true,
     });
+    // The same manifest under several names (tags, or a tag and an index entry) is one image.
+    let mut hits = hits;
+    let mut seen = std::collections::HashSet::new();
+    hits.retain(|c| seen.insert(c.desc.digest.clone()));
     let chosen = match hits.len() {
         1 => hits.into_iter().next().unwrap_or_else(|| unreachable!()),
         0 => {

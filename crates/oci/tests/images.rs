@@ -422,8 +422,21 @@ fn two_platforms_in_one_index() {
         "{e}"
     );
 
-    // No reference and no platform given: amd64 matches two entries (tag amd and multi's).
+    // No reference: amd64 matches tag amd and multi's entry, the same manifest: one image.
+    assert_eq!(
+        resolve(&Source::new(&l, None)).unwrap().manifest_digest,
+        amd.manifest_digest
+    );
+    let v8 = "linux/arm64/v8".parse().unwrap();
+    let r = resolve(&Source::new(&l, Some("multi".into())).with_platform(v8)).unwrap();
+    assert_eq!(r.manifest_digest, arm.manifest_digest);
+    // Another amd64 image: now it is ambiguous, and the error lists both.
+    run("umoci", &["new", "--image", "L:other"], dir);
     let e = resolve(&Source::new(&l, None)).unwrap_err();
+    assert!(
+        e.to_string().contains("other") && e.to_string().contains("amd"),
+        "{e}"
+    );
     assert!(matches!(e, OciError::Ambiguous { .. }), "{e}");
 }
 
