@@ -591,3 +591,51 @@ fn not_an_image_and_missing_paths() {
     let s = Source::parse(odd.to_str().unwrap());
     assert_eq!((s.path, s.reference), (odd, None));
 }
+
+#[test]
+fn a_tampered_docker_archive_layer_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    run("umoci", &["init", "--layout", "L"], dir);
+    run("umoci", &["new", "--image", "L:t"], dir);
+    add_layer(
+        &dir.join("L"),
+        "t",
+        &tar_of(&[E::File("f", b"data", 0o644)]),
+        true,
+    );
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    run(
+        "skopeo",
+        &["--policy", p, "copy", "oci:L:t", "docker-archive:X.tar:t"],
+        dir,
+    );
+    let x = dir.join("X.tar");
+    let s = Source::new(&x, None);
+    let r = resolve(&s).unwrap();
+    // Flip the last byte of the layer member (inside the layer's end-of-archive blocks).
+    let (offset, size) = {
+        let mut a = tar::Archive::new(std::fs::File::open(&x).unwrap());
+        let e = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_str() == Some(r.layers[0].member.as_str()))
+            .unwrap();
+        (e.raw_file_position(), e.size())
+    };
+    let mut bytes = std::fs::read(&x).unwrap();
+    bytes[(offset + size - 1) as usize] ^= 1;
+    std::fs::write(&x, &bytes).unwrap();
+    let cache = dir.join("cache");
+    let e = unpack(&r, &s, &cache).unwrap_err();
+    assert!(matches!(e, OciError::Digest { .. }), "{e}");
+    assert!(e.to_string().contains(&r.layers[0].digest), "{e}");
+    assert_cache_empty(&cache);
+}
