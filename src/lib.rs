@@ -135,6 +135,8 @@ pub struct BuildOptions {
     pub seed: Option<String>,
     /// Make a BIOS+UEFI hybrid image (as the config's `Uefi`).
     pub uefi: bool,
+    /// `--library SONAME`: added to the config's `Libraries`.
+    pub libraries: Vec<String>,
     /// Also compute the SHA-256 of every file in the image for [`BuildReport::files`] (one
     /// more hash of all the data, on its own thread; `--json` asks for it).
     pub file_digests: bool,
@@ -180,6 +182,8 @@ fn ld_library_path(wanted: bool) -> Vec<String> {
 pub struct DepsReport {
     pub program_path: String,
     pub resolution: nanoimg_elf::Resolution,
+    /// Libraries it may load at run time that are not packed.
+    pub runtime_loads: Vec<nanoimg_elf::RuntimeLoad>,
 }
 
 /// Resolves a program's dynamic closure without building anything (`nanoimg deps`).
@@ -188,11 +192,13 @@ pub fn deps(
     config: Option<&Path>,
     target_root: Option<&Path>,
     use_ld_library_path: bool,
+    libraries: &[String],
 ) -> Result<DepsReport, BuildError> {
-    let config = match config {
+    let mut config = match config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    config.libraries.extend_from_slice(libraries);
     let (program_path, _) = nanoimg_plan::program_paths(program, &config)?;
     let ld = ld_library_path(use_ld_library_path);
     let kernel = KernelDir {
@@ -214,12 +220,11 @@ pub fn deps(
         keep_mount_ids: false,
         image_name: None,
     };
-    let resolution = nanoimg_plan::resolver(&inputs)?
-        .resolve(program, &program_path)
-        .map_err(PlanError::from)?;
+    let (resolution, runtime_loads) = nanoimg_plan::resolve(&inputs, &program_path)?;
     Ok(DepsReport {
         program_path,
         resolution,
+        runtime_loads,
     })
 }
 
@@ -388,6 +393,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         config.mounts.insert(k.clone(), v.clone());
     }
     config.uefi |= options.uefi;
+    config.libraries.extend(options.libraries.iter().cloned());
     let lock_file = lock_path(options.kernel.lock.as_deref(), options.config.as_deref());
     let mut lock = Lock::load(&lock_file)?;
     let locked_before = lock.clone();

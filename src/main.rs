@@ -95,6 +95,10 @@ struct Resolution {
     /// Also search the build host's LD_LIBRARY_PATH, after DT_RPATH, as the loader would.
     #[arg(long)]
     ld_library_path: bool,
+    /// Also pack this library (a soname the program loads at run time, with its own
+    /// dependencies), as the config's "Libraries" (repeatable).
+    #[arg(long = "library", value_name = "SONAME")]
+    libraries: Vec<String>,
 }
 
 /// How `build` (and `run PROGRAM`) shape the image.
@@ -156,6 +160,7 @@ impl BuildArgs {
             (self.seed.is_some(), "--seed"),
             (self.uefi, "--uefi"),
             (self.resolution.target_root.is_some(), "--target-root"),
+            (!self.resolution.libraries.is_empty(), "--library"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -191,6 +196,7 @@ impl BuildArgs {
             uuid: self.uuid,
             seed: self.seed,
             uefi: self.uefi,
+            libraries: self.resolution.libraries,
             file_digests,
         }
     }
@@ -468,6 +474,9 @@ fn build(
             d.host_path.display()
         );
     }
+    for hint in &report.plan.runtime_loads {
+        eprintln!("nanoimg: hint: {hint}");
+    }
     let path = nanoimg::display_path(&report.output);
     if json {
         let value = serde_json::json!({
@@ -511,6 +520,7 @@ fn deps(
         config.as_deref(),
         resolution.target_root.as_deref(),
         resolution.ld_library_path,
+        &resolution.libraries,
     )?;
     let info = &report.resolution.program;
     if json {
@@ -525,6 +535,7 @@ fn deps(
                 "runpath": info.runpath,
             },
             "dependencies": report.resolution.dependencies,
+            "runtime_loads": report.runtime_loads,
         });
         println!(
             "{}",
@@ -551,6 +562,12 @@ fn deps(
             ),
         };
         println!("  {} <- {} ({why})", d.guest_path, d.host_path.display());
+    }
+    if !report.runtime_loads.is_empty() {
+        println!("may load at run time (not packed):");
+        for hint in &report.runtime_loads {
+            println!("  {hint}");
+        }
     }
     Ok(())
 }

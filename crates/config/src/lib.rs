@@ -51,6 +51,9 @@ pub struct Config {
     pub reboot_on_exit: bool,
     /// A directory to resolve the program's interpreter and libraries in, instead of `/`.
     pub target_root: Option<String>,
+    /// nanoimg only (ops has no such field): sonames (or paths) packed with their own
+    /// dependencies as if they were `DT_NEEDED` of the program — the libraries it `dlopen`s.
+    pub libraries: Vec<String>,
     #[serde(rename = "TFSv4")]
     pub tfs_v4: bool,
     pub run_config: RunConfig,
@@ -202,6 +205,7 @@ const CONFIG_FIELDS: &[&str] = &[
     "Debugflags",
     "RebootOnExit",
     "TargetRoot",
+    "Libraries",
     "TFSv4",
     "RunConfig",
     "CloudConfig",
@@ -518,6 +522,17 @@ mod tests {
         assert_eq!(c.program.as_deref(), Some("prover"));
         assert_eq!(c.mounts["%1"], "/workspace");
         assert_eq!(c.manifest_passthrough["readonly_rootfs"], "true");
+    }
+
+    #[test]
+    fn reads_libraries() {
+        let c = parse(r#"{"Libraries": ["libfoo.so.1", "libcuda.so.1"]}"#).unwrap();
+        assert_eq!(c.libraries, ["libfoo.so.1", "libcuda.so.1"]);
+        assert!(Config::ignored_fields(r#"{"Libraries": ["libfoo.so.1"]}"#).is_empty());
+        let e = parse(r#"{"Libraries": "libfoo.so.1"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Libraries"), "{e}");
     }
 
     #[test]

@@ -11,13 +11,19 @@
 //! - [`Resolver`] computes the dynamic closure the way the glibc loader does it inside the
 //!   guest, within a root directory (the host's `/` or a sysroot): each library is stored at
 //!   the path the loader will open, with the content of the file found there (symlinks
-//!   followed inside the root).
+//!   followed inside the root); [`Resolver::resolve_with`] also packs libraries asked for by
+//!   name (the config's `Libraries`);
+//! - [`Resolver::runtime_loads`] lists what the program and its libraries may load at run
+//!   time, which `DT_NEEDED` does not say: sonames in their read-only data, glibc's NSS
+//!   modules and `libgcc_s.so.1` ([`runtime_refs`] reads them, bounded).
 
 mod inspect;
 mod ldcache;
 mod resolve;
 mod root;
+mod runtime;
 
 pub use inspect::{inspect, ElfError, ElfInfo, ElfKind};
-pub use resolve::{Dependency, Resolution, ResolveError, Resolver, Rule, DEFAULT_DIRS};
+pub use resolve::{Dependency, Resolution, ResolveError, Resolver, Rule, DEFAULT_DIRS, LIBRARIES};
 pub use root::resolve_in_root;
+pub use runtime::{is_soname, runtime_refs, LoadReason, RuntimeLoad, RuntimeRefs};

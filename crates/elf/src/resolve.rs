@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::inspect::{check_ident, inspect, ElfError, ElfInfo};
 use crate::ldcache::{read_cache, read_conf};
 use crate::root::{normalize, resolve_in_root};
+use crate::runtime::{runtime_refs, LoadReason, RuntimeLoad, NSS_FILES, NSS_HOSTS, UNWIND};
 
 /// The directories the glibc loader searches last, for x86_64 (multiarch first, as Debian
 /// and Ubuntu build it, then the lib64 layout of other distributions).
@@ -94,7 +95,14 @@ struct Object {
     guest: String,
     origin: Origin,
     info: ElfInfo,
+    /// What the dependencies it brings in are "needed by": its guest path, or
+    /// [`LIBRARIES`] for the names asked for by configuration.
+    label: String,
 }
+
+/// The `needed_by` of a library packed because the config's `Libraries` (or `--library`)
+/// names it.
+pub const LIBRARIES: &str = "Libraries";
 
 /// Resolves dynamic dependencies inside a root, as the glibc loader will in the guest.
 #[derive(Clone, Debug)]
@@ -132,6 +140,19 @@ impl Resolver {
     /// Resolves the closure of the program at `program` (host path), which the guest will
     /// run from `guest_path`.
     pub fn resolve(&self, program: &Path, guest_path: &str) -> Result<Resolution, ResolveError> {
+        self.resolve_with(program, guest_path, &[])
+    }
+
+    /// Resolves the closure as [`Resolver::resolve`], then packs `libraries` (sonames, or
+    /// paths when they contain `/`) with their own dependencies, as if the program
+    /// `dlopen`ed each after start-up: searched as the program's `DT_NEEDED` would be, their
+    /// [`Dependency::needed_by`] is [`LIBRARIES`]. A name already in the closure adds nothing.
+    pub fn resolve_with(
+        &self,
+        program: &Path,
+        guest_path: &str,
+        libraries: &[String],
+    ) -> Result<Resolution, ResolveError> {
         let info = inspect(program)?;
         info.check_program(program)?;
         let mut deps = Vec::new();
@@ -172,14 +193,32 @@ impl Resolver {
             .unwrap_or_default();
         let exe = Object {
             guest: guest_path.to_string(),
-            origin: Origin::Host(program_origin),
+            origin: Origin::Host(program_origin.clone()),
             info: info.clone(),
+            label: guest_path.to_string(),
         };
         let mut guest_paths: BTreeSet<String> = deps.iter().map(|d| d.guest_path.clone()).collect();
         guest_paths.insert(normalize(guest_path));
         let mut queue = VecDeque::from([exe]);
         let mut exe_ref: Option<(String, Origin, ElfInfo)> = None;
-        while let Some(obj) = queue.pop_front() {
+        let mut extras_queued = libraries.is_empty();
+        loop {
+            let Some(obj) = queue.pop_front() else {
+                if extras_queued {
+                    break;
+                }
+                // Run-time loads come after the whole start-up closure.
+                extras_queued = true;
+                let mut extra = info.clone();
+                extra.needed = libraries.to_vec();
+                queue.push_back(Object {
+                    guest: guest_path.to_string(),
+                    origin: Origin::Host(program_origin.clone()),
+                    info: extra,
+                    label: LIBRARIES.to_string(),
+                });
+                continue;
+            };
             if exe_ref.is_none() {
                 exe_ref = Some((obj.guest.clone(), obj.origin.clone(), obj.info.clone()));
             }
@@ -203,10 +242,11 @@ impl Resolver {
                     name: name.clone(),
                     guest_path: guest.clone(),
                     host_path: host,
-                    needed_by: obj.guest.clone(),
+                    needed_by: obj.label.clone(),
                     rule,
                 });
                 queue.push_back(Object {
+                    label: guest.clone(),
                     guest,
                     origin,
                     info,
@@ -233,7 +273,7 @@ impl Resolver {
             }
             return Err(ResolveError::Missing {
                 name: name.to_string(),
-                needed_by: obj.guest.clone(),
+                needed_by: obj.label.clone(),
                 searched: vec![name.to_string()],
             });
         }
@@ -248,6 +288,7 @@ impl Resolver {
                     guest: exe_guest.clone(),
                     origin: exe_origin.clone(),
                     info: exe_info.clone(),
+                    label: exe_guest.clone(),
                 };
                 for d in &exe_info.rpath {
                     dirs.push((expand(d, &e), Rule::Rpath));
@@ -297,7 +338,7 @@ impl Resolver {
         }
         Err(ResolveError::Missing {
             name: name.to_string(),
-            needed_by: obj.guest.clone(),
+            needed_by: obj.label.clone(),
             searched,
         })
     }
@@ -384,4 +425,157 @@ fn is_x86_64_elf64(path: &Path) -> bool {
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
         && check_ident(path, &head).is_ok()
+}
+
+/// Sonames of glibc's own objects: the libraries they load at run time are reported from
+/// what the program imports (NSS modules, `libgcc_s`), not from the names in their data.
+fn is_glibc(name: &str) -> bool {
+    const GLIBC: [&str; 14] = [
+        "ld-linux-x86-64.so.2",
+        "libc.so.6",
+        "libm.so.6",
+        "libmvec.so.1",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "librt.so.1",
+        "libresolv.so.2",
+        "libanl.so.1",
+        "libutil.so.1",
+        "libnsl.so.1",
+        "libBrokenLocale.so.1",
+        "libthread_db.so.1",
+        "libc_malloc_debug.so.0",
+    ];
+    GLIBC.contains(&name) || name.starts_with("libnss_")
+}
+
+impl Resolver {
+    /// The root libraries are resolved in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the program at `program` (running as `guest_path`) would find `name` when it
+    /// `dlopen`s it: (guest path, host path), searched as its own `DT_NEEDED`.
+    pub fn find_for_program(
+        &self,
+        program: &Path,
+        guest_path: &str,
+        info: &ElfInfo,
+        name: &str,
+    ) -> Option<(String, PathBuf)> {
+        let origin = std::path::absolute(program)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let exe = Object {
+            guest: guest_path.to_string(),
+            origin: Origin::Host(origin.clone()),
+            info: info.clone(),
+            label: guest_path.to_string(),
+        };
+        let exe_ref = (guest_path.to_string(), Origin::Host(origin), info.clone());
+        self.find(name, &exe, &exe_ref)
+            .ok()
+            .map(|(guest, host, _, _)| (guest, host))
+    }
+
+    /// The libraries the program (at `program`, running as `guest_path`) and the objects of
+    /// its `resolution` may load at run time and that the closure lacks: sonames in their
+    /// read-only data, glibc's NSS modules when they import a lookup function and the root
+    /// ships the modules separately (`libnss_files.so.2` is found), and `libgcc_s.so.1` when
+    /// they import `pthread_cancel` or `pthread_exit`. One hint per soname, program first.
+    /// Objects that cannot be read are skipped: hints are advice.
+    pub fn runtime_loads(
+        &self,
+        resolution: &Resolution,
+        program: &Path,
+        guest_path: &str,
+    ) -> Vec<RuntimeLoad> {
+        let mut have: BTreeSet<String> = BTreeSet::new();
+        let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+        let mut objects: Vec<(String, PathBuf)> =
+            vec![(normalize(guest_path), program.to_path_buf())];
+        for d in &resolution.dependencies {
+            have.insert(d.name.clone());
+            have.insert(base(&d.guest_path));
+            if let Ok(info) = inspect(&d.host_path) {
+                if let Some(s) = info.soname {
+                    have.insert(s);
+                }
+            }
+            if d.rule != Rule::Interpreter {
+                objects.push((d.guest_path.clone(), d.host_path.clone()));
+            }
+        }
+        if let Some(s) = &resolution.program.soname {
+            have.insert(s.clone());
+        }
+        let mut out: Vec<RuntimeLoad> = Vec::new();
+        let mut add = |soname: &str, object: &str, reason: LoadReason, need_found: bool| {
+            if have.contains(soname) || out.iter().any(|h| h.soname == soname) {
+                return;
+            }
+            let found = self.find_for_program(program, guest_path, &resolution.program, soname);
+            if need_found && found.is_none() {
+                return;
+            }
+            out.push(RuntimeLoad {
+                soname: soname.to_string(),
+                object: object.to_string(),
+                reason,
+                config_line: format!("\"Libraries\": [\"{soname}\"]"),
+                found: found.as_ref().map(|(g, _)| g.clone()),
+                host_path: found.map(|(_, h)| h),
+                root: self.root.clone(),
+            });
+        };
+        let nss = self
+            .find_for_program(
+                program,
+                guest_path,
+                &resolution.program,
+                "libnss_files.so.2",
+            )
+            .is_some();
+        for (guest, host) in &objects {
+            let Ok(refs) = runtime_refs(host) else {
+                continue;
+            };
+            if !is_glibc(&base(guest)) {
+                for (section, soname) in &refs.sonames {
+                    if *soname != base(guest) {
+                        let reason = LoadReason::Data {
+                            section: section.clone(),
+                        };
+                        add(soname, guest, reason, false);
+                    }
+                }
+            }
+            for symbol in &refs.imports {
+                let modules: &[&str] = if NSS_HOSTS.contains(&symbol.as_str()) {
+                    &["libnss_files.so.2", "libnss_dns.so.2"]
+                } else if NSS_FILES.contains(&symbol.as_str()) {
+                    &["libnss_files.so.2"]
+                } else {
+                    &[]
+                };
+                if nss {
+                    for m in modules {
+                        let reason = LoadReason::Nss {
+                            symbol: symbol.clone(),
+                        };
+                        add(m, guest, reason, true);
+                    }
+                }
+                if UNWIND.contains(&symbol.as_str()) {
+                    let reason = LoadReason::Unwind {
+                        symbol: symbol.clone(),
+                    };
+                    add("libgcc_s.so.1", guest, reason, false);
+                }
+            }
+        }
+        out
+    }
 }

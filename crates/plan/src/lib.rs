@@ -11,7 +11,10 @@
 //!   (or the file name), followed by `Args`;
 //! - a dynamic program's interpreter and libraries are resolved from its ELF headers by
 //!   `nanoimg-elf` (in `TargetRoot` or `/`) and stored where the guest's loader will open
-//!   them; nothing is executed. Files the user adds explicitly win over found libraries;
+//!   them; nothing is executed. Files the user adds explicitly win over found libraries.
+//!   `Libraries` (nanoimg only) names more sonames to pack the same way, with their own
+//!   dependencies; what the program may load at run time and the closure lacks is reported
+//!   as [`Plan::runtime_loads`] hints;
 //! - `Files` and `Dirs` are relative to the working directory, `MapDirs` keys to the
 //!   config's directory; nothing may climb above the image root;
 //! - `Mounts` get ops's onprem renumbering (see [`manifest::mounts`]) and their mount points
@@ -29,7 +32,7 @@ pub use host_tree::folder_tree;
 use std::path::{Path, PathBuf};
 
 use nanoimg_config::{Config, ConfigError};
-use nanoimg_elf::{Dependency, ResolveError, Resolver};
+use nanoimg_elf::{Dependency, Resolution, ResolveError, Resolver, RuntimeLoad};
 use nanoimg_release::KernelDir;
 use nanoimg_tfs::{Dir, FileSource, Node, TreeError};
 use nanoimg_tuple::{Tuple, Value};
@@ -86,6 +89,8 @@ pub struct Plan {
     pub image_name: String,
     /// The interpreter and libraries packed for a dynamic program.
     pub dependencies: Vec<Dependency>,
+    /// Libraries the program or its libraries may load at run time that are not packed.
+    pub runtime_loads: Vec<RuntimeLoad>,
     /// Things worth telling the user (renumbered mounts, skipped symlinks...).
     pub notes: Vec<String>,
     /// The host folder of each 9p attach id the manifest mounts (`%0`, `%1`, ... in order), as
@@ -196,6 +201,19 @@ pub fn resolver(inputs: &Inputs) -> Result<Resolver, PlanError> {
     Ok(Resolver::new(&root).with_ld_library_path(inputs.ld_library_path.to_vec()))
 }
 
+/// The program's closure, with the config's `Libraries`, and the hints about what it may
+/// load at run time besides (for `plan` and `nanoimg deps`).
+pub fn resolve(
+    inputs: &Inputs,
+    program_path: &str,
+) -> Result<(Resolution, Vec<RuntimeLoad>), PlanError> {
+    let resolver = resolver(inputs)?;
+    let resolution =
+        resolver.resolve_with(inputs.program, program_path, &inputs.config.libraries)?;
+    let hints = resolver.runtime_loads(&resolution, inputs.program, program_path);
+    Ok((resolution, hints))
+}
+
 fn target_root(inputs: &Inputs) -> Option<PathBuf> {
     inputs
         .target_root
@@ -277,7 +295,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         &config.args,
         &mut notes,
     )?;
-    let resolution = resolver(inputs)?.resolve(inputs.program, &program_path)?;
+    let (resolution, runtime_loads) = resolve(inputs, &program_path)?;
     for dep in &resolution.dependencies {
         if root.get(dep.guest_path.as_bytes()).is_some() {
             notes.push(format!(
@@ -415,6 +433,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         min_image_size,
         image_name,
         dependencies: resolution.dependencies,
+        runtime_loads,
         notes,
         shares,
     })

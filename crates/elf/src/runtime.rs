@@ -1,0 +1,463 @@
+//! What an object may load at run time without naming it in `DT_NEEDED`: sonames written in
+//! its read-only data (the argument of a `dlopen`), and the libraries glibc itself opens for
+//! the functions it imports (NSS modules, `libgcc_s` for thread unwinding).
+//!
+//! Reading is bounded: the section headers, the `.dynsym` table (at most [`MAX_TABLE`]
+//! bytes) and the data sections read in chunks; a corrupt or hostile file gives an error or
+//! nothing, never a panic.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use object::elf;
+use object::read::elf::{FileHeader, SectionHeader, Sym};
+use object::{Endianness, ReadCache, ReadRef};
+
+use crate::inspect::{check_ident, ElfError};
+
+/// The largest `.dynsym` read.
+pub const MAX_TABLE: u64 = 64 << 20;
+/// The longest string considered a soname.
+const MAX_NAME: usize = 255;
+/// Sections whose strings are looked at.
+pub const DATA_SECTIONS: [&str; 2] = [".rodata", ".data.rel.ro"];
+
+/// Functions whose glibc implementation loads NSS modules for host lookups (files and dns).
+pub const NSS_HOSTS: [&str; 12] = [
+    "getaddrinfo",
+    "getnameinfo",
+    "gethostbyname",
+    "gethostbyname_r",
+    "gethostbyname2",
+    "gethostbyname2_r",
+    "gethostbyaddr",
+    "gethostbyaddr_r",
+    "gethostent",
+    "gethostent_r",
+    "getnetbyname",
+    "getnetbyaddr",
+];
+/// Functions whose glibc implementation loads the files NSS module (users, groups, services,
+/// protocols).
+pub const NSS_FILES: [&str; 24] = [
+    "getpwnam",
+    "getpwnam_r",
+    "getpwuid",
+    "getpwuid_r",
+    "getpwent",
+    "getpwent_r",
+    "getgrnam",
+    "getgrnam_r",
+    "getgrgid",
+    "getgrgid_r",
+    "getgrent",
+    "getgrent_r",
+    "getgrouplist",
+    "initgroups",
+    "getspnam",
+    "getspnam_r",
+    "getservbyname",
+    "getservbyname_r",
+    "getservbyport",
+    "getservbyport_r",
+    "getprotobyname",
+    "getprotobyname_r",
+    "getprotobynumber",
+    "getprotobynumber_r",
+];
+/// Functions for which glibc `dlopen`s `libgcc_s.so.1` (to unwind a cancelled or exiting
+/// thread).
+pub const UNWIND: [&str; 2] = ["pthread_cancel", "pthread_exit"];
+
+/// Why an object may load a library at run time.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LoadReason {
+    /// The soname is written in the object's read-only data (`section`).
+    Data { section: String },
+    /// The object imports `symbol`, for which glibc loads NSS modules.
+    Nss { symbol: String },
+    /// The object imports `symbol`, for which glibc loads `libgcc_s.so.1` to unwind.
+    Unwind { symbol: String },
+}
+
+/// A library that may be loaded at run time and is not in the closure: a hint, not an error.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RuntimeLoad {
+    pub soname: String,
+    /// The guest path of the object that may load it.
+    pub object: String,
+    pub reason: LoadReason,
+    /// Its guest path, when the resolver finds it in the root.
+    pub found: Option<String>,
+    /// The host file found there.
+    pub host_path: Option<PathBuf>,
+    /// The config line that packs it.
+    pub config_line: String,
+    /// The root searched.
+    #[serde(skip)]
+    pub root: PathBuf,
+}
+
+impl std::fmt::Display for RuntimeLoad {
+    /// One line: `/prog may load libfoo.so.1 at run time (named in its data); found at
+    /// /usr/lib/libfoo.so.1; add "Libraries": ["libfoo.so.1"] to pack it`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = match &self.reason {
+            LoadReason::Data { section } if section == ".rodata" => "named in its data".to_string(),
+            LoadReason::Data { section } => format!("named in its data, {section}"),
+            LoadReason::Nss { symbol } => format!("glibc NSS module for {symbol}"),
+            LoadReason::Unwind { symbol } => {
+                format!("glibc loads it to unwind threads for {symbol}")
+            }
+        };
+        write!(
+            f,
+            "{} may load {} at run time ({why}); ",
+            self.object, self.soname
+        )?;
+        match &self.found {
+            Some(path) => write!(f, "found at {path}; add {} to pack it", self.config_line),
+            None => write!(
+                f,
+                "not found in {}; put it there and add {} to pack it",
+                self.root.display(),
+                self.config_line
+            ),
+        }
+    }
+}
+
+/// What one object refers to that may be loaded at run time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeRefs {
+    /// (section, soname) for each distinct soname found in [`DATA_SECTIONS`], in file order.
+    pub sonames: Vec<(String, String)>,
+    /// Undefined dynamic symbols among [`NSS_HOSTS`], [`NSS_FILES`] and [`UNWIND`], sorted.
+    pub imports: Vec<String>,
+}
+
+/// Reads the sonames in the read-only data and the interesting imports of the ELF file at
+/// `path`.
+pub fn runtime_refs(path: &Path) -> Result<RuntimeRefs, ElfError> {
+    let corrupt = |reason: String| ElfError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let read = |source| ElfError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(read)?;
+    let mut raw = file.try_clone().map_err(read)?;
+    let cache = ReadCache::new(file);
+    let data = &cache;
+    let len = data
+        .len()
+        .map_err(|_| corrupt("cannot read its length".into()))?;
+    let head = data
+        .read_bytes_at(0, len.min(64))
+        .map_err(|_| corrupt("cannot read its header".into()))?;
+    check_ident(path, head)?;
+    let header =
+        elf::FileHeader64::<Endianness>::parse(data).map_err(|e| corrupt(e.to_string()))?;
+    let endian = header.endian().map_err(|e| corrupt(e.to_string()))?;
+    let sections = header
+        .sections(endian, data)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let in_file = |s: &elf::SectionHeader64<Endianness>, cap: u64| {
+        let (off, size) = (s.sh_offset(endian), s.sh_size(endian));
+        s.sh_type(endian) != elf::SHT_NOBITS
+            && size <= cap
+            && off.checked_add(size).is_some_and(|end| end <= len)
+    };
+
+    let mut refs = RuntimeRefs::default();
+    for s in sections.iter() {
+        let Ok(name) = sections.section_name(endian, s) else {
+            continue;
+        };
+        let Some(section) = DATA_SECTIONS.iter().find(|n| n.as_bytes() == name) else {
+            continue;
+        };
+        if !in_file(s, u64::MAX) {
+            return Err(corrupt(format!(
+                "section {section} runs past the end of the file"
+            )));
+        }
+        scan(
+            &mut raw,
+            s.sh_offset(endian),
+            s.sh_size(endian),
+            &mut |soname| {
+                if !refs.sonames.iter().any(|(_, n)| n == soname) {
+                    refs.sonames.push((section.to_string(), soname.to_string()));
+                }
+            },
+        )
+        .map_err(read)?;
+    }
+
+    let dynsym = sections
+        .iter()
+        .find(|s| s.sh_type(endian) == elf::SHT_DYNSYM);
+    if let Some(s) = dynsym {
+        if !in_file(s, MAX_TABLE) {
+            return Err(corrupt(
+                "its .dynsym is too large or runs past the end".into(),
+            ));
+        }
+        let symbols = sections
+            .symbols(endian, data, elf::SHT_DYNSYM)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let strings = symbols.strings();
+        for sym in symbols.iter() {
+            if !sym.is_undefined(endian) {
+                continue;
+            }
+            let Ok(name) = sym.name(endian, strings) else {
+                continue;
+            };
+            let Ok(name) = std::str::from_utf8(name) else {
+                continue;
+            };
+            let wanted =
+                NSS_HOSTS.contains(&name) || NSS_FILES.contains(&name) || UNWIND.contains(&name);
+            if wanted && !refs.imports.iter().any(|n| n == name) {
+                refs.imports.push(name.to_string());
+            }
+        }
+        refs.imports.sort();
+    }
+    Ok(refs)
+}
+
+/// Calls `found` for every soname-like token in `size` bytes at `offset`, read in chunks.
+fn scan(
+    file: &mut File,
+    offset: u64,
+    size: u64,
+    found: &mut dyn FnMut(&str),
+) -> std::io::Result<()> {
+    const CHUNK: usize = 1 << 20;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut rest = file.take(size);
+    let mut buf = vec![0u8; CHUNK];
+    let mut token: Vec<u8> = Vec::new();
+    let mut too_long = false;
+    loop {
+        let n = rest.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if is_name_byte(b) {
+                if token.len() < MAX_NAME {
+                    token.push(b);
+                } else {
+                    too_long = true;
+                }
+            } else {
+                if !too_long {
+                    emit(&token, found);
+                }
+                token.clear();
+                too_long = false;
+            }
+        }
+    }
+    if !too_long {
+        emit(&token, found);
+    }
+    Ok(())
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'.' | b'-')
+}
+
+fn emit(token: &[u8], found: &mut dyn FnMut(&str)) {
+    if let Ok(s) = std::str::from_utf8(token) {
+        let s = s.trim_end_matches('.');
+        if is_soname(s) {
+            found(s);
+        }
+    }
+}
+
+/// Whether `s` matches `lib[A-Za-z0-9_+.-]+\.so(\.[0-9]+)*` in full.
+pub fn is_soname(s: &str) -> bool {
+    if s.len() > MAX_NAME || !s.starts_with("lib") || !s.bytes().all(is_name_byte) {
+        return false;
+    }
+    let mut base = s;
+    while let Some((head, tail)) = base.rsplit_once('.') {
+        if !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) {
+            base = head;
+        } else {
+            break;
+        }
+    }
+    base.strip_suffix(".so")
+        .and_then(|b| b.strip_prefix("lib"))
+        .is_some_and(|stem| !stem.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sonames() {
+        for yes in [
+            "libcuda.so.1",
+            "libfoo.so",
+            "libstdc++.so.6",
+            "libnss_files.so.2",
+            "libx-1.2.so.0.10",
+        ] {
+            assert!(is_soname(yes), "{yes}");
+        }
+        for no in [
+            "lib.so",
+            "libfoo.so.",
+            "libfoo.so.x",
+            "libfoo",
+            "foo.so.1",
+            "libfoo.sox",
+            "lib%s.so",
+            "",
+        ] {
+            assert!(!is_soname(no), "{no}");
+        }
+    }
+
+    fn scan_bytes(bytes: &[u8]) -> Vec<String> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x");
+        std::fs::write(&p, bytes).unwrap();
+        let mut f = File::open(&p).unwrap();
+        let mut out = Vec::new();
+        scan(&mut f, 0, bytes.len() as u64, &mut |s| {
+            out.push(s.to_string())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn scans_tokens_like_strings_would() {
+        let mut data =
+            b"\0\x01libcuda.so.1\0cannot load libfoo.so.2.\0lib%s.so\0/opt/libbar.so\0".to_vec();
+        data.extend(vec![b'a'; 300]);
+        // A token longer than a soname can be is dropped whole.
+        data.extend(b"libx.so\0libend.so.3");
+        assert_eq!(
+            scan_bytes(&data),
+            ["libcuda.so.1", "libfoo.so.2", "libbar.so", "libend.so.3"]
+        );
+    }
+
+    fn elf_header() -> Vec<u8> {
+        // A minimal ELF64 little-endian x86_64 header: e_type DYN.
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = 2;
+        h[5] = 1;
+        h[6] = 1;
+        h[16] = 3;
+        h[18] = 62;
+        h[20] = 1;
+        h[52] = 64; // e_ehsize
+        h[54] = 56; // e_phentsize
+        h[58] = 64; // e_shentsize
+        h
+    }
+
+    fn refs_of(bytes: &[u8]) -> Result<RuntimeRefs, ElfError> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x");
+        std::fs::write(&p, bytes).unwrap();
+        runtime_refs(&p)
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_or_nothing_never_a_panic() {
+        assert!(matches!(refs_of(b""), Err(ElfError::NotElf { .. })));
+        assert!(matches!(
+            refs_of(b"\x7fELF\x02\x01"),
+            Err(ElfError::Corrupt { .. })
+        ));
+        // No section headers: nothing found.
+        assert_eq!(refs_of(&elf_header()).unwrap(), RuntimeRefs::default());
+        // Section headers past the end, huge counts, bogus string table index.
+        let mut h = elf_header();
+        h[40..48].copy_from_slice(&u64::MAX.to_le_bytes()); // e_shoff
+        h[60..62].copy_from_slice(&0xffffu16.to_le_bytes()); // e_shnum
+        h[62..64].copy_from_slice(&0xfffeu16.to_le_bytes()); // e_shstrndx
+        assert!(refs_of(&h).is_err());
+        // One section header table of 3 entries: null, a .dynsym claiming a huge size, and a
+        // .shstrtab; then the same with a .rodata past the end.
+        for (ty, name, size) in [
+            (elf::SHT_DYNSYM, ".dynsym", u64::MAX / 2),
+            (elf::SHT_DYNSYM, ".dynsym", 24 * 1000),
+            (elf::SHT_PROGBITS, ".rodata", 1 << 40),
+        ] {
+            let mut f = elf_header();
+            let strtab = format!("\0{name}\0.shstrtab\0");
+            let str_off = 64u64;
+            let sh_off = (64 + strtab.len() as u64 + 7) & !7;
+            f.extend(strtab.as_bytes());
+            f.resize(sh_off as usize, 0);
+            f[40..48].copy_from_slice(&sh_off.to_le_bytes());
+            f[60..62].copy_from_slice(&3u16.to_le_bytes());
+            f[62..64].copy_from_slice(&2u16.to_le_bytes());
+            let section = |name: u32, ty: u32, off: u64, size: u64, link: u32, entsize: u64| {
+                let mut s = vec![0u8; 64];
+                s[0..4].copy_from_slice(&name.to_le_bytes());
+                s[4..8].copy_from_slice(&ty.to_le_bytes());
+                s[24..32].copy_from_slice(&off.to_le_bytes());
+                s[32..40].copy_from_slice(&size.to_le_bytes());
+                s[40..44].copy_from_slice(&link.to_le_bytes());
+                s[56..64].copy_from_slice(&entsize.to_le_bytes());
+                s
+            };
+            f.extend(vec![0u8; 64]);
+            f.extend(section(1, ty, 0, size, 7, 24));
+            f.extend(section(
+                name.len() as u32 + 2,
+                elf::SHT_STRTAB,
+                str_off,
+                strtab.len() as u64,
+                0,
+                0,
+            ));
+            assert!(refs_of(&f).is_err(), "{name} {size}");
+        }
+        // Random bytes after a valid identification never panic.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200 {
+            let mut f = elf_header();
+            for _ in 0..512 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                f.push(seed as u8);
+            }
+            f[40..48].copy_from_slice(&64u64.to_le_bytes());
+            f[60..62].copy_from_slice(&((seed >> 8) as u16 % 9).to_le_bytes());
+            f[62..64].copy_from_slice(&((seed >> 24) as u16 % 9).to_le_bytes());
+            let _ = refs_of(&f);
+        }
+    }
+
+    #[test]
+    fn reads_this_hosts_libc_without_error() {
+        let libc = Path::new("/lib/x86_64-linux-gnu/libc.so.6");
+        if libc.exists() {
+            let r = runtime_refs(libc).unwrap();
+            assert!(r.imports.is_empty(), "{:?}", r.imports);
+        }
+    }
+}
