@@ -19,9 +19,12 @@ pub use nanoimg_config as config;
 pub use nanoimg_disk as disk;
 pub use nanoimg_elf as elf;
 pub use nanoimg_inspect as inspect;
+pub use nanoimg_oci as oci;
 pub use nanoimg_plan as plan;
 pub use nanoimg_release as release;
 pub use nanoimg_run as run;
+
+mod sysroot;
 pub use nanoimg_tfs as tfs;
 pub use nanoimg_tuple as tuple;
 
@@ -135,6 +138,9 @@ pub struct BuildOptions {
     pub seed: Option<String>,
     /// Make a BIOS+UEFI hybrid image (as the config's `Uefi`).
     pub uefi: bool,
+    /// `--from-image IMAGE`: `program` is a path inside this container image, which is also
+    /// the target root unless one is given.
+    pub from_image: Option<String>,
     /// `--library SONAME`: added to the config's `Libraries`.
     pub libraries: Vec<String>,
     /// Also compute the SHA-256 of every file in the image for [`BuildReport::files`] (one
@@ -201,6 +207,16 @@ pub fn deps(
     config.libraries.extend_from_slice(libraries);
     let (program_path, _) = nanoimg_plan::program_paths(program, &config)?;
     let ld = ld_library_path(use_ld_library_path);
+    // A container image as the root: unpacked (or found) in the cache; `deps` does not
+    // write the lock.
+    let spec = target_root
+        .map(|p| p.to_string_lossy().into_owned())
+        .or_else(|| config.target_root.clone());
+    let image_root = match spec.as_deref().filter(|s| sysroot::is_image(s)) {
+        Some(s) => Some(sysroot::open(s, &mut Lock::default(), false, false)?.dir),
+        None => None,
+    };
+    let target_root = image_root.as_deref().or(target_root);
     let kernel = KernelDir {
         dir: PathBuf::new(),
         kernel: PathBuf::new(),
@@ -326,6 +342,12 @@ pub enum BuildError {
     Inspect(Box<nanoimg_inspect::InspectError>),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Oci(#[from] Box<nanoimg_oci::OciError>),
+    #[error(transparent)]
+    ImageLock(#[from] nanoimg_release::ImageLockError),
+    #[error("{program} is not a file in the container image given with --from-image; give the program's absolute path inside the image")]
+    NotInImage { program: PathBuf },
     #[error("no cache directory: set NANOIMG_CACHE (or HOME / XDG_CACHE_HOME)")]
     NoCache,
     #[error("no output path: give -o, or set HOME or OPS_HOME for ops's ~/.ops/images")]
@@ -404,14 +426,39 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         source,
     })?;
     let ld = ld_library_path(options.use_ld_library_path);
+    // Container images as the target root or the program's source, locked by digest.
+    let (locked, update) = (
+        options.kernel.release.locked,
+        options.kernel.release.update_lock,
+    );
+    let mut program = options.program.clone();
+    let mut target_root = options.target_root.clone();
+    let target_spec = options
+        .target_root
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .or_else(|| config.target_root.clone());
+    if let Some(spec) = target_spec.as_deref().filter(|s| sysroot::is_image(s)) {
+        target_root = Some(sysroot::open(spec, &mut lock, locked, update)?.dir);
+    }
+    if let Some(spec) = &options.from_image {
+        let root = sysroot::open(spec, &mut lock, locked, update)?;
+        program = sysroot::program_in(&root, &options.program)?;
+        if config.program.is_none() {
+            config.program = Some(options.program.to_string_lossy().into_owned());
+        }
+        if target_spec.is_none() {
+            target_root = Some(root.dir);
+        }
+    }
     let plan = nanoimg_plan::plan(&Inputs {
-        program: &options.program,
+        program: &program,
         config: &config,
         config_path: options.config.as_deref(),
         kernel: &kernel_dir,
         nanos_version: &nanos_version,
         cwd: &cwd,
-        target_root: options.target_root.as_deref(),
+        target_root: target_root.as_deref(),
         ld_library_path: &ld,
         keep_mount_ids: options.keep_mount_ids,
         image_name: options.image_name.as_deref(),

@@ -89,8 +89,9 @@ impl FetchArgs {
 #[derive(Args)]
 struct Resolution {
     /// Resolve the interpreter and libraries inside DIR instead of / (the config's
-    /// TargetRoot).
-    #[arg(long, value_name = "DIR")]
+    /// TargetRoot); DIR may be a container image (OCI layout or archive, docker-archive;
+    /// PATH:TAG picks a tag), locked by digest in nanoimg.lock.
+    #[arg(long, value_name = "DIR|IMAGE")]
     target_root: Option<PathBuf>,
     /// Also search the build host's LD_LIBRARY_PATH, after DT_RPATH, as the loader would.
     #[arg(long)]
@@ -141,6 +142,10 @@ struct BuildArgs {
     /// System Partition with the release's bootx64.efi comes first.
     #[arg(long)]
     uefi: bool,
+    /// Take the program from this container image: PROGRAM is then its absolute path inside
+    /// the image, which is also the target root unless one is given.
+    #[arg(long, value_name = "IMAGE")]
+    from_image: Option<String>,
     #[command(flatten)]
     resolution: Resolution,
 }
@@ -160,6 +165,7 @@ impl BuildArgs {
             (self.seed.is_some(), "--seed"),
             (self.uefi, "--uefi"),
             (self.resolution.target_root.is_some(), "--target-root"),
+            (self.from_image.is_some(), "--from-image"),
             (!self.resolution.libraries.is_empty(), "--library"),
         ]
         .into_iter()
@@ -197,6 +203,7 @@ impl BuildArgs {
             seed: self.seed,
             uefi: self.uefi,
             libraries: self.resolution.libraries,
+            from_image: self.from_image,
             file_digests,
         }
     }

@@ -144,7 +144,9 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     // A program is built first, into -o or a temporary file kept for the run.
     let mut temporary = None;
     let mut build_shares = Vec::new();
-    let image = if is_program(&cmd.target, cmd.build.config.is_some())? {
+    let image = if cmd.build.from_image.is_some()
+        || is_program(&cmd.target, cmd.build.config.is_some())?
+    {
         if cmd.print_command && cmd.output.is_none() {
             return Err(RunCliError::Usage(
                 "--print-command with a program: give -o IMAGE, so the printed command has an image to boot".into(),

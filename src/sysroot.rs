@@ -1,0 +1,52 @@
+//! Sysroots that are container images: `TargetRoot` / `--target-root` naming an OCI image
+//! layout, an OCI archive or a docker-archive (with `:REF` to pick a tag), and `--from-image`.
+//! The image is an input like the kernel: its manifest digest is checked against and
+//! recorded in `nanoimg.lock`, every blob is verified as it is read, and the unpacked root is
+//! cached by digest (`nanoimg-oci`).
+
+use std::path::{Path, PathBuf};
+
+use nanoimg_oci::{Root, Source};
+use nanoimg_release::Lock;
+
+use crate::BuildError;
+
+/// Whether `spec` names a container image rather than a plain folder: a file (an archive),
+/// or a folder holding an OCI layout (`oci-layout` or `index.json`) or a docker-archive's
+/// `manifest.json`.
+pub fn is_image(spec: &str) -> bool {
+    let path = Source::parse(spec).path;
+    if path.is_file() {
+        return true;
+    }
+    ["oci-layout", "index.json", "manifest.json"]
+        .iter()
+        .any(|f| path.join(f).is_file())
+}
+
+/// The root of the image `spec`, unpacked into the release cache's folder (or found there),
+/// after checking its manifest digest against `lock` and recording it.
+pub fn open(spec: &str, lock: &mut Lock, locked: bool, update: bool) -> Result<Root, BuildError> {
+    let source = Source::parse(spec);
+    let resolved = nanoimg_oci::resolve(&source).map_err(Box::new)?;
+    let platform = format!(
+        "{}/{}",
+        resolved.platform.os, resolved.platform.architecture
+    );
+    lock.lock_image(spec, &platform, &resolved.manifest_digest, locked, update)?;
+    let cache = crate::cache()?;
+    Ok(nanoimg_oci::unpack(&resolved, &source, cache.root()).map_err(Box::new)?)
+}
+
+/// Where `program` (a path inside the image, like `/usr/local/bin/prover`) is in `root`.
+pub fn program_in(root: &Root, program: &Path) -> Result<PathBuf, BuildError> {
+    let rel = program.strip_prefix("/").unwrap_or(program);
+    let host = root.dir.join(rel);
+    if host.is_file() {
+        Ok(host)
+    } else {
+        Err(BuildError::NotInImage {
+            program: program.to_path_buf(),
+        })
+    }
+}
