@@ -115,6 +115,7 @@ fn image_with(dir: &Path, name: &str, marker: &[u8], files: &[(&str, &Path)]) ->
 fn build(dir: &Path, cwd: &Path, out: &str, extra: &[&OsStr]) -> (std::process::Output, PathBuf) {
     let release = dir.join("release");
     let out = dir.join(out);
+    let lock = dir.join("nanoimg.lock");
     let mut args = vec![os("build")];
     args.extend_from_slice(extra);
     args.extend([
@@ -123,10 +124,7 @@ fn build(dir: &Path, cwd: &Path, out: &str, extra: &[&OsStr]) -> (std::process::
         os("-o"),
         out.as_os_str(),
     ]);
-    args.extend([
-        os("--lock"),
-        dir.join("nanoimg.lock").into_os_string().leak() as &OsStr,
-    ]);
+    args.extend([os("--lock"), lock.as_os_str()]);
     let o = Command::new(env!("CARGO_BIN_EXE_nanoimg"))
         .args(&args)
         .current_dir(cwd)
