@@ -190,6 +190,9 @@ pub struct DepsReport {
     pub resolution: nanoimg_elf::Resolution,
     /// Libraries it may load at run time that are not packed.
     pub runtime_loads: Vec<nanoimg_elf::RuntimeLoad>,
+    /// When the target root is a container image: the digest of the layer each dependency
+    /// came from, by its guest path.
+    pub layers: std::collections::BTreeMap<String, String>,
 }
 
 /// Resolves a program's dynamic closure without building anything (`nanoimg deps`).
@@ -213,10 +216,10 @@ pub fn deps(
         .map(|p| p.to_string_lossy().into_owned())
         .or_else(|| config.target_root.clone());
     let image_root = match spec.as_deref().filter(|s| sysroot::is_image(s)) {
-        Some(s) => Some(sysroot::open(s, &mut Lock::default(), false, false)?.dir),
+        Some(s) => Some(sysroot::open(s, &mut Lock::default(), false, false)?),
         None => None,
     };
-    let target_root = image_root.as_deref().or(target_root);
+    let target_root = image_root.as_ref().map(|r| r.dir.as_path()).or(target_root);
     let kernel = KernelDir {
         dir: PathBuf::new(),
         kernel: PathBuf::new(),
@@ -237,10 +240,24 @@ pub fn deps(
         image_name: None,
     };
     let (resolution, runtime_loads) = nanoimg_plan::resolve(&inputs, &program_path)?;
+    let mut layers = std::collections::BTreeMap::new();
+    if let Some(root) = &image_root {
+        for d in &resolution.dependencies {
+            let layer = d
+                .host_path
+                .strip_prefix(&root.dir)
+                .ok()
+                .and_then(|rel| root.layer_of(rel));
+            if let Some(layer) = layer {
+                layers.insert(d.guest_path.clone(), layer.to_string());
+            }
+        }
+    }
     Ok(DepsReport {
         program_path,
         resolution,
         runtime_loads,
+        layers,
     })
 }
 

@@ -543,6 +543,7 @@ fn deps(
             },
             "dependencies": report.resolution.dependencies,
             "runtime_loads": report.runtime_loads,
+            "layers": report.layers,
         });
         println!(
             "{}",
@@ -568,7 +569,16 @@ fn deps(
                     .unwrap_or_default()
             ),
         };
-        println!("  {} <- {} ({why})", d.guest_path, d.host_path.display());
+        let layer = report
+            .layers
+            .get(&d.guest_path)
+            .map(|l| format!(", layer {}", &l[..l.len().min(19)]))
+            .unwrap_or_default();
+        println!(
+            "  {} <- {} ({why}{layer})",
+            d.guest_path,
+            d.host_path.display()
+        );
     }
     if !report.runtime_loads.is_empty() {
         println!("may load at run time (not packed):");

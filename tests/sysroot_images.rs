@@ -182,6 +182,33 @@ fn an_image_decides_the_libraries_and_is_locked_by_digest() {
         "{lock}"
     );
 
+    // deps reads the image too, and says which layer each library came from.
+    let o = common::nanoimg(
+        &[
+            os("deps"),
+            prog.as_os_str(),
+            os("--target-root"),
+            os(&spec),
+            os("--json"),
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let deps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let layer = deps["layers"]["/lib/x86_64-linux-gnu/libc.so.6"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(layer.starts_with("sha256:") && layer.len() == 71, "{deps}");
+    let o = common::nanoimg(
+        &[os("deps"), prog.as_os_str(), os("--target-root"), os(&spec)],
+        dir,
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!(", layer {})", &layer[..19])),
+        "{text}"
+    );
+
     // Another image: another hash, and diff names the library.
     let two = image(dir, "two", b"two");
     let spec2 = format!("{}:t", two.display());
