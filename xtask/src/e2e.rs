@@ -28,6 +28,7 @@ use crate::guestfs;
 use crate::portfwd;
 use crate::prereq::{self, Tools};
 use crate::samples::{self, Sample, Scenario};
+use crate::sysroot;
 use crate::volume;
 
 /// Exit status when a case failed or the runner hit an error.
@@ -113,6 +114,17 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
     for sample in samples::SAMPLES {
         plan.push((sample, sample.compile(&tools, work_dir)?));
     }
+    // One image for every case that takes its libraries from a container
+    // image (with the dlopen plugin in it).
+    let image_root = if samples::SAMPLES.iter().any(Sample::uses_image) {
+        let plugin = sysroot::compile_plugin(&tools, work_dir)?;
+        let image = sysroot::make_image(&tools, work_dir, &plugin)
+            .context("making the sysroot image with umoci")?;
+        println!("e2e: sysroot image {image} (made with umoci)");
+        Some(image)
+    } else {
+        None
+    };
 
     let nanoimg = match nanoimg_override {
         Some(path) => path,
@@ -122,12 +134,14 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
 
     let mut summary = Summary::default();
     for (sample, program) in &plan {
+        let target_root = image_root.as_deref().filter(|_| sample.uses_image());
         let report = run_case(
             sample,
             program,
             &tools,
             &nanoimg,
             work_dir,
+            target_root,
             args.timeout_secs,
         )?;
         report.print(sample.case);
@@ -209,6 +223,7 @@ fn run_case(
     tools: &Tools,
     nanoimg: &Path,
     work_dir: &Path,
+    target_root: Option<&str>,
     timeout_secs: u64,
 ) -> Result<CaseReport> {
     let mut report = CaseReport::default();
@@ -233,6 +248,9 @@ fn run_case(
         work_dir,
         sample.uefi_image(),
     );
+    if let Some(root) = target_root {
+        command.arg("--target-root").arg(root);
+    }
     let started = Instant::now();
     let output = command
         .output()
@@ -274,6 +292,25 @@ fn run_case(
         return Ok(report);
     }
     report.artifacts.push(image.clone());
+    if let Some(root) = target_root {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let problems = sysroot::check_packed(&stderr, &sample.image_libraries());
+        if !problems.is_empty() {
+            report.problems.extend(problems);
+            report.detail = output_tail("nanoimg build", &output);
+            return Ok(report);
+        }
+        println!(
+            "e2e: {} ... packed {} from the image root",
+            sample.case,
+            sample.image_libraries().join(", ")
+        );
+        if sample.scenario == Scenario::Dlopen
+            && !check_deps_hint(sample, program, nanoimg, work_dir, root, &mut report)?
+        {
+            return Ok(report);
+        }
+    }
 
     let Some(options) = prepare_run(sample, nanoimg, work_dir, timeout_secs, &mut report)? else {
         return Ok(report);
@@ -428,9 +465,55 @@ fn run_log_text(boot: &Boot) -> String {
     )
 }
 
+/// `nanoimg deps <program> --target-root <image>` for the dlopen case: with
+/// no `Libraries` in a config, it must print the hint naming the plugin.
+/// Returns whether it did; a problem is recorded in `report`.
+fn check_deps_hint(
+    sample: &Sample,
+    program: &Path,
+    nanoimg: &Path,
+    work_dir: &Path,
+    target_root: &str,
+    report: &mut CaseReport,
+) -> Result<bool> {
+    let mut command = Command::new(nanoimg);
+    command
+        .current_dir(work_dir)
+        .arg("deps")
+        .arg(program.file_name().unwrap_or(program.as_os_str()))
+        .arg("--target-root")
+        .arg(target_root)
+        .stdin(Stdio::null());
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    let log = work_dir.join(format!("{}.deps.log", sample.program));
+    fs::write(&log, command_log_text(&command, &output))
+        .with_context(|| format!("writing {}", log.display()))?;
+    report.artifacts.push(log);
+    let hint = sysroot::plugin_hint();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let problem = if !output.status.success() {
+        format!("nanoimg deps exited with {}", output.status)
+    } else if let Some(line) = text.lines().find(|line| line.contains(&hint)) {
+        println!("e2e: {} ... nanoimg deps: {}", sample.case, line.trim());
+        return Ok(true);
+    } else {
+        format!("nanoimg deps printed no line containing {hint:?}")
+    };
+    report.problems.push(problem);
+    report.detail.push(format!("$ {command:?}"));
+    report.detail.extend(output_tail("nanoimg deps", &output));
+    Ok(false)
+}
+
 /// `nanoimg build <program> -c <config> --kernel-dir <dir> -o <image>
-/// [--uefi]`, run in `work_dir` with the program given by its bare file
-/// name, so `argv[0]` in the guest is exactly that name (ops semantics).
+/// [--uefi]` (a case using the sysroot image adds `--target-root IMAGE`), run in `work_dir`
+/// with the program given by its bare file name, so `argv[0]` in the guest is exactly that name (ops semantics).
 fn nanoimg_build_command(
     nanoimg: &Path,
     program: &Path,
@@ -462,7 +545,7 @@ fn nanoimg_build_command(
 /// line too; ops prepends it to `Args`, making it `argv[0]`).
 fn ops_config(sample: &Sample) -> Value {
     match sample.scenario {
-        Scenario::Hello => json!({
+        Scenario::Hello | Scenario::Sysroot => json!({
             "Args": expect::ARGS,
             "Env": {
                 "GREETING": expect::GREETING,
@@ -476,6 +559,10 @@ fn ops_config(sample: &Sample) -> Value {
         Scenario::ExitCode => endings::exit_code_config(),
         Scenario::PortForward => portfwd::config(),
         Scenario::Timeout => endings::timeout_config(),
+        Scenario::Dlopen => json!({
+            "Program": sample.program,
+            "Libraries": [sysroot::PLUGIN_LIBRARY],
+        }),
     }
 }
 
@@ -493,7 +580,11 @@ fn prepare_run(
     options.accel = sample.accel;
     options.bios = sample.needs_boot_bios();
     match sample.scenario {
-        Scenario::Hello | Scenario::ExitCode | Scenario::Timeout => {}
+        Scenario::Hello
+        | Scenario::ExitCode
+        | Scenario::Timeout
+        | Scenario::Sysroot
+        | Scenario::Dlopen => {}
         Scenario::GevulotProver => {
             options.gevulot_workspace = Some(gevulot::prepare_workspace(work_dir)?);
         }
@@ -549,7 +640,12 @@ fn check_host(
     report: &mut CaseReport,
 ) -> Result<()> {
     match sample.scenario {
-        Scenario::Hello | Scenario::ExitCode | Scenario::PortForward | Scenario::Timeout => {}
+        Scenario::Hello
+        | Scenario::ExitCode
+        | Scenario::PortForward
+        | Scenario::Timeout
+        | Scenario::Sysroot
+        | Scenario::Dlopen => {}
         Scenario::GevulotProver => report
             .problems
             .extend(gevulot::check_output(&gevulot::workspace(work_dir))),

@@ -66,6 +66,7 @@ mod guestfs;
 mod portfwd;
 mod prereq;
 mod samples;
+mod sysroot;
 mod volume;
 
 use std::process::ExitCode;

@@ -22,6 +22,10 @@ pub const OVMF_CANDIDATES: [&str; 3] = [
     "/usr/share/qemu/OVMF.fd",
 ];
 
+/// Why umoci is needed and where to get it.
+const UMOCI_HINT: &str = "the sysroot-c, sysroot-rust and dlopen-libraries cases make an OCI \
+     image with it (their --target-root); install umoci (Debian/Ubuntu: apt-get install umoci)";
+
 /// The machine cannot run the e2e test; each entry is one human-readable
 /// problem with a hint how to fix it. Mapped to exit status 2 by `main`.
 #[derive(Debug)]
@@ -54,6 +58,7 @@ pub struct Tools {
     pub cc: PathBuf,
     pub cxx: PathBuf,
     pub rustc: PathBuf,
+    pub umoci: PathBuf,
 }
 
 /// Checks the kernel folder and the host tools.
@@ -107,13 +112,15 @@ pub fn check(kernel_dir: Option<&Path>) -> Result<Tools, MissingPrerequisites> {
         &mut problems,
     );
 
+    let umoci = require_tool("umoci", UMOCI_HINT, &mut problems);
+
     let ovmf = find_firmware(&OVMF_CANDIDATES);
     if ovmf.is_none() {
         problems.push(ovmf_missing_problem());
     }
 
-    match (kernel_dir, qemu, cc, cxx, rustc, ovmf) {
-        (Some(kernel_dir), Some(_), Some(cc), Some(cxx), Some(rustc), Some(_))
+    match (kernel_dir, qemu, cc, cxx, rustc, umoci, ovmf) {
+        (Some(kernel_dir), Some(_), Some(cc), Some(cxx), Some(rustc), Some(umoci), Some(_))
             if problems.is_empty() =>
         {
             Ok(Tools {
@@ -121,6 +128,7 @@ pub fn check(kernel_dir: Option<&Path>) -> Result<Tools, MissingPrerequisites> {
                 cc,
                 cxx,
                 rustc,
+                umoci,
             })
         }
         _ => Err(MissingPrerequisites { problems }),
@@ -259,6 +267,18 @@ mod tests {
         for candidate in OVMF_CANDIDATES {
             assert!(problem.contains(candidate), "{problem}");
         }
+    }
+
+    #[test]
+    fn missing_umoci_names_the_debian_package() {
+        let mut problems = Vec::new();
+        assert!(require_tool("nanoimg-xtask-no-such-umoci", UMOCI_HINT, &mut problems).is_none());
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains("apt-get install umoci"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

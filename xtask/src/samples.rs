@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::boot::Accel;
 use crate::prereq::{MissingPrerequisites, Tools};
-use crate::{endings, expect, gevulot, guestfs, portfwd, volume};
+use crate::{endings, expect, gevulot, guestfs, portfwd, sysroot, volume};
 
 /// A sample source file, embedded into the xtask binary.
 struct Source {
@@ -44,6 +44,8 @@ const SOURCES: &[Source] = &[
     source!("exit_code.c"),
     source!("portfwd.c"),
     source!("looper.c"),
+    source!("dlopen.c"),
+    source!("hello_plugin.c"),
 ];
 
 /// How a sample is turned into an x86-64 Linux ELF executable.
@@ -84,6 +86,14 @@ pub enum Scenario {
     PortForward,
     /// Never ends; `nanoimg run --timeout` must stop it (see [`crate::endings`]).
     Timeout,
+    /// The [`Scenario::Hello`] program built with `--target-root` naming the
+    /// run's umoci image (see [`crate::sysroot`]): the interpreter and
+    /// libraries must be packed from the image's unpacked root.
+    Sysroot,
+    /// `dlopen()`s `libhello_plugin.so`, which only the image has; the
+    /// config's `Libraries` packs it, and `nanoimg deps` without that field
+    /// must hint at it (see [`crate::sysroot`]).
+    Dlopen,
 }
 
 /// Which image a case builds and which firmware boots it.
@@ -129,6 +139,8 @@ pub struct Sample {
 /// `data-volume` on `nanoimg volume create`, a label in `Mounts` and
 /// `nanoimg extract` of a raw volume; `exit-code`, `port-forward` and
 /// `timeout` on `nanoimg run`'s `debug_exit` status, `-p` and `--timeout`.
+/// `sysroot-c`, `sysroot-rust` and `dlopen-libraries` take their libraries
+/// from a container image made with umoci (`--target-root LAYOUT:TAG`).
 /// `static-c` runs without `--accel`, so it goes through `nanoimg run`'s
 /// choice of KVM and its fallback to TCG.
 pub const SAMPLES: &[Sample] = &[
@@ -250,6 +262,33 @@ pub const SAMPLES: &[Sample] = &[
         image_boot: ImageBoot::Bios,
         accel: Accel::Tcg,
     },
+    Sample {
+        case: "sysroot-c",
+        program: "hello_sysroot_c",
+        source_file: "hello_dynamic.c",
+        build: Build::DynamicC,
+        scenario: Scenario::Sysroot,
+        image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
+    },
+    Sample {
+        case: "sysroot-rust",
+        program: "hello_sysroot_rust",
+        source_file: "hello_rust.rs",
+        build: Build::DynamicRust,
+        scenario: Scenario::Sysroot,
+        image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
+    },
+    Sample {
+        case: "dlopen-libraries",
+        program: "dlopen_plugin",
+        source_file: "dlopen.c",
+        build: Build::DynamicC,
+        scenario: Scenario::Dlopen,
+        image_boot: ImageBoot::Bios,
+        accel: Accel::Tcg,
+    },
 ];
 
 /// Writes every embedded sample source into `dir`.
@@ -273,7 +312,34 @@ impl Sample {
             Scenario::ExitCode => endings::exit_code_lines(),
             Scenario::PortForward => portfwd::expected_lines(),
             Scenario::Timeout => endings::timeout_lines(),
+            Scenario::Sysroot => expect::expected_lines(self.program, self.case),
+            Scenario::Dlopen => vec![
+                format!("argv[0]={}", self.program),
+                "plugin:plugin-says-hi".to_owned(),
+                expect::DONE_MARKER.to_owned(),
+            ],
         }
+    }
+
+    /// Whether the case builds against the run's sysroot image.
+    pub fn uses_image(&self) -> bool {
+        matches!(self.scenario, Scenario::Sysroot | Scenario::Dlopen)
+    }
+
+    /// Files a build against the image must report as packed from the
+    /// image's root (empty for the cases that do not use it).
+    pub fn image_libraries(&self) -> Vec<&'static str> {
+        if !self.uses_image() {
+            return Vec::new();
+        }
+        let mut names = vec!["ld-linux-x86-64.so.2", "libc.so.6"];
+        if self.build == Build::DynamicRust {
+            names.push("libgcc_s.so.1");
+        }
+        if self.scenario == Scenario::Dlopen {
+            names.push(sysroot::PLUGIN_LIBRARY);
+        }
+        names
     }
 
     /// The exit status `nanoimg run` must end with.
@@ -397,6 +463,7 @@ mod tests {
             cc: PathBuf::from("cc"),
             cxx: PathBuf::from("c++"),
             rustc: PathBuf::from("rustc"),
+            umoci: PathBuf::from("umoci"),
         }
     }
 
@@ -552,6 +619,46 @@ mod tests {
             let default = sample.case == "static-c";
             assert_eq!(sample.accel == Accel::Default, default, "{}", sample.case);
         }
+    }
+
+    #[test]
+    fn image_cases_are_dynamic_builds_of_the_samples() {
+        assert_eq!(
+            command_line("sysroot-c"),
+            ["cc", "-O2", "-o", "hello_sysroot_c", "hello_dynamic.c"]
+        );
+        assert_eq!(
+            command_line("sysroot-rust"),
+            ["rustc", "-O", "-o", "hello_sysroot_rust", "hello_rust.rs"]
+        );
+        assert_eq!(
+            command_line("dlopen-libraries"),
+            ["cc", "-O2", "-o", "dlopen_plugin", "dlopen.c"]
+        );
+        for sample in SAMPLES {
+            let image = ["sysroot-c", "sysroot-rust", "dlopen-libraries"].contains(&sample.case);
+            assert_eq!(sample.uses_image(), image, "{}", sample.case);
+            assert_eq!(
+                !sample.image_libraries().is_empty(),
+                image,
+                "{}",
+                sample.case
+            );
+        }
+        assert!(sample("sysroot-rust")
+            .image_libraries()
+            .contains(&"libgcc_s.so.1"));
+        assert!(sample("dlopen-libraries")
+            .image_libraries()
+            .contains(&"libhello_plugin.so"));
+        assert_eq!(
+            sample("dlopen-libraries").expected_lines(),
+            [
+                "argv[0]=dlopen_plugin",
+                "plugin:plugin-says-hi",
+                "HELLO-DONE"
+            ]
+        );
     }
 
     #[test]
