@@ -16,6 +16,11 @@ pub enum EncodeError {
     /// Nesting deeper than [`MAX_DEPTH`].
     #[error("values nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// A `..` key whose value is a tuple: the kernel's parent link, which readers (Nanos's
+    /// and nanoimg's [`crate::Decoder`]) leave out of the tree, so it cannot be written as
+    /// content.
+    #[error("a \"..\" key with a tuple value cannot be encoded (it is the kernel's parent link)")]
+    ParentLink,
 }
 
 /// Writes values in the TFS v5 encoding, sharing one symbol dictionary across everything it
@@ -109,6 +114,9 @@ impl Encoder {
     fn tuple_at(&mut self, t: &Tuple, depth: usize) -> Result<(), EncodeError> {
         if depth >= MAX_DEPTH {
             return Err(EncodeError::TooDeep);
+        }
+        if matches!(t.get(&b".."[..]), Some(Value::Tuple(_))) {
+            return Err(EncodeError::ParentLink);
         }
         self.begin_tuple(t.len());
         for (k, v) in t {
