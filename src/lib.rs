@@ -141,6 +141,8 @@ pub struct BuildOptions {
     /// `--from-image IMAGE`: `program` is a path inside this container image, which is also
     /// the target root unless one is given.
     pub from_image: Option<String>,
+    /// `--platform`: which image to take from a container image holding several.
+    pub platform: Option<nanoimg_oci::Platform>,
     /// `--library SONAME`: added to the config's `Libraries`.
     pub libraries: Vec<String>,
     /// Also compute the SHA-256 of every file in the image for [`BuildReport::files`] (one
@@ -202,6 +204,7 @@ pub fn deps(
     target_root: Option<&Path>,
     use_ld_library_path: bool,
     libraries: &[String],
+    platform: Option<nanoimg_oci::Platform>,
 ) -> Result<DepsReport, BuildError> {
     let mut config = match config {
         Some(p) => Config::load(p)?,
@@ -216,7 +219,13 @@ pub fn deps(
         .map(|p| p.to_string_lossy().into_owned())
         .or_else(|| config.target_root.clone());
     let image_root = match spec.as_deref().filter(|s| sysroot::is_image(s)) {
-        Some(s) => Some(sysroot::open(s, &mut Lock::default(), false, false)?),
+        Some(s) => Some(sysroot::open(
+            s,
+            platform.as_ref(),
+            &mut Lock::default(),
+            false,
+            false,
+        )?),
         None => None,
     };
     let target_root = image_root.as_ref().map(|r| r.dir.as_path()).or(target_root);
@@ -456,10 +465,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         .map(|p| p.to_string_lossy().into_owned())
         .or_else(|| config.target_root.clone());
     if let Some(spec) = target_spec.as_deref().filter(|s| sysroot::is_image(s)) {
-        target_root = Some(sysroot::open(spec, &mut lock, locked, update)?.dir);
+        target_root =
+            Some(sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?.dir);
     }
     if let Some(spec) = &options.from_image {
-        let root = sysroot::open(spec, &mut lock, locked, update)?;
+        let root = sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?;
         program = sysroot::program_in(&root, &options.program)?;
         if config.program.is_none() {
             config.program = Some(options.program.to_string_lossy().into_owned());

@@ -93,6 +93,10 @@ struct Resolution {
     /// PATH:TAG picks a tag), locked by digest in nanoimg.lock.
     #[arg(long, value_name = "DIR|IMAGE")]
     target_root: Option<PathBuf>,
+    /// The platform to take from a container image that holds several (the target root's
+    /// or --from-image's) [default: linux/amd64].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<nanoimg::oci::Platform>,
     /// Also search the build host's LD_LIBRARY_PATH, after DT_RPATH, as the loader would.
     #[arg(long)]
     ld_library_path: bool,
@@ -166,6 +170,7 @@ impl BuildArgs {
             (self.uefi, "--uefi"),
             (self.resolution.target_root.is_some(), "--target-root"),
             (self.from_image.is_some(), "--from-image"),
+            (self.resolution.platform.is_some(), "--platform"),
             (!self.resolution.libraries.is_empty(), "--library"),
         ]
         .into_iter()
@@ -204,6 +209,7 @@ impl BuildArgs {
             uefi: self.uefi,
             libraries: self.resolution.libraries,
             from_image: self.from_image,
+            platform: self.resolution.platform,
             file_digests,
         }
     }
@@ -528,6 +534,7 @@ fn deps(
         resolution.target_root.as_deref(),
         resolution.ld_library_path,
         &resolution.libraries,
+        resolution.platform,
     )?;
     let info = &report.resolution.program;
     if json {

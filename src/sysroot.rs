@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nanoimg_oci::{Root, Source};
+use nanoimg_oci::{Platform, Root, Source};
 use nanoimg_release::Lock;
 
 use crate::BuildError;
@@ -26,8 +26,17 @@ pub fn is_image(spec: &str) -> bool {
 
 /// The root of the image `spec`, unpacked into the release cache's folder (or found there),
 /// after checking its manifest digest against `lock` and recording it.
-pub fn open(spec: &str, lock: &mut Lock, locked: bool, update: bool) -> Result<Root, BuildError> {
-    let source = Source::parse(spec);
+pub fn open(
+    spec: &str,
+    platform: Option<&Platform>,
+    lock: &mut Lock,
+    locked: bool,
+    update: bool,
+) -> Result<Root, BuildError> {
+    let mut source = Source::parse(spec);
+    if let Some(p) = platform {
+        source = source.with_platform(p.clone());
+    }
     let resolved = nanoimg_oci::resolve(&source).map_err(Box::new)?;
     let platform = format!(
         "{}/{}",

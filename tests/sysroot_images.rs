@@ -261,6 +261,26 @@ fn an_image_decides_the_libraries_and_is_locked_by_digest() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
+    // --platform picks among an image's platforms; this one holds only linux/amd64.
+    let (o, _) = build(
+        dir,
+        dir,
+        "g.img",
+        &[
+            prog.as_os_str(),
+            os("--target-root"),
+            os(&spec),
+            os("--platform"),
+            os("linux/arm64"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no image matches") && err.contains("linux/amd64"),
+        "{err}"
+    );
+
     // A docker-archive of the same image gives the same libraries.
     let archive = dir.join("one.tar");
     tool(
