@@ -215,9 +215,7 @@ pub fn deps(
     let ld = ld_library_path(use_ld_library_path);
     // A container image as the root: unpacked (or found) in the cache; `deps` does not
     // write the lock.
-    let spec = target_root
-        .map(|p| p.to_string_lossy().into_owned())
-        .or_else(|| config.target_root.clone());
+    let spec = sysroot::target_spec(target_root, &config);
     let image_root = match spec.as_deref().filter(|s| sysroot::is_image(s)) {
         Some(s) => Some(sysroot::open(
             s,
@@ -459,11 +457,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     );
     let mut program = options.program.clone();
     let mut target_root = options.target_root.clone();
-    let target_spec = options
-        .target_root
-        .as_ref()
-        .map(|p| p.to_string_lossy().into_owned())
-        .or_else(|| config.target_root.clone());
+    let target_spec = sysroot::target_spec(options.target_root.as_deref(), &config);
     if let Some(spec) = target_spec.as_deref().filter(|s| sysroot::is_image(s)) {
         target_root =
             Some(sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?.dir);

@@ -11,6 +11,13 @@ use nanoimg_release::Lock;
 
 use crate::BuildError;
 
+/// The target root as given: `--target-root`, else the config's `TargetRoot`.
+pub fn target_spec(explicit: Option<&Path>, config: &nanoimg_config::Config) -> Option<String> {
+    explicit
+        .map(|p| p.to_string_lossy().into_owned())
+        .or_else(|| config.target_root.clone())
+}
+
 /// Whether `spec` names a container image rather than a plain folder: a file (an archive),
 /// or a folder holding an OCI layout (`oci-layout` or `index.json`) or a docker-archive's
 /// `manifest.json`.

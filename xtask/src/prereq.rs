@@ -14,13 +14,8 @@ pub const KERNEL_DIR_ENV: &str = "NANOIMG_E2E_KERNEL_DIR";
 /// Files a Nanos release folder must contain for `nanoimg build`.
 const KERNEL_FILES: [&str; 2] = ["kernel.img", "boot.img"];
 
-/// Where distributions install the OVMF firmware as one image that works
-/// with `-bios` (Debian/Ubuntu package `ovmf` ships the first and the last).
-pub const OVMF_CANDIDATES: [&str; 3] = [
-    "/usr/share/ovmf/OVMF.fd",
-    "/usr/share/OVMF/OVMF.fd",
-    "/usr/share/qemu/OVMF.fd",
-];
+/// Where distributions install OVMF: the places `nanoimg run` itself looks.
+pub const OVMF_CANDIDATES: &[&str] = &nanoimg_run::OVMF_CANDIDATES;
 
 /// Why umoci is needed and where to get it.
 const UMOCI_HINT: &str = "the sysroot-c, sysroot-rust and dlopen-libraries cases make an OCI \
@@ -114,7 +109,7 @@ pub fn check(kernel_dir: Option<&Path>) -> Result<Tools, MissingPrerequisites> {
 
     let umoci = require_tool("umoci", UMOCI_HINT, &mut problems);
 
-    let ovmf = find_firmware(&OVMF_CANDIDATES);
+    let ovmf = find_firmware(OVMF_CANDIDATES);
     if ovmf.is_none() {
         problems.push(ovmf_missing_problem());
     }
@@ -163,10 +158,7 @@ fn check_kernel_dir(dir: &Path) -> Result<PathBuf, String> {
 
 /// The first of `candidates` that is a file.
 fn find_firmware(candidates: &[&str]) -> Option<PathBuf> {
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|candidate| candidate.is_file())
+    nanoimg_run::find_ovmf(None, candidates).ok()
 }
 
 fn ovmf_missing_problem() -> String {

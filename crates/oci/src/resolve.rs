@@ -248,15 +248,7 @@ fn resolve_oci(
             if available.is_empty() {
                 available = labels;
             }
-            return Err(OciError::NoMatch {
-                image: image.to_path_buf(),
-                wanted: wanted(source),
-                available: if available.is_empty() {
-                    "nothing".into()
-                } else {
-                    available.join(", ")
-                },
-            });
+            return Err(no_match(image, source, &available));
         }
         _ => {
             return Err(OciError::Ambiguous {
@@ -475,15 +467,7 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
     }
     let Some((entry, digest, config, platform, _)) = hits.pop() else {
         let available = if misses.is_empty() { all } else { misses };
-        return Err(OciError::NoMatch {
-            image: image.to_path_buf(),
-            wanted: wanted(source),
-            available: if available.is_empty() {
-                "nothing".into()
-            } else {
-                available.join(", ")
-            },
-        });
+        return Err(no_match(image, source, &available));
     };
     let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if entry.layers.len() > MAX_LAYERS {
@@ -531,6 +515,19 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
         layers,
         platform: platform.unwrap_or_else(|| source.platform.clone()),
     })
+}
+
+/// No image in `image` matches `source`; `available` describes what it holds.
+fn no_match(image: &Path, source: &Source, available: &[String]) -> OciError {
+    OciError::NoMatch {
+        image: image.to_path_buf(),
+        wanted: wanted(source),
+        available: if available.is_empty() {
+            "nothing".into()
+        } else {
+            available.join(", ")
+        },
+    }
 }
 
 #[cfg(test)]
