@@ -483,15 +483,53 @@ fn partitioned(boot: &[u8], root: &[u8], esp: bool, stage2_record: bool) -> Vec<
     image
 }
 
-/// The records of `tests/data/kernel-written.vol.gz`, verbatim from its log: what the real
-/// kernel wrote after a guest made folders, links, renames, unlinks and fallocations (`cargo
-/// xtask e2e`, case `guest-fs`), parent links (`..`) and all.
-fn kernel_written_records() -> Vec<Vec<u8>> {
+/// `tests/data/kernel-written.vol.gz`, unpacked (8.9 MB).
+fn kernel_written_volume() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/kernel-written.vol.gz");
     let mut volume = Vec::new();
     flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("the kernel-written vector"))
         .read_to_end(&mut volume)
         .expect("gunzip the kernel-written vector");
+    volume
+}
+
+/// The kernel-written volume as a `tfs_log_reader` seed: its first six sectors (the initial
+/// sector and the five of its log extension the kernel filled), with the extension link cut
+/// from 1024 sectors to those five (`5 1 1024` becomes `5 1 5`, the count written in two
+/// bytes as the original). Its log, every record verbatim, reads back; its file data (from
+/// sector 1025 on) is left out, so reading the tree stops at the first extent.
+fn kernel_written_log() -> Vec<u8> {
+    let volume = kernel_written_volume();
+    let mut seed = volume[..6 * SECTOR as usize].to_vec();
+    let link = [LOG_EXTENSION_LINK, 0x01, 0x88, 0x00];
+    let at: Vec<usize> = seed[..SECTOR as usize]
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == link)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        at.len(),
+        1,
+        "one link to a 1024-sector extension at sector 1"
+    );
+    seed[at[0] + 2..at[0] + 4].copy_from_slice(&[0x80, 0x05]);
+    assert!(
+        volume[6 * SECTOR as usize..1025 * SECTOR as usize]
+            .iter()
+            .all(|&b| b == 0),
+        "the kernel's log fits the six sectors kept"
+    );
+    let fs = Tfs::open(Cursor::new(&seed[..]), 0, seed.len() as u64).expect("the cut log reads");
+    assert_eq!(fs.log_extensions(), &[(0, 1), (1, 5)]);
+    seed
+}
+
+/// The records of `tests/data/kernel-written.vol.gz`, verbatim from its log: what the real
+/// kernel wrote after a guest made folders, links, renames, unlinks and fallocations (`cargo
+/// xtask e2e`, case `guest-fs`), parent links (`..`) and all.
+fn kernel_written_records() -> Vec<Vec<u8>> {
+    let volume = kernel_written_volume();
     let sector = SECTOR as usize;
     let mut records = Vec::new();
     let mut pending: Option<(u64, Vec<u8>)> = None;
@@ -596,6 +634,7 @@ fn main() {
         "kernel_link",
         &nanoimg_fuzz::join_records(links.iter().map(Vec::as_slice)),
     );
+    write(&tfs_dir, "kernel_written", &kernel_written_log());
     let kernel = kernel_written_records();
     write(
         &tuple_dir,

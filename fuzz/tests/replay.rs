@@ -117,6 +117,15 @@ fn valid_volume_seeds_read_back() {
     assert_eq!(f["/d/f"], b"kkk");
     assert_eq!(f["/e/g"], b"kkk");
 
+    // The real kernel's log (tests/data/kernel-written.vol.gz, its data left out): every
+    // record reads, parent links and all; the tree stops at the first extent, beyond the cut.
+    let v = seed("tfs_log_reader", "kernel_written");
+    let fs = open(&v);
+    assert_eq!(fs.log_extensions(), &[(0, 1), (1, 5)]);
+    let children = fs.root()[&b"children"[..]].as_tuple().unwrap();
+    assert!(children.contains_key(&b"t"[..]) && !fs.root().contains_key(&b".."[..]));
+    assert!(fs.tree().is_err());
+
     let v = seed("tfs_log_reader", "v4");
     let mut fs = open(&v);
     assert_eq!(fs.version(), 4);
