@@ -132,7 +132,9 @@ pub const ZERO_BLOCK: u64 = 4096;
 pub fn is_zero(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(16);
     // Sixteen bytes at a time; the compiler vectorises this.
-    (&mut words).all(|w| w.iter().fold(0u8, |acc, &b| acc | b) == 0)
+    words
+        .by_ref()
+        .all(|w| w.iter().fold(0u8, |acc, &b| acc | b) == 0)
         && words.remainder().iter().all(|&b| b == 0)
 }
 
