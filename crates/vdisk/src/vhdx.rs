@@ -1,42 +1,792 @@
-//! STUB — to be written.
+//! VHDX, dynamic (Hyper-V's format), written and read.
+//!
+//! Specification: Microsoft's [MS-VHDX] "Virtual Hard Disk v2 (VHDX) File Format"; what QEMU
+//! checks when it opens and checks one: QEMU's `block/vhdx.c` and `block/vhdx.h`. Checksums
+//! are CRC-32C (Castagnoli), from the `crc32c` crate.
+//!
+//! # What the writer stores
+//!
+//! | file offset | what |
+//! |---|---|
+//! | 0 | file identifier: `"vhdxfile"`, creator `"nanoimg"` in UTF-16LE |
+//! | 64 KiB, 128 KiB | the two headers, sequence numbers 1 and 2, otherwise identical |
+//! | 192 KiB, 256 KiB | the two identical region tables: BAT and metadata, both required |
+//! | 1 MiB | the log, 1 MiB, never written (a hole): the log GUID is zero, so it is empty |
+//! | 2 MiB | the BAT, its length rounded up to a MiB |
+//! | then | the metadata region, 1 MiB: the table, and the items from 64 KiB in |
+//! | then | payload blocks, 1 MiB each and 1 MiB-aligned, in increasing virtual offset |
+//!
+//! This is the layout `qemu-img create -f vhdx` uses (log, then BAT, then metadata), with the
+//! payload right after the metadata instead of after 5 MiB of slack.
+//!
+//! * Block size 1 MiB (the smallest allowed, so holes cost little); logical sector size 512;
+//!   physical sector size 4096 (Hyper-V's default for a new VHDX); LeaveBlocksAllocated 0,
+//!   HasParent 0. Chunk ratio 2²³ × 512 / 1 MiB = 4096: every 4097th BAT entry is a sector
+//!   bitmap entry, SB_BLOCK_NOT_PRESENT (0) as a non-differencing file requires.
+//! * A 1 MiB block of the raw image is stored iff it holds a non-zero byte (a partial last
+//!   block is padded with zeros): its BAT entry is PAYLOAD_BLOCK_FULLY_PRESENT (6) with its
+//!   offset. Every other block is PAYLOAD_BLOCK_ZERO (2) with offset 0: the specification
+//!   leaves a PAYLOAD_BLOCK_NOT_PRESENT block's contents undefined in a dynamic file, while
+//!   ZERO defines them as zeros (qemu-img's default, `block_state_zero=on`, does the same).
+//! * Virtual disk size: the raw image's length rounded up to a multiple of 512 (VHDX requires
+//!   a whole number of logical sectors; nanoimg's images already are); at most 64 TiB.
+//! * Metadata items and their flags as QEMU writes them: File Parameters (required), Virtual
+//!   Disk Size, Page 83 Data (the virtual disk ID), Logical and Physical Sector Size
+//!   (required, virtual disk).
+//! * Identifiers: FileWriteGuid, DataWriteGuid and the virtual disk ID (Page 83 Data) are
+//!   each the first 16 bytes of SHA-256(label ‖ raw SHA-256), with the labels
+//!   `"nanoimg vhdx file-write-guid"`, `"nanoimg vhdx data-write-guid"` and
+//!   `"nanoimg vhdx virtual-disk-id"`; those 16 bytes are the GUID as stored (Data1-Data3
+//!   little-endian), with byte 7 = `0x4?` and byte 8 = `0b10??????` so that it reads as an
+//!   RFC 4122 version 4 GUID. LogGuid is zero. The format has no timestamps.
+//!
+//! Memory: one 1 MiB pending block and 8 bytes for each stored block (8 bytes per MiB of
+//! virtual size at most); the BAT is written 1 MiB at a time at [`Sink::finish`].
+//!
+//! # Reading
+//!
+//! [`VhdxReader`] takes the current header (valid checksum, signature and version, the higher
+//! sequence number; equal numbers only if both headers are the same), refuses a non-empty log
+//! (replaying it is not supported: its reason says so), reads region table 1 (or 2 if 1 is
+//! damaged), the metadata and the BAT, validating every offset, length, flag and state
+//! against the file and the specification. Differencing files are refused.
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::qcow2::BlockBuffer;
+use crate::vhd::derived_id;
 use crate::{Format, Sink, VdiskError, VirtualDisk};
 
+const KIB64: u64 = 64 * 1024;
+const MIB: u64 = 1 << 20;
+const BLOCK: u64 = MIB;
+const LOGICAL_SECTOR: u64 = 512;
+const PHYSICAL_SECTOR: u32 = 4096;
+/// The largest virtual disk: 64 TiB.
+pub const MAX_SIZE: u64 = 64 << 40;
+/// Sectors covered by one sector bitmap block (2²³).
+const SECTORS_PER_BITMAP: u64 = 1 << 23;
+
+const HEADER1: u64 = KIB64;
+const HEADER2: u64 = 2 * KIB64;
+const REGION1: u64 = 3 * KIB64;
+const REGION2: u64 = 4 * KIB64;
+const LOG_OFFSET: u64 = MIB;
+const LOG_LENGTH: u64 = MIB;
+const BAT_OFFSET: u64 = 2 * MIB;
+const METADATA_LENGTH: u64 = MIB;
+const HEADER_SIZE: usize = 4096;
+
+const PAYLOAD_NOT_PRESENT: u64 = 0;
+const PAYLOAD_UNDEFINED: u64 = 1;
+const PAYLOAD_ZERO: u64 = 2;
+const PAYLOAD_UNMAPPED: u64 = 3;
+const PAYLOAD_FULLY_PRESENT: u64 = 6;
+const PAYLOAD_PARTIALLY_PRESENT: u64 = 7;
+const SB_NOT_PRESENT: u64 = 0;
+
+/// A GUID as VHDX stores it: Data1, Data2, Data3 little-endian, Data4 as is.
+const fn guid(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> [u8; 16] {
+    let a = d1.to_le_bytes();
+    let b = d2.to_le_bytes();
+    let c = d3.to_le_bytes();
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d4[0], d4[1], d4[2], d4[3], d4[4], d4[5],
+        d4[6], d4[7],
+    ]
+}
+
+const BAT_GUID: [u8; 16] = guid(
+    0x2dc2_7766,
+    0xf623,
+    0x4200,
+    [0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08],
+);
+const METADATA_GUID: [u8; 16] = guid(
+    0x8b7c_a206,
+    0x4790,
+    0x4b9a,
+    [0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e],
+);
+const FILE_PARAMETERS: [u8; 16] = guid(
+    0xcaa1_6737,
+    0xfa36,
+    0x4d43,
+    [0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7, 0x6b],
+);
+const VIRTUAL_DISK_SIZE: [u8; 16] = guid(
+    0x2fa5_4224,
+    0xcd1b,
+    0x4876,
+    [0xb2, 0x11, 0x5d, 0xbe, 0xd8, 0x3b, 0xf4, 0xb8],
+);
+const PAGE83: [u8; 16] = guid(
+    0xbeca_12ab,
+    0xb2e6,
+    0x4523,
+    [0x93, 0xef, 0xc3, 0x09, 0xe0, 0x00, 0xc7, 0x46],
+);
+const LOGICAL_SECTOR_SIZE: [u8; 16] = guid(
+    0x8141_bf1d,
+    0xa96f,
+    0x4709,
+    [0xba, 0x47, 0xf2, 0x33, 0xa8, 0xfa, 0xab, 0x5f],
+);
+const PHYSICAL_SECTOR_SIZE: [u8; 16] = guid(
+    0xcda3_48c7,
+    0x445d,
+    0x4471,
+    [0x9c, 0xc9, 0xe9, 0x88, 0x52, 0x51, 0xc5, 0x56],
+);
+const PARENT_LOCATOR: [u8; 16] = guid(
+    0xa8d3_5f2d,
+    0xb30b,
+    0x454d,
+    [0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c],
+);
+
+const META_IS_VIRTUAL_DISK: u32 = 2;
+const META_IS_REQUIRED: u32 = 4;
+
+/// A GUID derived from the raw image's SHA-256 (see the module documentation).
+fn derived_guid(label: &str, raw_sha256: &[u8; 32]) -> [u8; 16] {
+    let mut g = derived_id(label, raw_sha256);
+    g[7] = (g[7] & 0x0f) | 0x40;
+    g[8] = (g[8] & 0x3f) | 0x80;
+    g
+}
+
+/// `buf` with its CRC-32C written at `at` (computed with the field zero).
+fn set_checksum(buf: &mut [u8], at: usize) {
+    buf[at..at + 4].fill(0);
+    let c = crc32c::crc32c(buf);
+    buf[at..at + 4].copy_from_slice(&c.to_le_bytes());
+}
+
+fn checksum_ok(buf: &[u8], at: usize) -> bool {
+    let stored = le32(buf, at);
+    let mut copy = buf.to_vec();
+    copy[at..at + 4].fill(0);
+    crc32c::crc32c(&copy) == stored
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+/// The geometry of a VHDX of `virtual_size` bytes with 1 MiB blocks and 512-byte sectors.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    data_blocks: u64,
+    bat_entries: u64,
+    bat_length: u64,
+    metadata_offset: u64,
+    data_offset: u64,
+}
+
+/// Entries in the BAT of a non-differencing file.
+fn bat_entries(data_blocks: u64, chunk_ratio: u64) -> u64 {
+    if data_blocks == 0 {
+        0
+    } else {
+        data_blocks + (data_blocks - 1) / chunk_ratio
+    }
+}
+
+impl Layout {
+    fn new(virtual_size: u64) -> Layout {
+        let data_blocks = virtual_size.div_ceil(BLOCK);
+        let chunk_ratio = SECTORS_PER_BITMAP * LOGICAL_SECTOR / BLOCK;
+        let bat_entries = bat_entries(data_blocks, chunk_ratio);
+        let bat_length = (bat_entries * 8).div_ceil(MIB).max(1) * MIB;
+        let metadata_offset = BAT_OFFSET + bat_length;
+        Layout {
+            data_blocks,
+            bat_entries,
+            bat_length,
+            metadata_offset,
+            data_offset: metadata_offset + METADATA_LENGTH,
+        }
+    }
+}
+
+/// Writes a dynamic VHDX (see the module documentation).
 #[derive(Debug)]
-pub struct VhdxWriter {}
+pub struct VhdxWriter {
+    out: File,
+    raw_size: u64,
+    layout: Layout,
+    blocks: BlockBuffer,
+    /// The virtual block stored in payload slot `i`, increasing.
+    stored: Vec<u64>,
+}
+
+/// The VHDX virtual size for a raw image of `len` bytes: `len` rounded up to 512.
+pub fn virtual_size(len: u64) -> io::Result<u64> {
+    len.checked_next_multiple_of(LOGICAL_SECTOR)
+        .filter(|&s| s <= MAX_SIZE)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{len} bytes is larger than a VHDX can be (64 TiB)"),
+            )
+        })
+}
 
 impl VhdxWriter {
-    pub fn new(_out: File, _virtual_size: u64) -> io::Result<VhdxWriter> {
-        Err(io::Error::other("not written yet"))
+    pub fn new(out: File, virtual_size: u64) -> io::Result<VhdxWriter> {
+        let size = self::virtual_size(virtual_size)?;
+        Ok(VhdxWriter {
+            out,
+            raw_size: virtual_size,
+            layout: Layout::new(size),
+            blocks: BlockBuffer::new(BLOCK, virtual_size),
+            stored: Vec::new(),
+        })
+    }
+
+    fn store(
+        out: &File,
+        layout: &Layout,
+        list: &mut Vec<u64>,
+        index: u64,
+        block: &[u8],
+    ) -> io::Result<()> {
+        let at = layout.data_offset + list.len() as u64 * BLOCK;
+        out.write_all_at(block, at)?;
+        list.push(index);
+        Ok(())
     }
 }
 
 impl Sink for VhdxWriter {
-    fn write_at(&mut self, _offset: u64, _data: &[u8]) -> io::Result<()> {
-        Err(io::Error::other("not written yet"))
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let (out, layout, list) = (&self.out, &self.layout, &mut self.stored);
+        self.blocks.write(offset, data, |i, b| {
+            VhdxWriter::store(out, layout, list, i, b)
+        })
     }
-    fn finish(self: Box<Self>, _len: u64, _raw_sha256: &[u8; 32]) -> io::Result<()> {
-        Err(io::Error::other("not written yet"))
+
+    fn finish(mut self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()> {
+        if len != self.raw_size {
+            return Err(io::Error::other(format!(
+                "internal error: VHDX writer made for {} bytes, finished at {len}",
+                self.raw_size
+            )));
+        }
+        {
+            let (out, layout, list) = (&self.out, &self.layout, &mut self.stored);
+            self.blocks
+                .flush(|i, b| VhdxWriter::store(out, layout, list, i, b))?;
+        }
+        let out = &self.out;
+        let l = self.layout;
+        let size = virtual_size(len)?;
+
+        // File identifier.
+        let mut id = vec![0u8; KIB64 as usize];
+        id[0..8].copy_from_slice(b"vhdxfile");
+        for (i, u) in "nanoimg".encode_utf16().enumerate() {
+            id[8 + 2 * i..10 + 2 * i].copy_from_slice(&u.to_le_bytes());
+        }
+        out.write_all_at(&id, 0)?;
+
+        // Headers.
+        let file_write = derived_guid("nanoimg vhdx file-write-guid", raw_sha256);
+        let data_write = derived_guid("nanoimg vhdx data-write-guid", raw_sha256);
+        for (seq, at) in [(1u64, HEADER1), (2, HEADER2)] {
+            let mut h = vec![0u8; HEADER_SIZE];
+            h[0..4].copy_from_slice(b"head");
+            h[8..16].copy_from_slice(&seq.to_le_bytes());
+            h[16..32].copy_from_slice(&file_write);
+            h[32..48].copy_from_slice(&data_write);
+            // 48: LogGuid zero; 64: LogVersion 0.
+            h[66..68].copy_from_slice(&1u16.to_le_bytes());
+            h[68..72].copy_from_slice(&(LOG_LENGTH as u32).to_le_bytes());
+            h[72..80].copy_from_slice(&LOG_OFFSET.to_le_bytes());
+            set_checksum(&mut h, 4);
+            out.write_all_at(&h, at)?;
+        }
+
+        // Region tables.
+        let mut rt = vec![0u8; KIB64 as usize];
+        rt[0..4].copy_from_slice(b"regi");
+        rt[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let regions = [
+            (BAT_GUID, BAT_OFFSET, l.bat_length),
+            (METADATA_GUID, l.metadata_offset, METADATA_LENGTH),
+        ];
+        for (i, (g, off, length)) in regions.into_iter().enumerate() {
+            let e = 16 + 32 * i;
+            rt[e..e + 16].copy_from_slice(&g);
+            rt[e + 16..e + 24].copy_from_slice(&off.to_le_bytes());
+            rt[e + 24..e + 28].copy_from_slice(&(length as u32).to_le_bytes());
+            rt[e + 28..e + 32].copy_from_slice(&1u32.to_le_bytes());
+        }
+        set_checksum(&mut rt, 4);
+        out.write_all_at(&rt, REGION1)?;
+        out.write_all_at(&rt, REGION2)?;
+
+        // Metadata.
+        let page83 = derived_guid("nanoimg vhdx virtual-disk-id", raw_sha256);
+        let mut params = [0u8; 8];
+        params[0..4].copy_from_slice(&(BLOCK as u32).to_le_bytes());
+        let items: [([u8; 16], u32, Vec<u8>); 5] = [
+            (FILE_PARAMETERS, META_IS_REQUIRED, params.to_vec()),
+            (
+                VIRTUAL_DISK_SIZE,
+                META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
+                size.to_le_bytes().to_vec(),
+            ),
+            (
+                PAGE83,
+                META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
+                page83.to_vec(),
+            ),
+            (
+                LOGICAL_SECTOR_SIZE,
+                META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
+                (LOGICAL_SECTOR as u32).to_le_bytes().to_vec(),
+            ),
+            (
+                PHYSICAL_SECTOR_SIZE,
+                META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
+                PHYSICAL_SECTOR.to_le_bytes().to_vec(),
+            ),
+        ];
+        let mut md = vec![0u8; 2 * KIB64 as usize];
+        md[0..8].copy_from_slice(b"metadata");
+        md[10..12].copy_from_slice(&(items.len() as u16).to_le_bytes());
+        let mut item_at = KIB64 as usize;
+        for (i, (g, flags, value)) in items.iter().enumerate() {
+            let e = 32 + 32 * i;
+            md[e..e + 16].copy_from_slice(g);
+            md[e + 16..e + 20].copy_from_slice(&(item_at as u32).to_le_bytes());
+            md[e + 20..e + 24].copy_from_slice(&(value.len() as u32).to_le_bytes());
+            md[e + 24..e + 28].copy_from_slice(&flags.to_le_bytes());
+            md[item_at..item_at + value.len()].copy_from_slice(value);
+            item_at += value.len();
+        }
+        out.write_all_at(&md[..item_at], l.metadata_offset)?;
+
+        // The BAT, a MiB at a time.
+        let chunk_ratio = SECTORS_PER_BITMAP * LOGICAL_SECTOR / BLOCK;
+        let per_chunk = MIB / 8;
+        let mut chunk = vec![0u8; MIB as usize];
+        let mut next_stored = 0usize;
+        let mut entry = 0u64;
+        while entry < l.bat_entries {
+            let end = (entry + per_chunk).min(l.bat_entries);
+            chunk.fill(0);
+            for j in entry..end {
+                let value = if j % (chunk_ratio + 1) == chunk_ratio {
+                    SB_NOT_PRESENT
+                } else {
+                    let block = j - j / (chunk_ratio + 1);
+                    if self.stored.get(next_stored) == Some(&block) {
+                        let off = l.data_offset + next_stored as u64 * BLOCK;
+                        next_stored += 1;
+                        off | PAYLOAD_FULLY_PRESENT
+                    } else {
+                        PAYLOAD_ZERO
+                    }
+                };
+                let at = ((j - entry) * 8) as usize;
+                chunk[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            }
+            out.write_all_at(
+                &chunk[..((end - entry) * 8) as usize],
+                BAT_OFFSET + entry * 8,
+            )?;
+            entry = end;
+        }
+        debug_assert_eq!(next_stored, self.stored.len());
+        debug_assert!(l.data_blocks >= self.stored.len() as u64);
+        out.set_len(l.data_offset + self.stored.len() as u64 * BLOCK)?;
+        Ok(())
     }
 }
 
+/// Reads a dynamic (or fixed) VHDX.
 #[derive(Debug)]
-pub struct VhdxReader {}
+pub struct VhdxReader {
+    file: File,
+    size: u64,
+    block_size: u64,
+    /// For each payload block: its file offset, or 0 for zeros.
+    blocks: Vec<u64>,
+}
+
+struct Region {
+    offset: u64,
+    length: u64,
+}
 
 impl VhdxReader {
-    pub fn open(_file: File, path: &Path) -> Result<VhdxReader, VdiskError> {
-        Err(VdiskError::Bad { path: path.to_path_buf(), format: Format::Vhdx, reason: "not written yet".into() })
+    pub fn open(file: File, path: &Path) -> Result<VhdxReader, VdiskError> {
+        let bad = |reason: String| VdiskError::Bad {
+            path: path.to_path_buf(),
+            format: Format::Vhdx,
+            reason,
+        };
+        let read = |source| VdiskError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file_len = file.metadata().map_err(read)?.len();
+        if file_len < MIB {
+            return Err(bad(format!(
+                "the file is {file_len} bytes, shorter than the 1 MiB header section"
+            )));
+        }
+        let mut sig = [0u8; 8];
+        file.read_exact_at(&mut sig, 0).map_err(read)?;
+        if &sig != b"vhdxfile" {
+            return Err(bad("no \"vhdxfile\" file identifier".into()));
+        }
+
+        // The current header.
+        let mut headers = Vec::new();
+        for at in [HEADER1, HEADER2] {
+            let mut h = vec![0u8; HEADER_SIZE];
+            file.read_exact_at(&mut h, at).map_err(read)?;
+            let valid = &h[0..4] == b"head" && checksum_ok(&h, 4) && le16(&h, 66) == 1;
+            headers.push(valid.then_some(h));
+        }
+        let h = match (&headers[0], &headers[1]) {
+            (None, None) => {
+                return Err(bad(
+                    "neither header is valid (signature \"head\", version 1, CRC-32C)".into(),
+                ))
+            }
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (Some(a), Some(b)) => {
+                let (sa, sb) = (le64(a, 8), le64(b, 8));
+                if sa > sb {
+                    a
+                } else if sb > sa {
+                    b
+                } else if a == b {
+                    a
+                } else {
+                    return Err(bad(format!(
+                        "both headers have sequence number {sa} but differ"
+                    )));
+                }
+            }
+        };
+        let log_guid = &h[48..64];
+        let log_version = le16(h, 64);
+        let log_length = u64::from(le32(h, 68));
+        let log_offset = le64(h, 72);
+        if log_version != 0 {
+            return Err(bad(format!("log version {log_version} (only 0 exists)")));
+        }
+        if log_guid.iter().any(|&b| b != 0) {
+            return Err(bad(
+                "the log is not empty (non-zero log GUID): the file was not closed cleanly, and \
+                 replaying its log is not supported; let Hyper-V or `qemu-img check -r all` \
+                 replay it first"
+                    .into(),
+            ));
+        }
+        if log_offset < MIB || log_offset & (MIB - 1) != 0 || log_length & (MIB - 1) != 0 {
+            return Err(bad(format!(
+                "log at {log_offset:#x}, {log_length} bytes, is not 1 MiB-aligned past the header section"
+            )));
+        }
+        let mut used: Vec<(u64, u64, &str)> = vec![(0, MIB, "the header section")];
+        if log_length > 0 {
+            used.push((log_offset, log_length, "the log"));
+        }
+
+        // Region table 1, or 2 if 1 is damaged.
+        let mut table = None;
+        for at in [REGION1, REGION2] {
+            let mut rt = vec![0u8; KIB64 as usize];
+            file.read_exact_at(&mut rt, at).map_err(read)?;
+            if &rt[0..4] == b"regi" && checksum_ok(&rt, 4) {
+                table = Some(rt);
+                break;
+            }
+        }
+        let Some(rt) = table else {
+            return Err(bad(
+                "neither region table is valid (signature \"regi\", CRC-32C)".into(),
+            ));
+        };
+        let count = le32(&rt, 8);
+        if count > 2047 {
+            return Err(bad(format!("{count} region table entries (at most 2047)")));
+        }
+        let (mut bat, mut meta) = (None, None);
+        for i in 0..count as usize {
+            let e = &rt[16 + 32 * i..48 + 32 * i];
+            let g = &e[0..16];
+            let offset = le64(e, 16);
+            let length = u64::from(le32(e, 24));
+            let required = le32(e, 28) & 1 != 0;
+            let name = if g == BAT_GUID {
+                "the BAT region"
+            } else if g == METADATA_GUID {
+                "the metadata region"
+            } else if required {
+                return Err(bad(format!(
+                    "region table entry {i} is a required region of an unknown kind"
+                )));
+            } else {
+                "a region"
+            };
+            if offset < MIB || offset & (MIB - 1) != 0 || length == 0 || length & (MIB - 1) != 0 {
+                return Err(bad(format!(
+                    "{name} at {offset:#x}, {length} bytes, is not a non-empty 1 MiB-aligned range past the header section"
+                )));
+            }
+            if offset.checked_add(length).is_none_or(|end| end > file_len) {
+                return Err(bad(format!(
+                    "{name} at {offset:#x}, {length} bytes, is past the end of the {file_len}-byte file"
+                )));
+            }
+            if let Some((_, _, other)) = used
+                .iter()
+                .find(|(o, l, _)| offset < o + l && *o < offset + length)
+            {
+                return Err(bad(format!("{name} overlaps {other}")));
+            }
+            used.push((offset, length, name));
+            let slot = if g == BAT_GUID {
+                &mut bat
+            } else if g == METADATA_GUID {
+                &mut meta
+            } else {
+                continue;
+            };
+            if slot.is_some() {
+                return Err(bad(format!("{name} is listed twice")));
+            }
+            *slot = Some(Region { offset, length });
+        }
+        let (Some(bat), Some(meta)) = (bat, meta) else {
+            return Err(bad(
+                "the region table lacks the BAT or the metadata region".into()
+            ));
+        };
+
+        // Metadata.
+        let mut mt = vec![0u8; KIB64 as usize];
+        file.read_exact_at(&mut mt, meta.offset).map_err(read)?;
+        if &mt[0..8] != b"metadata" {
+            return Err(bad(
+                "the metadata table has no \"metadata\" signature".into()
+            ));
+        }
+        let count = le16(&mt, 10);
+        if count > 2047 {
+            return Err(bad(format!("{count} metadata entries (at most 2047)")));
+        }
+        let wanted: [(&[u8; 16], &str, u32); 6] = [
+            (&FILE_PARAMETERS, "File Parameters", 8),
+            (&VIRTUAL_DISK_SIZE, "Virtual Disk Size", 8),
+            (&PAGE83, "Page 83 Data", 16),
+            (&LOGICAL_SECTOR_SIZE, "Logical Sector Size", 4),
+            (&PHYSICAL_SECTOR_SIZE, "Physical Sector Size", 4),
+            (&PARENT_LOCATOR, "Parent Locator", 0),
+        ];
+        let mut values: [Option<Vec<u8>>; 6] = Default::default();
+        for i in 0..count as usize {
+            let e = &mt[32 + 32 * i..64 + 32 * i];
+            let offset = u64::from(le32(e, 16));
+            let length = le32(e, 20);
+            let flags = le32(e, 24);
+            let Some(k) = wanted.iter().position(|(g, _, _)| e[0..16] == g[..]) else {
+                if flags & META_IS_REQUIRED != 0 {
+                    return Err(bad(format!(
+                        "metadata entry {i} is a required item of an unknown kind"
+                    )));
+                }
+                continue;
+            };
+            let (_, name, expected) = wanted[k];
+            if k == 5 {
+                return Err(bad(
+                    "a differencing VHDX (it has a parent locator); only dynamic and fixed VHDX files are read"
+                        .into(),
+                ));
+            }
+            if values[k].is_some() {
+                return Err(bad(format!("metadata item {name} is listed twice")));
+            }
+            if length != expected {
+                return Err(bad(format!(
+                    "metadata item {name} is {length} bytes, not {expected}"
+                )));
+            }
+            if offset < KIB64 || offset + u64::from(length) > meta.length {
+                return Err(bad(format!(
+                    "metadata item {name} at {offset:#x} is not inside the metadata region past its table"
+                )));
+            }
+            let mut v = vec![0u8; length as usize];
+            file.read_exact_at(&mut v, meta.offset + offset)
+                .map_err(read)?;
+            values[k] = Some(v);
+        }
+        let mut got = Vec::new();
+        for (k, v) in values.iter().take(5).enumerate() {
+            match v {
+                Some(v) => got.push(v.as_slice()),
+                None => {
+                    return Err(bad(format!(
+                        "the required metadata item {} is missing",
+                        wanted[k].1
+                    )))
+                }
+            }
+        }
+        let block_size = u64::from(le32(got[0], 0));
+        let bits = le32(got[0], 4);
+        if bits & 2 != 0 {
+            return Err(bad(
+                "a differencing VHDX (HasParent); only dynamic and fixed VHDX files are read"
+                    .into(),
+            ));
+        }
+        if bits & !3 != 0 {
+            return Err(bad(format!(
+                "File Parameters has reserved bits set ({bits:#x})"
+            )));
+        }
+        if !block_size.is_power_of_two() || !(MIB..=256 * MIB).contains(&block_size) {
+            return Err(bad(format!(
+                "block size {block_size} is not a power of two from 1 MiB to 256 MiB"
+            )));
+        }
+        let size = le64(got[1], 0);
+        let lss = u64::from(le32(got[3], 0));
+        let pss = le32(got[4], 0);
+        if lss != 512 && lss != 4096 {
+            return Err(bad(format!("logical sector size {lss} (512 or 4096)")));
+        }
+        if pss != 512 && pss != 4096 {
+            return Err(bad(format!("physical sector size {pss} (512 or 4096)")));
+        }
+        if size & (lss - 1) != 0 || size > MAX_SIZE {
+            return Err(bad(format!(
+                "virtual disk size {size} is not a multiple of the {lss}-byte sector up to 64 TiB"
+            )));
+        }
+
+        // The BAT.
+        let chunk_ratio = SECTORS_PER_BITMAP * lss / block_size;
+        let data_blocks = size.div_ceil(block_size);
+        let entries = bat_entries(data_blocks, chunk_ratio);
+        if entries * 8 > bat.length {
+            return Err(bad(format!(
+                "the BAT region ({} bytes) is too small for {entries} entries",
+                bat.length
+            )));
+        }
+        let mut raw = vec![0u8; (entries * 8) as usize];
+        file.read_exact_at(&mut raw, bat.offset).map_err(read)?;
+        let mut blocks = Vec::with_capacity(data_blocks as usize);
+        for (j, e) in raw.chunks_exact(8).enumerate() {
+            let j = j as u64;
+            let e = le64(e, 0);
+            let state = e & 7;
+            if j % (chunk_ratio + 1) == chunk_ratio {
+                if state != SB_NOT_PRESENT {
+                    return Err(bad(format!(
+                        "sector bitmap BAT entry {j} has state {state}; a non-differencing file's must be 0"
+                    )));
+                }
+                continue;
+            }
+            let block = blocks.len() as u64;
+            match state {
+                PAYLOAD_NOT_PRESENT | PAYLOAD_UNDEFINED | PAYLOAD_ZERO | PAYLOAD_UNMAPPED => {
+                    blocks.push(0)
+                }
+                PAYLOAD_FULLY_PRESENT => {
+                    if e & 0xf_fff8 != 0 {
+                        return Err(bad(format!("BAT entry {j} has reserved bits set")));
+                    }
+                    let offset = e & !0xf_ffff;
+                    let length = block_size.min(size - block * block_size);
+                    if offset.checked_add(length).is_none_or(|end| end > file_len) {
+                        return Err(bad(format!(
+                            "BAT entry {j}: block at {offset:#x} is past the end of the {file_len}-byte file"
+                        )));
+                    }
+                    if let Some((_, _, other)) = used
+                        .iter()
+                        .find(|(o, l, _)| offset < o + l && *o < offset + block_size)
+                    {
+                        return Err(bad(format!(
+                            "BAT entry {j}: block at {offset:#x} overlaps {other}"
+                        )));
+                    }
+                    blocks.push(offset);
+                }
+                PAYLOAD_PARTIALLY_PRESENT => {
+                    return Err(bad(format!(
+                        "BAT entry {j} is partially present, which only a differencing file may be"
+                    )))
+                }
+                _ => return Err(bad(format!("BAT entry {j} has reserved state {state}"))),
+            }
+        }
+        Ok(VhdxReader {
+            file,
+            size,
+            block_size,
+            blocks,
+        })
     }
 }
 
 impl VirtualDisk for VhdxReader {
-    fn format(&self) -> Format { Format::Vhdx }
-    fn size(&self) -> u64 { 0 }
-    fn read_exact_at(&self, _buf: &mut [u8], _offset: u64) -> io::Result<()> {
-        Err(io::Error::other("not written yet"))
+    fn format(&self) -> Format {
+        Format::Vhdx
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.size)
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let mut at = offset;
+        while at < end {
+            let index = at / self.block_size;
+            let within = at % self.block_size;
+            let to = ((index + 1) * self.block_size).min(end);
+            let out = &mut buf[(at - offset) as usize..(to - offset) as usize];
+            match self.blocks.get(index as usize) {
+                Some(&0) => out.fill(0),
+                Some(&host) => self.file.read_exact_at(out, host + within)?,
+                None => return Err(io::ErrorKind::UnexpectedEof.into()),
+            }
+            at = to;
+        }
+        Ok(())
     }
 }
