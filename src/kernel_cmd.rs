@@ -3,22 +3,25 @@
 use crate::KernelCommand;
 
 pub fn kernel(command: KernelCommand) -> Result<(), nanoimg::BuildError> {
-    use nanoimg::release::{default_pin, pins, Lock, Releases};
+    use nanoimg::release::{default_pin, pins, release_name, Lock, Releases};
     match command {
-        KernelCommand::Fetch { version, fetch } => {
-            let version = version.unwrap_or_else(|| default_pin().version);
+        KernelCommand::Fetch {
+            version,
+            arch,
+            fetch,
+        } => {
+            let version = version.unwrap_or_else(|| default_pin(arch).version);
             let lock_file = nanoimg::lock_path(fetch.lock.as_deref(), None);
             let mut lock = Lock::load(&lock_file)?;
             let releases = Releases::new(nanoimg::cache()?, fetch.release_options());
-            let got = releases.get(&version, &mut lock)?;
+            let got = releases.get(&version, arch, &mut lock)?;
             lock.save(&lock_file)?;
+            let name = release_name(&version, arch);
             if got.trusted_on_first_use {
-                eprintln!(
-                    "nanoimg: Nanos {version} has no pinned SHA-256; trusting it on first use"
-                );
+                eprintln!("nanoimg: Nanos {name} has no pinned SHA-256; trusting it on first use");
             }
             println!(
-                "Nanos {version}: sha256 {} ({}), in {}",
+                "Nanos {name}: sha256 {} ({}), in {}",
                 got.locked.sha256,
                 if got.downloaded {
                     "downloaded"
@@ -31,18 +34,18 @@ pub fn kernel(command: KernelCommand) -> Result<(), nanoimg::BuildError> {
         KernelCommand::List => {
             let cache = nanoimg::cache()?;
             let lock = Lock::load(std::path::Path::new("nanoimg.lock"))?;
-            let newest = default_pin().version;
             for p in pins() {
+                let name = p.name();
                 let sha = p
                     .sha256
                     .clone()
-                    .or_else(|| lock.release(&p.version).map(|r| r.sha256.clone()))
-                    .or_else(|| cache.indexed(&p.version));
+                    .or_else(|| lock.release(&p.version, p.arch).map(|r| r.sha256.clone()))
+                    .or_else(|| cache.indexed(&name));
                 let cached = sha.as_ref().is_some_and(|s| cache.release_dir(s).is_dir());
                 println!(
-                    "{}{}  {}  sha256 {}{}",
-                    p.version,
-                    if p.version == newest {
+                    "{name}  {}{}  {}  sha256 {}{}",
+                    p.arch.ops_name(),
+                    if p.version == default_pin(p.arch).version {
                         " (default)"
                     } else {
                         ""

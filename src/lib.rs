@@ -30,6 +30,7 @@ pub use nanoimg_tuple as tuple;
 
 use nanoimg_config::{Config, ConfigError};
 use nanoimg_disk::{BootImage, BootImageError, DiskError, ImageLayout, ImageSpec};
+use nanoimg_elf::Arch;
 use nanoimg_plan::{Inputs, Plan, PlanError};
 use nanoimg_release::{
     Cache, FetchError, KernelDir, Lock, LockError, ReleaseError, ReleaseOptions, Releases,
@@ -66,27 +67,40 @@ pub fn cache() -> Result<Cache, BuildError> {
 
 /// The Nanos version a build uses: `--nanos-version`, else the config's `NanosVersion`, else
 /// the newest pin — except that a `--kernel-dir` folder has no known version ("").
-fn nanos_version(options: &KernelOptions, config: &Config) -> String {
+fn nanos_version(options: &KernelOptions, config: &Config, arch: Arch) -> String {
     options
         .nanos_version
         .clone()
         .or_else(|| config.nanos_version.clone())
         .unwrap_or_else(|| match options.kernel_dir {
             Some(_) => String::new(),
-            None => nanoimg_release::default_pin().version,
+            None => nanoimg_release::default_pin(arch).version,
         })
 }
 
-/// Finds the kernel folder for a build: `--kernel-dir`, or a pinned release from the cache or
-/// the network. Records what was used in `lock`; says on stderr when a download's SHA-256 is
-/// trusted on first use.
+/// Finds the kernel folder for a build: `--kernel-dir`, or a pinned release for `arch` from
+/// the cache or the network. Records what was used in `lock`; says on stderr when a
+/// download's SHA-256 is trusted on first use.
 pub fn kernel(
     options: &KernelOptions,
     config: &Config,
+    program: &Path,
+    arch: Arch,
     lock: &mut Lock,
 ) -> Result<KernelDir, BuildError> {
     if let Some(dir) = &options.kernel_dir {
         let k = KernelDir::open(dir)?;
+        // Before the lock is consulted: a folder of the wrong architecture is the problem
+        // to report, not that the lock recorded another one.
+        if k.arch != arch {
+            return Err(PlanError::ArchMismatch {
+                program: program.to_path_buf(),
+                program_arch: arch,
+                kernel: k.kernel,
+                kernel_arch: k.arch,
+            }
+            .into());
+        }
         nanoimg_release::lock_kernel_dir(
             &k,
             lock,
@@ -95,12 +109,13 @@ pub fn kernel(
         )?;
         return Ok(k);
     }
-    let version = nanos_version(options, config);
+    let version = nanos_version(options, config, arch);
     let releases = Releases::new(cache()?, options.release.clone());
-    let fetched = releases.get(&version, lock)?;
+    let fetched = releases.get(&version, arch, lock)?;
     if fetched.trusted_on_first_use {
         eprintln!(
-            "nanoimg: Nanos {version} has no pinned SHA-256; trusting it on first use: sha256 {} (recorded in the lock)",
+            "nanoimg: Nanos {} has no pinned SHA-256; trusting it on first use: sha256 {} (recorded in the lock)",
+            nanoimg_release::release_name(&version, arch),
             fetched.locked.sha256
         );
     }
@@ -138,6 +153,8 @@ pub struct BuildOptions {
     pub seed: Option<String>,
     /// Make a BIOS+UEFI hybrid image (as the config's `Uefi`).
     pub uefi: bool,
+    /// `--arch`: the architecture to build for; by default the program's.
+    pub arch: Option<Arch>,
     /// `--from-image IMAGE`: `program` is a path inside this container image, which is also
     /// the target root unless one is given.
     pub from_image: Option<String>,
@@ -229,8 +246,9 @@ pub fn deps(
     let target_root = image_root.as_ref().map(|r| r.dir.as_path()).or(target_root);
     let kernel = KernelDir {
         dir: PathBuf::new(),
+        arch: Arch::default(),
         kernel: PathBuf::new(),
-        boot: PathBuf::new(),
+        boot: None,
         uefi_loader: None,
         klibs: None,
     };
@@ -245,6 +263,7 @@ pub fn deps(
         ld_library_path: &ld,
         keep_mount_ids: false,
         image_name: None,
+        arch: None,
     };
     let (resolution, runtime_loads) = nanoimg_plan::resolve(&inputs, &program_path)?;
     let mut layers = std::collections::BTreeMap::new();
@@ -284,7 +303,8 @@ pub struct BuildReport {
     pub nanos_version: String,
     /// The kernel's SHA-256 is known when [`BuildOptions::file_digests`] asked for them.
     pub kernel_sha256: Option<String>,
-    pub boot_img_sha256: String,
+    /// SHA-256 of the `boot.img` used (none for aarch64).
+    pub boot_img_sha256: Option<String>,
     /// Every regular file in the image.
     pub files: Vec<ImageFile>,
 }
@@ -443,8 +463,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let lock_file = lock_path(options.kernel.lock.as_deref(), options.config.as_deref());
     let mut lock = Lock::load(&lock_file)?;
     let locked_before = lock.clone();
-    let kernel_dir = kernel(&options.kernel, &config, &mut lock)?;
-    let nanos_version = nanos_version(&options.kernel, &config);
     let cwd = std::env::current_dir().map_err(|source| BuildError::Output {
         dir: PathBuf::from("."),
         source,
@@ -472,6 +490,22 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             target_root = Some(root.dir);
         }
     }
+    // The release follows the program's architecture unless --arch says otherwise (a
+    // program that cannot be read is reported by the plan, with its path).
+    let program_arch = nanoimg_elf::inspect(&program).map(|i| i.arch).ok();
+    if let (Some(requested), Some(program_arch)) = (options.arch, program_arch) {
+        if requested != program_arch {
+            return Err(PlanError::RequestedArch {
+                program: program.clone(),
+                program_arch,
+                requested,
+            }
+            .into());
+        }
+    }
+    let arch = options.arch.or(program_arch).unwrap_or_default();
+    let kernel_dir = kernel(&options.kernel, &config, &program, arch, &mut lock)?;
+    let nanos_version = nanos_version(&options.kernel, &config, arch);
     let plan = nanoimg_plan::plan(&Inputs {
         program: &program,
         config: &config,
@@ -483,8 +517,13 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         ld_library_path: &ld,
         keep_mount_ids: options.keep_mount_ids,
         image_name: options.image_name.as_deref(),
+        arch: options.arch,
     })?;
-    let boot_image = BootImage::read(&plan.boot_image)?;
+    let boot_image = plan
+        .boot_image
+        .as_deref()
+        .map(BootImage::read)
+        .transpose()?;
 
     let seed = options.seed.clone().unwrap_or_default();
     let boot_fs = tfs::plan(&VolumeSpec {
@@ -506,7 +545,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         source,
     })?;
     let spec = ImageSpec {
-        boot_image: &boot_image,
+        boot_image: boot_image.as_ref(),
         boot_fs: &boot_fs,
         root_fs: &root_fs,
         root_free_space: plan.root_free_space,
@@ -549,10 +588,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         .iter()
         .find(|f| f.filesystem == "boot" && f.path == "/kernel")
         .and_then(|f| f.sha256.clone());
-    let boot_img_sha256 = {
+    let boot_img_sha256 = boot_image.as_ref().map(|b| {
         use sha2::Digest;
-        hex(&sha2::Sha256::digest(boot_image.bytes()))
-    };
+        hex(&sha2::Sha256::digest(b.bytes()))
+    });
     Ok(BuildReport {
         output,
         layout: written.layout,

@@ -94,7 +94,7 @@ struct Resolution {
     #[arg(long, value_name = "DIR|IMAGE")]
     target_root: Option<PathBuf>,
     /// The platform to take from a container image that holds several (the target root's
-    /// or --from-image's) [default: linux/amd64].
+    /// or --from-image's) [default: linux/ARCH, ARCH from --arch, else amd64].
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<nanoimg::oci::Platform>,
     /// Also search the build host's LD_LIBRARY_PATH, after DT_RPATH, as the loader would.
@@ -142,10 +142,16 @@ struct BuildArgs {
     /// A string mixed into the derived filesystem UUIDs.
     #[arg(long, value_name = "STRING")]
     seed: Option<String>,
-    /// Make an image that boots through UEFI as well as BIOS (the config's Uefi): an EFI
-    /// System Partition with the release's bootx64.efi comes first.
+    /// Make an image that boots through UEFI (the config's Uefi): an EFI System Partition
+    /// with the release's bootx64.efi (x86_64, which still boots through BIOS too) or
+    /// bootaa64.efi (arm64) comes first.
     #[arg(long)]
     uefi: bool,
+    /// The architecture to build for, as ops spells it (amd64, arm64; also x86_64,
+    /// aarch64) [default: the program's]. Picks the release (arm64: the -virt one);
+    /// program, libraries, kernel and klibs must all be of it.
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<nanoimg::elf::Arch>,
     /// Take the program from this container image: PROGRAM is then its absolute path inside
     /// the image, which is also the target root unless one is given.
     #[arg(long, value_name = "IMAGE")]
@@ -168,6 +174,7 @@ impl BuildArgs {
             (self.uuid.is_some(), "--uuid"),
             (self.seed.is_some(), "--seed"),
             (self.uefi, "--uefi"),
+            (self.arch.is_some(), "--arch"),
             (self.resolution.target_root.is_some(), "--target-root"),
             (self.from_image.is_some(), "--from-image"),
             (self.resolution.platform.is_some(), "--platform"),
@@ -209,7 +216,14 @@ impl BuildArgs {
             uefi: self.uefi,
             libraries: self.resolution.libraries,
             from_image: self.from_image,
-            platform: self.resolution.platform,
+            // A container image's platform follows --arch unless --platform is given.
+            platform: self.resolution.platform.or_else(|| {
+                self.arch.map(|a| nanoimg::oci::Platform {
+                    architecture: a.ops_name().into(),
+                    ..Default::default()
+                })
+            }),
+            arch: self.arch,
             file_digests,
         }
     }
@@ -319,6 +333,9 @@ enum KernelCommand {
     /// in the lock.
     Fetch {
         version: Option<String>,
+        /// The architecture of the release: amd64, or arm64 for the -virt release.
+        #[arg(long, value_name = "ARCH", default_value = "amd64")]
+        arch: nanoimg::elf::Arch,
         #[command(flatten)]
         fetch: FetchArgs,
     },
@@ -504,6 +521,7 @@ fn build(
             "nanos": {
                 "version": report.nanos_version,
                 "kernel_sha256": report.kernel_sha256,
+                "arch": report.plan.arch.ops_name(),
                 "boot_img_sha256": report.boot_img_sha256,
             },
             "program": report.plan.program_path,
@@ -562,7 +580,10 @@ fn deps(
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    println!("{} ({kind} x86_64 ELF)", report.program_path);
+    println!(
+        "{} ({kind} {} ELF)",
+        report.program_path, report.resolution.program.arch
+    );
     for d in &report.resolution.dependencies {
         let why = match d.rule {
             nanoimg::elf::Rule::Interpreter => format!("PT_INTERP of {}", d.needed_by),

@@ -182,6 +182,13 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     };
 
     let facts = nanoimg::run::image_facts(&image)?;
+    let arch = facts.arch;
+    if cmd.gevulot && arch != nanoimg::run::Arch::X86_64 {
+        return Err(RunCliError::Usage(format!(
+            "{} is an {arch} image, and the Gevulot node runs x86_64 VMs (q35); run it without --gevulot (ops's local shape), sharing the workspace with --share",
+            image.display()
+        )));
+    }
     if cmd.gevulot {
         for problem in &facts.gevulot_problems {
             eprintln!(
@@ -190,6 +197,7 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         }
     }
     let mut spec = RunSpec::new(nanoimg::display_path(&image), profile);
+    spec.arch = arch;
     if let Some(m) = cmd.memory {
         spec.memory_mib = m.div_ceil(1 << 20);
     }
@@ -253,12 +261,19 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     if uefi {
         spec.firmware = Some(nanoimg::run::find_ovmf(
             cmd.firmware.as_deref(),
-            &nanoimg::run::OVMF_CANDIDATES,
+            nanoimg::run::firmware_for(arch).0,
+            arch,
         )?);
     } else if cmd.firmware.is_some() {
-        return Err(RunCliError::Usage(
-            "--firmware is the OVMF image for a UEFI boot, and this one boots through BIOS (SeaBIOS)".into(),
-        ));
+        return Err(RunCliError::Usage(match arch {
+            nanoimg::run::Arch::X86_64 => "--firmware is the OVMF image for a UEFI boot, and this one boots through BIOS (SeaBIOS)".into(),
+            _ => "--firmware is the AAVMF image for a UEFI boot, and this one boots its kernel directly (-kernel)".into(),
+        }));
+    } else if arch == nanoimg::run::Arch::Aarch64 {
+        // As ops runs an arm64 image: QEMU loads the kernel itself, taken out of the image
+        // into the cache (named by its SHA-256, so --print-command stays runnable).
+        let dir = nanoimg::cache()?.root().join("kernels");
+        spec.kernel = Some(nanoimg::run::extract_kernel(&image, &dir)?);
     }
     let forced = cmd.accel.map(|a| match a {
         AccelArg::Kvm => Accel::Kvm,
@@ -266,16 +281,16 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     });
     let path = std::env::var_os("PATH");
     if cmd.print_command {
-        let qemu = nanoimg::run::find_qemu(path.as_deref())
-            .unwrap_or_else(|_| PathBuf::from(nanoimg::run::QEMU));
-        let accel = nanoimg::run::initial_accel(forced, nanoimg::run::kvm_device()).0;
+        let qemu = nanoimg::run::find_qemu(path.as_deref(), arch)
+            .unwrap_or_else(|_| PathBuf::from(nanoimg::run::qemu_for(arch).0));
+        let accel = nanoimg::run::accel_for(forced, arch, nanoimg::run::kvm_device()).0;
         println!("{}", nanoimg::run::shell_quote(qemu.as_os_str()));
         for a in nanoimg::run::args(&spec, accel) {
             println!("{}", nanoimg::run::shell_quote(&a));
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let qemu = nanoimg::run::find_qemu(path.as_deref())?;
+    let qemu = nanoimg::run::find_qemu(path.as_deref(), arch)?;
     let outcome = nanoimg::run::run(
         &qemu,
         &spec,

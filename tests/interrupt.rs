@@ -286,7 +286,7 @@ fn an_interrupted_kernel_fetch_leaves_nothing() {
     let root = d.path();
     // A tarball of about 1 MiB, served 16 KiB every 40 ms (about 2.5 s).
     let mut noise = 0x9E37_79B9u32;
-    let kernel: Vec<u8> = (0..1_000_000)
+    let mut kernel: Vec<u8> = (0..1_000_000)
         .map(|_| {
             noise ^= noise << 13;
             noise ^= noise >> 17;
@@ -294,6 +294,8 @@ fn an_interrupted_kernel_fetch_leaves_nothing() {
             noise as u8
         })
         .collect();
+    // An x86_64 kernel's header, so that a fetch that completes would be a valid release.
+    kernel[..64].copy_from_slice(&common::fake_kernel(62, 0, 64));
     let tar = tarball::tarball(&[
         ("boot.img", &common::fake_boot_img(94)),
         ("kernel.img", &kernel),

@@ -18,7 +18,7 @@ const VERSION: &str = "9.9.2";
 fn release_tarball() -> Vec<u8> {
     tarball::tarball(&[
         ("boot.img", &common::fake_boot_img(94)),
-        ("kernel.img", &[0x4B; 100_000]),
+        ("kernel.img", &common::fake_kernel(62, 0x4B, 100_000)),
         ("klibs/tls", b"tls"),
     ])
 }
@@ -125,9 +125,15 @@ fn kernel_list_shows_the_pins_without_the_network() {
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let newest = nanoimg::release::default_pin().version;
+    use nanoimg::elf::Arch;
+    let newest = nanoimg::release::default_pin(Arch::X86_64).version;
     assert!(
-        out.contains(&format!("{newest} (default)  not cached")),
+        out.contains(&format!("\n{newest}  amd64 (default)  not cached")),
+        "{out}"
+    );
+    // The aarch64 release of each version is listed by its -virt name.
+    assert!(
+        out.contains(&format!("\n{newest}-virt  arm64 (default)  not cached")),
         "{out}"
     );
     assert_eq!(out.lines().count(), nanoimg::release::pins().len());
@@ -184,7 +190,11 @@ fn a_changed_kernel_folder_is_accepted_with_update_lock_only() {
     let recorded = std::fs::read_to_string(&lock).unwrap();
 
     // The kernel is rebuilt: a plain build names the file and the flag that accepts it.
-    std::fs::write(release.join("kernel.img"), vec![0x4C; 1_000_003]).unwrap();
+    std::fs::write(
+        release.join("kernel.img"),
+        common::fake_kernel(62, 0x4C, 1_000_003),
+    )
+    .unwrap();
     let (o, out) = build("second.img", &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
@@ -220,7 +230,7 @@ fn a_changed_kernel_folder_is_accepted_with_update_lock_only() {
     assert!(out.exists());
     let updated = std::fs::read_to_string(&lock).unwrap();
     assert_ne!(updated, recorded);
-    let new_sha: String = sha2::Sha256::digest(vec![0x4C; 1_000_003])
+    let new_sha: String = sha2::Sha256::digest(common::fake_kernel(62, 0x4C, 1_000_003))
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();

@@ -140,7 +140,7 @@ fn a_tree_of_5000_files_builds_and_reads_back() {
     write_image(
         &File::create(&out).unwrap(),
         &ImageSpec {
-            boot_image: &boot_image,
+            boot_image: Some(&boot_image),
             boot_fs: &boot_fs,
             root_fs: &root_fs,
             root_free_space: 0,

@@ -34,8 +34,21 @@ pub fn fake_boot_img(stage2_sectors: u64) -> Vec<u8> {
 pub fn fake_release(dir: &Path) -> PathBuf {
     let k = dir.join("release");
     std::fs::create_dir_all(&k).unwrap();
-    std::fs::write(k.join("kernel.img"), vec![0x4Bu8; 1_000_003]).unwrap();
+    std::fs::write(k.join("kernel.img"), fake_kernel(62, 0x4B, 1_000_003)).unwrap();
     std::fs::write(k.join("boot.img"), fake_boot_img(94)).unwrap();
+    k
+}
+
+/// A stand-in kernel of `len` bytes: an ELF64 header for `machine` (62 x86_64, 183
+/// aarch64), then `fill` bytes. nanoimg reads only its header.
+pub fn fake_kernel(machine: u16, fill: u8, len: usize) -> Vec<u8> {
+    let mut k = vec![fill; len];
+    k[..64].fill(0);
+    k[..4].copy_from_slice(b"\x7fELF");
+    k[4] = 2;
+    k[5] = 1;
+    k[6] = 1;
+    k[18..20].copy_from_slice(&machine.to_le_bytes());
     k
 }
 

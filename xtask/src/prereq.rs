@@ -158,7 +158,7 @@ fn check_kernel_dir(dir: &Path) -> Result<PathBuf, String> {
 
 /// The first of `candidates` that is a file.
 fn find_firmware(candidates: &[&str]) -> Option<PathBuf> {
-    nanoimg_run::find_ovmf(None, candidates).ok()
+    nanoimg_run::find_ovmf(None, candidates, nanoimg_run::Arch::X86_64).ok()
 }
 
 fn ovmf_missing_problem() -> String {

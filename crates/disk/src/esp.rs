@@ -129,7 +129,8 @@ impl Seek for SparseEsp {
     }
 }
 
-/// Formats an ESP in memory and stores `loader` as `\EFI\BOOT\BOOTX64.EFI`.
+/// Formats an ESP in memory and stores `loader` as `\EFI\BOOT\` and its file name in
+/// capitals (`BOOTX64.EFI`, `BOOTAA64.EFI`: the removable-media paths UEFI firmware boots).
 pub(crate) fn build_esp(loader: &Path) -> io::Result<SparseEsp> {
     let mut esp = SparseEsp::default();
     fatfs::format_volume(
@@ -145,7 +146,11 @@ pub(crate) fn build_esp(loader: &Path) -> io::Result<SparseEsp> {
     let fs = fatfs::FileSystem::new(&mut esp, fatfs::FsOptions::new().time_provider(&FIXED_TIME))?;
     {
         let boot = fs.root_dir().create_dir("EFI")?.create_dir("BOOT")?;
-        let mut f = boot.create_file("BOOTX64.EFI")?;
+        let name = loader
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_uppercase())
+            .ok_or_else(|| io::Error::other("the UEFI loader path has no file name"))?;
+        let mut f = boot.create_file(&name)?;
         let mut src = File::open(loader)?;
         io::copy(&mut src, &mut f)?;
         f.flush()?;

@@ -53,7 +53,9 @@ pub enum DiskError {
 /// The parts of a bootable image to write.
 #[derive(Clone, Copy, Debug)]
 pub struct ImageSpec<'a> {
-    pub boot_image: &'a BootImage,
+    /// The BIOS boot code (`boot.img`, x86_64). Without one (aarch64) sector 0 is all zeros
+    /// but for the partition table and `55 AA`, as ops writes it.
+    pub boot_image: Option<&'a BootImage>,
     /// The boot filesystem (`/kernel`, `/klib/*`).
     pub boot_fs: &'a PlannedVolume<'a>,
     /// The root filesystem (the program's tree and the manifest).
@@ -62,7 +64,9 @@ pub struct ImageSpec<'a> {
     pub root_free_space: u64,
     /// Smallest total image size in bytes (ops's `BaseVolumeSz`).
     pub min_image_size: u64,
-    /// The UEFI loader (`bootx64.efi`): makes a BIOS+UEFI hybrid image with an ESP first.
+    /// The UEFI loader (`bootx64.efi`, `bootaa64.efi`): adds an ESP before the boot
+    /// filesystem holding it as `\EFI\BOOT\<its name in capitals>` (a BIOS+UEFI hybrid
+    /// image on x86_64).
     pub uefi_loader: Option<&'a Path>,
 }
 
@@ -78,11 +82,11 @@ pub struct ImageLayout {
 }
 
 impl ImageLayout {
-    /// Computes the layout: boot.img, the klog gap, the 12 MiB boot filesystem, then the root
-    /// filesystem with its free space, the whole at least `min_image_size` (rounded up to a
-    /// sector).
+    /// Computes the layout: boot.img (or one sector without it), the klog gap, the 12 MiB
+    /// boot filesystem, then the root filesystem with its free space, the whole at least
+    /// `min_image_size` (rounded up to a sector).
     pub fn compute(spec: &ImageSpec) -> Result<ImageLayout, DiskError> {
-        let boot_len = spec.boot_image.bytes().len() as u64;
+        let boot_len = spec.boot_image.map_or(SECTOR, |b| b.bytes().len() as u64);
         if !boot_len.is_multiple_of(SECTOR) {
             return Err(DiskError::UnalignedBootImage(boot_len));
         }
@@ -147,7 +151,14 @@ pub fn write_image(
         ),
         None => None,
     };
-    let mut mbr = spec.boot_image.bytes()[..SECTOR as usize].to_vec();
+    let mut mbr = match spec.boot_image {
+        Some(b) => b.bytes()[..SECTOR as usize].to_vec(),
+        None => {
+            let mut m = vec![0u8; SECTOR as usize];
+            m[510..].copy_from_slice(&[0x55, 0xAA]);
+            m
+        }
+    };
     let mut entries = vec![
         PartitionEntry::new(PARTITION_TYPE_TFS, layout.boot_fs_offset, BOOT_FS_SIZE),
         PartitionEntry::new(
@@ -169,8 +180,10 @@ pub fn write_image(
     }
     let mut w = ImageWriter::new(out, file_digests).map_err(DiskError::Write)?;
     w.write(&mbr).map_err(DiskError::Write)?;
-    w.write(&spec.boot_image.bytes()[SECTOR as usize..])
-        .map_err(DiskError::Write)?;
+    if let Some(b) = spec.boot_image {
+        w.write(&b.bytes()[SECTOR as usize..])
+            .map_err(DiskError::Write)?;
+    }
     if let (Some(offset), Some(esp)) = (layout.esp_offset, &esp) {
         w.pad_to(offset).map_err(DiskError::Write)?;
         esp.emit(&mut w).map_err(DiskError::Write)?;
@@ -399,7 +412,7 @@ mod tests {
         let written = write_image(
             &out,
             &ImageSpec {
-                boot_image: &boot_image,
+                boot_image: Some(&boot_image),
                 boot_fs: &boot_fs,
                 root_fs: &root_fs,
                 root_free_space: 1 << 20,

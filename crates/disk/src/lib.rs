@@ -3,6 +3,10 @@
 //! A UEFI hybrid image puts a 33 MiB FAT32 EFI System Partition (`\EFI\BOOT\BOOTX64.EFI`)
 //! before the boot filesystem, so the same image boots through BIOS and UEFI.
 //!
+//! An aarch64 image has no BIOS boot code: sector 0 is zeros but for the partition table and
+//! `55 AA` (as ops writes it), the klog area follows at 512, and the rest is the same, with
+//! `\EFI\BOOT\BOOTAA64.EFI` in the ESP when it has one.
+//!
 //! A BIOS image is `boot.img` (stage1 in the MBR, then stage2) · a 4 KiB klog area · the
 //! 12 MiB boot filesystem holding `/kernel` · the root filesystem to the end of the disk, with
 //! MBR entries for the two filesystems (`nanos-image-format.md` §1). This crate

@@ -5,6 +5,8 @@ use object::elf;
 use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use object::{Endianness, ReadCache, ReadRef};
 
+use crate::arch::Arch;
+
 /// What kind of ELF file a program is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -22,6 +24,8 @@ pub enum ElfKind {
 /// The headers of an ELF file that matter for packaging it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElfInfo {
+    /// `e_machine`.
+    pub arch: Arch,
     pub kind: ElfKind,
     /// `e_entry`.
     pub entry: u64,
@@ -45,11 +49,11 @@ pub enum ElfError {
     },
     #[error("{path} is not an ELF file")]
     NotElf { path: PathBuf },
-    #[error("{path} is a 32-bit ELF; this kernel is x86_64 (64-bit)")]
+    #[error("{path} is a 32-bit ELF; Nanos runs 64-bit programs (x86_64 or aarch64)")]
     Class32 { path: PathBuf },
-    #[error("{path} is a big-endian ELF; this kernel is x86_64 (little-endian)")]
+    #[error("{path} is a big-endian ELF; Nanos runs little-endian programs (x86_64 or aarch64)")]
     BigEndian { path: PathBuf },
-    #[error("{path} is an {machine} ELF; this kernel is x86_64")]
+    #[error("{path} is an {machine} ELF; Nanos runs x86_64 and aarch64 programs")]
     Machine { path: PathBuf, machine: String },
     #[error("{path} is a truncated or corrupt ELF file: {reason}")]
     Corrupt { path: PathBuf, reason: String },
@@ -74,8 +78,9 @@ fn machine_name(m: u16) -> String {
     }
 }
 
-/// Checks the identification bytes: an x86_64 little-endian ELF64, or a precise error.
-pub(crate) fn check_ident(path: &Path, head: &[u8]) -> Result<(), ElfError> {
+/// Checks the identification bytes: an x86_64 or aarch64 little-endian ELF64 (its
+/// architecture), or a precise error.
+pub(crate) fn check_ident(path: &Path, head: &[u8]) -> Result<Arch, ElfError> {
     let p = || path.to_path_buf();
     if head.len() < 4 || head[..4] != elf::ELFMAG {
         return Err(ElfError::NotElf { path: p() });
@@ -92,12 +97,10 @@ pub(crate) fn check_ident(path: &Path, head: &[u8]) -> Result<(), ElfError> {
     } else {
         u16::from_le_bytes([head[18], head[19]])
     };
-    if machine != elf::EM_X86_64 && machine != 0 {
-        return Err(ElfError::Machine {
-            path: p(),
-            machine: machine_name(machine),
-        });
-    }
+    let arch = Arch::from_machine(machine).ok_or_else(|| ElfError::Machine {
+        path: p(),
+        machine: machine_name(machine),
+    })?;
     match head[EI_CLASS] {
         elf::ELFCLASS64 => {}
         elf::ELFCLASS32 => return Err(ElfError::Class32 { path: p() }),
@@ -109,7 +112,7 @@ pub(crate) fn check_ident(path: &Path, head: &[u8]) -> Result<(), ElfError> {
         }
     }
     match data {
-        elf::ELFDATA2LSB => Ok(()),
+        elf::ELFDATA2LSB => Ok(arch),
         elf::ELFDATA2MSB => Err(ElfError::BigEndian { path: p() }),
         d => Err(ElfError::Corrupt {
             path: p(),
@@ -138,11 +141,11 @@ pub fn inspect(path: &Path) -> Result<ElfInfo, ElfError> {
             path: path.to_path_buf(),
             reason: "cannot read its header".into(),
         })?;
-    check_ident(path, head)?;
-    parse(path, data)
+    let arch = check_ident(path, head)?;
+    parse(path, data, arch)
 }
 
-fn parse<'a, R: ReadRef<'a>>(path: &Path, data: R) -> Result<ElfInfo, ElfError> {
+fn parse<'a, R: ReadRef<'a>>(path: &Path, data: R, arch: Arch) -> Result<ElfInfo, ElfError> {
     let corrupt = |reason: &str| ElfError::Corrupt {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -259,6 +262,7 @@ fn parse<'a, R: ReadRef<'a>>(path: &Path, data: R) -> Result<ElfInfo, ElfError> 
         _ => return Err(corrupt(&format!("unknown ELF type {e_type}"))),
     };
     Ok(ElfInfo {
+        arch,
         kind,
         entry,
         interpreter,

@@ -7,18 +7,16 @@ use crate::root::resolve_in_root;
 const NEW_MAGIC: &[u8] = b"glibc-ld.so.cache1.1";
 const HEADER: usize = 48;
 const ENTRY: usize = 24;
-/// `FLAG_ELF_LIBC6 | FLAG_X8664_LIB64`.
-const X86_64_LIBC6: u32 = 0x0303;
-
-/// The x86_64 entries of a glibc `ld.so.cache` (new format), as (soname, path), in file
-/// order. `None` if the file is absent or not in that format.
-pub(crate) fn read_cache(root: &Path) -> Option<Vec<(String, String)>> {
+/// The entries of a glibc `ld.so.cache` (new format), as (flags, soname, path), in file
+/// order: the flags tell the architecture (`Arch::ld_cache_flags`). `None` if the file is
+/// absent or not in that format.
+pub(crate) fn read_cache(root: &Path) -> Option<Vec<(u32, String, String)>> {
     let path = resolve_in_root(root, "/etc/ld.so.cache")?;
     let bytes = std::fs::read(path).ok()?;
     parse_cache(&bytes)
 }
 
-fn parse_cache(b: &[u8]) -> Option<Vec<(String, String)>> {
+fn parse_cache(b: &[u8]) -> Option<Vec<(u32, String, String)>> {
     if !b.starts_with(NEW_MAGIC) || b.len() < HEADER {
         return None;
     }
@@ -33,11 +31,8 @@ fn parse_cache(b: &[u8]) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     for i in 0..nlibs {
         let e = HEADER.checked_add(i.checked_mul(ENTRY)?)?;
-        let flags = u32_at(e)?;
-        if flags & 0xffff != X86_64_LIBC6 {
-            continue;
-        }
-        out.push((string(u32_at(e + 4)?)?, string(u32_at(e + 8)?)?));
+        let flags = u32_at(e)? & 0xffff;
+        out.push((flags, string(u32_at(e + 4)?)?, string(u32_at(e + 8)?)?));
     }
     Some(out)
 }
@@ -111,7 +106,7 @@ mod tests {
         let strings = HEADER + 2 * ENTRY;
         let key = strings as u32;
         let val = key + 10;
-        for flags in [0x0303u32, 0x0003] {
+        for flags in [0x0303u32, 0x0a03] {
             b.extend_from_slice(&flags.to_le_bytes());
             b.extend_from_slice(&key.to_le_bytes());
             b.extend_from_slice(&val.to_le_bytes());
@@ -120,7 +115,10 @@ mod tests {
         b.extend_from_slice(b"libc.so.6\0/lib/libc.so.6\0");
         assert_eq!(
             parse_cache(&b),
-            Some(vec![("libc.so.6".into(), "/lib/libc.so.6".into())])
+            Some(vec![
+                (0x0303, "libc.so.6".into(), "/lib/libc.so.6".into()),
+                (0x0a03, "libc.so.6".into(), "/lib/libc.so.6".into())
+            ])
         );
         assert_eq!(parse_cache(b"junk"), None);
         b.truncate(HEADER + 10);

@@ -6,8 +6,8 @@
 //!
 //! - [`inspect`] reads class, byte order, machine, type, `PT_INTERP`, `DT_NEEDED`, `DT_RPATH`,
 //!   `DT_RUNPATH` and `DT_SONAME`, touching only the headers (a multi-GiB program is not read
-//!   into memory), and refuses with a precise message anything that is not an x86_64 ELF64
-//!   executable;
+//!   into memory), and refuses with a precise message anything that is not an x86_64 or aarch64 ELF64
+//!   executable, and gives its architecture ([`Arch`]: x86_64 or aarch64);
 //! - [`Resolver`] computes the dynamic closure the way the glibc loader does it inside the
 //!   guest, within a root directory (the host's `/` or a sysroot): each library is stored at
 //!   the path the loader will open, with the content of the file found there (symlinks
@@ -17,13 +17,15 @@
 //!   time, which `DT_NEEDED` does not say: sonames in their read-only data, glibc's NSS
 //!   modules and `libgcc_s.so.1` ([`runtime_refs`] reads them, bounded).
 
+mod arch;
 mod inspect;
 mod ldcache;
 mod resolve;
 mod root;
 mod runtime;
 
+pub use arch::{elf_machine, machine_of_header, Arch, UnknownArch};
 pub use inspect::{inspect, ElfError, ElfInfo, ElfKind};
-pub use resolve::{Dependency, Resolution, ResolveError, Resolver, Rule, DEFAULT_DIRS, LIBRARIES};
+pub use resolve::{Dependency, Resolution, ResolveError, Resolver, Rule, LIBRARIES};
 pub use root::resolve_in_root;
 pub use runtime::{is_soname, runtime_refs, LoadReason, RuntimeLoad, RuntimeRefs};

@@ -2,21 +2,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use crate::inspect::{check_ident, inspect, ElfError, ElfInfo};
 use crate::ldcache::{read_cache, read_conf};
 use crate::root::{normalize, resolve_in_root};
 use crate::runtime::{runtime_refs, LoadReason, RuntimeLoad, NSS_FILES, NSS_HOSTS, UNWIND};
-
-/// The directories the glibc loader searches last, for x86_64 (multiarch first, as Debian
-/// and Ubuntu build it, then the lib64 layout of other distributions).
-pub const DEFAULT_DIRS: [&str; 6] = [
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/usr/lib64",
-    "/lib",
-    "/usr/lib",
-];
 
 /// Which search rule found a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -62,18 +52,30 @@ pub struct Resolution {
 pub enum ResolveError {
     #[error(transparent)]
     Elf(#[from] ElfError),
-    #[error("program interpreter {interpreter} (PT_INTERP of {needed_by}) not found in {root}")]
+    #[error("program interpreter {interpreter} (PT_INTERP of {needed_by}, an {arch} program) not found in {root}; give --target-root (or TargetRoot) a folder or container image holding the program's {arch} libraries{}", if *arch == Arch::Aarch64 { " (Debian's libc6-arm64-cross has one at /usr/aarch64-linux-gnu)" } else { "" })]
     Interpreter {
         interpreter: String,
         needed_by: String,
         root: PathBuf,
+        arch: Arch,
     },
-    #[error("library {name} needed by {needed_by} not found; searched {}", searched.join(", "))]
+    #[error("library {name} needed by {needed_by} not found; searched {}{}", searched.join(", "), skipped_note(skipped, *arch))]
     Missing {
         name: String,
         needed_by: String,
         searched: Vec<String>,
+        /// The program's architecture.
+        arch: Arch,
+        /// Files of the right name skipped for their architecture, with it.
+        skipped: Vec<(PathBuf, Arch)>,
     },
+}
+
+fn skipped_note(skipped: &[(PathBuf, Arch)], arch: Arch) -> String {
+    skipped
+        .iter()
+        .map(|(p, a)| format!("; skipped {} ({a}, the program is {arch})", p.display()))
+        .collect()
 }
 
 /// Where `$ORIGIN` of an object points on the host.
@@ -109,7 +111,8 @@ pub const LIBRARIES: &str = "Libraries";
 pub struct Resolver {
     root: PathBuf,
     ld_library_path: Vec<String>,
-    cache: Option<Vec<(String, String)>>,
+    /// `ld.so.cache` entries: (flags, soname, path).
+    cache: Option<Vec<(u32, String, String)>>,
     conf_dirs: Vec<String>,
 }
 
@@ -166,6 +169,7 @@ impl Resolver {
                     interpreter: interp.clone(),
                     needed_by: guest_path.to_string(),
                     root: self.root.clone(),
+                    arch: info.arch,
                 })?;
             // A corrupt interpreter is an error here, not a boot failure later.
             if let Some(soname) = inspect(&host)?.soname {
@@ -267,14 +271,21 @@ impl Resolver {
         exe: &(String, Origin, ElfInfo),
     ) -> Result<(String, PathBuf, Rule, Origin), ResolveError> {
         let mut searched = Vec::new();
+        // The loader loads only objects of its own machine, and skips others.
+        let arch = obj.info.arch;
+        let mut skipped = Vec::new();
         if name.contains('/') {
-            if let Some(found) = self.candidate(&expand(name, obj), "", Rule::Path) {
+            if let Some(found) =
+                self.candidate(&mut skipped, &expand(name, obj), "", Rule::Path, arch)
+            {
                 return Ok(found);
             }
             return Err(ResolveError::Missing {
                 name: name.to_string(),
                 needed_by: obj.label.clone(),
                 searched: vec![name.to_string()],
+                arch,
+                skipped,
             });
         }
         let mut dirs: Vec<(SearchDir, Rule)> = Vec::new();
@@ -306,16 +317,18 @@ impl Resolver {
                 continue; // relative to the loader's working directory: never in a unikernel
             }
             searched.push(format!("{} ({})", normalize(&dir.guest), rule_name(rule)));
-            if let Some(found) = self.candidate(&dir, name, rule) {
+            if let Some(found) = self.candidate(&mut skipped, &dir, name, rule, arch) {
                 return Ok(found);
             }
         }
         match &self.cache {
             Some(cache) => {
                 searched.push("/etc/ld.so.cache".into());
-                for (soname, path) in cache {
-                    if soname == name {
-                        if let Some(found) = self.candidate(&rooted(path), "", Rule::LdSoCache) {
+                for (flags, soname, path) in cache {
+                    if soname == name && *flags == arch.ld_cache_flags() {
+                        if let Some(found) =
+                            self.candidate(&mut skipped, &rooted(path), "", Rule::LdSoCache, arch)
+                        {
                             return Ok(found);
                         }
                     }
@@ -324,15 +337,19 @@ impl Resolver {
             None => {
                 for dir in &self.conf_dirs {
                     searched.push(format!("{dir} (ld.so.conf)"));
-                    if let Some(found) = self.candidate(&rooted(dir), name, Rule::LdSoConf) {
+                    if let Some(found) =
+                        self.candidate(&mut skipped, &rooted(dir), name, Rule::LdSoConf, arch)
+                    {
                         return Ok(found);
                     }
                 }
             }
         }
-        for dir in DEFAULT_DIRS {
+        for dir in arch.default_dirs() {
             searched.push(dir.to_string());
-            if let Some(found) = self.candidate(&rooted(dir), name, Rule::DefaultDir) {
+            if let Some(found) =
+                self.candidate(&mut skipped, &rooted(dir), name, Rule::DefaultDir, arch)
+            {
                 return Ok(found);
             }
         }
@@ -340,16 +357,20 @@ impl Resolver {
             name: name.to_string(),
             needed_by: obj.label.clone(),
             searched,
+            arch,
+            skipped,
         })
     }
 
     /// The file `name` in `dir` (or the path `dir` itself when `name` is empty), if it
-    /// exists and is an x86_64 ELF64; the loader skips other files and keeps searching.
+    /// exists and is an ELF64 of `arch`; the loader skips other files and keeps searching.
     fn candidate(
         &self,
+        skipped: &mut Vec<(PathBuf, Arch)>,
         dir: &SearchDir,
         name: &str,
         rule: Rule,
+        arch: Arch,
     ) -> Option<(String, PathBuf, Rule, Origin)> {
         let join = |d: &str| {
             if name.is_empty() {
@@ -367,8 +388,18 @@ impl Resolver {
                 (std::fs::canonicalize(&path).ok()?, origin)
             }
         };
-        if !host.is_file() || !is_x86_64_elf64(&host) {
+        if !host.is_file() {
             return None;
+        }
+        match elf64_arch(&host) {
+            Some(a) if a == arch => {}
+            Some(a) => {
+                if !skipped.iter().any(|(p, _)| *p == host) {
+                    skipped.push((host, a));
+                }
+                return None;
+            }
+            None => return None,
         }
         Some((guest, host, rule, origin))
     }
@@ -382,8 +413,8 @@ fn expand(s: &str, obj: &Object) -> SearchDir {
     let fixed = |s: &str| {
         s.replace("${LIB}", "lib64")
             .replace("$LIB", "lib64")
-            .replace("${PLATFORM}", "x86_64")
-            .replace("$PLATFORM", "x86_64")
+            .replace("${PLATFORM}", obj.info.arch.name())
+            .replace("$PLATFORM", obj.info.arch.name())
     };
     let with_origin =
         |s: &str, origin: &str| fixed(&s.replace("${ORIGIN}", origin).replace("$ORIGIN", origin));
@@ -419,19 +450,21 @@ fn rule_name(r: Rule) -> &'static str {
     }
 }
 
-fn is_x86_64_elf64(path: &Path) -> bool {
+/// The architecture of an ELF64 file Nanos can load, if `path` is one.
+fn elf64_arch(path: &Path) -> Option<Arch> {
     let mut head = [0u8; 20];
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && check_ident(path, &head).is_ok()
+        .ok()?;
+    check_ident(path, &head).ok()
 }
 
 /// Sonames of glibc's own objects: the libraries they load at run time are reported from
 /// what the program imports (NSS modules, `libgcc_s`), not from the names in their data.
 fn is_glibc(name: &str) -> bool {
-    const GLIBC: [&str; 14] = [
+    const GLIBC: [&str; 15] = [
         "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",
         "libc.so.6",
         "libm.so.6",
         "libmvec.so.1",

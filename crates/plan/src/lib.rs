@@ -32,7 +32,7 @@ pub use host_tree::folder_tree;
 use std::path::{Path, PathBuf};
 
 use nanoimg_config::{Config, ConfigError};
-use nanoimg_elf::{Dependency, Resolution, ResolveError, Resolver, RuntimeLoad};
+use nanoimg_elf::{Arch, Dependency, Resolution, ResolveError, Resolver, RuntimeLoad};
 use nanoimg_release::KernelDir;
 use nanoimg_tfs::{Dir, FileSource, Node, TreeError};
 use nanoimg_tuple::{Tuple, Value};
@@ -64,6 +64,9 @@ pub struct Inputs<'a> {
     pub keep_mount_ids: bool,
     /// The image name (ops's `-i`), overriding the one derived from the config or program.
     pub image_name: Option<&'a str>,
+    /// The architecture asked for (`--arch`); the program, its libraries, the kernel and the
+    /// klibs must all be of it. Without it they must agree with the program.
+    pub arch: Option<Arch>,
 }
 
 /// Everything the image will contain.
@@ -75,8 +78,10 @@ pub struct Plan {
     pub root: Dir,
     /// Root tuple keys besides `children`.
     pub manifest: Tuple,
-    /// The boot.img to use.
-    pub boot_image: PathBuf,
+    /// The boot.img to use (x86_64; an aarch64 image has none).
+    pub boot_image: Option<PathBuf>,
+    /// The architecture of the program and the kernel.
+    pub arch: Arch,
     /// The UEFI loader, when a BIOS+UEFI hybrid image is asked for (`Uefi`).
     pub uefi_loader: Option<PathBuf>,
     /// The program's path in the image.
@@ -142,8 +147,32 @@ pub enum PlanError {
     MissingKlib { name: String, dir: PathBuf },
     #[error("klibs requested but no klib folder: set KlibDir or use a release with klibs/")]
     NoKlibDir,
-    #[error("a UEFI image needs the release's bootx64.efi, and {dir} has none")]
-    NoUefiLoader { dir: PathBuf },
+    #[error("a UEFI image needs the release's {loader}, and {dir} has none")]
+    NoUefiLoader { dir: PathBuf, loader: &'static str },
+    #[error("program {program} is {program_arch} but the kernel {kernel} is {kernel_arch}; use a Nanos release for {program_arch} (--arch {}, or a --kernel-dir holding one)", program_arch.ops_name())]
+    ArchMismatch {
+        program: PathBuf,
+        program_arch: Arch,
+        kernel: PathBuf,
+        kernel_arch: Arch,
+    },
+    #[error("--arch {} asks for {requested}, but program {program} is {program_arch}; build the program for {requested}, or drop --arch", requested.ops_name())]
+    RequestedArch {
+        program: PathBuf,
+        program_arch: Arch,
+        requested: Arch,
+    },
+    #[error(
+        "kernel {path} is not an x86_64 or aarch64 ELF kernel; give kernel.img of a Nanos release"
+    )]
+    KernelNotElf { path: PathBuf },
+    #[error("klib {path} is {}, but the kernel {kernel} is {kernel_arch}; use the klibs of the same release (KlibDir)", klib_arch.map_or("not an x86_64 or aarch64 ELF", Arch::name))]
+    KlibArch {
+        path: PathBuf,
+        klib_arch: Option<Arch>,
+        kernel: PathBuf,
+        kernel_arch: Arch,
+    },
     #[error("config {field}: {reason}")]
     Unsupported {
         field: &'static str,
@@ -267,6 +296,40 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     std::fs::File::open(inputs.program).map_err(program_err)?;
     let (program_path, argv0) = program_paths(inputs.program, config)?;
     let image_name = image_name(inputs, &program_path);
+    // Program, kernel (and below, libraries and klibs) must be of one architecture; say so
+    // before anything is searched for in the wrong place.
+    let program_arch = nanoimg_elf::inspect(inputs.program)
+        .map_err(ResolveError::from)?
+        .arch;
+    if let Some(requested) = inputs.arch.filter(|a| *a != program_arch) {
+        return Err(PlanError::RequestedArch {
+            program: inputs.program.to_path_buf(),
+            program_arch,
+            requested,
+        });
+    }
+    let kernel_path = config
+        .kernel
+        .as_ref()
+        .map(|k| inputs.cwd.join(k))
+        .unwrap_or_else(|| inputs.kernel.kernel.clone());
+    let kernel_arch = nanoimg_elf::elf_machine(&kernel_path)
+        .map_err(|source| PlanError::Kernel {
+            path: kernel_path.clone(),
+            source,
+        })?
+        .and_then(Arch::from_machine)
+        .ok_or_else(|| PlanError::KernelNotElf {
+            path: kernel_path.clone(),
+        })?;
+    if kernel_arch != program_arch {
+        return Err(PlanError::ArchMismatch {
+            program: inputs.program.to_path_buf(),
+            program_arch,
+            kernel: kernel_path,
+            kernel_arch,
+        });
+    }
     let config_dir = inputs
         .config_path
         .and_then(Path::parent)
@@ -339,11 +402,6 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
 
     // The boot tree: the kernel and the klibs.
     let mut boot = Dir::new();
-    let kernel_path = config
-        .kernel
-        .as_ref()
-        .map(|k| inputs.cwd.join(k))
-        .unwrap_or_else(|| inputs.kernel.kernel.clone());
     let kernel = FileSource::host(&kernel_path).map_err(|source| PlanError::Kernel {
         path: kernel_path.clone(),
         source,
@@ -365,6 +423,20 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                     dir,
                 });
             }
+            let klib_arch = nanoimg_elf::elf_machine(&host)
+                .map_err(|source| PlanError::Kernel {
+                    path: host.clone(),
+                    source,
+                })?
+                .and_then(Arch::from_machine);
+            if klib_arch != Some(kernel_arch) {
+                return Err(PlanError::KlibArch {
+                    path: host,
+                    klib_arch,
+                    kernel: kernel_path,
+                    kernel_arch,
+                });
+            }
             let source = FileSource::host(&host).map_err(|source| PlanError::Kernel {
                 path: host.clone(),
                 source,
@@ -382,14 +454,23 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
                 .clone()
                 .ok_or_else(|| PlanError::NoUefiLoader {
                     dir: inputs.kernel.dir.clone(),
+                    loader: kernel_arch.uefi_loader(),
                 })?,
         ),
     };
-    let boot_image = config
-        .boot
-        .as_ref()
-        .map(|b| inputs.cwd.join(b))
-        .unwrap_or_else(|| inputs.kernel.boot.clone());
+    // aarch64 has no BIOS boot code: `Boot` cannot apply to it.
+    let boot_image = if kernel_arch.has_bios_boot() {
+        config
+            .boot
+            .as_ref()
+            .map(|b| inputs.cwd.join(b))
+            .or_else(|| inputs.kernel.boot.clone())
+    } else {
+        if config.boot.is_some() {
+            notes.push("Boot is ignored: an aarch64 image has no BIOS boot code".into());
+        }
+        None
+    };
 
     // The manifest.
     let mut manifest = Tuple::new();
@@ -402,6 +483,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         Value::Tuple(manifest::environment(
             config,
             inputs.nanos_version,
+            kernel_arch,
             &image_name,
         )),
     );
@@ -427,6 +509,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         root,
         manifest,
         boot_image,
+        arch: kernel_arch,
         uefi_loader,
         program_path,
         root_free_space: if readonly { 0 } else { DEFAULT_FREE_SPACE },

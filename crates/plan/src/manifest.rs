@@ -1,5 +1,6 @@
 //! The manifest keys ops derives from a config (`setManifestFromConfig` and friends).
 
+use nanoimg_elf::Arch;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -16,12 +17,17 @@ fn flag() -> Value {
 /// `environment`: ops's defaults (`USER`, `PWD`, `NANOS_VERSION`, `NANOS_ARCH`, `OPS_PORT`),
 /// then the config's `Env`, which overrides them. ops's `OPS_VERSION` and `IMAGE_NAME` are
 /// left out: a tool upgrade or a rename must not change the image.
-pub(crate) fn environment(config: &Config, nanos_version: &str, image_name: &str) -> Tuple {
+pub(crate) fn environment(
+    config: &Config,
+    nanos_version: &str,
+    arch: Arch,
+    image_name: &str,
+) -> Tuple {
     let mut env = BTreeMap::new();
     env.insert("USER".to_string(), "root".to_string());
     env.insert("PWD".into(), "/".into());
     env.insert("NANOS_VERSION".into(), nanos_version.to_string());
-    env.insert("NANOS_ARCH".into(), "amd64".into());
+    env.insert("NANOS_ARCH".into(), arch.ops_name().into());
     if !config.run_config.ports.is_empty() {
         env.insert("OPS_PORT".into(), config.run_config.ports.join(","));
     }

@@ -38,10 +38,11 @@ impl Project {
         let dir = tempfile::tempdir().unwrap();
         let rel = dir.path().join("release");
         std::fs::create_dir_all(rel.join("klibs")).unwrap();
-        std::fs::write(rel.join("kernel.img"), b"kernel").unwrap();
+        // The kernel and klibs only need to be x86_64 ELF files here.
+        std::fs::write(rel.join("kernel.img"), tiny_static_elf()).unwrap();
         std::fs::write(rel.join("boot.img"), b"boot").unwrap();
         for k in ["tls", "radar", "firewall", "cloud_init", "ntp"] {
-            std::fs::write(rel.join("klibs").join(k), k).unwrap();
+            std::fs::write(rel.join("klibs").join(k), tiny_static_elf()).unwrap();
         }
         std::fs::write(dir.path().join("prover"), tiny_static_elf()).unwrap();
         let kernel = KernelDir::open(&rel).unwrap();
@@ -67,6 +68,7 @@ impl Project {
             ld_library_path: &[],
             keep_mount_ids,
             image_name: None,
+            arch: None,
         })
     }
 

@@ -29,5 +29,5 @@ pub use extract::ExtractError;
 pub use hash::sha256_file;
 pub use kernel_dir::{KernelDir, ReleaseError};
 pub use lock::{ImageLockError, Lock, LockError, LockedFiles, LockedImage, LockedRelease};
-pub use pins::{default_pin, find_pin, pins, Pin, OFFICIAL_BASE};
+pub use pins::{default_pin, find_pin, pins, release_name, Pin, OFFICIAL_BASE};
 pub use releases::{lock_kernel_dir, FetchError, Fetched, ReleaseOptions, Releases};

@@ -1,7 +1,28 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use nanoimg_elf::Arch;
 use serde::{Deserialize, Serialize};
+
+fn is_x86_64(a: &Arch) -> bool {
+    *a == Arch::X86_64
+}
+
+/// `Arch` as ops spells it (`amd64`, `arm64`).
+mod ops_arch {
+    use nanoimg_elf::Arch;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Arch, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.ops_name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arch, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// File name (relative to the release folder, e.g. `klibs/tls`) → SHA-256.
 pub type LockedFiles = BTreeMap<String, String>;
@@ -11,6 +32,10 @@ pub type LockedFiles = BTreeMap<String, String>;
 #[serde(deny_unknown_fields)]
 pub struct LockedRelease {
     pub version: String,
+    /// `arm64` for the aarch64 (`-virt`) release; absent for x86_64, so locks written before
+    /// arm64 support read the same.
+    #[serde(default, skip_serializing_if = "is_x86_64", with = "ops_arch")]
+    pub arch: Arch,
     /// The official URL of the tarball (mirrors do not change the lock).
     pub url: String,
     pub sha256: String,
@@ -51,6 +76,13 @@ pub struct Lock {
         skip_serializing_if = "Option::is_none"
     )]
     pub kernel_dir: Option<LockedDir>,
+    /// The `--kernel-dir` folder of aarch64 builds (a project may build for both).
+    #[serde(
+        default,
+        rename = "kernel-dir-arm64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kernel_dir_arm64: Option<LockedDir>,
 }
 
 /// A lock file that cannot be read or written.
@@ -121,7 +153,7 @@ impl Lock {
         let mut sorted = self.clone();
         sorted
             .releases
-            .sort_by_key(|r| crate::pins::version_key(&r.version));
+            .sort_by_key(|r| (crate::pins::version_key(&r.version), r.arch));
         let text = toml::to_string(&sorted).map_err(|e| err(std::io::Error::other(e)))?;
         let mut tmp = nanoimg_atomic::TempFile::beside(path).map_err(err)?;
         std::io::Write::write_all(tmp.as_file_mut(), format!("{HEADER}{text}").as_bytes())
@@ -139,9 +171,19 @@ impl Lock {
         Self::load(path)
     }
 
-    /// The entry for `version`.
-    pub fn release(&self, version: &str) -> Option<&LockedRelease> {
-        self.releases.iter().find(|r| r.version == version)
+    /// The `--kernel-dir` entry for `arch` (`[kernel-dir]` for x86_64, `[kernel-dir-arm64]`).
+    pub fn kernel_dir_mut(&mut self, arch: Arch) -> &mut Option<LockedDir> {
+        match arch {
+            Arch::X86_64 => &mut self.kernel_dir,
+            Arch::Aarch64 => &mut self.kernel_dir_arm64,
+        }
+    }
+
+    /// The entry for `version` on `arch`.
+    pub fn release(&self, version: &str, arch: Arch) -> Option<&LockedRelease> {
+        self.releases
+            .iter()
+            .find(|r| r.version == version && r.arch == arch)
     }
 
     /// The entry for the sysroot image named `source` on `platform`.
@@ -191,9 +233,10 @@ impl Lock {
         Ok(())
     }
 
-    /// Adds or replaces the entry for `release.version`.
+    /// Adds or replaces the entry for `release.version` on `release.arch`.
     pub fn set_release(&mut self, release: LockedRelease) {
-        self.releases.retain(|r| r.version != release.version);
+        self.releases
+            .retain(|r| !(r.version == release.version && r.arch == release.arch));
         self.releases.push(release);
     }
 }
@@ -211,6 +254,7 @@ mod tests {
         for v in ["0.1.55", "0.1.9"] {
             l.set_release(LockedRelease {
                 version: v.into(),
+                arch: Arch::X86_64,
                 url: format!("https://x/{v}"),
                 sha256: "ab".repeat(32),
                 files: [("kernel.img".to_string(), "cd".repeat(32))].into(),
@@ -220,7 +264,7 @@ mod tests {
         let back = Lock::load(&p).unwrap();
         assert_eq!(back.releases[0].version, "0.1.9");
         assert_eq!(
-            back.release("0.1.55").unwrap().files["kernel.img"],
+            back.release("0.1.55", Arch::X86_64).unwrap().files["kernel.img"],
             "cd".repeat(32)
         );
         std::fs::write(&p, "[[release]]\nversion = 1\n").unwrap();

@@ -6,7 +6,8 @@ use crate::extract::{extract, ExtractError};
 use crate::hash::sha256_file;
 use crate::kernel_dir::{KernelDir, ReleaseError};
 use crate::lock::{Lock, LockedDir, LockedFiles, LockedRelease};
-use crate::pins::{pins, Pin};
+use crate::pins::{pins, release_name, Pin};
+use nanoimg_elf::Arch;
 
 /// Largest release tarball accepted.
 const MAX_TARBALL: u64 = 1 << 30;
@@ -35,8 +36,13 @@ pub enum FetchError {
         "Nanos {version} is not pinned (pinned: {pinned}); pass --allow-unpinned to use it anyway"
     )]
     Unpinned { version: String, pinned: String },
-    #[error("Nanos {version} is not in the cache ({cache}) and --offline forbids downloading it; run `nanoimg kernel fetch {version}` where the network is reachable, or use --kernel-dir")]
-    Offline { version: String, cache: PathBuf },
+    #[error("Nanos {version} is not in the cache ({cache}) and --offline forbids downloading it; run `{fetch}` where the network is reachable, or use --kernel-dir")]
+    Offline {
+        version: String,
+        cache: PathBuf,
+        /// The command that fetches it.
+        fetch: String,
+    },
     #[error("Nanos {version} is not in {lock} and --locked forbids adding it; run without --locked once to record it")]
     NotLocked { version: String, lock: String },
     #[error("the pin of Nanos {version} says sha256 {pin} but nanoimg.lock says {lock}")]
@@ -45,10 +51,12 @@ pub enum FetchError {
         pin: String,
         lock: String,
     },
-    #[error("{source}; to build without the network use --kernel-dir DIR, a reachable --mirror URL, or `nanoimg kernel fetch {version}` beforehand")]
+    #[error("{source}; to build without the network use --kernel-dir DIR, a reachable --mirror URL, or `{fetch}` beforehand")]
     Download {
         version: String,
         source: DownloadError,
+        /// The command that fetches it.
+        fetch: String,
     },
     #[error("{url} does not hold an MD5 checksum")]
     BadMd5File { url: String },
@@ -111,6 +119,18 @@ pub struct Fetched {
     pub downloaded: bool,
     /// Whether its SHA-256 was trusted on first use (no pin or lock to check it against).
     pub trusted_on_first_use: bool,
+}
+
+/// The command line that fetches `pin`'s release.
+fn fetch_command(pin: &Pin) -> String {
+    match pin.arch {
+        Arch::X86_64 => format!("nanoimg kernel fetch {}", pin.version),
+        a => format!(
+            "nanoimg kernel fetch {} --arch {}",
+            pin.version,
+            a.ops_name()
+        ),
+    }
 }
 
 /// Finds releases in the cache or fetches them.
@@ -209,30 +229,37 @@ impl Releases {
         &self.cache
     }
 
-    /// The pin of `version`, or an unpinned one where that is allowed.
-    pub fn pin(&self, version: &str) -> Result<Pin, FetchError> {
-        if let Some(p) = self.pins.iter().find(|p| p.version == version) {
+    /// The pin of `version` for `arch`, or an unpinned one where that is allowed.
+    pub fn pin(&self, version: &str, arch: Arch) -> Result<Pin, FetchError> {
+        if let Some(p) = self
+            .pins
+            .iter()
+            .find(|p| p.version == version && p.arch == arch)
+        {
             return Ok(p.clone());
         }
         if self.options.allow_unpinned {
-            return Ok(Pin::unpinned(version));
+            return Ok(Pin::unpinned(version, arch));
         }
         Err(FetchError::Unpinned {
-            version: version.to_string(),
+            version: release_name(version, arch),
             pinned: self
                 .pins
                 .iter()
-                .map(|p| p.version.as_str())
+                .map(Pin::name)
                 .collect::<Vec<_>>()
                 .join(", "),
         })
     }
 
-    /// Makes `version` available: from the cache (re-hashed against `lock`) or downloaded
-    /// and checked; records it in `lock`.
-    pub fn get(&self, version: &str, lock: &mut Lock) -> Result<Fetched, FetchError> {
-        let pin = self.pin(version)?;
-        let locked = lock.release(version).cloned();
+    /// Makes `version` for `arch` available: from the cache (re-hashed against `lock`) or
+    /// downloaded and checked; records it in `lock`. Messages and the cache index call it by
+    /// its release name (`0.1.55`, `0.1.55-virt`).
+    pub fn get(&self, version: &str, arch: Arch, lock: &mut Lock) -> Result<Fetched, FetchError> {
+        let pin = self.pin(version, arch)?;
+        let locked = lock.release(version, arch).cloned();
+        let release = pin.name();
+        let version = release.as_str();
         if let (Some(p), Some(l)) = (&pin.sha256, &locked) {
             if !p.eq_ignore_ascii_case(&l.sha256) {
                 return Err(FetchError::PinLockConflict {
@@ -263,14 +290,15 @@ impl Releases {
                     check_cached(version, &dir, &files, &l.files)?;
                 }
                 let entry = LockedRelease {
-                    version: version.into(),
+                    version: pin.version.clone(),
+                    arch,
                     url: pin.url.clone(),
                     sha256: sha,
                     files,
                 };
                 lock.set_release(entry.clone());
                 return Ok(Fetched {
-                    kernel_dir: KernelDir::open(&dir)?,
+                    kernel_dir: KernelDir::open_for(&dir, arch, version)?,
                     locked: entry,
                     downloaded: false,
                     trusted_on_first_use: expected.is_none(),
@@ -281,6 +309,7 @@ impl Releases {
             return Err(FetchError::Offline {
                 version: version.into(),
                 cache: self.cache.root().to_path_buf(),
+                fetch: fetch_command(&pin),
             });
         }
 
@@ -292,6 +321,7 @@ impl Releases {
         let unreachable = |source| FetchError::Download {
             version: version.to_string(),
             source,
+            fetch: fetch_command(&pin),
         };
         let http = client(&self.options.http, &url).map_err(unreachable)?;
         let mut tarball =
@@ -336,7 +366,7 @@ impl Releases {
         }
         let staged = nanoimg_atomic::TempDir::in_dir(&tmp, "extract-").map_err(cache_err(&tmp))?;
         extract(tarball.path(), staged.path())?;
-        KernelDir::open(staged.path())?;
+        KernelDir::open_for(staged.path(), arch, version)?;
         let files = hash_tree(staged.path()).map_err(cache_err(staged.path()))?;
         if let Some(l) = locked.as_ref().filter(|l| !l.files.is_empty()) {
             if let Some((file, detail)) = changed_file(&files, &l.files) {
@@ -355,14 +385,15 @@ impl Releases {
             .set_index(version, &got.sha256)
             .map_err(cache_err(self.cache.root()))?;
         let entry = LockedRelease {
-            version: version.into(),
+            version: pin.version.clone(),
+            arch,
             url: pin.url.clone(),
             sha256: got.sha256,
             files,
         };
         lock.set_release(entry.clone());
         Ok(Fetched {
-            kernel_dir: KernelDir::open(&dir)?,
+            kernel_dir: KernelDir::open_for(&dir, arch, version)?,
             locked: entry,
             downloaded: true,
             trusted_on_first_use: expected.is_none(),
@@ -378,9 +409,9 @@ impl Releases {
                 let dir = self.cache.release_dir(&r.sha256);
                 let result = dir.is_dir().then(|| {
                     let files = hash_tree(&dir).map_err(cache_err(&dir))?;
-                    check_cached(&r.version, &dir, &files, &r.files)
+                    check_cached(&release_name(&r.version, r.arch), &dir, &files, &r.files)
                 });
-                (r.version.clone(), result)
+                (release_name(&r.version, r.arch), result)
             })
             .collect()
     }
@@ -402,16 +433,18 @@ pub fn lock_kernel_dir(
         Ok(())
     };
     add("kernel.img".into(), &dir.kernel)?;
-    add("boot.img".into(), &dir.boot)?;
+    if let Some(boot) = &dir.boot {
+        add("boot.img".into(), boot)?;
+    }
     if let Some(efi) = &dir.uefi_loader {
-        add("bootx64.efi".into(), efi)?;
+        add(dir.arch.uefi_loader().into(), efi)?;
     }
     if let Some(klibs) = &dir.klibs {
         for (rel, sha) in hash_tree(klibs).map_err(cache_err(klibs))? {
             files.insert(format!("klibs/{rel}"), sha);
         }
     }
-    let changed = match &lock.kernel_dir {
+    let changed = match lock.kernel_dir_mut(dir.arch) {
         Some(recorded) => changed_file(&files, &recorded.files),
         None if locked => {
             return Err(FetchError::NotLocked {
@@ -433,7 +466,7 @@ pub fn lock_kernel_dir(
             detail,
         }),
         _ => {
-            lock.kernel_dir = Some(LockedDir { files });
+            *lock.kernel_dir_mut(dir.arch) = Some(LockedDir { files });
             Ok(())
         }
     }

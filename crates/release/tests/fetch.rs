@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::TestServer;
 use md5::Digest as _;
+use nanoimg_elf::Arch;
 use nanoimg_release::{
     Cache, FetchError, HttpOptions, Lock, LockedRelease, Pin, ReleaseOptions, Releases,
 };
@@ -27,10 +28,21 @@ fn fake_boot_img() -> Vec<u8> {
     b
 }
 
+/// An ELF64 header for `machine` followed by filler: what `KernelDir` reads of a kernel.
+fn fake_kernel(machine: u16) -> Vec<u8> {
+    let mut k = vec![0x4Bu8; 200_000];
+    k[..64].fill(0);
+    k[..4].copy_from_slice(b"\x7fELF");
+    k[4] = 2;
+    k[5] = 1;
+    k[18..20].copy_from_slice(&machine.to_le_bytes());
+    k
+}
+
 fn release_tarball() -> Vec<u8> {
     tarball(&[
         ("boot.img", &fake_boot_img()),
-        ("kernel.img", &[0x4B; 200_000]),
+        ("kernel.img", &fake_kernel(62)),
         ("klibs/tls", b"tls klib"),
     ])
 }
@@ -59,6 +71,7 @@ fn serve(server: &TestServer, tar: &[u8]) {
 fn pin(server: &TestServer, sha256: Option<String>) -> Pin {
     Pin {
         version: VERSION.into(),
+        arch: Arch::X86_64,
         url: format!("{}{TARBALL}", server.base_url()),
         md5_url: format!("{}{MD5}", server.base_url()),
         sha256,
@@ -112,17 +125,14 @@ fn a_good_fetch_fills_the_cache_and_the_lock_then_works_offline() {
         pin(&server, Some(sha256(&tar))),
         ReleaseOptions::default(),
     );
-    let got = r.get(VERSION, &mut lock).unwrap();
+    let got = r.get(VERSION, Arch::X86_64, &mut lock).unwrap();
     assert!(got.downloaded && !got.trusted_on_first_use);
     assert_eq!(
         got.kernel_dir.dir,
         cache.path().join("releases").join(sha256(&tar))
     );
-    assert_eq!(
-        std::fs::read(&got.kernel_dir.kernel).unwrap(),
-        vec![0x4B; 200_000]
-    );
-    let entry = lock.release(VERSION).unwrap();
+    assert!(std::fs::read(&got.kernel_dir.kernel).unwrap() == fake_kernel(62));
+    let entry = lock.release(VERSION, Arch::X86_64).unwrap();
     assert_eq!(entry.sha256, sha256(&tar));
     assert_eq!(
         entry.files.keys().collect::<Vec<_>>(),
@@ -142,10 +152,111 @@ fn a_good_fetch_fills_the_cache_and_the_lock_then_works_offline() {
                 ..Default::default()
             },
         );
-        let again = r.get(VERSION, &mut lock).unwrap();
+        let again = r.get(VERSION, Arch::X86_64, &mut lock).unwrap();
         assert!(!again.downloaded);
         assert_eq!(again.kernel_dir.dir, got.kernel_dir.dir);
     }
+}
+
+#[test]
+fn the_arm64_release_is_the_virt_tarball_locked_and_cached_beside_the_x86_64_one() {
+    const VIRT: &str = "/9.9.1/nanos-release-linux-9.9.1-virt.tar.gz";
+    const VIRT_MD5: &str = "/9.9.1/nanos-release-linux-9.9.1-virt.md5";
+    let server = TestServer::start();
+    let tar = release_tarball();
+    serve(&server, &tar);
+    let virt = tarball(&[
+        ("bootaa64.efi", b"aa64 loader"),
+        ("kernel.img", &fake_kernel(183)),
+        ("klibs/tls", b"arm tls klib"),
+    ]);
+    server.put(VIRT, virt.clone());
+    server.put(VIRT_MD5, format!("{}\n", md5_hex(&virt)).into_bytes());
+    let cache = tempfile::tempdir().unwrap();
+    let arm_pin = Pin {
+        arch: Arch::Aarch64,
+        url: format!("{}{VIRT}", server.base_url()),
+        md5_url: format!("{}{VIRT_MD5}", server.base_url()),
+        ..pin(&server, None)
+    };
+    let r = Releases::new(
+        Cache::new(cache.path()),
+        ReleaseOptions {
+            http: quick_http(),
+            ..Default::default()
+        },
+    )
+    .with_pins(vec![pin(&server, None), arm_pin]);
+    let mut lock = Lock::default();
+    let x86 = r.get(VERSION, Arch::X86_64, &mut lock).unwrap();
+    let arm = r.get(VERSION, Arch::Aarch64, &mut lock).unwrap();
+    assert_eq!(x86.kernel_dir.arch, Arch::X86_64);
+    assert_eq!(arm.kernel_dir.arch, Arch::Aarch64);
+    assert_eq!(arm.kernel_dir.boot, None);
+    assert!(arm
+        .kernel_dir
+        .uefi_loader
+        .as_ref()
+        .unwrap()
+        .ends_with("bootaa64.efi"));
+    assert_eq!(
+        arm.kernel_dir.dir,
+        cache.path().join("releases").join(sha256(&virt))
+    );
+    assert_eq!(server.requests(VIRT), 1);
+    // One lock entry per architecture; the arm64 one says so, the x86_64 one as before.
+    assert_eq!(lock.releases.len(), 2);
+    assert_eq!(
+        lock.release(VERSION, Arch::Aarch64).unwrap().sha256,
+        sha256(&virt)
+    );
+    assert_eq!(
+        lock.release(VERSION, Arch::X86_64).unwrap().sha256,
+        sha256(&tar)
+    );
+    let d = tempfile::tempdir().unwrap();
+    let lock_file = d.path().join("nanoimg.lock");
+    lock.save(&lock_file).unwrap();
+    let text = std::fs::read_to_string(&lock_file).unwrap();
+    assert_eq!(text.matches("arch = \"arm64\"").count(), 1, "{text}");
+    assert_eq!(Lock::load(&lock_file).unwrap(), {
+        let mut sorted = lock.clone();
+        sorted.releases.sort_by_key(|r| r.arch);
+        sorted
+    });
+    // Cached and indexed under its release name; offline it is found again.
+    assert_eq!(
+        std::fs::read_to_string(cache.path().join("index/9.9.1-virt"))
+            .unwrap()
+            .trim(),
+        sha256(&virt)
+    );
+    server.stop();
+    let offline = Releases::new(
+        Cache::new(cache.path()),
+        ReleaseOptions {
+            offline: true,
+            ..Default::default()
+        },
+    )
+    .with_pins(vec![]);
+    let e = offline
+        .get(VERSION, Arch::Aarch64, &mut Lock::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("9.9.1-virt is not pinned"), "{e}");
+    let again = Releases::new(
+        Cache::new(cache.path()),
+        ReleaseOptions {
+            offline: true,
+            allow_unpinned: true,
+            ..Default::default()
+        },
+    )
+    .get(VERSION, Arch::Aarch64, &mut lock)
+    .unwrap();
+    assert!(!again.downloaded);
+    assert_eq!(again.kernel_dir.arch, Arch::Aarch64);
 }
 
 #[test]
@@ -156,10 +267,13 @@ fn without_a_pinned_hash_the_first_download_is_trusted_and_locked() {
     let cache = tempfile::tempdir().unwrap();
     let mut lock = Lock::default();
     let got = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
-        .get(VERSION, &mut lock)
+        .get(VERSION, Arch::X86_64, &mut lock)
         .unwrap();
     assert!(got.trusted_on_first_use);
-    assert_eq!(lock.release(VERSION).unwrap().sha256, sha256(&tar));
+    assert_eq!(
+        lock.release(VERSION, Arch::X86_64).unwrap().sha256,
+        sha256(&tar)
+    );
 
     // Offline, in a new cache: a clear error, and no request.
     let empty = tempfile::tempdir().unwrap();
@@ -172,7 +286,7 @@ fn without_a_pinned_hash_the_first_download_is_trusted_and_locked() {
             ..Default::default()
         },
     )
-    .get(VERSION, &mut lock)
+    .get(VERSION, Arch::X86_64, &mut lock)
     .unwrap_err();
     assert!(matches!(e, FetchError::Offline { .. }), "{e}");
     assert!(e.to_string().contains("nanoimg kernel fetch 9.9.1"), "{e}");
@@ -192,7 +306,7 @@ fn a_tarball_that_does_not_match_the_pin_or_the_lock_is_refused() {
         pin(&server, Some(wrong.clone())),
         ReleaseOptions::default(),
     )
-    .get(VERSION, &mut Lock::default())
+    .get(VERSION, Arch::X86_64, &mut Lock::default())
     .unwrap_err();
     assert!(
         matches!(&e, FetchError::Sha256Mismatch { source_of_truth: "the pin", expected, .. } if *expected == wrong),
@@ -202,6 +316,7 @@ fn a_tarball_that_does_not_match_the_pin_or_the_lock_is_refused() {
 
     let mut lock = Lock::default();
     lock.set_release(LockedRelease {
+        arch: Arch::X86_64,
         version: VERSION.into(),
         url: "https://example.invalid/x".into(),
         sha256: wrong,
@@ -209,7 +324,7 @@ fn a_tarball_that_does_not_match_the_pin_or_the_lock_is_refused() {
     });
     let before = lock.clone();
     let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
-        .get(VERSION, &mut lock)
+        .get(VERSION, Arch::X86_64, &mut lock)
         .unwrap_err();
     assert!(
         matches!(
@@ -239,7 +354,7 @@ fn a_wrong_md5_is_refused() {
     );
     let cache = tempfile::tempdir().unwrap();
     let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
-        .get(VERSION, &mut Lock::default())
+        .get(VERSION, Arch::X86_64, &mut Lock::default())
         .unwrap_err();
     assert!(matches!(e, FetchError::Md5Mismatch { .. }), "{e}");
     assert!(e.to_string().contains("the published .md5 says"), "{e}");
@@ -247,7 +362,7 @@ fn a_wrong_md5_is_refused() {
 
     server.put(MD5, b"<html>not found</html>".to_vec());
     let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
-        .get(VERSION, &mut Lock::default())
+        .get(VERSION, Arch::X86_64, &mut Lock::default())
         .unwrap_err();
     assert!(matches!(e, FetchError::BadMd5File { .. }), "{e}");
 }
@@ -261,7 +376,7 @@ fn a_truncated_download_is_retried_then_refused() {
     server.put(MD5, md5_hex(&tar).into_bytes());
     let cache = tempfile::tempdir().unwrap();
     let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
-        .get(VERSION, &mut Lock::default())
+        .get(VERSION, Arch::X86_64, &mut Lock::default())
         .unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("after 2 attempts"), "{msg}");
@@ -277,7 +392,7 @@ fn a_server_that_hangs_times_out() {
     let cache = tempfile::tempdir().unwrap();
     let start = Instant::now();
     let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
-        .get(VERSION, &mut Lock::default())
+        .get(VERSION, Arch::X86_64, &mut Lock::default())
         .unwrap_err();
     assert!(e.to_string().contains("timed out"), "{e}");
     // Two attempts of 0.5 s: well under the time a hang would take.
@@ -297,7 +412,7 @@ fn a_tarball_with_escaping_members_is_refused() {
         serve(&server, &tar);
         let cache = tempfile::tempdir().unwrap();
         let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
-            .get(VERSION, &mut Lock::default())
+            .get(VERSION, Arch::X86_64, &mut Lock::default())
             .unwrap_err();
         assert!(matches!(e, FetchError::Extract(_)), "{e}");
         assert!(e.to_string().contains(&format!("{bad:?} refused")), "{e}");
@@ -319,7 +434,7 @@ fn two_concurrent_fetches_of_the_same_release() {
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let r = releases(cache.path(), p.clone(), ReleaseOptions::default());
-                s.spawn(move || r.get(VERSION, &mut Lock::default()))
+                s.spawn(move || r.get(VERSION, Arch::X86_64, &mut Lock::default()))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -358,13 +473,13 @@ fn locked_and_unpinned_rules() {
             ..Default::default()
         },
     )
-    .get(VERSION, &mut Lock::default())
+    .get(VERSION, Arch::X86_64, &mut Lock::default())
     .unwrap_err();
     assert!(matches!(e, FetchError::NotLocked { .. }), "{e}");
     assert_eq!(server.requests(TARBALL), 0);
 
     let e = releases(cache.path(), pin(&server, None), ReleaseOptions::default())
-        .get("1.2.3", &mut Lock::default())
+        .get("1.2.3", Arch::X86_64, &mut Lock::default())
         .unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -379,7 +494,7 @@ fn a_mirror_replaces_the_official_location() {
     serve(&server, &tar);
     let cache = tempfile::tempdir().unwrap();
     // The pin points at the official location; only the mirror (loopback) is contacted.
-    let official = Pin::unpinned(VERSION);
+    let official = Pin::unpinned(VERSION, Arch::X86_64);
     let got = releases(
         cache.path(),
         official.clone(),
@@ -388,7 +503,7 @@ fn a_mirror_replaces_the_official_location() {
             ..Default::default()
         },
     )
-    .get(VERSION, &mut Lock::default())
+    .get(VERSION, Arch::X86_64, &mut Lock::default())
     .unwrap();
     assert!(got.downloaded);
     assert_eq!(
@@ -405,9 +520,9 @@ fn a_tampered_cache_entry_is_caught_against_the_lock() {
     let cache = tempfile::tempdir().unwrap();
     let mut lock = Lock::default();
     let r = releases(cache.path(), pin(&server, None), ReleaseOptions::default());
-    let got = r.get(VERSION, &mut lock).unwrap();
+    let got = r.get(VERSION, Arch::X86_64, &mut lock).unwrap();
     std::fs::write(&got.kernel_dir.kernel, b"evil kernel").unwrap();
-    let e = r.get(VERSION, &mut lock).unwrap_err();
+    let e = r.get(VERSION, Arch::X86_64, &mut lock).unwrap_err();
     assert!(
         e.to_string()
             .starts_with("Nanos 9.9.1: kernel.img in the release cache"),

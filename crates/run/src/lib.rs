@@ -6,6 +6,12 @@
 //!   `hostfwd` ports, 2 GiB); [`Profile::Gevulot`] is the Gevulot v1 node's command line
 //!   (`crates/node/src/vmm/qemu.rs` `start_vm`: the disk read-only, no NIC, the workspace
 //!   over 9p with mount tag 0, 2 vCPUs and 2048 MiB unless given).
+//! - An aarch64 image boots as ops's local run boots one (its non-x86 branch of
+//!   `qemu/qemu_unix.go`): `qemu-system-aarch64 -machine virt -machine gic-version=2 -cpu max`,
+//!   the kernel given with `-kernel` (taken out of the image's boot filesystem), the disk on
+//!   virtio-blk-pci, `-semihosting` (with `debug_exit`, QEMU then exits with the program's
+//!   code); a UEFI image boots through the AAVMF firmware instead, with `highmem=off` (AAVMF
+//!   hangs after loading Nanos with more than 1 GiB of guest memory otherwise).
 //! - [`find_qemu`] and [`find_ovmf`] find the emulator and the UEFI firmware, or say which
 //!   Debian package provides them.
 //! - [`initial_accel`] and [`kvm_failed`] decide between KVM and TCG: KVM when `/dev/kvm` is
@@ -19,7 +25,8 @@
 mod image;
 mod process;
 
-pub use image::{image_facts, ImageError, ImageFacts};
+pub use image::{extract_kernel, image_facts, ImageError, ImageFacts};
+pub use nanoimg_elf::Arch;
 pub use process::{run, Outcome, RunError};
 
 use std::ffi::{OsStr, OsString};
@@ -93,6 +100,10 @@ pub struct Share {
 pub struct RunSpec {
     pub image: PathBuf,
     pub profile: Profile,
+    /// The image's architecture (its kernel's).
+    pub arch: Arch,
+    /// aarch64 without UEFI: the kernel QEMU loads (`-kernel`), taken from the image.
+    pub kernel: Option<PathBuf>,
     /// Memory in MiB.
     pub memory_mib: u64,
     /// vCPUs (`-smp`); `None` leaves QEMU's default of one.
@@ -103,7 +114,8 @@ pub struct RunSpec {
     pub volumes: Vec<PathBuf>,
     /// Host folders shared over 9p.
     pub shares: Vec<Share>,
-    /// UEFI firmware passed with `-bios`; `None` boots through SeaBIOS.
+    /// UEFI firmware passed with `-bios` (OVMF, AAVMF); `None` boots through SeaBIOS
+    /// (x86_64) or the `-kernel` (aarch64).
     pub firmware: Option<PathBuf>,
     /// Appended as given (`nanoimg run IMAGE -- ...`).
     pub extra: Vec<OsString>,
@@ -116,11 +128,13 @@ pub const DEFAULT_MEMORY_MIB: u64 = 2048;
 pub const GEVULOT_SMP: u32 = 2;
 
 impl RunSpec {
-    /// The defaults of `profile` for `image`.
+    /// The defaults of `profile` for `image`, an x86_64 image.
     pub fn new(image: impl Into<PathBuf>, profile: Profile) -> RunSpec {
         RunSpec {
             image: image.into(),
             profile,
+            arch: Arch::X86_64,
+            kernel: None,
             memory_mib: DEFAULT_MEMORY_MIB,
             smp: (profile == Profile::Gevulot).then_some(GEVULOT_SMP),
             ports: Vec::new(),
@@ -172,6 +186,75 @@ fn virtfs(share: &Share) -> OsString {
 
 /// The QEMU arguments (without the program name) that boot `spec` with `accel`.
 pub fn args(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
+    match spec.arch {
+        Arch::X86_64 => args_x86_64(spec, accel),
+        Arch::Aarch64 => args_aarch64(spec, accel),
+    }
+}
+
+/// ops's local run of an aarch64 image (`qemu/qemu_unix.go`, its non-x86 branch), with the
+/// Gevulot profile's read-only disk and missing NIC when asked for. Further disks go on
+/// virtio-blk-pci too (ops puts them on a virtio-scsi bus the virt machine does not have).
+fn args_aarch64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    let gevulot = spec.profile == Profile::Gevulot;
+    push(&["-machine", "virt", "-machine", "gic-version=2"]);
+    if spec.firmware.is_some() {
+        push(&["-machine", "highmem=off"]);
+    }
+    if let Some(k) = &spec.kernel {
+        a.push("-kernel".into());
+        a.push(k.clone().into_os_string());
+    }
+    a.push("-drive".into());
+    a.push(drive(&spec.image, "hd0", gevulot));
+    a.extend(["-device", "virtio-blk-pci,drive=hd0"].map(OsString::from));
+    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    if let Some(n) = spec.smp {
+        push(&["-smp", &n.to_string()]);
+    }
+    push(&["-m", &format!("{}M", spec.memory_mib)]);
+    push(&["-device", "virtio-rng-pci"]);
+    if !gevulot {
+        push(&["-device", "virtio-balloon"]);
+    }
+    push(&["-accel", accel.name(), "-cpu", "max"]);
+    for share in &spec.shares {
+        a.push("-virtfs".into());
+        a.push(virtfs(share));
+    }
+    for (i, volume) in spec.volumes.iter().enumerate() {
+        let id = format!("hd{}", i + 1 + spec.shares.len());
+        a.push("-drive".into());
+        a.push(drive(volume, &id, false));
+        a.push("-device".into());
+        a.push(format!("virtio-blk-pci,drive={id}").into());
+    }
+    if gevulot {
+        a.extend(["-nic", "none"].map(OsString::from));
+    } else {
+        a.extend(["-device", "virtio-net-pci,netdev=n0"].map(OsString::from));
+        a.extend(["-netdev".into(), user_netdev(&spec.ports).into()]);
+    }
+    if let Some(fw) = &spec.firmware {
+        a.push("-bios".into());
+        a.push(fw.clone().into_os_string());
+    }
+    a.extend(["-semihosting", "-display", "none", "-serial", "stdio"].map(OsString::from));
+    a.extend(spec.extra.iter().cloned());
+    a
+}
+
+fn user_netdev(ports: &[PortForward]) -> String {
+    let mut netdev = String::from("user,id=n0");
+    for p in ports {
+        netdev.push_str(&format!(",hostfwd=tcp::{}-:{}", p.host, p.guest));
+    }
+    netdev
+}
+
+fn args_x86_64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     let gevulot = spec.profile == Profile::Gevulot;
@@ -229,11 +312,7 @@ pub fn args(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
     } else {
         // ops's user-mode network: virtio-net on the third root port, forwards on the netdev.
         a.extend(["-device", "virtio-net,bus=pci.4,addr=0x0,netdev=n0"].map(OsString::from));
-        let mut netdev = String::from("user,id=n0");
-        for p in &spec.ports {
-            netdev.push_str(&format!(",hostfwd=tcp::{}-:{}", p.host, p.guest));
-        }
-        a.extend(["-netdev".into(), netdev.into()]);
+        a.extend(["-netdev".into(), user_netdev(&spec.ports).into()]);
     }
     if let Some(fw) = &spec.firmware {
         a.push("-bios".into());
@@ -260,15 +339,45 @@ pub fn shell_quote(arg: &OsStr) -> String {
 /// The emulator for x86_64 guests.
 pub const QEMU: &str = "qemu-system-x86_64";
 
-/// Finds [`QEMU`] in `path` (a `PATH` value).
-pub fn find_qemu(path: Option<&OsStr>) -> Result<PathBuf, RunError> {
+/// The emulator for `arch` guests, and the Debian package that has it.
+pub fn qemu_for(arch: Arch) -> (&'static str, &'static str) {
+    match arch {
+        Arch::X86_64 => (QEMU, "qemu-system-x86"),
+        Arch::Aarch64 => ("qemu-system-aarch64", "qemu-system-arm"),
+    }
+}
+
+/// Finds the emulator for `arch` guests ([`qemu_for`]) in `path` (a `PATH` value).
+pub fn find_qemu(path: Option<&OsStr>, arch: Arch) -> Result<PathBuf, RunError> {
     use std::os::unix::fs::PermissionsExt;
+    let (name, package) = qemu_for(arch);
     std::env::split_paths(path.unwrap_or_default())
-        .map(|dir| dir.join(QEMU))
+        .map(|dir| dir.join(name))
         .find(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
-        .ok_or(RunError::NoQemu)
+        .ok_or(RunError::NoQemu {
+            qemu: name,
+            package,
+        })
+}
+
+/// Where distributions put the aarch64 UEFI firmware (AAVMF) in a form `-bios` takes:
+/// Debian and Ubuntu (`qemu-efi-aarch64`), Fedora and Arch (`edk2-aarch64`), QEMU's own share
+/// folder.
+pub const AAVMF_CANDIDATES: [&str; 4] = [
+    "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+    "/usr/share/edk2/aarch64/QEMU_EFI.fd",
+    "/usr/share/edk2-armvirt/aarch64/QEMU_EFI.fd",
+    "/usr/share/qemu/edk2-aarch64-code.fd",
+];
+
+/// The UEFI firmware candidates for `arch` and the Debian package that has them.
+pub fn firmware_for(arch: Arch) -> (&'static [&'static str], &'static str) {
+    match arch {
+        Arch::X86_64 => (&OVMF_CANDIDATES, "ovmf"),
+        Arch::Aarch64 => (&AAVMF_CANDIDATES, "qemu-efi-aarch64"),
+    }
 }
 
 /// Where distributions put an OVMF image that works with `-bios`: Debian and Ubuntu
@@ -284,12 +393,24 @@ pub const OVMF_CANDIDATES: [&str; 8] = [
     "/usr/share/qemu/OVMF.fd",
 ];
 
-/// The OVMF firmware: `explicit` (which must exist), else the first of `candidates`.
-pub fn find_ovmf(explicit: Option<&Path>, candidates: &[&str]) -> Result<PathBuf, RunError> {
+/// The UEFI firmware for `arch` (OVMF, AAVMF): `explicit` (which must exist), else the first
+/// of `candidates` (see [`firmware_for`]).
+pub fn find_ovmf(
+    explicit: Option<&Path>,
+    candidates: &[&str],
+    arch: Arch,
+) -> Result<PathBuf, RunError> {
+    let (known, package) = firmware_for(arch);
     match explicit {
         Some(p) if p.is_file() => Ok(p.to_path_buf()),
         Some(p) => Err(RunError::NoFirmwareFile {
             path: p.to_path_buf(),
+            name: match arch {
+                Arch::X86_64 => "OVMF",
+                Arch::Aarch64 => "AAVMF",
+            },
+            package,
+            example: known[0],
         }),
         None => candidates
             .iter()
@@ -297,6 +418,7 @@ pub fn find_ovmf(explicit: Option<&Path>, candidates: &[&str]) -> Result<PathBuf
             .find(|p| p.is_file())
             .ok_or_else(|| RunError::NoOvmf {
                 looked: candidates.join(", "),
+                package,
             }),
     }
 }
@@ -340,6 +462,33 @@ pub fn initial_accel(forced: Option<Accel>, device: KvmDevice) -> (Accel, Option
     }
 }
 
+/// The architecture of the machine nanoimg runs on, if Nanos runs on it.
+pub fn host_arch() -> Option<Arch> {
+    if cfg!(target_arch = "x86_64") {
+        Some(Arch::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(Arch::Aarch64)
+    } else {
+        None
+    }
+}
+
+/// [`initial_accel`] for a guest of `arch`: a guest of another architecture than the host's
+/// runs under TCG (KVM runs only the host's own).
+pub fn accel_for(
+    forced: Option<Accel>,
+    arch: Arch,
+    device: KvmDevice,
+) -> (Accel, Option<&'static str>) {
+    match (forced, host_arch() == Some(arch)) {
+        (None, false) => (
+            Accel::Tcg,
+            Some("the guest's architecture is not this host's, which KVM cannot run"),
+        ),
+        _ => initial_accel(forced, device),
+    }
+}
+
 /// Whether a QEMU that ended with `success == false` under KVM, before the guest printed
 /// anything, failed because of KVM (so the same boot under TCG is worth a try): its stderr
 /// names KVM, as in "failed to set MSR 0x10a" or "Could not access KVM kernel module".
@@ -355,11 +504,21 @@ pub fn kvm_failed(success: bool, console_written: bool, stderr: &str) -> Option<
 }
 
 /// How the guest's end is read from QEMU's exit status. `debug_exit` says whether the image's
-/// manifest has `debug_exit`; `qemu_said` is QEMU's own stderr.
-pub fn outcome(status: Option<i32>, debug_exit: bool, qemu_said: &str) -> Outcome {
+/// manifest has `debug_exit`; `qemu_said` is QEMU's own stderr. On x86_64 Nanos writes the
+/// code to `isa-debug-exit` (QEMU exits with `code << 1 | 1`); on aarch64 it makes a
+/// semihosting exit call (QEMU exits with the code itself).
+pub fn outcome(status: Option<i32>, debug_exit: bool, qemu_said: &str, arch: Arch) -> Outcome {
     let complained = qemu_said
         .lines()
         .any(|l| l.starts_with(QEMU) || l.starts_with("qemu-system"));
+    if arch == Arch::Aarch64 {
+        return match status {
+            Some(s) if debug_exit && !(s == 1 && complained) => Outcome::Exited(s),
+            Some(0) => Outcome::PoweredOff,
+            Some(s) => Outcome::QemuFailed(Some(s)),
+            None => Outcome::QemuFailed(None),
+        };
+    }
     match status {
         Some(0) => Outcome::PoweredOff,
         Some(s) if debug_exit && s % 2 == 1 && !(s == 1 && complained) => Outcome::Exited(s >> 1),

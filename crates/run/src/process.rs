@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{args, initial_accel, kvm_device, kvm_failed, outcome, Accel, RunSpec};
+use crate::{accel_for, args, kvm_device, kvm_failed, outcome, Accel, RunSpec};
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,15 +26,24 @@ pub enum Outcome {
 /// Why a VM could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error(
-        "{} not found in PATH; install QEMU (Debian package qemu-system-x86)",
-        crate::QEMU
-    )]
-    NoQemu,
-    #[error("no OVMF firmware for this UEFI image (looked for {looked}); install it (Debian package ovmf), give --firmware FILE, or boot through BIOS with --boot bios")]
-    NoOvmf { looked: String },
-    #[error("firmware {path} does not exist; give the OVMF image (the Debian package ovmf installs /usr/share/ovmf/OVMF.fd)")]
-    NoFirmwareFile { path: PathBuf },
+    #[error("{qemu} not found in PATH; install QEMU (Debian package {package})")]
+    NoQemu {
+        qemu: &'static str,
+        package: &'static str,
+    },
+    #[error("no UEFI firmware for this UEFI image (looked for {looked}); install it (Debian package {package}), give --firmware FILE, or boot without UEFI with --boot bios")]
+    NoOvmf {
+        looked: String,
+        package: &'static str,
+    },
+    #[error("firmware {path} does not exist; give the {name} image (the Debian package {package} installs {example})")]
+    NoFirmwareFile {
+        path: PathBuf,
+        /// OVMF or AAVMF.
+        name: &'static str,
+        package: &'static str,
+        example: &'static str,
+    },
     #[error("cannot start {qemu}: {source}")]
     Spawn {
         qemu: PathBuf,
@@ -69,7 +78,7 @@ pub fn run(
     debug_exit: bool,
     note: &mut dyn FnMut(String),
 ) -> Result<Outcome, RunError> {
-    let (mut accel, why) = initial_accel(forced, kvm_device());
+    let (mut accel, why) = accel_for(forced, spec.arch, kvm_device());
     if let Some(why) = why {
         note(format!("using TCG (slower): {why}"));
     }
@@ -97,7 +106,12 @@ pub fn run(
         if attempt.timed_out {
             return Ok(Outcome::TimedOut);
         }
-        return Ok(outcome(attempt.status, debug_exit, &attempt.stderr));
+        return Ok(outcome(
+            attempt.status,
+            debug_exit,
+            &attempt.stderr,
+            spec.arch,
+        ));
     }
 }
 

@@ -191,24 +191,124 @@ fn a_kvm_failure_before_the_guest_printed_falls_back_to_tcg() {
     );
 }
 
+/// ops's local run of an arm64 image (qemu/qemu_unix.go, its non-x86 branch): virt with
+/// GICv2, `-kernel`, the disk on virtio-blk-pci, `-semihosting`.
+#[test]
+fn an_aarch64_image_runs_in_ops_shape_with_its_kernel() {
+    let mut spec = RunSpec::new("/imgs/a.img", Profile::Ops);
+    spec.arch = Arch::Aarch64;
+    spec.kernel = Some(PathBuf::from("/cache/kernels/kernel-ab.img"));
+    spec.ports = vec!["8080".parse().unwrap()];
+    spec.volumes = vec![PathBuf::from("/v/data.vol")];
+    spec.shares = vec![Share {
+        path: PathBuf::from("/host/ws"),
+        tag: 0,
+    }];
+    assert_eq!(
+        strings(&args(&spec, Accel::Tcg)),
+        [
+            "-machine",
+            "virt",
+            "-machine",
+            "gic-version=2",
+            "-kernel",
+            "/cache/kernels/kernel-ab.img",
+            "-drive",
+            "file=/imgs/a.img,format=raw,if=none,id=hd0",
+            "-device",
+            "virtio-blk-pci,drive=hd0",
+            "-m",
+            "2048M",
+            "-device",
+            "virtio-rng-pci",
+            "-device",
+            "virtio-balloon",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-virtfs",
+            "local,path=/host/ws,mount_tag=0,security_model=none,multidevs=remap,id=hd0",
+            "-drive",
+            "file=/v/data.vol,format=raw,if=none,id=hd2",
+            "-device",
+            "virtio-blk-pci,drive=hd2",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+            "-netdev",
+            "user,id=n0,hostfwd=tcp::8080-:8080",
+            "-semihosting",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ]
+    );
+    // Through UEFI: the firmware instead of -kernel, and no high memory (AAVMF hangs
+    // after loading Nanos with it).
+    spec.kernel = None;
+    spec.firmware = Some(PathBuf::from("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"));
+    let a = strings(&args(&spec, Accel::Tcg));
+    assert_eq!(
+        a[..6],
+        [
+            "-machine",
+            "virt",
+            "-machine",
+            "gic-version=2",
+            "-machine",
+            "highmem=off"
+        ]
+    );
+    assert!(!a.contains(&"-kernel".to_string()));
+    let bios = a.iter().position(|x| x == "-bios").unwrap();
+    assert_eq!(a[bios + 1], "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd");
+    // A foreign guest never starts under KVM.
+    if host_arch() == Some(Arch::X86_64) {
+        assert_eq!(
+            accel_for(None, Arch::Aarch64, KvmDevice::Usable).0,
+            Accel::Tcg
+        );
+        assert_eq!(
+            accel_for(None, Arch::X86_64, KvmDevice::Usable).0,
+            Accel::Kvm
+        );
+    }
+}
+
 #[test]
 fn the_exit_status_tells_the_programs_code_only_with_debug_exit() {
-    assert_eq!(outcome(Some(0), true, ""), Outcome::PoweredOff);
-    assert_eq!(outcome(Some(0), false, ""), Outcome::PoweredOff);
+    let x86 = |s, d, said| outcome(s, d, said, Arch::X86_64);
+    assert_eq!(x86(Some(0), true, ""), Outcome::PoweredOff);
+    assert_eq!(x86(Some(0), false, ""), Outcome::PoweredOff);
     // isa-debug-exit: QEMU exits with code << 1 | 1.
-    assert_eq!(outcome(Some(7), true, ""), Outcome::Exited(3));
-    assert_eq!(outcome(Some(1), true, ""), Outcome::Exited(0));
-    assert_eq!(outcome(Some(7), false, ""), Outcome::QemuFailed(Some(7)));
+    assert_eq!(x86(Some(7), true, ""), Outcome::Exited(3));
+    assert_eq!(x86(Some(1), true, ""), Outcome::Exited(0));
+    assert_eq!(x86(Some(7), false, ""), Outcome::QemuFailed(Some(7)));
     // QEMU's own failure (exit 1 with a complaint) is not "the program exited 0".
     assert_eq!(
-        outcome(
+        x86(
             Some(1),
             true,
             "qemu-system-x86_64: -drive x: Could not open\n"
         ),
         Outcome::QemuFailed(Some(1))
     );
-    assert_eq!(outcome(None, true, ""), Outcome::QemuFailed(None));
+    assert_eq!(x86(None, true, ""), Outcome::QemuFailed(None));
+    // aarch64: a semihosting exit, QEMU exits with the code itself.
+    let arm = |s, d, said| outcome(s, d, said, Arch::Aarch64);
+    assert_eq!(arm(Some(3), true, ""), Outcome::Exited(3));
+    assert_eq!(arm(Some(0), true, ""), Outcome::Exited(0));
+    assert_eq!(arm(Some(0), false, ""), Outcome::PoweredOff);
+    assert_eq!(arm(Some(3), false, ""), Outcome::QemuFailed(Some(3)));
+    assert_eq!(
+        arm(
+            Some(1),
+            true,
+            "qemu-system-aarch64: -drive x: Could not open\n"
+        ),
+        Outcome::QemuFailed(Some(1))
+    );
 }
 
 #[test]
@@ -225,30 +325,43 @@ fn arguments_are_quoted_for_the_shell_only_when_needed() {
 fn qemu_and_firmware_are_found_or_named_with_their_package() {
     let d = std::env::temp_dir().join(format!("nanoimg-run-test-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
-    let e = find_qemu(Some(d.as_os_str())).unwrap_err().to_string();
+    let e = find_qemu(Some(d.as_os_str()), Arch::X86_64)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("Debian package qemu-system-x86"), "{e}");
+    let e = find_qemu(Some(d.as_os_str()), Arch::Aarch64)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("qemu-system-aarch64 not found") && e.contains("package qemu-system-arm"),
+        "{e}"
+    );
     let fake = d.join(QEMU);
     std::fs::write(&fake, "#!/bin/sh\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = std::env::join_paths([Path::new("/nonexistent"), &d]).unwrap();
-    assert_eq!(find_qemu(Some(&path)).unwrap(), fake);
+    assert_eq!(find_qemu(Some(&path), Arch::X86_64).unwrap(), fake);
 
-    let e = find_ovmf(None, &["/nonexistent/OVMF.fd"])
+    let e = find_ovmf(None, &["/nonexistent/OVMF.fd"], Arch::X86_64)
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("Debian package ovmf") && e.contains("/nonexistent/OVMF.fd"),
         "{e}"
     );
-    let e = find_ovmf(Some(&d.join("nope.fd")), &[])
+    let e = find_ovmf(None, &["/nonexistent/QEMU_EFI.fd"], Arch::Aarch64)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Debian package qemu-efi-aarch64"), "{e}");
+    let e = find_ovmf(Some(&d.join("nope.fd")), &[], Arch::X86_64)
         .unwrap_err()
         .to_string();
     assert!(e.contains("nope.fd does not exist"), "{e}");
     let fw = d.join("OVMF.fd");
     std::fs::write(&fw, b"fw").unwrap();
     assert_eq!(
-        find_ovmf(None, &["/nonexistent", fw.to_str().unwrap()]).unwrap(),
+        find_ovmf(None, &["/nonexistent", fw.to_str().unwrap()], Arch::X86_64).unwrap(),
         fw
     );
     std::fs::remove_dir_all(&d).unwrap();

@@ -30,7 +30,10 @@ pub fn write_skipping_zeros(out: &File, offset: u64, data: &[u8]) -> io::Result<
         let zero = is_zero(&data[(at - offset) as usize..(to - offset) as usize]);
         match (zero, run) {
             (true, Some(from)) => {
-                out.write_all_at(&data[(from - offset) as usize..(at - offset) as usize], from)?;
+                out.write_all_at(
+                    &data[(from - offset) as usize..(at - offset) as usize],
+                    from,
+                )?;
                 run = None;
             }
             (false, None) => run = Some(at),
@@ -75,7 +78,10 @@ impl VirtualDisk for RawReader {
         self.len
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.len)
+        {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         self.file.read_exact_at(buf, offset)
