@@ -27,8 +27,10 @@ pub use nanoimg_run as run;
 mod sysroot;
 pub use nanoimg_tfs as tfs;
 pub use nanoimg_tuple as tuple;
+pub use nanoimg_vdisk as vdisk;
 
 use nanoimg_config::{Config, ConfigError};
+use nanoimg_disk::Format;
 use nanoimg_disk::{BootImage, BootImageError, DiskError, ImageLayout, ImageSpec};
 use nanoimg_elf::Arch;
 use nanoimg_plan::{Inputs, Plan, PlanError};
@@ -162,6 +164,8 @@ pub struct BuildOptions {
     pub platform: Option<nanoimg_oci::Platform>,
     /// `--library SONAME`: added to the config's `Libraries`.
     pub libraries: Vec<String>,
+    /// `--format`: the disk format to write (else the config's `DiskFormat`, else raw).
+    pub format: Option<Format>,
     /// Also compute the SHA-256 of every file in the image for [`BuildReport::files`] (one
     /// more hash of all the data, on its own thread; `--json` asks for it).
     pub file_digests: bool,
@@ -293,10 +297,17 @@ pub struct BuildReport {
     pub output: PathBuf,
     pub layout: ImageLayout,
     pub plan: Plan,
-    /// The image's size, SHA-256 and BLAKE3 (hex).
+    /// The container format written.
+    pub format: Format,
+    /// The file written: its size, SHA-256 and BLAKE3 (hex).
     pub size: u64,
     pub sha256: String,
     pub blake3: String,
+    /// The raw image inside it (the same as the file for `raw`): size, SHA-256, BLAKE3, so
+    /// that pipelines can compare images across formats.
+    pub raw_size: u64,
+    pub raw_sha256: String,
+    pub raw_blake3: String,
     pub boot_uuid: [u8; 16],
     pub root_uuid: [u8; 16],
     /// The Nanos version ("" when unknown) and the SHA-256 of the kernel and boot.img used.
@@ -378,6 +389,13 @@ fn write_atomically<T>(
 /// Why a build failed. Every variant names the file or value at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("config DiskFormat {name:?}: {source}")]
+    DiskFormat {
+        name: String,
+        source: nanoimg_vdisk::UnknownFormat,
+    },
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
     #[error(transparent)]
     Release(#[from] ReleaseError),
     #[error(transparent)]
@@ -553,6 +571,16 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         uefi_loader: plan.uefi_loader.as_deref(),
     };
 
+    let format = match options.format {
+        Some(f) => f,
+        None => match &config.disk_format {
+            Some(name) => name.parse().map_err(|e| BuildError::DiskFormat {
+                name: name.clone(),
+                source: e,
+            })?,
+            None => Format::Raw,
+        },
+    };
     let output = match &options.output {
         Some(o) => o.clone(),
         None => {
@@ -561,7 +589,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
                 dir: dir.clone(),
                 source,
             })?;
-            dir.join(&plan.image_name)
+            // ops names a raw image by the image name alone; other formats get their ending.
+            match format {
+                Format::Raw => dir.join(&plan.image_name),
+                f => dir.join(format!("{}.{}", plan.image_name, f.extension())),
+            }
         }
     };
     if output.is_dir() {
@@ -574,8 +606,19 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     // Lay out first, so that a too-large kernel fails before any file is created.
     ImageLayout::compute(&spec).map_err(disk_err)?;
 
-    let written = write_atomically(&output, |file| {
-        nanoimg_disk::write_image(file, &spec, options.file_digests).map_err(disk_err)
+    let (written, file_digests) = write_atomically(&output, |file| {
+        let written = nanoimg_disk::write_image_as(file, &spec, options.file_digests, format)
+            .map_err(disk_err)?;
+        // The container's own bytes, read back once (its writer seeks back to fill in tables).
+        let file_digests = match format {
+            Format::Raw => None,
+            _ => Some(
+                nanoimg_stream::digest_file(file)
+                    .and_then(|d| Ok((d, file.metadata()?.len())))
+                    .map_err(|e| disk_err(DiskError::Write(e)))?,
+            ),
+        };
+        Ok((written, file_digests))
     })?;
     // The lock is written only once the image is in place.
     if lock != locked_before {
@@ -592,12 +635,21 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         use sha2::Digest;
         hex(&sha2::Sha256::digest(b.bytes()))
     });
+    let (raw_sha256, raw_blake3) = (hex(&written.digests.sha256), hex(&written.digests.blake3));
+    let (sha256, blake3, size) = match file_digests {
+        Some(((sha, b3), len)) => (hex(&sha), hex(&b3), len),
+        None => (raw_sha256.clone(), raw_blake3.clone(), written.layout.size),
+    };
     Ok(BuildReport {
         output,
         layout: written.layout,
-        size: written.layout.size,
-        sha256: hex(&written.digests.sha256),
-        blake3: hex(&written.digests.blake3),
+        format,
+        size,
+        sha256,
+        blake3,
+        raw_size: written.layout.size,
+        raw_sha256,
+        raw_blake3,
         boot_uuid: written.boot_fs.uuid,
         root_uuid: written.root_fs.uuid,
         nanos_version,
@@ -667,5 +719,130 @@ pub fn create_volume(
         blake3,
         uuid: written.uuid,
         notes,
+    })
+}
+
+/// What [`convert`] wrote.
+#[derive(Clone, Debug)]
+pub struct ConvertReport {
+    pub output: PathBuf,
+    /// The container read and the one written.
+    pub from: Format,
+    pub format: Format,
+    /// The file written: size, SHA-256, BLAKE3 (hex).
+    pub size: u64,
+    pub sha256: String,
+    pub blake3: String,
+    /// The raw image (the same in input and output).
+    pub raw_size: u64,
+    pub raw_sha256: String,
+    pub raw_blake3: String,
+}
+
+/// Why an image cannot be converted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Read(#[from] nanoimg_vdisk::VdiskError),
+    #[error("{path}: cannot read the raw image at byte {offset}: {source}")]
+    ReadAt {
+        path: PathBuf,
+        offset: u64,
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot write the {format} image: {source}")]
+    Write {
+        path: PathBuf,
+        format: Format,
+        source: std::io::Error,
+    },
+}
+
+/// Copies the raw image held in `input` (any format `nanoimg-vdisk` reads: a raw image or
+/// volume, qcow2, VHD, VMDK, VHDX, a GCE tar) into `output` in `format`, streaming, through
+/// the same writers a build uses, so a converted image has the bytes a direct build would.
+/// Nothing is left at `output` unless the whole file was written.
+pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertReport, BuildError> {
+    use nanoimg_stream::{ImageWriter, CHUNK};
+    let disk = nanoimg_vdisk::open(input).map_err(ConvertError::from)?;
+    let size = disk.size();
+    let from = disk.format();
+    let read_err = |offset, source| ConvertError::ReadAt {
+        path: input.to_path_buf(),
+        offset,
+        source,
+    };
+    let write_err = |source| ConvertError::Write {
+        path: output.to_path_buf(),
+        format,
+        source,
+    };
+    if output.is_dir() {
+        return Err(BuildError::OutputIsDir {
+            path: output.to_path_buf(),
+        });
+    }
+    // Calls `each` with every CHUNK-sized, CHUNK-aligned piece of the raw image.
+    type Each<'a> = dyn FnMut(u64, &[u8]) -> Result<(), ConvertError> + 'a;
+    let for_each_chunk = |each: &mut Each| {
+        let mut buf = vec![0u8; CHUNK];
+        let mut at = 0u64;
+        while at < size {
+            let n = (size - at).min(CHUNK as u64) as usize;
+            disk.read_exact_at(&mut buf[..n], at)
+                .map_err(|e| read_err(at, e))?;
+            each(at, &buf[..n])?;
+            at += n as u64;
+        }
+        Ok::<(), ConvertError>(())
+    };
+    let (digests, file_digests, file_size) = write_atomically(output, |file| {
+        // A GCE tar needs the data map before its header: one pass to find the data.
+        let map = match format {
+            Format::Gce => {
+                let mut map = nanoimg_vdisk::DataMap::default();
+                for_each_chunk(&mut |at, data| {
+                    map.add(at, data);
+                    Ok(())
+                })?;
+                map.finish(size);
+                Some(map)
+            }
+            _ => None,
+        };
+        let out = file.try_clone().map_err(write_err)?;
+        let sink = nanoimg_vdisk::writer(format, out, size, map).map_err(write_err)?;
+        let mut w = ImageWriter::with_sink(sink, false).map_err(write_err)?;
+        for_each_chunk(&mut |_, data| {
+            if nanoimg_vdisk::is_zero(data) {
+                w.zeros(data.len() as u64)
+            } else {
+                w.write(data)
+            }
+            .map_err(write_err)
+        })?;
+        let digests = w.finish().map_err(write_err)?;
+        let file_size = file.metadata().map_err(write_err)?.len();
+        let file_digests = match format {
+            Format::Raw => None,
+            _ => Some(nanoimg_stream::digest_file(file).map_err(write_err)?),
+        };
+        Ok((digests, file_digests, file_size))
+    })?;
+    let (raw_sha256, raw_blake3) = (hex(&digests.sha256), hex(&digests.blake3));
+    let (sha256, blake3) = match file_digests {
+        Some((s, b)) => (hex(&s), hex(&b)),
+        None => (raw_sha256.clone(), raw_blake3.clone()),
+    };
+    Ok(ConvertReport {
+        output: output.to_path_buf(),
+        from,
+        format,
+        size: file_size,
+        sha256,
+        blake3,
+        raw_size: size,
+        raw_sha256,
+        raw_blake3,
     })
 }

@@ -14,12 +14,19 @@ pub fn inspect(
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         return Ok(());
     }
-    let kind = match r.layout {
-        "bios" => "BIOS-bootable disk image",
-        "uefi" => "BIOS and UEFI bootable disk image",
+    let kind = match (r.layout, r.stage2_len) {
+        ("bios", _) => "BIOS-bootable disk image",
+        ("uefi", Some(_)) => "BIOS and UEFI bootable disk image",
+        ("uefi", None) => "UEFI bootable disk image",
+        ("no-bootloader", _) => "disk image without boot code (its kernel is loaded directly)",
         _ => "raw TFS volume",
     };
-    println!("{}: {kind}, {} bytes", r.path.display(), r.size);
+    let container = if r.format == "raw" {
+        String::new()
+    } else {
+        format!(" (raw size, in a {} container)", r.format)
+    };
+    println!("{}: {kind}, {} bytes{container}", r.path.display(), r.size);
     if let Some(s) = r.stage2_len {
         println!("stage2: {s} bytes");
     }

@@ -224,6 +224,7 @@ impl BuildArgs {
                 })
             }),
             arch: self.arch,
+            format: None,
             file_digests,
         }
     }
@@ -243,10 +244,30 @@ enum Command {
         /// OPS_HOME].
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: Option<PathBuf>,
+        /// The disk format to write [default: the config's DiskFormat, else raw]: raw, qcow2
+        /// (OpenStack, Oracle Cloud, DigitalOcean, QEMU), vhd (Azure: fixed VHD), vmdk (vSphere,
+        /// AWS VM Import: stream-optimized), vhdx (Hyper-V), gce (Google Compute Engine:
+        /// disk.raw in a sparse .tar.gz).
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<nanoimg::vdisk::Format>,
         /// Also list the config fields that do not affect a locally built image.
         #[arg(short = 'v', long)]
         verbose: bool,
         /// Print one JSON object describing the image instead of the summary lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an existing image or volume (raw, or any format nanoimg writes) in another disk
+    /// format, streaming; the result has the bytes a build with --format would write.
+    Convert {
+        /// The image or volume to read.
+        image: PathBuf,
+        /// The file to write.
+        out: PathBuf,
+        /// The format to write: raw, qcow2, vhd, vmdk, vhdx or gce.
+        #[arg(long, value_name = "FORMAT")]
+        format: nanoimg::vdisk::Format,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -374,9 +395,23 @@ fn dispatch(command: Command) -> ExitCode {
             program,
             build: b,
             output,
+            format,
             verbose,
             json,
-        } => build(b.options(program, output, json), verbose, json),
+        } => build(
+            nanoimg::BuildOptions {
+                format,
+                ..b.options(program, output, json)
+            },
+            verbose,
+            json,
+        ),
+        Command::Convert {
+            image,
+            out,
+            format,
+            json,
+        } => convert(&image, &out, format, json),
         Command::Run(r) => return run::run(r),
         Command::Deps {
             program,
@@ -511,9 +546,15 @@ fn build(
     if json {
         let value = serde_json::json!({
             "path": path,
+            "format": report.format.name(),
             "size": report.size,
             "sha256": report.sha256,
             "blake3": report.blake3,
+            "raw": {
+                "size": report.raw_size,
+                "sha256": report.raw_sha256,
+                "blake3": report.raw_blake3,
+            },
             "filesystems": {
                 "boot": {"uuid": nanoimg::tfs::format_uuid(&report.boot_uuid)},
                 "root": {"uuid": nanoimg::tfs::format_uuid(&report.root_uuid)},
@@ -533,10 +574,64 @@ fn build(
         );
         return Ok(());
     }
-    println!("Image size: {} bytes", report.size);
-    println!("SHA-256: {}", report.sha256);
-    println!("BLAKE3: {}", report.blake3);
+    print_sums(
+        report.format,
+        (report.size, &report.sha256, &report.blake3),
+        (report.raw_size, &report.raw_sha256, &report.raw_blake3),
+    );
     println!("Bootable image file:{}", path.display());
+    Ok(())
+}
+
+/// The summary lines of a written image: its size and hashes (ops's `Image size` line), and
+/// for a container format those of the raw image inside it as well.
+fn print_sums(format: nanoimg::vdisk::Format, file: (u64, &str, &str), raw: (u64, &str, &str)) {
+    if format == nanoimg::vdisk::Format::Raw {
+        println!("Image size: {} bytes", file.0);
+    } else {
+        println!(
+            "Image size: {} bytes ({format}; raw image {} bytes)",
+            file.0, raw.0
+        );
+    }
+    println!("SHA-256: {}", file.1);
+    println!("BLAKE3: {}", file.2);
+    if format != nanoimg::vdisk::Format::Raw {
+        println!("Raw image SHA-256: {}", raw.1);
+        println!("Raw image BLAKE3: {}", raw.2);
+    }
+}
+
+fn convert(
+    image: &std::path::Path,
+    out: &std::path::Path,
+    format: nanoimg::vdisk::Format,
+    json: bool,
+) -> Result<(), nanoimg::BuildError> {
+    let r = nanoimg::convert(image, out, format)?;
+    let path = nanoimg::display_path(&r.output);
+    if json {
+        let value = serde_json::json!({
+            "path": path,
+            "from": r.from.name(),
+            "format": r.format.name(),
+            "size": r.size,
+            "sha256": r.sha256,
+            "blake3": r.blake3,
+            "raw": {"size": r.raw_size, "sha256": r.raw_sha256, "blake3": r.raw_blake3},
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    print_sums(
+        r.format,
+        (r.size, &r.sha256, &r.blake3),
+        (r.raw_size, &r.raw_sha256, &r.raw_blake3),
+    );
+    println!("Image file:{}", path.display());
     Ok(())
 }
 

@@ -198,6 +198,14 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     }
     let mut spec = RunSpec::new(nanoimg::display_path(&image), profile);
     spec.arch = arch;
+    spec.disk_format = facts.format.qemu_name().ok_or_else(|| {
+        RunCliError::Usage(format!(
+            "{} is a {} image (disk.raw in a tar.gz for Google Compute Engine), which QEMU cannot boot; convert it first: nanoimg convert {} disk.img --format raw",
+            image.display(),
+            facts.format,
+            image.display()
+        ))
+    })?;
     if let Some(m) = cmd.memory {
         spec.memory_mib = m.div_ceil(1 << 20);
     }

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use nanoimg::disk::{DiskImage, PARTITION_TYPE_ESP};
-use nanoimg::tfs::{Entry, Tfs};
+use nanoimg::tfs::Entry;
 use nanoimg::tuple::print::{nanos_dump, DumpOptions};
 use nanoimg::tuple::Value;
 
@@ -43,7 +43,7 @@ fn input(rel: &str) -> Vec<u8> {
 }
 
 /// Label, UUID and metadata as `dump` printed them.
-fn check_dump(fs: &Tfs<File>, dump: &str) {
+fn check_dump(fs: &nanoimg::disk::ImageFs, dump: &str) {
     let mut lines = dump.lines();
     assert_eq!(
         lines.next().unwrap(),
@@ -129,7 +129,10 @@ fn file<'a>(tree: &'a BTreeMap<Vec<u8>, Entry>, path: &str) -> &'a nanoimg::tfs:
     panic!("{path} is a directory")
 }
 
-fn check_raw_volume(name: &str, label: &str) -> (Vector, Tfs<File>, BTreeMap<Vec<u8>, Entry>) {
+fn check_raw_volume(
+    name: &str,
+    label: &str,
+) -> (Vector, nanoimg::disk::ImageFs, BTreeMap<Vec<u8>, Entry>) {
     let v = open(name);
     assert!(v.image.mbr().is_none(), "a raw volume has no MBR");
     let fs = v.image.root_fs().unwrap();

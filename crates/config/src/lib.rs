@@ -54,6 +54,10 @@ pub struct Config {
     /// nanoimg only (ops has no such field): sonames (or paths) packed with their own
     /// dependencies as if they were `DT_NEEDED` of the program — the libraries it `dlopen`s.
     pub libraries: Vec<String>,
+    /// nanoimg only (ops picks the format from the target cloud and converts with
+    /// `qemu-img`): the disk format `nanoimg build` writes — `raw`, `qcow2`, `vhd`, `vmdk`,
+    /// `vhdx` or `gce`; `--format` overrides it.
+    pub disk_format: Option<String>,
     #[serde(rename = "TFSv4")]
     pub tfs_v4: bool,
     pub run_config: RunConfig,
@@ -206,6 +210,7 @@ const CONFIG_FIELDS: &[&str] = &[
     "RebootOnExit",
     "TargetRoot",
     "Libraries",
+    "DiskFormat",
     "TFSv4",
     "RunConfig",
     "CloudConfig",
@@ -522,6 +527,14 @@ mod tests {
         assert_eq!(c.program.as_deref(), Some("prover"));
         assert_eq!(c.mounts["%1"], "/workspace");
         assert_eq!(c.manifest_passthrough["readonly_rootfs"], "true");
+    }
+
+    #[test]
+    fn reads_the_disk_format() {
+        let c = parse(r#"{"DiskFormat": "qcow2"}"#).unwrap();
+        assert_eq!(c.disk_format.as_deref(), Some("qcow2"));
+        assert!(Config::ignored_fields(r#"{"DiskFormat": "vhd"}"#).is_empty());
+        assert_eq!(parse("{}").unwrap().disk_format, None);
     }
 
     #[test]

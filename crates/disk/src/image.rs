@@ -1,8 +1,12 @@
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nanoimg_stream::{Digests, ImageWriter};
+use nanoimg_vdisk::{DiskReader, Format, VdiskError, VirtualDisk};
+
+/// A filesystem of an image, read through the image's container.
+pub type ImageFs = Tfs<DiskReader<Arc<dyn VirtualDisk>>>;
 use nanoimg_tfs::{PlannedVolume, ReadError, Tfs, WriteError, WrittenVolume};
 
 use crate::boot_image::BootImage;
@@ -140,6 +144,19 @@ pub fn write_image(
     spec: &ImageSpec,
     file_digests: bool,
 ) -> Result<WrittenImage, DiskError> {
+    write_image_as(out, spec, file_digests, Format::Raw)
+}
+
+/// [`write_image`] in a container `format` (`nanoimg-vdisk`): the raw image streams into the
+/// format's writer, never to a temporary raw file. The digests are the raw image's. A GCE tar
+/// needs to know where the data is before it starts, so its image is produced twice: once
+/// to map the data (nothing written), once into the tar.
+pub fn write_image_as(
+    out: &File,
+    spec: &ImageSpec,
+    file_digests: bool,
+    format: Format,
+) -> Result<WrittenImage, DiskError> {
     let layout = ImageLayout::compute(spec)?;
     // The ESP is built first, in memory, so that the image can be written front to back.
     let esp = match spec.uefi_loader {
@@ -151,6 +168,38 @@ pub fn write_image(
         ),
         None => None,
     };
+    let mbr = mbr_sector(spec, &layout);
+    let parts = Parts {
+        spec,
+        layout,
+        mbr: &mbr,
+        esp: esp.as_ref(),
+    };
+    let sink = |map| -> Result<ImageWriter<'static>, DiskError> {
+        let file = out.try_clone().map_err(DiskError::Write)?;
+        let sink =
+            nanoimg_vdisk::writer(format, file, layout.size, map).map_err(DiskError::Write)?;
+        ImageWriter::with_sink(sink, file_digests).map_err(DiskError::Write)
+    };
+    match format {
+        Format::Raw => parts.emit(ImageWriter::new(out, file_digests).map_err(DiskError::Write)?),
+        Format::Gce => {
+            let mapper = nanoimg_vdisk::MapSink::default();
+            let map = mapper.map.clone();
+            parts
+                .emit(ImageWriter::with_sink(Box::new(mapper), false).map_err(DiskError::Write)?)?;
+            let map =
+                std::mem::take(&mut *map.lock().map_err(|_| {
+                    DiskError::Write(std::io::Error::other("data map lock poisoned"))
+                })?);
+            parts.emit(sink(Some(map))?)
+        }
+        _ => parts.emit(sink(None)?),
+    }
+}
+
+/// Sector 0: `boot.img`'s first sector (or zeros, for aarch64) with the partition table.
+fn mbr_sector(spec: &ImageSpec, layout: &ImageLayout) -> Vec<u8> {
     let mut mbr = match spec.boot_image {
         Some(b) => b.bytes()[..SECTOR as usize].to_vec(),
         None => {
@@ -178,35 +227,50 @@ pub fn write_image(
         let at = PARTITION_TABLE + 16 * i;
         mbr[at..at + 16].copy_from_slice(&e.to_bytes());
     }
-    let mut w = ImageWriter::new(out, file_digests).map_err(DiskError::Write)?;
-    w.write(&mbr).map_err(DiskError::Write)?;
-    if let Some(b) = spec.boot_image {
-        w.write(&b.bytes()[SECTOR as usize..])
-            .map_err(DiskError::Write)?;
+    mbr
+}
+
+/// Everything an image is made of, ready to be written (more than once, for GCE).
+struct Parts<'a> {
+    spec: &'a ImageSpec<'a>,
+    layout: ImageLayout,
+    mbr: &'a [u8],
+    esp: Option<&'a crate::esp::SparseEsp>,
+}
+
+impl Parts<'_> {
+    /// Writes the image front to back through `w`.
+    fn emit(&self, mut w: ImageWriter) -> Result<WrittenImage, DiskError> {
+        let (spec, layout) = (self.spec, self.layout);
+        w.write(self.mbr).map_err(DiskError::Write)?;
+        if let Some(b) = spec.boot_image {
+            w.write(&b.bytes()[SECTOR as usize..])
+                .map_err(DiskError::Write)?;
+        }
+        if let (Some(offset), Some(esp)) = (layout.esp_offset, self.esp) {
+            w.pad_to(offset).map_err(DiskError::Write)?;
+            esp.emit(&mut w).map_err(DiskError::Write)?;
+        }
+        let volume = |what| move |source| DiskError::Volume { what, source };
+        w.pad_to(layout.boot_fs_offset).map_err(DiskError::Write)?;
+        let boot_fs = spec
+            .boot_fs
+            .write(&mut w)
+            .map_err(volume("boot filesystem"))?;
+        w.pad_to(layout.root_fs_offset).map_err(DiskError::Write)?;
+        let root_fs = spec
+            .root_fs
+            .write(&mut w)
+            .map_err(volume("root filesystem"))?;
+        w.pad_to(layout.size).map_err(DiskError::Write)?;
+        let digests = w.finish().map_err(DiskError::Write)?;
+        Ok(WrittenImage {
+            layout,
+            boot_fs,
+            root_fs,
+            digests,
+        })
     }
-    if let (Some(offset), Some(esp)) = (layout.esp_offset, &esp) {
-        w.pad_to(offset).map_err(DiskError::Write)?;
-        esp.emit(&mut w).map_err(DiskError::Write)?;
-    }
-    let volume = |what| move |source| DiskError::Volume { what, source };
-    w.pad_to(layout.boot_fs_offset).map_err(DiskError::Write)?;
-    let boot_fs = spec
-        .boot_fs
-        .write(&mut w)
-        .map_err(volume("boot filesystem"))?;
-    w.pad_to(layout.root_fs_offset).map_err(DiskError::Write)?;
-    let root_fs = spec
-        .root_fs
-        .write(&mut w)
-        .map_err(volume("root filesystem"))?;
-    w.pad_to(layout.size).map_err(DiskError::Write)?;
-    let digests = w.finish().map_err(DiskError::Write)?;
-    Ok(WrittenImage {
-        layout,
-        boot_fs,
-        root_fs,
-        digests,
-    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,7 +289,9 @@ pub struct Partition {
 #[derive(Debug)]
 pub struct DiskImage {
     path: PathBuf,
-    file: File,
+    /// The raw image, read through its container (`nanoimg-vdisk`: raw, qcow2, VHD, VMDK,
+    /// VHDX, GCE tar).
+    disk: Arc<dyn VirtualDisk>,
     size: u64,
     mbr: Option<[u8; 512]>,
     esp: Option<Partition>,
@@ -234,9 +300,10 @@ pub struct DiskImage {
 }
 
 impl DiskImage {
-    /// Opens `path` and finds its filesystems the way Nanos does (`partition_get`,
-    /// `mbr_read`): an MBR signature means a boot disk whose entry 0, 1 (or 1, 2 after an
-    /// ESP) are the boot and root filesystems; no signature means a raw TFS volume.
+    /// Opens `path` (a raw image, or one in a container format `nanoimg-vdisk` reads) and
+    /// finds its filesystems the way Nanos does (`partition_get`, `mbr_read`): an MBR
+    /// signature means a boot disk whose entry 0, 1 (or 1, 2 after an ESP) are the boot and
+    /// root filesystems; no signature means a raw TFS volume.
     pub fn open(path: &Path) -> Result<DiskImage, DiskError> {
         let read = |source| DiskError::Read {
             path: path.to_path_buf(),
@@ -246,13 +313,19 @@ impl DiskImage {
             path: path.to_path_buf(),
             reason,
         };
-        let mut file = File::open(path).map_err(read)?;
-        let size = file.metadata().map_err(read)?.len();
+        let disk: Arc<dyn VirtualDisk> =
+            Arc::from(nanoimg_vdisk::open(path).map_err(|e| match e {
+                VdiskError::Read { source, .. } => read(source),
+                VdiskError::Bad { format, reason, .. } => {
+                    bad(format!("not a valid {format} image: {reason}"))
+                }
+            })?);
+        let size = disk.size();
         if size < SECTOR {
             return Err(bad(format!("{size} bytes is too small for a Nanos image")));
         }
         let mut sector0 = [0u8; 512];
-        file.read_exact(&mut sector0).map_err(read)?;
+        disk.read_exact_at(&mut sector0, 0).map_err(read)?;
         let whole = |index| Partition {
             index,
             entry: PartitionEntry::default(),
@@ -262,7 +335,7 @@ impl DiskImage {
         if sector0[510..512] != [0x55, 0xAA] {
             return Ok(DiskImage {
                 path: path.to_path_buf(),
-                file,
+                disk,
                 size,
                 mbr: None,
                 esp: None,
@@ -318,11 +391,21 @@ impl DiskImage {
             esp,
             boot: Some(part(first, false)?),
             root: part(first + 1, true)?,
-            file,
+            disk,
         })
     }
 
-    /// The image's size in bytes.
+    /// The container the image is stored in.
+    pub fn format(&self) -> Format {
+        self.disk.format()
+    }
+
+    /// The raw image, for reading any part of it.
+    pub fn disk(&self) -> &Arc<dyn VirtualDisk> {
+        &self.disk
+    }
+
+    /// The image's size in bytes (of the raw image, whatever its container).
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -354,12 +437,9 @@ impl DiskImage {
         (ty == 12).then(|| u64::from_le_bytes(mbr[434..442].try_into().expect("8 bytes")))
     }
 
-    fn open_fs(&self, p: Partition, what: &'static str) -> Result<Tfs<File>, DiskError> {
-        let file = self.file.try_clone().map_err(|source| DiskError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
-        Tfs::open(file, p.offset, p.size).map_err(|source| DiskError::Filesystem {
+    fn open_fs(&self, p: Partition, what: &'static str) -> Result<ImageFs, DiskError> {
+        let reader = DiskReader::new(self.disk.clone());
+        Tfs::open(reader, p.offset, p.size).map_err(|source| DiskError::Filesystem {
             path: self.path.clone(),
             what,
             source,
@@ -367,12 +447,12 @@ impl DiskImage {
     }
 
     /// Opens the root filesystem (or the raw volume).
-    pub fn root_fs(&self) -> Result<Tfs<File>, DiskError> {
+    pub fn root_fs(&self) -> Result<ImageFs, DiskError> {
         self.open_fs(self.root, "root filesystem")
     }
 
     /// Opens the boot filesystem, if the image has one.
-    pub fn boot_fs(&self) -> Result<Option<Tfs<File>>, DiskError> {
+    pub fn boot_fs(&self) -> Result<Option<ImageFs>, DiskError> {
         self.boot
             .map(|p| self.open_fs(p, "boot filesystem"))
             .transpose()

@@ -26,9 +26,11 @@ mod mbr;
 pub use boot_image::{BootImage, BootImageError};
 pub use esp::ESP_SIZE;
 pub use image::{
-    write_image, DiskError, DiskImage, ImageLayout, ImageSpec, Partition, WrittenImage,
+    write_image, write_image_as, DiskError, DiskImage, ImageFs, ImageLayout, ImageSpec, Partition,
+    WrittenImage,
 };
 pub use mbr::{chs, PartitionEntry};
+pub use nanoimg_vdisk::Format;
 
 /// The kernel's crash log area right before the first partition (`KLOG_DUMP_SIZE`).
 pub const KLOG_SIZE: u64 = 4096;

@@ -205,6 +205,7 @@ fn data_order(fs: &FsReport) -> Vec<&String> {
 
 fn layout_of(r: &Report) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
+    m.insert("format".into(), r.format.clone());
     m.insert("layout".into(), r.layout.to_string());
     m.insert("image size".into(), r.size.to_string());
     if let Some(s) = r.stage2_len {

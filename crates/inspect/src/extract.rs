@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
-use nanoimg_disk::DiskImage;
-use nanoimg_tfs::{Entry, Tfs};
+use nanoimg_disk::{DiskImage, ImageFs};
+use nanoimg_tfs::Entry;
 
 use crate::report::InspectError;
 
@@ -74,7 +74,7 @@ struct Dirs<'a> {
 }
 
 fn write_dir(
-    fs: &mut Tfs<File>,
+    fs: &mut ImageFs,
     image: &Path,
     dir: &BTreeMap<Vec<u8>, Entry>,
     host: Dirs<'_>,

@@ -1,10 +1,9 @@
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use nanoimg_disk::{DiskError, DiskImage, Partition};
-use nanoimg_tfs::{Entry, FileEntry, ReadError, Tfs, SECTOR};
+use nanoimg_disk::{DiskError, DiskImage, ImageFs, Partition};
+use nanoimg_tfs::{Entry, FileEntry, ReadError, SECTOR};
 use nanoimg_tuple::print::{nanos_dump, DumpOptions};
 use nanoimg_tuple::{Tuple, Value};
 use serde::Serialize;
@@ -110,8 +109,12 @@ pub struct FsReport {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
     pub path: PathBuf,
+    /// The container the image is stored in (`raw`, `qcow2`, `vhd`, `vmdk`, `vhdx`, `gce`).
+    pub format: String,
+    /// Size of the raw image (whatever the container).
     pub size: u64,
-    /// `bios`, `uefi` or `volume` (a raw TFS volume).
+    /// `bios`, `uefi`, `no-bootloader` (an aarch64 image booted with its kernel given to the
+    /// hypervisor) or `volume` (a raw TFS volume).
     pub layout: &'static str,
     pub stage2_len: Option<u64>,
     /// SHA-256 of the bootloader bytes: MBR code (0..446) and stage2.
@@ -159,7 +162,7 @@ struct Totals {
 }
 
 fn walk(
-    fs: &mut Tfs<File>,
+    fs: &mut ImageFs,
     path: &Path,
     dir: &BTreeMap<Vec<u8>, Entry>,
     prefix: &str,
@@ -185,7 +188,7 @@ fn walk(
 }
 
 fn file_info(
-    fs: &mut Tfs<File>,
+    fs: &mut ImageFs,
     path: &Path,
     name: &str,
     f: &FileEntry,
@@ -221,7 +224,7 @@ fn file_info(
 
 fn fs_report(
     path: &Path,
-    mut fs: Tfs<File>,
+    mut fs: ImageFs,
     p: Partition,
     what: &'static str,
 ) -> Result<FsReport, InspectError> {
@@ -298,12 +301,7 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
             let mut h = Sha256::new();
             h.update(&mbr[..446]);
             let mut stage2 = vec![0u8; len.min(16 << 20) as usize];
-            let f = File::open(path).map_err(|source| InspectError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            use std::os::unix::fs::FileExt;
-            if f.read_exact_at(&mut stage2, 512).is_ok() {
+            if image.disk().read_exact_at(&mut stage2, 512).is_ok() {
                 h.update(&stage2);
             }
             Some(hex(&h.finalize()))
@@ -322,11 +320,18 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
     )?;
     Ok(Report {
         path: path.to_path_buf(),
+        format: image.format().to_string(),
         size: image.size(),
-        layout: match (image.mbr().is_some(), image.esp().is_some()) {
-            (false, _) => "volume",
-            (true, true) => "uefi",
-            (true, false) => "bios",
+        layout: match (
+            image.mbr().is_some(),
+            image.esp().is_some(),
+            image.stage2_len(),
+        ) {
+            (false, _, _) => "volume",
+            (true, true, _) => "uefi",
+            (true, false, Some(_)) => "bios",
+            // aarch64: no BIOS boot code; the hypervisor loads the kernel (`-kernel`).
+            (true, false, None) => "no-bootloader",
         },
         stage2_len: image.stage2_len(),
         bootloader_sha256,

@@ -4,9 +4,9 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use nanoimg_disk::DiskImage;
+use nanoimg_disk::{DiskImage, ImageFs};
 use nanoimg_elf::Arch;
-use nanoimg_tfs::{Entry, FileEntry, Tfs};
+use nanoimg_tfs::{Entry, FileEntry};
 use nanoimg_tuple::Value;
 use sha2::Digest;
 
@@ -15,6 +15,8 @@ use sha2::Digest;
 pub struct ImageFacts {
     /// The architecture of its kernel (`/kernel` in the boot filesystem).
     pub arch: Arch,
+    /// The container it is stored in.
+    pub format: nanoimg_disk::Format,
     /// It has an EFI System Partition (a `--uefi` image).
     pub uefi: bool,
     /// Its manifest has `debug_exit`: Nanos reports the program's exit code to QEMU.
@@ -39,10 +41,7 @@ pub enum ImageError {
 }
 
 /// The boot filesystem's `/kernel` of the image at `path`, opened.
-fn kernel_file(
-    path: &Path,
-    img: &DiskImage,
-) -> Result<(Tfs<std::fs::File>, FileEntry), ImageError> {
+fn kernel_file(path: &Path, img: &DiskImage) -> Result<(ImageFs, FileEntry), ImageError> {
     let not_image = |reason: String| ImageError::NotAnImage {
         path: path.to_path_buf(),
         reason,
@@ -181,6 +180,7 @@ pub fn image_facts(path: &Path) -> Result<ImageFacts, ImageError> {
     }
     Ok(ImageFacts {
         arch,
+        format: img.format(),
         uefi: img.esp().is_some(),
         debug_exit: root.contains_key(&b"debug_exit"[..]),
         gevulot_problems,

@@ -104,6 +104,8 @@ pub struct RunSpec {
     pub arch: Arch,
     /// aarch64 without UEFI: the kernel QEMU loads (`-kernel`), taken from the image.
     pub kernel: Option<PathBuf>,
+    /// QEMU's name for the image's container format (`raw`, `qcow2`, `vpc`, `vmdk`, `vhdx`).
+    pub disk_format: &'static str,
     /// Memory in MiB.
     pub memory_mib: u64,
     /// vCPUs (`-smp`); `None` leaves QEMU's default of one.
@@ -135,6 +137,7 @@ impl RunSpec {
             profile,
             arch: Arch::X86_64,
             kernel: None,
+            disk_format: "raw",
             memory_mib: DEFAULT_MEMORY_MIB,
             smp: (profile == Profile::Gevulot).then_some(GEVULOT_SMP),
             ports: Vec::new(),
@@ -163,9 +166,14 @@ fn join(parts: &[&OsStr]) -> OsString {
     parts.iter().copied().collect()
 }
 
-fn drive(path: &Path, id: &str, readonly: bool) -> OsString {
+fn drive(path: &Path, format: &str, id: &str, readonly: bool) -> OsString {
     let mut d = join(&["file=".as_ref(), &escape_value(path.as_os_str())]);
-    d.push(format!(",format=raw,if=none,id={id}"));
+    d.push(format!(",format={format},if=none,id={id}"));
+    if format == "vmdk" {
+        // QEMU cannot write a stream-optimized VMDK in place ("Could not write to allocated
+        // cluster for streamOptimized"): the guest's writes go to a temporary overlay.
+        d.push(",snapshot=on");
+    }
     if readonly {
         d.push(",readonly=on");
     }
@@ -208,7 +216,7 @@ fn args_aarch64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
         a.push(k.clone().into_os_string());
     }
     a.push("-drive".into());
-    a.push(drive(&spec.image, "hd0", gevulot));
+    a.push(drive(&spec.image, spec.disk_format, "hd0", gevulot));
     a.extend(["-device", "virtio-blk-pci,drive=hd0"].map(OsString::from));
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     if let Some(n) = spec.smp {
@@ -227,7 +235,7 @@ fn args_aarch64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
     for (i, volume) in spec.volumes.iter().enumerate() {
         let id = format!("hd{}", i + 1 + spec.shares.len());
         a.push("-drive".into());
-        a.push(drive(volume, &id, false));
+        a.push(drive(volume, "raw", &id, false));
         a.push("-device".into());
         a.push(format!("virtio-blk-pci,drive={id}").into());
     }
@@ -295,7 +303,7 @@ fn args_x86_64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
     }
     push(&["-accel", accel.name(), "-cpu", "max"]);
     a.push("-drive".into());
-    a.push(drive(&spec.image, "hd0", gevulot));
+    a.push(drive(&spec.image, spec.disk_format, "hd0", gevulot));
     for share in &spec.shares {
         a.push("-virtfs".into());
         a.push(virtfs(share));
@@ -303,7 +311,7 @@ fn args_x86_64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
     for (i, volume) in spec.volumes.iter().enumerate() {
         let id = format!("hd{}", i + 1 + spec.shares.len());
         a.push("-drive".into());
-        a.push(drive(volume, &id, false));
+        a.push(drive(volume, "raw", &id, false));
         a.push("-device".into());
         a.push(format!("scsi-hd,bus=scsi0.0,drive={id}").into());
     }

@@ -39,6 +39,8 @@ use std::thread::{self, JoinHandle};
 
 use sha2::{Digest, Sha256};
 
+pub use nanoimg_vdisk::Sink;
+
 /// Size of a write buffer. Buffers end on multiples of this in the image, so writes are
 /// aligned to it except next to holes.
 pub const CHUNK: usize = 2 << 20;
@@ -207,7 +209,8 @@ struct Worker<T> {
 
 struct DiskWriter {
     tx: SyncSender<WriteMsg>,
-    handle: JoinHandle<io::Result<()>>,
+    /// Gives back the sink, when the image goes to one, for its `finish`.
+    handle: JoinHandle<io::Result<Option<Box<dyn Sink>>>>,
 }
 
 struct FileWorker {
@@ -218,7 +221,8 @@ struct FileWorker {
 
 /// Writes an image in offset order; see the crate documentation.
 pub struct ImageWriter<'f> {
-    out: &'f File,
+    /// The image file, when the raw image is written directly (else a [`Sink`] gets it).
+    out: Option<&'f File>,
     /// The buffer being filled; `buf[..fill]` holds image bytes from `buf_start`.
     buf: Buf,
     buf_start: u64,
@@ -277,6 +281,21 @@ fn for_zeros(mut n: u64, mut update: impl FnMut(&[u8])) {
 /// Starts the thread that writes full buffers to the file, with direct I/O when the file
 /// allows it (the data then goes from the buffer to the disk, without a copy in the page
 /// cache and without write-back work left for the final sync), else through the page cache.
+/// Starts the thread that hands full buffers to a [`Sink`] (a container format's writer),
+/// in offset order.
+fn spawn_sink_writer(mut sink: Box<dyn Sink>) -> io::Result<DiskWriter> {
+    let (tx, rx) = mpsc::sync_channel::<WriteMsg>(BUFFERS);
+    let handle = thread::Builder::new()
+        .name("nanoimg-format".to_owned())
+        .spawn(move || {
+            for msg in rx {
+                sink.write_at(msg.offset, &msg.block.bytes()[..msg.len])?;
+            }
+            Ok(Some(sink))
+        })?;
+    Ok(DiskWriter { tx, handle })
+}
+
 fn spawn_disk_writer(out: &File, try_direct: bool) -> io::Result<DiskWriter> {
     let file = out.try_clone()?;
     let mut direct = try_direct && set_direct(&file, true).is_ok();
@@ -306,7 +325,7 @@ fn spawn_disk_writer(out: &File, try_direct: bool) -> io::Result<DiskWriter> {
                 // The descriptor is shared with the caller's `File`: leave it as it was.
                 let _ = set_direct(&file, false);
             }
-            result
+            result.map(|()| None)
         })?;
     Ok(DiskWriter { tx, handle })
 }
@@ -368,8 +387,22 @@ impl<'f> ImageWriter<'f> {
         file_digests: bool,
         direct_io: bool,
     ) -> io::Result<ImageWriter<'f>> {
+        Self::start(Some(out), spawn_disk_writer(out, direct_io)?, file_digests)
+    }
+
+    /// A writer that hands the raw image, front to back, to `sink` (a container format's
+    /// writer, `nanoimg-vdisk`) and calls its `finish` with the image's length and SHA-256.
+    /// The digests are still those of the raw image.
+    pub fn with_sink(sink: Box<dyn Sink>, file_digests: bool) -> io::Result<ImageWriter<'f>> {
+        Self::start(None, spawn_sink_writer(sink)?, file_digests)
+    }
+
+    fn start(
+        out: Option<&'f File>,
+        disk: DiskWriter,
+        file_digests: bool,
+    ) -> io::Result<ImageWriter<'f>> {
         let (pool_tx, pool_rx) = mpsc::channel();
-        let disk = spawn_disk_writer(out, direct_io)?;
         let sha256 = spawn_sha256()?;
         let blake3 = blake3::Hasher::new();
         let files = if file_digests {
@@ -520,16 +553,20 @@ impl<'f> ImageWriter<'f> {
         Ok(unsafe { File::from_raw_fd(fd) })
     }
 
-    /// Writes what is buffered, sets the file's length to [`position`](Self::position) and
-    /// returns the digests. The file is not synced.
+    /// Writes what is buffered, sets the file's length to [`position`](Self::position) (or
+    /// finishes the sink's container) and returns the digests. The file is not synced.
     pub fn finish(mut self) -> io::Result<Digests> {
         self.flush()?;
+        let mut sink = None;
         if let Some(disk) = self.disk.take() {
             drop(disk.tx);
-            disk.handle.join().map_err(|_| stopped())??;
+            sink = disk.handle.join().map_err(|_| stopped())??;
         }
-        // Also cuts the zeros a direct write added to the last block.
-        self.out.set_len(self.position())?;
+        let len = self.position();
+        if let Some(out) = self.out {
+            // Also cuts the zeros a direct write added to the last block.
+            out.set_len(len)?;
+        }
         let ImageWriter {
             sha256,
             blake3,
@@ -542,6 +579,9 @@ impl<'f> ImageWriter<'f> {
         };
         let sha256 = join(sha256)?;
         let blake3 = *blake3.finalize().as_bytes();
+        if let Some(sink) = sink {
+            sink.finish(len, &sha256)?;
+        }
         let files = match files {
             Some(w) => {
                 drop(w.tx);
@@ -623,7 +663,8 @@ impl<'f> ImageWriter<'f> {
         });
         let msg = WriteMsg {
             block: block.clone(),
-            len: padded,
+            // Direct writes are of whole blocks; a sink gets exactly the image's bytes.
+            len: if self.out.is_some() { padded } else { n },
             offset: self.buf_start,
         };
         let sent = self.disk.as_ref().map(|d| d.tx.send(msg));
@@ -708,6 +749,45 @@ fn write_skipping_zeros(out: &File, data: &[u8], offset: u64) -> io::Result<()> 
         out.write_all_at(&data[s..], offset + s as u64)?;
     }
     Ok(())
+}
+
+/// The SHA-256 and BLAKE3 of `file` (a container format's output, which its writer does not
+/// write front to back), read once in large blocks; holes are not read but hashed as the
+/// zeros they hold.
+pub fn digest_file(file: &File) -> io::Result<([u8; 32], [u8; 32])> {
+    use std::os::fd::AsRawFd;
+    let len = file.metadata()?.len();
+    let mut sha = Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        // SAFETY: lseek on a descriptor this `File` owns; no memory is passed.
+        let data = unsafe { libc::lseek(file.as_raw_fd(), at as libc::off_t, libc::SEEK_DATA) };
+        // No more data (ENXIO), or a filesystem without SEEK_DATA: read from here on.
+        let data = if data < 0 {
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENXIO) => len,
+                _ => at,
+            }
+        } else {
+            (data as u64).min(len)
+        };
+        for_zeros(data - at, |z| {
+            sha.update(z);
+            b3.update(z);
+        });
+        at = data;
+        if at >= len {
+            break;
+        }
+        let n = (len - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)?;
+        sha.update(&buf[..n]);
+        b3.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok((sha.finalize().into(), *b3.finalize().as_bytes()))
 }
 
 #[cfg(test)]
