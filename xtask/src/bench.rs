@@ -111,6 +111,10 @@ pub struct BenchArgs {
     /// `cargo build --release -p nanoimg`
     #[arg(long, value_name = "PATH")]
     pub nanoimg_bin: Option<PathBuf>,
+
+    /// Build in this disk format (`nanoimg build --format`) instead of raw
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 /// Runs the benchmark and prints the report. Missing `cc` comes back as an
@@ -183,7 +187,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let image = work_dir.join(IMAGE_FILE);
     let copy_out = work_dir.join(COPY_FILE);
-    let command = nanoimg_command(&nanoimg, &work_dir);
+    let command = nanoimg_command(&nanoimg, &work_dir, args.format.as_deref());
     println!(
         "bench: nanoimg: (cd {} && {})",
         work_dir.display(),
@@ -220,7 +224,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for side in 0..2 {
             if (side == 0) == nanoimg_first {
                 remove_if_present(&image)?;
-                let measured = time_nanoimg(&nanoimg, &work_dir, &image)?;
+                let measured = time_nanoimg(&nanoimg, &work_dir, &image, args.format.as_deref())?;
                 image_size = file_size(&image)?;
                 built = Some(measured);
             } else {
@@ -420,6 +424,12 @@ fn write_fake_release(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut kernel = vec![0u8; KERNEL_SIZE];
     SplitMix64::new(!SEED).fill(&mut kernel);
+    // An x86_64 ELF64 header: nanoimg reads a kernel's architecture from it.
+    kernel[..20].fill(0);
+    kernel[..4].copy_from_slice(b"\x7fELF");
+    kernel[4] = 2;
+    kernel[5] = 1;
+    kernel[18] = 62;
     for (name, bytes) in [("kernel.img", kernel), ("boot.img", fake_boot_image())] {
         let path = dir.join(name);
         fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -606,7 +616,7 @@ fn copy_baseline(program: &Path, payload: &Path, out: &Path) -> Result<u64> {
 
 /// `nanoimg build hello -c config.json --kernel-dir kernel -o bench.img`,
 /// run in `work_dir`.
-fn nanoimg_command(nanoimg: &Path, work_dir: &Path) -> Command {
+fn nanoimg_command(nanoimg: &Path, work_dir: &Path, format: Option<&str>) -> Command {
     let mut command = Command::new(nanoimg);
     command
         .current_dir(work_dir)
@@ -621,6 +631,9 @@ fn nanoimg_command(nanoimg: &Path, work_dir: &Path) -> Command {
             IMAGE_FILE,
         ])
         .stdin(Stdio::null());
+    if let Some(f) = format {
+        command.args(["--format", f]);
+    }
     command
 }
 
@@ -650,14 +663,19 @@ struct ChildUsage {
 
 /// Runs nanoimg once (output to [`NANOIMG_LOG`]), syncs the image, and
 /// measures both.
-fn time_nanoimg(nanoimg: &Path, work_dir: &Path, image: &Path) -> Result<Measured> {
+fn time_nanoimg(
+    nanoimg: &Path,
+    work_dir: &Path,
+    image: &Path,
+    format: Option<&str>,
+) -> Result<Measured> {
     let log_path = work_dir.join(NANOIMG_LOG);
     let log =
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let log_err = log
         .try_clone()
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut command = nanoimg_command(nanoimg, work_dir);
+    let mut command = nanoimg_command(nanoimg, work_dir, format);
     command.stdout(log).stderr(log_err);
 
     let started = Instant::now();
