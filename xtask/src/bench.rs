@@ -896,7 +896,7 @@ mod tests {
 
     #[test]
     fn nanoimg_is_run_with_the_bench_config_in_the_work_dir() {
-        let command = nanoimg_command(Path::new("/bin/nanoimg"), Path::new("/w"));
+        let command = nanoimg_command(Path::new("/bin/nanoimg"), Path::new("/w"), None);
         assert_eq!(
             command_line(&command),
             [

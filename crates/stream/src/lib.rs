@@ -236,6 +236,8 @@ pub struct ImageWriter<'f> {
     sha256: Worker<ImageMsg>,
     blake3: blake3::Hasher,
     files: Option<FileWorker>,
+    /// Whether the image is hashed (not for a pass that only maps where the data is).
+    hash: bool,
     /// The directory of the last file copied, kept open: files come in tree order, so the
     /// next one is usually beside it and is opened relative to it, without a path walk.
     dir: Option<(PathBuf, File)>,
@@ -397,6 +399,14 @@ impl<'f> ImageWriter<'f> {
         Self::start(None, spawn_sink_writer(sink)?, file_digests)
     }
 
+    /// [`with_sink`](Self::with_sink) without hashing anything: for a pass that only looks
+    /// at where the data is (the GCE tar's data map). The digests it returns are zeros.
+    pub fn with_sink_unhashed(sink: Box<dyn Sink>) -> io::Result<ImageWriter<'f>> {
+        let mut w = Self::start(None, spawn_sink_writer(sink)?, false)?;
+        w.hash = false;
+        Ok(w)
+    }
+
     fn start(
         out: Option<&'f File>,
         disk: DiskWriter,
@@ -423,6 +433,7 @@ impl<'f> ImageWriter<'f> {
             sha256,
             blake3,
             files,
+            hash: true,
             dir: None,
         })
     }
@@ -446,9 +457,11 @@ impl<'f> ImageWriter<'f> {
                 // Skip to the last CHUNK boundary within reach.
                 let k = room + (n - room) / CHUNK as u64 * CHUNK as u64;
                 self.send_image(|| ImageMsg::Zeros(k))?;
-                for_zeros(k, |z| {
-                    self.blake3.update(z);
-                });
+                if self.hash {
+                    for_zeros(k, |z| {
+                        self.blake3.update(z);
+                    });
+                }
                 self.buf_start += k;
                 self.cap = cap_for(self.buf_start);
                 n -= k;
@@ -634,6 +647,9 @@ impl<'f> ImageWriter<'f> {
     }
 
     fn send_image(&self, msg: impl Fn() -> ImageMsg) -> io::Result<()> {
+        if !self.hash {
+            return Ok(());
+        }
         self.sha256.tx.send(msg()).map_err(|_| stopped())
     }
 
@@ -655,7 +671,9 @@ impl<'f> ImageWriter<'f> {
         let n = self.fill;
         let padded = n.next_multiple_of(HOLE_BLOCK);
         self.buf.get_mut()[n..padded].fill(0);
-        self.blake3.update(&self.buf.get()[..n]);
+        if self.hash {
+            self.blake3.update(&self.buf.get()[..n]);
+        }
         let fresh = self.next_buffer()?;
         let block = Arc::new(Block {
             data: Some(std::mem::replace(&mut self.buf, fresh)),
