@@ -205,11 +205,10 @@ pub fn args(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
 /// virtio-blk-pci too (ops puts them on a virtio-scsi bus the virt machine does not have).
 fn args_aarch64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
-    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     let gevulot = spec.profile == Profile::Gevulot;
-    push(&["-machine", "virt", "-machine", "gic-version=2"]);
+    push(&mut a, &["-machine", "virt", "-machine", "gic-version=2"]);
     if spec.firmware.is_some() {
-        push(&["-machine", "highmem=off"]);
+        push(&mut a, &["-machine", "highmem=off"]);
     }
     if let Some(k) = &spec.kernel {
         a.push("-kernel".into());
@@ -217,17 +216,37 @@ fn args_aarch64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
     }
     a.push("-drive".into());
     a.push(drive(&spec.image, spec.disk_format, "hd0", gevulot));
-    a.extend(["-device", "virtio-blk-pci,drive=hd0"].map(OsString::from));
-    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    push(&mut a, &["-device", "virtio-blk-pci,drive=hd0"]);
+    resources(&mut a, spec, accel);
+    attachments(&mut a, spec, "virtio-blk-pci", "virtio-net-pci,netdev=n0");
+    push(
+        &mut a,
+        &["-semihosting", "-display", "none", "-serial", "stdio"],
+    );
+    a.extend(spec.extra.iter().cloned());
+    a
+}
+
+fn push(a: &mut Vec<OsString>, items: &[&str]) {
+    a.extend(items.iter().map(OsString::from));
+}
+
+/// vCPUs, memory, the RNG and balloon devices, the accelerator and CPU (both machines).
+fn resources(a: &mut Vec<OsString>, spec: &RunSpec, accel: Accel) {
     if let Some(n) = spec.smp {
-        push(&["-smp", &n.to_string()]);
+        push(a, &["-smp", &n.to_string()]);
     }
-    push(&["-m", &format!("{}M", spec.memory_mib)]);
-    push(&["-device", "virtio-rng-pci"]);
-    if !gevulot {
-        push(&["-device", "virtio-balloon"]);
+    push(a, &["-m", &format!("{}M", spec.memory_mib)]);
+    push(a, &["-device", "virtio-rng-pci"]);
+    if spec.profile != Profile::Gevulot {
+        push(a, &["-device", "virtio-balloon"]);
     }
-    push(&["-accel", accel.name(), "-cpu", "max"]);
+    push(a, &["-accel", accel.name(), "-cpu", "max"]);
+}
+
+/// The 9p shares, further disks (`volume_device`, given `drive=ID`), the network (`nic`, or
+/// none for the Gevulot profile) and the firmware (both machines).
+fn attachments(a: &mut Vec<OsString>, spec: &RunSpec, volume_device: &str, nic: &str) {
     for share in &spec.shares {
         a.push("-virtfs".into());
         a.push(virtfs(share));
@@ -237,21 +256,17 @@ fn args_aarch64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
         a.push("-drive".into());
         a.push(drive(volume, "raw", &id, false));
         a.push("-device".into());
-        a.push(format!("virtio-blk-pci,drive={id}").into());
+        a.push(format!("{volume_device},drive={id}").into());
     }
-    if gevulot {
-        a.extend(["-nic", "none"].map(OsString::from));
+    if spec.profile == Profile::Gevulot {
+        push(a, &["-nic", "none"]);
     } else {
-        a.extend(["-device", "virtio-net-pci,netdev=n0"].map(OsString::from));
-        a.extend(["-netdev".into(), user_netdev(&spec.ports).into()]);
+        push(a, &["-device", nic, "-netdev", &user_netdev(&spec.ports)]);
     }
     if let Some(fw) = &spec.firmware {
         a.push("-bios".into());
         a.push(fw.clone().into_os_string());
     }
-    a.extend(["-semihosting", "-display", "none", "-serial", "stdio"].map(OsString::from));
-    a.extend(spec.extra.iter().cloned());
-    a
 }
 
 fn user_netdev(ports: &[PortForward]) -> String {
@@ -264,69 +279,48 @@ fn user_netdev(ports: &[PortForward]) -> String {
 
 fn args_x86_64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
-    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     let gevulot = spec.profile == Profile::Gevulot;
-    push(&["-machine", "q35"]);
+    push(&mut a, &["-machine", "q35"]);
     // The node's three PCIe root ports (ops uses the same ports; its third is pci.4 at 0x3.0x4,
     // where the node has pci.3 at 0x3.0x2).
-    push(&[
-        "-device",
-        "pcie-root-port,port=0x10,chassis=1,id=pci.1,bus=pcie.0,multifunction=on,addr=0x3",
-        "-device",
-        if gevulot {
-            "pcie-root-port,port=0x11,chassis=2,id=pci.2,bus=pcie.0,addr=0x3.0x1"
-        } else {
-            "pcie-root-port,port=0x11,chassis=2,id=pci.2,bus=pcie.0,addr=0x3.0x6"
-        },
-        "-device",
-        if gevulot {
-            "pcie-root-port,port=0x12,chassis=3,id=pci.3,bus=pcie.0,addr=0x3.0x2"
-        } else {
-            "pcie-root-port,port=0x12,chassis=3,id=pci.4,bus=pcie.0,addr=0x3.0x4"
-        },
-        "-device",
-        "virtio-scsi-pci,bus=pci.2,addr=0x0,id=scsi0",
-        "-device",
-        "scsi-hd,bus=scsi0.0,drive=hd0",
-        "-vga",
-        "none",
-        "-device",
-        "isa-debug-exit",
-    ]);
-    if let Some(n) = spec.smp {
-        push(&["-smp", &n.to_string()]);
-    }
-    push(&["-m", &format!("{}M", spec.memory_mib)]);
-    push(&["-device", "virtio-rng-pci"]);
-    if !gevulot {
-        push(&["-device", "virtio-balloon"]);
-    }
-    push(&["-accel", accel.name(), "-cpu", "max"]);
+    push(
+        &mut a,
+        &[
+            "-device",
+            "pcie-root-port,port=0x10,chassis=1,id=pci.1,bus=pcie.0,multifunction=on,addr=0x3",
+            "-device",
+            if gevulot {
+                "pcie-root-port,port=0x11,chassis=2,id=pci.2,bus=pcie.0,addr=0x3.0x1"
+            } else {
+                "pcie-root-port,port=0x11,chassis=2,id=pci.2,bus=pcie.0,addr=0x3.0x6"
+            },
+            "-device",
+            if gevulot {
+                "pcie-root-port,port=0x12,chassis=3,id=pci.3,bus=pcie.0,addr=0x3.0x2"
+            } else {
+                "pcie-root-port,port=0x12,chassis=3,id=pci.4,bus=pcie.0,addr=0x3.0x4"
+            },
+            "-device",
+            "virtio-scsi-pci,bus=pci.2,addr=0x0,id=scsi0",
+            "-device",
+            "scsi-hd,bus=scsi0.0,drive=hd0",
+            "-vga",
+            "none",
+            "-device",
+            "isa-debug-exit",
+        ],
+    );
+    resources(&mut a, spec, accel);
     a.push("-drive".into());
     a.push(drive(&spec.image, spec.disk_format, "hd0", gevulot));
-    for share in &spec.shares {
-        a.push("-virtfs".into());
-        a.push(virtfs(share));
-    }
-    for (i, volume) in spec.volumes.iter().enumerate() {
-        let id = format!("hd{}", i + 1 + spec.shares.len());
-        a.push("-drive".into());
-        a.push(drive(volume, "raw", &id, false));
-        a.push("-device".into());
-        a.push(format!("scsi-hd,bus=scsi0.0,drive={id}").into());
-    }
-    if gevulot {
-        a.extend(["-nic", "none"].map(OsString::from));
-    } else {
-        // ops's user-mode network: virtio-net on the third root port, forwards on the netdev.
-        a.extend(["-device", "virtio-net,bus=pci.4,addr=0x0,netdev=n0"].map(OsString::from));
-        a.extend(["-netdev".into(), user_netdev(&spec.ports).into()]);
-    }
-    if let Some(fw) = &spec.firmware {
-        a.push("-bios".into());
-        a.push(fw.clone().into_os_string());
-    }
-    a.extend(["-display", "none", "-serial", "stdio"].map(OsString::from));
+    // ops's user-mode network: virtio-net on the third root port, forwards on the netdev.
+    attachments(
+        &mut a,
+        spec,
+        "scsi-hd,bus=scsi0.0",
+        "virtio-net,bus=pci.4,addr=0x0,netdev=n0",
+    );
+    push(&mut a, &["-display", "none", "-serial", "stdio"]);
     a.extend(spec.extra.iter().cloned());
     a
 }
