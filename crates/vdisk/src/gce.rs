@@ -67,12 +67,12 @@
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use flate2::{read::MultiGzDecoder, Compression, GzBuilder};
 use tar::{EntryType, GnuExtSparseHeader, GnuSparseHeader, Header};
 
+use crate::common::{bad, invalid_input, read_error, read_file_at, WriteOrder};
 use crate::{is_zero, raw::write_skipping_zeros, DataMap, Format, Sink, VdiskError, VirtualDisk};
 
 const BLOCK: u64 = 512;
@@ -84,10 +84,6 @@ const GZIP_OS: u8 = 255;
 /// The most map entries the reader takes (16 MiB of map).
 const MAX_MAP_ENTRIES: usize = 1 << 20;
 static ZEROS: [u8; 65536] = [0; 65536];
-
-fn invalid_input(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
-}
 
 /// Writes GNU's checksum into a header block: six octal digits, NUL, space.
 fn set_gnu_cksum(block: &mut [u8; 512]) {
@@ -160,14 +156,13 @@ fn headers(len: u64, ranges: &[Range<u64>]) -> io::Result<Vec<u8>> {
 /// Writes the GCE tar.gz front to back.
 pub struct GceWriter {
     gz: flate2::write::GzEncoder<BufWriter<File>>,
-    virtual_size: u64,
+    /// The raw image's length, and the checks of the calls.
+    order: WriteOrder,
     ranges: Vec<Range<u64>>,
     /// The range being filled.
     ri: usize,
     /// The raw offset up to which the ranges' bytes are in the archive.
     done: u64,
-    /// The end of the last `write_at`.
-    next: u64,
     /// Bytes of tar written.
     tar_len: u64,
 }
@@ -175,7 +170,7 @@ pub struct GceWriter {
 impl std::fmt::Debug for GceWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GceWriter")
-            .field("virtual_size", &self.virtual_size)
+            .field("virtual_size", &self.order.limit())
             .field("ranges", &self.ranges.len())
             .field("done", &self.done)
             .field("tar_len", &self.tar_len)
@@ -203,11 +198,10 @@ impl GceWriter {
         );
         let mut w = GceWriter {
             gz,
-            virtual_size,
+            order: WriteOrder::new(virtual_size),
             ranges: map.ranges,
             ri: 0,
             done: 0,
-            next: 0,
             tar_len: 0,
         };
         let headers = headers(virtual_size, &w.ranges)?;
@@ -252,22 +246,7 @@ impl GceWriter {
 
 impl Sink for GceWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let end = offset
-            .checked_add(data.len() as u64)
-            .filter(|&e| e <= self.virtual_size)
-            .ok_or_else(|| {
-                invalid_input(format!(
-                    "write of {} bytes at {offset} past the disk's {} bytes",
-                    data.len(),
-                    self.virtual_size
-                ))
-            })?;
-        if offset < self.next {
-            return Err(invalid_input(format!(
-                "write at {offset} before the end of the last one ({})",
-                self.next
-            )));
-        }
+        let end = self.order.write(offset, data.len())?;
         let mut at = offset;
         while at < end {
             self.zero_fill_to(at)?;
@@ -291,17 +270,11 @@ impl Sink for GceWriter {
                 }
             }
         }
-        self.next = end;
         Ok(())
     }
 
     fn finish(mut self: Box<Self>, len: u64, _raw_sha256: &[u8; 32]) -> io::Result<()> {
-        if len != self.virtual_size {
-            return Err(invalid_input(format!(
-                "the raw image is {len} bytes, the GCE tar was begun for {}",
-                self.virtual_size
-            )));
-        }
+        self.order.finish(Format::Gce, len)?;
         self.zero_fill_to(len)?;
         let pad = (BLOCK - self.tar_len % BLOCK) % BLOCK;
         self.emit_zeros(pad)?;
@@ -341,15 +314,8 @@ fn sparse_entry(sp: &GnuSparseHeader) -> Result<Option<(u64, u64)>, String> {
 
 impl GceReader {
     pub fn open(file: File, path: &Path) -> Result<GceReader, VdiskError> {
-        let bad = |reason: String| VdiskError::Bad {
-            path: path.to_path_buf(),
-            format: Format::Gce,
-            reason,
-        };
-        let read = |source| VdiskError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
+        let bad = bad(path, Format::Gce);
+        let read = read_error(path);
         let mut z = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
         let mut block = [0u8; 512];
         read_block(&mut z, &mut block).map_err(|e| bad(format!("no tar header: {e}")))?;
@@ -482,12 +448,6 @@ impl VirtualDisk for GceReader {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if offset
-            .checked_add(buf.len() as u64)
-            .is_none_or(|end| end > self.size)
-        {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.file.read_exact_at(buf, offset)
+        read_file_at(&self.file, self.size, buf, offset)
     }
 }

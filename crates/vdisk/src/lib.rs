@@ -36,6 +36,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+mod common;
 pub mod gce;
 pub mod qcow2;
 pub mod raw;

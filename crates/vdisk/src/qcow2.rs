@@ -49,7 +49,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::{is_zero, Format, Sink, VdiskError, VirtualDisk};
+use crate::common::{bad, be32, be64, invalid_data, read_end, read_error, BlockBuffer};
+use crate::{Format, Sink, VdiskError, VirtualDisk};
 
 const MAGIC: &[u8; 4] = b"QFI\xfb";
 const CLUSTER_BITS: u32 = 16;
@@ -69,111 +70,6 @@ const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 const L1_RESERVED: u64 = 0x7f00_0000_0000_01ff;
 /// Standard L2 entry bits that must be zero (1-8, 56-61).
 const L2_RESERVED: u64 = 0x3f00_0000_0000_01fe;
-
-/// Collects a raw image given front to back into whole blocks of `size` bytes, and hands
-/// each block holding a non-zero byte, in increasing order, to a callback. Holds at most
-/// one block. (Shared by the qcow2 and VHDX writers.)
-#[derive(Debug)]
-pub(crate) struct BlockBuffer {
-    size: u64,
-    /// The raw image's length: no data may lie past it.
-    limit: u64,
-    /// Where the last call ended: calls may not go back.
-    end: u64,
-    /// The block being filled, if any (its bytes are in `buf`, zeros where nothing came).
-    pending: Option<u64>,
-    buf: Vec<u8>,
-}
-
-impl BlockBuffer {
-    pub(crate) fn new(size: u64, limit: u64) -> BlockBuffer {
-        BlockBuffer {
-            size,
-            limit,
-            end: 0,
-            pending: None,
-            buf: Vec::new(),
-        }
-    }
-
-    /// `data` at `offset` of the raw image; `emit(block_index, block)` for each complete
-    /// block with data.
-    pub(crate) fn write(
-        &mut self,
-        offset: u64,
-        data: &[u8],
-        mut emit: impl FnMut(u64, &[u8]) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let end = offset
-            .checked_add(data.len() as u64)
-            .filter(|&e| e <= self.limit)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "write of {} bytes at {offset} is past the disk's end ({})",
-                        data.len(),
-                        self.limit
-                    ),
-                )
-            })?;
-        if offset < self.end {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "write at {offset} goes back before {} (writes must come in increasing order)",
-                    self.end
-                ),
-            ));
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.end = end;
-        let mut at = offset;
-        while at < end {
-            let index = at / self.size;
-            let block_start = index * self.size;
-            let to = (block_start + self.size).min(end);
-            let piece = &data[(at - offset) as usize..(to - offset) as usize];
-            if self.pending.is_some_and(|p| p != index) {
-                self.flush(&mut emit)?;
-            }
-            if self.pending == Some(index) {
-                let from = (at - block_start) as usize;
-                self.buf[from..from + piece.len()].copy_from_slice(piece);
-            } else if is_zero(piece) {
-                // Nothing to keep: the block so far is zeros.
-            } else if piece.len() as u64 == self.size {
-                emit(index, piece)?;
-            } else {
-                if self.buf.is_empty() {
-                    self.buf = vec![0; self.size as usize];
-                } else {
-                    self.buf.fill(0);
-                }
-                let from = (at - block_start) as usize;
-                self.buf[from..from + piece.len()].copy_from_slice(piece);
-                self.pending = Some(index);
-            }
-            at = to;
-        }
-        Ok(())
-    }
-
-    /// Hands over the block being filled, if it has data.
-    pub(crate) fn flush(
-        &mut self,
-        mut emit: impl FnMut(u64, &[u8]) -> io::Result<()>,
-    ) -> io::Result<()> {
-        if let Some(index) = self.pending.take() {
-            if !is_zero(&self.buf) {
-                emit(index, &self.buf)?;
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Writes a qcow2 v3 image (see the module documentation for the layout).
 #[derive(Debug)]
@@ -225,17 +121,12 @@ impl Sink for Qcow2Writer {
     }
 
     fn finish(mut self: Box<Self>, len: u64, _raw_sha256: &[u8; 32]) -> io::Result<()> {
-        if len != self.virtual_size {
-            return Err(io::Error::other(format!(
-                "internal error: qcow2 writer made for {} bytes, finished at {len}",
-                self.virtual_size
-            )));
-        }
         {
             let out = &self.out;
             let list = &mut self.guest_clusters;
-            self.blocks
-                .flush(|i, c| Qcow2Writer::store(out, list, i, c))?;
+            self.blocks.finish(Format::Qcow2, len, |i, c| {
+                Qcow2Writer::store(out, list, i, c)
+            })?;
         }
         let out = &self.out;
         let data = &self.guest_clusters;
@@ -341,29 +232,10 @@ pub struct Qcow2Reader {
     l1: Vec<u64>,
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_be_bytes(x)
-}
-
-fn be64(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(x)
-}
-
 impl Qcow2Reader {
     pub fn open(file: File, path: &Path) -> Result<Qcow2Reader, VdiskError> {
-        let bad = |reason: String| VdiskError::Bad {
-            path: path.to_path_buf(),
-            format: Format::Qcow2,
-            reason,
-        };
-        let read = |source| VdiskError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
+        let bad = bad(path, Format::Qcow2);
+        let read = read_error(path);
         let file_len = file.metadata().map_err(read)?.len();
         if file_len < 72 {
             return Err(bad(format!(
@@ -495,10 +367,7 @@ impl Qcow2Reader {
     }
 
     fn invalid(&self, reason: String) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: not a valid qcow2 image: {reason}", self.path.display()),
-        )
+        invalid_data(&self.path, Format::Qcow2, reason)
     }
 
     /// Where guest cluster `index` is in the file, or None for zeros.
@@ -561,10 +430,7 @@ impl VirtualDisk for Qcow2Reader {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|&e| e <= self.size)
-            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let end = read_end(offset, buf.len(), self.size)?;
         let cluster = 1u64 << self.cluster_bits;
         let mut at = offset;
         while at < end {

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use crate::common::read_file_at;
 use crate::{is_zero, Format, Sink, VirtualDisk, ZERO_BLOCK};
 
 /// Writes the raw image into a file, leaving holes for zero blocks.
@@ -78,12 +79,6 @@ impl VirtualDisk for RawReader {
         self.len
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if offset
-            .checked_add(buf.len() as u64)
-            .is_none_or(|end| end > self.len)
-        {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.file.read_exact_at(buf, offset)
+        read_file_at(&self.file, self.len, buf, offset)
     }
 }

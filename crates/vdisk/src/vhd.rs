@@ -49,8 +49,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
+use crate::common::{bad, be32, be64, derived_id, read_error, read_file_at, WriteOrder};
 use crate::raw::write_skipping_zeros;
 use crate::{Format, Sink, VdiskError, VirtualDisk};
 
@@ -63,18 +62,6 @@ const MIB: u64 = 1 << 20;
 /// The largest VHD: 0xFF000000 sectors of 512 bytes, 2040 GiB.
 pub const MAX_SIZE: u64 = 0xff00_0000 * 512;
 const DISK_FIXED: u32 = 2;
-
-/// 16 bytes derived from the raw image's SHA-256 for the identifier named `label`: the
-/// first 16 bytes of SHA-256(`label` ‖ `raw_sha256`). Callers set the UUID version bits.
-pub(crate) fn derived_id(label: &str, raw_sha256: &[u8; 32]) -> [u8; 16] {
-    let mut h = Sha256::new();
-    h.update(label.as_bytes());
-    h.update(raw_sha256);
-    let d = h.finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&d[..16]);
-    id
-}
 
 /// The VHD's current size for a raw image of `len` bytes: `len` rounded up to a MiB.
 pub fn current_size(len: u64) -> io::Result<u64> {
@@ -157,8 +144,7 @@ pub fn footer(size: u64, raw_sha256: &[u8; 32]) -> [u8; 512] {
 #[derive(Debug)]
 pub struct VhdWriter {
     out: File,
-    virtual_size: u64,
-    end: u64,
+    order: WriteOrder,
 }
 
 impl VhdWriter {
@@ -166,49 +152,19 @@ impl VhdWriter {
         current_size(virtual_size)?;
         Ok(VhdWriter {
             out,
-            virtual_size,
-            end: 0,
+            order: WriteOrder::new(virtual_size),
         })
     }
 }
 
 impl Sink for VhdWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let end = offset
-            .checked_add(data.len() as u64)
-            .filter(|&e| e <= self.virtual_size)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "write of {} bytes at {offset} is past the disk's end ({})",
-                        data.len(),
-                        self.virtual_size
-                    ),
-                )
-            })?;
-        if offset < self.end {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "write at {offset} goes back before {} (writes must come in increasing order)",
-                    self.end
-                ),
-            ));
-        }
-        if !data.is_empty() {
-            self.end = end;
-        }
+        self.order.write(offset, data.len())?;
         write_skipping_zeros(&self.out, offset, data)
     }
 
     fn finish(self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()> {
-        if len != self.virtual_size {
-            return Err(io::Error::other(format!(
-                "internal error: VHD writer made for {} bytes, finished at {len}",
-                self.virtual_size
-            )));
-        }
+        self.order.finish(Format::Vhd, len)?;
         let size = current_size(len)?;
         self.out.set_len(size)?;
         self.out.write_all_at(&footer(size, raw_sha256), size)?;
@@ -223,23 +179,10 @@ pub struct VhdReader {
     size: u64,
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_be_bytes(x)
-}
-
 impl VhdReader {
     pub fn open(file: File, path: &Path) -> Result<VhdReader, VdiskError> {
-        let bad = |reason: String| VdiskError::Bad {
-            path: path.to_path_buf(),
-            format: Format::Vhd,
-            reason,
-        };
-        let read = |source| VdiskError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
+        let bad = bad(path, Format::Vhd);
+        let read = read_error(path);
         let len = file.metadata().map_err(read)?.len();
         if len < FOOTER {
             return Err(bad(format!(
@@ -266,9 +209,7 @@ impl VhdReader {
             4 => return Err(bad("a differencing VHD (only fixed VHDs are read)".into())),
             t => return Err(bad(format!("unknown disk type {t}"))),
         }
-        let mut s = [0u8; 8];
-        s.copy_from_slice(&f[48..56]);
-        let size = u64::from_be_bytes(s);
+        let size = be64(&f, 48);
         if size > len - FOOTER {
             return Err(bad(format!(
                 "current size {size} does not fit in the {len}-byte file before the footer"
@@ -288,12 +229,6 @@ impl VirtualDisk for VhdReader {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if offset
-            .checked_add(buf.len() as u64)
-            .is_none_or(|end| end > self.size)
-        {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.file.read_exact_at(buf, offset)
+        read_file_at(&self.file, self.size, buf, offset)
     }
 }

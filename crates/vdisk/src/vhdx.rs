@@ -56,8 +56,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::qcow2::BlockBuffer;
-use crate::vhd::derived_id;
+use crate::common::{bad, derived_id, le16, le32, le64, read_end, read_error, BlockBuffer};
 use crate::{Format, Sink, VdiskError, VirtualDisk};
 
 const KIB64: u64 = 64 * 1024;
@@ -173,22 +172,6 @@ fn checksum_ok(buf: &[u8], at: usize) -> bool {
     crc32c::crc32c(&copy) == stored
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(x)
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
-}
-
 /// The geometry of a VHDX of `virtual_size` bytes with 1 MiB blocks and 512-byte sectors.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
@@ -229,7 +212,6 @@ impl Layout {
 #[derive(Debug)]
 pub struct VhdxWriter {
     out: File,
-    raw_size: u64,
     layout: Layout,
     blocks: BlockBuffer,
     /// The virtual block stored in payload slot `i`, increasing.
@@ -253,7 +235,6 @@ impl VhdxWriter {
         let size = self::virtual_size(virtual_size)?;
         Ok(VhdxWriter {
             out,
-            raw_size: virtual_size,
             layout: Layout::new(size),
             blocks: BlockBuffer::new(BLOCK, virtual_size),
             stored: Vec::new(),
@@ -283,16 +264,11 @@ impl Sink for VhdxWriter {
     }
 
     fn finish(mut self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()> {
-        if len != self.raw_size {
-            return Err(io::Error::other(format!(
-                "internal error: VHDX writer made for {} bytes, finished at {len}",
-                self.raw_size
-            )));
-        }
         {
             let (out, layout, list) = (&self.out, &self.layout, &mut self.stored);
-            self.blocks
-                .flush(|i, b| VhdxWriter::store(out, layout, list, i, b))?;
+            self.blocks.finish(Format::Vhdx, len, |i, b| {
+                VhdxWriter::store(out, layout, list, i, b)
+            })?;
         }
         let out = &self.out;
         let l = self.layout;
@@ -439,15 +415,8 @@ struct Region {
 
 impl VhdxReader {
     pub fn open(file: File, path: &Path) -> Result<VhdxReader, VdiskError> {
-        let bad = |reason: String| VdiskError::Bad {
-            path: path.to_path_buf(),
-            format: Format::Vhdx,
-            reason,
-        };
-        let read = |source| VdiskError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
+        let bad = bad(path, Format::Vhdx);
+        let read = read_error(path);
         let file_len = file.metadata().map_err(read)?.len();
         if file_len < MIB {
             return Err(bad(format!(
@@ -770,10 +739,7 @@ impl VirtualDisk for VhdxReader {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|&e| e <= self.size)
-            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let end = read_end(offset, buf.len(), self.size)?;
         let mut at = offset;
         while at < end {
             let index = at / self.block_size;

@@ -71,6 +71,9 @@ use std::sync::Mutex;
 
 use flate2::{Compression, Decompress, FlushDecompress, Status};
 
+use crate::common::{
+    bad, invalid_data, invalid_input, le32, le64, read_end, read_error, WriteOrder,
+};
 use crate::{is_zero, Format, Sink, VdiskError, VirtualDisk};
 
 const SECTOR: u64 = 512;
@@ -160,20 +163,15 @@ pub fn cid(raw_sha256: &[u8; 32]) -> u32 {
     }
 }
 
-fn invalid_input(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
-}
-
 /// Writes a stream-optimized VMDK front to back.
 #[derive(Debug)]
 pub struct VmdkWriter {
     out: BufWriter<File>,
     /// Bytes written to `out`.
     pos: u64,
-    virtual_size: u64,
+    /// The raw image's length, and the checks of the calls.
+    order: WriteOrder,
     capacity: u64,
-    /// The end of the last `write_at`.
-    next: u64,
     /// The grain being gathered, and which grain it is.
     grain: Vec<u8>,
     grain_index: Option<u64>,
@@ -218,9 +216,8 @@ impl VmdkWriter {
         Ok(VmdkWriter {
             out,
             pos: OVERHEAD * SECTOR,
-            virtual_size,
+            order: WriteOrder::new(virtual_size),
             capacity,
-            next: 0,
             grain: vec![0u8; GRAIN as usize],
             grain_index: None,
             gt: vec![0u32; GTES_PER_GT as usize],
@@ -298,22 +295,7 @@ impl VmdkWriter {
 
 impl Sink for VmdkWriter {
     fn write_at(&mut self, offset: u64, mut data: &[u8]) -> io::Result<()> {
-        let end = offset
-            .checked_add(data.len() as u64)
-            .filter(|&e| e <= self.virtual_size)
-            .ok_or_else(|| {
-                invalid_input(format!(
-                    "write of {} bytes at {offset} past the disk's {} bytes",
-                    data.len(),
-                    self.virtual_size
-                ))
-            })?;
-        if offset < self.next {
-            return Err(invalid_input(format!(
-                "write at {offset} before the end of the last one ({})",
-                self.next
-            )));
-        }
+        self.order.write(offset, data.len())?;
         let mut at = offset;
         while !data.is_empty() {
             let g = at / GRAIN;
@@ -327,17 +309,11 @@ impl Sink for VmdkWriter {
             data = &data[n..];
             at += n as u64;
         }
-        self.next = end;
         Ok(())
     }
 
     fn finish(mut self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()> {
-        if len != self.virtual_size {
-            return Err(invalid_input(format!(
-                "the raw image is {len} bytes, the VMDK was begun for {}",
-                self.virtual_size
-            )));
-        }
+        self.order.finish(Format::Vmdk, len)?;
         self.flush_grain()?;
         self.flush_gt()?;
         let gd_sectors = (self.gd.len() as u64 * 4).div_ceil(SECTOR);
@@ -369,18 +345,6 @@ struct Header {
     gtes_per_gt: u32,
     gd_offset: u64,
     compress_algorithm: u16,
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 fn parse_header(h: &[u8; 512]) -> Result<Header, String> {
@@ -424,15 +388,8 @@ pub struct VmdkReader {
 
 impl VmdkReader {
     pub fn open(file: File, path: &Path) -> Result<VmdkReader, VdiskError> {
-        let bad = |reason: String| VdiskError::Bad {
-            path: path.to_path_buf(),
-            format: Format::Vmdk,
-            reason,
-        };
-        let read = |source| VdiskError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
+        let bad = bad(path, Format::Vmdk);
+        let read = read_error(path);
         let file_len = file.metadata().map_err(read)?.len();
         if file_len < SECTOR {
             return Err(bad(format!("{file_len} bytes, shorter than the header")));
@@ -533,10 +490,7 @@ impl VmdkReader {
     }
 
     fn corrupt(&self, reason: String) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: not a valid vmdk image: {reason}", self.path.display()),
-        )
+        invalid_data(&self.path, Format::Vmdk, reason)
     }
 
     /// The grain table entry of grain `g`: 0 for none.
@@ -604,12 +558,7 @@ impl VirtualDisk for VmdkReader {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if offset
-            .checked_add(buf.len() as u64)
-            .is_none_or(|end| end > self.size)
-        {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
+        read_end(offset, buf.len(), self.size)?;
         let mut done = 0usize;
         while done < buf.len() {
             let at = offset + done as u64;

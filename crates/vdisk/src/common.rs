@@ -1,0 +1,240 @@
+//! What the writers and readers of several formats share: the checks a [`Sink`]'s calls
+//! get, collecting blocks, identifiers derived from the content, integer fields, errors.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::{is_zero, Format, VdiskError};
+
+#[cfg(doc)]
+use crate::Sink;
+
+pub(crate) fn invalid_input(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// The rules every writer holds a [`Sink`]'s calls to: each write ends at or before the raw
+/// image's length `limit`, none starts before the end of the last one that had bytes, and
+/// `finish` is given that length.
+#[derive(Debug)]
+pub(crate) struct WriteOrder {
+    limit: u64,
+    /// Where the last call with bytes ended.
+    end: u64,
+}
+
+impl WriteOrder {
+    pub(crate) fn new(limit: u64) -> WriteOrder {
+        WriteOrder { limit, end: 0 }
+    }
+
+    /// The raw image's length the writer was made for.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Checks a write of `len` bytes at `offset` and returns where it ends.
+    pub(crate) fn write(&mut self, offset: u64, len: usize) -> io::Result<u64> {
+        let end = offset
+            .checked_add(len as u64)
+            .filter(|&e| e <= self.limit)
+            .ok_or_else(|| {
+                invalid_input(format!(
+                    "write of {len} bytes at {offset} is past the disk's end ({})",
+                    self.limit
+                ))
+            })?;
+        if offset < self.end {
+            return Err(invalid_input(format!(
+                "write at {offset} goes back before {} (writes must come in increasing order)",
+                self.end
+            )));
+        }
+        if len > 0 {
+            self.end = end;
+        }
+        Ok(end)
+    }
+
+    /// Checks the length `finish` is given.
+    pub(crate) fn finish(&self, format: Format, len: u64) -> io::Result<()> {
+        if len != self.limit {
+            return Err(io::Error::other(format!(
+                "internal error: {format} writer made for {} bytes, finished at {len}",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Collects a raw image given front to back into whole blocks of `size` bytes, and hands
+/// each block holding a non-zero byte, in increasing order, to a callback. Holds at most
+/// one block. (Shared by the qcow2 and VHDX writers.)
+#[derive(Debug)]
+pub(crate) struct BlockBuffer {
+    size: u64,
+    order: WriteOrder,
+    /// The block being filled, if any (its bytes are in `buf`, zeros where nothing came).
+    pending: Option<u64>,
+    buf: Vec<u8>,
+}
+
+impl BlockBuffer {
+    /// Blocks of `size` bytes of a raw image of `limit` bytes.
+    pub(crate) fn new(size: u64, limit: u64) -> BlockBuffer {
+        BlockBuffer {
+            size,
+            order: WriteOrder::new(limit),
+            pending: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// `data` at `offset` of the raw image; `emit(block_index, block)` for each complete
+    /// block with data.
+    pub(crate) fn write(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        mut emit: impl FnMut(u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let end = self.order.write(offset, data.len())?;
+        let mut at = offset;
+        while at < end {
+            let index = at / self.size;
+            let block_start = index * self.size;
+            let to = (block_start + self.size).min(end);
+            let piece = &data[(at - offset) as usize..(to - offset) as usize];
+            if self.pending.is_some_and(|p| p != index) {
+                self.flush(&mut emit)?;
+            }
+            if self.pending == Some(index) {
+                let from = (at - block_start) as usize;
+                self.buf[from..from + piece.len()].copy_from_slice(piece);
+            } else if is_zero(piece) {
+                // Nothing to keep: the block so far is zeros.
+            } else if piece.len() as u64 == self.size {
+                emit(index, piece)?;
+            } else {
+                if self.buf.is_empty() {
+                    self.buf = vec![0; self.size as usize];
+                } else {
+                    self.buf.fill(0);
+                }
+                let from = (at - block_start) as usize;
+                self.buf[from..from + piece.len()].copy_from_slice(piece);
+                self.pending = Some(index);
+            }
+            at = to;
+        }
+        Ok(())
+    }
+
+    /// The raw image is `len` bytes long (checked against the writer's): hands over the
+    /// block being filled, if it has data.
+    pub(crate) fn finish(
+        &mut self,
+        format: Format,
+        len: u64,
+        emit: impl FnMut(u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.order.finish(format, len)?;
+        self.flush(emit)
+    }
+
+    /// Hands over the block being filled, if it has data.
+    fn flush(&mut self, mut emit: impl FnMut(u64, &[u8]) -> io::Result<()>) -> io::Result<()> {
+        if let Some(index) = self.pending.take() {
+            if !is_zero(&self.buf) {
+                emit(index, &self.buf)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 16 bytes derived from the raw image's SHA-256 for the identifier named `label`: the
+/// first 16 bytes of SHA-256(`label` ‖ `raw_sha256`). Callers set the UUID version bits.
+pub(crate) fn derived_id(label: &str, raw_sha256: &[u8; 32]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(label.as_bytes());
+    h.update(raw_sha256);
+    let d = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    id
+}
+
+/// The end of a read of `len` bytes at `offset` from a disk of `size` bytes; reading past
+/// the end is `UnexpectedEof`.
+pub(crate) fn read_end(offset: u64, len: usize, size: u64) -> io::Result<u64> {
+    offset
+        .checked_add(len as u64)
+        .filter(|&e| e <= size)
+        .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
+}
+
+/// `read_exact_at` of a disk whose first `size` bytes of `file` are the raw image.
+pub(crate) fn read_file_at(file: &File, size: u64, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    read_end(offset, buf.len(), size)?;
+    file.read_exact_at(buf, offset)
+}
+
+/// The error for a file at `path` that breaks `format`'s rules, as
+/// [`VdiskError::Bad`] (when opening).
+pub(crate) fn bad(path: &Path, format: Format) -> impl Fn(String) -> VdiskError + Copy + '_ {
+    move |reason| VdiskError::Bad {
+        path: path.to_path_buf(),
+        format,
+        reason,
+    }
+}
+
+/// The error for a file at `path` that cannot be read, as [`VdiskError::Read`].
+pub(crate) fn read_error(path: &Path) -> impl Fn(io::Error) -> VdiskError + Copy + '_ {
+    move |source| VdiskError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The error for a file at `path` that breaks `format`'s rules, found after opening it
+/// (when reading).
+pub(crate) fn invalid_data(path: &Path, format: Format, reason: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: not a valid {format} image: {reason}", path.display()),
+    )
+}
+
+pub(crate) fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+pub(crate) fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(array(b, at))
+}
+
+pub(crate) fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(array(b, at))
+}
+
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(array(b, at))
+}
+
+pub(crate) fn be64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(array(b, at))
+}
+
+/// The `N` bytes of `b` at `at`.
+fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut x = [0u8; N];
+    x.copy_from_slice(&b[at..at + N]);
+    x
+}
