@@ -21,6 +21,7 @@ use crate::boot::{self, Accel, Boot, RunOptions};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::arm64;
 use crate::endings;
 use crate::expect;
 use crate::gevulot;
@@ -63,6 +64,16 @@ pub struct E2eArgs {
     /// `cargo build --release -p nanoimg`
     #[arg(long, value_name = "PATH")]
     pub nanoimg_bin: Option<PathBuf>,
+
+    /// Unpacked arm64 Nanos release (a nanos-release-linux-<v>-virt tarball:
+    /// kernel.img, bootaa64.efi, klibs/) for the arm64-* cases; without it
+    /// (or --skip-arm64) they fail [default: $NANOIMG_E2E_ARM64_KERNEL_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub arm64_kernel_dir: Option<PathBuf>,
+
+    /// Do not run the arm64-* cases (one line says they were skipped)
+    #[arg(long, conflicts_with = "arm64_kernel_dir")]
+    pub skip_arm64: bool,
 }
 
 /// Case counts of one run.
@@ -105,6 +116,8 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
             .with_context(|| format!("creating --keep folder {}", keep.display()))?;
     }
     println!("e2e: kernel folder {}", tools.kernel_dir.display());
+    let arm64_setup = arm64::Setup::new(args.skip_arm64, args.arm64_kernel_dir.as_deref());
+    arm64_setup.announce();
     println!("e2e: work directory {}", work_dir.display());
 
     // Compile first: toolchain problems are prerequisites and should surface
@@ -133,6 +146,22 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
     println!("e2e: using {}", nanoimg.display());
 
     let mut summary = Summary::default();
+    // Prints a case's report, keeps its files (under `keep_under` in --keep) and counts it.
+    let mut record = |case: &str, report: CaseReport, keep_under: &str| -> Result<()> {
+        report.print(case);
+        if let Some(keep) = &args.keep {
+            let keep = keep.join(keep_under);
+            fs::create_dir_all(&keep)
+                .with_context(|| format!("creating --keep folder {}", keep.display()))?;
+            keep_artifacts(&report.artifacts, &keep)?;
+        }
+        if report.passed() {
+            summary.passed += 1;
+        } else {
+            summary.failed += 1;
+        }
+        Ok(())
+    };
     for (sample, program) in &plan {
         let target_root = image_root.as_deref().filter(|_| sample.uses_image());
         let report = run_case(
@@ -144,16 +173,16 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
             target_root,
             args.timeout_secs,
         )?;
-        report.print(sample.case);
-        if let Some(keep) = &args.keep {
-            keep_artifacts(&report.artifacts, keep)?;
-        }
-        if report.passed() {
-            summary.passed += 1;
-        } else {
-            summary.failed += 1;
-        }
+        record(sample.case, report, "")?;
     }
+    arm64::run_cases(
+        &arm64_setup,
+        &tools,
+        &nanoimg,
+        work_dir,
+        args.timeout_secs,
+        &mut |case, report| record(case, report, arm64::SUBDIR),
+    )?;
 
     println!("e2e: {} passed, {} failed", summary.passed, summary.failed);
     if let Some(keep) = &args.keep {
@@ -171,23 +200,23 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
 
 /// Result of one case that ran.
 #[derive(Debug, Default)]
-struct CaseReport {
-    build: Option<Duration>,
-    boot: Option<Duration>,
+pub(crate) struct CaseReport {
+    pub(crate) build: Option<Duration>,
+    pub(crate) boot: Option<Duration>,
     /// Why the case failed; empty means it passed.
-    problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
     /// Output shown under a failure (build output or console tail).
-    detail: Vec<String>,
+    pub(crate) detail: Vec<String>,
     /// Files `--keep` copies.
-    artifacts: Vec<PathBuf>,
+    pub(crate) artifacts: Vec<PathBuf>,
 }
 
 impl CaseReport {
-    fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.problems.is_empty()
     }
 
-    fn print(&self, case: &str) {
+    pub(crate) fn print(&self, case: &str) {
         let mut timings = Vec::new();
         if let Some(build) = self.build {
             timings.push(format!("build {} ms", build.as_millis()));
@@ -251,47 +280,9 @@ fn run_case(
     if let Some(root) = target_root {
         command.arg("--target-root").arg(root);
     }
-    let started = Instant::now();
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    let build_time = started.elapsed();
-    report.build = Some(build_time);
-    println!(
-        "e2e: {} ... nanoimg build took {} ms",
-        sample.case,
-        build_time.as_millis()
-    );
-
-    let build_log = work_dir.join(format!("{name}.build.log"));
-    fs::write(&build_log, command_log_text(&command, &output))
-        .with_context(|| format!("writing {}", build_log.display()))?;
-    report.artifacts.push(build_log);
-
-    if !output.status.success() {
-        report
-            .problems
-            .push(format!("nanoimg build exited with {}", output.status));
-        report.detail = output_tail("nanoimg build", &output);
+    let Some(output) = run_build(command, sample.case, &image, work_dir, &mut report)? else {
         return Ok(report);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last_line = stdout.lines().rev().find(|line| !line.trim().is_empty());
-    if !last_line.is_some_and(|line| line.trim_start().starts_with(IMAGE_MARKER)) {
-        report.problems.push(format!(
-            "nanoimg build did not print \"{IMAGE_MARKER}<path>\" as its last stdout line"
-        ));
-        report.detail = output_tail("nanoimg build", &output);
-    }
-    if !image.is_file() {
-        report.problems.push(format!(
-            "nanoimg build succeeded but wrote no {}",
-            image.display()
-        ));
-        report.detail = output_tail("nanoimg build", &output);
-        return Ok(report);
-    }
-    report.artifacts.push(image.clone());
+    };
     if let Some(root) = target_root {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let problems = sysroot::check_packed(&stderr, &sample.image_libraries());
@@ -381,6 +372,71 @@ fn run_case(
         report.problems.push(format!("missing line \"{missing}\""));
     }
     check_host(sample, nanoimg, work_dir, &mut report)?;
+    add_boot_detail(&mut report, &boot);
+    Ok(report)
+}
+
+/// Runs `command` (a `nanoimg build` writing `image`, see [`nanoimg_build_command`]),
+/// recording its time and its log (`<image stem>.build.log`) in `report`. Returns its
+/// output when it wrote the image; otherwise the problem is recorded in `report`, with the
+/// command's output as detail.
+pub(crate) fn run_build(
+    mut command: Command,
+    case: &str,
+    image: &Path,
+    work_dir: &Path,
+    report: &mut CaseReport,
+) -> Result<Option<Output>> {
+    let started = Instant::now();
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    let build_time = started.elapsed();
+    report.build = Some(build_time);
+    println!(
+        "e2e: {case} ... nanoimg build took {} ms",
+        build_time.as_millis()
+    );
+
+    let name = image
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let build_log = work_dir.join(format!("{name}.build.log"));
+    fs::write(&build_log, command_log_text(&command, &output))
+        .with_context(|| format!("writing {}", build_log.display()))?;
+    report.artifacts.push(build_log);
+
+    if !output.status.success() {
+        report
+            .problems
+            .push(format!("nanoimg build exited with {}", output.status));
+        report.detail = output_tail("nanoimg build", &output);
+        return Ok(None);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last_line = stdout.lines().rev().find(|line| !line.trim().is_empty());
+    if !last_line.is_some_and(|line| line.trim_start().starts_with(IMAGE_MARKER)) {
+        report.problems.push(format!(
+            "nanoimg build did not print \"{IMAGE_MARKER}<path>\" as its last stdout line"
+        ));
+        report.detail = output_tail("nanoimg build", &output);
+    }
+    if !image.is_file() {
+        report.problems.push(format!(
+            "nanoimg build succeeded but wrote no {}",
+            image.display()
+        ));
+        report.detail = output_tail("nanoimg build", &output);
+        return Ok(None);
+    }
+    report.artifacts.push(image.to_path_buf());
+    Ok(Some(output))
+}
+
+/// Under a failed case: the `nanoimg run` command, the console's last lines and its stderr,
+/// then the output of a failed host-side step (e.g. `nanoimg extract`) already in `report`.
+pub(crate) fn add_boot_detail(report: &mut CaseReport, boot: &Boot) {
     if !report.passed() {
         // The console comes first; output of a failed host-side step (e.g.
         // `nanoimg extract`) follows it.
@@ -407,13 +463,20 @@ fn run_case(
         }
         report.detail.extend(host_detail);
     }
-    Ok(report)
 }
 
 /// What is wrong with how `nanoimg run` ended, if anything: it must exit with
 /// the case's expected status.
 fn status_problem(sample: &Sample, options: &RunOptions, boot: &Boot) -> Option<String> {
-    let expected = sample.expected_status();
+    status_problem_for(sample.expected_status(), options, boot)
+}
+
+/// [`status_problem`] for a case expecting status `expected`.
+pub(crate) fn status_problem_for(
+    expected: i32,
+    options: &RunOptions,
+    boot: &Boot,
+) -> Option<String> {
     let Some(status) = boot.status else {
         return Some(format!(
             "nanoimg run was still running {} s after its --timeout {}; stopped by the runner",
@@ -452,7 +515,7 @@ fn kvm_fallback(stderr: &str, kvm_device: bool) -> Result<String, String> {
 
 /// The `<program>.run.log` text: the command, its status and its stderr
 /// (the console is in `<program>.console.log`).
-fn run_log_text(boot: &Boot) -> String {
+pub(crate) fn run_log_text(boot: &Boot) -> String {
     let status = match boot.status {
         Some(status) => status.to_string(),
         None => "stopped by the runner's watchdog".to_owned(),
@@ -514,7 +577,7 @@ fn check_deps_hint(
 /// `nanoimg build <program> -c <config> --kernel-dir <dir> -o <image>
 /// [--uefi]` (a case using the sysroot image adds `--target-root IMAGE`), run in `work_dir`
 /// with the program given by its bare file name, so `argv[0]` in the guest is exactly that name (ops semantics).
-fn nanoimg_build_command(
+pub(crate) fn nanoimg_build_command(
     nanoimg: &Path,
     program: &Path,
     config: &Path,
@@ -545,14 +608,7 @@ fn nanoimg_build_command(
 /// line too; ops prepends it to `Args`, making it `argv[0]`).
 fn ops_config(sample: &Sample) -> Value {
     match sample.scenario {
-        Scenario::Hello | Scenario::Sysroot => json!({
-            "Args": expect::ARGS,
-            "Env": {
-                "GREETING": expect::GREETING,
-                "E2E_CASE": sample.case,
-            },
-            "Program": sample.program,
-        }),
+        Scenario::Hello | Scenario::Sysroot => hello_config(sample.program, sample.case),
         Scenario::GevulotProver => gevulot::config(),
         Scenario::DataVolume => volume::config(),
         Scenario::GuestFs => guestfs::config(),
@@ -564,6 +620,19 @@ fn ops_config(sample: &Sample) -> Value {
             "Libraries": [sysroot::PLUGIN_LIBRARY],
         }),
     }
+}
+
+/// The config of the cases that print their arguments and environment
+/// ([`expect::expected_lines`]).
+pub(crate) fn hello_config(program: &str, case: &str) -> Value {
+    json!({
+        "Args": expect::ARGS,
+        "Env": {
+            "GREETING": expect::GREETING,
+            "E2E_CASE": case,
+        },
+        "Program": program,
+    })
 }
 
 /// Sets up the host side of a case's boot (a shared folder, a data volume,
@@ -700,7 +769,7 @@ fn run_step(
     Ok(false)
 }
 
-fn command_log_text(command: &Command, output: &Output) -> String {
+pub(crate) fn command_log_text(command: &Command, output: &Output) -> String {
     format!(
         "$ {command:?}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
         output.status,
@@ -711,7 +780,7 @@ fn command_log_text(command: &Command, output: &Output) -> String {
 
 /// The last lines of a command's stdout and stderr, labelled with `step`
 /// (e.g. `nanoimg build`).
-fn output_tail(step: &str, output: &Output) -> Vec<String> {
+pub(crate) fn output_tail(step: &str, output: &Output) -> Vec<String> {
     let mut detail = Vec::new();
     for (label, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
         let text = String::from_utf8_lossy(bytes);
@@ -806,7 +875,7 @@ pub(crate) fn resolve_nanoimg_bin(path: &Path) -> Result<PathBuf> {
 }
 
 /// Copies a case's files into the `--keep` folder.
-fn keep_artifacts(artifacts: &[PathBuf], keep: &Path) -> Result<()> {
+pub(crate) fn keep_artifacts(artifacts: &[PathBuf], keep: &Path) -> Result<()> {
     for artifact in artifacts {
         let file_name = artifact
             .file_name()

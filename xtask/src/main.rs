@@ -8,7 +8,8 @@
 //!
 //! Subcommands:
 //!
-//! * `cargo xtask e2e --kernel-dir DIR [--keep DIR] [--timeout-secs N]` —
+//! * `cargo xtask e2e --kernel-dir DIR (--arm64-kernel-dir DIR | --skip-arm64)
+//!   [--keep DIR] [--timeout-secs N]` —
 //!   end-to-end test: compiles small sample programs, packs each into a disk
 //!   image with the real `nanoimg build` CLI and boots the image with the
 //!   real `nanoimg run` (under QEMU, TCG), then checks its exit status and
@@ -37,10 +38,22 @@
 //! a program that never ends, exit 124). `static-c` runs without `--accel`,
 //! so it goes through `nanoimg run`'s KVM attempt and fallback to TCG.
 //!
+//! The arm64 cases (see `arm64.rs`) build cross-compiled samples with the
+//! arm64 ("virt") release given by `--arm64-kernel-dir` and boot them with
+//! qemu-system-aarch64: `arm64-static-c`, `arm64-static-rust` (musl),
+//! `arm64-dynamic-c` (libraries from `/usr/aarch64-linux-gnu`),
+//! `arm64-gevulot-style` (the prover manifest, workspace over `--share`),
+//! `arm64-exit-code` (semihosting exit status 3) and `arm64-uefi` (AAVMF).
+//! Without `--arm64-kernel-dir` they FAIL unless `--skip-arm64` is given;
+//! a missing cross tool fails the cases that need it.
+//!
 //! Host prerequisites: a Nanos release folder, `qemu-system-x86_64`, `cc`
 //! with static glibc, `c++`, `rustc`, and OVMF firmware (`OVMF.fd` in
 //! `/usr/share/ovmf`, `/usr/share/OVMF` or `/usr/share/qemu`; Debian/Ubuntu
-//! package `ovmf`).
+//! package `ovmf`). For the arm64 cases: `qemu-system-aarch64`
+//! (`qemu-system-arm`), `aarch64-linux-gnu-gcc` (`gcc-aarch64-linux-gnu`),
+//! the sysroot (`libc6-arm64-cross`), AAVMF (`qemu-efi-aarch64`) and
+//! `rustup target add aarch64-unknown-linux-musl`.
 //!
 //! Exit status: 0 = every case passed (and at least one ran),
 //! 1 = a case failed or the runner hit an error, 2 = prerequisites missing or
@@ -56,6 +69,7 @@
 //!
 //! [cargo-xtask]: https://github.com/matklad/cargo-xtask
 
+mod arm64;
 mod bench;
 mod boot;
 mod e2e;
