@@ -1,10 +1,8 @@
 //! qcow2: written through the Sink, read back, checked by `qemu-img`.
 
-mod common_a;
+mod common;
 
-use std::os::unix::fs::FileExt;
-
-use common_a::*;
+use common::*;
 use nanoimg_vdisk::Format;
 use proptest::prelude::*;
 
@@ -13,23 +11,7 @@ const CLUSTER: usize = 65536;
 /// Writes `img` in every fixed splitting: the bytes are the same each time; reads back,
 /// checks and compares with qemu-img once.
 fn round_trip(img: &[u8], seed: u64) {
-    let dir = tmp();
-    let out = file(&dir, "out.qcow2");
-    let raw = file(&dir, "raw.img");
-    let mut first: Option<Vec<u8>> = None;
-    for (cuts, skip) in splittings(img.len(), seed) {
-        write_split(Format::Qcow2, &out, img, &cuts, skip);
-        let bytes = std::fs::read(&out).unwrap();
-        match &first {
-            None => first = Some(bytes),
-            Some(f) => assert!(*f == bytes, "a different splitting gave different bytes"),
-        }
-    }
-    assert!(read_back(&out, Format::Qcow2) == img, "read back differs");
-    write_raw(&raw, img);
-    qemu_check(&out, "qcow2");
-    qemu_compare(&raw, &out, "qcow2");
-    assert_eq!(qemu_virtual_size(&out, "qcow2"), img.len() as u64);
+    common::round_trip(Format::Qcow2, img, seed);
 }
 
 #[test]
@@ -72,20 +54,8 @@ fn qcow2_large_sparse_disk_is_small() {
     let out = file(&dir, "big.qcow2");
     let raw = file(&dir, "big.img");
     let len: u64 = 4 << 30;
-    let f = std::fs::File::create(&out).unwrap();
-    let mut sink = nanoimg_vdisk::writer(Format::Qcow2, f, len, None).unwrap();
-    let rawf = std::fs::File::create(&raw).unwrap();
-    let mut rng = TestRng::new(9);
-    let mut pieces = Vec::new();
-    for at in [0u64, 1 << 20, 1 << 30, (3 << 30) + 12345, len - (1 << 20)] {
-        let mut data = vec![0u8; 1 << 20];
-        rng.fill(&mut data);
-        sink.write_at(at, &data).unwrap();
-        rawf.write_all_at(&data, at).unwrap();
-        pieces.push((at, data));
-    }
-    rawf.set_len(len).unwrap();
-    sink.finish(len, &[0; 32]).unwrap();
+    let pieces = sparse_pieces(9, len);
+    write_pieces(Format::Qcow2, &out, &raw, len, &pieces);
     let size = std::fs::metadata(&out).unwrap().len();
     assert!(
         size < 8 << 20,
@@ -93,13 +63,8 @@ fn qcow2_large_sparse_disk_is_small() {
     );
     qemu_check(&out, "qcow2");
     qemu_compare(&raw, &out, "qcow2");
+    assert_pieces(&out, len, &pieces);
     let disk = nanoimg_vdisk::open(&out).unwrap();
-    assert_eq!(disk.size(), len);
-    for (at, data) in pieces {
-        let mut buf = vec![0u8; data.len()];
-        disk.read_exact_at(&mut buf, at).unwrap();
-        assert!(buf == data);
-    }
     let mut buf = vec![1u8; 4096];
     disk.read_exact_at(&mut buf, 2 << 30).unwrap();
     assert!(buf.iter().all(|&b| b == 0));
@@ -107,12 +72,7 @@ fn qcow2_large_sparse_disk_is_small() {
 
 #[test]
 fn qcow2_writer_refuses_out_of_order_and_past_end() {
-    let dir = tmp();
-    let f = std::fs::File::create(file(&dir, "x.qcow2")).unwrap();
-    let mut sink = nanoimg_vdisk::writer(Format::Qcow2, f, 1 << 20, None).unwrap();
-    sink.write_at(4096, &[1; 10]).unwrap();
-    assert!(sink.write_at(0, &[1; 10]).is_err());
-    assert!(sink.write_at((1 << 20) - 5, &[1; 10]).is_err());
+    assert_refuses_out_of_order_and_past_end(Format::Qcow2, 1 << 20);
 }
 
 #[test]
@@ -242,14 +202,7 @@ proptest! {
         len in 1usize..700_000,
         mut cuts in proptest::collection::vec(0usize..700_000, 0..40),
     ) {
-        let img = test_image(seed, len);
         cuts.sort_unstable();
-        let dir = tmp();
-        let a = file(&dir, "a.qcow2");
-        let b = file(&dir, "b.qcow2");
-        write_split(Format::Qcow2, &a, &img, &[], false);
-        write_split(Format::Qcow2, &b, &img, &cuts, true);
-        prop_assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
-        prop_assert!(read_back(&b, Format::Qcow2) == img);
+        assert_cuts_do_not_matter(Format::Qcow2, &test_image(seed, len), &cuts);
     }
 }

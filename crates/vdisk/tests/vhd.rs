@@ -4,40 +4,23 @@
 //! not support checks"), so QEMU's view is checked with `qemu-img info` (the virtual size
 //! QEMU sees, no checksum warning) and `qemu-img compare`.
 
-mod common_a;
+mod common;
 
 use std::os::unix::fs::FileExt;
 
-use common_a::*;
+use common::*;
 use nanoimg_vdisk::vhd::VhdReader;
 use nanoimg_vdisk::{Format, VdiskError};
 use proptest::prelude::*;
 
 const MIB: usize = 1 << 20;
 
+/// The common round trip (read back padded to a MiB; QEMU sees that size), and the file is
+/// that size and the footer.
 fn round_trip(img: &[u8], seed: u64) {
-    let dir = tmp();
-    let out = file(&dir, "out.vhd");
-    let raw = file(&dir, "raw.img");
-    let mut first: Option<Vec<u8>> = None;
-    for (cuts, skip) in splittings(img.len(), seed) {
-        write_split(Format::Vhd, &out, img, &cuts, skip);
-        let bytes = std::fs::read(&out).unwrap();
-        match &first {
-            None => first = Some(bytes),
-            Some(f) => assert!(*f == bytes, "a different splitting gave different bytes"),
-        }
-    }
+    let (_dir, out) = common::round_trip(Format::Vhd, img, seed);
     let size = img.len().div_ceil(MIB) * MIB;
     assert_eq!(std::fs::metadata(&out).unwrap().len(), size as u64 + 512);
-    let back = read_back(&out, Format::Vhd);
-    assert_eq!(back.len(), size);
-    assert!(back[..img.len()] == *img, "read back differs");
-    assert!(back[img.len()..].iter().all(|&b| b == 0));
-    write_raw(&raw, img);
-    // QEMU sees exactly the current size (creator "qem2"), not the CHS geometry's.
-    assert_eq!(qemu_virtual_size(&out, "vpc"), size as u64);
-    qemu_compare(&raw, &out, "vpc");
 }
 
 #[test]
@@ -140,25 +123,10 @@ fn vhd_large_sparse_disk_is_sparse_on_disk() {
     let out = file(&dir, "big.vhd");
     let raw = file(&dir, "big.img");
     let len: u64 = 4 << 30;
-    let mut sink =
-        nanoimg_vdisk::writer(Format::Vhd, std::fs::File::create(&out).unwrap(), len, None)
-            .unwrap();
-    let rawf = std::fs::File::create(&raw).unwrap();
-    let mut rng = TestRng::new(29);
-    let mut pieces = Vec::new();
-    for at in [0u64, 1 << 20, 1 << 30, (3 << 30) + 12345, len - (1 << 20)] {
-        let mut data = vec![0u8; 1 << 20];
-        rng.fill(&mut data);
-        // Zeros around the data, given explicitly: they must not take disk space either.
-        sink.write_at(at, &data).unwrap();
-        if at == 1 << 30 {
-            sink.write_at(at + (1 << 20), &vec![0u8; 64 << 20]).unwrap();
-        }
-        rawf.write_all_at(&data, at).unwrap();
-        pieces.push((at, data));
-    }
-    rawf.set_len(len).unwrap();
-    sink.finish(len, &[0; 32]).unwrap();
+    let mut pieces = sparse_pieces(29, len);
+    // Zeros after the data, given explicitly: they must not take disk space either.
+    pieces.insert(3, ((1 << 30) + (1 << 20), vec![0u8; 64 << 20]));
+    write_pieces(Format::Vhd, &out, &raw, len, &pieces);
     assert_eq!(std::fs::metadata(&out).unwrap().len(), len + 512);
     let used = allocated(&out);
     assert!(
@@ -166,13 +134,7 @@ fn vhd_large_sparse_disk_is_sparse_on_disk() {
         "a 4 GiB VHD with 5 MiB of data takes {used} bytes on disk"
     );
     qemu_compare(&raw, &out, "vpc");
-    let disk = nanoimg_vdisk::open(&out).unwrap();
-    assert_eq!(disk.size(), len);
-    for (at, data) in pieces {
-        let mut buf = vec![0u8; data.len()];
-        disk.read_exact_at(&mut buf, at).unwrap();
-        assert!(buf == data);
-    }
+    assert_pieces(&out, len, &pieces);
 }
 
 #[test]
@@ -279,12 +241,8 @@ fn vhd_hostile_footers_are_errors() {
 
 #[test]
 fn vhd_writer_refuses_out_of_order_and_past_end() {
+    assert_refuses_out_of_order_and_past_end(Format::Vhd, MIB as u64);
     let dir = tmp();
-    let f = std::fs::File::create(file(&dir, "x.vhd")).unwrap();
-    let mut sink = nanoimg_vdisk::writer(Format::Vhd, f, MIB as u64, None).unwrap();
-    sink.write_at(4096, &[1; 10]).unwrap();
-    assert!(sink.write_at(0, &[1; 10]).is_err());
-    assert!(sink.write_at(MIB as u64 - 5, &[1; 10]).is_err());
     let f = std::fs::File::create(file(&dir, "y.vhd")).unwrap();
     assert!(nanoimg_vdisk::writer(Format::Vhd, f, 2041 << 30, None).is_err());
 }
@@ -307,15 +265,7 @@ proptest! {
         len in 1usize..700_000,
         mut cuts in proptest::collection::vec(0usize..700_000, 0..40),
     ) {
-        let img = test_image(seed, len);
         cuts.sort_unstable();
-        let dir = tmp();
-        let a = file(&dir, "a.vhd");
-        let b = file(&dir, "b.vhd");
-        write_split(Format::Vhd, &a, &img, &[], false);
-        write_split(Format::Vhd, &b, &img, &cuts, true);
-        prop_assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
-        let back = read_back(&b, Format::Vhd);
-        prop_assert!(back[..img.len()] == img[..]);
+        assert_cuts_do_not_matter(Format::Vhd, &test_image(seed, len), &cuts);
     }
 }

@@ -1,35 +1,16 @@
 //! Dynamic VHDX: written through the Sink, read back, checked by `qemu-img`.
 
-mod common_a;
+mod common;
 
-use common_a::*;
+use common::*;
 use nanoimg_vdisk::Format;
 use proptest::prelude::*;
 
 const MIB: usize = 1 << 20;
 
+/// The common round trip: read back padded to a sector, QEMU sees that size.
 fn round_trip(img: &[u8], seed: u64) {
-    let dir = tmp();
-    let out = file(&dir, "out.vhdx");
-    let raw = file(&dir, "raw.img");
-    let mut first: Option<Vec<u8>> = None;
-    for (cuts, skip) in splittings(img.len(), seed) {
-        write_split(Format::Vhdx, &out, img, &cuts, skip);
-        let bytes = std::fs::read(&out).unwrap();
-        match &first {
-            None => first = Some(bytes),
-            Some(f) => assert!(*f == bytes, "a different splitting gave different bytes"),
-        }
-    }
-    let size = img.len().div_ceil(512) * 512;
-    let back = read_back(&out, Format::Vhdx);
-    assert_eq!(back.len(), size);
-    assert!(back[..img.len()] == *img, "read back differs");
-    assert!(back[img.len()..].iter().all(|&b| b == 0));
-    write_raw(&raw, img);
-    qemu_check(&out, "vhdx");
-    qemu_compare(&raw, &out, "vhdx");
-    assert_eq!(qemu_virtual_size(&out, "vhdx"), size as u64);
+    common::round_trip(Format::Vhdx, img, seed);
 }
 
 #[test]
@@ -47,6 +28,11 @@ fn vhdx_round_trip_unaligned_size_and_tiny() {
     one[3] = 1;
     round_trip(&one, 43);
     round_trip(&vec![0u8; 3 * MIB], 44);
+}
+
+/// BAT entry `i` of a VHDX written here (the BAT at 2 MiB).
+fn bat_entry(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[2 * MIB + 8 * i..2 * MIB + 8 * i + 8].try_into().unwrap())
 }
 
 #[test]
@@ -75,8 +61,7 @@ fn vhdx_layout() {
         b[262144..327680],
         "the two region tables"
     );
-    let bat =
-        |i: usize| u64::from_le_bytes(b[2 * MIB + 8 * i..2 * MIB + 8 * i + 8].try_into().unwrap());
+    let bat = |i: usize| bat_entry(&b, i);
     assert_eq!(bat(0), 2, "PAYLOAD_BLOCK_ZERO");
     assert_eq!(bat(3), (4 * MIB as u64) | 6);
     assert_eq!(bat(7), (5 * MIB as u64) | 6);
@@ -98,25 +83,13 @@ fn vhdx_bat_interleaves_sector_bitmap_entries() {
     let out = file(&dir, "out.vhdx");
     let raw = file(&dir, "raw.img");
     let len: u64 = 4100 << 20;
-    let mut sink = nanoimg_vdisk::writer(
-        Format::Vhdx,
-        std::fs::File::create(&out).unwrap(),
-        len,
-        None,
-    )
-    .unwrap();
-    let rawf = std::fs::File::create(&raw).unwrap();
-    use std::os::unix::fs::FileExt;
-    for block in [4095u64, 4096, 4097, 4099] {
-        let data = vec![block as u8 | 1; 4096];
-        sink.write_at(block << 20, &data).unwrap();
-        rawf.write_all_at(&data, block << 20).unwrap();
-    }
-    rawf.set_len(len).unwrap();
-    sink.finish(len, &[0; 32]).unwrap();
+    let pieces: Vec<(u64, Vec<u8>)> = [4095u64, 4096, 4097, 4099]
+        .into_iter()
+        .map(|block| (block << 20, vec![block as u8 | 1; 4096]))
+        .collect();
+    write_pieces(Format::Vhdx, &out, &raw, len, &pieces);
     let b = std::fs::read(&out).unwrap();
-    let bat =
-        |i: usize| u64::from_le_bytes(b[2 * MIB + 8 * i..2 * MIB + 8 * i + 8].try_into().unwrap());
+    let bat = |i: usize| bat_entry(&b, i);
     assert_eq!(bat(4095) & 7, 6);
     assert_eq!(bat(4096), 0, "sector bitmap entry");
     assert_eq!(bat(4097) & 7, 6, "block 4096");
@@ -138,26 +111,8 @@ fn vhdx_large_sparse_disk_is_small() {
     let out = file(&dir, "big.vhdx");
     let raw = file(&dir, "big.img");
     let len: u64 = 4 << 30;
-    let mut sink = nanoimg_vdisk::writer(
-        Format::Vhdx,
-        std::fs::File::create(&out).unwrap(),
-        len,
-        None,
-    )
-    .unwrap();
-    let rawf = std::fs::File::create(&raw).unwrap();
-    use std::os::unix::fs::FileExt;
-    let mut rng = TestRng::new(49);
-    let mut pieces = Vec::new();
-    for at in [0u64, 1 << 20, 1 << 30, (3 << 30) + 12345, len - (1 << 20)] {
-        let mut data = vec![0u8; 1 << 20];
-        rng.fill(&mut data);
-        sink.write_at(at, &data).unwrap();
-        rawf.write_all_at(&data, at).unwrap();
-        pieces.push((at, data));
-    }
-    rawf.set_len(len).unwrap();
-    sink.finish(len, &[0; 32]).unwrap();
+    let pieces = sparse_pieces(49, len);
+    write_pieces(Format::Vhdx, &out, &raw, len, &pieces);
     let size = std::fs::metadata(&out).unwrap().len();
     assert!(
         size <= 10 << 20,
@@ -165,13 +120,7 @@ fn vhdx_large_sparse_disk_is_small() {
     );
     qemu_check(&out, "vhdx");
     qemu_compare(&raw, &out, "vhdx");
-    let disk = nanoimg_vdisk::open(&out).unwrap();
-    assert_eq!(disk.size(), len);
-    for (at, data) in pieces {
-        let mut buf = vec![0u8; data.len()];
-        disk.read_exact_at(&mut buf, at).unwrap();
-        assert!(buf == data);
-    }
+    assert_pieces(&out, len, &pieces);
 }
 
 #[test]
@@ -200,12 +149,8 @@ fn vhdx_reads_what_qemu_img_writes() {
 
 #[test]
 fn vhdx_writer_refuses_out_of_order_and_past_end() {
+    assert_refuses_out_of_order_and_past_end(Format::Vhdx, MIB as u64);
     let dir = tmp();
-    let f = std::fs::File::create(file(&dir, "x.vhdx")).unwrap();
-    let mut sink = nanoimg_vdisk::writer(Format::Vhdx, f, MIB as u64, None).unwrap();
-    sink.write_at(4096, &[1; 10]).unwrap();
-    assert!(sink.write_at(0, &[1; 10]).is_err());
-    assert!(sink.write_at(MIB as u64 - 5, &[1; 10]).is_err());
     let f = std::fs::File::create(file(&dir, "y.vhdx")).unwrap();
     assert!(nanoimg_vdisk::writer(Format::Vhdx, f, (64 << 40) + 1, None).is_err());
 }
@@ -397,15 +342,7 @@ proptest! {
         len in 1usize..3_000_000,
         mut cuts in proptest::collection::vec(0usize..3_000_000, 0..40),
     ) {
-        let img = test_image(seed, len);
         cuts.sort_unstable();
-        let dir = tmp();
-        let a = file(&dir, "a.vhdx");
-        let b = file(&dir, "b.vhdx");
-        write_split(Format::Vhdx, &a, &img, &[], false);
-        write_split(Format::Vhdx, &b, &img, &cuts, true);
-        prop_assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
-        let back = read_back(&b, Format::Vhdx);
-        prop_assert!(back[..img.len()] == img[..]);
+        assert_cuts_do_not_matter(Format::Vhdx, &test_image(seed, len), &cuts);
     }
 }

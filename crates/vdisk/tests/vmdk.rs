@@ -1,14 +1,16 @@
 //! The stream-optimized VMDK writer and reader, checked against qemu-img.
 
-mod common_b;
+mod common;
 
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Command;
 
-use common_b::{assert_holds, feed, qemu_img, read_file, run, write, Image, Split};
-use nanoimg_vdisk::{vmdk::VmdkWriter, Format, VdiskError};
+use common::{
+    assert_holds, assert_refuses_out_of_order_and_past_end, feed, qemu_check, qemu_compare,
+    qemu_img, read_file, run, write, Image, Split,
+};
+use nanoimg_vdisk::{vmdk::VmdkWriter, Format};
 
 const MIB: u64 = 1 << 20;
 
@@ -69,30 +71,16 @@ fn vmdk_reads_back_the_raw_image() {
 
 #[test]
 fn vmdk_passes_qemu_img_check_and_compare() {
-    let qemu_img = qemu_img();
     let dir = tempfile::tempdir().unwrap();
     for (name, image) in images() {
         let raw = dir.path().join(format!("{name}.img"));
         let vmdk = dir.path().join(format!("{name}.vmdk"));
         image.write_raw(&raw);
         vmdk_of(&image, &vmdk, Split::Regions);
-        let (ok, out, err) = run(Command::new(&qemu_img)
-            .args(["check", "-f", "vmdk"])
-            .arg(&vmdk));
-        assert!(ok, "{name}: qemu-img check failed:\n{out}{err}");
-        assert!(
-            out.contains("No errors were found on the image."),
-            "{name}: {out}{err}"
-        );
-        let (ok, out, err) = run(Command::new(&qemu_img)
-            .args(["compare", "-f", "raw", "-F", "vmdk"])
-            .arg(&raw)
-            .arg(&vmdk));
-        assert!(ok, "{name}: qemu-img compare failed:\n{out}{err}");
-        assert_eq!(out.trim(), "Images are identical.", "{name}: {err}");
-        let (ok, out, err) = run(Command::new(&qemu_img)
-            .args(["info", "--output=json"])
-            .arg(&vmdk));
+        qemu_check(&vmdk, "vmdk");
+        let out = qemu_compare(&raw, &vmdk, "vmdk");
+        assert_eq!(out.trim(), "Images are identical.", "{name}");
+        let (ok, out, err) = run(qemu_img().args(["info", "--output=json"]).arg(&vmdk));
         assert!(ok, "{err}");
         assert!(
             out.contains("\"create-type\": \"streamOptimized\""),
@@ -144,7 +132,6 @@ fn vmdk_cid_comes_from_the_content() {
 /// no redundant directory, the CID and the extent's name).
 #[test]
 fn vmdk_structure_matches_qemu_img() {
-    let qemu_img = qemu_img();
     let dir = tempfile::tempdir().unwrap();
     let image = Image::random(6, 10 * MIB + 1000, 10, 100_000);
     let raw = dir.path().join("r.img");
@@ -152,7 +139,7 @@ fn vmdk_structure_matches_qemu_img() {
     let theirs = dir.path().join("theirs.vmdk");
     image.write_raw(&raw);
     vmdk_of(&image, &ours, Split::Regions);
-    let (ok, out, err) = run(Command::new(&qemu_img)
+    let (ok, out, err) = run(qemu_img()
         .args([
             "convert",
             "-f",
@@ -206,14 +193,13 @@ fn vmdk_structure_matches_qemu_img() {
 /// and an uncompressed monolithicSparse.
 #[test]
 fn vmdk_reader_reads_qemu_img_output() {
-    let qemu_img = qemu_img();
     let dir = tempfile::tempdir().unwrap();
     for (name, image) in images() {
         let raw = dir.path().join("r.img");
         image.write_raw(&raw);
         for sub in ["streamOptimized", "monolithicSparse"] {
             let path = dir.path().join(format!("{name}-{sub}.vmdk"));
-            let (ok, out, err) = run(Command::new(&qemu_img)
+            let (ok, out, err) = run(qemu_img()
                 .args(["convert", "-f", "raw", "-O", "vmdk", "-o"])
                 .arg(format!("subformat={sub}"))
                 .arg(&raw)
@@ -227,7 +213,6 @@ fn vmdk_reader_reads_qemu_img_output() {
 
 #[test]
 fn vmdk_large_sparse_disk_is_small() {
-    let qemu_img = qemu_img();
     let dir = tempfile::tempdir().unwrap();
     let len = 4 << 30;
     let image = Image::random(8, len, 20, 200_000).with(len - 100, vec![5; 100]);
@@ -250,15 +235,9 @@ fn vmdk_large_sparse_disk_is_small() {
     }
     let raw = dir.path().join("big.img");
     image.write_raw(&raw);
-    let (ok, out, err) = run(Command::new(&qemu_img)
-        .args(["check", "-f", "vmdk"])
-        .arg(&path));
-    assert!(ok && out.contains("No errors were found"), "{out}{err}");
-    let (ok, out, err) = run(Command::new(&qemu_img)
-        .args(["compare", "-f", "raw", "-F", "vmdk"])
-        .arg(&raw)
-        .arg(&path));
-    assert!(ok && out.trim() == "Images are identical.", "{out}{err}");
+    qemu_check(&path, "vmdk");
+    let out = qemu_compare(&raw, &path, "vmdk");
+    assert_eq!(out.trim(), "Images are identical.");
 }
 
 #[test]
@@ -266,46 +245,14 @@ fn vmdk_writer_refuses_misuse() {
     let dir = tempfile::tempdir().unwrap();
     let f = || File::create(dir.path().join("m.vmdk")).unwrap();
     assert!(VmdkWriter::new(f(), 0).is_err());
-    let mut w: Box<dyn nanoimg_vdisk::Sink> = Box::new(VmdkWriter::new(f(), 1 << 20).unwrap());
-    w.write_at(4096, &[1; 10]).unwrap();
-    assert!(w.write_at(4000, &[1; 10]).is_err(), "backwards");
-    assert!(w.write_at((1 << 20) - 5, &[1; 10]).is_err(), "past the end");
+    assert_refuses_out_of_order_and_past_end(Format::Vmdk, 1 << 20);
     let w: Box<dyn nanoimg_vdisk::Sink> = Box::new(VmdkWriter::new(f(), 1 << 20).unwrap());
     assert!(w.finish(1 << 19, &[0; 32]).is_err(), "length differs");
 }
 
 /// Opens `bytes` as a VMDK and reads it all: must not panic, whatever the bytes.
 fn try_read(dir: &Path, bytes: &[u8]) -> Result<(), String> {
-    let path = dir.join("h.vmdk");
-    fs::write(&path, bytes).unwrap();
-    let disk = match nanoimg_vdisk::open(&path) {
-        Ok(d) => d,
-        Err(e) => {
-            if !bytes.starts_with(b"KDMV") {
-                return Err(e.to_string());
-            }
-            assert!(
-                matches!(
-                    e,
-                    VdiskError::Bad {
-                        format: Format::Vmdk,
-                        ..
-                    }
-                ),
-                "{e:?}"
-            );
-            return Err(e.to_string());
-        }
-    };
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < disk.size().min(64 << 20) {
-        let n = (buf.len() as u64).min(disk.size() - at) as usize;
-        disk.read_exact_at(&mut buf[..n], at)
-            .map_err(|e| e.to_string())?;
-        at += n as u64;
-    }
-    Ok(())
+    common::try_read(&dir.join("h.vmdk"), bytes, Format::Vmdk, b"KDMV")
 }
 
 #[test]
@@ -413,7 +360,7 @@ fn vmdk_hostile_input_gives_errors_not_panics() {
         );
     }
     // Random damage anywhere: errors or data, never a panic.
-    let mut rng = common_b::Rng::new(77);
+    let mut rng = common::Rng::new(77);
     for _ in 0..300 {
         let mut b = good.clone();
         for _ in 0..1 + rng.below(4) {
