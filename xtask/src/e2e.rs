@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use crate::arm64;
 use crate::endings;
 use crate::expect;
+use crate::formats;
 use crate::gevulot;
 use crate::guestfs;
 use crate::portfwd;
@@ -174,6 +175,17 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
             args.timeout_secs,
         )?;
         record(sample.case, report, "")?;
+    }
+    // The same sample in every disk format QEMU boots directly.
+    if let Some((_, program)) = plan.iter().find(|(s, _)| s.program == formats::PROGRAM) {
+        formats::run_cases(
+            &tools,
+            &nanoimg,
+            work_dir,
+            program,
+            args.timeout_secs,
+            &mut |case, report| record(case, report, formats::SUBDIR),
+        )?;
     }
     arm64::run_cases(
         &arm64_setup,

@@ -75,6 +75,7 @@ mod boot;
 mod e2e;
 mod endings;
 mod expect;
+mod formats;
 mod gevulot;
 mod guestfs;
 mod portfwd;
