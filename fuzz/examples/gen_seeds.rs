@@ -743,4 +743,105 @@ fn main() {
     mbr_only[511] = 0xAA;
     write(&part_dir, "mbr_only", &mbr_only);
     write(&part_dir, "short", &[0x55; 100]);
+
+    vdisk_seeds(&out.join("vdisk_reader"));
+}
+
+/// Size of the raw disk in the `vdisk_reader` seeds: 521 sectors, not a whole number of
+/// qcow2 clusters, VMDK grains or VHDX blocks, so every format has a partial last one.
+pub const VDISK_RAW_LEN: usize = 521 * 512;
+
+/// The raw disk every `vdisk_reader` seed holds: a few non-zero blocks among zeros (the
+/// replay test rebuilds it to check the seeds).
+fn vdisk_raw() -> Vec<u8> {
+    let mut raw = vec![0u8; VDISK_RAW_LEN];
+    for (i, b) in raw[..512].iter_mut().enumerate() {
+        *b = (i % 251) as u8 + 1;
+    }
+    for (i, b) in raw[12288..16384].iter_mut().enumerate() {
+        *b = b"nanoimg vdisk seed "[i % 19];
+    }
+    raw[69632..69632 + 100].fill(0x5a);
+    raw[VDISK_RAW_LEN - 4608..].fill(0xab);
+    raw
+}
+
+/// The raw disk through nanoimg's writer for `format`: the container file's bytes.
+fn vdisk_container(format: nanoimg_vdisk::Format, raw: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut map = nanoimg_vdisk::DataMap::default();
+    // Two calls, as a pipeline gives the image in pieces.
+    let cut = (65536 + 512).min(raw.len());
+    map.add(0, &raw[..cut]);
+    map.add(cut as u64, &raw[cut..]);
+    map.finish(raw.len() as u64);
+    let mut sink = nanoimg_vdisk::writer(format, file, raw.len() as u64, Some(map)).unwrap();
+    sink.write_at(0, &raw[..cut]).unwrap();
+    sink.write_at(cut as u64, &raw[cut..]).unwrap();
+    let sha: [u8; 32] = Sha256::digest(raw).into();
+    sink.finish(raw.len() as u64, &sha).unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+/// A monolithicSparse VMDK (no writer in nanoimg makes one): header, descriptor, a grain
+/// directory of one table, the table, then 4 KiB grains stored uncompressed, zero grains
+/// absent.
+fn vmdk_monolithic_sparse(raw: &[u8]) -> Vec<u8> {
+    const GRAIN: usize = 4096;
+    let sectors = raw.len().div_ceil(512) as u64;
+    let mut f = vec![0u8; 7 * 512];
+    f[0..4].copy_from_slice(b"KDMV");
+    f[4..8].copy_from_slice(&1u32.to_le_bytes());
+    f[8..12].copy_from_slice(&3u32.to_le_bytes()); // newline test, redundant grain table
+    f[12..20].copy_from_slice(&sectors.to_le_bytes());
+    f[20..28].copy_from_slice(&8u64.to_le_bytes()); // grain: 8 sectors
+    f[28..36].copy_from_slice(&1u64.to_le_bytes()); // descriptor at sector 1
+    f[36..44].copy_from_slice(&1u64.to_le_bytes()); // of 1 sector
+    f[44..48].copy_from_slice(&512u32.to_le_bytes());
+    f[56..64].copy_from_slice(&2u64.to_le_bytes()); // grain directory at sector 2
+    f[64..72].copy_from_slice(&7u64.to_le_bytes()); // overhead
+    f[73..77].copy_from_slice(b"\n \r\n");
+    let desc = format!(
+        "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n\
+         createType=\"monolithicSparse\"\n\n# Extent description\n\
+         RW {sectors} SPARSE \"disk.vmdk\"\n"
+    );
+    f[512..512 + desc.len()].copy_from_slice(desc.as_bytes());
+    f[1024..1028].copy_from_slice(&3u32.to_le_bytes()); // the grain table at sector 3
+    for (g, grain) in raw.chunks(GRAIN).enumerate() {
+        if grain.iter().all(|&b| b == 0) {
+            continue;
+        }
+        let at = (f.len() / 512) as u32;
+        f[1536 + 4 * g..1540 + 4 * g].copy_from_slice(&at.to_le_bytes());
+        let mut padded = grain.to_vec();
+        padded.resize(GRAIN, 0);
+        f.extend_from_slice(&padded);
+    }
+    f
+}
+
+/// `vdisk_reader`: the raw disk in every container nanoimg writes (folded: runs of zeros as
+/// hole markers, see `nanoimg_fuzz::unfold`), plus a monolithicSparse VMDK and a GCE tar of
+/// a disk without holes (a regular, not sparse, member).
+fn vdisk_seeds(dir: &Path) {
+    use nanoimg_vdisk::Format;
+    let raw = vdisk_raw();
+    let fold = |bytes: &[u8]| nanoimg_fuzz::fold(bytes, 64);
+    for (name, format) in [
+        ("raw", Format::Raw),
+        ("qcow2", Format::Qcow2),
+        ("vhd", Format::Vhd),
+        ("vmdk_stream", Format::Vmdk),
+        ("vhdx", Format::Vhdx),
+        ("gce", Format::Gce),
+    ] {
+        write(dir, name, &fold(&vdisk_container(format, &raw)));
+    }
+    write(dir, "vmdk_sparse", &fold(&vmdk_monolithic_sparse(&raw)));
+    let full: Vec<u8> = (0..8192u32).map(|i| (i % 13) as u8 + 1).collect();
+    write(dir, "gce_regular", &vdisk_container(Format::Gce, &full));
 }

@@ -265,3 +265,94 @@ fn tuple_seeds_decode() {
         Err(nanoimg_tuple::DecodeError::Cycle)
     );
 }
+
+#[test]
+fn replay_vdisk_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = inputs("vdisk_reader");
+    assert!(!all.is_empty());
+    for (path, bytes) in all {
+        eprintln!("{}", path.display());
+        nanoimg_fuzz::vdisk_reader(&bytes, dir.path());
+    }
+}
+
+#[test]
+fn hole_markers_unfold() {
+    use nanoimg_fuzz::{fold, unfold, HOLE, HOLE_CAP};
+    let flat = |data: &[u8]| {
+        let (pieces, len) = unfold(data);
+        let mut out = vec![0u8; len as usize];
+        for (at, b) in pieces {
+            out[at as usize..at as usize + b.len()].copy_from_slice(b);
+        }
+        out
+    };
+    let mut file = vec![7u8; 10];
+    file.extend(vec![0; 5000]);
+    file.extend(b"x\0\0y");
+    file.extend(vec![0; 100]);
+    let folded = fold(&file, 64);
+    assert_eq!(folded.len(), 10 + 12 + 4 + 12);
+    assert_eq!(flat(&folded), file);
+    assert_eq!(flat(b"abc"), b"abc");
+    // A marker without a whole count is literal.
+    let mut short = b"ab".to_vec();
+    short.extend_from_slice(HOLE);
+    short.extend_from_slice(&[1, 0]);
+    assert_eq!(flat(&short), short);
+    // Holes stop at HOLE_CAP; literal bytes still follow.
+    let mut big = Vec::new();
+    for _ in 0..100 {
+        big.extend_from_slice(HOLE);
+        big.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    big.push(1);
+    assert_eq!(unfold(&big).1, HOLE_CAP + 1);
+}
+
+#[test]
+fn vdisk_seeds_open_as_their_format() {
+    use nanoimg_vdisk::{DiskReader, Format};
+    use std::io::Read;
+    // The raw disk gen_seeds puts in every container (examples/gen_seeds.rs, vdisk_raw).
+    let mut raw = vec![0u8; 521 * 512];
+    for (i, b) in raw[..512].iter_mut().enumerate() {
+        *b = (i % 251) as u8 + 1;
+    }
+    for (i, b) in raw[12288..16384].iter_mut().enumerate() {
+        *b = b"nanoimg vdisk seed "[i % 19];
+    }
+    raw[69632..69632 + 100].fill(0x5a);
+    let n = raw.len();
+    raw[n - 4608..].fill(0xab);
+
+    let dir = tempfile::tempdir().unwrap();
+    for (name, format) in [
+        ("raw", Format::Raw),
+        ("qcow2", Format::Qcow2),
+        ("vhd", Format::Vhd),
+        ("vmdk_stream", Format::Vmdk),
+        ("vmdk_sparse", Format::Vmdk),
+        ("vhdx", Format::Vhdx),
+        ("gce", Format::Gce),
+        ("gce_regular", Format::Gce),
+    ] {
+        let path = dir.path().join(name);
+        nanoimg_fuzz::write_unfolded(&seed("vdisk_reader", name), &path).unwrap();
+        let disk = nanoimg_vdisk::open(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(disk.format(), format, "{name}");
+        let mut got = Vec::new();
+        DiskReader::new(&*disk).read_to_end(&mut got).unwrap();
+        if name == "gce_regular" {
+            let want: Vec<u8> = (0..8192u32).map(|i| (i % 13) as u8 + 1).collect();
+            assert_eq!(got, want, "{name}");
+            continue;
+        }
+        // A fixed VHD is padded to a whole MiB.
+        let want_len = if format == Format::Vhd { 1 << 20 } else { n };
+        assert_eq!(got.len(), want_len, "{name}");
+        assert!(got[..n] == raw[..], "{name}: not the raw disk");
+        assert!(got[n..].iter().all(|&b| b == 0), "{name}");
+    }
+}

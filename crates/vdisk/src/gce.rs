@@ -59,7 +59,8 @@
 //! gzip cannot be read at an offset, so [`GceReader::open`] decompresses the archive once,
 //! checks that it is exactly one regular or sparse member named `disk.raw` (header checksum,
 //! every number, a sparse map sorted, inside `realsize` and adding up to `size`, at most
-//! 1 Mi map entries, nothing but zeros after the member, the gzip CRC), and places the
+//! 1 Mi map entries, nothing but zeros after the member and at most [`MAX_TAIL`] of them,
+//! the gzip CRC), and places the
 //! member's data into an anonymous temporary file (`tempfile::tempfile()`: in the temporary
 //! directory, already unlinked, so nothing is left behind; sparse, holes and zero blocks are
 //! not written). Reads are then reads of that file.
@@ -83,6 +84,11 @@ const GZIP_LEVEL: u32 = 1;
 const GZIP_OS: u8 = 255;
 /// The most map entries the reader takes (16 MiB of map).
 const MAX_MAP_ENTRIES: usize = 1 << 20;
+/// The most bytes the reader takes after the member's data (padding, end-of-archive blocks,
+/// record padding: 10 KiB at most from GNU tar's default blocking factor, 1 MiB at its
+/// largest common one). Without a limit, a few kilobytes of deflate after a small member
+/// make the reader inflate gigabytes of zeros.
+pub const MAX_TAIL: u64 = 16 << 20;
 static ZEROS: [u8; 65536] = [0; 65536];
 
 /// Writes GNU's checksum into a header block: six octal digits, NUL, space.
@@ -433,6 +439,11 @@ impl GceReader {
                 }));
             }
             tail_bytes += k as u64;
+            if tail_bytes > MAX_TAIL {
+                return Err(bad(format!(
+                    "more than {MAX_TAIL} bytes of zeros after the member"
+                )));
+            }
         }
         Ok(GceReader { file: out, size })
     }
@@ -449,5 +460,57 @@ impl VirtualDisk for GceReader {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         read_file_at(&self.file, self.size, buf, offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// The tar (not gzipped) of a GCE image of `raw`, as the writer makes it.
+    fn tar_of(raw: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.tar.gz");
+        let mut map = DataMap::default();
+        map.add(0, raw);
+        map.finish(raw.len() as u64);
+        let mut w = crate::writer(
+            Format::Gce,
+            File::create(&path).unwrap(),
+            raw.len() as u64,
+            Some(map),
+        )
+        .unwrap();
+        w.write_at(0, raw).unwrap();
+        w.finish(raw.len() as u64, &[0; 32]).unwrap();
+        let mut tar = Vec::new();
+        MultiGzDecoder::new(File::open(&path).unwrap())
+            .read_to_end(&mut tar)
+            .unwrap();
+        tar
+    }
+
+    fn open_gzipped(tar: &[u8]) -> Result<GceReader, VdiskError> {
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), Compression::fast());
+        z.write_all(tar).unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&z.finish().unwrap()).unwrap();
+        std::io::Seek::rewind(&mut file).unwrap();
+        GceReader::open(file, Path::new("t.tar.gz"))
+    }
+
+    #[test]
+    fn zeros_after_the_member_are_limited() {
+        let tar = tar_of(&[7u8; 4096]);
+        let mut padded = tar.clone();
+        padded.resize(tar.len() + 1024 * 1024, 0);
+        assert_eq!(open_gzipped(&padded).unwrap().size(), 4096);
+        // The fuzzer's case: a small member, then (a deflate stream making) gigabytes of
+        // zeros, all inflated to check them. Past MAX_TAIL it is an error.
+        padded.resize(tar.len() + MAX_TAIL as usize + 1, 0);
+        let err = open_gzipped(&padded).unwrap_err().to_string();
+        assert!(err.contains("bytes of zeros after the member"), "{err}");
     }
 }
