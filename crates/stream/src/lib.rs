@@ -40,6 +40,7 @@ use std::thread::{self, JoinHandle};
 use sha2::{Digest, Sha256};
 
 pub use nanoimg_vdisk::Sink;
+use nanoimg_vdisk::raw::write_skipping_zeros;
 
 /// Size of a write buffer. Buffers end on multiples of this in the image, so writes are
 /// aligned to it except next to holes.
@@ -48,7 +49,7 @@ pub const CHUNK: usize = 2 << 20;
 pub const BUFFERS: usize = 8;
 /// A block of zeros this size, aligned to it in the image, is left as a hole (the usual
 /// filesystem block size).
-pub const HOLE_BLOCK: usize = 4096;
+pub const HOLE_BLOCK: usize = nanoimg_vdisk::ZERO_BLOCK as usize;
 
 /// Zeros fed to the hashers for holes.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
@@ -308,7 +309,7 @@ fn spawn_disk_writer(out: &File, try_direct: bool) -> io::Result<DiskWriter> {
             let result = (|| {
                 for msg in rx {
                     let data = &msg.block.bytes()[..msg.len];
-                    match write_skipping_zeros(&file, data, msg.offset) {
+                    match write_skipping_zeros(&file, msg.offset, data) {
                         // A filesystem may accept O_DIRECT and then refuse the writes
                         // (other alignments, no direct I/O after all): write through the page
                         // cache from then on. An error that is not about direct I/O comes
@@ -316,7 +317,7 @@ fn spawn_disk_writer(out: &File, try_direct: bool) -> io::Result<DiskWriter> {
                         Err(_) if direct => {
                             set_direct(&file, false)?;
                             direct = false;
-                            write_skipping_zeros(&file, data, msg.offset)?;
+                            write_skipping_zeros(&file, msg.offset, data)?;
                         }
                         r => r?,
                     }
@@ -733,42 +734,6 @@ impl<'f> ImageWriter<'f> {
     }
 }
 
-/// True if every byte of `block` is zero (written so that it vectorises).
-fn all_zero(block: &[u8]) -> bool {
-    let mut chunks = block.chunks_exact(64);
-    let whole = chunks
-        .by_ref()
-        .all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0);
-    whole && chunks.remainder().iter().all(|&b| b == 0)
-}
-
-/// Writes `data` at `offset`, leaving out the [`HOLE_BLOCK`]-aligned blocks that are all
-/// zeros.
-fn write_skipping_zeros(out: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    let mut run_start: Option<usize> = None;
-    let mut i = 0;
-    while i < data.len() {
-        // Blocks are aligned in the image, so the first may be short.
-        let to_boundary = HOLE_BLOCK - ((offset + i as u64) % HOLE_BLOCK as u64) as usize;
-        let end = (i + to_boundary).min(data.len());
-        let block = &data[i..end];
-        let zero = block.len() == HOLE_BLOCK && all_zero(block);
-        match (zero, run_start) {
-            (true, Some(s)) => {
-                out.write_all_at(&data[s..i], offset + s as u64)?;
-                run_start = None;
-            }
-            (false, None) => run_start = Some(i),
-            _ => {}
-        }
-        i = end;
-    }
-    if let Some(s) = run_start {
-        out.write_all_at(&data[s..], offset + s as u64)?;
-    }
-    Ok(())
-}
-
 /// The SHA-256 and BLAKE3 of `file` (a container format's output, which its writer does not
 /// write front to back), read once in large blocks; holes are not read but hashed as the
 /// zeros they hold.
@@ -811,16 +776,17 @@ pub fn digest_file(file: &File) -> io::Result<([u8; 32], [u8; 32])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nanoimg_vdisk::is_zero;
 
     #[test]
     fn all_zero_sees_a_late_byte() {
         let mut b = vec![0u8; HOLE_BLOCK + 3];
-        assert!(all_zero(&b));
+        assert!(is_zero(&b));
         b[HOLE_BLOCK + 2] = 1;
-        assert!(!all_zero(&b));
+        assert!(!is_zero(&b));
         b[HOLE_BLOCK + 2] = 0;
         b[100] = 0x80;
-        assert!(!all_zero(&b));
+        assert!(!is_zero(&b));
     }
 
     #[test]
@@ -829,7 +795,7 @@ mod tests {
         for (i, b) in bufs.iter_mut().enumerate() {
             assert_eq!(b.get().as_ptr() as usize % CHUNK, 0);
             assert_eq!(b.get().len(), CHUNK);
-            assert!(all_zero(b.get()));
+            assert!(is_zero(b.get()));
             b.get_mut()[CHUNK - 1] = i as u8 + 1;
             b.get_mut()[0] = 0xaa;
         }

@@ -19,31 +19,31 @@ impl RawWriter {
     }
 }
 
-/// Writes `data` at `offset` of `out`, skipping [`ZERO_BLOCK`]-aligned blocks of zeros
-/// (which stay holes in a new file).
+/// Writes `data` at `offset` of `out`, leaving out the [`ZERO_BLOCK`]-aligned blocks that are
+/// all zeros (which stay holes in a new file). Only whole blocks are left out — a partial
+/// block at either end of `data` is written — so every write keeps the alignment of `data`,
+/// as direct I/O needs (`nanoimg-stream` writes its buffers through this too).
 pub fn write_skipping_zeros(out: &File, offset: u64, data: &[u8]) -> io::Result<()> {
-    let end = offset + data.len() as u64;
-    let mut at = offset;
-    // The start of a run of non-zero blocks not yet written.
-    let mut run: Option<u64> = None;
-    while at < end {
-        let to = ((at / ZERO_BLOCK + 1) * ZERO_BLOCK).min(end);
-        let zero = is_zero(&data[(at - offset) as usize..(to - offset) as usize]);
-        match (zero, run) {
-            (true, Some(from)) => {
-                out.write_all_at(
-                    &data[(from - offset) as usize..(at - offset) as usize],
-                    from,
-                )?;
-                run = None;
+    let block = ZERO_BLOCK as usize;
+    let mut run_start: Option<usize> = None;
+    let mut i = 0;
+    while i < data.len() {
+        // Blocks are aligned on the disk, so the first may be short.
+        let to_boundary = block - ((offset + i as u64) % ZERO_BLOCK) as usize;
+        let end = (i + to_boundary).min(data.len());
+        let zero = end - i == block && is_zero(&data[i..end]);
+        match (zero, run_start) {
+            (true, Some(s)) => {
+                out.write_all_at(&data[s..i], offset + s as u64)?;
+                run_start = None;
             }
-            (false, None) => run = Some(at),
+            (false, None) => run_start = Some(i),
             _ => {}
         }
-        at = to;
+        i = end;
     }
-    if let Some(from) = run {
-        out.write_all_at(&data[(from - offset) as usize..], from)?;
+    if let Some(s) = run_start {
+        out.write_all_at(&data[s..], offset + s as u64)?;
     }
     Ok(())
 }
