@@ -510,18 +510,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     }
     // The release follows the program's architecture unless --arch says otherwise (a
     // program that cannot be read is reported by the plan, with its path).
-    let program_arch = nanoimg_elf::inspect(&program).map(|i| i.arch).ok();
-    if let (Some(requested), Some(program_arch)) = (options.arch, program_arch) {
-        if requested != program_arch {
-            return Err(PlanError::RequestedArch {
-                program: program.clone(),
-                program_arch,
-                requested,
-            }
-            .into());
-        }
-    }
-    let arch = options.arch.or(program_arch).unwrap_or_default();
+    let arch = match nanoimg_plan::program_arch(&program, options.arch) {
+        Ok(arch) => arch,
+        Err(e @ PlanError::RequestedArch { .. }) => return Err(e.into()),
+        // Reported by the plan, with the program's path, once the kernel is known.
+        Err(_) => options.arch.unwrap_or_default(),
+    };
     let kernel_dir = kernel(&options.kernel, &config, &program, arch, &mut lock)?;
     let nanos_version = nanos_version(&options.kernel, &config, arch);
     let plan = nanoimg_plan::plan(&Inputs {

@@ -1,9 +1,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::arch::Arch;
-use crate::inspect::{check_ident, inspect, ElfError, ElfInfo};
+use crate::arch::{elf_machine, Arch};
+use crate::inspect::{inspect, ElfError, ElfInfo};
 use crate::ldcache::{read_cache, read_conf};
 use crate::root::{normalize, resolve_in_root};
 use crate::runtime::{runtime_refs, LoadReason, RuntimeLoad, NSS_FILES, NSS_HOSTS, UNWIND};
@@ -391,7 +390,11 @@ impl Resolver {
         if !host.is_file() {
             return None;
         }
-        match elf64_arch(&host) {
+        match elf_machine(&host)
+            .ok()
+            .flatten()
+            .and_then(Arch::from_machine)
+        {
             Some(a) if a == arch => {}
             Some(a) => {
                 if !skipped.iter().any(|(p, _)| *p == host) {
@@ -448,15 +451,6 @@ fn rule_name(r: Rule) -> &'static str {
         Rule::LdSoConf => "ld.so.conf",
         Rule::DefaultDir => "default",
     }
-}
-
-/// The architecture of an ELF64 file Nanos can load, if `path` is one.
-fn elf64_arch(path: &Path) -> Option<Arch> {
-    let mut head = [0u8; 20];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .ok()?;
-    check_ident(path, &head).ok()
 }
 
 /// Sonames of glibc's own objects: the libraries they load at run time are reported from

@@ -188,6 +188,22 @@ pub enum PlanError {
     Tree(#[from] TreeError),
 }
 
+/// The architecture of the program at `program` (its ELF header), which must be `requested`
+/// when that is given (`--arch`).
+pub fn program_arch(program: &Path, requested: Option<Arch>) -> Result<Arch, PlanError> {
+    let arch = nanoimg_elf::inspect(program)
+        .map_err(ResolveError::from)?
+        .arch;
+    match requested {
+        Some(requested) if requested != arch => Err(PlanError::RequestedArch {
+            program: program.to_path_buf(),
+            program_arch: arch,
+            requested,
+        }),
+        _ => Ok(arch),
+    }
+}
+
 /// The image path for a config `Program` value, as ops computes it: a leading `./` dropped,
 /// then `"/" + path`, cleaned (`.` and empty components removed, `..` applied).
 pub fn image_path(program: &str) -> Option<String> {
@@ -298,16 +314,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     let image_name = image_name(inputs, &program_path);
     // Program, kernel (and below, libraries and klibs) must be of one architecture; say so
     // before anything is searched for in the wrong place.
-    let program_arch = nanoimg_elf::inspect(inputs.program)
-        .map_err(ResolveError::from)?
-        .arch;
-    if let Some(requested) = inputs.arch.filter(|a| *a != program_arch) {
-        return Err(PlanError::RequestedArch {
-            program: inputs.program.to_path_buf(),
-            program_arch,
-            requested,
-        });
-    }
+    let program_arch = program_arch(inputs.program, inputs.arch)?;
     let kernel_path = config
         .kernel
         .as_ref()
