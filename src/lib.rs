@@ -299,15 +299,11 @@ pub struct BuildReport {
     pub plan: Plan,
     /// The container format written.
     pub format: Format,
-    /// The file written: its size, SHA-256 and BLAKE3 (hex).
-    pub size: u64,
-    pub sha256: String,
-    pub blake3: String,
-    /// The raw image inside it (the same as the file for `raw`): size, SHA-256, BLAKE3, so
-    /// that pipelines can compare images across formats.
-    pub raw_size: u64,
-    pub raw_sha256: String,
-    pub raw_blake3: String,
+    /// The file written.
+    pub file: Sums,
+    /// The raw image inside it (the same as the file for `raw`), so that pipelines can
+    /// compare images across formats.
+    pub raw: Sums,
     pub boot_uuid: [u8; 16],
     pub root_uuid: [u8; 16],
     /// The Nanos version ("" when unknown) and the SHA-256 of the kernel and boot.img used.
@@ -318,6 +314,42 @@ pub struct BuildReport {
     pub boot_img_sha256: Option<String>,
     /// Every regular file in the image.
     pub files: Vec<ImageFile>,
+}
+
+/// A written file's size and hashes (hex).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Sums {
+    pub size: u64,
+    pub sha256: String,
+    pub blake3: String,
+}
+
+/// The sums of an image just written to `file` in `format`, and of the raw image it holds
+/// (`raw_size` bytes, hashed on the way: `raw`). For `raw` they are the same; a container is
+/// read back once, since its writer seeks back to fill in tables.
+fn image_sums(
+    file: &std::fs::File,
+    format: Format,
+    raw_size: u64,
+    raw: &nanoimg_stream::Digests,
+) -> std::io::Result<(Sums, Sums)> {
+    let raw = Sums {
+        size: raw_size,
+        sha256: hex(&raw.sha256),
+        blake3: hex(&raw.blake3),
+    };
+    let file = match format {
+        Format::Raw => raw.clone(),
+        _ => {
+            let (sha256, blake3) = nanoimg_stream::digest_file(file)?;
+            Sums {
+                size: file.metadata()?.len(),
+                sha256: hex(&sha256),
+                blake3: hex(&blake3),
+            }
+        }
+    };
+    Ok((file, raw))
 }
 
 /// One file of a built image.
@@ -600,19 +632,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     // Lay out first, so that a too-large kernel fails before any file is created.
     ImageLayout::compute(&spec).map_err(disk_err)?;
 
-    let (written, file_digests) = write_atomically(&output, |file| {
+    let (written, (file_sums, raw_sums)) = write_atomically(&output, |file| {
         let written = nanoimg_disk::write_image_as(file, &spec, options.file_digests, format)
             .map_err(disk_err)?;
-        // The container's own bytes, read back once (its writer seeks back to fill in tables).
-        let file_digests = match format {
-            Format::Raw => None,
-            _ => Some(
-                nanoimg_stream::digest_file(file)
-                    .and_then(|d| Ok((d, file.metadata()?.len())))
-                    .map_err(|e| disk_err(DiskError::Write(e)))?,
-            ),
-        };
-        Ok((written, file_digests))
+        let sums = image_sums(file, format, written.layout.size, &written.digests)
+            .map_err(|e| disk_err(DiskError::Write(e)))?;
+        Ok((written, sums))
     })?;
     // The lock is written only once the image is in place.
     if lock != locked_before {
@@ -629,21 +654,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         use sha2::Digest;
         hex(&sha2::Sha256::digest(b.bytes()))
     });
-    let (raw_sha256, raw_blake3) = (hex(&written.digests.sha256), hex(&written.digests.blake3));
-    let (sha256, blake3, size) = match file_digests {
-        Some(((sha, b3), len)) => (hex(&sha), hex(&b3), len),
-        None => (raw_sha256.clone(), raw_blake3.clone(), written.layout.size),
-    };
     Ok(BuildReport {
         output,
         layout: written.layout,
         format,
-        size,
-        sha256,
-        blake3,
-        raw_size: written.layout.size,
-        raw_sha256,
-        raw_blake3,
+        file: file_sums,
+        raw: raw_sums,
         boot_uuid: written.boot_fs.uuid,
         root_uuid: written.root_fs.uuid,
         nanos_version,
@@ -723,14 +739,10 @@ pub struct ConvertReport {
     /// The container read and the one written.
     pub from: Format,
     pub format: Format,
-    /// The file written: size, SHA-256, BLAKE3 (hex).
-    pub size: u64,
-    pub sha256: String,
-    pub blake3: String,
+    /// The file written.
+    pub file: Sums,
     /// The raw image (the same in input and output).
-    pub raw_size: u64,
-    pub raw_sha256: String,
-    pub raw_blake3: String,
+    pub raw: Sums,
 }
 
 /// Why an image cannot be converted.
@@ -790,7 +802,7 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
         }
         Ok::<(), ConvertError>(())
     };
-    let (digests, file_digests, file_size) = write_atomically(output, |file| {
+    let (file_sums, raw_sums) = write_atomically(output, |file| {
         // A GCE tar needs the data map before its header: one pass to find the data.
         let map = match format {
             Format::Gce => {
@@ -816,27 +828,13 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
             .map_err(write_err)
         })?;
         let digests = w.finish().map_err(write_err)?;
-        let file_size = file.metadata().map_err(write_err)?.len();
-        let file_digests = match format {
-            Format::Raw => None,
-            _ => Some(nanoimg_stream::digest_file(file).map_err(write_err)?),
-        };
-        Ok((digests, file_digests, file_size))
+        Ok(image_sums(file, format, size, &digests).map_err(write_err)?)
     })?;
-    let (raw_sha256, raw_blake3) = (hex(&digests.sha256), hex(&digests.blake3));
-    let (sha256, blake3) = match file_digests {
-        Some((s, b)) => (hex(&s), hex(&b)),
-        None => (raw_sha256.clone(), raw_blake3.clone()),
-    };
     Ok(ConvertReport {
         output: output.to_path_buf(),
         from,
         format,
-        size: file_size,
-        sha256,
-        blake3,
-        raw_size: size,
-        raw_sha256,
-        raw_blake3,
+        file: file_sums,
+        raw: raw_sums,
     })
 }

@@ -547,14 +547,10 @@ fn build(
         let value = serde_json::json!({
             "path": path,
             "format": report.format.name(),
-            "size": report.size,
-            "sha256": report.sha256,
-            "blake3": report.blake3,
-            "raw": {
-                "size": report.raw_size,
-                "sha256": report.raw_sha256,
-                "blake3": report.raw_blake3,
-            },
+            "size": report.file.size,
+            "sha256": report.file.sha256,
+            "blake3": report.file.blake3,
+            "raw": report.raw,
             "filesystems": {
                 "boot": {"uuid": nanoimg::tfs::format_uuid(&report.boot_uuid)},
                 "root": {"uuid": nanoimg::tfs::format_uuid(&report.root_uuid)},
@@ -574,31 +570,27 @@ fn build(
         );
         return Ok(());
     }
-    print_sums(
-        report.format,
-        (report.size, &report.sha256, &report.blake3),
-        (report.raw_size, &report.raw_sha256, &report.raw_blake3),
-    );
+    print_sums(report.format, &report.file, &report.raw);
     println!("Bootable image file:{}", path.display());
     Ok(())
 }
 
 /// The summary lines of a written image: its size and hashes (ops's `Image size` line), and
 /// for a container format those of the raw image inside it as well.
-fn print_sums(format: nanoimg::vdisk::Format, file: (u64, &str, &str), raw: (u64, &str, &str)) {
+fn print_sums(format: nanoimg::vdisk::Format, file: &nanoimg::Sums, raw: &nanoimg::Sums) {
     if format == nanoimg::vdisk::Format::Raw {
-        println!("Image size: {} bytes", file.0);
+        println!("Image size: {} bytes", file.size);
     } else {
         println!(
             "Image size: {} bytes ({format}; raw image {} bytes)",
-            file.0, raw.0
+            file.size, raw.size
         );
     }
-    println!("SHA-256: {}", file.1);
-    println!("BLAKE3: {}", file.2);
+    println!("SHA-256: {}", file.sha256);
+    println!("BLAKE3: {}", file.blake3);
     if format != nanoimg::vdisk::Format::Raw {
-        println!("Raw image SHA-256: {}", raw.1);
-        println!("Raw image BLAKE3: {}", raw.2);
+        println!("Raw image SHA-256: {}", raw.sha256);
+        println!("Raw image BLAKE3: {}", raw.blake3);
     }
 }
 
@@ -615,10 +607,10 @@ fn convert(
             "path": path,
             "from": r.from.name(),
             "format": r.format.name(),
-            "size": r.size,
-            "sha256": r.sha256,
-            "blake3": r.blake3,
-            "raw": {"size": r.raw_size, "sha256": r.raw_sha256, "blake3": r.raw_blake3},
+            "size": r.file.size,
+            "sha256": r.file.sha256,
+            "blake3": r.file.blake3,
+            "raw": r.raw,
         });
         println!(
             "{}",
@@ -626,11 +618,7 @@ fn convert(
         );
         return Ok(());
     }
-    print_sums(
-        r.format,
-        (r.size, &r.sha256, &r.blake3),
-        (r.raw_size, &r.raw_sha256, &r.raw_blake3),
-    );
+    print_sums(r.format, &r.file, &r.raw);
     println!("Image file:{}", path.display());
     Ok(())
 }
