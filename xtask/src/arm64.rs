@@ -619,40 +619,16 @@ fn run_case(
         Scenario::Gevulot => Some(gevulot::prepare_workspace(dir)?),
         _ => None,
     };
-    let mut print = case.run_command(nanoimg, dir, &options, workspace.as_deref());
-    print.arg("--print-command");
-    let printed = print
-        .output()
-        .with_context(|| format!("running {print:?}"))?;
-    let problems = if printed.status.success() {
-        qemu_line_problems(
-            case,
-            &String::from_utf8_lossy(&printed.stdout),
-            host.aavmf.as_deref(),
-            workspace.as_deref(),
-        )
-    } else {
-        vec![format!(
-            "nanoimg run --print-command exited with {}",
-            printed.status
-        )]
-    };
-    if !problems.is_empty() {
-        report.problems.extend(problems);
-        report.detail = e2e::output_tail("nanoimg run --print-command", &printed);
+    let print = case.run_command(nanoimg, dir, &options, workspace.as_deref());
+    let right = e2e::check_print_command(print, &mut report, |printed| {
+        qemu_line_problems(case, printed, host.aavmf.as_deref(), workspace.as_deref())
+    })?;
+    if !right {
         return Ok(report);
     }
 
-    let console_log = dir.join(format!("{}.console.log", case.program));
     let command = case.run_command(nanoimg, dir, &options, workspace.as_deref());
-    let watchdog = std::time::Duration::from_secs(options.timeout_secs) + boot::WATCHDOG_GRACE;
-    let boot = boot::start(command, &console_log)?.finish(watchdog)?;
-    report.artifacts.push(console_log);
-    let run_log = dir.join(format!("{}.run.log", case.program));
-    fs::write(&run_log, e2e::run_log_text(&boot))
-        .with_context(|| format!("writing {}", run_log.display()))?;
-    report.artifacts.push(run_log);
-    report.boot = Some(boot.elapsed);
+    let boot = e2e::boot_logged(command, &options, dir, case.program, &mut report)?;
 
     report.problems.extend(e2e::status_problem_for(
         case.expected_status(),

@@ -336,11 +336,7 @@ fn run_case(
         _ => None,
     };
     let boot = running.finish(watchdog)?;
-    let run_log = work_dir.join(format!("{name}.run.log"));
-    fs::write(&run_log, run_log_text(&boot))
-        .with_context(|| format!("writing {}", run_log.display()))?;
-    report.artifacts.push(run_log);
-    report.boot = Some(boot.elapsed);
+    record_boot(&boot, work_dir, name, &mut report)?;
 
     report
         .problems
@@ -444,6 +440,60 @@ pub(crate) fn run_build(
     }
     report.artifacts.push(image.to_path_buf());
     Ok(Some(output))
+}
+
+/// Runs `run` with `--print-command` and checks the QEMU command line it prints with
+/// `check`. Returns whether it is right; if not, the problems and the output are in `report`.
+pub(crate) fn check_print_command(
+    mut run: Command,
+    report: &mut CaseReport,
+    check: impl FnOnce(&str) -> Vec<String>,
+) -> Result<bool> {
+    run.arg("--print-command");
+    let printed = run.output().with_context(|| format!("running {run:?}"))?;
+    let problems = if printed.status.success() {
+        check(&String::from_utf8_lossy(&printed.stdout))
+    } else {
+        vec![format!(
+            "nanoimg run --print-command exited with {}",
+            printed.status
+        )]
+    };
+    if problems.is_empty() {
+        return Ok(true);
+    }
+    report.problems.extend(problems);
+    report.detail = output_tail("nanoimg run --print-command", &printed);
+    Ok(false)
+}
+
+/// Boots with `command` (a `nanoimg run` with `options`), keeping its console in
+/// `<name>.console.log` and its command, status and stderr in `<name>.run.log` in `dir`, and
+/// notes the boot time in `report`.
+pub(crate) fn boot_logged(
+    command: Command,
+    options: &RunOptions,
+    dir: &Path,
+    name: &str,
+    report: &mut CaseReport,
+) -> Result<Boot> {
+    let console_log = dir.join(format!("{name}.console.log"));
+    let watchdog = Duration::from_secs(options.timeout_secs) + boot::WATCHDOG_GRACE;
+    let boot = boot::start(command, &console_log)?.finish(watchdog)?;
+    report.artifacts.push(console_log);
+    record_boot(&boot, dir, name, report)?;
+    Ok(boot)
+}
+
+/// Writes `<name>.run.log` (command, status, stderr of a finished boot) in `dir` and notes
+/// the boot time in `report`.
+fn record_boot(boot: &Boot, dir: &Path, name: &str, report: &mut CaseReport) -> Result<()> {
+    let run_log = dir.join(format!("{name}.run.log"));
+    fs::write(&run_log, run_log_text(boot))
+        .with_context(|| format!("writing {}", run_log.display()))?;
+    report.artifacts.push(run_log);
+    report.boot = Some(boot.elapsed);
+    Ok(())
 }
 
 /// Under a failed case: the `nanoimg run` command, the console's last lines and its stderr,

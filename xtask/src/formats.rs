@@ -138,31 +138,15 @@ fn run_case(
     }
 
     let options = RunOptions::new(timeout_secs);
-    let mut print = boot::command(nanoimg, &image, &options);
-    print.arg("--print-command");
-    let printed = print
-        .output()
-        .with_context(|| format!("running {print:?}"))?;
-    let problems = if printed.status.success() {
-        qemu_line_problems(case, &String::from_utf8_lossy(&printed.stdout))
-    } else {
-        vec![format!(
-            "nanoimg run --print-command exited with {}",
-            printed.status
-        )]
-    };
-    if !problems.is_empty() {
-        report.problems.extend(problems);
-        report.detail = e2e::output_tail("nanoimg run --print-command", &printed);
+    let print = boot::command(nanoimg, &image, &options);
+    if !e2e::check_print_command(print, &mut report, |printed| {
+        qemu_line_problems(case, printed)
+    })? {
         return Ok(report);
     }
 
-    let console_log = dir.join(format!("{name}.console.log"));
-    let watchdog = std::time::Duration::from_secs(options.timeout_secs) + boot::WATCHDOG_GRACE;
-    let boot =
-        boot::start(boot::command(nanoimg, &image, &options), &console_log)?.finish(watchdog)?;
-    report.artifacts.push(console_log);
-    report.boot = Some(boot.elapsed);
+    let command = boot::command(nanoimg, &image, &options);
+    let boot = e2e::boot_logged(command, &options, dir, name, &mut report)?;
     report
         .problems
         .extend(e2e::status_problem_for(0, &options, &boot));
