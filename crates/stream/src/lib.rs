@@ -39,8 +39,8 @@ use std::thread::{self, JoinHandle};
 
 use sha2::{Digest, Sha256};
 
-pub use nanoimg_vdisk::Sink;
 use nanoimg_vdisk::raw::write_skipping_zeros;
+pub use nanoimg_vdisk::Sink;
 
 /// Size of a write buffer. Buffers end on multiples of this in the image, so writes are
 /// aligned to it except next to holes.
