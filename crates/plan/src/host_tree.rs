@@ -1,7 +1,15 @@
 //! Adding host files and directories to the image tree: ops's `Files`, `Dirs` and `MapDirs`.
+//!
+//! Entries are read from the build host (relative to the working directory or the config's
+//! folder, as ops does) or from inside the target root (`MapDirs` keys that are absolute,
+//! and absolute `Files`/`Dirs` entries when the root is a container image). Inside a root,
+//! every path is resolved chroot-style by `nanoimg-chroot`: a link on the way, absolute or
+//! with `..`, is resolved inside the root, never on the host; links found while walking
+//! are kept as links, and judged broken or not inside the root.
 
 use std::path::{Path, PathBuf};
 
+use nanoimg_chroot::{ChrootError, Follow, Resolver};
 use nanoimg_tfs::{Dir, FileSource, Node};
 
 use crate::PlanError;
@@ -54,36 +62,115 @@ fn host_file(host: &Path, entry: &str, field: &'static str) -> Result<Node, Plan
         host: host.to_path_buf(),
         source,
     })?;
+    if !meta.is_file() {
+        return Err(PlanError::Missing {
+            field,
+            entry: entry.to_string(),
+            host: host.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+        });
+    }
     Ok(Node::File(FileSource::Host {
         path: host.to_path_buf(),
         len: meta.len(),
     }))
 }
 
+/// Where config entries naming image paths are read from.
+pub(crate) struct Sources<'a> {
+    /// The working directory: `Files` and `Dirs` are relative to it (ops resolves even
+    /// absolute entries under it).
+    pub cwd: &'a Path,
+    /// The target root when it is a container image's: absolute `Files` and `Dirs` entries
+    /// name paths inside it.
+    pub image_root: Option<&'a Path>,
+}
+
+impl Sources<'_> {
+    /// The host path of a `Files`/`Dirs` entry, resolved inside the image root when the
+    /// entry is absolute and the root is an image's (following links there, never on the
+    /// host), else under the working directory.
+    fn host_path(
+        &self,
+        field: &'static str,
+        entry: &str,
+        image: &str,
+    ) -> Result<PathBuf, PlanError> {
+        match self.image_root {
+            Some(r) if entry.starts_with('/') => in_root(r, field, entry, Follow::Last),
+            _ => Ok(self.cwd.join(image.trim_start_matches('/'))),
+        }
+    }
+}
+
+/// `guest` resolved inside `root` (see the module's docs); a path that is not there is
+/// [`PlanError::Missing`] naming the entry.
+fn in_root(
+    root: &Path,
+    field: &'static str,
+    entry: &str,
+    follow: Follow,
+) -> Result<PathBuf, PlanError> {
+    Resolver::new(root)
+        .resolve(Path::new(entry), follow)
+        .map_err(|e| chroot_error(field, entry, root, e))
+}
+
+fn chroot_error(field: &'static str, entry: &str, root: &Path, e: ChrootError) -> PlanError {
+    let kind = if e.is_not_found() {
+        std::io::ErrorKind::NotFound
+    } else {
+        std::io::ErrorKind::InvalidInput
+    };
+    PlanError::Missing {
+        field,
+        entry: entry.to_string(),
+        host: root.to_path_buf(),
+        source: std::io::Error::new(kind, e.to_string()),
+    }
+}
+
 /// `Files`: each entry is copied from `<cwd>/<entry>` to `/<entry>` (ops resolves even
-/// absolute entries under the working directory).
-pub(crate) fn add_files(root: &mut Dir, files: &[String], cwd: &Path) -> Result<(), PlanError> {
+/// absolute entries under the working directory), or from the image root (see
+/// [`Sources`]).
+pub(crate) fn add_files(root: &mut Dir, files: &[String], from: &Sources) -> Result<(), PlanError> {
     for f in files {
         let image = image_path_of("Files", f)?;
-        let host = cwd.join(image.trim_start_matches('/'));
+        let host = from.host_path("Files", f, &image)?;
         let node = host_file(&host, f, "Files")?;
         add(root, &image, node)?;
     }
     Ok(())
 }
 
+/// A walk of host folders into the image tree.
+struct Walk<'a> {
+    notes: &'a mut Vec<String>,
+    field: &'static str,
+    /// When the folders walked are inside a root: the root, where links are judged.
+    inside: Option<Resolver>,
+}
+
+impl Walk<'_> {
+    /// Whether the link at `host` leads nowhere: on the host, or inside the root when
+    /// walking one (an absolute target is then taken from the root, not from `/`).
+    fn is_broken_link(&mut self, host: &Path) -> bool {
+        match &mut self.inside {
+            Some(r) => match host.strip_prefix(r.root()) {
+                Ok(guest) => r.resolve(guest, Follow::Last).is_err(),
+                Err(_) => true,
+            },
+            None => std::fs::metadata(host).is_err(),
+        }
+    }
+}
+
 /// Walks `host` (a directory) into the image at `image`, in sorted order: directories,
 /// files, and symlinks as symlinks. Broken symlinks and special files are skipped, with a
 /// note, as ops does.
-fn add_tree(
-    root: &mut Dir,
-    host: &Path,
-    image: &str,
-    notes: &mut Vec<String>,
-    field: &'static str,
-) -> Result<(), PlanError> {
+fn add_tree(root: &mut Dir, host: &Path, image: &str, walk: &mut Walk) -> Result<(), PlanError> {
     add(root, image, Node::Dir(Dir::new()))?;
-    add_children(root, host, image, image, notes, field)
+    add_children(root, host, image, image, walk)
 }
 
 /// Adds the entries of the host directory `host` under the image directory `image` (`entry`
@@ -93,11 +180,10 @@ fn add_children(
     host: &Path,
     image: &str,
     entry: &str,
-    notes: &mut Vec<String>,
-    field: &'static str,
+    walk: &mut Walk,
 ) -> Result<(), PlanError> {
     let entries = sorted_entries(host).map_err(|source| PlanError::Missing {
-        field,
+        field: walk.field,
         entry: entry.to_string(),
         host: host.to_path_buf(),
         source,
@@ -110,7 +196,7 @@ fn add_children(
         let image_child = format!("{}/{name}", image.trim_end_matches('/'));
         // The entry's own metadata (fstatat relative to the open directory: no path walk).
         let meta = e.metadata().ok();
-        add_entry(root, &e.path(), meta, &image_child, notes, field)?;
+        add_entry(root, &e.path(), meta, &image_child, walk)?;
     }
     Ok(())
 }
@@ -120,9 +206,9 @@ fn add_entry(
     host: &Path,
     known: Option<std::fs::Metadata>,
     image: &str,
-    notes: &mut Vec<String>,
-    field: &'static str,
+    walk: &mut Walk,
 ) -> Result<(), PlanError> {
+    let field = walk.field;
     let lmeta = match known {
         Some(m) => m,
         None => std::fs::symlink_metadata(host).map_err(|source| PlanError::Missing {
@@ -133,8 +219,9 @@ fn add_entry(
         })?,
     };
     if lmeta.file_type().is_symlink() {
-        if std::fs::metadata(host).is_err() {
-            notes.push(format!("skipping broken symlink {}", host.display()));
+        if walk.is_broken_link(host) {
+            walk.notes
+                .push(format!("skipping broken symlink {}", host.display()));
             return Ok(());
         }
         let target = std::fs::read_link(host).map_err(|source| PlanError::Missing {
@@ -149,7 +236,7 @@ fn add_entry(
         return add(root, image, Node::Symlink(target.as_bytes().to_vec()));
     }
     if lmeta.is_dir() {
-        return add_tree(root, host, image, notes, field);
+        return add_tree(root, host, image, walk);
     }
     if lmeta.is_file() {
         return add(
@@ -161,21 +248,26 @@ fn add_entry(
             }),
         );
     }
-    notes.push(format!("skipping special file {}", host.display()));
+    walk.notes
+        .push(format!("skipping special file {}", host.display()));
     Ok(())
 }
 
-/// `Dirs`: each directory (relative to the working directory) is copied recursively to the
-/// same path in the image.
+/// `Dirs`: each directory (relative to the working directory, or in the image root, see
+/// [`Sources`]) is copied recursively to the same path in the image.
 pub(crate) fn add_dirs(
     root: &mut Dir,
     dirs: &[String],
-    cwd: &Path,
+    from: &Sources,
     notes: &mut Vec<String>,
 ) -> Result<(), PlanError> {
     for d in dirs {
         let image = image_path_of("Dirs", d)?;
-        let host = cwd.join(d);
+        let host = from.host_path("Dirs", d, &image)?;
+        let inside = match from.image_root {
+            Some(r) if d.starts_with('/') => Some(Resolver::new(r)),
+            _ => None,
+        };
         if !host.is_dir() {
             return Err(PlanError::Missing {
                 field: "Dirs",
@@ -184,7 +276,12 @@ pub(crate) fn add_dirs(
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             });
         }
-        add_entry(root, &host, None, &image, notes, "Dirs")?;
+        let mut walk = Walk {
+            notes: &mut *notes,
+            field: "Dirs",
+            inside,
+        };
+        add_entry(root, &host, None, &image, &mut walk)?;
     }
     Ok(())
 }
@@ -208,20 +305,38 @@ pub(crate) fn add_map_dirs(
         if args.iter().any(|a| a == base) {
             return Err(PlanError::MapDirNamedLikeArg { dest: dest.clone() });
         }
-        let host: PathBuf = if Path::new(pattern).is_absolute() {
-            match target_root {
-                Some(r) => r.join(pattern.trim_start_matches('/')),
-                None => PathBuf::from(pattern),
-            }
-        } else {
-            config_dir.join(pattern)
+        let (parent, glob_text) = match pattern.trim_end_matches('/').rsplit_once('/') {
+            Some((p, g)) => (p, g),
+            None => ("", pattern.trim_end_matches('/')),
         };
-        let dir = host.parent().map(Path::to_path_buf).unwrap_or_default();
-        let glob_text = host.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let glob = glob::Pattern::new(glob_text).map_err(|e| PlanError::BadGlob {
             pattern: pattern.clone(),
             reason: e.to_string(),
         })?;
+        // An absolute pattern inside the target root: its folder is resolved there, links
+        // on the way included (`/var/run/*` with `/var/run -> /run` is the root's `/run`).
+        let (dir, inside) = match (pattern.starts_with('/'), target_root) {
+            (true, Some(r)) => {
+                let guest = if parent.is_empty() { "/" } else { parent };
+                (
+                    in_root(r, "MapDirs", guest, Follow::Folder).map_err(|e| match e {
+                        PlanError::Missing { host, source, .. } => PlanError::Missing {
+                            field: "MapDirs",
+                            entry: pattern.clone(),
+                            host,
+                            source,
+                        },
+                        e => e,
+                    })?,
+                    Some(Resolver::new(r)),
+                )
+            }
+            (true, None) => (
+                PathBuf::from(if parent.is_empty() { "/" } else { parent }),
+                None,
+            ),
+            (false, _) => (config_dir.join(parent), None),
+        };
         if !dir.is_dir() {
             return Err(PlanError::Missing {
                 field: "MapDirs",
@@ -231,7 +346,12 @@ pub(crate) fn add_map_dirs(
             });
         }
         let dest = image_path_of("MapDirs", dest)?;
-        map_walk(root, &dir, &dir, &glob, &dest, notes)?;
+        let mut walk = Walk {
+            notes: &mut *notes,
+            field: "MapDirs",
+            inside,
+        };
+        map_walk(root, &dir, &dir, &glob, &dest, &mut walk)?;
     }
     Ok(())
 }
@@ -242,7 +362,7 @@ fn map_walk(
     dir: &Path,
     glob: &glob::Pattern,
     dest: &str,
-    notes: &mut Vec<String>,
+    walk: &mut Walk,
 ) -> Result<(), PlanError> {
     let read = |source| PlanError::Missing {
         field: "MapDirs",
@@ -274,11 +394,12 @@ fn map_walk(
             } else if meta.is_file() {
                 add(root, &image, host_file(&path, name, "MapDirs")?)?;
             } else {
-                notes.push(format!("skipping special file {}", path.display()));
+                walk.notes
+                    .push(format!("skipping special file {}", path.display()));
             }
         }
         if meta.is_dir() {
-            map_walk(root, top, &path, glob, dest, notes)?;
+            map_walk(root, top, &path, glob, dest, walk)?;
         }
     }
     Ok(())
@@ -304,13 +425,11 @@ pub fn folder_tree(host: &Path) -> Result<(Dir, Vec<String>), PlanError> {
     }
     let mut root = Dir::new();
     let mut notes = Vec::new();
-    add_children(
-        &mut root,
-        host,
-        "/",
-        &host.display().to_string(),
-        &mut notes,
-        "volume source",
-    )?;
+    let mut walk = Walk {
+        notes: &mut notes,
+        field: "volume source",
+        inside: None,
+    };
+    add_children(&mut root, host, "/", &host.display().to_string(), &mut walk)?;
     Ok((root, notes))
 }

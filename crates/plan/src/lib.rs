@@ -58,6 +58,9 @@ pub struct Inputs<'a> {
     pub cwd: &'a Path,
     /// Where to resolve libraries, overriding the config's `TargetRoot`; `/` when neither.
     pub target_root: Option<&'a Path>,
+    /// The target root is a container image's unpacked root: absolute `Files` and `Dirs`
+    /// entries then name paths inside it (resolved there, chroot-style), not host paths.
+    pub image_root: bool,
     /// Directories searched after `DT_RPATH`, as `LD_LIBRARY_PATH` (only when asked for).
     pub ld_library_path: &'a [String],
     /// Keep `Mounts` keys as written instead of renumbering them as ops's onprem build does.
@@ -355,8 +358,13 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             len: meta.len(),
         }),
     )?;
-    host_tree::add_files(&mut root, &config.files, inputs.cwd)?;
-    host_tree::add_dirs(&mut root, &config.dirs, inputs.cwd, &mut notes)?;
+    let image_root = target_root(inputs).filter(|_| inputs.image_root);
+    let sources = host_tree::Sources {
+        cwd: inputs.cwd,
+        image_root: image_root.as_deref(),
+    };
+    host_tree::add_files(&mut root, &config.files, &sources)?;
+    host_tree::add_dirs(&mut root, &config.dirs, &sources, &mut notes)?;
     host_tree::add_map_dirs(
         &mut root,
         &config.map_dirs,

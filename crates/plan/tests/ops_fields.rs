@@ -65,6 +65,7 @@ impl Project {
             nanos_version: "0.1.55",
             cwd: self.dir.path(),
             target_root: None,
+            image_root: false,
             ld_library_path: &[],
             keep_mount_ids,
             image_name: None,
