@@ -226,6 +226,7 @@ pub fn deps(
     use_ld_library_path: bool,
     libraries: &[String],
     platform: Option<nanoimg_oci::Platform>,
+    arch: Option<Arch>,
 ) -> Result<DepsReport, BuildError> {
     let mut config = match config {
         Some(p) => Config::load(p)?,
@@ -233,6 +234,10 @@ pub fn deps(
     };
     config.libraries.extend_from_slice(libraries);
     let (program_path, _) = nanoimg_plan::program_paths(program, &config)?;
+    if arch.is_some() {
+        // The program must be of --arch, as build requires.
+        nanoimg_plan::program_arch(program, arch)?;
+    }
     let ld = ld_library_path(use_ld_library_path);
     // A container image as the root: unpacked (or found) in the cache; `deps` does not
     // write the lock.
@@ -264,10 +269,11 @@ pub fn deps(
         nanos_version: "",
         cwd: Path::new("."),
         target_root,
+        image_root: image_root.is_some(),
         ld_library_path: &ld,
         keep_mount_ids: false,
         image_name: None,
-        arch: None,
+        arch,
     };
     let (resolution, runtime_loads) = nanoimg_plan::resolve(&inputs, &program_path)?;
     let mut layers = std::collections::BTreeMap::new();
@@ -440,8 +446,8 @@ pub enum BuildError {
     Oci(#[from] Box<nanoimg_oci::OciError>),
     #[error(transparent)]
     ImageLock(#[from] nanoimg_release::ImageLockError),
-    #[error("{program} is not a file in the container image given with --from-image; give the program's absolute path inside the image")]
-    NotInImage { program: PathBuf },
+    #[error("{program} is not a file in the container image given with --from-image ({reason}); give the program's absolute path inside the image")]
+    NotInImage { program: PathBuf, reason: String },
     #[error("no cache directory: set NANOIMG_CACHE (or HOME / XDG_CACHE_HOME)")]
     NoCache,
     #[error("no output path: give -o, or set HOME or OPS_HOME for ops's ~/.ops/images")]
@@ -525,10 +531,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     );
     let mut program = options.program.clone();
     let mut target_root = options.target_root.clone();
+    let mut image_root = false;
     let target_spec = sysroot::target_spec(options.target_root.as_deref(), &config);
     if let Some(spec) = target_spec.as_deref().filter(|s| sysroot::is_image(s)) {
         target_root =
             Some(sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?.dir);
+        image_root = true;
     }
     if let Some(spec) = &options.from_image {
         let root = sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?;
@@ -538,6 +546,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         }
         if target_spec.is_none() {
             target_root = Some(root.dir);
+            image_root = true;
         }
     }
     // The release follows the program's architecture unless --arch says otherwise (a
@@ -558,6 +567,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         nanos_version: &nanos_version,
         cwd: &cwd,
         target_root: target_root.as_deref(),
+        image_root,
         ld_library_path: &ld,
         keep_mount_ids: options.keep_mount_ids,
         image_name: options.image_name.as_deref(),

@@ -285,6 +285,11 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         resolution: Resolution,
+        /// The architecture the program must be of, as ops spells it (amd64, arm64; also
+        /// x86_64, aarch64) [default: the program's]; also picks a container image's
+        /// platform (linux/ARCH) unless --platform is given.
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<nanoimg::elf::Arch>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -417,8 +422,9 @@ fn dispatch(command: Command) -> ExitCode {
             program,
             config,
             resolution,
+            arch,
             json,
-        } => deps(&program, config, resolution, json),
+        } => deps(&program, config, resolution, arch, json),
         Command::Kernel { command } => kernel_cmd::kernel(command),
         Command::Inspect { image, files, json } => look::inspect(&image, files, json),
         Command::Diff { a, b, json } => {
@@ -627,15 +633,24 @@ fn deps(
     program: &std::path::Path,
     config: Option<PathBuf>,
     resolution: Resolution,
+    arch: Option<nanoimg::elf::Arch>,
     json: bool,
 ) -> Result<(), nanoimg::BuildError> {
+    // A container image's platform follows --arch unless --platform is given, as in build.
+    let platform = resolution.platform.or_else(|| {
+        arch.map(|a| nanoimg::oci::Platform {
+            architecture: a.ops_name().into(),
+            ..Default::default()
+        })
+    });
     let report = nanoimg::deps(
         program,
         config.as_deref(),
         resolution.target_root.as_deref(),
         resolution.ld_library_path,
         &resolution.libraries,
-        resolution.platform,
+        platform,
+        arch,
     )?;
     let info = &report.resolution.program;
     if json {

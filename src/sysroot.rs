@@ -54,15 +54,18 @@ pub fn open(
     Ok(nanoimg_oci::unpack(&resolved, &source, cache.root()).map_err(Box::new)?)
 }
 
-/// Where `program` (a path inside the image, like `/usr/local/bin/prover`) is in `root`.
+/// Where `program` (a path inside the image, like `/usr/local/bin/prover`) is in `root`:
+/// resolved chroot-style, so links on the way (`/usr/bin/awk -> /etc/alternatives/awk ->
+/// /usr/bin/mawk`) lead to the image's files, never the host's.
 pub fn program_in(root: &Root, program: &Path) -> Result<PathBuf, BuildError> {
-    let rel = program.strip_prefix("/").unwrap_or(program);
-    let host = root.dir.join(rel);
-    if host.is_file() {
-        Ok(host)
-    } else {
-        Err(BuildError::NotInImage {
-            program: program.to_path_buf(),
-        })
+    let not_in = |reason: String| BuildError::NotInImage {
+        program: program.to_path_buf(),
+        reason,
+    };
+    let host = nanoimg_chroot::resolve(&root.dir, program).map_err(|e| not_in(e.to_string()))?;
+    match host.symlink_metadata() {
+        Ok(m) if m.is_file() => Ok(host),
+        Ok(_) => Err(not_in("not a regular file".into())),
+        Err(e) => Err(not_in(e.to_string())),
     }
 }

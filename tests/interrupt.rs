@@ -338,3 +338,68 @@ fn an_interrupted_kernel_fetch_leaves_nothing() {
     assert_eq!(std::fs::read_dir(&releases).unwrap().count(), 1);
     assert!(std::fs::read_to_string(&lock).unwrap().contains(VERSION));
 }
+
+/// Two SIGTERMs 1 ms apart while a container image is being unpacked into the cache (as
+/// GNU `timeout` sends them: to the process, then to its group), 20 times: each run exits
+/// 143 with one line and leaves no `CACHE/tmp/rootfs-*` folder and no cache entry. The
+/// second signal must not cut the clean-up short.
+#[test]
+fn two_sigterms_while_unpacking_an_image_leave_nothing() {
+    let d = setup();
+    let root = d.path();
+    // 48 files of 4 MiB of zeros: 192 MiB to write, a few KiB to store.
+    let zeros = vec![0u8; 4 << 20];
+    let names: Vec<String> = (0..48).map(|i| format!("data/f{i:02}")).collect();
+    let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &zeros[..])).collect();
+    let layout = common::oci_layout(&root.join("image"), &[common::layer_tar(&members)]);
+    drop(zeros);
+    let prog = root.join("prog");
+    std::fs::write(&prog, common::tiny_static_elf()).unwrap();
+    let job = Job {
+        name: "deps unpacking an image",
+        args: vec![
+            "deps".into(),
+            prog.clone().into(),
+            "--target-root".into(),
+            layout.clone().into(),
+        ],
+        temp_dir: root.join("cache/tmp"),
+        temp_prefix: "rootfs-",
+        outputs: vec![],
+    };
+    // The cache's folder for roots may be made by the first run; what must never appear is
+    // an entry in it, or anything in CACHE/tmp.
+    std::fs::create_dir_all(root.join("cache/rootfs")).unwrap();
+    let before = listing(root);
+    for attempt in 0..20 {
+        let what = format!("{} (attempt {attempt})", job.name);
+        let mut child = spawn(root, &job);
+        assert!(
+            wait_for_temporary(&mut child, &job),
+            "{what}: the temporary root never appeared: {:?}",
+            child.wait_with_output().unwrap()
+        );
+        // A moment inside the unpacking, different each time.
+        std::thread::sleep(Duration::from_millis(5 * (attempt % 8)));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{what}: the job had already ended; it needs a larger layer"
+        );
+        let pid = child.id() as i32;
+        // SAFETY: signals to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        std::thread::sleep(Duration::from_millis(1));
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(143), "{what}: {stderr}");
+        assert!(
+            stderr.starts_with("error: interrupted by SIGTERM"),
+            "{what}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        let left: Vec<_> = listing(root).difference(&before).cloned().collect();
+        assert!(left.is_empty(), "{what}: left behind {left:?}");
+    }
+    println!("20 runs, two SIGTERMs 1 ms apart each: exit 143, nothing left behind");
+}

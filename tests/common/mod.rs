@@ -87,3 +87,73 @@ pub fn tiny_static_elf() -> Vec<u8> {
     h[54] = 56; // e_phentsize
     h
 }
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// Writes an OCI image layout at `dir` holding one linux/amd64 image, tag `t`, whose layers
+/// are the given tars (lowest first), each gzip'd; returns `dir`. Made by hand, as the OCI
+/// image spec lays it out, so tests need no image tool.
+pub fn oci_layout(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
+    use std::io::Write;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = sha256_digest(bytes);
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let mut diff_ids = Vec::new();
+    let mut descriptors = Vec::new();
+    for tar in layers {
+        diff_ids.push(sha256_digest(tar));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(tar).unwrap();
+        let (d, n) = put(&gz.finish().unwrap());
+        descriptors.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n
+        }));
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}
+    });
+    let (cd, cn) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
+        "layers": descriptors
+    });
+    let (md, mn) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
+            "annotations": {"org.opencontainers.image.ref.name": "t"}
+        }]
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    dir.to_path_buf()
+}
+
+/// A tar of `members`: (path, content) regular files, mode 0644, as a layer holds them.
+pub fn layer_tar(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, content) in members {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, *content).unwrap();
+    }
+    b.into_inner().unwrap()
+}

@@ -3,14 +3,16 @@
 //! [`install`] starts a thread that waits for the first of these signals. It then removes
 //! every temporary file and folder that exists ([`crate::TempFile`], [`crate::TempDir`]),
 //! prints one line on stderr and exits with 128 + the signal's number (130 for SIGINT, 143
-//! for SIGTERM, 129 for SIGHUP), as shells report a process killed by it. A second signal
-//! while that happens ends the process at once, with the same status. The handlers are
-//! signal-hook's, which do only async-signal-safe work in the handler itself. Child
+//! for SIGTERM, 129 for SIGHUP), as shells report a process killed by it. Signals that come
+//! while that happens (a second Ctrl-C; GNU `timeout`, which signals the child and then its
+//! process group) change nothing: the removal goes on and the process exits when it is
+//! done, with the first signal's status. No signal ever ends the process before the
+//! temporaries are gone. The handlers are signal-hook's, which do only async-signal-safe
+//! work in the handler itself (they record the signal; this crate's thread acts on it). Child
 //! processes registered with [`stop_on_interrupt`] (a VM that `nanoimg run` started) are sent
 //! SIGTERM first.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
@@ -38,16 +40,9 @@ pub fn signal_name(signal: i32) -> &'static str {
 /// Installs the handlers and starts the thread that acts on them. Call it once, early in
 /// `main`.
 pub fn install() -> std::io::Result<()> {
-    let armed = Arc::new(AtomicBool::new(false));
-    for signal in SIGNALS {
-        // The order matters: the first signal arms `armed`, the second finds it armed.
-        signal_hook::flag::register_conditional_shutdown(
-            signal,
-            exit_status(signal),
-            Arc::clone(&armed),
-        )?;
-        signal_hook::flag::register(signal, Arc::clone(&armed))?;
-    }
+    // Registering the iterator replaces the default action (death) of every signal in
+    // SIGNALS with recording it: a later signal can no longer end the process before the
+    // thread below has removed what it must.
     let mut signals = signal_hook::iterator::Signals::new(SIGNALS)?;
     std::thread::Builder::new()
         .name("interrupt".into())
