@@ -171,6 +171,46 @@ pub struct BuildOptions {
     pub file_digests: bool,
 }
 
+/// Most characters of one message line nanoimg prints; a longer one is cut with `…`.
+pub const MAX_LINE: usize = 2000;
+
+/// `text` made safe to print as one line on a terminal or in a CI log: every control
+/// character (newline, carriage return, ESC, …, and Unicode's other line and paragraph
+/// separators) written as an escape (`\n`, `\x1b`, `\u{2028}`), and the whole cut to
+/// [`MAX_LINE`] characters. Values from images and configs reach messages, so an image
+/// could otherwise forge lines ("nanoimg: all good") or colour the terminal; every error,
+/// note and hint the CLI prints goes through this. Backslashes are kept as they are, so
+/// text already escaped (by `nanoimg-oci`) is not escaped twice.
+pub fn printable(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len().min(MAX_LINE));
+    let mut shown = 0;
+    for c in text.chars() {
+        let before = out.len();
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\x7f' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+        shown += out[before..].chars().count();
+        if shown > MAX_LINE {
+            out.truncate(before);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
 /// Parses a UUID written as Nanos prints it (`8-4-4-4-12` hex, bytes in order).
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let hex: String = s.chars().filter(|c| *c != '-').collect();
@@ -847,4 +887,26 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
         file: file_sums,
         raw: raw_sums,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_and_cuts_long_lines() {
+        assert_eq!(
+            printable("evil\n\x1b[31mnanoimg: all good\r\t\u{7f}\u{2028}\u{202e}"),
+            r"evil\n\x1b[31mnanoimg: all good\r\t\x7f\u{2028}\u{202e}"
+        );
+        // Backslashes stay, so text escaped before is not escaped twice.
+        assert_eq!(printable(r"a\nb"), r"a\nb");
+        let long = "é".repeat(10 * MAX_LINE);
+        let cut = printable(&long);
+        assert_eq!(cut.chars().count(), MAX_LINE + 1);
+        assert!(cut.ends_with('…'));
+        let newlines = "\n".repeat(MAX_LINE);
+        let cut = printable(&newlines);
+        assert!(cut.chars().count() <= MAX_LINE + 1 && !cut.contains('\n'));
+    }
 }

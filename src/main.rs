@@ -449,7 +449,7 @@ fn dispatch(command: Command) -> ExitCode {
                 },
         } => nanoimg::create_volume(&source, &output, &label, size, seed.as_deref()).map(|r| {
             for note in &r.notes {
-                eprintln!("nanoimg: {note}");
+                say(note);
             }
             println!("Volume size: {} bytes", r.size);
             println!("UUID: {}", nanoimg::tfs::format_uuid(&r.uuid));
@@ -467,10 +467,16 @@ fn dispatch(command: Command) -> ExitCode {
     }
 }
 
-/// The one line an error is reported with: the error, and what to do about the system errors
-/// whose remedy does not depend on the command (a full disk, a missing permission).
+/// Prints one `nanoimg: ` line on stderr, made [`nanoimg::printable`].
+pub(crate) fn say(text: impl std::fmt::Display) {
+    eprintln!("nanoimg: {}", nanoimg::printable(&text.to_string()));
+}
+
+/// The one line an error is reported with (made [`nanoimg::printable`]): the error, and
+/// what to do about the system errors whose remedy does not depend on the command (a full
+/// disk, a missing permission).
 fn error_line(e: &dyn std::fmt::Display) -> String {
-    let text = e.to_string();
+    let text = nanoimg::printable(&e.to_string());
     let remedy = [
         (
             "(os error 28)",
@@ -536,17 +542,17 @@ fn build(
     }
     let report = nanoimg::build(&options)?;
     for note in &report.plan.notes {
-        eprintln!("nanoimg: {note}");
+        say(note);
     }
     for d in &report.plan.dependencies {
-        eprintln!(
-            "nanoimg: packed {} <- {}",
+        say(format!(
+            "packed {} <- {}",
             d.guest_path,
             d.host_path.display()
-        );
+        ));
     }
     for hint in &report.plan.runtime_loads {
-        eprintln!("nanoimg: hint: {hint}");
+        say(format!("hint: {hint}"));
     }
     let path = nanoimg::display_path(&report.output);
     if json {
@@ -700,16 +706,17 @@ fn deps(
             .get(&d.guest_path)
             .map(|l| format!(", layer {}", &l[..l.len().min(19)]))
             .unwrap_or_default();
-        println!(
+        let line = format!(
             "  {} <- {} ({why}{layer})",
             d.guest_path,
             d.host_path.display()
         );
+        println!("{}", nanoimg::printable(&line));
     }
     if !report.runtime_loads.is_empty() {
         println!("may load at run time (not packed):");
         for hint in &report.runtime_loads {
-            println!("  {hint}");
+            println!("  {}", nanoimg::printable(&hint.to_string()));
         }
     }
     Ok(())

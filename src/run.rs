@@ -167,7 +167,7 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         };
         let report = nanoimg::build(&cmd.build.options(cmd.target.clone(), Some(output), false))?;
         for note in &report.plan.notes {
-            eprintln!("nanoimg: {note}");
+            crate::say(note);
         }
         build_shares = report.plan.shares.clone();
         report.output
@@ -305,7 +305,7 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         forced,
         cmd.timeout,
         facts.debug_exit,
-        &mut |note| eprintln!("nanoimg: {note}"),
+        &mut |note| crate::say(note),
     )?;
     drop(temporary);
     Ok(match outcome {

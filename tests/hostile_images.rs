@@ -1,0 +1,243 @@
+//! Container images as hostile input, end to end through the CLI, with layouts made by
+//! hand in the test (no image tool): a path inside an image never reaches the build host,
+//! values from an image reach the terminal escaped, and a FIFO where a file belongs is
+//! refused at once.
+//!
+//! Each host-escape case plants a file on the host at the absolute path the image's links
+//! name, with other bytes than the image's file at the same path, and checks by SHA-256
+//! that the image's bytes were packed.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// A tar member to write.
+enum Member<'a> {
+    File(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+    Link(&'a str, &'a str),
+}
+
+fn tar_of(members: &[Member]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for m in members {
+        let mut h = tar::Header::new_gnu();
+        match m {
+            Member::File(path, bytes, mode) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(bytes.len() as u64);
+                h.set_mode(*mode);
+                b.append_data(&mut h, path, *bytes).unwrap();
+            }
+            Member::Dir(path) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(0o755);
+                b.append_data(&mut h, path, &[][..]).unwrap();
+            }
+            Member::Link(path, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                b.append_link(&mut h, path, target).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// A static "program": the ELF header nanoimg reads, then `marker`.
+fn program(marker: &[u8]) -> Vec<u8> {
+    let mut p = common::tiny_static_elf();
+    p.extend_from_slice(marker);
+    p
+}
+
+fn sha(bytes: &[u8]) -> String {
+    common::sha256_digest(bytes)[7..].to_string()
+}
+
+/// The SHA-256 `nanoimg inspect --files --json` reports for `path` in `image`.
+fn packed_sha(dir: &Path, image: &Path, path: &str) -> String {
+    let o = common::nanoimg(
+        &[
+            os("inspect"),
+            image.as_os_str(),
+            os("--files"),
+            os("--json"),
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let files = &v["root"]["files"];
+    files[path]["sha256"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path} not a file in {files}"))
+        .to_string()
+}
+
+fn build(dir: &Path, args: &[&OsStr]) -> std::process::Output {
+    let release = dir.join("release");
+    let mut all = vec![os("build")];
+    all.extend_from_slice(args);
+    all.extend([os("--kernel-dir"), release.as_os_str()]);
+    common::nanoimg(&all, dir)
+}
+
+/// `--from-image IMG /usr/bin/awk` where `/usr/bin/awk -> /etc/alternatives/awk ->
+/// <planted>/mawk`, both links absolute (as Debian's alternatives are); and `MapDirs`
+/// through `/var/run -> <planted>`. The host holds other bytes at `<planted>`.
+#[test]
+fn paths_in_an_image_are_resolved_in_the_image_not_on_the_host() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    common::fake_release(dir);
+    let planted = tempfile::tempdir().unwrap();
+    let host_mawk = program(b"HOST program");
+    std::fs::write(planted.path().join("mawk"), &host_mawk).unwrap();
+    std::fs::write(planted.path().join("data"), b"HOST data").unwrap();
+    let image_mawk = program(b"image program");
+    let p = planted.path().to_str().unwrap().trim_start_matches('/');
+    let (mawk, data) = (format!("{p}/mawk"), format!("{p}/data"));
+    let abs_mawk = format!("/{mawk}");
+    let abs_planted = format!("/{p}");
+    let tar = tar_of(&[
+        Member::Dir("etc/alternatives"),
+        Member::Dir("usr/bin"),
+        Member::Dir("var"),
+        Member::File(&mawk, &image_mawk, 0o755),
+        Member::File(&data, b"image data", 0o644),
+        Member::Link("etc/alternatives/awk", &abs_mawk),
+        Member::Link("usr/bin/awk", "/etc/alternatives/awk"),
+        Member::Link("var/run", &abs_planted),
+    ]);
+    let layout = common::oci_layout(&dir.join("img"), &[tar]);
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"MapDirs": {"/var/run/*": "/run"}}"#,
+    )
+    .unwrap();
+    let out = dir.join("awk.img");
+    let o = build(
+        dir,
+        &[
+            os("--from-image"),
+            layout.as_os_str(),
+            os("/usr/bin/awk"),
+            os("-c"),
+            os("config.json"),
+            os("-o"),
+            out.as_os_str(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(packed_sha(dir, &out, "/usr/bin/awk"), sha(&image_mawk));
+    assert_ne!(sha(&image_mawk), sha(&host_mawk));
+    assert_eq!(packed_sha(dir, &out, "/run/data"), sha(b"image data"));
+    assert_eq!(packed_sha(dir, &out, "/run/mawk"), sha(&image_mawk));
+
+    // A program that is a link to a host path the image does not hold: refused, naming it.
+    let tar = tar_of(&[Member::Dir("bin"), Member::Link("bin/sh", "/etc/passwd")]);
+    let layout = common::oci_layout(&dir.join("img2"), &[tar]);
+    let o = build(
+        dir,
+        &[os("--from-image"), layout.as_os_str(), os("/bin/sh")],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: /bin/sh is not a file in the container image"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("/bin/sh does not exist in"), "{stderr}");
+    assert!(stderr.contains("(no /etc)"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// A member whose name carries a newline and an ESC sequence, in a layer that is refused:
+/// the error is one line, with `\n` and `\x1b` written out.
+#[test]
+fn a_hostile_member_name_is_printed_escaped() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let name = "evil\n\x1b[32mnanoimg: all good\x1b[0m/../../x";
+    // The tar crate refuses `..` when building; write the header by hand.
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.extend_from_slice(&[0u8; 1024]);
+    let layout = common::oci_layout(&dir.join("img"), &[tar]);
+    let prog = dir.join("prog");
+    std::fs::write(&prog, program(b"")).unwrap();
+    let o = common::nanoimg(
+        &[
+            os("deps"),
+            prog.as_os_str(),
+            os("--target-root"),
+            layout.as_os_str(),
+        ],
+        dir,
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
+    assert!(
+        stderr.contains(r"evil\n\x1b[32mnanoimg: all good\x1b[0m"),
+        "{stderr:?}"
+    );
+}
+
+/// A FIFO where the layout's `index.json` belongs: refused at once, not waited on.
+#[test]
+fn a_fifo_index_is_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let layout = common::oci_layout(&dir.join("img"), &[tar_of(&[Member::Dir("x")])]);
+    std::fs::remove_file(layout.join("index.json")).unwrap();
+    let c =
+        std::ffi::CString::new(layout.join("index.json").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let prog = dir.join("prog");
+    std::fs::write(&prog, program(b"")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nanoimg"))
+        .args([
+            os("deps"),
+            prog.as_os_str(),
+            os("--target-root"),
+            layout.as_os_str(),
+        ])
+        .current_dir(dir)
+        .env("NANOIMG_CACHE", dir.join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Not a timing test: the bound only keeps a hang from hanging the suite.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("nanoimg blocked opening a FIFO index.json");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("index.json"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
