@@ -67,6 +67,11 @@
 //!   the machine (1 on an error, 2 without `cc`). See `bench.rs` for what is
 //!   and is not measured.
 //!
+//! * `cargo xtask test [CARGO TEST ARGS...]` — the README's test command: installs the
+//!   tools the tests need when missing (Debian packages, as root or with sudo; else it
+//!   names them and stops), then runs `cargo test --workspace --no-fail-fast`. See
+//!   `test.rs`.
+//!
 //! [cargo-xtask]: https://github.com/matklad/cargo-xtask
 
 mod arm64;
@@ -82,6 +87,7 @@ mod portfwd;
 mod prereq;
 mod samples;
 mod sysroot;
+mod test;
 mod volume;
 
 use std::process::ExitCode;
@@ -104,6 +110,9 @@ enum Command {
     /// Time `nanoimg build` of a large payload against a plain copy of the
     /// same bytes (fake kernel; needs only `cc` with static glibc).
     Bench(bench::BenchArgs),
+    /// Run the whole test suite as a newcomer would: install the tools the tests need
+    /// (Debian, as root or with sudo) when missing, then `cargo test --workspace`.
+    Test(test::TestArgs),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +126,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => report_error("bench", &err),
         },
+        Command::Test(args) => test::run(&args),
     }
 }
 

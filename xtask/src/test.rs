@@ -1,0 +1,159 @@
+//! `cargo xtask test [CARGO TEST ARGS...]`: the whole test suite, as a newcomer runs it.
+//!
+//! The tests use real tools (container images made with `umoci` and `skopeo`, arm64
+//! programs cross-compiled with Debian's cross gcc against its arm64 sysroot, disk formats
+//! checked with `qemu-img`). This task first looks for each; what is missing is installed
+//! from Debian's packages when it can be (a Debian host, as root or with password-less
+//! sudo), else it stops before running anything, naming each missing tool and the one
+//! command that installs them all. Then it runs `cargo test --workspace --no-fail-fast`
+//! with the arguments given (so one failing test binary does not hide the others).
+//! `.ci/run` calls it.
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+/// A tool the tests need, how to tell it is there, and the Debian package holding it.
+struct Need {
+    what: &'static str,
+    present: fn() -> bool,
+    package: &'static str,
+}
+
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            let p = d.join(cmd);
+            p.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    })
+}
+
+const NEEDS: &[Need] = &[
+    Need {
+        what: "umoci (OCI images for the container-image tests)",
+        present: || on_path("umoci"),
+        package: "umoci",
+    },
+    Need {
+        what: "skopeo (docker-archive and oci-archive conversions)",
+        present: || on_path("skopeo"),
+        package: "skopeo",
+    },
+    Need {
+        what: "aarch64-linux-gnu-gcc (arm64 test programs)",
+        present: || on_path("aarch64-linux-gnu-gcc"),
+        package: "gcc-aarch64-linux-gnu",
+    },
+    Need {
+        what: "/usr/aarch64-linux-gnu (the arm64 sysroot the arm64 tests resolve in)",
+        present: || Path::new("/usr/aarch64-linux-gnu/lib/libc.so.6").is_file(),
+        package: "libc6-arm64-cross",
+    },
+    Need {
+        what: "qemu-img (qemu-img check/compare of every disk format)",
+        present: || on_path("qemu-img"),
+        package: "qemu-utils",
+    },
+    Need {
+        what: "cc (test programs)",
+        present: || on_path("cc"),
+        package: "gcc",
+    },
+];
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Only say what is missing; install nothing.
+    #[arg(long)]
+    no_install: bool,
+    /// Passed to `cargo test` (e.g. `--locked`, a test name, `-- --nocapture`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    cargo_args: Vec<String>,
+}
+
+/// How packages can be installed here, if they can.
+fn installer() -> Option<Vec<&'static str>> {
+    if !Path::new("/etc/debian_version").is_file() || !on_path("apt-get") {
+        return None;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Some(vec![]);
+    }
+    let sudo_ok = on_path("sudo")
+        && Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    sudo_ok.then(|| vec!["sudo", "-n"])
+}
+
+fn apt(prefix: &[&str], args: &[&str]) -> bool {
+    let (cmd, rest) = match prefix.split_first() {
+        Some((first, rest)) => (*first, rest.to_vec()),
+        None => ("apt-get", vec![]),
+    };
+    let mut c = Command::new(cmd);
+    c.args(&rest);
+    if !prefix.is_empty() {
+        c.arg("apt-get");
+    }
+    c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    c.status().is_ok_and(|s| s.success())
+}
+
+pub fn run(args: &TestArgs) -> ExitCode {
+    let missing: Vec<&Need> = NEEDS.iter().filter(|n| !(n.present)()).collect();
+    if !missing.is_empty() {
+        let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+        for n in &missing {
+            eprintln!("test: missing {} (Debian package {})", n.what, n.package);
+        }
+        let line = format!("apt-get install -y {}", packages.join(" "));
+        match installer().filter(|_| !args.no_install) {
+            Some(prefix) => {
+                eprintln!("test: installing {}", packages.join(" "));
+                let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+                install.extend(&packages);
+                if !apt(&prefix, &["update", "-qq"]) || !apt(&prefix, &install) {
+                    eprintln!("test: ERROR: `{line}` failed; install them by hand, then run again");
+                    return ExitCode::from(2);
+                }
+                let still: Vec<&str> = NEEDS
+                    .iter()
+                    .filter(|n| !(n.present)())
+                    .map(|n| n.what)
+                    .collect();
+                if !still.is_empty() {
+                    eprintln!(
+                        "test: ERROR: still missing after installing: {}",
+                        still.join("; ")
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+            None => {
+                eprintln!(
+                    "test: ERROR: the tests need these tools; install them (Debian/Ubuntu: `sudo {line}`), then run again"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(&args.cargo_args)
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("test: ERROR: cannot run cargo test: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
