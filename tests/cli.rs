@@ -624,3 +624,35 @@ fn every_command_explains_bad_input_in_one_line() {
     assert_eq!(left, ["bad.lock", "file", "folder", "prog", "release"]);
     assert_eq!(std::fs::read_dir(d.join("folder")).unwrap().count(), 0);
 }
+
+/// `deps --arch`: the program must be of it, as for `build`.
+#[test]
+fn deps_checks_arch() {
+    let d = tempfile::tempdir().unwrap();
+    let prog = d.path().join("prog");
+    std::fs::write(&prog, common::tiny_static_elf()).unwrap();
+    let args = |arch: &str| {
+        vec![
+            std::ffi::OsString::from("deps"),
+            prog.clone().into(),
+            "--arch".into(),
+            arch.into(),
+        ]
+    };
+    let a = args("arm64");
+    let refs: Vec<&std::ffi::OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let o = common::nanoimg(&refs, d.path());
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: --arch arm64 asks for aarch64, but program {} is x86_64; build the program for aarch64, or drop --arch",
+            prog.display()
+        )
+    );
+    let a = args("amd64");
+    let refs: Vec<&std::ffi::OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let o = common::nanoimg(&refs, d.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
