@@ -279,6 +279,59 @@ pub fn resolve(root: &Path, guest: &Path) -> Result<PathBuf, ChrootError> {
     Resolver::new(root).resolve(guest, Follow::Last)
 }
 
+/// Opens `path` for reading only if it is a regular file: opened with `O_NONBLOCK` (so a
+/// FIFO or a device a root holds cannot block the open), then checked with `fstat`; anything
+/// else is an `InvalidInput` error saying what it is.
+pub fn open_regular(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device file"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{what}, not a regular file"),
+    ))
+}
+
+/// Reads the regular file at `path` ([`open_regular`]), refusing one longer than `max`
+/// bytes before reading it.
+pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = open_regular(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{len} bytes, more than the {max} read at most"),
+        ));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("grew beyond the {max} bytes read at most"),
+        ));
+    }
+    Ok(out)
+}
+
 /// The components of `path` that matter: names and `..` (the root, `.` and empty ones
 /// dropped), so `/a/./b/../c` is `a`, `b`, `..`, `c`.
 fn components(path: &Path) -> Vec<OsString> {

@@ -178,3 +178,20 @@ fn normalizes() {
     assert_eq!(normalize("/app/bin/../lib"), "/app/lib");
     assert_eq!(normalize("/../lib//x/."), "/lib/x");
 }
+
+#[test]
+fn only_regular_files_are_opened_and_reads_are_bounded() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let e = open_regular(&fifo).unwrap_err();
+    assert_eq!(e.to_string(), "a FIFO, not a regular file");
+    let e = open_regular(d.path()).unwrap_err();
+    assert_eq!(e.to_string(), "a folder, not a regular file");
+    std::fs::write(d.path().join("f"), b"12345").unwrap();
+    assert_eq!(read_regular(&d.path().join("f"), 5).unwrap(), b"12345");
+    let e = read_regular(&d.path().join("f"), 4).unwrap_err();
+    assert_eq!(e.to_string(), "5 bytes, more than the 4 read at most");
+}

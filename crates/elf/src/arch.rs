@@ -138,7 +138,7 @@ impl FromStr for Arch {
 /// or `None` if it is not a little-endian ELF64 file.
 pub fn elf_machine(path: &Path) -> std::io::Result<Option<u16>> {
     let mut head = [0u8; 20];
-    let mut f = std::fs::File::open(path)?;
+    let mut f = nanoimg_chroot::open_regular(path)?;
     let mut n = 0;
     while n < head.len() {
         match f.read(&mut head[n..])? {

@@ -1,4 +1,3 @@
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use object::elf;
@@ -128,7 +127,7 @@ pub fn inspect(path: &Path) -> Result<ElfInfo, ElfError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(read)?;
+    let file = nanoimg_chroot::open_regular(path).map_err(read)?;
     let cache = ReadCache::new(file);
     let data = &cache;
     let len = data.len().map_err(|_| ElfError::Corrupt {

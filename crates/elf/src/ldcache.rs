@@ -7,12 +7,16 @@ use crate::root::resolve_in_root;
 const NEW_MAGIC: &[u8] = b"glibc-ld.so.cache1.1";
 const HEADER: usize = 48;
 const ENTRY: usize = 24;
+/// The largest `ld.so.cache` read (a full Debian system's is about 100 KiB).
+const MAX_CACHE: u64 = 64 << 20;
+/// The largest `ld.so.conf` (or included file) read.
+const MAX_CONF: u64 = 1 << 20;
 /// The entries of a glibc `ld.so.cache` (new format), as (flags, soname, path), in file
 /// order: the flags tell the architecture (`Arch::ld_cache_flags`). `None` if the file is
 /// absent or not in that format.
 pub(crate) fn read_cache(root: &Path) -> Option<Vec<(u32, String, String)>> {
     let path = resolve_in_root(root, "/etc/ld.so.cache")?;
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = nanoimg_chroot::read_regular(&path, MAX_CACHE).ok()?;
     parse_cache(&bytes)
 }
 
@@ -49,7 +53,9 @@ fn conf_file(root: &Path, guest: &str, dirs: &mut Vec<String>, depth: usize) {
     if depth > 8 {
         return;
     }
-    let Some(text) = resolve_in_root(root, guest).and_then(|p| std::fs::read_to_string(p).ok())
+    let Some(text) = resolve_in_root(root, guest)
+        .and_then(|p| nanoimg_chroot::read_regular(&p, MAX_CONF).ok())
+        .and_then(|b| String::from_utf8(b).ok())
     else {
         return;
     };

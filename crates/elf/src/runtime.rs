@@ -149,7 +149,7 @@ pub fn runtime_refs(path: &Path) -> Result<RuntimeRefs, ElfError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(read)?;
+    let file = nanoimg_chroot::open_regular(path).map_err(read)?;
     let mut raw = file.try_clone().map_err(read)?;
     let cache = ReadCache::new(file);
     let data = &cache;
