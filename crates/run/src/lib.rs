@@ -2,10 +2,16 @@
 //!
 //! - [`args`] builds the QEMU command line of a [`RunSpec`]: [`Profile::Ops`] is `ops run`'s
 //!   local shape (ops's `qemu/qemu_unix.go`: q35 with three PCIe root ports, the disk on
-//!   virtio-scsi, `isa-debug-exit`, virtio-rng, virtio-balloon, user-mode networking with
-//!   `hostfwd` ports, 2 GiB); [`Profile::Gevulot`] is the Gevulot v1 node's command line
+//!   virtio-scsi, `isa-debug-exit`, virtio-rng, user-mode networking with `hostfwd` ports,
+//!   2 GiB); [`Profile::Gevulot`] is the Gevulot v1 node's command line
 //!   (`crates/node/src/vmm/qemu.rs` `start_vm`: the disk read-only, no NIC, the workspace
 //!   over 9p with mount tag 0, 2 vCPUs and 2048 MiB unless given).
+//! - Two departures on every command line: `-no-reboot` (neither ops nor the node passes it):
+//!   a guest that resets, as Nanos does on `reboot_on_exit` or a triple fault, ends the run
+//!   instead of booting again and again until the timeout; and no virtio-balloon (ops passes
+//!   `-device virtio-balloon`, but Nanos 0.1.55 cannot attach it under QEMU 10, on either
+//!   machine, with ops's own command line as with nanoimg's: "vtbln failed to attach:
+//!   (status:failed to find free MSI-X slot)" on every boot).
 //! - An aarch64 image boots as ops's local run boots one (its non-x86 branch of
 //!   `qemu/qemu_unix.go`): `qemu-system-aarch64 -machine virt -machine gic-version=2 -cpu max`,
 //!   the kernel given with `-kernel` (taken out of the image's boot filesystem), the disk on
@@ -14,9 +20,12 @@
 //!   hangs after loading Nanos with more than 1 GiB of guest memory otherwise).
 //! - [`find_qemu`] and [`find_ovmf`] find the emulator and the UEFI firmware, or say which
 //!   Debian package provides them.
-//! - [`initial_accel`] and [`kvm_failed`] decide between KVM and TCG: KVM when `/dev/kvm` is
-//!   usable, and TCG again when QEMU dies under KVM before the guest printed anything (as on
-//!   hosts where KVM cannot set the guest's MSRs).
+//! - [`initial_accel`], [`kvm_failed`] and [`kvm_stopped`] decide between KVM and TCG: KVM
+//!   when `/dev/kvm` is usable, and TCG again when QEMU dies under KVM before the guest
+//!   printed anything (as QEMU 7.2, and QEMU 10 with `-cpu max`, do on hosts where KVM
+//!   cannot set the guest's MSR 0x10a), or says on its stderr that KVM stopped the guest and
+//!   stays alive, paused (QEMU 10 on the same hosts with a CPU model without that MSR: "KVM
+//!   internal error. Suberror: 1", "emulation failure"): that QEMU is killed.
 //! - [`run`] starts QEMU with the serial console on stdout, stops it at a timeout or an
 //!   interrupt, and [`Outcome`] tells the program's exit code when the image lets Nanos report
 //!   it (`debug_exit` in the manifest makes the kernel write it to the `isa-debug-exit` port,
@@ -27,7 +36,7 @@ mod process;
 
 pub use image::{extract_kernel, image_facts, ImageError, ImageFacts};
 pub use nanoimg_elf::Arch;
-pub use process::{run, Outcome, RunError};
+pub use process::{run, Outcome, RunError, CONSOLE_HOLD};
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -221,7 +230,14 @@ fn args_aarch64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
     attachments(&mut a, spec, "virtio-blk-pci", "virtio-net-pci,netdev=n0");
     push(
         &mut a,
-        &["-semihosting", "-display", "none", "-serial", "stdio"],
+        &[
+            "-semihosting",
+            "-no-reboot",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ],
     );
     a.extend(spec.extra.iter().cloned());
     a
@@ -231,16 +247,15 @@ fn push(a: &mut Vec<OsString>, items: &[&str]) {
     a.extend(items.iter().map(OsString::from));
 }
 
-/// vCPUs, memory, the RNG and balloon devices, the accelerator and CPU (both machines).
+/// vCPUs, memory, the RNG device, the accelerator and CPU (both machines). ops adds
+/// `-device virtio-balloon` here (both machines), which Nanos fails to attach under QEMU 10
+/// ("failed to find free MSI-X slot"); it is left out.
 fn resources(a: &mut Vec<OsString>, spec: &RunSpec, accel: Accel) {
     if let Some(n) = spec.smp {
         push(a, &["-smp", &n.to_string()]);
     }
     push(a, &["-m", &format!("{}M", spec.memory_mib)]);
     push(a, &["-device", "virtio-rng-pci"]);
-    if spec.profile != Profile::Gevulot {
-        push(a, &["-device", "virtio-balloon"]);
-    }
     push(a, &["-accel", accel.name(), "-cpu", "max"]);
 }
 
@@ -320,7 +335,11 @@ fn args_x86_64(spec: &RunSpec, accel: Accel) -> Vec<OsString> {
         "scsi-hd,bus=scsi0.0",
         "virtio-net,bus=pci.4,addr=0x0,netdev=n0",
     );
-    push(&mut a, &["-display", "none", "-serial", "stdio"]);
+    // A reset ends the run (ops and the node pass no -no-reboot; QEMU would boot again).
+    push(
+        &mut a,
+        &["-no-reboot", "-display", "none", "-serial", "stdio"],
+    );
     a.extend(spec.extra.iter().cloned());
     a
 }
@@ -488,6 +507,33 @@ pub fn accel_for(
             Some("the guest's architecture is not this host's, which KVM cannot run"),
         ),
         _ => initial_accel(forced, device),
+    }
+}
+
+/// The line of QEMU's stderr that says KVM stopped the guest while QEMU goes on living
+/// (paused, for a monitor that `nanoimg run` does not give it): "KVM internal error.
+/// Suberror: 1" (QEMU 10 on hosts whose KVM cannot emulate an instruction of the guest's,
+/// followed by "emulation failure" and a register dump), or "KVM: entry failed, hardware
+/// error" (the CPU refused to enter the guest). QEMU prints them on its stderr, not on the
+/// serial console (stdout; checked with QEMU 10.0.2's internal error), so only stderr is
+/// watched and a guest printing these words is not taken for them.
+pub fn kvm_stopped(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    l.contains("kvm internal error") || l.contains("kvm: entry failed")
+}
+
+/// The one line that says why the KVM attempt was given up, for the note: `line` (from
+/// [`kvm_stopped`] or [`kvm_failed`]) and, when the next line of `stderr` is QEMU's
+/// "emulation failure", that too.
+pub fn kvm_reason(line: &str, stderr: &str) -> String {
+    let line = line.trim();
+    let mut lines = stderr.lines().map(str::trim);
+    let next = lines
+        .position(|l| l == line)
+        .and_then(|_| lines.find(|l| !l.to_ascii_lowercase().starts_with("extra data")));
+    match next {
+        Some(n) if n.eq_ignore_ascii_case("emulation failure") => format!("{line}, {n}"),
+        _ => line.to_string(),
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{accel_for, args, kvm_device, kvm_failed, outcome, Accel, RunSpec};
+use crate::{
+    accel_for, args, kvm_device, kvm_failed, kvm_reason, kvm_stopped, outcome, Accel, RunSpec,
+};
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,20 +58,88 @@ pub enum RunError {
     },
 }
 
+/// How long, from QEMU's start, the console output of a KVM attempt that may still be retried
+/// under TCG is held back (and QEMU's stderr with it): should KVM stop the guest in that
+/// time, the TCG boot prints the same lines again, and what the stopped attempt printed is
+/// dropped instead of shown twice. Output after this is shown as it comes; a working KVM's
+/// first lines are only this much late.
+pub const CONSOLE_HOLD: Duration = Duration::from_secs(2);
+/// At most this much console output is held back (more is shown at once).
+const CONSOLE_HOLD_MAX: usize = 1 << 20;
+
+/// Where the guest's console (QEMU's stdout) and QEMU's stderr go.
+#[derive(Clone)]
+pub(crate) struct Sinks {
+    pub out: Arc<Mutex<dyn Write + Send>>,
+    pub err: Arc<Mutex<dyn Write + Send>>,
+}
+
+impl Sinks {
+    fn std() -> Sinks {
+        Sinks {
+            out: Arc::new(Mutex::new(std::io::stdout())),
+            err: Arc::new(Mutex::new(std::io::stderr())),
+        }
+    }
+
+    fn line(&self, line: &str) {
+        let mut e = lock(&self.err);
+        let _ = writeln!(e, "{line}");
+        let _ = e.flush();
+    }
+
+    fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut o = lock(&self.out);
+        o.write_all(bytes)?;
+        o.flush()
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What one QEMU process did.
 struct Attempt {
     status: Option<i32>,
     success: bool,
     timed_out: bool,
+    /// The guest printed something on the console (shown or held).
     console_written: bool,
+    /// Console output was shown already (not held).
+    console_shown: bool,
+    /// Whether the last byte shown on the console ended a line.
+    console_at_line_start: bool,
     stderr: String,
     /// Stderr lines not shown yet (held while a KVM attempt might be retried).
     held: Vec<String>,
+    /// Console output not shown yet.
+    console_held: Vec<u8>,
+    /// QEMU said KVM stopped the guest ([`kvm_stopped`]): the line.
+    kvm_stopped: Option<String>,
+    /// And it was killed for it (it had not ended by itself).
+    killed_as_stopped: bool,
+}
+
+impl Attempt {
+    /// Shows what was held back: QEMU's stderr lines, then the console output.
+    fn show_held(&self, sinks: &Sinks) {
+        for line in &self.held {
+            sinks.line(line);
+        }
+        let _ = sinks.write(&self.console_held);
+    }
 }
 
 /// Boots `spec` with `qemu`: with `forced` as the accelerator, or KVM when it works and TCG
 /// otherwise. `debug_exit` says whether the image's manifest lets Nanos report the program's
 /// exit code. `note` receives nanoimg's one-line remarks (the fallback to TCG).
+///
+/// Under KVM, a QEMU that says KVM stopped the guest ([`kvm_stopped`]) is killed at once (it
+/// would stay paused until the timeout); without `forced`, the boot is then repeated with
+/// TCG, whatever the guest printed before: the console output held back
+/// ([`CONSOLE_HOLD`]) is dropped, and if some had been shown already the note says that the
+/// TCG boot's output starts below it.
 pub fn run(
     qemu: &Path,
     spec: &RunSpec,
@@ -78,33 +148,92 @@ pub fn run(
     debug_exit: bool,
     note: &mut dyn FnMut(String),
 ) -> Result<Outcome, RunError> {
-    let (mut accel, why) = accel_for(forced, spec.arch, kvm_device());
+    let (accel, why) = accel_for(forced, spec.arch, kvm_device());
     if let Some(why) = why {
         note(format!("using TCG (slower): {why}"));
     }
+    let watch = Watch {
+        hold: CONSOLE_HOLD,
+        timeout,
+    };
+    run_from(
+        qemu,
+        spec,
+        accel,
+        forced,
+        watch,
+        debug_exit,
+        &Sinks::std(),
+        note,
+    )
+}
+
+/// How an attempt is watched.
+#[derive(Clone, Copy)]
+pub(crate) struct Watch {
+    /// [`CONSOLE_HOLD`].
+    pub hold: Duration,
+    /// For the whole run, retry included.
+    pub timeout: Option<Duration>,
+}
+
+/// [`run`], starting with `accel`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_from(
+    qemu: &Path,
+    spec: &RunSpec,
+    mut accel: Accel,
+    forced: Option<Accel>,
+    watch: Watch,
+    debug_exit: bool,
+    sinks: &Sinks,
+    note: &mut dyn FnMut(String),
+) -> Result<Outcome, RunError> {
     let started = Instant::now();
     loop {
         let retry_possible = forced.is_none() && accel == Accel::Kvm;
-        let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
-        let attempt = attempt(qemu, &args(spec, accel), left, retry_possible)?;
+        let left = watch.timeout.map(|t| t.saturating_sub(started.elapsed()));
+        let attempt = attempt(
+            qemu,
+            &args(spec, accel),
+            left,
+            accel == Accel::Kvm,
+            retry_possible.then_some(watch.hold),
+            sinks,
+        )?;
         if retry_possible && !attempt.timed_out {
-            if let Some(line) =
-                kvm_failed(attempt.success, attempt.console_written, &attempt.stderr)
-            {
-                note(format!(
+            let failed = attempt
+                .kvm_stopped
+                .as_deref()
+                .or_else(|| kvm_failed(attempt.success, attempt.console_written, &attempt.stderr));
+            if let Some(line) = failed {
+                let mut why = format!(
                     "KVM cannot run this guest here ({}); booting with TCG instead (slower; --accel tcg skips the attempt)",
-                    line.trim()
-                ));
+                    kvm_reason(line, &attempt.stderr)
+                );
+                if attempt.console_shown {
+                    if !attempt.console_at_line_start {
+                        let _ = sinks.write(b"\n");
+                    }
+                    why.push_str(
+                        "; the console output above came from the stopped KVM boot, the TCG boot's follows",
+                    );
+                }
+                note(why);
                 accel = Accel::Tcg;
                 continue;
             }
         }
-        let mut err = std::io::stderr().lock();
-        for line in &attempt.held {
-            let _ = writeln!(err, "{line}");
-        }
+        attempt.show_held(sinks);
         if attempt.timed_out {
             return Ok(Outcome::TimedOut);
+        }
+        if let (Some(line), true) = (&attempt.kvm_stopped, attempt.killed_as_stopped) {
+            note(format!(
+                "KVM stopped the guest ({}) and QEMU waited, paused, so it was stopped (--accel tcg boots with TCG)",
+                kvm_reason(line, &attempt.stderr)
+            ));
+            return Ok(Outcome::QemuFailed(None));
         }
         return Ok(outcome(
             attempt.status,
@@ -115,11 +244,67 @@ pub fn run(
     }
 }
 
+/// The console (QEMU's stdout) of one attempt: held back, or shown as it comes.
+struct Console {
+    holding: bool,
+    held: Vec<u8>,
+    shown: bool,
+    at_line_start: bool,
+}
+
+impl Console {
+    fn show(&mut self, sinks: &Sinks, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.shown = true;
+        self.at_line_start = bytes.ends_with(b"\n");
+        sinks.write(bytes)
+    }
+
+    /// Stops holding: shows what was held.
+    fn release(&mut self, sinks: &Sinks) {
+        if self.holding {
+            self.holding = false;
+            let held = std::mem::take(&mut self.held);
+            let _ = self.show(sinks, &held);
+        }
+    }
+}
+
+/// QEMU's stderr of one attempt: every line, and those not shown yet.
+#[derive(Default)]
+struct Stderr {
+    all: String,
+    holding: bool,
+    held: Vec<String>,
+    /// The first line that said KVM stopped the guest.
+    kvm_stopped: Option<String>,
+}
+
+impl Stderr {
+    /// Stops holding (unless KVM stopped the guest: then what follows is its register dump,
+    /// of an attempt given up): shows what was held.
+    fn release(&mut self, sinks: &Sinks) {
+        if self.holding && self.kvm_stopped.is_none() {
+            self.holding = false;
+            for l in self.held.drain(..) {
+                sinks.line(&l);
+            }
+        }
+    }
+}
+
+/// Runs QEMU once. `kvm`: watch its stderr for [`kvm_stopped`], and kill it then. `hold`: a
+/// KVM attempt that may be retried: its console output (and QEMU's stderr) is held back this
+/// long, its stderr for as long as its console is.
 fn attempt(
     qemu: &Path,
     args: &[std::ffi::OsString],
     timeout: Option<Duration>,
-    hold_stderr: bool,
+    kvm: bool,
+    hold: Option<Duration>,
+    sinks: &Sinks,
 ) -> Result<Attempt, RunError> {
     let mut command = Command::new(qemu);
     command
@@ -140,97 +325,152 @@ fn attempt(
         qemu: qemu.to_path_buf(),
         source,
     })?;
+    let started = Instant::now();
     let _guard = nanoimg_atomic::interrupt::stop_on_interrupt(child.id());
     let written = Arc::new(AtomicBool::new(false));
-    let holding = Arc::new(AtomicBool::new(hold_stderr));
-    let held = Arc::new(Mutex::new(Vec::<String>::new()));
-    let all = Arc::new(Mutex::new(String::new()));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let console = Arc::new(Mutex::new(Console {
+        holding: hold.is_some(),
+        held: Vec::new(),
+        shown: false,
+        at_line_start: true,
+    }));
+    let errors = Arc::new(Mutex::new(Stderr {
+        holding: hold.is_some(),
+        ..Stderr::default()
+    }));
 
+    // Locks are taken in the order console, errors, sinks.
     let stdout = child.stdout.take().map(|mut out| {
-        let (written, holding, held) = (written.clone(), holding.clone(), held.clone());
+        let (written, console, errors, sinks) = (
+            written.clone(),
+            console.clone(),
+            errors.clone(),
+            sinks.clone(),
+        );
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
-            let mut console = std::io::stdout();
             while let Ok(n) = out.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
-                if !written.swap(true, Ordering::SeqCst) {
-                    // The guest is running: nothing will be retried, show what QEMU said.
-                    holding.store(false, Ordering::SeqCst);
-                    let mut err = std::io::stderr().lock();
-                    for line in held.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-                        let _ = writeln!(err, "{line}");
+                written.store(true, Ordering::SeqCst);
+                let mut c = lock(&console);
+                if c.holding {
+                    c.held.extend_from_slice(&buf[..n]);
+                    if c.held.len() > CONSOLE_HOLD_MAX {
+                        lock(&errors).release(&sinks);
+                        c.release(&sinks);
                     }
-                }
-                if console.write_all(&buf[..n]).is_err() {
+                } else if c.show(&sinks, &buf[..n]).is_err() {
                     break;
                 }
-                let _ = console.flush();
             }
         })
     });
     let stderr = child.stderr.take().map(|err| {
-        let (holding, held, all) = (holding.clone(), held.clone(), all.clone());
+        let (errors, stopped, sinks) = (errors.clone(), stopped.clone(), sinks.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
-                {
-                    let mut a = all.lock().unwrap_or_else(|e| e.into_inner());
-                    a.push_str(&line);
-                    a.push('\n');
+                let mut e = lock(&errors);
+                e.all.push_str(&line);
+                e.all.push('\n');
+                if kvm && e.kvm_stopped.is_none() && kvm_stopped(&line) {
+                    // QEMU stays alive, paused: have it killed, hold its register dump.
+                    e.kvm_stopped = Some(line.clone());
+                    e.holding = true;
+                    stopped.store(true, Ordering::SeqCst);
                 }
-                let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
-                if holding.load(Ordering::SeqCst) {
-                    h.push(line);
+                if e.holding {
+                    e.held.push(line);
                 } else {
-                    let mut out = std::io::stderr().lock();
-                    for l in h.drain(..) {
-                        let _ = writeln!(out, "{l}");
-                    }
-                    let _ = writeln!(out, "{line}");
+                    sinks.line(&line);
                 }
             }
         })
     });
-    let (status, timed_out) = wait(&mut child, timeout).map_err(|source| RunError::Wait {
+    let deadline = timeout.map(|t| started + t);
+    let mut release = hold.map(|h| started + h);
+    let waited = wait(&mut child, deadline, &stopped, |now| {
+        if release.is_some_and(|r| now >= r) && !stopped.load(Ordering::SeqCst) {
+            release = None;
+            let mut c = lock(&console);
+            lock(&errors).release(sinks);
+            c.release(sinks);
+        }
+    })
+    .map_err(|source| RunError::Wait {
         qemu: qemu.to_path_buf(),
         source,
     })?;
     for t in [stdout, stderr].into_iter().flatten() {
         let _ = t.join();
     }
-    let held = std::mem::take(&mut *held.lock().unwrap_or_else(|e| e.into_inner()));
-    let stderr = std::mem::take(&mut *all.lock().unwrap_or_else(|e| e.into_inner()));
+    let c = std::mem::replace(
+        &mut *lock(&console),
+        Console {
+            holding: false,
+            held: Vec::new(),
+            shown: false,
+            at_line_start: true,
+        },
+    );
+    let e = std::mem::take(&mut *lock(&errors));
+    let status = match waited {
+        Waited::Exited(s) => Some(s),
+        Waited::TimedOut | Waited::Stopped => None,
+    };
     Ok(Attempt {
         status: status.and_then(|s| s.code()),
         success: status.is_some_and(|s| s.success()),
-        timed_out,
+        timed_out: matches!(waited, Waited::TimedOut),
         console_written: written.load(Ordering::SeqCst),
-        stderr,
-        held,
+        console_shown: c.shown,
+        console_at_line_start: c.at_line_start,
+        stderr: e.all,
+        held: e.held,
+        console_held: c.held,
+        kvm_stopped: e.kvm_stopped,
+        killed_as_stopped: matches!(waited, Waited::Stopped),
     })
 }
 
-/// Waits for `child`, killing it when `timeout` passes: its status (none when killed) and
-/// whether it timed out.
+/// How [`wait`] ended.
+enum Waited {
+    Exited(std::process::ExitStatus),
+    /// The deadline passed; the child was killed.
+    TimedOut,
+    /// `stop` was set; the child was killed.
+    Stopped,
+}
+
+/// Waits for `child`, polling: kills it (and reaps it) when `deadline` passes or `stop` is
+/// set; calls `tick` with the time on every round.
 fn wait(
     child: &mut Child,
-    timeout: Option<Duration>,
-) -> std::io::Result<(Option<std::process::ExitStatus>, bool)> {
-    let Some(timeout) = timeout else {
-        return child.wait().map(|s| (Some(s), false));
-    };
-    let deadline = Instant::now() + timeout;
+    deadline: Option<Instant>,
+    stop: &AtomicBool,
+    mut tick: impl FnMut(Instant),
+) -> std::io::Result<Waited> {
     loop {
         if let Some(status) = child.try_wait()? {
-            return Ok((Some(status), false));
+            return Ok(Waited::Exited(status));
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        let ended = if stop.load(Ordering::SeqCst) {
+            Some(Waited::Stopped)
+        } else if deadline.is_some_and(|d| now >= d) {
+            Some(Waited::TimedOut)
+        } else {
+            None
+        };
+        if let Some(ended) = ended {
             let _ = child.kill();
-            let _ = child.wait();
-            return Ok((None, true));
+            child.wait()?;
+            return Ok(ended);
         }
+        tick(now);
         std::thread::sleep(Duration::from_millis(20));
     }
 }
