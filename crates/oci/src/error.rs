@@ -1,8 +1,14 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::escape::escape_path;
+
 /// Why a container image could not be read or unpacked. Every variant names the image (the
 /// path given) and, where there is one, the blob or member at fault, and says what to do.
+///
+/// Text taken from the image (member names, references, annotations, platforms, link
+/// targets) is held escaped and cut ([`crate::escape`]), so an error prints as one line of
+/// bounded length whatever the image holds.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
     #[error("container image {image}: no such file or folder (give an OCI image layout folder, an OCI archive or a docker-archive tarball)")]
@@ -57,16 +63,22 @@ pub enum OciError {
         member: String,
         what: String,
     },
-    #[error("container image {image}: layer {layer}: member {member:?} refused: {reason}")]
+    #[error("container image {image}: layer {layer}: member \"{member}\" refused: {reason}")]
     Unsafe {
         image: PathBuf,
         layer: String,
         member: String,
         reason: String,
     },
+    #[error("container image {image}: {member} is {kind}, not a regular file (refused without reading it)")]
+    NotAFile {
+        image: PathBuf,
+        member: String,
+        kind: String,
+    },
     #[error("container image {image} is larger than allowed: {reason}")]
     TooLarge { image: PathBuf, reason: String },
-    #[error("container image {image}: cannot write the root filesystem under {path}: {source}")]
+    #[error("container image {image}: cannot write the root filesystem under {}: {source}", escape_path(.path))]
     Write {
         image: PathBuf,
         path: PathBuf,

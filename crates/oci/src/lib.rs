@@ -55,30 +55,76 @@
 //! merges. Regular files, folders, symbolic links (target kept exactly as written, never
 //! followed when written) and hard links (to a path inside the root) are created.
 //!
-//! A member's *parent* path is resolved inside the root, as `chroot` would: a symbolic link
-//! on the way (e.g. `lib -> usr/lib`) is followed, with `..` stopping at the root and an
-//! absolute target starting again from the root, so nothing is ever written outside the
-//! root; missing parent folders are created.
+//! Tars are read by the crate's own member loop (the `tar` crate decodes each header):
+//! GNU long names and long links (`././@LongLink`, types `L`, `K`) and PAX extended
+//! headers (`x`: its `path`, `linkpath` and `size` records apply to the next member) are
+//! read only after their size is checked, so a header claiming gigabytes is refused before
+//! anything is read; PAX global headers (`g`) are read the same way and ignored.
+//!
+//! A member's *parent* path is resolved inside the root, as `chroot` would, by
+//! `nanoimg-chroot`'s `Resolver`: a symbolic link on the way (e.g. `lib -> usr/lib`) is
+//! followed, with `..` stopping at the root and an absolute target starting again from the
+//! root, so nothing is ever written outside the root; missing parent folders are created
+//! (never for a whiteout or a hard link's target: a missing one means there is nothing to
+//! hide, or a refused link).
 //!
 //! Kept: the rwx permission bits of files and links' targets as written. Folders always
 //! keep owner `rwx` besides their own bits (so the cache entry can be written and removed
 //! without root). Not kept: owners, set-id and sticky bits, times, extended attributes.
 //!
+//! Skipped: device files and FIFOs (Nanos has no use for them, and they cannot be made
+//! without root). What lower layers had at such a member's path goes, as the member
+//! replaces it, and nothing is made; each layer that had some gives one line in
+//! [`Root::notes`] (`skipped 3 device files and FIFOs in layer sha256:…: Nanos has no use
+//! for them (first: dev/null)`) for the caller to print. A cached root has no notes.
+//!
 //! Refused (an [`OciError::Unsafe`] naming the layer and member): absolute member paths and
-//! any `..` component, hard links whose target is missing or a folder, device files and
-//! FIFOs (a sysroot has no use for them and they cannot be made without root), any other
-//! member type, a parent that is a regular file, more than 40 links on a path. Limits
-//! ([`OciError::TooLarge`]): 256 layers, 2,000,000 members in all, 16 GiB per file, 64 GiB
-//! in all, 8 MiB per JSON blob, 4096-byte paths.
+//! any `..` component, a NUL byte in a name or link target, hard links whose target is
+//! missing or a folder, GNU sparse members, any other member type, a parent that is a
+//! regular file, more than 40 links on a path, GNU long names or links over 4096 bytes and
+//! PAX headers over 1 MiB (naming the size claimed). Refused at once without reading
+//! ([`OciError::NotAFile`]): an image path, `index.json`, `manifest.json` or blob that is
+//! a FIFO, device or socket (opened with `O_NONBLOCK`, then checked with `fstat`, so a
+//! FIFO never blocks). Limits ([`OciError::TooLarge`]): 256 layers, 2,000,000 members in
+//! all, 16 GiB per file, 64 GiB in all, 8 MiB per JSON blob and 64 MiB of JSON in all,
+//! 100,000 index entries examined in all, 1,024 manifests, indexes nested 4 deep,
+//! 4096-byte paths and link targets, in an image archive 1,000,000 members and the same
+//! long-name and PAX header limits as in layers.
+//!
+//! # Linear work
+//!
+//! Hostile layers cost time in proportion to their size, not its square:
+//!
+//! - a folder is pruned at most once per layer: one made opaque (directly, or as part of
+//!   an ancestor's prune) holds only what this layer wrote, so further `.wh..wh..opq`
+//!   markers in it cost nothing (100,000 markers in one folder, or in 10,000 folders, take
+//!   a fraction of a second);
+//! - parent resolution is memoised by (real folder, name) and by the parent path as
+//!   written, and forgotten only when the layer removes or replaces a folder or link, so a
+//!   member under a chain of links costs the chain once (a 10,000-link chain with 100,000
+//!   members under it);
+//! - each JSON blob is read, verified and parsed once (per type it is read as), however
+//!   often indexes list it, and the entries examined in all are bounded; a manifest listed
+//!   again under the same name is one candidate.
+//!
+//! # Messages
+//!
+//! Text from an image (member names, references, annotations, platforms, media types,
+//! link targets) reaches an [`OciError`] only through [`escape`]: control characters as
+//! `\n`, `\t`, `\x1b`, …, invisible Unicode formatting characters as `\u{…}`, cut to
+//! [`MAX_SHOWN`] characters with `…`, so every error is one line of bounded length.
 
 mod error;
+mod escape;
 mod resolve;
 mod store;
+mod tarball;
 mod unpack;
 
 use std::path::{Path, PathBuf};
 
 pub use error::OciError;
+pub use escape::{escape, Escaped, MAX_SHOWN};
 pub use resolve::resolve;
 pub use unpack::{unpack, Root};
 

@@ -1,11 +1,14 @@
 //! Finding the one manifest, its config and layers.
 
-use std::collections::BTreeMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::rc::Rc;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::escape::escape;
 use crate::store::{blob_name, clean_name, hex, sha256_hex, Store};
 use crate::{Format, Layer, OciError, Platform, Resolved, Source};
 
@@ -17,6 +20,13 @@ pub(crate) const MAX_LAYERS: usize = 256;
 const MAX_NESTING: usize = 4;
 /// Most manifests looked at in all.
 const MAX_CANDIDATES: usize = 1024;
+/// Most index entries examined in all: `index.json`'s, and each nested index's every time
+/// it is listed (a docker-archive: `manifest.json`'s entries).
+pub(crate) const MAX_INDEX_ENTRIES: usize = 100_000;
+/// Most bytes of JSON blobs (indexes, manifests, configs) read in all; each is read once.
+pub(crate) const MAX_JSON_TOTAL: u64 = 64 << 20;
+/// Most images listed in a "no image matches" or "several match" error.
+const MAX_LISTED: usize = 20;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
@@ -67,8 +77,9 @@ struct Manifest {
     config: Option<Descriptor>,
     #[serde(default)]
     layers: Option<Vec<Descriptor>>,
+    /// Only whether there is one (then it is an index).
     #[serde(default)]
-    manifests: Option<serde_json::Value>,
+    manifests: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -112,7 +123,7 @@ struct DockerEntry {
 fn corrupt(image: &Path, member: &str, reason: impl std::fmt::Display) -> OciError {
     OciError::Corrupt {
         image: image.to_path_buf(),
-        member: member.to_string(),
+        member: escape(member),
         reason: reason.to_string(),
     }
 }
@@ -122,7 +133,107 @@ fn parse<T: serde::de::DeserializeOwned>(
     member: &str,
     bytes: &[u8],
 ) -> Result<T, OciError> {
-    serde_json::from_slice(bytes).map_err(|e| corrupt(image, member, format!("bad JSON: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        corrupt(
+            image,
+            member,
+            format!("bad JSON: {}", escape(&e.to_string())),
+        )
+    })
+}
+
+/// The JSON blobs of one image, each read, verified and parsed once (per type it is read
+/// as), however often indexes list it; with the totals bounded ([`MAX_JSON_TOTAL`],
+/// [`MAX_INDEX_ENTRIES`]).
+struct Blobs<'a> {
+    store: &'a Store,
+    image: &'a Path,
+    /// (digest, size, type) → the parsed blob.
+    parsed: HashMap<(String, u64, TypeId), Rc<dyn Any>>,
+    /// Bytes of JSON read so far.
+    read: u64,
+    /// Index entries examined so far.
+    entries: usize,
+    /// Manifests found so far (digest, label, platform): one listed again is not a new
+    /// candidate.
+    found: std::collections::HashSet<(String, String, Option<Platform>)>,
+}
+
+impl<'a> Blobs<'a> {
+    fn new(store: &'a Store, image: &'a Path) -> Blobs<'a> {
+        Blobs {
+            store,
+            image,
+            parsed: HashMap::new(),
+            read: 0,
+            entries: 0,
+            found: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Counts `bytes` more of JSON read.
+    fn count_read(&mut self, bytes: usize) -> Result<(), OciError> {
+        self.read += bytes as u64;
+        if self.read > MAX_JSON_TOTAL {
+            return Err(OciError::TooLarge {
+                image: self.image.to_path_buf(),
+                reason: format!(
+                    "more than {MAX_JSON_TOTAL} bytes of JSON (indexes, manifests, configs) in all"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more index entries examined.
+    fn examine(&mut self, n: usize) -> Result<(), OciError> {
+        self.entries = self.entries.saturating_add(n);
+        if self.entries > MAX_INDEX_ENTRIES {
+            return Err(OciError::TooLarge {
+                image: self.image.to_path_buf(),
+                reason: format!("more than {MAX_INDEX_ENTRIES} index entries examined in all"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The blob `d` names, as a `T`, verified.
+    fn get<T: serde::de::DeserializeOwned + 'static>(
+        &mut self,
+        d: &Descriptor,
+    ) -> Result<Rc<T>, OciError> {
+        let key = (d.digest.clone(), d.size, TypeId::of::<T>());
+        if let Some(v) = self.parsed.get(&key) {
+            if let Ok(v) = Rc::clone(v).downcast::<T>() {
+                return Ok(v);
+            }
+        }
+        let bytes = self
+            .store
+            .read_blob(self.image, &d.digest, Some(d.size), MAX_JSON)?;
+        self.count_read(bytes.len())?;
+        let v: Rc<T> = Rc::new(parse(
+            self.image,
+            &blob_name(self.image, &d.digest)?,
+            &bytes,
+        )?);
+        self.parsed.insert(key, v.clone());
+        Ok(v)
+    }
+}
+
+/// `items` joined for a message, at most [`MAX_LISTED`] of them.
+fn listed(items: &[String]) -> String {
+    let mut out = items
+        .iter()
+        .take(MAX_LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > MAX_LISTED {
+        out.push_str(&format!(" and {} more", items.len() - MAX_LISTED));
+    }
+    out
 }
 
 /// Finds the one image `source` names: see the crate docs.
@@ -148,8 +259,12 @@ pub fn resolve(source: &Source) -> Result<Resolved, OciError> {
 /// What the user asked for, for messages.
 fn wanted(source: &Source) -> String {
     match &source.reference {
-        Some(r) => format!("reference {r:?} and platform {}", source.platform),
-        None => format!("platform {}", source.platform),
+        Some(r) => format!(
+            "reference \"{}\" and platform {}",
+            escape(r),
+            escape(&source.platform.to_string())
+        ),
+        None => format!("platform {}", escape(&source.platform.to_string())),
     }
 }
 
@@ -195,7 +310,10 @@ fn resolve_oci(
     format: Format,
 ) -> Result<Resolved, OciError> {
     let image = source.path.as_path();
+    let mut blobs = Blobs::new(store, image);
+    blobs.count_read(index.len())?;
     let index: Index = parse(image, "index.json", index)?;
+    blobs.examine(index.manifests.len())?;
     let mut all = Vec::new();
     let mut labels = Vec::new();
     for d in index.manifests {
@@ -205,7 +323,7 @@ fn resolve_oci(
             .or_else(|| d.annotations.get(CONTAINERD_NAME))
             .cloned()
             .unwrap_or_else(|| "(untagged)".into());
-        labels.push(name.clone());
+        labels.push(escape(&name));
         if let Some(r) = &source.reference {
             let hit = d.annotations.get(REF_NAME).is_some_and(|n| n == r)
                 || d.annotations
@@ -215,15 +333,13 @@ fn resolve_oci(
                 continue;
             }
         }
-        expand(store, image, d, &name, 0, &mut all)?;
+        expand(&mut blobs, d, &name, 0, &mut all)?;
     }
     // Judge entries without a platform by their config.
-    let mut manifests = BTreeMap::new();
     for c in &mut all {
         if c.platform.is_none() {
-            let (m, cfg) = load_manifest(store, image, &c.desc)?;
-            c.platform = cfg.1.platform();
-            manifests.insert(c.desc.digest.clone(), (m, cfg));
+            let (_, _, cfg) = load_manifest(&mut blobs, &c.desc)?;
+            c.platform = cfg.platform();
         }
     }
     let describe = |c: &Candidate| {
@@ -231,7 +347,12 @@ fn resolve_oci(
             .platform
             .as_ref()
             .map_or("unknown platform".into(), |p| p.to_string());
-        format!("{} {} {}", c.label, p, c.desc.digest)
+        format!(
+            "{} {} {}",
+            escape(&c.label),
+            escape(&p),
+            escape(&c.desc.digest)
+        )
     };
     let (hits, misses): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| match &c.platform {
         Some(p) => p.satisfies(&source.platform),
@@ -254,27 +375,31 @@ fn resolve_oci(
             return Err(OciError::Ambiguous {
                 image: image.to_path_buf(),
                 wanted: wanted(source),
-                candidates: hits.iter().map(describe).collect::<Vec<_>>().join(", "),
+                candidates: listed(&hits.iter().map(describe).collect::<Vec<_>>()),
             })
         }
     };
-    let (manifest, (config_digest, config)) = match manifests.remove(&chosen.desc.digest) {
-        Some(m) => m,
-        None => load_manifest(store, image, &chosen.desc)?,
-    };
+    let (manifest, config_digest, config) = load_manifest(&mut blobs, &chosen.desc)?;
     let platform = config
         .platform()
-        .or(chosen.platform)
+        .or(chosen.platform.clone())
         .unwrap_or_else(|| source.platform.clone());
     if !platform.satisfies(&source.platform) {
         return Err(OciError::NoMatch {
             image: image.to_path_buf(),
             wanted: wanted(source),
-            available: format!("{} {platform} {}", chosen.label, chosen.desc.digest),
+            available: describe(&Candidate {
+                platform: Some(platform),
+                ..chosen
+            }),
         });
     }
-    let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-    let descs = manifest.layers.unwrap_or_default();
+    let diff_ids = config
+        .rootfs
+        .as_ref()
+        .map(|r| r.diff_ids.clone())
+        .unwrap_or_default();
+    let descs = manifest.layers.clone().unwrap_or_default();
     if descs.len() > MAX_LAYERS {
         return Err(OciError::TooLarge {
             image: image.to_path_buf(),
@@ -314,32 +439,34 @@ fn resolve_oci(
 
 /// Adds the manifests `d` names (itself, or those of the index it is) to `out`.
 fn expand(
-    store: &Store,
-    image: &Path,
+    blobs: &mut Blobs,
     d: Descriptor,
     label: &str,
     depth: usize,
     out: &mut Vec<Candidate>,
 ) -> Result<(), OciError> {
-    if out.len() >= MAX_CANDIDATES {
-        return Err(OciError::TooLarge {
-            image: image.to_path_buf(),
-            reason: format!("more than {MAX_CANDIDATES} manifests"),
-        });
-    }
+    let image = blobs.image;
     let media = d.media_type.clone().unwrap_or_default();
     let nested = if is_index_type(&media) {
         true
     } else if media.is_empty() {
         // No media type: look inside.
-        let bytes = store.read_blob(image, &d.digest, Some(d.size), MAX_JSON)?;
-        let m: Manifest = parse(image, &blob_name(image, &d.digest)?, &bytes)?;
-        m.manifests.is_some()
+        blobs.get::<Manifest>(&d)?.manifests.is_some()
     } else {
         false
     };
     if !nested {
         let platform = d.platform.clone().map(Platform::from);
+        let key = (d.digest.clone(), label.to_string(), platform.clone());
+        if !blobs.found.insert(key) {
+            return Ok(()); // listed again
+        }
+        if out.len() >= MAX_CANDIDATES {
+            return Err(OciError::TooLarge {
+                image: image.to_path_buf(),
+                reason: format!("more than {MAX_CANDIDATES} manifests"),
+            });
+        }
         out.push(Candidate {
             desc: d,
             label: label.to_string(),
@@ -353,44 +480,45 @@ fn expand(
             reason: format!("indexes nested more than {MAX_NESTING} deep"),
         });
     }
-    let bytes = store.read_blob(image, &d.digest, Some(d.size), MAX_JSON)?;
-    let index: Index = parse(image, &blob_name(image, &d.digest)?, &bytes)?;
-    for inner in index.manifests {
+    let index = blobs.get::<Index>(&d)?;
+    blobs.examine(index.manifests.len())?;
+    for inner in &index.manifests {
         // Skip attestations and other non-image entries.
         if let Some(p) = &inner.platform {
             if p.os == "unknown" {
                 continue;
             }
         }
-        expand(store, image, inner, label, depth + 1, out)?;
+        expand(blobs, inner.clone(), label, depth + 1, out)?;
     }
     Ok(())
 }
 
 /// The manifest `d` names and its config (digest, parsed), both verified.
 fn load_manifest(
-    store: &Store,
-    image: &Path,
+    blobs: &mut Blobs,
     d: &Descriptor,
-) -> Result<(Manifest, (String, Config)), OciError> {
+) -> Result<(Rc<Manifest>, String, Rc<Config>), OciError> {
+    let image = blobs.image;
     let name = blob_name(image, &d.digest)?;
-    let bytes = store.read_blob(image, &d.digest, Some(d.size), MAX_JSON)?;
-    let m: Manifest = parse(image, &name, &bytes)?;
+    let m = blobs.get::<Manifest>(d)?;
     let Some(cd) = &m.config else {
         return Err(corrupt(image, &name, "a manifest without a config"));
     };
     if m.layers.is_none() {
         return Err(corrupt(image, &name, "a manifest without layers"));
     }
-    let cbytes = store.read_blob(image, &cd.digest, Some(cd.size), MAX_JSON)?;
-    let config: Config = parse(image, &blob_name(image, &cd.digest)?, &cbytes)?;
+    let config = blobs.get::<Config>(cd)?;
     let digest = cd.digest.clone();
-    Ok((m, (digest, config)))
+    Ok((m, digest, config))
 }
 
 fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Resolved, OciError> {
     let image = source.path.as_path();
+    let mut blobs = Blobs::new(store, image);
+    blobs.count_read(manifest.len())?;
     let entries: Vec<DockerEntry> = parse(image, "manifest.json", manifest)?;
+    blobs.examine(entries.len())?;
     let mut candidates = Vec::new();
     let mut all = Vec::new();
     for e in entries {
@@ -398,9 +526,9 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
         let label = if tags.is_empty() {
             "(untagged)".to_string()
         } else {
-            tags.join(" ")
+            escape(&tags.join(" "))
         };
-        all.push(format!("{label} {}", e.config));
+        all.push(format!("{label} {}", escape(&e.config)));
         if let Some(r) = &source.reference {
             if !tags.iter().any(|t| reference_matches(r, t)) {
                 continue;
@@ -408,41 +536,35 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
         }
         candidates.push((e, label));
     }
-    // Read each candidate's config (small, verified) to judge its platform.
+    // Read each candidate's config (small, verified, once however often it is listed) to
+    // judge its platform.
+    let mut configs: HashMap<String, (String, Rc<Config>)> = HashMap::new();
     let mut hits = Vec::new();
     let mut misses = Vec::new();
     for (e, label) in candidates {
-        let config_member = clean_name(Path::new(&e.config))
-            .ok_or_else(|| corrupt(image, "manifest.json", format!("bad Config {:?}", e.config)))?;
-        let bytes = store
-            .read_small(image, &config_member, MAX_JSON)?
-            .ok_or_else(|| OciError::MissingBlob {
-                image: image.to_path_buf(),
-                member: config_member.clone(),
-            })?;
-        let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
-        // The config is named by its digest (`<hex>.json`, `blobs/sha256/<hex>`): check it.
-        let stem = config_member
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches(".json")
-            .to_string();
-        if sha256_hex(&format!("sha256:{stem}")).is_some() && digest != format!("sha256:{stem}") {
-            return Err(OciError::Digest {
-                image: image.to_path_buf(),
-                member: config_member,
-                expected: format!("sha256:{stem}"),
-                actual: digest,
-            });
-        }
-        let config: Config = parse(image, &config_member, &bytes)?;
+        let config_member = clean_name(Path::new(&e.config)).ok_or_else(|| {
+            corrupt(
+                image,
+                "manifest.json",
+                format!("bad Config \"{}\"", escape(&e.config)),
+            )
+        })?;
+        let (digest, config) = match configs.get(&config_member) {
+            Some(c) => c.clone(),
+            None => {
+                let c = docker_config(&mut blobs, &config_member)?;
+                configs.insert(config_member.clone(), c.clone());
+                c
+            }
+        };
         let platform = config.platform();
         let describe = format!(
             "{label} {} {digest}",
-            platform
-                .as_ref()
-                .map_or("unknown platform".into(), |p| p.to_string())
+            escape(
+                &platform
+                    .as_ref()
+                    .map_or("unknown platform".into(), |p| p.to_string())
+            )
         );
         let fits = match &platform {
             Some(p) => p.satisfies(&source.platform),
@@ -458,18 +580,18 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
         return Err(OciError::Ambiguous {
             image: image.to_path_buf(),
             wanted: wanted(source),
-            candidates: hits
-                .iter()
-                .map(|h| h.4.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
+            candidates: listed(&hits.iter().map(|h| h.4.clone()).collect::<Vec<_>>()),
         });
     }
     let Some((entry, digest, config, platform, _)) = hits.pop() else {
         let available = if misses.is_empty() { all } else { misses };
         return Err(no_match(image, source, &available));
     };
-    let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    let diff_ids = config
+        .rootfs
+        .as_ref()
+        .map(|r| r.diff_ids.clone())
+        .unwrap_or_default();
     if entry.layers.len() > MAX_LAYERS {
         return Err(OciError::TooLarge {
             image: image.to_path_buf(),
@@ -489,8 +611,13 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
     }
     let mut layers = Vec::new();
     for (member, diff_id) in entry.layers.iter().zip(diff_ids) {
-        let member = clean_name(Path::new(member))
-            .ok_or_else(|| corrupt(image, "manifest.json", format!("bad layer {member:?}")))?;
+        let member = clean_name(Path::new(member)).ok_or_else(|| {
+            corrupt(
+                image,
+                "manifest.json",
+                format!("bad layer \"{}\"", escape(member)),
+            )
+        })?;
         if sha256_hex(&diff_id).is_none() {
             blob_name(image, &diff_id)?; // the error
         }
@@ -498,7 +625,7 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
             .member(image, &member)?
             .ok_or_else(|| OciError::MissingBlob {
                 image: image.to_path_buf(),
-                member: member.clone(),
+                member: escape(&member),
             })?;
         layers.push(Layer {
             digest: diff_id.clone(),
@@ -517,6 +644,37 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
     })
 }
 
+/// The docker-archive config `member`: its digest and content, verified against its name
+/// when it is named by its digest (`<hex>.json`, `blobs/sha256/<hex>`).
+fn docker_config(blobs: &mut Blobs, member: &str) -> Result<(String, Rc<Config>), OciError> {
+    let image = blobs.image;
+    let bytes = blobs
+        .store
+        .read_small(image, member, MAX_JSON)?
+        .ok_or_else(|| OciError::MissingBlob {
+            image: image.to_path_buf(),
+            member: escape(member),
+        })?;
+    blobs.count_read(bytes.len())?;
+    let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
+    let stem = member
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(".json")
+        .to_string();
+    if sha256_hex(&format!("sha256:{stem}")).is_some() && digest != format!("sha256:{stem}") {
+        return Err(OciError::Digest {
+            image: image.to_path_buf(),
+            member: escape(member),
+            expected: format!("sha256:{stem}"),
+            actual: digest,
+        });
+    }
+    let config: Config = parse(image, member, &bytes)?;
+    Ok((digest, Rc::new(config)))
+}
+
 /// No image in `image` matches `source`; `available` describes what it holds.
 fn no_match(image: &Path, source: &Source, available: &[String]) -> OciError {
     OciError::NoMatch {
@@ -525,7 +683,7 @@ fn no_match(image: &Path, source: &Source, available: &[String]) -> OciError {
         available: if available.is_empty() {
             "nothing".into()
         } else {
-            available.join(", ")
+            listed(available)
         },
     }
 }

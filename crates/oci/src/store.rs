@@ -2,12 +2,17 @@
 //! read in place (indexed once by offset, never extracted), with streaming SHA-256.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::escape::escape;
+use crate::tarball::{self, Seekable, TarError, MAX_LONG_NAME};
 use crate::OciError;
 
 /// Most members accepted in an image archive.
@@ -59,40 +64,51 @@ impl Store {
         if meta.is_dir() {
             return Ok(Store::Dir(image.to_path_buf()));
         }
-        let file = File::open(image).map_err(|e| read_err(image, ".", e))?;
-        let mut archive = tar::Archive::new(file);
-        let mut members = HashMap::new();
-        let corrupt = |e: io::Error| OciError::Corrupt {
+        let file = open_image(image)?;
+        let corrupt = |e: TarError| OciError::Corrupt {
             image: image.to_path_buf(),
             member: "the archive".into(),
             reason: format!("not a readable tar archive: {e}"),
         };
-        for entry in archive.entries_with_seek().map_err(corrupt)? {
-            let entry = entry.map_err(corrupt)?;
-            if members.len() >= MAX_ARCHIVE_MEMBERS {
+        let input = Seekable::new(file).map_err(|e| read_err(image, ".", e))?;
+        let mut archive = tarball::Reader::new(input);
+        let mut members = HashMap::new();
+        let mut count = 0usize;
+        while let Some(entry) = archive.next().map_err(|e| match e {
+            TarError::Oversized { .. } => OciError::TooLarge {
+                image: image.to_path_buf(),
+                reason: format!("archive {e}"),
+            },
+            e => corrupt(e),
+        })? {
+            count += 1;
+            if count > MAX_ARCHIVE_MEMBERS {
                 return Err(OciError::TooLarge {
                     image: image.to_path_buf(),
                     reason: format!("more than {MAX_ARCHIVE_MEMBERS} archive members"),
                 });
             }
-            let path = entry.path().map_err(corrupt)?.into_owned();
-            let Some(name) = clean_name(&path) else {
+            if entry.path.len() as u64 > MAX_LONG_NAME {
+                continue; // never looked up
+            }
+            let Some(name) = clean_name(Path::new(OsStr::from_bytes(&entry.path))) else {
                 continue; // never looked up
             };
-            let kind = entry.header().entry_type();
+            let kind = entry.header.entry_type();
             let member = match kind {
                 tar::EntryType::Regular | tar::EntryType::Continuous => Member::File {
-                    offset: entry.raw_file_position(),
-                    size: entry.size(),
+                    offset: entry.offset,
+                    size: entry.size,
                 },
                 tar::EntryType::Symlink | tar::EntryType::Link => {
-                    let Some(target) = entry.link_name().map_err(corrupt)? else {
+                    let Some(target) = &entry.link else {
                         continue;
                     };
+                    let target = Path::new(OsStr::from_bytes(target));
                     // Symbolic links are relative to the member's folder, hard links to the top.
                     let joined = match (kind, Path::new(&name).parent()) {
-                        (tar::EntryType::Symlink, Some(dir)) => dir.join(&target),
-                        _ => target.into_owned(),
+                        (tar::EntryType::Symlink, Some(dir)) => dir.join(target),
+                        _ => target.to_path_buf(),
                     };
                     match normalize(&joined) {
                         Some(t) => Member::Link(t),
@@ -120,16 +136,11 @@ impl Store {
         match self {
             Store::Dir(dir) => {
                 let path = dir.join(name);
-                let file = match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(read_err(image, name, e)),
-                };
-                let meta = file.metadata().map_err(|e| read_err(image, name, e))?;
-                if !meta.is_file() {
-                    return Ok(None);
+                match open_regular(image, &path, name) {
+                    Ok((file, len)) => Ok(Some((Box::new(file), len))),
+                    Err(Unopened::Absent) => Ok(None),
+                    Err(Unopened::Refused(e)) => Err(e),
                 }
-                Ok(Some((Box::new(file), meta.len())))
             }
             Store::Tar { file, members } => {
                 let mut name = name.to_string();
@@ -138,7 +149,7 @@ impl Store {
                         None => return Ok(None),
                         Some(Member::Link(t)) => name = t.clone(),
                         Some(&Member::File { offset, size }) => {
-                            let mut f = File::open(file).map_err(|e| read_err(image, &name, e))?;
+                            let mut f = open_image(file)?;
                             f.seek(SeekFrom::Start(offset))
                                 .map_err(|e| read_err(image, &name, e))?;
                             return Ok(Some((Box::new(f.take(size)), size)));
@@ -163,7 +174,7 @@ impl Store {
         if size > max {
             return Err(OciError::TooLarge {
                 image: image.to_path_buf(),
-                reason: format!("{name} is {size} bytes, more than {max}"),
+                reason: format!("{} is {size} bytes, more than {max}", escape(name)),
             });
         }
         let mut buf = Vec::with_capacity(size as usize);
@@ -230,8 +241,85 @@ fn normalize(p: &Path) -> Option<String> {
 pub(crate) fn read_err(image: &Path, member: &str, source: io::Error) -> OciError {
     OciError::Read {
         image: image.to_path_buf(),
-        member: member.to_string(),
+        member: escape(member),
         source,
+    }
+}
+
+/// Why [`open_regular`] gave no file.
+pub(crate) enum Unopened {
+    /// Nothing there, or a folder: the member is not in the image.
+    Absent,
+    /// Something else (a FIFO, a device, a socket), or it could not be opened.
+    Refused(OciError),
+}
+
+/// The image file itself as [`open_regular`] opens it (it was just seen to exist).
+fn open_image(image: &Path) -> Result<File, OciError> {
+    match open_regular(image, image, "the image path") {
+        Ok((file, _)) => Ok(file),
+        Err(Unopened::Absent) => Err(OciError::NotFound {
+            image: image.to_path_buf(),
+        }),
+        Err(Unopened::Refused(e)) => Err(e),
+    }
+}
+
+/// Opens `path` (named `member` in messages) if it is a regular file: with `O_NONBLOCK`, so
+/// that a FIFO never blocks, then checked with `fstat`; anything but a regular file is
+/// refused at once, without reading. Gives the file and its length.
+pub(crate) fn open_regular(
+    image: &Path,
+    path: &Path,
+    member: &str,
+) -> Result<(File, u64), Unopened> {
+    let refuse = |kind: &str| {
+        Unopened::Refused(OciError::NotAFile {
+            image: image.to_path_buf(),
+            member: escape(member),
+            kind: kind.to_string(),
+        })
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unopened::Absent),
+        Err(e) => {
+            // A socket cannot be opened at all (ENXIO): say what it is.
+            return match std::fs::metadata(path) {
+                Ok(m) if !m.is_file() && !m.is_dir() => Err(refuse(kind_of(&m.file_type()))),
+                _ => Err(Unopened::Refused(read_err(image, member, e))),
+            };
+        }
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Unopened::Refused(read_err(image, member, e)))?;
+    if meta.is_dir() {
+        return Err(Unopened::Absent);
+    }
+    if !meta.is_file() {
+        return Err(refuse(kind_of(&meta.file_type())));
+    }
+    Ok((file, meta.len()))
+}
+
+/// What a file that is not regular is, for messages.
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -247,7 +335,7 @@ pub(crate) fn blob_name(image: &Path, digest: &str) -> Result<String, OciError> 
         Some(hex) => Ok(format!("blobs/sha256/{hex}")),
         None => Err(OciError::Unsupported {
             image: image.to_path_buf(),
-            member: format!("digest {digest:?}"),
+            member: format!("digest \"{}\"", escape(digest)),
             what: "a digest other than sha256:<64 lower-case hex digits>".into(),
         }),
     }

@@ -1,14 +1,18 @@
 //! Applying layers into a cached root filesystem.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use nanoimg_chroot::{ChrootError, Follow, Missing, Resolver};
+
+use crate::escape::escape;
 use crate::store::{clean_name, sha256_hex, Hashing, Store};
+use crate::tarball::{self, Streamed, TarError};
 use crate::{Format, OciError, Resolved, Source};
 
 /// Largest single file accepted.
@@ -19,8 +23,11 @@ const MAX_TOTAL: u64 = 64 << 30;
 const MAX_MEMBERS: usize = 2_000_000;
 /// Longest member path accepted, in bytes.
 const MAX_PATH: usize = 4096;
-/// Most symbolic links followed while resolving one path.
-const MAX_LINKS: usize = 40;
+/// Most symbolic links followed while resolving one path (the resolver's limit).
+const MAX_LINKS: usize = nanoimg_chroot::MAX_LINKS;
+/// Most member parents remembered (raw parent path → real folder) before the memo starts
+/// over; it only saves the resolver's walk.
+const MAX_PARENTS_MEMO: usize = 1 << 16;
 /// Most bytes accepted after a layer tar's end-of-archive marker.
 const MAX_TRAILER: u64 = 1 << 20;
 
@@ -38,6 +45,10 @@ pub struct Root {
     pub layers: Vec<String>,
     /// Whether the cache entry already existed (nothing was unpacked).
     pub reused: bool,
+    /// What the caller should tell the user about this unpacking, one line each (e.g.
+    /// the device files and FIFOs skipped in a layer). Empty when `reused`: a cached root
+    /// does not repeat them.
+    pub notes: Vec<String>,
     /// Path inside the root (`a/b`) → index into `layers`.
     files: HashMap<String, u32>,
 }
@@ -88,6 +99,7 @@ impl Root {
             manifest_digest: l.manifest_digest,
             layers: l.layers,
             reused: true,
+            notes: Vec::new(),
             files: l.files.into_iter().collect(),
         }))
     }
@@ -99,7 +111,7 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
     let image = source.path.as_path();
     let hex = sha256_hex(&resolved.manifest_digest).ok_or_else(|| OciError::Unsupported {
         image: image.to_path_buf(),
-        member: format!("manifest digest {:?}", resolved.manifest_digest),
+        member: format!("manifest digest \"{}\"", escape(&resolved.manifest_digest)),
         what: "a digest other than sha256:<64 lower-case hex digits>".into(),
     })?;
     let entries = cache_root.join("rootfs");
@@ -130,6 +142,9 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
         dir_modes: HashMap::new(),
         members: 0,
         total: 0,
+        resolver: Resolver::new(&root_dir),
+        parents: HashMap::new(),
+        notes: Vec::new(),
     };
     for i in 0..resolved.layers.len() {
         u.apply_layer(&store, resolved, i).map_err(|e| match e {
@@ -141,6 +156,7 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
             },
         })?;
     }
+    let notes = std::mem::take(&mut u.notes);
     let files = u.finish().map_err(|(p, e)| write(&p)(e))?;
     let layers: Vec<String> = resolved.layers.iter().map(|l| l.digest.clone()).collect();
     let json = LayersJson {
@@ -163,6 +179,7 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
         manifest_digest: resolved.manifest_digest.clone(),
         layers,
         reused: false,
+        notes,
         files: json.files.into_iter().collect(),
     })
 }
@@ -188,6 +205,42 @@ struct Unpacker<'a> {
     dir_modes: HashMap<PathBuf, u32>,
     members: usize,
     total: u64,
+    /// Resolves member parents inside the root (links followed, `..` kept in), memoised.
+    resolver: Resolver,
+    /// Raw parent path of a member (as written in the tar) → the real folder it resolved
+    /// to; forgotten with the resolver's memo.
+    parents: HashMap<PathBuf, PathBuf>,
+    /// [`Root::notes`].
+    notes: Vec<String>,
+}
+
+/// What one layer has done so far.
+#[derive(Default)]
+struct LayerState {
+    /// Paths (real, inside the root) this layer wrote.
+    this: HashSet<PathBuf>,
+    /// The folders above them (real paths): folders with something of this layer inside.
+    above: HashSet<PathBuf>,
+    /// Folders this layer made opaque (pruned), directly or as part of an ancestor's
+    /// prune: what is in them now was written by this layer, so they need no second prune.
+    opaque: HashSet<PathBuf>,
+    /// Device files and FIFOs skipped, and the first one's name (escaped).
+    skipped: usize,
+    first_skipped: Option<String>,
+}
+
+impl LayerState {
+    /// Records that this layer wrote `path`.
+    fn wrote(&mut self, path: &Path) {
+        self.this.insert(path.to_path_buf());
+        let mut up = path.parent();
+        while let Some(dir) = up.filter(|d| !d.as_os_str().is_empty()) {
+            if !self.above.insert(dir.to_path_buf()) {
+                break; // and so are its ancestors
+            }
+            up = dir.parent();
+        }
+    }
 }
 
 /// What `resolve_parent` found.
@@ -205,13 +258,14 @@ impl Unpacker<'_> {
     ) -> Result<(), Failure> {
         let image = self.image;
         let layer = &resolved.layers[index];
-        let member = &layer.member;
-        let (reader, size) = store
-            .member(image, member)?
-            .ok_or_else(|| OciError::MissingBlob {
-                image: image.to_path_buf(),
-                member: member.clone(),
-            })?;
+        let member = &escape(&layer.member);
+        let (reader, size) =
+            store
+                .member(image, &layer.member)?
+                .ok_or_else(|| OciError::MissingBlob {
+                    image: image.to_path_buf(),
+                    member: member.clone(),
+                })?;
         if size != layer.size {
             return Err(OciError::Size {
                 image: image.to_path_buf(),
@@ -246,21 +300,33 @@ impl Unpacker<'_> {
             _ => Box::new(&mut buffered),
         };
         let mut content = Hashing::new(decoder);
+        let digest = layer.digest.as_str();
         let mut apply = || -> Result<(), Failure> {
+            let mut state = LayerState::default();
             {
-                let mut archive = tar::Archive::new(&mut content);
-                let entries = archive
-                    .entries()
-                    .map_err(|e| corrupt(format!("not a tar: {e}")))?;
-                let mut this = HashSet::new();
-                for entry in entries {
-                    let entry = entry.map_err(|e| corrupt(format!("not a readable tar: {e}")))?;
-                    self.apply_entry(entry, index, &mut this, &layer.digest, &corrupt)?;
+                let mut archive = tarball::Reader::new(Streamed(&mut content));
+                loop {
+                    let entry = match archive.next() {
+                        Ok(Some(entry)) => entry,
+                        Ok(None) => break,
+                        Err(e) => return Err(tar_failure(image, digest, e, &corrupt)),
+                    };
+                    self.apply_entry(entry, &mut archive, index, &mut state, digest, &corrupt)?;
                 }
             }
             content
                 .drain(MAX_TRAILER)
                 .map_err(|e| corrupt(format!("after the tar: {e}")))?;
+            if state.skipped > 0 {
+                self.notes.push(format!(
+                    "skipped {} in layer {digest}: Nanos has no use for them (first: {})",
+                    match state.skipped {
+                        1 => "1 device file or FIFO".to_string(),
+                        n => format!("{n} device files and FIFOs"),
+                    },
+                    state.first_skipped.as_deref().unwrap_or_default(),
+                ));
+            }
             Ok(())
         };
         let applied = apply();
@@ -312,20 +378,18 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn apply_entry<R: Read>(
+    fn apply_entry(
         &mut self,
-        mut entry: tar::Entry<'_, R>,
+        entry: tarball::Member,
+        data: &mut dyn Read,
         layer: usize,
-        this: &mut HashSet<PathBuf>,
+        state: &mut LayerState,
         digest: &str,
         corrupt: &dyn Fn(String) -> Failure,
     ) -> Result<(), Failure> {
         let image = self.image;
-        let raw = entry
-            .path()
-            .map_err(|e| corrupt(format!("bad member name: {e}")))?
-            .into_owned();
-        let name = raw.display().to_string();
+        let raw = PathBuf::from(OsString::from_vec(entry.path));
+        let name = escape(&raw.to_string_lossy());
         let refuse = |reason: &str| {
             Failure::Oci(OciError::Unsafe {
                 image: image.to_path_buf(),
@@ -345,46 +409,63 @@ impl Unpacker<'_> {
         if raw.as_os_str().len() > MAX_PATH {
             return Err(refuse("path longer than 4096 bytes"));
         }
+        if raw.as_os_str().as_bytes().contains(&0) {
+            return Err(refuse("a NUL byte in its name"));
+        }
         let rel = relative(&raw).ok_or_else(|| refuse("absolute path or .. component"))?;
         let Some(file_name) = rel.file_name().map(OsString::from) else {
             return Ok(()); // the root itself
         };
-        let kind = entry.header().entry_type();
+        let header = &entry.header;
+        let kind = header.entry_type();
         let parent = rel.parent().unwrap_or(Path::new(""));
         let fname = file_name.to_string_lossy();
         if let Some(hidden) = fname.strip_prefix(".wh.") {
-            let Parent::Dir(dir) = self.resolve_parent(parent, false, layer, this, &refuse)? else {
+            let Parent::Dir(dir) = self.resolve_parent(parent, false, layer, state, &refuse)?
+            else {
                 return Ok(()); // nothing below to hide
             };
             if hidden == ".wh..opq" {
-                self.prune(&dir, this)?;
+                self.prune(&dir, state)?;
             } else if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
                 return Err(refuse("a whiteout of nothing"));
             } else {
                 let target = dir.join(OsStr::from_bytes(&file_name.as_bytes()[4..]));
-                if !this.contains(&target) {
-                    remove_any(&self.root.join(&target))?;
+                if state.above.contains(&target) {
+                    // This layer put things inside: only what lower layers had there goes.
+                    self.prune(&target, state)?;
+                } else if !state.this.contains(&target) {
+                    self.remove(&target)?;
                 }
             }
             return Ok(());
         }
-        let Parent::Dir(dir) = self.resolve_parent(parent, true, layer, this, &refuse)? else {
+        let link = match &entry.link {
+            Some(l) if l.len() > MAX_PATH => {
+                return Err(refuse("a link target longer than 4096 bytes"))
+            }
+            Some(l) if l.contains(&0) => return Err(refuse("a NUL byte in its link target")),
+            Some(l) => Some(PathBuf::from(OsStr::from_bytes(l))),
+            None => None,
+        };
+        let Parent::Dir(dir) = self.resolve_parent(parent, true, layer, state, &refuse)? else {
             return Err(refuse("its parent is missing"));
         };
         let dest_rel = dir.join(&file_name);
         let dest = self.root.join(&dest_rel);
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        let mode = header.mode().unwrap_or(0o644) & 0o777;
         match kind {
             tar::EntryType::Directory => {
                 let is_dir = dest.symlink_metadata().is_ok_and(|m| m.is_dir());
                 if !is_dir {
-                    remove_any(&dest)?;
+                    self.remove(&dest_rel)?;
                     std::fs::create_dir(&dest).map_err(|e| Failure::Io(dest.clone(), e))?;
                 }
                 self.dir_modes.insert(dest_rel.clone(), mode);
+                self.remember_parent(rel, dest_rel.clone());
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size();
+                let size = entry.size;
                 if size > MAX_FILE {
                     return Err(OciError::TooLarge {
                         image: image.to_path_buf(),
@@ -400,7 +481,7 @@ impl Unpacker<'_> {
                     }
                     .into());
                 }
-                remove_any(&dest)?;
+                self.remove(&dest_rel)?;
                 let io_err = |e| Failure::Io(dest.clone(), e);
                 // create_new: never through a link at the destination.
                 let mut out: File = OpenOptions::new()
@@ -412,7 +493,7 @@ impl Unpacker<'_> {
                 let mut copied = 0u64;
                 let mut buf = vec![0u8; 256 << 10];
                 loop {
-                    let n = entry
+                    let n = data
                         .read(&mut buf)
                         .map_err(|e| corrupt(format!("{name}: {e}")))?;
                     if n == 0 {
@@ -430,28 +511,20 @@ impl Unpacker<'_> {
                     .map_err(io_err)?;
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| corrupt(format!("{name}: {e}")))?
-                    .ok_or_else(|| refuse("a symbolic link without a target"))?
-                    .into_owned();
-                remove_any(&dest)?;
+                let target = link.ok_or_else(|| refuse("a symbolic link without a target"))?;
+                self.remove(&dest_rel)?;
                 std::os::unix::fs::symlink(&target, &dest)
                     .map_err(|e| Failure::Io(dest.clone(), e))?;
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| corrupt(format!("{name}: {e}")))?
-                    .ok_or_else(|| refuse("a hard link without a target"))?
-                    .into_owned();
+                let target = link.ok_or_else(|| refuse("a hard link without a target"))?;
                 let target = target.strip_prefix("/").unwrap_or(&target);
                 let target_rel = relative(target)
                     .filter(|t| t.file_name().is_some())
                     .ok_or_else(|| refuse("a hard link leaving the root"))?;
                 let t_parent = target_rel.parent().unwrap_or(Path::new(""));
                 let Parent::Dir(t_dir) =
-                    self.resolve_parent(t_parent, false, layer, this, &refuse)?
+                    self.resolve_parent(t_parent, false, layer, state, &refuse)?
                 else {
                     return Err(refuse("a hard link to a missing file"));
                 };
@@ -465,105 +538,132 @@ impl Unpacker<'_> {
                     Ok(_) => return Err(refuse("a hard link to a folder")),
                     Err(_) => return Err(refuse("a hard link to a missing file")),
                 }
-                remove_any(&dest)?;
+                self.remove(&dest_rel)?;
                 // linkat without AT_SYMLINK_FOLLOW: a link to a symbolic link stays one.
                 std::fs::hard_link(&t_abs, &dest).map_err(|e| Failure::Io(dest.clone(), e))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                return Err(refuse(
-                    "a device file or FIFO (not supported in a root filesystem for Nanos)",
-                ))
+                // Nanos has no use for them, and they cannot be made without root: what
+                // lower layers had at the path goes (the member replaces it), nothing is made.
+                self.remove(&dest_rel)?;
+                state.skipped += 1;
+                state.first_skipped.get_or_insert_with(|| name.clone());
+                return Ok(());
             }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(()),
             _ => return Err(refuse("not a regular file, folder or link")),
         }
-        this.insert(dest_rel.clone());
+        state.wrote(&dest_rel);
         self.files.insert(dest_rel, layer as u32);
         Ok(())
     }
 
     /// The real folder (inside the root) that `parent` names, following symbolic links
-    /// inside the root; missing folders are created if `create`, else `Parent::Missing`.
+    /// inside the root ([`Resolver`]); missing folders are created if `create` (and
+    /// recorded as this layer's), else `Parent::Missing`.
     fn resolve_parent(
         &mut self,
         parent: &Path,
         create: bool,
         layer: usize,
-        this: &mut HashSet<PathBuf>,
+        state: &mut LayerState,
         refuse: &dyn Fn(&str) -> Failure,
     ) -> Result<Parent, Failure> {
-        let mut real = PathBuf::new();
-        let mut queue: VecDeque<OsString> = parent
-            .components()
-            .map(|c| c.as_os_str().to_owned())
-            .collect();
-        let mut links = 0;
-        while let Some(c) = queue.pop_front() {
-            if c == ".." {
-                real.pop();
-                continue;
-            }
-            if c == "." || c.is_empty() {
-                continue;
-            }
-            let candidate = real.join(&c);
-            let abs = self.root.join(&candidate);
-            match abs.symlink_metadata() {
-                Ok(m) if m.is_dir() => real = candidate,
-                Ok(m) if m.file_type().is_symlink() => {
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return Err(refuse("more than 40 symbolic links on its path"));
-                    }
-                    let target = std::fs::read_link(&abs).map_err(|e| Failure::Io(abs, e))?;
-                    let mut front: Vec<OsString> = Vec::new();
-                    for tc in target.components() {
-                        match tc {
-                            Component::RootDir | Component::Prefix(_) => {
-                                real = PathBuf::new();
-                                front.clear();
-                            }
-                            Component::CurDir => {}
-                            Component::ParentDir => front.push("..".into()),
-                            Component::Normal(n) => front.push(n.to_owned()),
-                        }
-                    }
-                    for f in front.into_iter().rev() {
-                        queue.push_front(f);
-                    }
-                }
-                Ok(_) => return Err(refuse("its parent is not a folder")),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if !create {
-                        return Ok(Parent::Missing);
-                    }
-                    std::fs::create_dir(&abs).map_err(|e| Failure::Io(abs.clone(), e))?;
-                    this.insert(candidate.clone());
-                    self.files.insert(candidate.clone(), layer as u32);
-                    real = candidate;
-                }
-                Err(e) => return Err(Failure::Io(abs, e)),
-            }
+        if parent.as_os_str().is_empty() {
+            return Ok(Parent::Dir(PathBuf::new()));
         }
-        Ok(Parent::Dir(real))
+        if let Some(real) = self.parents.get(parent) {
+            return Ok(Parent::Dir(real.clone()));
+        }
+        let Unpacker {
+            root,
+            files,
+            resolver,
+            ..
+        } = self;
+        let mut make = |real: &Path| -> io::Result<()> {
+            std::fs::create_dir(root.join(real))?;
+            state.wrote(real);
+            files.insert(real.to_path_buf(), layer as u32);
+            Ok(())
+        };
+        let missing = if create {
+            Missing::Create(&mut make)
+        } else {
+            Missing::Fail
+        };
+        match resolver.resolve_relative(parent, Follow::Folder, missing) {
+            Ok(real) => {
+                self.remember_parent(parent.to_path_buf(), real.clone());
+                Ok(Parent::Dir(real))
+            }
+            Err(ChrootError::NotFound { .. }) if !create => Ok(Parent::Missing),
+            Err(ChrootError::NotFound { .. }) => Err(refuse("its parent is missing")),
+            Err(ChrootError::TooManyLinks { .. }) => Err(refuse(&format!(
+                "more than {MAX_LINKS} symbolic links on its path"
+            ))),
+            Err(ChrootError::NotAFolder { .. }) => Err(refuse("its parent is not a folder")),
+            Err(ChrootError::Io { at, source, .. }) => Err(Failure::Io(
+                self.root.join(at.trim_start_matches('/')),
+                source,
+            )),
+        }
     }
 
-    /// Removes from folder `dir` (inside the root) all that this layer did not write.
-    fn prune(&self, dir: &Path, this: &HashSet<PathBuf>) -> Result<(), Failure> {
+    /// Remembers that the member path `raw` is the real folder `real`.
+    fn remember_parent(&mut self, raw: PathBuf, real: PathBuf) {
+        if self.parents.len() >= MAX_PARENTS_MEMO {
+            self.parents = HashMap::new();
+        }
+        self.parents.insert(raw, real);
+    }
+
+    /// Forgets every resolution: after a folder or link was removed or replaced. (A new
+    /// resolver rather than `Resolver::forget`, which keeps its table's capacity, so that
+    /// many forgets after a large memo cost nothing each.)
+    fn forget(&mut self) {
+        self.resolver = Resolver::new(self.root);
+        self.parents = HashMap::new();
+    }
+
+    /// Removes whatever is at `rel` (inside the root; a folder with its content), never
+    /// following a link; forgets resolutions if it was a folder or link.
+    fn remove(&mut self, rel: &Path) -> Result<(), Failure> {
+        if remove_any(&self.root.join(rel))? {
+            self.forget();
+        }
+        Ok(())
+    }
+
+    /// Removes from folder `dir` (inside the root) all that this layer did not write (a
+    /// folder holding something this layer wrote is pruned in turn, not removed); at most
+    /// once per folder and layer (see [`LayerState::opaque`]).
+    fn prune(&mut self, dir: &Path, state: &mut LayerState) -> Result<(), Failure> {
+        if !state.opaque.insert(dir.to_path_buf()) {
+            return Ok(());
+        }
         let abs = self.root.join(dir);
-        let list = std::fs::read_dir(&abs).map_err(|e| Failure::Io(abs.clone(), e))?;
-        for child in list {
+        let mut below = Vec::new();
+        let mut forget = false;
+        for child in std::fs::read_dir(&abs).map_err(|e| Failure::Io(abs.clone(), e))? {
             let child = child.map_err(|e| Failure::Io(abs.clone(), e))?;
             let rel = dir.join(child.file_name());
-            if !this.contains(&rel) {
-                remove_any(&child.path())?;
+            if state.above.contains(&rel) {
+                below.push(rel);
+            } else if !state.this.contains(&rel) {
+                forget |= remove_any(&child.path())?;
             } else if child
                 .file_type()
                 .map_err(|e| Failure::Io(child.path(), e))?
                 .is_dir()
             {
-                self.prune(&rel, this)?;
+                below.push(rel);
             }
+        }
+        if forget {
+            self.forget();
+        }
+        for rel in below {
+            self.prune(&rel, state)?;
         }
         Ok(())
     }
@@ -611,13 +711,47 @@ fn relative(p: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Removes whatever is at `p` (a folder with its content), never following a link.
-fn remove_any(p: &Path) -> Result<(), Failure> {
+/// Removes whatever is at `p` (a folder with its content), never following a link; gives
+/// whether it was a folder or a symbolic link (so resolutions through it are stale).
+fn remove_any(p: &Path) -> Result<bool, Failure> {
     let r = match p.symlink_metadata() {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
-        Ok(_) => std::fs::remove_file(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p).map(|()| true),
+        Ok(m) => std::fs::remove_file(p).map(|()| m.file_type().is_symlink()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     };
     r.map_err(|e| Failure::Io(p.to_path_buf(), e))
+}
+
+/// A layer's tar that cannot be read on: an oversized extension header or a sparse member
+/// is refused as unsafe, anything else is a corrupt layer.
+fn tar_failure(
+    image: &Path,
+    layer: &str,
+    e: TarError,
+    corrupt: &dyn Fn(String) -> Failure,
+) -> Failure {
+    let unsafe_member = |member: String, reason: String| {
+        Failure::Oci(OciError::Unsafe {
+            image: image.to_path_buf(),
+            layer: layer.to_string(),
+            member,
+            reason,
+        })
+    };
+    match e {
+        TarError::Oversized {
+            member,
+            what,
+            size,
+            limit,
+        } => unsafe_member(
+            member,
+            format!("{what} claiming {size} bytes, more than the {limit} allowed"),
+        ),
+        TarError::Sparse { member } => {
+            unsafe_member(member, "a GNU sparse file (not supported)".into())
+        }
+        e => corrupt(format!("not a readable tar: {e}")),
+    }
 }
