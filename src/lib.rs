@@ -256,6 +256,8 @@ pub struct DepsReport {
     /// When the target root is a container image: the digest of the layer each dependency
     /// came from, by its guest path.
     pub layers: std::collections::BTreeMap<String, String>,
+    /// Things worth telling the user (members the image's unpacking skipped).
+    pub notes: Vec<String>,
 }
 
 /// Resolves a program's dynamic closure without building anything (`nanoimg deps`).
@@ -329,11 +331,16 @@ pub fn deps(
             }
         }
     }
+    let notes = image_root
+        .as_ref()
+        .map(|r| r.notes.clone())
+        .unwrap_or_default();
     Ok(DepsReport {
         program_path,
         resolution,
         runtime_loads,
         layers,
+        notes,
     })
 }
 
@@ -572,14 +579,18 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut program = options.program.clone();
     let mut target_root = options.target_root.clone();
     let mut image_root = false;
+    // What unpacking the images had to say (members skipped), for the plan's notes.
+    let mut image_notes = Vec::new();
     let target_spec = sysroot::target_spec(options.target_root.as_deref(), &config);
     if let Some(spec) = target_spec.as_deref().filter(|s| sysroot::is_image(s)) {
-        target_root =
-            Some(sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?.dir);
+        let mut root = sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?;
+        image_notes.append(&mut root.notes);
+        target_root = Some(root.dir);
         image_root = true;
     }
     if let Some(spec) = &options.from_image {
-        let root = sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?;
+        let mut root = sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?;
+        image_notes.append(&mut root.notes);
         program = sysroot::program_in(&root, &options.program)?;
         if config.program.is_none() {
             config.program = Some(options.program.to_string_lossy().into_owned());
@@ -599,7 +610,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     };
     let kernel_dir = kernel(&options.kernel, &config, &program, arch, &mut lock)?;
     let nanos_version = nanos_version(&options.kernel, &config, arch);
-    let plan = nanoimg_plan::plan(&Inputs {
+    let mut plan = nanoimg_plan::plan(&Inputs {
         program: &program,
         config: &config,
         config_path: options.config.as_deref(),
@@ -613,6 +624,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         image_name: options.image_name.as_deref(),
         arch: options.arch,
     })?;
+    image_notes.append(&mut plan.notes);
+    plan.notes = image_notes;
     let boot_image = plan
         .boot_image
         .as_deref()

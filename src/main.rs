@@ -658,6 +658,9 @@ fn deps(
         platform,
         arch,
     )?;
+    for note in &report.notes {
+        say(note);
+    }
     let info = &report.resolution.program;
     if json {
         let value = serde_json::json!({

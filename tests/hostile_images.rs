@@ -241,3 +241,56 @@ fn a_fifo_index_is_refused_at_once() {
     assert!(stderr.contains("index.json"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// Device files and FIFOs in a layer are skipped (Nanos has no use for them), with one
+/// note for the layer, instead of refusing the image; the rest of the layer is applied.
+#[test]
+fn device_files_and_fifos_are_skipped_with_one_note() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    common::fake_release(dir);
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind) in [
+        ("dev/null", tar::EntryType::Char),
+        ("dev/sda", tar::EntryType::Block),
+        ("run/fifo", tar::EntryType::Fifo),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(0);
+        h.set_mode(0o666);
+        b.append_data(&mut h, path, &[][..]).unwrap();
+    }
+    let prog = program(b"in image");
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(prog.len() as u64);
+    h.set_mode(0o755);
+    b.append_data(&mut h, "app", &prog[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let layout = common::oci_layout(&dir.join("img"), &[tar]);
+    let out = dir.join("app.img");
+    let o = build(
+        dir,
+        &[
+            os("--from-image"),
+            layout.as_os_str(),
+            os("/app"),
+            os("-o"),
+            out.as_os_str(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(notes.len(), 1, "{stderr}");
+    assert!(
+        notes[0].starts_with("nanoimg: skipped 3 device files and FIFOs in layer "),
+        "{stderr}"
+    );
+    assert!(
+        notes[0].contains("Nanos has no use for them (first: dev/null)"),
+        "{stderr}"
+    );
+    assert_eq!(packed_sha(dir, &out, "/app"), sha(&prog));
+}

@@ -20,7 +20,9 @@ fn tool(cmd: &str, args: &[&OsStr], dir: &Path) {
         .args(args)
         .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e} (install umoci and skopeo: `cargo xtask test` does)"));
+        .unwrap_or_else(|e| {
+            panic!("{cmd}: {e} (install umoci and skopeo: `cargo xtask test` does)")
+        });
     assert!(
         out.status.success(),
         "{cmd} {args:?}: {}",
