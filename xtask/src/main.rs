@@ -83,6 +83,7 @@ mod expect;
 mod formats;
 mod gevulot;
 mod guestfs;
+mod hostile;
 mod portfwd;
 mod prereq;
 mod samples;
@@ -110,6 +111,9 @@ enum Command {
     /// Time `nanoimg build` of a large payload against a plain copy of the
     /// same bytes (fake kernel; needs only `cc` with static glibc).
     Bench(bench::BenchArgs),
+    /// Time nanoimg-oci on hostile container images (opaque markers, link chains, deep
+    /// nesting, repeated indexes, header bombs) against baselines.
+    BenchHostile(hostile::HostileArgs),
     /// Run the whole test suite as a newcomer would: install the tools the tests need
     /// (Debian, as root or with sudo) when missing, then `cargo test --workspace`.
     Test(test::TestArgs),
@@ -127,6 +131,10 @@ fn main() -> ExitCode {
             Err(err) => report_error("bench", &err),
         },
         Command::Test(args) => test::run(&args),
+        Command::BenchHostile(args) => match hostile::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => report_error("bench-hostile", &err),
+        },
     }
 }
 

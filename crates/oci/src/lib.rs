@@ -93,19 +93,25 @@
 //!
 //! # Linear work
 //!
-//! Hostile layers cost time in proportion to their size, not its square:
+//! Hostile layers cost time in proportion to their size, not its square
+//! (`cargo xtask bench-hostile` times each case beside a baseline writing the same files):
 //!
 //! - a folder is pruned at most once per layer: one made opaque (directly, or as part of
 //!   an ancestor's prune) holds only what this layer wrote, so further `.wh..wh..opq`
-//!   markers in it cost nothing (100,000 markers in one folder, or in 10,000 folders, take
-//!   a fraction of a second);
+//!   markers in it cost nothing (10,000 markers over a folder of 10,000 files of the same
+//!   layer add nothing measurable to writing the files; before, they took a minute);
 //! - parent resolution is memoised by (real folder, name) and by the parent path as
-//!   written, and forgotten only when the layer removes or replaces a folder or link, so a
-//!   member under a chain of links costs the chain once (a 10,000-link chain with 100,000
-//!   members under it);
-//! - each JSON blob is read, verified and parsed once (per type it is read as), however
-//!   often indexes list it, and the entries examined in all are bounded; a manifest listed
-//!   again under the same name is one candidate.
+//!   written, so a member under a chain of links costs the chain once (a 10,000-link chain
+//!   with 100,000 members under it) and a deep folder is walked once (1,800 nested folders
+//!   with a file in each: about a second, against minutes before). Removing or replacing
+//!   a folder or link forgets what was found through links, and of the paths found without
+//!   any, those under it; a member reached through a link after that walks again (at most
+//!   40 links and 4096-byte paths, but every step is a host `lstat` of a path as deep as
+//!   the folder: a layer alternating link replacements with members under a link to a
+//!   folder 1,800 deep costs about 0.2 s per member on the build machine);
+//! - each JSON blob is read, verified and parsed once, however often indexes list it, and
+//!   the entries examined in all are bounded; a manifest listed again under the same name
+//!   is one candidate.
 //!
 //! # Messages
 //!

@@ -71,15 +71,17 @@ impl From<PlatformJson> for Platform {
     }
 }
 
+/// A manifest or a nested index (told by `manifests`): one type, so that a blob listed
+/// without a media type is parsed once whatever it turns out to be.
 #[derive(Deserialize)]
 struct Manifest {
     #[serde(default)]
     config: Option<Descriptor>,
     #[serde(default)]
     layers: Option<Vec<Descriptor>>,
-    /// Only whether there is one (then it is an index).
+    /// Present in an index.
     #[serde(default)]
-    manifests: Option<serde::de::IgnoredAny>,
+    manifests: Option<Vec<Descriptor>>,
 }
 
 #[derive(Deserialize)]
@@ -142,9 +144,9 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The JSON blobs of one image, each read, verified and parsed once (per type it is read
-/// as), however often indexes list it; with the totals bounded ([`MAX_JSON_TOTAL`],
-/// [`MAX_INDEX_ENTRIES`]).
+/// The JSON blobs of one image, each read, verified and parsed once (as a [`Manifest`],
+/// which covers nested indexes too, or as a [`Config`]), however often indexes list it;
+/// with the totals bounded ([`MAX_JSON_TOTAL`], [`MAX_INDEX_ENTRIES`]).
 struct Blobs<'a> {
     store: &'a Store,
     image: &'a Path,
@@ -480,9 +482,10 @@ fn expand(
             reason: format!("indexes nested more than {MAX_NESTING} deep"),
         });
     }
-    let index = blobs.get::<Index>(&d)?;
-    blobs.examine(index.manifests.len())?;
-    for inner in &index.manifests {
+    let index = blobs.get::<Manifest>(&d)?;
+    let inner_entries = index.manifests.as_deref().unwrap_or_default();
+    blobs.examine(inner_entries.len())?;
+    for inner in inner_entries {
         // Skip attestations and other non-image entries.
         if let Some(p) = &inner.platform {
             if p.os == "unknown" {

@@ -1,6 +1,6 @@
 //! Applying layers into a cached root filesystem.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -25,8 +25,8 @@ const MAX_MEMBERS: usize = 2_000_000;
 const MAX_PATH: usize = 4096;
 /// Most symbolic links followed while resolving one path (the resolver's limit).
 const MAX_LINKS: usize = nanoimg_chroot::MAX_LINKS;
-/// Most member parents remembered (raw parent path → real folder) before the memo starts
-/// over; it only saves the resolver's walk.
+/// Most member parents remembered (each of [`Unpacker::direct`] and
+/// [`Unpacker::linked`]) before that memo starts over; they only save the resolver's walk.
 const MAX_PARENTS_MEMO: usize = 1 << 16;
 /// Most bytes accepted after a layer tar's end-of-archive marker.
 const MAX_TRAILER: u64 = 1 << 20;
@@ -143,7 +143,8 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
         members: 0,
         total: 0,
         resolver: Resolver::new(&root_dir),
-        parents: HashMap::new(),
+        direct: BTreeSet::new(),
+        linked: HashMap::new(),
         notes: Vec::new(),
     };
     for i in 0..resolved.layers.len() {
@@ -207,9 +208,14 @@ struct Unpacker<'a> {
     total: u64,
     /// Resolves member parents inside the root (links followed, `..` kept in), memoised.
     resolver: Resolver,
-    /// Raw parent path of a member (as written in the tar) → the real folder it resolved
-    /// to; forgotten with the resolver's memo.
-    parents: HashMap<PathBuf, PathBuf>,
+    /// Member parent paths (as written in the tar) that are real folders, with no link on
+    /// the way: only removing one of them or a folder above changes that, so a removal
+    /// forgets just the paths under it (a deep folder stays known however often the layer
+    /// replaces links elsewhere).
+    direct: BTreeSet<PathBuf>,
+    /// Member parent paths that resolved through links → the real folder; forgotten with
+    /// the resolver's memo.
+    linked: HashMap<PathBuf, PathBuf>,
     /// [`Root::notes`].
     notes: Vec<String>,
 }
@@ -512,9 +518,13 @@ impl Unpacker<'_> {
             }
             tar::EntryType::Symlink => {
                 let target = link.ok_or_else(|| refuse("a symbolic link without a target"))?;
-                self.remove(&dest_rel)?;
-                std::os::unix::fs::symlink(&target, &dest)
-                    .map_err(|e| Failure::Io(dest.clone(), e))?;
+                // The same link again (upper layers often repeat them) changes nothing, and
+                // keeps what was resolved through it.
+                if std::fs::read_link(&dest).ok().as_ref() != Some(&target) {
+                    self.remove(&dest_rel)?;
+                    std::os::unix::fs::symlink(&target, &dest)
+                        .map_err(|e| Failure::Io(dest.clone(), e))?;
+                }
             }
             tar::EntryType::Link => {
                 let target = link.ok_or_else(|| refuse("a hard link without a target"))?;
@@ -571,7 +581,10 @@ impl Unpacker<'_> {
         if parent.as_os_str().is_empty() {
             return Ok(Parent::Dir(PathBuf::new()));
         }
-        if let Some(real) = self.parents.get(parent) {
+        if self.direct.contains(parent) {
+            return Ok(Parent::Dir(parent.to_path_buf()));
+        }
+        if let Some(real) = self.linked.get(parent) {
             return Ok(Parent::Dir(real.clone()));
         }
         let Unpacker {
@@ -611,25 +624,50 @@ impl Unpacker<'_> {
 
     /// Remembers that the member path `raw` is the real folder `real`.
     fn remember_parent(&mut self, raw: PathBuf, real: PathBuf) {
-        if self.parents.len() >= MAX_PARENTS_MEMO {
-            self.parents = HashMap::new();
+        // A real path is made of folders only, so if it is the path as written, no link
+        // was on the way.
+        if raw == real {
+            if self.direct.len() >= MAX_PARENTS_MEMO {
+                self.direct = BTreeSet::new();
+            }
+            self.direct.insert(raw);
+        } else {
+            if self.linked.len() >= MAX_PARENTS_MEMO {
+                self.linked = HashMap::new();
+            }
+            self.linked.insert(raw, real);
         }
-        self.parents.insert(raw, real);
     }
 
-    /// Forgets every resolution: after a folder or link was removed or replaced. (A new
-    /// resolver rather than `Resolver::forget`, which keeps its table's capacity, so that
-    /// many forgets after a large memo cost nothing each.)
-    fn forget(&mut self) {
+    /// Forgets the resolutions the removal of these folders or links (real paths) may have
+    /// changed: the resolver's memo and the parents found through links, all of them (a
+    /// new resolver rather than `Resolver::forget`, which keeps its table's capacity, so
+    /// that many forgets after a large memo cost nothing each); of the direct parents, those
+    /// under a removed path (they sort right after it).
+    fn forget(&mut self, removed: &[PathBuf]) {
+        if removed.is_empty() {
+            return;
+        }
         self.resolver = Resolver::new(self.root);
-        self.parents = HashMap::new();
+        self.linked = HashMap::new();
+        for gone in removed {
+            let under: Vec<PathBuf> = self
+                .direct
+                .range(gone.clone()..)
+                .take_while(|p| p.starts_with(gone))
+                .cloned()
+                .collect();
+            for p in under {
+                self.direct.remove(&p);
+            }
+        }
     }
 
     /// Removes whatever is at `rel` (inside the root; a folder with its content), never
     /// following a link; forgets resolutions if it was a folder or link.
     fn remove(&mut self, rel: &Path) -> Result<(), Failure> {
         if remove_any(&self.root.join(rel))? {
-            self.forget();
+            self.forget(&[rel.to_path_buf()]);
         }
         Ok(())
     }
@@ -643,14 +681,16 @@ impl Unpacker<'_> {
         }
         let abs = self.root.join(dir);
         let mut below = Vec::new();
-        let mut forget = false;
+        let mut removed = Vec::new();
         for child in std::fs::read_dir(&abs).map_err(|e| Failure::Io(abs.clone(), e))? {
             let child = child.map_err(|e| Failure::Io(abs.clone(), e))?;
             let rel = dir.join(child.file_name());
             if state.above.contains(&rel) {
                 below.push(rel);
             } else if !state.this.contains(&rel) {
-                forget |= remove_any(&child.path())?;
+                if remove_any(&child.path())? {
+                    removed.push(rel);
+                }
             } else if child
                 .file_type()
                 .map_err(|e| Failure::Io(child.path(), e))?
@@ -659,9 +699,7 @@ impl Unpacker<'_> {
                 below.push(rel);
             }
         }
-        if forget {
-            self.forget();
-        }
+        self.forget(&removed);
         for rel in below {
             self.prune(&rel, state)?;
         }
