@@ -101,6 +101,8 @@ struct Step {
 pub struct Resolver {
     root: PathBuf,
     memo: HashMap<(PathBuf, OsString), Step>,
+    /// Bytes of path handled so far (see [`Resolver::work`]).
+    work: u64,
 }
 
 impl Resolver {
@@ -109,12 +111,22 @@ impl Resolver {
         Resolver {
             root: root.into(),
             memo: HashMap::new(),
+            work: 0,
         }
     }
 
     /// The root folder.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How much work the lookups so far took: the bytes of the paths handled, one
+    /// component at a time (a lookup of depth `d` costs about `d²` name bytes when nothing
+    /// is memoised). A caller resolving paths from a stranger's tree bounds this against
+    /// the size of its input, so that no arrangement of links and replacements makes the
+    /// work grow faster than the input.
+    pub fn work(&self) -> u64 {
+        self.work
     }
 
     /// Forgets what was found: call after changing the tree (removing or replacing a
@@ -164,6 +176,7 @@ impl Resolver {
         let mut cur = start;
         for (i, c) in parts.iter().enumerate() {
             let last = i + 1 == parts.len();
+            self.work += (cur.as_os_str().len() + c.len() + 1) as u64;
             if c == ".." {
                 cur.pop();
                 continue;

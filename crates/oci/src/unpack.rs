@@ -30,6 +30,13 @@ const MAX_LINKS: usize = nanoimg_chroot::MAX_LINKS;
 const MAX_PARENTS_MEMO: usize = 1 << 16;
 /// Most bytes accepted after a layer tar's end-of-archive marker.
 const MAX_TRAILER: u64 = 1 << 20;
+/// Path resolution work allowed in all ([`Resolver::work`], bytes of path handled): a fixed
+/// allowance plus [`RESOLVE_WORK_PER_MEMBER`] per member. An ordinary image uses a few
+/// hundred bytes per member; only links and replacements arranged to make every member
+/// re-walk a deep path reach it, and they are then refused, not worked through.
+const RESOLVE_WORK_BASE: u64 = 64 << 20;
+/// See [`RESOLVE_WORK_BASE`].
+const RESOLVE_WORK_PER_MEMBER: u64 = 64 << 10;
 
 /// The file in a cache entry that records where each path came from.
 const LAYERS_JSON: &str = "layers.json";
@@ -142,6 +149,7 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
         dir_modes: HashMap::new(),
         members: 0,
         total: 0,
+        resolve_work: 0,
         resolver: Resolver::new(&root_dir),
         direct: BTreeSet::new(),
         linked: HashMap::new(),
@@ -206,6 +214,8 @@ struct Unpacker<'a> {
     dir_modes: HashMap<PathBuf, u32>,
     members: usize,
     total: u64,
+    /// Resolution work of resolvers already replaced ([`RESOLVE_WORK_BASE`]).
+    resolve_work: u64,
     /// Resolves member parents inside the root (links followed, `..` kept in), memoised.
     resolver: Resolver,
     /// Member parent paths (as written in the tar) that are real folders, with no link on
@@ -604,7 +614,20 @@ impl Unpacker<'_> {
         } else {
             Missing::Fail
         };
-        match resolver.resolve_relative(parent, Follow::Folder, missing) {
+        let resolved = resolver.resolve_relative(parent, Follow::Folder, missing);
+        let work = self.resolve_work + self.resolver.work();
+        let allowed = RESOLVE_WORK_BASE + RESOLVE_WORK_PER_MEMBER * self.members as u64;
+        if work > allowed {
+            return Err(OciError::TooLarge {
+                image: self.image.to_path_buf(),
+                reason: format!(
+                    "resolving member paths through links took {work} bytes of path work after {} members, more than the {allowed} allowed (links and replacements arranged to re-walk deep paths)",
+                    self.members
+                ),
+            }
+            .into());
+        }
+        match resolved {
             Ok(real) => {
                 self.remember_parent(parent.to_path_buf(), real.clone());
                 Ok(Parent::Dir(real))
@@ -648,6 +671,7 @@ impl Unpacker<'_> {
         if removed.is_empty() {
             return;
         }
+        self.resolve_work += self.resolver.work();
         self.resolver = Resolver::new(self.root);
         self.linked = HashMap::new();
         for gone in removed {

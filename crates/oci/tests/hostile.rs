@@ -841,3 +841,21 @@ fn links_on_the_way_stay_inside_the_root() {
         Some(r.layers[1].digest.as_str())
     );
 }
+
+/// Links and replacements arranged so that every member re-walks a deep path through a
+/// link (each replacement forgets what was found through links): the work such members
+/// cost is bounded against the member count, and the image is refused in one line rather
+/// than worked through (quadratic in the depth per member). (The same members reached
+/// without a link are applied: `long_symlink_chains_and_deep_nesting_are_linear`.)
+#[test]
+fn re_walking_a_deep_path_for_every_member_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let (img, _) = forget_image(&d.path().join("through"), true, 400);
+    let e = open(&img, &d.path().join("cache")).unwrap_err();
+    let text = one_line(&e);
+    assert!(matches!(e, OciError::TooLarge { .. }), "{text}");
+    assert!(
+        text.contains("resolving member paths through links took"),
+        "{text}"
+    );
+}
