@@ -182,9 +182,16 @@ pub const MAX_LINE: usize = 2000;
 /// note and hint the CLI prints goes through this. Backslashes are kept as they are, so
 /// text already escaped (by `nanoimg-oci`) is not escaped twice.
 pub fn printable(text: &str) -> String {
+    escape_controls(text, MAX_LINE)
+}
+
+/// `text` with control characters escaped as [`printable`] does, cut to `max` characters
+/// (with `…`); `usize::MAX` for no cut (listings such as `inspect`'s, whose lines are as
+/// long as the values they show).
+pub fn escape_controls(text: &str, max: usize) -> String {
     use std::fmt::Write;
-    let mut out = String::with_capacity(text.len().min(MAX_LINE));
-    let mut shown = 0;
+    let mut out = String::with_capacity(text.len().min(max));
+    let mut shown = 0usize;
     for c in text.chars() {
         let before = out.len();
         match c {
@@ -202,7 +209,7 @@ pub fn printable(text: &str) -> String {
             c => out.push(c),
         }
         shown += out[before..].chars().count();
-        if shown > MAX_LINE {
+        if shown > max {
             out.truncate(before);
             out.push('…');
             break;

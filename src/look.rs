@@ -1,6 +1,16 @@
 //! The reading commands: `inspect`, `diff` and `extract` print what `nanoimg-inspect`
 //! found.
 
+/// `println!` for lines holding names and values read from an image (file names, link
+/// targets, manifest values): control characters escaped ([`nanoimg::escape_controls`];
+/// not cut, a listing shows whole values), so an image cannot forge lines or send escape
+/// sequences to the terminal. (JSON output is escaped by serde.)
+macro_rules! out {
+    ($($arg:tt)*) => {
+        std::println!("{}", nanoimg::escape_controls(&format!($($arg)*), usize::MAX))
+    };
+}
+
 pub fn inspect(
     image: &std::path::Path,
     files: bool,
@@ -26,12 +36,12 @@ pub fn inspect(
     } else {
         format!(" (raw size, in a {} container)", r.format)
     };
-    println!("{}: {kind}, {} bytes{container}", r.path.display(), r.size);
+    out!("{}: {kind}, {} bytes{container}", r.path.display(), r.size);
     if let Some(s) = r.stage2_len {
-        println!("stage2: {s} bytes");
+        out!("stage2: {s} bytes");
     }
     for p in &r.partitions {
-        println!(
+        out!(
             "partition {}: {} type 0x{:02x}{} offset {} size {}",
             p.index,
             p.role,
@@ -42,15 +52,15 @@ pub fn inspect(
         );
     }
     if let Some(b) = &r.boot {
-        println!("boot filesystem: uuid {} label {:?}", b.uuid, b.label);
+        out!("boot filesystem: uuid {} label {:?}", b.uuid, b.label);
         for (path, f) in &b.files {
             if let nanoimg::inspect::FileInfo::File { size, sha256, .. } = f {
-                println!("  {path}: {size} bytes, sha256 {sha256}");
+                out!("  {path}: {size} bytes, sha256 {sha256}");
             }
         }
     }
     let root = &r.root;
-    println!(
+    out!(
         "root filesystem: uuid {} label {:?}, TFS v{}, {} log extension(s), {} entries, {} bytes free",
         root.uuid,
         root.label,
@@ -59,20 +69,20 @@ pub fn inspect(
         root.files.len(),
         root.size.saturating_sub(root.used_bytes)
     );
-    println!("manifest:");
+    out!("manifest:");
     for (k, v) in &root.manifest {
-        println!("  {k}: {v}");
+        out!("  {k}: {v}");
     }
     if files {
-        println!("files:");
+        out!("files:");
         for (path, f) in &root.files {
             match f {
                 nanoimg::inspect::FileInfo::File { size, sha256, .. } => {
-                    println!("  {path}  {size}  sha256 {sha256}")
+                    out!("  {path}  {size}  sha256 {sha256}")
                 }
-                nanoimg::inspect::FileInfo::Dir => println!("  {path}/"),
-                nanoimg::inspect::FileInfo::Symlink { target } => println!("  {path} -> {target}"),
-                nanoimg::inspect::FileInfo::Other => println!("  {path} (other)"),
+                nanoimg::inspect::FileInfo::Dir => out!("  {path}/"),
+                nanoimg::inspect::FileInfo::Symlink { target } => out!("  {path} -> {target}"),
+                nanoimg::inspect::FileInfo::Other => out!("  {path} (other)"),
             }
         }
     }
@@ -91,15 +101,15 @@ pub fn diff(
         return Ok(d.differs());
     }
     if d.identical {
-        println!("identical");
+        out!("identical");
         return Ok(false);
     }
     let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
     for c in &d.changes {
         match (&c.a, &c.b) {
-            (None, Some(v)) => println!("{} added: {} = {v}", c.area, c.name),
-            (Some(v), None) => println!("{} removed: {} = {v}", c.area, c.name),
-            _ => println!(
+            (None, Some(v)) => out!("{} added: {} = {v}", c.area, c.name),
+            (Some(v), None) => out!("{} removed: {} = {v}", c.area, c.name),
+            _ => out!(
                 "{} changed: {}: {} -> {}",
                 c.area,
                 c.name,
@@ -109,16 +119,16 @@ pub fn diff(
         }
     }
     if d.same_content_other_order {
-        println!("same filesystem content, file data in a different on-disk order");
+        out!("same filesystem content, file data in a different on-disk order");
     } else if d.changes.is_empty() {
-        println!("same content and layout; other bytes differ (log framing or padding)");
+        out!("same content and layout; other bytes differ (log framing or padding)");
     }
     Ok(true)
 }
 
 pub fn extract(image: &std::path::Path, dir: &std::path::Path) -> Result<(), nanoimg::BuildError> {
     let s = nanoimg::inspect::extract(image, dir)?;
-    println!(
+    out!(
         "extracted {} files ({} bytes), {} directories, {} symlinks into {}",
         s.files,
         s.bytes,

@@ -294,3 +294,47 @@ fn device_files_and_fifos_are_skipped_with_one_note() {
     );
     assert_eq!(packed_sha(dir, &out, "/app"), sha(&prog));
 }
+
+/// A file whose name carries a newline and an ESC sequence, packed from an image (its
+/// `/etc`, named in `Dirs`): `inspect --files` lists it on one line, escaped.
+#[test]
+fn inspect_lists_hostile_names_escaped() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    common::fake_release(dir);
+    let evil = "etc/evil\n\x1b[31mnanoimg: all good";
+    let prog = program(b"");
+    let tar = tar_of(&[
+        Member::Dir("etc"),
+        Member::File(evil, b"x", 0o644),
+        Member::File("app", &prog, 0o755),
+    ]);
+    let layout = common::oci_layout(&dir.join("img"), &[tar]);
+    std::fs::write(dir.join("config.json"), r#"{"Dirs": ["/etc"]}"#).unwrap();
+    let out = dir.join("evil.img");
+    let o = build(
+        dir,
+        &[
+            os("--from-image"),
+            layout.as_os_str(),
+            os("/app"),
+            os("-c"),
+            os("config.json"),
+            os("-o"),
+            out.as_os_str(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::nanoimg(&[os("inspect"), out.as_os_str(), os("--files")], dir);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(r"  /etc/evil\n\x1b[31mnanoimg: all good  1  sha256 ")),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("nanoimg: all good")),
+        "{text}"
+    );
+}
