@@ -8,49 +8,18 @@
 //! that the image's bytes were packed.
 
 mod common;
+#[path = "../crates/oci/tests/common/mod.rs"]
+mod images;
 
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use images::{tar_of, E};
+
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
-}
-
-/// A tar member to write.
-enum Member<'a> {
-    File(&'a str, &'a [u8], u32),
-    Dir(&'a str),
-    Link(&'a str, &'a str),
-}
-
-fn tar_of(members: &[Member]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for m in members {
-        let mut h = tar::Header::new_gnu();
-        match m {
-            Member::File(path, bytes, mode) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(bytes.len() as u64);
-                h.set_mode(*mode);
-                b.append_data(&mut h, path, *bytes).unwrap();
-            }
-            Member::Dir(path) => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
-                h.set_mode(0o755);
-                b.append_data(&mut h, path, &[][..]).unwrap();
-            }
-            Member::Link(path, target) => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_size(0);
-                h.set_mode(0o777);
-                b.append_link(&mut h, path, target).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
 }
 
 /// A static "program": the ELF header nanoimg reads, then `marker`.
@@ -61,7 +30,7 @@ fn program(marker: &[u8]) -> Vec<u8> {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    common::sha256_digest(bytes)[7..].to_string()
+    images::sha(bytes)[7..].to_string()
 }
 
 /// The SHA-256 `nanoimg inspect --files --json` reports for `path` in `image`.
@@ -110,16 +79,16 @@ fn paths_in_an_image_are_resolved_in_the_image_not_on_the_host() {
     let abs_mawk = format!("/{mawk}");
     let abs_planted = format!("/{p}");
     let tar = tar_of(&[
-        Member::Dir("etc/alternatives"),
-        Member::Dir("usr/bin"),
-        Member::Dir("var"),
-        Member::File(&mawk, &image_mawk, 0o755),
-        Member::File(&data, b"image data", 0o644),
-        Member::Link("etc/alternatives/awk", &abs_mawk),
-        Member::Link("usr/bin/awk", "/etc/alternatives/awk"),
-        Member::Link("var/run", &abs_planted),
+        E::Dir("etc/alternatives"),
+        E::Dir("usr/bin"),
+        E::Dir("var"),
+        E::File(&mawk, &image_mawk),
+        E::File(&data, b"image data"),
+        E::Symlink("etc/alternatives/awk", &abs_mawk),
+        E::Symlink("usr/bin/awk", "/etc/alternatives/awk"),
+        E::Symlink("var/run", &abs_planted),
     ]);
-    let layout = common::oci_layout(&dir.join("img"), &[tar]);
+    let layout = images::layout(&dir.join("img"), &[tar], true);
     std::fs::write(
         dir.join("config.json"),
         r#"{"MapDirs": {"/var/run/*": "/run"}}"#,
@@ -145,8 +114,8 @@ fn paths_in_an_image_are_resolved_in_the_image_not_on_the_host() {
     assert_eq!(packed_sha(dir, &out, "/run/mawk"), sha(&image_mawk));
 
     // A program that is a link to a host path the image does not hold: refused, naming it.
-    let tar = tar_of(&[Member::Dir("bin"), Member::Link("bin/sh", "/etc/passwd")]);
-    let layout = common::oci_layout(&dir.join("img2"), &[tar]);
+    let tar = tar_of(&[E::Dir("bin"), E::Symlink("bin/sh", "/etc/passwd")]);
+    let layout = images::layout(&dir.join("img2"), &[tar], true);
     let o = build(
         dir,
         &[os("--from-image"), layout.as_os_str(), os("/bin/sh")],
@@ -169,16 +138,12 @@ fn a_hostile_member_name_is_printed_escaped() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     let name = "evil\n\x1b[32mnanoimg: all good\x1b[0m/../../x";
-    // The tar crate refuses `..` when building; write the header by hand.
-    let mut h = tar::Header::new_gnu();
-    h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(0);
-    h.set_mode(0o644);
-    h.set_cksum();
-    let mut tar = h.as_bytes().to_vec();
-    tar.extend_from_slice(&[0u8; 1024]);
-    let layout = common::oci_layout(&dir.join("img"), &[tar]);
+    // The tar crate refuses `..` when building: the name goes into the header as it is.
+    let layout = images::layout(
+        &dir.join("img"),
+        &[tar_of(&[E::RawName(name.as_bytes())])],
+        true,
+    );
     let prog = dir.join("prog");
     std::fs::write(&prog, program(b"")).unwrap();
     let o = common::nanoimg(
@@ -205,7 +170,7 @@ fn a_hostile_member_name_is_printed_escaped() {
 fn a_fifo_index_is_refused_at_once() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let layout = common::oci_layout(&dir.join("img"), &[tar_of(&[Member::Dir("x")])]);
+    let layout = images::layout(&dir.join("img"), &[tar_of(&[E::Dir("x")])], true);
     std::fs::remove_file(layout.join("index.json")).unwrap();
     let c =
         std::ffi::CString::new(layout.join("index.json").as_os_str().as_encoded_bytes()).unwrap();
@@ -249,26 +214,14 @@ fn device_files_and_fifos_are_skipped_with_one_note() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     common::fake_release(dir);
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, kind) in [
-        ("dev/null", tar::EntryType::Char),
-        ("dev/sda", tar::EntryType::Block),
-        ("run/fifo", tar::EntryType::Fifo),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_size(0);
-        h.set_mode(0o666);
-        b.append_data(&mut h, path, &[][..]).unwrap();
-    }
     let prog = program(b"in image");
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(prog.len() as u64);
-    h.set_mode(0o755);
-    b.append_data(&mut h, "app", &prog[..]).unwrap();
-    let tar = b.into_inner().unwrap();
-    let layout = common::oci_layout(&dir.join("img"), &[tar]);
+    let tar = tar_of(&[
+        E::Char("dev/null"),
+        E::Block("dev/sda"),
+        E::Fifo("run/fifo"),
+        E::File("app", &prog),
+    ]);
+    let layout = images::layout(&dir.join("img"), &[tar], true);
     let out = dir.join("app.img");
     let o = build(
         dir,
@@ -304,12 +257,8 @@ fn inspect_lists_hostile_names_escaped() {
     common::fake_release(dir);
     let evil = "etc/evil\n\x1b[31mnanoimg: all good";
     let prog = program(b"");
-    let tar = tar_of(&[
-        Member::Dir("etc"),
-        Member::File(evil, b"x", 0o644),
-        Member::File("app", &prog, 0o755),
-    ]);
-    let layout = common::oci_layout(&dir.join("img"), &[tar]);
+    let tar = tar_of(&[E::Dir("etc"), E::File(evil, b"x"), E::File("app", &prog)]);
+    let layout = images::layout(&dir.join("img"), &[tar], true);
     std::fs::write(dir.join("config.json"), r#"{"Dirs": ["/etc"]}"#).unwrap();
     let out = dir.join("evil.img");
     let o = build(

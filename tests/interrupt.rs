@@ -11,6 +11,8 @@
 //! inside the job, not a guess at how fast the machine is.
 
 mod common;
+#[path = "../crates/oci/tests/common/mod.rs"]
+mod images;
 
 #[path = "../crates/release/tests/http/mod.rs"]
 mod http;
@@ -350,8 +352,8 @@ fn two_sigterms_while_unpacking_an_image_leave_nothing() {
     // 48 files of 4 MiB of zeros: 192 MiB to write, a few KiB to store.
     let zeros = vec![0u8; 4 << 20];
     let names: Vec<String> = (0..48).map(|i| format!("data/f{i:02}")).collect();
-    let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &zeros[..])).collect();
-    let layout = common::oci_layout(&root.join("image"), &[common::layer_tar(&members)]);
+    let members: Vec<images::E> = names.iter().map(|n| images::E::File(n, &zeros)).collect();
+    let layout = images::layout(&root.join("image"), &[images::tar_of(&members)], true);
     drop(zeros);
     let prog = root.join("prog");
     std::fs::write(&prog, common::tiny_static_elf()).unwrap();

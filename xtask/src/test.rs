@@ -91,17 +91,11 @@ fn installer() -> Option<Vec<&'static str>> {
     sudo_ok.then(|| vec!["sudo", "-n"])
 }
 
+/// Runs `apt-get ARGS`, behind `prefix` (`sudo -n`) when there is one.
 fn apt(prefix: &[&str], args: &[&str]) -> bool {
-    let (cmd, rest) = match prefix.split_first() {
-        Some((first, rest)) => (*first, rest.to_vec()),
-        None => ("apt-get", vec![]),
-    };
-    let mut c = Command::new(cmd);
-    c.args(&rest);
-    if !prefix.is_empty() {
-        c.arg("apt-get");
-    }
-    c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    let mut words = prefix.iter().chain(std::iter::once(&"apt-get")).chain(args);
+    let mut c = Command::new(words.next().unwrap_or(&"apt-get"));
+    c.args(words).env("DEBIAN_FRONTEND", "noninteractive");
     c.status().is_ok_and(|s| s.success())
 }
 

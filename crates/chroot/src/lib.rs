@@ -296,7 +296,7 @@ pub fn resolve(root: &Path, guest: &Path) -> Result<PathBuf, ChrootError> {
 /// FIFO or a device a root holds cannot block the open), then checked with `fstat`; anything
 /// else is an `InvalidInput` error saying what it is.
 pub fn open_regular(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -305,21 +305,29 @@ pub fn open_regular(path: &Path) -> io::Result<std::fs::File> {
     if kind.is_file() {
         return Ok(file);
     }
-    let what = if kind.is_fifo() {
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{}, not a regular file", kind_of(&kind)),
+    ))
+}
+
+/// What a file that is not regular is, for messages: "a FIFO", "a character device", "a
+/// block device", "a socket", "a folder" (else "not a regular file").
+pub fn kind_of(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
         "a FIFO"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device file"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
     } else if kind.is_socket() {
         "a socket"
     } else if kind.is_dir() {
         "a folder"
     } else {
         "not a regular file"
-    };
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{what}, not a regular file"),
-    ))
+    }
 }
 
 /// Reads the regular file at `path` ([`open_regular`]), refusing one longer than `max`

@@ -290,7 +290,9 @@ pub(crate) fn open_regular(
         Err(e) => {
             // A socket cannot be opened at all (ENXIO): say what it is.
             return match std::fs::metadata(path) {
-                Ok(m) if !m.is_file() && !m.is_dir() => Err(refuse(kind_of(&m.file_type()))),
+                Ok(m) if !m.is_file() && !m.is_dir() => {
+                    Err(refuse(nanoimg_chroot::kind_of(&m.file_type())))
+                }
                 _ => Err(Unopened::Refused(read_err(image, member, e))),
             };
         }
@@ -302,25 +304,9 @@ pub(crate) fn open_regular(
         return Err(Unopened::Absent);
     }
     if !meta.is_file() {
-        return Err(refuse(kind_of(&meta.file_type())));
+        return Err(refuse(nanoimg_chroot::kind_of(&meta.file_type())));
     }
     Ok((file, meta.len()))
-}
-
-/// What a file that is not regular is, for messages.
-fn kind_of(t: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
 }
 
 /// The hex part of a `sha256:<64 lower-case hex>` digest, `None` if it is not one.

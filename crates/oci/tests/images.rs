@@ -11,9 +11,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::{blob_path, put_blob, sha};
 use nanoimg_oci::{resolve, unpack, Format, OciError, Platform, Source};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 fn run(cmd: &str, args: &[&str], dir: &Path) {
     let out = Command::new(cmd)
@@ -26,26 +28,6 @@ fn run(cmd: &str, args: &[&str], dir: &Path) {
         "{cmd} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn sha(bytes: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
-}
-
-fn blob_path(layout: &Path, digest: &str) -> PathBuf {
-    layout.join("blobs/sha256").join(&digest[7..])
-}
-
-fn put_blob(layout: &Path, bytes: &[u8]) -> (String, u64) {
-    let d = sha(bytes);
-    std::fs::write(blob_path(layout, &d), bytes).unwrap();
-    (d, bytes.len() as u64)
 }
 
 fn read_json(path: &Path) -> Value {

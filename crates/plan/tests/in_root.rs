@@ -4,6 +4,8 @@
 //! absolute path the root's links name, with different content, and checks (by path and by
 //! content) that the root's file is packed, not the host's.
 
+mod common;
+
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
@@ -11,21 +13,6 @@ use nanoimg_config::Config;
 use nanoimg_plan::{plan, Inputs, Plan, PlanError};
 use nanoimg_release::KernelDir;
 use nanoimg_tfs::{FileSource, Node};
-
-fn tiny_static_elf() -> Vec<u8> {
-    let mut h = vec![0u8; 64];
-    h[..4].copy_from_slice(b"\x7fELF");
-    h[4] = 2;
-    h[5] = 1;
-    h[6] = 1;
-    h[16] = 2;
-    h[18] = 62;
-    h[20] = 1;
-    h[24..32].copy_from_slice(&0x40_1000u64.to_le_bytes());
-    h[52] = 64;
-    h[54] = 56;
-    h
-}
 
 /// A project, a root, and a planted host folder whose absolute path the root's links name.
 struct Setup {
@@ -41,9 +28,9 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let rel = dir.path().join("release");
         std::fs::create_dir_all(&rel).unwrap();
-        std::fs::write(rel.join("kernel.img"), tiny_static_elf()).unwrap();
+        std::fs::write(rel.join("kernel.img"), common::tiny_static_elf()).unwrap();
         std::fs::write(rel.join("boot.img"), b"boot").unwrap();
-        std::fs::write(dir.path().join("prover"), tiny_static_elf()).unwrap();
+        std::fs::write(dir.path().join("prover"), common::tiny_static_elf()).unwrap();
         let kernel = KernelDir::open(&rel).unwrap();
         let planted = tempfile::tempdir().unwrap();
         std::fs::write(planted.path().join("secret"), b"HOST FILE").unwrap();

@@ -3,6 +3,8 @@
 //! `provider/onprem/onprem_volume.go`, and the reference images in ../shared/vectors); then
 //! the errors: unknown field, wrong type, missing file, escaping path.
 
+mod common;
+
 use std::path::PathBuf;
 
 use nanoimg_config::Config;
@@ -10,22 +12,6 @@ use nanoimg_plan::{plan, Inputs, Plan, PlanError, DEFAULT_FREE_SPACE};
 use nanoimg_release::KernelDir;
 use nanoimg_tfs::Node;
 use nanoimg_tuple::print::{nanos_dump, DumpOptions};
-
-/// The 64-byte header of a static x86_64 executable (nothing here runs it).
-fn tiny_static_elf() -> Vec<u8> {
-    let mut h = vec![0u8; 64];
-    h[..4].copy_from_slice(b"\x7fELF");
-    h[4] = 2;
-    h[5] = 1;
-    h[6] = 1;
-    h[16] = 2;
-    h[18] = 62;
-    h[20] = 1;
-    h[24..32].copy_from_slice(&0x40_1000u64.to_le_bytes());
-    h[52] = 64;
-    h[54] = 56;
-    h
-}
 
 /// A project folder: a release with klibs, a program, a config.
 struct Project {
@@ -39,12 +25,12 @@ impl Project {
         let rel = dir.path().join("release");
         std::fs::create_dir_all(rel.join("klibs")).unwrap();
         // The kernel and klibs only need to be x86_64 ELF files here.
-        std::fs::write(rel.join("kernel.img"), tiny_static_elf()).unwrap();
+        std::fs::write(rel.join("kernel.img"), common::tiny_static_elf()).unwrap();
         std::fs::write(rel.join("boot.img"), b"boot").unwrap();
         for k in ["tls", "radar", "firewall", "cloud_init", "ntp"] {
-            std::fs::write(rel.join("klibs").join(k), tiny_static_elf()).unwrap();
+            std::fs::write(rel.join("klibs").join(k), common::tiny_static_elf()).unwrap();
         }
-        std::fs::write(dir.path().join("prover"), tiny_static_elf()).unwrap();
+        std::fs::write(dir.path().join("prover"), common::tiny_static_elf()).unwrap();
         let kernel = KernelDir::open(&rel).unwrap();
         Project { dir, kernel }
     }

@@ -75,9 +75,7 @@ pub fn raw_header(kind: u8, name: &[u8], size: u64) -> Vec<u8> {
 }
 
 fn pad(v: &mut Vec<u8>) {
-    while !v.len().is_multiple_of(512) {
-        v.push(0);
-    }
+    v.resize(v.len().next_multiple_of(512), 0);
 }
 
 /// A tar of `entries`. Headers are GNU ones, so names or targets over 100 bytes get a
