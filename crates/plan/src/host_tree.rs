@@ -318,18 +318,11 @@ pub(crate) fn add_map_dirs(
         let (dir, inside) = match (pattern.starts_with('/'), target_root) {
             (true, Some(r)) => {
                 let guest = if parent.is_empty() { "/" } else { parent };
-                (
-                    in_root(r, "MapDirs", guest, Follow::Folder).map_err(|e| match e {
-                        PlanError::Missing { host, source, .. } => PlanError::Missing {
-                            field: "MapDirs",
-                            entry: pattern.clone(),
-                            host,
-                            source,
-                        },
-                        e => e,
-                    })?,
-                    Some(Resolver::new(r)),
-                )
+                let mut resolver = Resolver::new(r);
+                let dir = resolver
+                    .resolve(Path::new(guest), Follow::Folder)
+                    .map_err(|e| chroot_error("MapDirs", pattern, r, e))?;
+                (dir, Some(resolver))
             }
             (true, None) => (
                 PathBuf::from(if parent.is_empty() { "/" } else { parent }),
