@@ -285,4 +285,32 @@ pub struct Resolved {
     pub layers: Vec<Layer>,
     /// The image's platform (from the config, else from the index entry).
     pub platform: Platform,
+    /// How the image says its application runs (the config's `config` object).
+    pub application: Application,
+}
+
+/// The application an image describes: its config's `Entrypoint`, `Cmd`, `Env` and
+/// `WorkingDir`, as `docker run` would use them. Empty when the config has none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Application {
+    #[serde(rename = "Entrypoint", default, deserialize_with = "null_as_default")]
+    pub entrypoint: Vec<String>,
+    #[serde(rename = "Cmd", default, deserialize_with = "null_as_default")]
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` entries, in the image's order.
+    #[serde(rename = "Env", default, deserialize_with = "null_as_default")]
+    pub env: Vec<String>,
+    /// The working directory (empty: none given).
+    #[serde(rename = "WorkingDir", default, deserialize_with = "null_as_default")]
+    pub working_dir: String,
+}
+
+/// `null` (which docker writes for an empty list) read as the type's default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }

@@ -94,6 +94,8 @@ struct Config {
     variant: Option<String>,
     #[serde(default)]
     rootfs: Option<RootFs>,
+    #[serde(default, deserialize_with = "crate::null_as_default")]
+    config: crate::Application,
 }
 
 #[derive(Deserialize)]
@@ -436,6 +438,7 @@ fn resolve_oci(
         config_digest,
         layers,
         platform,
+        application: config.config.clone(),
     })
 }
 
@@ -644,6 +647,7 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
         config_digest: digest,
         layers,
         platform: platform.unwrap_or_else(|| source.platform.clone()),
+        application: config.config.clone(),
     })
 }
 

@@ -633,3 +633,69 @@ fn a_tampered_docker_archive_layer_is_refused() {
     assert!(e.to_string().contains(&r.layers[0].digest), "{e}");
     assert_cache_empty(&cache);
 }
+
+#[test]
+fn the_image_config_says_how_the_application_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let l = build_layout(d.path());
+    run(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            "L:t",
+            "--config.entrypoint",
+            "/usr/bin/python3",
+            "--config.entrypoint",
+            "-u",
+            "--config.cmd",
+            "main.py",
+            "--config.env",
+            "LANG=C.UTF-8",
+            "--config.workingdir",
+            "/app",
+        ],
+        d.path(),
+    );
+    let app = resolve(&Source::new(&l, Some("t".into())))
+        .unwrap()
+        .application;
+    assert_eq!(app.entrypoint, ["/usr/bin/python3", "-u"]);
+    assert_eq!(app.cmd, ["main.py"]);
+    assert!(
+        app.env.contains(&"LANG=C.UTF-8".to_string()),
+        "{:?}",
+        app.env
+    );
+    assert_eq!(app.working_dir, "/app");
+
+    // Docker writes null for what is not set; a config without `config` has nothing.
+    for (config, want) in [
+        (
+            json!({"Entrypoint": null, "Cmd": ["/bin/sh"], "Env": null, "WorkingDir": ""}),
+            (vec![], vec!["/bin/sh"], vec![], ""),
+        ),
+        (json!(null), (vec![], vec![], vec![], "")),
+    ] {
+        let m = d.path().join(format!("M{}", config.is_null()));
+        common::init_layout(&m);
+        let desc = common::put_image_with(&m, &[], false, config);
+        common::write_index(&m, vec![desc]);
+        let app = resolve(&Source::new(&m, None)).unwrap().application;
+        assert_eq!(
+            (app.entrypoint, app.cmd, app.env, app.working_dir.as_str()),
+            (
+                want.0
+                    .iter()
+                    .map(|s: &&str| s.to_string())
+                    .collect::<Vec<_>>(),
+                want.1.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                want.2
+                    .iter()
+                    .map(|s: &&str| s.to_string())
+                    .collect::<Vec<_>>(),
+                want.3
+            )
+        );
+    }
+}

@@ -173,6 +173,17 @@ pub fn init_layout(dir: &Path) {
 /// Writes the config and manifest of an amd64 image of `layers` (tars; gzip'd if `gzip`)
 /// into the layout: the manifest's descriptor (media type, digest, size).
 pub fn put_image(layout: &Path, layers: &[Vec<u8>], gzip_them: bool) -> Value {
+    put_image_with(layout, layers, gzip_them, json!({"Env": ["PATH=/bin"]}))
+}
+
+/// [`put_image`] with `application` as the config's `config` object (Entrypoint, Cmd, Env,
+/// WorkingDir).
+pub fn put_image_with(
+    layout: &Path,
+    layers: &[Vec<u8>],
+    gzip_them: bool,
+    application: Value,
+) -> Value {
     let mut diff_ids = vec![];
     let mut descs = vec![];
     for tar in layers {
@@ -188,7 +199,7 @@ pub fn put_image(layout: &Path, layers: &[Vec<u8>], gzip_them: bool) -> Value {
     let config = json!({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "config": {"Env": ["PATH=/bin"]},
+        "config": application,
     });
     let (cd, cs) = put_blob(layout, &serde_json::to_vec(&config).unwrap());
     let manifest = json!({
