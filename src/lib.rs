@@ -24,6 +24,7 @@ pub use nanoimg_plan as plan;
 pub use nanoimg_release as release;
 pub use nanoimg_run as run;
 
+pub mod application;
 mod sysroot;
 pub use nanoimg_tfs as tfs;
 pub use nanoimg_tuple as tuple;
@@ -127,8 +128,10 @@ pub fn kernel(
 /// What to build.
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
-    /// The program on the host.
-    pub program: PathBuf,
+    /// The program on the host (with `from_image`: its path inside the image); `None` with
+    /// `from_image`: the image's own application (its `Entrypoint` + `Cmd`, `Env`,
+    /// `WorkingDir`; see [`application`]).
+    pub program: Option<PathBuf>,
     /// The ops config file, if any.
     pub config: Option<PathBuf>,
     /// Where the kernel comes from.
@@ -160,6 +163,9 @@ pub struct BuildOptions {
     /// `--from-image IMAGE`: `program` is a path inside this container image, which is also
     /// the target root unless one is given.
     pub from_image: Option<String>,
+    /// `--prune`: for the image's own application, pack only the program's closure and what
+    /// the config names instead of the image's whole filesystem.
+    pub prune: bool,
     /// `--platform`: which image to take from a container image holding several.
     pub platform: Option<nanoimg_oci::Platform>,
     /// `--library SONAME`: added to the config's `Libraries`.
@@ -502,6 +508,16 @@ pub enum BuildError {
     ImageLock(#[from] nanoimg_release::ImageLockError),
     #[error("{program} is not a file in the container image given with --from-image ({reason}); give the program's absolute path inside the image")]
     NotInImage { program: PathBuf, reason: String },
+    #[error("the container image {image} names no program (its config has no Entrypoint or Cmd): give PROGRAM, its path inside the image")]
+    NoApplication { image: String },
+    #[error("the container image {image} names the program {program:?} (its Entrypoint + Cmd), which is not an executable file in any folder of its PATH ({path}); give PROGRAM, its path inside the image")]
+    ProgramNotInPath {
+        image: String,
+        program: String,
+        path: String,
+    },
+    #[error("no program to build: give PROGRAM, or --from-image IMAGE to run the image's own Entrypoint + Cmd")]
+    NoProgram,
     #[error("no cache directory: set NANOIMG_CACHE (or HOME / XDG_CACHE_HOME)")]
     NoCache,
     #[error("no output path: give -o, or set HOME or OPS_HOME for ops's ~/.ops/images")]
@@ -554,6 +570,9 @@ impl From<FetchError> for BuildError {
 
 /// Builds an image. Nothing is written at the output path unless the whole image was.
 pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
+    if options.program.is_none() && options.from_image.is_none() {
+        return Err(BuildError::NoProgram);
+    }
     let mut config = match &options.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -583,9 +602,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         options.kernel.release.locked,
         options.kernel.release.update_lock,
     );
-    let mut program = options.program.clone();
+    let mut program = options.program.clone().unwrap_or_default();
     let mut target_root = options.target_root.clone();
     let mut image_root = false;
+    // The image's own application: its whole filesystem is packed unless --prune.
+    let mut pack_root = false;
     // What unpacking the images had to say (members skipped), for the plan's notes.
     let mut image_notes = Vec::new();
     let target_spec = sysroot::target_spec(options.target_root.as_deref(), &config);
@@ -598,9 +619,16 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     if let Some(spec) = &options.from_image {
         let mut root = sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?;
         image_notes.append(&mut root.notes);
-        program = sysroot::program_in(&root, &options.program)?;
+        let in_image = match &options.program {
+            Some(p) => p.clone(),
+            None => {
+                pack_root = !options.prune;
+                application::merge(spec, &root.application, &root.dir, &mut config)?
+            }
+        };
+        program = sysroot::program_in(&root, &in_image)?;
         if config.program.is_none() {
-            config.program = Some(options.program.to_string_lossy().into_owned());
+            config.program = Some(in_image.to_string_lossy().into_owned());
         }
         if target_spec.is_none() {
             target_root = Some(root.dir);
@@ -617,6 +645,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     };
     let kernel_dir = kernel(&options.kernel, &config, &program, arch, &mut lock)?;
     let nanos_version = nanos_version(&options.kernel, &config, arch);
+    let _ = pack_root;
     let mut plan = nanoimg_plan::plan(&Inputs {
         program: &program,
         config: &config,

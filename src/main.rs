@@ -153,9 +153,15 @@ struct BuildArgs {
     #[arg(long, value_name = "ARCH")]
     arch: Option<nanoimg::elf::Arch>,
     /// Take the program from this container image: PROGRAM is then its absolute path inside
-    /// the image, which is also the target root unless one is given.
+    /// the image, which is also the target root unless one is given. Without PROGRAM, the
+    /// image's own application: its Entrypoint + Cmd, Env and WorkingDir, with its whole
+    /// filesystem packed (see --prune).
     #[arg(long, value_name = "IMAGE")]
     from_image: Option<String>,
+    /// With --from-image and no PROGRAM: pack only the program's closure, the paths the
+    /// config names and the libraries packed ELFs need, not the image's whole filesystem.
+    #[arg(long, requires = "from_image")]
+    prune: bool,
     #[command(flatten)]
     resolution: Resolution,
 }
@@ -177,6 +183,7 @@ impl BuildArgs {
             (self.arch.is_some(), "--arch"),
             (self.resolution.target_root.is_some(), "--target-root"),
             (self.from_image.is_some(), "--from-image"),
+            (self.prune, "--prune"),
             (self.resolution.platform.is_some(), "--platform"),
             (!self.resolution.libraries.is_empty(), "--library"),
         ]
@@ -187,12 +194,12 @@ impl BuildArgs {
     /// The build of `program` into `output`.
     fn options(
         self,
-        program: PathBuf,
+        program: impl Into<Option<PathBuf>>,
         output: Option<PathBuf>,
         file_digests: bool,
     ) -> nanoimg::BuildOptions {
         nanoimg::BuildOptions {
-            program,
+            program: program.into(),
             config: self.config,
             kernel: nanoimg::KernelOptions {
                 kernel_dir: self.kernel.kernel_dir,
@@ -216,6 +223,7 @@ impl BuildArgs {
             uefi: self.uefi,
             libraries: self.resolution.libraries,
             from_image: self.from_image,
+            prune: self.prune,
             // A container image's platform follows --arch unless --platform is given.
             platform: self.resolution.platform.or_else(|| {
                 self.arch.map(|a| nanoimg::oci::Platform {
@@ -236,8 +244,10 @@ impl BuildArgs {
 enum Command {
     /// Package a program as a bootable Nanos disk image (like `ops build`).
     Build {
-        /// The program to run in the image.
-        program: PathBuf,
+        /// The program to run in the image [default with --from-image: the image's
+        /// Entrypoint + Cmd].
+        #[arg(required_unless_present = "from_image")]
+        program: Option<PathBuf>,
         #[command(flatten)]
         build: BuildArgs,
         /// Where to write the image [default: where ops puts it, ~/.ops/images/<name>, honouring

@@ -56,6 +56,8 @@ pub struct Root {
     /// the device files and FIFOs skipped in a layer). Empty when `reused`: a cached root
     /// does not repeat them.
     pub notes: Vec<String>,
+    /// How the image's config says its application runs ([`Resolved::application`]).
+    pub application: crate::Application,
     /// Path inside the root (`a/b`) → index into `layers`.
     files: HashMap<String, u32>,
 }
@@ -107,6 +109,7 @@ impl Root {
             layers: l.layers,
             reused: true,
             notes: Vec::new(),
+            application: crate::Application::default(),
             files: l.files.into_iter().collect(),
         }))
     }
@@ -123,7 +126,8 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
     })?;
     let entries = cache_root.join("rootfs");
     let entry = entries.join(hex);
-    if let Some(root) = Root::load(&entry, &resolved.manifest_digest)? {
+    if let Some(mut root) = Root::load(&entry, &resolved.manifest_digest)? {
+        root.application = resolved.application.clone();
         return Ok(root);
     }
     let write = |path: &Path| {
@@ -179,7 +183,10 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
     // Another process may have got there first: keep its entry.
     if let Err(e) = staged.persist(&entry) {
         return match Root::load(&entry, &resolved.manifest_digest)? {
-            Some(root) => Ok(root),
+            Some(root) => Ok(Root {
+                application: resolved.application.clone(),
+                ..root
+            }),
             None => Err(write(&entry)(e)),
         };
     }
@@ -189,6 +196,7 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
         layers,
         reused: false,
         notes,
+        application: resolved.application.clone(),
         files: json.files.into_iter().collect(),
     })
 }
