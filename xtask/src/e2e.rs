@@ -21,6 +21,7 @@ use crate::boot::{self, Accel, Boot, RunOptions};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::apps;
 use crate::arm64;
 use crate::endings;
 use crate::expect;
@@ -187,6 +188,14 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
             &mut |case, report| record(case, report, formats::SUBDIR),
         )?;
     }
+    // Whole applications from container images, by their own Entrypoint.
+    apps::run_cases(
+        &tools,
+        &nanoimg,
+        work_dir,
+        args.timeout_secs,
+        &mut |case, report| record(case, report, apps::SUBDIR),
+    )?;
     arm64::run_cases(
         &arm64_setup,
         &tools,

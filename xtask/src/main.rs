@@ -74,6 +74,7 @@
 //!
 //! [cargo-xtask]: https://github.com/matklad/cargo-xtask
 
+mod apps;
 mod arm64;
 mod bench;
 mod boot;

@@ -102,24 +102,7 @@ pub fn make_image(tools: &Tools, work_dir: &Path, plugin: &Path) -> Result<Strin
     let layout = work_dir.join(LAYOUT_DIR);
     let bundle = work_dir.join(BUNDLE_DIR);
     let image = format!("{}:{TAG}", layout.display());
-    let umoci = |args: &[&str]| -> Result<()> {
-        let mut command = Command::new(&tools.umoci);
-        command
-            .current_dir(work_dir)
-            .args(args)
-            .stdin(Stdio::null());
-        let output = command
-            .output()
-            .with_context(|| format!("running {command:?}"))?;
-        if !output.status.success() {
-            bail!(
-                "{command:?} failed with {}\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim_end()
-            );
-        }
-        Ok(())
-    };
+    let umoci = |args: &[&str]| run_tool(&tools.umoci, work_dir, args);
     let layout_arg = layout.to_string_lossy();
     let bundle_arg = bundle.to_string_lossy();
     umoci(&["init", "--layout", &layout_arg])?;
@@ -148,6 +131,24 @@ pub fn make_image(tools: &Tools, work_dir: &Path, plugin: &Path) -> Result<Strin
 
     umoci(&["repack", "--image", &image, &bundle_arg])?;
     Ok(image)
+}
+
+/// Runs `program` with `args` in `dir` (no stdin); its failure is an error carrying its
+/// status and stderr.
+pub fn run_tool(program: &Path, dir: &Path, args: &[&str]) -> Result<()> {
+    let mut command = Command::new(program);
+    command.current_dir(dir).args(args).stdin(Stdio::null());
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed with {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    Ok(())
 }
 
 /// `nanoimg: packed GUEST <- SOURCE` lines of a build's stderr.
