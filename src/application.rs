@@ -8,6 +8,10 @@
 //!   image's, else Docker's default) inside the image, as a runtime's `execvp` would; a
 //!   relative path with `/` is taken from `WorkingDir`. The image path found becomes the
 //!   config's `Program` (argv[0]).
+//! - **The config's `Program`**, when it has one, replaces `Entrypoint` + `Cmd` (as
+//!   `docker run --entrypoint` does): it is looked up as that first word would be, and the
+//!   config's `Args` (or `-a`) are the only arguments. Gevulot's prover manifest
+//!   (`"Program": "prover"`) thus finds `/usr/local/bin/prover` in the image's `PATH`.
 //! - **Arguments.** The rest of `Entrypoint` + `Cmd`. Arguments given with `-a` or the
 //!   config's `Args` replace the `Cmd` part, as `docker run IMAGE ARGS…` does; `Entrypoint`'s
 //!   own arguments stay.
@@ -34,6 +38,14 @@ pub fn merge(
     root: &Path,
     config: &mut Config,
 ) -> Result<PathBuf, BuildError> {
+    // The config's Program replaces Entrypoint + Cmd, as `docker run --entrypoint` does;
+    // its Args are then the only arguments.
+    if let Some(program) = config.program.clone() {
+        let program = find_program(image, app, root, &program, config)?;
+        config.program = Some(program.to_string_lossy().into_owned());
+        merge_env(app, config);
+        return Ok(program);
+    }
     let mut words = app.entrypoint.iter().chain(&app.cmd);
     let Some(first) = words.next() else {
         return Err(BuildError::NoApplication {
@@ -64,7 +76,14 @@ pub fn merge(
         }
     }
     config.args = args;
+    merge_env(app, config);
+    let program = find_program(image, app, root, first, config)?;
+    config.program = Some(program.to_string_lossy().into_owned());
+    Ok(program)
+}
 
+/// The image's `Env` and `WorkingDir` under what `config` sets.
+fn merge_env(app: &Application, config: &mut Config) {
     for entry in &app.env {
         if let Some((key, value)) = entry.split_once('=') {
             if !key.is_empty() {
@@ -81,10 +100,6 @@ pub fn merge(
             serde_json::Value::String(app.working_dir.clone()),
         );
     }
-
-    let program = find_program(image, app, root, first, config)?;
-    config.program = Some(program.to_string_lossy().into_owned());
-    Ok(program)
 }
 
 /// Where `word` (the first word of `Entrypoint` + `Cmd`) is inside the image, as an
@@ -199,6 +214,29 @@ mod tests {
     }
 
     #[test]
+    fn the_configs_program_replaces_entrypoint_and_cmd() {
+        let d = tempfile::tempdir().unwrap();
+        exe(d.path(), "/usr/local/bin/prover");
+        let app = Application {
+            entrypoint: words(&["/usr/local/bin/other"]),
+            cmd: words(&["--serve"]),
+            env: words(&["RUST_LOG=info"]),
+            working_dir: "/w".into(),
+        };
+        let mut config = Config {
+            program: Some("prover".into()),
+            args: words(&["--once"]),
+            ..Config::default()
+        };
+        let program = merge("img", &app, d.path(), &mut config).unwrap();
+        assert_eq!(program, Path::new("/usr/local/bin/prover"));
+        assert_eq!(config.program.as_deref(), Some("/usr/local/bin/prover"));
+        assert_eq!(config.args, words(&["--once"]));
+        assert_eq!(config.env["RUST_LOG"], "info");
+        assert_eq!(config.manifest_passthrough["cwd"], "/w");
+    }
+
+    #[test]
     fn cmd_only_relative_paths_and_failures() {
         let d = tempfile::tempdir().unwrap();
         exe(d.path(), "/srv/bin/prover");
@@ -234,7 +272,7 @@ mod tests {
         let e = merge("img", &missing, d.path(), &mut Config::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "the container image img names the program \"prover\" (its Entrypoint + Cmd), which is not an executable file in any folder of its PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin); give PROGRAM, its path inside the image"
+            "the program \"prover\" is not an executable file in any folder of the PATH of the container image img (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin); give PROGRAM, its path inside the image"
         );
     }
 }

@@ -510,7 +510,7 @@ pub enum BuildError {
     NotInImage { program: PathBuf, reason: String },
     #[error("the container image {image} names no program (its config has no Entrypoint or Cmd): give PROGRAM, its path inside the image")]
     NoApplication { image: String },
-    #[error("the container image {image} names the program {program:?} (its Entrypoint + Cmd), which is not an executable file in any folder of its PATH ({path}); give PROGRAM, its path inside the image")]
+    #[error("the program {program:?} is not an executable file in any folder of the PATH of the container image {image} ({path}); give PROGRAM, its path inside the image")]
     ProgramNotInPath {
         image: String,
         program: String,
