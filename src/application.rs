@@ -41,9 +41,9 @@ pub fn merge(
     // The config's Program replaces Entrypoint + Cmd, as `docker run --entrypoint` does;
     // its Args are then the only arguments.
     if let Some(program) = config.program.clone() {
+        merge_env(app, config);
         let program = find_program(image, app, root, &program, config)?;
         config.program = Some(program.to_string_lossy().into_owned());
-        merge_env(app, config);
         return Ok(program);
     }
     let mut words = app.entrypoint.iter().chain(&app.cmd);

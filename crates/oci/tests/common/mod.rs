@@ -29,6 +29,8 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// A member of a layer made with [`tar_of`].
 pub enum E<'a> {
     File(&'a str, &'a [u8]),
+    /// A regular file with mode 0755.
+    Exec(&'a str, &'a [u8]),
     Dir(&'a str),
     Symlink(&'a str, &'a str),
     Hardlink(&'a str, &'a str),
@@ -87,8 +89,12 @@ pub fn tar_of(entries: &[E]) -> Vec<u8> {
         h.set_size(0);
         h.set_mode(0o755);
         match e {
-            E::File(p, data) => {
-                h.set_mode(0o644);
+            E::File(p, data) | E::Exec(p, data) => {
+                h.set_mode(if matches!(e, E::Exec(..)) {
+                    0o755
+                } else {
+                    0o644
+                });
                 h.set_size(data.len() as u64);
                 b.append_data(&mut h, p, *data).unwrap();
             }
