@@ -9,6 +9,8 @@
 //!   main.py --config.workingdir /app --config.env GREETING=…`). The image's whole
 //!   filesystem is packed; `main.py` imports `hashlib` (its `_hashlib` extension loads
 //!   `libcrypto.so.3`) and prints what it computed.
+//! - `app-node`: the same with Debian's `nodejs` and `/app/server.js` (which uses `crypto`;
+//!   Node loads its own JavaScript from `/usr/share/nodejs` at start).
 //! - `app-prover`: a prover-shaped Rust program (`samples/prover_app.rs`, static) at
 //!   `/usr/local/bin/prover` in an image whose Entrypoint is the prover and whose Cmd is
 //!   `--task witness-42`, built with `--prune` (only the program's closure and what the
@@ -29,9 +31,8 @@ use crate::sysroot::run_tool;
 /// Subfolder of the work directory (and of `--keep`) for these cases.
 pub const SUBDIR: &str = "apps";
 
-/// The Debian suite the Python root comes from, and the packages added to `essential`.
+/// The Debian suite the interpreter cases' roots come from.
 const DEBIAN_SUITE: &str = "bookworm";
-const PYTHON_PACKAGES: &str = "python3-minimal,libpython3.11-stdlib";
 
 /// `main.py` of the Python case.
 const MAIN_PY: &str = r#"import hashlib, os, sys
@@ -42,8 +43,16 @@ print("main.py: sha256 " + hashlib.sha256(b"nanoimg").hexdigest())
 print("main.py: md5 " + hashlib.md5(b"nanoimg").hexdigest())
 print("HELLO-DONE")
 "#;
-/// The image's `GREETING`.
-const PYTHON_GREETING: &str = "hello-from-image";
+/// `server.js` of the Node case.
+const SERVER_JS: &str = r#"const crypto = require('crypto');
+console.log('server.js: node ' + process.versions.node.split('.')[0]);
+console.log('server.js: cwd ' + process.cwd());
+console.log('server.js: greeting ' + process.env.GREETING);
+console.log('server.js: sha256 ' + crypto.createHash('sha256').update('nanoimg').digest('hex'));
+console.log('HELLO-DONE');
+"#;
+/// The images' `GREETING` (the scripts print it).
+const GREETING: &str = "hello-from-image";
 
 /// The prover's task (its Cmd), mode (its Env) and parameters (`params.txt` in its
 /// WorkingDir).
@@ -74,7 +83,11 @@ pub fn run_cases(
 ) -> Result<()> {
     let dir = work_dir.join(SUBDIR);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let cases: [(&str, MakeCase); 2] = [("app-python", python_case), ("app-prover", prover_case)];
+    let cases: [(&str, MakeCase); 3] = [
+        ("app-python", python_case),
+        ("app-node", node_case),
+        ("app-prover", prover_case),
+    ];
     for (name, make) in cases {
         let report = match make(tools, &dir) {
             Ok(case) => run_case(&case, tools, nanoimg, &dir, timeout_secs)?,
@@ -129,10 +142,60 @@ fn run_case(
     Ok(report)
 }
 
-/// The Python case's image: a Debian root from mmdebstrap and an app layer.
+/// An interpreter case: a Debian root with `packages` from mmdebstrap and an app layer
+/// holding `/app/<script>`, run by `interpreter` with WorkingDir `/app`.
+struct DebianApp {
+    name: &'static str,
+    packages: &'static str,
+    interpreter: &'static str,
+    script: (&'static str, &'static str),
+    expected: &'static [&'static str],
+}
+
+const PYTHON: DebianApp = DebianApp {
+    name: "app-python",
+    packages: "python3-minimal,libpython3.11-stdlib",
+    interpreter: "/usr/bin/python3",
+    script: ("main.py", MAIN_PY),
+    expected: &[
+        "main.py: python 3.11",
+        "main.py: cwd /app",
+        "main.py: greeting hello-from-image",
+        // sha256("nanoimg") and md5("nanoimg"): hashlib through _hashlib (OpenSSL).
+        "main.py: sha256 54d87eed0370effde73433c031cd006bd56666bacc6086b8fd35321fe4f4902d",
+        "main.py: md5 590989a2ab857f06f276ae93d855a0a8",
+        expect::DONE_MARKER,
+    ],
+};
+
+const NODE: DebianApp = DebianApp {
+    name: "app-node",
+    packages: "nodejs",
+    interpreter: "/usr/bin/node",
+    script: ("server.js", SERVER_JS),
+    expected: &[
+        "server.js: node 18",
+        "server.js: cwd /app",
+        "server.js: greeting hello-from-image",
+        "server.js: sha256 54d87eed0370effde73433c031cd006bd56666bacc6086b8fd35321fe4f4902d",
+        expect::DONE_MARKER,
+    ],
+};
+
 fn python_case(tools: &Tools, dir: &Path) -> Result<Case> {
-    let work = dir.join("python");
-    fs::create_dir_all(work.join("app/app")).context("creating the Python case's folder")?;
+    debian_case(&PYTHON, tools, dir)
+}
+
+fn node_case(tools: &Tools, dir: &Path) -> Result<Case> {
+    debian_case(&NODE, tools, dir)
+}
+
+/// The image of `app`: a Debian root from mmdebstrap and the app layer, Entrypoint the
+/// interpreter, Cmd the script, WorkingDir `/app`, Env `GREETING`.
+fn debian_case(app: &DebianApp, tools: &Tools, dir: &Path) -> Result<Case> {
+    let work = dir.join(app.name);
+    fs::create_dir_all(work.join("app/app"))
+        .with_context(|| format!("creating {}", work.display()))?;
     let root_tar = work.join("debian.tar");
     run_tool(
         Path::new("mmdebstrap"),
@@ -140,20 +203,22 @@ fn python_case(tools: &Tools, dir: &Path) -> Result<Case> {
         &[
             "--quiet",
             "--variant=essential",
-            &format!("--include={PYTHON_PACKAGES}"),
+            &format!("--include={}", app.packages),
             DEBIAN_SUITE,
             &root_tar.to_string_lossy(),
         ],
     )
     .context("mmdebstrap (Debian/Ubuntu: apt-get install mmdebstrap)")?;
-    fs::write(work.join("app/app/main.py"), MAIN_PY).context("writing main.py")?;
+    let (script, text) = app.script;
+    fs::write(work.join("app/app").join(script), text)
+        .with_context(|| format!("writing {script}"))?;
     let app_tar = work.join("app.tar");
     run_tool(
         Path::new("tar"),
         &work.join("app"),
         &["-cf", &app_tar.to_string_lossy(), "app"],
     )?;
-    let image = layout_image(tools, &work, "py", &[&root_tar, &app_tar])?;
+    let image = layout_image(tools, &work, "app", &[&root_tar, &app_tar])?;
     run_tool(
         &tools.umoci,
         &work,
@@ -162,30 +227,20 @@ fn python_case(tools: &Tools, dir: &Path) -> Result<Case> {
             "--image",
             &image,
             "--config.entrypoint",
-            "/usr/bin/python3",
+            app.interpreter,
             "--config.cmd",
-            "main.py",
+            script,
             "--config.workingdir",
             "/app",
             "--config.env",
-            &format!("GREETING={PYTHON_GREETING}"),
+            &format!("GREETING={GREETING}"),
         ],
     )?;
     Ok(Case {
-        name: "app-python",
+        name: app.name,
         image,
         build_flags: &[],
-        expected: [
-            "main.py: python 3.11".to_string(),
-            "main.py: cwd /app".into(),
-            format!("main.py: greeting {PYTHON_GREETING}"),
-            // sha256("nanoimg") and md5("nanoimg"): hashlib through _hashlib (OpenSSL).
-            "main.py: sha256 54d87eed0370effde73433c031cd006bd56666bacc6086b8fd35321fe4f4902d"
-                .into(),
-            "main.py: md5 590989a2ab857f06f276ae93d855a0a8".into(),
-            expect::DONE_MARKER.into(),
-        ]
-        .to_vec(),
+        expected: app.expected.iter().map(|l| l.to_string()).collect(),
     })
 }
 
