@@ -21,6 +21,7 @@ pub use nanoimg_elf as elf;
 pub use nanoimg_inspect as inspect;
 pub use nanoimg_oci as oci;
 pub use nanoimg_plan as plan;
+pub use nanoimg_registry as registry;
 pub use nanoimg_release as release;
 pub use nanoimg_run as run;
 
@@ -175,6 +176,9 @@ pub struct BuildOptions {
     /// Also compute the SHA-256 of every file in the image for [`BuildReport::files`] (one
     /// more hash of all the data, on its own thread; `--json` asks for it).
     pub file_digests: bool,
+    /// `--insecure-registry HOST:PORT`: registries (of `docker://` images) reached over
+    /// plain HTTP instead of TLS.
+    pub insecure_registries: Vec<String>,
 }
 
 /// Most characters of one message line nanoimg prints; a longer one is cut with `…`.
@@ -274,6 +278,7 @@ pub struct DepsReport {
 }
 
 /// Resolves a program's dynamic closure without building anything (`nanoimg deps`).
+#[allow(clippy::too_many_arguments)]
 pub fn deps(
     program: &Path,
     config: Option<&Path>,
@@ -282,6 +287,7 @@ pub fn deps(
     libraries: &[String],
     platform: Option<nanoimg_oci::Platform>,
     arch: Option<Arch>,
+    insecure_registries: &[String],
 ) -> Result<DepsReport, BuildError> {
     let mut config = match config {
         Some(p) => Config::load(p)?,
@@ -304,6 +310,10 @@ pub fn deps(
             &mut Lock::default(),
             false,
             false,
+            &sysroot::Access {
+                offline: false,
+                insecure: insecure_registries,
+            },
         )?),
         None => None,
     };
@@ -506,6 +516,10 @@ pub enum BuildError {
     Oci(#[from] Box<nanoimg_oci::OciError>),
     #[error(transparent)]
     ImageLock(#[from] nanoimg_release::ImageLockError),
+    #[error(transparent)]
+    Registry(#[from] Box<nanoimg_registry::RegistryError>),
+    #[error("the image {image} is needed and --offline forbids fetching it: {what}; run once without --offline to pull it into the cache")]
+    NotCached { image: String, what: String },
     #[error("{program} is not a file in the container image given with --from-image ({reason}); give the program's absolute path inside the image")]
     NotInImage { program: PathBuf, reason: String },
     #[error("the container image {image} names no program (its config has no Entrypoint or Cmd): give PROGRAM, its path inside the image")]
@@ -602,6 +616,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         options.kernel.release.locked,
         options.kernel.release.update_lock,
     );
+    let access = sysroot::Access {
+        offline: options.kernel.release.offline,
+        insecure: &options.insecure_registries,
+    };
     let mut program = options.program.clone().unwrap_or_default();
     let mut target_root = options.target_root.clone();
     let mut image_root = false;
@@ -611,13 +629,27 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut image_notes = Vec::new();
     let target_spec = sysroot::target_spec(options.target_root.as_deref(), &config);
     if let Some(spec) = target_spec.as_deref().filter(|s| sysroot::is_image(s)) {
-        let mut root = sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?;
+        let mut root = sysroot::open(
+            spec,
+            options.platform.as_ref(),
+            &mut lock,
+            locked,
+            update,
+            &access,
+        )?;
         image_notes.append(&mut root.notes);
         target_root = Some(root.dir);
         image_root = true;
     }
     if let Some(spec) = &options.from_image {
-        let mut root = sysroot::open(spec, options.platform.as_ref(), &mut lock, locked, update)?;
+        let mut root = sysroot::open(
+            spec,
+            options.platform.as_ref(),
+            &mut lock,
+            locked,
+            update,
+            &access,
+        )?;
         image_notes.append(&mut root.notes);
         let in_image = match &options.program {
             Some(p) => p.clone(),

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 mod kernel_cmd;
 mod look;
 mod run;
+mod transfer;
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +101,10 @@ struct Resolution {
     /// Also search the build host's LD_LIBRARY_PATH, after DT_RPATH, as the loader would.
     #[arg(long)]
     ld_library_path: bool,
+    /// Reach this registry (of a docker:// image) over plain HTTP instead of TLS
+    /// (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
     /// Also pack this library (a soname the program loads at run time, with its own
     /// dependencies), as the config's "Libraries" (repeatable).
     #[arg(long = "library", value_name = "SONAME")]
@@ -234,6 +239,7 @@ impl BuildArgs {
             arch: self.arch,
             format: None,
             file_digests,
+            insecure_registries: self.resolution.insecure_registries,
         }
     }
 }
@@ -328,6 +334,35 @@ enum Command {
     Volume {
         #[command(subcommand)]
         command: VolumeCommand,
+    },
+    /// Upload a built image (any format) to a registry as an OCI artifact; prints the
+    /// manifest digest.
+    Push {
+        /// The image file.
+        image: PathBuf,
+        /// Where: docker://HOST[:PORT]/REPO:TAG.
+        reference: String,
+        /// Reach this registry over plain HTTP instead of TLS (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+        insecure_registries: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download an image pushed with `nanoimg push` (docker://HOST/REPO:TAG or
+    /// …@sha256:DIGEST), verified as it streams, written atomically.
+    Pull {
+        /// docker://HOST[:PORT]/REPO[:TAG] or docker://HOST[:PORT]/REPO@sha256:HEX.
+        reference: String,
+        /// The file to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Reach this registry over plain HTTP instead of TLS (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+        insecure_registries: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Pinned Nanos releases: fetch, list, verify the cache.
     Kernel {
@@ -436,6 +471,32 @@ fn dispatch(command: Command) -> ExitCode {
             json,
         } => deps(&program, config, resolution, arch, json),
         Command::Kernel { command } => kernel_cmd::kernel(command),
+        Command::Push {
+            image,
+            reference,
+            insecure_registries,
+            json,
+        } => {
+            return finish(transfer::push(
+                &image,
+                &reference,
+                &insecure_registries,
+                json,
+            ))
+        }
+        Command::Pull {
+            reference,
+            output,
+            insecure_registries,
+            json,
+        } => {
+            return finish(transfer::pull(
+                &reference,
+                &output,
+                &insecure_registries,
+                json,
+            ))
+        }
         Command::Inspect { image, files, json } => look::inspect(&image, files, json),
         Command::Diff { a, b, json } => {
             return match look::diff(&a, &b, json) {
@@ -468,6 +529,17 @@ fn dispatch(command: Command) -> ExitCode {
             println!("Volume file:{}", nanoimg::display_path(&r.output).display());
         }),
     };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The exit status of a command that failed with `result`'s error (printed as one line).
+fn finish<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -667,6 +739,7 @@ fn deps(
         &resolution.libraries,
         platform,
         arch,
+        &resolution.insecure_registries,
     )?;
     for note in &report.notes {
         say(note);

@@ -144,8 +144,15 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     // A program is built first, into -o or a temporary file kept for the run.
     let mut temporary = None;
     let mut build_shares = Vec::new();
-    let image = if cmd.build.from_image.is_some()
-        || is_program(&cmd.target, cmd.build.config.is_some())?
+    let docker = cmd
+        .target
+        .to_str()
+        .filter(|t| nanoimg::registry::is_reference(t));
+    let image = if let Some(reference) = docker {
+        // An image pushed with `nanoimg push`: pulled into the cache by digest, run from there.
+        crate::transfer::pull_to_cache(reference, &cmd.build.resolution.insecure_registries)
+            .map_err(|e| RunCliError::Usage(e.to_string()))?
+    } else if cmd.build.from_image.is_some() || is_program(&cmd.target, cmd.build.config.is_some())?
     {
         if cmd.print_command && cmd.output.is_none() {
             return Err(RunCliError::Usage(

@@ -2,11 +2,15 @@
 //! layout, an OCI archive or a docker-archive (with `:REF` to pick a tag), and `--from-image`.
 //! The image is an input like the kernel: its manifest digest is checked against and
 //! recorded in `nanoimg.lock`, every blob is verified as it is read, and the unpacked root is
-//! cached by digest (`nanoimg-oci`).
+//! cached by digest (`nanoimg-oci`). A spec starting with `docker://` is an image in a
+//! registry: pulled into the cache by digest (`nanoimg-registry`), or with `--offline`
+//! taken from the cache by the digest the reference or the lock gives, then read the same
+//! way.
 
 use std::path::{Path, PathBuf};
 
 use nanoimg_oci::{Platform, Root, Source};
+use nanoimg_registry::Reference;
 use nanoimg_release::Lock;
 
 use crate::BuildError;
@@ -22,6 +26,9 @@ pub fn target_spec(explicit: Option<&Path>, config: &nanoimg_config::Config) -> 
 /// or a folder holding an OCI layout (`oci-layout` or `index.json`) or a docker-archive's
 /// `manifest.json`.
 pub fn is_image(spec: &str) -> bool {
+    if nanoimg_registry::is_reference(spec) {
+        return true;
+    }
     let path = Source::parse(spec).path;
     if path.is_file() {
         return true;
@@ -29,6 +36,15 @@ pub fn is_image(spec: &str) -> bool {
     ["oci-layout", "index.json", "manifest.json"]
         .iter()
         .any(|f| path.join(f).is_file())
+}
+
+/// How images in registries are reached (`docker://` specs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Access<'a> {
+    /// `--offline`: no network; the image must be in the cache.
+    pub offline: bool,
+    /// `--insecure-registry HOST:PORT`: registries spoken to over plain HTTP.
+    pub insecure: &'a [String],
 }
 
 /// The root of the image `spec`, unpacked into the release cache's folder (or found there),
@@ -39,7 +55,11 @@ pub fn open(
     lock: &mut Lock,
     locked: bool,
     update: bool,
+    access: &Access<'_>,
 ) -> Result<Root, BuildError> {
+    if nanoimg_registry::is_reference(spec) {
+        return open_registry(spec, platform, lock, locked, update, access);
+    }
     let mut source = Source::parse(spec);
     if let Some(p) = platform {
         source = source.with_platform(p.clone());
@@ -51,6 +71,61 @@ pub fn open(
     );
     lock.lock_image(spec, &platform, &resolved.manifest_digest, locked, update)?;
     let cache = crate::cache()?;
+    Ok(nanoimg_oci::unpack(&resolved, &source, cache.root()).map_err(Box::new)?)
+}
+
+/// The image `spec` (`docker://…`): pulled into the cache (a tag resolved to the platform
+/// manifest's digest), or with `--offline` found there by the digest of the reference's
+/// `@sha256:` or of the lock's entry; then checked against the lock and unpacked as an
+/// image layout.
+fn open_registry(
+    spec: &str,
+    platform: Option<&Platform>,
+    lock: &mut Lock,
+    locked: bool,
+    update: bool,
+    access: &Access<'_>,
+) -> Result<Root, BuildError> {
+    let reference = Reference::parse(spec).map_err(Box::new)?;
+    let wanted = platform.cloned().unwrap_or_default();
+    let cache = crate::cache()?;
+    let (layout, digest) = if access.offline {
+        let lock_platform = format!("{}/{}", wanted.os, wanted.architecture);
+        let locked_digest = lock.image(spec, &lock_platform).map(|i| i.digest.clone());
+        let candidates: Vec<String> = locked_digest
+            .iter()
+            .chain(reference.digest.iter())
+            .cloned()
+            .collect();
+        let found = candidates
+            .iter()
+            .find_map(|d| nanoimg_registry::cached_image(cache.root(), d).map(|l| (l, d.clone())));
+        match found {
+            Some(f) => f,
+            None => {
+                let what = match candidates.first() {
+                    Some(d) => format!("its manifest {d} is not in the cache"),
+                    None => "its digest is not known: the reference has no @sha256: and nanoimg.lock has no entry for it".to_string(),
+                };
+                return Err(BuildError::NotCached {
+                    image: spec.to_string(),
+                    what,
+                });
+            }
+        }
+    } else {
+        let opts = nanoimg_registry::Options::from_env(access.insecure.to_vec());
+        let pulled = nanoimg_registry::pull_image(&reference, &wanted, cache.root(), &opts)
+            .map_err(Box::new)?;
+        (pulled.layout, pulled.manifest_digest)
+    };
+    let source = Source::new(&layout, None).with_platform(wanted);
+    let resolved = nanoimg_oci::resolve(&source).map_err(Box::new)?;
+    let platform = format!(
+        "{}/{}",
+        resolved.platform.os, resolved.platform.architecture
+    );
+    lock.lock_image(spec, &platform, &digest, locked, update)?;
     Ok(nanoimg_oci::unpack(&resolved, &source, cache.root()).map_err(Box::new)?)
 }
 

@@ -58,6 +58,21 @@ const NEEDS: &[Need] = &[
         package: "qemu-utils",
     },
     Need {
+        what: "docker-registry (a real registry on loopback for the docker:// tests)",
+        present: || on_path("docker-registry"),
+        package: "docker-registry",
+    },
+    Need {
+        what: "htpasswd (the test registry's basic-auth password file)",
+        present: || on_path("htpasswd"),
+        package: "apache2-utils",
+    },
+    Need {
+        what: "openssl (the test registry's TLS certificates)",
+        present: || on_path("openssl"),
+        package: "openssl",
+    },
+    Need {
         what: "cc (test programs)",
         present: || on_path("cc"),
         package: "gcc",
