@@ -179,6 +179,10 @@ pub struct BuildOptions {
     /// `--insecure-registry HOST:PORT`: registries (of `docker://` images) reached over
     /// plain HTTP instead of TLS.
     pub insecure_registries: Vec<String>,
+    /// `nanoimg run --missing-files` (ops's): the `missing_files` flag in the manifest, as
+    /// the config's `Debugflags` would set it (the kernel lists at exit the files the
+    /// program could not open).
+    pub missing_files: bool,
 }
 
 /// Most characters of one message line nanoimg prints; a longer one is cut with `…`.
@@ -390,6 +394,11 @@ pub struct BuildReport {
     pub boot_img_sha256: Option<String>,
     /// Every regular file in the image.
     pub files: Vec<ImageFile>,
+    /// The root the build resolved the program's libraries (and a root's `Files`, `Dirs`,
+    /// `MapDirs`) in: `/`, a target root folder, or a container image unpacked in the cache
+    /// (`image_root`).
+    pub target_root: PathBuf,
+    pub image_root: bool,
 }
 
 /// A written file's size and hashes (hex).
@@ -603,6 +612,9 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     }
     config.uefi |= options.uefi;
     config.libraries.extend(options.libraries.iter().cloned());
+    if options.missing_files {
+        config.debugflags.push("missing_files".into());
+    }
     let lock_file = lock_path(options.kernel.lock.as_deref(), options.config.as_deref());
     let mut lock = Lock::load(&lock_file)?;
     let locked_before = lock.clone();
@@ -798,6 +810,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         boot_img_sha256,
         files,
         plan,
+        target_root: target_root
+            .or_else(|| config.target_root.as_ref().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/")),
+        image_root,
     })
 }
 

@@ -240,6 +240,7 @@ impl BuildArgs {
             format: None,
             file_digests,
             insecure_registries: self.resolution.insecure_registries,
+            missing_files: false,
         }
     }
 }

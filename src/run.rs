@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use nanoimg::run::missing::{self, ConsoleScan};
 use nanoimg::run::{Accel, Outcome, PortForward, Profile, RunSpec, Share};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -72,6 +73,12 @@ pub struct RunCommand {
     /// Print the QEMU command line, one shell-quoted argument per line, instead of running it.
     #[arg(long)]
     print_command: bool,
+    /// As ops's: build with Nanos's `missing_files` flag, so the kernel lists at exit the
+    /// files the program tried to open that were not in the image; then say, for each, the
+    /// config line that packs it from the build's target root (or that the root lacks it).
+    /// An image must have been built with the flag.
+    #[arg(long)]
+    missing_files: bool,
     /// Appended to QEMU's command line.
     #[arg(last = true, value_name = "QEMU_ARGS")]
     qemu_args: Vec<OsString>,
@@ -130,6 +137,36 @@ pub fn run(cmd: RunCommand) -> ExitCode {
     }
 }
 
+/// After a `--missing-files` run: the kernel's list, each name with the config line that
+/// packs it from the build's target root (`built`), one printable line each on stderr.
+fn report_missing(
+    scan: std::sync::Arc<std::sync::Mutex<ConsoleScan>>,
+    built: Option<&nanoimg::BuildReport>,
+) {
+    let scan = match std::sync::Arc::try_unwrap(scan) {
+        Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()),
+        Err(shared) => std::mem::take(&mut *shared.lock().unwrap_or_else(|e| e.into_inner())),
+    };
+    let Some(list) = scan.finish() else {
+        crate::say("the kernel printed no list of missing files: it prints one when the program exits, and this run ended before that");
+        return;
+    };
+    let lookup = built.map(|b| {
+        missing::look_up(
+            &list.names,
+            &missing::TargetRoot {
+                dir: &b.target_root,
+                image: b.image_root,
+                arch: b.plan.arch,
+                runtime_loads: &b.plan.runtime_loads,
+            },
+        )
+    });
+    for line in missing::report_lines(&list, lookup.as_ref()) {
+        crate::say(line);
+    }
+}
+
 fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     let profile = if cmd.gevulot {
         Profile::Gevulot
@@ -144,6 +181,8 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     // A program is built first, into -o or a temporary file kept for the run.
     let mut temporary = None;
     let mut build_shares = Vec::new();
+    // The build's report, when a program was built: its target root, for --missing-files.
+    let mut built: Option<nanoimg::BuildReport> = None;
     let docker = cmd
         .target
         .to_str()
@@ -172,12 +211,17 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
                 path
             }
         };
-        let report = nanoimg::build(&cmd.build.options(cmd.target.clone(), Some(output), false))?;
+        let report = nanoimg::build(&nanoimg::BuildOptions {
+            missing_files: cmd.missing_files,
+            ..cmd.build.options(cmd.target.clone(), Some(output), false)
+        })?;
         for note in &report.plan.notes {
             crate::say(note);
         }
         build_shares = report.plan.shares.clone();
-        report.output
+        let output = report.output.clone();
+        built = Some(report);
+        output
     } else {
         if let Some(flag) = cmd.build.first_given() {
             return Err(RunCliError::Usage(format!(
@@ -190,6 +234,12 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
 
     let facts = nanoimg::run::image_facts(&image)?;
     let arch = facts.arch;
+    if cmd.missing_files && !facts.missing_files {
+        return Err(RunCliError::Usage(format!(
+            "{} was built without Nanos's missing_files flag, so its kernel keeps no list of the files the program failed to open; run the program instead (nanoimg run PROGRAM [-c CONFIG] --missing-files builds it with the flag), or rebuild the image with \"Debugflags\": [\"missing_files\"] in its config",
+            image.display()
+        )));
+    }
     if cmd.gevulot && arch != nanoimg::run::Arch::X86_64 {
         return Err(RunCliError::Usage(format!(
             "{} is an {arch} image, and the Gevulot node runs x86_64 VMs (q35); run it without --gevulot (ops's local shape), sharing the workspace with --share",
@@ -306,15 +356,31 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let qemu = nanoimg::run::find_qemu(path.as_deref(), arch)?;
-    let outcome = nanoimg::run::run(
-        &qemu,
-        &spec,
-        forced,
-        cmd.timeout,
-        facts.debug_exit,
-        &mut |note| crate::say(note),
-    )?;
+    let scan = std::sync::Arc::new(std::sync::Mutex::new(ConsoleScan::new()));
+    let outcome = if cmd.missing_files {
+        nanoimg::run::run_scanning(
+            &qemu,
+            &spec,
+            forced,
+            cmd.timeout,
+            facts.debug_exit,
+            scan.clone(),
+            &mut |note| crate::say(note),
+        )?
+    } else {
+        nanoimg::run::run(
+            &qemu,
+            &spec,
+            forced,
+            cmd.timeout,
+            facts.debug_exit,
+            &mut |note| crate::say(note),
+        )?
+    };
     drop(temporary);
+    if cmd.missing_files {
+        report_missing(scan, built.as_ref());
+    }
     Ok(match outcome {
         Outcome::Exited(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
         Outcome::PoweredOff => {

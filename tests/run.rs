@@ -502,3 +502,104 @@ fn an_interrupt_stops_qemu_and_removes_the_temporary_image() {
         );
     }
 }
+
+/// The kernel's list exactly as Nanos 0.1.55 prints it at exit (`src/unix/syscall.c`,
+/// `print_missing_files_cfn`), after the program's output.
+const MISSING_FILES_CONSOLE: &str = "printf 'hello\\nmissing_files_begin\\nlibfoo.so.1\\nfoo.conf\\nnowhere\\033[31m.conf\\nmissing_files_end\\n'; exit 0";
+
+#[test]
+fn missing_files_needs_an_image_built_with_the_flag() {
+    let (d, image) = setup("{}");
+    let bin = fake_qemu(d.path(), "echo booted; exit 0");
+    let o = run(d.path(), &bin, &[image.as_os_str(), os("--missing-files")]);
+    expect_error(
+        &o,
+        1,
+        "was built without Nanos's missing_files flag, so its kernel keeps no list of the files the program failed to open; run the program instead (nanoimg run PROGRAM [-c CONFIG] --missing-files builds it with the flag), or rebuild the image with \"Debugflags\": [\"missing_files\"] in its config",
+    );
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "nothing booted");
+
+    // An image that has it: the list is read, but without the build nanoimg does not know
+    // the root to look in.
+    let (d, image) = setup(r#"{"Debugflags": ["missing_files"]}"#);
+    let bin = fake_qemu(d.path(), MISSING_FILES_CONSOLE);
+    let o = run(
+        d.path(),
+        &bin,
+        &[
+            image.as_os_str(),
+            os("--missing-files"),
+            os("--accel"),
+            os("tcg"),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(
+            "nanoimg: missing files: the program tried to open 3 names the image does not have"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("nanoimg: foo.conf: not looked up"), "{err}");
+}
+
+#[test]
+fn missing_files_builds_with_the_flag_and_says_what_packs_each_name() {
+    let d = tempfile::tempdir().unwrap();
+    let release = common::fake_release(d.path());
+    let prog = d.path().join("prog");
+    std::fs::write(&prog, common::tiny_static_elf()).unwrap();
+    let root = d.path().join("root");
+    for (path, bytes) in [
+        ("usr/lib/x86_64-linux-gnu/libfoo.so.1", &b"\x7fELF"[..]),
+        ("etc/foo.conf", b"x=1\n"),
+    ] {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let image = d.path().join("kept.img");
+    let bin = fake_qemu(d.path(), MISSING_FILES_CONSOLE);
+    let o = run(
+        d.path(),
+        &bin,
+        &[
+            prog.as_os_str(),
+            os("--kernel-dir"),
+            release.as_os_str(),
+            os("--target-root"),
+            root.as_os_str(),
+            os("-o"),
+            image.as_os_str(),
+            os("--missing-files"),
+            os("--accel"),
+            os("tcg"),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    // The console passes through untouched.
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("hello\nmissing_files_begin\n"));
+    let lines: Vec<&str> = err
+        .lines()
+        .skip_while(|l| !l.starts_with("nanoimg: missing files:"))
+        .take(4)
+        .collect();
+    let r = root.display();
+    assert_eq!(
+        lines,
+        [
+            "nanoimg: missing files: the program tried to open 3 names the image does not have (the kernel gives base names only):".to_string(),
+            "nanoimg: libfoo.so.1: a library in the target root (/usr/lib/x86_64-linux-gnu/libfoo.so.1); to pack it: \"Libraries\": [\"libfoo.so.1\"]".to_string(),
+            "nanoimg: foo.conf: /etc/foo.conf in the target root; to pack it: \"MapDirs\": {\"/etc/foo.conf\": \"/etc\"}".to_string(),
+            format!("nanoimg: nowhere\\x1b[31m.conf: not in the target root {r} either"),
+        ],
+        "{err}"
+    );
+    // The image has the flag, as ops's --missing-files sets it (a Debugflags entry).
+    let o = common::nanoimg(&[os("inspect"), image.as_os_str(), os("--json")], d.path());
+    let inspected = String::from_utf8_lossy(&o.stdout);
+    assert!(inspected.contains("\"missing_files\""), "{inspected}");
+}

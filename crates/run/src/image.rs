@@ -21,6 +21,9 @@ pub struct ImageFacts {
     pub uefi: bool,
     /// Its manifest has `debug_exit`: Nanos reports the program's exit code to QEMU.
     pub debug_exit: bool,
+    /// Its manifest has `missing_files`: the kernel lists, at exit, the files the program
+    /// failed to open ([`crate::missing`]).
+    pub missing_files: bool,
     /// Why it cannot work on a Gevulot node as it is (empty when it can).
     pub gevulot_problems: Vec<String>,
 }
@@ -183,6 +186,7 @@ pub fn image_facts(path: &Path) -> Result<ImageFacts, ImageError> {
         format: img.format(),
         uefi: img.esp().is_some(),
         debug_exit: root.contains_key(&b"debug_exit"[..]),
+        missing_files: root.contains_key(crate::missing::MANIFEST_KEY.as_bytes()),
         gevulot_problems,
     })
 }

@@ -30,13 +30,17 @@
 //!   interrupt, and [`Outcome`] tells the program's exit code when the image lets Nanos report
 //!   it (`debug_exit` in the manifest makes the kernel write it to the `isa-debug-exit` port,
 //!   `src/kernel/init.c`; QEMU then exits with `code << 1 | 1`).
+//! - [`missing`] (`nanoimg run --missing-files`): the kernel's list of the files the program
+//!   could not open, read from the console as it passes ([`run_scanning`]), and for each name
+//!   where the build's target root has it and the config line that packs it.
 
 mod image;
+pub mod missing;
 mod process;
 
 pub use image::{extract_kernel, image_facts, ImageError, ImageFacts};
 pub use nanoimg_elf::Arch;
-pub use process::{run, Outcome, RunError, CONSOLE_HOLD};
+pub use process::{run, run_scanning, Outcome, RunError, CONSOLE_HOLD};
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::missing::ConsoleScan;
 use crate::{
     accel_for, args, kvm_device, kvm_failed, kvm_reason, kvm_stopped, outcome, Accel, RunSpec,
 };
@@ -82,6 +83,17 @@ impl Sinks {
         }
     }
 
+    /// Stdout and stderr, with what reaches stdout also fed to `scan`.
+    fn std_scanning(scan: Arc<Mutex<ConsoleScan>>) -> Sinks {
+        Sinks {
+            out: Arc::new(Mutex::new(Tee {
+                out: std::io::stdout(),
+                scan,
+            })),
+            err: Arc::new(Mutex::new(std::io::stderr())),
+        }
+    }
+
     fn line(&self, line: &str) {
         let mut e = lock(&self.err);
         let _ = writeln!(e, "{line}");
@@ -92,6 +104,24 @@ impl Sinks {
         let mut o = lock(&self.out);
         o.write_all(bytes)?;
         o.flush()
+    }
+}
+
+/// The console on its way to stdout, read by a [`ConsoleScan`] as it passes (only what is
+/// shown: the output of a KVM attempt that is dropped never reaches it).
+struct Tee<W> {
+    out: W,
+    scan: Arc<Mutex<ConsoleScan>>,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        lock(&self.scan).feed(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -148,6 +178,33 @@ pub fn run(
     debug_exit: bool,
     note: &mut dyn FnMut(String),
 ) -> Result<Outcome, RunError> {
+    start(qemu, spec, forced, timeout, debug_exit, &Sinks::std(), note)
+}
+
+/// [`run`], with the console shown also fed to `scan` (`nanoimg run --missing-files` reads
+/// the kernel's list from it).
+pub fn run_scanning(
+    qemu: &Path,
+    spec: &RunSpec,
+    forced: Option<Accel>,
+    timeout: Option<Duration>,
+    debug_exit: bool,
+    scan: Arc<Mutex<ConsoleScan>>,
+    note: &mut dyn FnMut(String),
+) -> Result<Outcome, RunError> {
+    let sinks = Sinks::std_scanning(scan);
+    start(qemu, spec, forced, timeout, debug_exit, &sinks, note)
+}
+
+fn start(
+    qemu: &Path,
+    spec: &RunSpec,
+    forced: Option<Accel>,
+    timeout: Option<Duration>,
+    debug_exit: bool,
+    sinks: &Sinks,
+    note: &mut dyn FnMut(String),
+) -> Result<Outcome, RunError> {
     let (accel, why) = accel_for(forced, spec.arch, kvm_device());
     if let Some(why) = why {
         note(format!("using TCG (slower): {why}"));
@@ -156,16 +213,7 @@ pub fn run(
         hold: CONSOLE_HOLD,
         timeout,
     };
-    run_from(
-        qemu,
-        spec,
-        accel,
-        forced,
-        watch,
-        debug_exit,
-        &Sinks::std(),
-        note,
-    )
+    run_from(qemu, spec, accel, forced, watch, debug_exit, sinks, note)
 }
 
 /// How an attempt is watched.
