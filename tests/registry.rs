@@ -568,3 +568,66 @@ fn a_pushed_image_pulls_back_to_the_same_bytes() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("nanoimg pull"), "{}", stderr(&o));
 }
+
+#[test]
+fn bearer_tokens_are_exchanged_at_the_realm() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    common::fake_release(dir);
+    let (r, tokens) = Registry::start_token(&dir.join("registry"), &["team/app"]);
+    let digest = r.put(&app_image(dir, "app", b"t"), "t", "team/app:v1");
+    let image = format!("docker://{}/team/app:v1", r.host);
+    let before = tokens.granted.load(std::sync::atomic::Ordering::SeqCst);
+    let (o, a) = build(&r, dir, &dir.join("one"), &image, "a.img", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(a.is_file());
+    assert!(
+        tokens.granted.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "the token server was asked"
+    );
+    let lock = std::fs::read_to_string(dir.join("one/nanoimg.lock")).unwrap();
+    assert!(lock.contains(&digest), "{lock}");
+    // Credentials the token server refuses: one line, as for basic authentication.
+    let bad = dir.join("bad-auth.json");
+    r.write_auth(&bad, &[&r.host], registry_server::USER, "wrong");
+    let release = dir.join("release");
+    let out = dir.join("b.img");
+    let mut env = r.env();
+    env.retain(|(k, _)| k != "REGISTRY_AUTH_FILE");
+    env.push(("REGISTRY_AUTH_FILE".into(), bad.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let o = common::nanoimg_env(
+        &[
+            os("build"),
+            os("--from-image"),
+            os(&format!("docker://{}/team/app@{digest}", r.host)),
+            os("/prog"),
+            os("--kernel-dir"),
+            release.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+            os("--offline"),
+        ],
+        dir,
+        &env,
+    );
+    // (Offline by digest from the cache: no credentials needed at all.)
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = common::nanoimg_env(
+        &[
+            os("deps"),
+            os("/prog"),
+            os("--target-root"),
+            os(&format!("docker://{}/team/app:v1", r.host)),
+        ],
+        dir,
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("refused the credentials of user \"tester\"") && e.contains("bad-auth.json"),
+        "{e}"
+    );
+    assert!(tokens.refused.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}

@@ -73,6 +73,20 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry with TLS and basic authentication under `dir`.
     pub fn start(dir: &Path) -> Registry {
+        Registry::start_with(dir, None)
+    }
+
+    /// Starts a registry with TLS whose authentication is bearer tokens from a token
+    /// server on 127.0.0.1 ([`TokenServer`]), which checks [`USER`]:[`PASSWORD`] and hands
+    /// out a token granting pull and push on `repositories`.
+    pub fn start_token(dir: &Path, repositories: &[&str]) -> (Registry, TokenServer) {
+        std::fs::create_dir_all(dir).unwrap();
+        let server = TokenServer::start(dir, repositories);
+        let r = Registry::start_with(dir, Some(&server));
+        (r, server)
+    }
+
+    fn start_with(dir: &Path, token: Option<&TokenServer>) -> Registry {
         let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let cert_dir = dir.join("certs");
@@ -154,11 +168,21 @@ impl Registry {
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  redirect:\n    disable: true\nhttp:\n  addr: {host}\n  secret: nanoimg-test\n  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: nanoimg-test\n    path: {}\n",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  redirect:\n    disable: true\nhttp:\n  addr: {host}\n  secret: nanoimg-test\n  tls:\n    certificate: {}\n    key: {}\n{}",
             storage.display(),
             c("server.crt"),
             c("server.key"),
-            dir.join("htpasswd").display()
+            match token {
+                None => format!(
+                    "auth:\n  htpasswd:\n    realm: nanoimg-test\n    path: {}\n",
+                    dir.join("htpasswd").display()
+                ),
+                Some(t) => format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                    t.port,
+                    t.cert.display()
+                ),
+            }
         );
         std::fs::write(dir.join("config.yml"), config).unwrap();
         let home = dir.join("home");
@@ -290,7 +314,24 @@ impl Drop for Registry {
 }
 
 fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    encode(
+        bytes,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        true,
+    )
+}
+
+/// base64url without padding, as JWTs have it.
+fn base64url(bytes: &[u8]) -> String {
+    encode(
+        bytes,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+        false,
+    )
+}
+
+fn encode(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let t = alphabet;
     let mut out = String::new();
     for c in bytes.chunks(3) {
         let n = (c[0] as u32) << 16
@@ -298,8 +339,8 @@ fn base64(bytes: &[u8]) -> String {
             | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
+                out.push(t[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else if pad {
                 out.push('=');
             }
         }
@@ -379,5 +420,196 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, limit: u64, stop: Arc<AtomicBool
                 ) => {}
             Err(_) => return,
         }
+    }
+}
+
+/// The token service the token registry names.
+pub const SERVICE: &str = "nanoimg-test";
+/// The issuer its tokens name.
+pub const ISSUER: &str = "nanoimg-test-issuer";
+
+/// A token server (plain HTTP on 127.0.0.1) for the registry's `auth: token`: a request
+/// with [`USER`]:[`PASSWORD`] gets one JWT (ES256, signed with openssl in the test, its
+/// certificate in the `x5c` header and in the registry's `rootcertbundle`) granting pull
+/// and push on the repositories given; any other request gets 401.
+pub struct TokenServer {
+    pub port: u16,
+    /// The signing certificate (the registry's `rootcertbundle`).
+    pub cert: PathBuf,
+    /// Requests answered with a token.
+    pub granted: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests refused.
+    pub refused: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+/// An ECDSA signature as DER (`SEQUENCE { INTEGER r, INTEGER s }`) made JWS's `r || s`.
+fn der_to_jws(der: &[u8]) -> Vec<u8> {
+    let mut at = 2; // SEQUENCE, length (short form: 70-72 bytes)
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        assert_eq!(der[at], 0x02, "INTEGER");
+        let len = der[at + 1] as usize;
+        let mut n = &der[at + 2..at + 2 + len];
+        while n.len() > 32 && n[0] == 0 {
+            n = &n[1..];
+        }
+        out.resize(out.len() + 32 - n.len(), 0);
+        out.extend_from_slice(n);
+        at += 2 + len;
+    }
+    out
+}
+
+impl TokenServer {
+    fn start(dir: &Path, repositories: &[&str]) -> TokenServer {
+        let d = dir.join("token");
+        std::fs::create_dir_all(&d).unwrap();
+        let p = |s: &str| d.join(s).to_str().unwrap().to_string();
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &p("token.key"),
+                "-out",
+                &p("token.crt"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=nanoimg test token signer",
+            ],
+            &d,
+        );
+        tool(
+            "openssl",
+            &[
+                "x509",
+                "-in",
+                &p("token.crt"),
+                "-outform",
+                "DER",
+                "-out",
+                &p("token.der"),
+            ],
+            &d,
+        );
+        let der = std::fs::read(d.join("token.der")).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = format!(
+            r#"{{"typ":"JWT","alg":"ES256","x5c":["{}"]}}"#,
+            base64(&der)
+        );
+        let access: Vec<String> = repositories
+            .iter()
+            .map(|r| format!(r#"{{"type":"repository","name":"{r}","actions":["pull","push"]}}"#))
+            .collect();
+        let claims = format!(
+            r#"{{"iss":"{ISSUER}","sub":"{USER}","aud":"{SERVICE}","exp":{},"nbf":{},"iat":{},"jti":"nanoimg-test","access":[{}]}}"#,
+            now + 3600,
+            now - 60,
+            now - 60,
+            access.join(",")
+        );
+        let input = format!(
+            "{}.{}",
+            base64url(header.as_bytes()),
+            base64url(claims.as_bytes())
+        );
+        std::fs::write(d.join("input"), &input).unwrap();
+        tool(
+            "openssl",
+            &[
+                "dgst",
+                "-sha256",
+                "-sign",
+                &p("token.key"),
+                "-out",
+                &p("sig.der"),
+                &p("input"),
+            ],
+            &d,
+        );
+        let sig = der_to_jws(&std::fs::read(d.join("sig.der")).unwrap());
+        let token = format!("{input}.{}", base64url(&sig));
+        let body = format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":3600}}"#);
+        let expected = base64(format!("{USER}:{PASSWORD}").as_bytes());
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let granted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop2, granted2, refused2) = (stop.clone(), granted.clone(), refused.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let Ok((mut c, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                c.set_nonblocking(false).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                    if req.len() > 65536 {
+                        break;
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).into_owned();
+                let authorized = text.lines().any(|l| {
+                    let Some((name, value)) = l.split_once(':') else {
+                        return false;
+                    };
+                    let mut v = value.split_whitespace();
+                    name.eq_ignore_ascii_case("authorization")
+                        && v.next().is_some_and(|s| s.eq_ignore_ascii_case("basic"))
+                        && v.next() == Some(expected.as_str())
+                });
+                let answer = if authorized {
+                    granted2.fetch_add(1, Ordering::SeqCst);
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    refused2.fetch_add(1, Ordering::SeqCst);
+                    let b = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+                    format!(
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                        b.len()
+                    )
+                };
+                let _ = c.write_all(answer.as_bytes());
+            }
+        });
+        TokenServer {
+            port,
+            cert: d.join("token.crt"),
+            granted,
+            refused,
+            stop,
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }

@@ -378,3 +378,55 @@ pub fn pull_image(
         downloaded,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn put(blobs: &Path, bytes: &[u8]) -> (String, usize) {
+        let d = format!("sha256:{}", crate::client::hex(&Sha256::digest(bytes)));
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        (d, bytes.len())
+    }
+
+    #[test]
+    fn cached_image_is_a_complete_layout_or_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        assert_eq!(cached_image(root, "sha256:00"), None);
+        let config = b"{}";
+        let layer = b"layer bytes";
+        let scratch = root.join("scratch");
+        std::fs::create_dir_all(&scratch).unwrap();
+        let (cd, cs) = put(&scratch, config);
+        let (ld, ls) = put(&scratch, layer);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": media::OCI_CONFIG, "digest": cd, "size": cs},
+            "layers": [{"mediaType": "x", "digest": ld, "size": ls}],
+        }))
+        .unwrap();
+        let (md, _) = put(&scratch, &manifest);
+        let layout = image_layout(root, &md);
+        assert!(layout.ends_with(format!("registry/images/{}", &md[7..])));
+        let blobs = layout.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(layout.join("index.json"), b"{}").unwrap();
+        put(&blobs, &manifest);
+        put(&blobs, config);
+        // The layer is missing: not cached.
+        assert_eq!(cached_image(root, &md), None);
+        put(&blobs, b"layer bytez!");
+        std::fs::rename(
+            blobs.join(crate::client::hex(&Sha256::digest(b"layer bytez!"))),
+            blobs.join(&ld[7..]),
+        )
+        .unwrap();
+        // A blob of the wrong size: not cached.
+        assert_eq!(cached_image(root, &md), None);
+        put(&blobs, layer);
+        assert_eq!(cached_image(root, &md), Some(layout));
+        assert_eq!(cached_image(root, "not a digest"), None);
+    }
+}
