@@ -526,6 +526,27 @@ fn a_pushed_image_pulls_back_to_the_same_bytes() {
         );
     }
 
+    // `run docker://…`: pulled into the cache by its digest and booted from there (the
+    // command line only: no kernel here).
+    let o = nanoimg(
+        &r,
+        dir,
+        &cache,
+        &[
+            os("run"),
+            os(&reference),
+            os("--print-command"),
+            os("--accel"),
+            os("tcg"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cached = cache.join("registry/blobs/sha256").join(sha(&built));
+    assert_eq!(sha(&cached), sha(&built));
+    let command = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(command.contains(cached.to_str().unwrap()), "{command}");
+    assert_eq!(entries(&cache.join("tmp")), Vec::<String>::new());
+
     // The layer corrupted in the registry: refused, nothing at the output path.
     let layer = r.blob_data(&format!("sha256:{}", sha(&built)));
     let mut bytes = std::fs::read(&layer).unwrap();

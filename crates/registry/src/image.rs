@@ -267,6 +267,14 @@ pub fn pull_image(
             escape(&config_type)
         )));
     }
+    // The config is JSON that nanoimg-oci reads whole: bounded as manifests are.
+    if config.size > crate::client::MAX_MANIFEST {
+        return Err(RegistryError::TooLarge {
+            reference: reference.to_string(),
+            what: format!("config {}", escape(&config.digest)),
+            limit: crate::client::MAX_MANIFEST,
+        });
+    }
     let layers = manifest.layers.clone().unwrap_or_default();
     if layers.len() > MAX_LAYERS {
         return Err(invalid(format!(
