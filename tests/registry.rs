@@ -652,3 +652,40 @@ fn bearer_tokens_are_exchanged_at_the_realm() {
     );
     assert!(tokens.refused.load(std::sync::atomic::Ordering::SeqCst) > 0);
 }
+
+#[test]
+fn plain_http_only_with_insecure_registry() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    common::fake_release(dir);
+    let r = Registry::start_plain(&dir.join("registry"));
+    let digest = r.put(&app_image(dir, "app", b"p"), "t", "app:v1");
+    let image = format!("docker://{}/app:v1", r.host);
+    // TLS by default: a plain HTTP registry is refused, and the line says how to allow it.
+    let (o, _) = build(&r, dir, &dir.join("one"), &image, "a.img", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.trim_end().lines().count() == 1 && e.contains(&format!("--insecure-registry {}", r.host)),
+        "{e}"
+    );
+    assert_nothing_cached(&dir.join("cache"));
+    // Named with --insecure-registry: pulled over HTTP; another port is still TLS.
+    let (o, a) = build(
+        &r,
+        dir,
+        &dir.join("one"),
+        &image,
+        "a.img",
+        &[
+            "--insecure-registry",
+            "127.0.0.1:1",
+            "--insecure-registry",
+            &r.host,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(a.is_file());
+    let lock = std::fs::read_to_string(dir.join("one/nanoimg.lock")).unwrap();
+    assert!(lock.contains(&digest), "{lock}");
+}

@@ -68,12 +68,19 @@ pub struct Registry {
     pub home: PathBuf,
     /// An auth file with the right credentials.
     pub auth_file: PathBuf,
+    /// Serving TLS (else plain HTTP: [`Registry::start_plain`]).
+    pub tls: bool,
 }
 
 impl Registry {
     /// Starts a registry with TLS and basic authentication under `dir`.
     pub fn start(dir: &Path) -> Registry {
-        Registry::start_with(dir, None)
+        Registry::start_with(dir, None, true)
+    }
+
+    /// Starts a registry speaking plain HTTP (basic authentication) under `dir`.
+    pub fn start_plain(dir: &Path) -> Registry {
+        Registry::start_with(dir, None, false)
     }
 
     /// Starts a registry with TLS whose authentication is bearer tokens from a token
@@ -82,11 +89,11 @@ impl Registry {
     pub fn start_token(dir: &Path, repositories: &[&str]) -> (Registry, TokenServer) {
         std::fs::create_dir_all(dir).unwrap();
         let server = TokenServer::start(dir, repositories);
-        let r = Registry::start_with(dir, Some(&server));
+        let r = Registry::start_with(dir, Some(&server), true);
         (r, server)
     }
 
-    fn start_with(dir: &Path, token: Option<&TokenServer>) -> Registry {
+    fn start_with(dir: &Path, token: Option<&TokenServer>, tls: bool) -> Registry {
         let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let cert_dir = dir.join("certs");
@@ -168,10 +175,17 @@ impl Registry {
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  redirect:\n    disable: true\nhttp:\n  addr: {host}\n  secret: nanoimg-test\n  tls:\n    certificate: {}\n    key: {}\n{}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  redirect:\n    disable: true\nhttp:\n  addr: {host}\n  secret: nanoimg-test\n{}{}",
             storage.display(),
-            c("server.crt"),
-            c("server.key"),
+            if tls {
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    c("server.crt"),
+                    c("server.key")
+                )
+            } else {
+                String::new()
+            },
             match token {
                 None => format!(
                     "auth:\n  htpasswd:\n    realm: nanoimg-test\n    path: {}\n",
@@ -195,6 +209,7 @@ impl Registry {
             cert_dir: skopeo_certs,
             home,
             auth_file: dir.join("auth.json"),
+            tls,
         };
         r.trust(&host);
         r.write_auth(&r.auth_file.clone(), &[&host], USER, PASSWORD);
@@ -262,11 +277,13 @@ impl Registry {
     pub fn put(&self, layout: &Path, tag: &str, repo_tag: &str) -> String {
         let digest_file = self.dir.join("digest");
         let creds = format!("{USER}:{PASSWORD}");
+        let verify = format!("--dest-tls-verify={}", self.tls);
         tool(
             "skopeo",
             &[
                 "copy",
                 "--quiet",
+                &verify,
                 "--dest-creds",
                 &creds,
                 "--dest-cert-dir",
