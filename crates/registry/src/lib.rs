@@ -74,13 +74,12 @@
 //!
 //! oci-client (the ORAS project's, async) does the protocol: the `/v2/` probe and the
 //! bearer-token exchange, blob streams, uploads, manifest pushes; it runs on a
-//! current-thread tokio runtime inside [`Session`](client), so callers stay blocking. Two
-//! things it cannot do are done beside it with reqwest (the same version, the same TLS
-//! setup and the token it obtained): a manifest GET bounded before its body is read
-//! (oci-client's `pull_manifest*` read the whole body into memory, whatever its size), and
-//! keeping the manifest's exact bytes for the cache (its parsed types lose them). Its own
-//! digest checks stay on; nanoimg checks every blob itself too, to name the blob and both
-//! digests.
+//! current-thread tokio runtime inside each call, so callers stay blocking. The one thing
+//! it cannot do is done beside it with reqwest (the same version, the same TLS setup, the
+//! token it obtained): a manifest or index GET bounded before its body is read
+//! (oci-client's `pull_manifest_raw` and the parsed variants read the whole answer into
+//! memory, whatever its size). Its own digest checks on blob streams stay on; nanoimg
+//! checks every blob itself too, to name the blob and both digests.
 
 mod artifact;
 mod auth;
