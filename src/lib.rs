@@ -343,6 +343,7 @@ pub fn deps(
         keep_mount_ids: false,
         image_name: None,
         arch,
+        pack_root: false,
     };
     let (resolution, runtime_loads) = nanoimg_plan::resolve(&inputs, &program_path)?;
     let mut layers = std::collections::BTreeMap::new();
@@ -703,6 +704,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         keep_mount_ids: options.keep_mount_ids,
         image_name: options.image_name.as_deref(),
         arch: options.arch,
+        pack_root: false,
     })?;
     image_notes.append(&mut plan.notes);
     plan.notes = image_notes;

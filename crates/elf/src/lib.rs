@@ -20,12 +20,16 @@
 mod arch;
 mod inspect;
 mod ldcache;
+mod packed;
 mod resolve;
 mod root;
 mod runtime;
 
 pub use arch::{elf_machine, machine_of_header, Arch, UnknownArch};
 pub use inspect::{inspect, ElfError, ElfInfo, ElfKind};
+pub use packed::{is_elf, ImageView, InImage, NeededClosure, Unresolved, MAX_PACKED_ELFS};
 pub use resolve::{Dependency, Resolution, ResolveError, Resolver, Rule, LIBRARIES};
 pub use root::resolve_in_root;
-pub use runtime::{is_soname, runtime_refs, LoadReason, RuntimeLoad, RuntimeRefs};
+pub use runtime::{
+    is_soname, runtime_refs, LoadReason, RuntimeLoad, RuntimeRefs, DLOPEN, STATIC_LOADER,
+};

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use crate::arch::{elf_machine, Arch};
 use crate::inspect::{inspect, ElfError, ElfInfo};
 use crate::ldcache::{read_cache, read_conf};
+use crate::packed::{ImageView, InImage};
 use crate::root::{normalize, resolve_in_root};
 use crate::runtime::{runtime_refs, LoadReason, RuntimeLoad, NSS_FILES, NSS_HOSTS, UNWIND};
 
@@ -79,7 +80,7 @@ fn skipped_note(skipped: &[(PathBuf, Arch)], arch: Arch) -> String {
 
 /// Where `$ORIGIN` of an object points on the host.
 #[derive(Clone, Debug)]
-enum Origin {
+pub(crate) enum Origin {
     /// The object was found inside the root: its directory there.
     Rooted,
     /// The object lives outside the root (the program, or a library found next to it).
@@ -87,18 +88,18 @@ enum Origin {
 }
 
 /// A directory to search: its guest path, and its host path when it is not inside the root.
-struct SearchDir {
+pub(crate) struct SearchDir {
     guest: String,
     host: Option<PathBuf>,
 }
 
-struct Object {
-    guest: String,
-    origin: Origin,
-    info: ElfInfo,
+pub(crate) struct Object {
+    pub(crate) guest: String,
+    pub(crate) origin: Origin,
+    pub(crate) info: ElfInfo,
     /// What the dependencies it brings in are "needed by": its guest path, or
     /// [`LIBRARIES`] for the names asked for by configuration.
-    label: String,
+    pub(crate) label: String,
 }
 
 /// The `needed_by` of a library packed because the config's `Libraries` (or `--library`)
@@ -230,7 +231,7 @@ impl Resolver {
                 if loaded.contains_key(name) {
                     continue;
                 }
-                let (guest, host, rule, origin) = self.find(name, &obj, exe)?;
+                let (guest, host, rule, origin) = self.find(name, &obj, exe, None)?;
                 let info = inspect(&host)?;
                 loaded.insert(name.clone(), guest.clone());
                 if let Some(soname) = &info.soname {
@@ -262,21 +263,29 @@ impl Resolver {
         })
     }
 
-    /// Finds one `DT_NEEDED` name for `obj`, in the loader's order.
-    fn find(
+    /// Finds one `DT_NEEDED` name for `obj`, in the loader's order; with `image`, each
+    /// candidate path is first looked up in the image being planned (what the guest will
+    /// see), and only where the image has nothing there in the root.
+    pub(crate) fn find(
         &self,
         name: &str,
         obj: &Object,
         exe: &(String, Origin, ElfInfo),
+        image: Option<&dyn ImageView>,
     ) -> Result<(String, PathBuf, Rule, Origin), ResolveError> {
         let mut searched = Vec::new();
         // The loader loads only objects of its own machine, and skips others.
         let arch = obj.info.arch;
         let mut skipped = Vec::new();
         if name.contains('/') {
-            if let Some(found) =
-                self.candidate(&mut skipped, &expand(name, obj), "", Rule::Path, arch)
-            {
+            if let Some(found) = self.candidate(
+                &mut skipped,
+                &expand(name, obj),
+                "",
+                Rule::Path,
+                arch,
+                image,
+            ) {
                 return Ok(found);
             }
             return Err(ResolveError::Missing {
@@ -316,7 +325,7 @@ impl Resolver {
                 continue; // relative to the loader's working directory: never in a unikernel
             }
             searched.push(format!("{} ({})", normalize(&dir.guest), rule_name(rule)));
-            if let Some(found) = self.candidate(&mut skipped, &dir, name, rule, arch) {
+            if let Some(found) = self.candidate(&mut skipped, &dir, name, rule, arch, image) {
                 return Ok(found);
             }
         }
@@ -325,9 +334,14 @@ impl Resolver {
                 searched.push("/etc/ld.so.cache".into());
                 for (flags, soname, path) in cache {
                     if soname == name && *flags == arch.ld_cache_flags() {
-                        if let Some(found) =
-                            self.candidate(&mut skipped, &rooted(path), "", Rule::LdSoCache, arch)
-                        {
+                        if let Some(found) = self.candidate(
+                            &mut skipped,
+                            &rooted(path),
+                            "",
+                            Rule::LdSoCache,
+                            arch,
+                            image,
+                        ) {
                             return Ok(found);
                         }
                     }
@@ -336,9 +350,14 @@ impl Resolver {
             None => {
                 for dir in &self.conf_dirs {
                     searched.push(format!("{dir} (ld.so.conf)"));
-                    if let Some(found) =
-                        self.candidate(&mut skipped, &rooted(dir), name, Rule::LdSoConf, arch)
-                    {
+                    if let Some(found) = self.candidate(
+                        &mut skipped,
+                        &rooted(dir),
+                        name,
+                        Rule::LdSoConf,
+                        arch,
+                        image,
+                    ) {
                         return Ok(found);
                     }
                 }
@@ -346,9 +365,14 @@ impl Resolver {
         }
         for dir in arch.default_dirs() {
             searched.push(dir.to_string());
-            if let Some(found) =
-                self.candidate(&mut skipped, &rooted(dir), name, Rule::DefaultDir, arch)
-            {
+            if let Some(found) = self.candidate(
+                &mut skipped,
+                &rooted(dir),
+                name,
+                Rule::DefaultDir,
+                arch,
+                image,
+            ) {
                 return Ok(found);
             }
         }
@@ -370,6 +394,7 @@ impl Resolver {
         name: &str,
         rule: Rule,
         arch: Arch,
+        image: Option<&dyn ImageView>,
     ) -> Option<(String, PathBuf, Rule, Origin)> {
         let join = |d: &str| {
             if name.is_empty() {
@@ -379,9 +404,16 @@ impl Resolver {
             }
         };
         let guest = normalize(&join(&dir.guest));
-        let (host, origin) = match &dir.host {
-            None => (resolve_in_root(&self.root, &guest)?, Origin::Rooted),
-            Some(h) => {
+        let in_image = match image {
+            Some(view) => view.file(&guest),
+            None => InImage::Absent,
+        };
+        let (host, origin) = match (&dir.host, in_image) {
+            // The guest sees the image's file there, or something that is not a library.
+            (_, InImage::File(host)) => (host, Origin::Rooted),
+            (_, InImage::Other) => return None,
+            (None, InImage::Absent) => (resolve_in_root(&self.root, &guest)?, Origin::Rooted),
+            (Some(h), InImage::Absent) => {
                 let path = PathBuf::from(join(&h.to_string_lossy()));
                 let origin = Origin::Host(path.parent()?.to_path_buf());
                 (std::fs::canonicalize(&path).ok()?, origin)
@@ -411,6 +443,10 @@ impl Resolver {
 /// Expands `$ORIGIN`, `$LIB` and `$PLATFORM` (also in `${...}` form) in a search path
 /// entry of `obj`. Gives the guest form and, when `$ORIGIN` refers to an object outside the
 /// root, the host form of the same directory.
+pub(crate) fn expand_guest(s: &str, obj: &Object) -> String {
+    expand(s, obj).guest
+}
+
 fn expand(s: &str, obj: &Object) -> SearchDir {
     let guest_origin = normalize(obj.guest.rsplit_once('/').map_or("/", |(d, _)| d));
     let fixed = |s: &str| {
@@ -455,7 +491,7 @@ fn rule_name(r: Rule) -> &'static str {
 
 /// Sonames of glibc's own objects: the libraries they load at run time are reported from
 /// what the program imports (NSS modules, `libgcc_s`), not from the names in their data.
-fn is_glibc(name: &str) -> bool {
+pub(crate) fn is_glibc(name: &str) -> bool {
     const GLIBC: [&str; 15] = [
         "ld-linux-x86-64.so.2",
         "ld-linux-aarch64.so.1",
@@ -474,6 +510,13 @@ fn is_glibc(name: &str) -> bool {
         "libc_malloc_debug.so.0",
     ];
     GLIBC.contains(&name) || name.starts_with("libnss_")
+}
+
+/// Names glibc's own code carries in its data, which a static glibc program therefore
+/// holds whatever it does: glibc's sonames, the `libc.so` its loader checks names against,
+/// and `libidn2.so.0`, which `getaddrinfo` loads only for `AI_IDN`.
+fn is_glibc_string(name: &str) -> bool {
+    is_glibc(name) || matches!(name, "libc.so" | "libidn2.so.0")
 }
 
 impl Resolver {
@@ -502,27 +545,56 @@ impl Resolver {
             label: guest_path.to_string(),
         };
         let exe_ref = (guest_path.to_string(), Origin::Host(origin), info.clone());
-        self.find(name, &exe, &exe_ref)
+        self.find(name, &exe, &exe_ref, None)
             .ok()
             .map(|(guest, host, _, _)| (guest, host))
     }
 
     /// The libraries the program (at `program`, running as `guest_path`) and the objects of
-    /// its `resolution` may load at run time and that the closure lacks: sonames in their
-    /// read-only data, glibc's NSS modules when they import a lookup function and the root
-    /// ships the modules separately (`libnss_files.so.2` is found), and `libgcc_s.so.1` when
-    /// they import `pthread_cancel` or `pthread_exit`. One hint per soname, program first.
-    /// Objects that cannot be read are skipped: hints are advice.
+    /// its `resolution` may load at run time and that the closure lacks; see
+    /// [`Resolver::runtime_loads_of`].
     pub fn runtime_loads(
         &self,
         resolution: &Resolution,
         program: &Path,
         guest_path: &str,
     ) -> Vec<RuntimeLoad> {
+        self.runtime_loads_of(resolution, program, guest_path, &[], None)
+    }
+
+    /// The libraries the program, the objects of its `resolution` and the other `packed`
+    /// ELF files ((guest path, host path), e.g. [`NeededClosure::examined`]) may load at run
+    /// time and that the image lacks, one hint per soname, program first. Each hint needs
+    /// evidence that the object loads it:
+    ///
+    /// - a soname in its read-only data, when the object can load libraries by name: it
+    ///   imports `dlopen` or a loader wrapper ([`crate::DLOPEN`]) or needs `libdl`, or, for
+    ///   a static program, it contains glibc's loader (its symbol table, or the
+    ///   `ld.so.cache` magic when stripped) and the name is not one of glibc's own
+    ///   (`libc.so.6`, `libc.so`, ...: every static glibc program carries those); names in
+    ///   the data of glibc's own objects are never hints;
+    /// - glibc's NSS modules when it uses a lookup function ([`NSS_HOSTS`],
+    ///   [`NSS_FILES`]) and the root ships the modules separately (`libnss_files.so.2` is
+    ///   found);
+    /// - `libgcc_s.so.1` when it uses `pthread_cancel` or `pthread_exit`.
+    ///
+    /// A soname is searched as the object's own `DT_NEEDED` would be (the program's search
+    /// path for the program and its closure), in the `image` first when given: what the
+    /// image already holds is no hint. Objects that cannot be read are skipped: hints are
+    /// advice.
+    pub fn runtime_loads_of(
+        &self,
+        resolution: &Resolution,
+        program: &Path,
+        guest_path: &str,
+        packed: &[(String, PathBuf)],
+        image: Option<&dyn ImageView>,
+    ) -> Vec<RuntimeLoad> {
         let mut have: BTreeSet<String> = BTreeSet::new();
         let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
-        let mut objects: Vec<(String, PathBuf)> =
-            vec![(normalize(guest_path), program.to_path_buf())];
+        // (guest, host, whether it is searched as the program's closure)
+        let mut objects: Vec<(String, PathBuf, bool)> =
+            vec![(normalize(guest_path), program.to_path_buf(), true)];
         for d in &resolution.dependencies {
             have.insert(d.name.clone());
             have.insert(base(&d.guest_path));
@@ -532,50 +604,87 @@ impl Resolver {
                 }
             }
             if d.rule != Rule::Interpreter {
-                objects.push((d.guest_path.clone(), d.host_path.clone()));
+                objects.push((d.guest_path.clone(), d.host_path.clone(), true));
+            }
+        }
+        let mut listed: BTreeSet<String> = objects.iter().map(|o| o.0.clone()).collect();
+        for (guest, host) in packed {
+            if listed.insert(normalize(guest)) {
+                objects.push((normalize(guest), host.clone(), false));
             }
         }
         if let Some(s) = &resolution.program.soname {
             have.insert(s.clone());
         }
-        let mut out: Vec<RuntimeLoad> = Vec::new();
-        let mut add = |soname: &str, object: &str, reason: LoadReason, need_found: bool| {
-            if have.contains(soname) || out.iter().any(|h| h.soname == soname) {
-                return;
-            }
-            let found = self.find_for_program(program, guest_path, &resolution.program, soname);
-            if need_found && found.is_none() {
-                return;
-            }
-            out.push(RuntimeLoad {
-                soname: soname.to_string(),
-                object: object.to_string(),
-                reason,
-                config_line: format!("\"Libraries\": [\"{soname}\"]"),
-                found: found.as_ref().map(|(g, _)| g.clone()),
-                host_path: found.map(|(_, h)| h),
-                root: self.root.clone(),
-            });
+        let program_origin = std::path::absolute(program)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let exe_ref = (
+            normalize(guest_path),
+            Origin::Host(program_origin),
+            resolution.program.clone(),
+        );
+        // Where `obj` (None: the program's closure) finds `soname`, and whether the image
+        // already has it there.
+        let find = |obj: Option<&Object>, soname: &str| -> Option<(String, PathBuf, bool)> {
+            let exe = Object {
+                guest: exe_ref.0.clone(),
+                origin: exe_ref.1.clone(),
+                info: exe_ref.2.clone(),
+                label: exe_ref.0.clone(),
+            };
+            let (obj, exe_ref) = match obj {
+                Some(o) => (o, (o.guest.clone(), o.origin.clone(), o.info.clone())),
+                None => (&exe, exe_ref.clone()),
+            };
+            let (guest, host, _, _) = self.find(soname, obj, &exe_ref, image).ok()?;
+            let packed = image.is_some_and(|v| matches!(v.file(&guest), InImage::File(_)));
+            Some((guest, host, packed))
         };
-        let nss = self
-            .find_for_program(
-                program,
-                guest_path,
-                &resolution.program,
-                "libnss_files.so.2",
-            )
-            .is_some();
-        for (guest, host) in &objects {
+        let mut out: Vec<RuntimeLoad> = Vec::new();
+        let nss = find(None, "libnss_files.so.2").is_some();
+        for (guest, host, closure) in &objects {
             let Ok(refs) = runtime_refs(host) else {
                 continue;
             };
-            if !is_glibc(&base(guest)) {
+            let Ok(info) = inspect(host) else {
+                continue;
+            };
+            let needs_libdl = info.needed.iter().any(|n| n.starts_with("libdl.so"));
+            let own = (!*closure).then(|| Object {
+                guest: guest.clone(),
+                origin: Origin::Rooted,
+                info,
+                label: guest.clone(),
+            });
+            let can_load = refs.loader.is_some() || (needs_libdl && !refs.is_static);
+            let mut add = |soname: &str, reason: LoadReason, need_found: bool| {
+                if have.contains(soname) || out.iter().any(|h| h.soname == soname) {
+                    return;
+                }
+                let found = find(own.as_ref(), soname);
+                if found.as_ref().is_some_and(|f| f.2) || (need_found && found.is_none()) {
+                    return;
+                }
+                out.push(RuntimeLoad {
+                    soname: soname.to_string(),
+                    object: guest.to_string(),
+                    reason,
+                    config_line: format!("\"Libraries\": [\"{soname}\"]"),
+                    found: found.as_ref().map(|f| f.0.clone()),
+                    host_path: found.map(|f| f.1),
+                    root: self.root.clone(),
+                });
+            };
+            if can_load && !is_glibc(&base(guest)) {
                 for (section, soname) in &refs.sonames {
-                    if *soname != base(guest) {
+                    let glibc_own = refs.is_static && is_glibc_string(soname);
+                    if *soname != base(guest) && !glibc_own {
                         let reason = LoadReason::Data {
                             section: section.clone(),
                         };
-                        add(soname, guest, reason, false);
+                        add(soname, reason, false);
                     }
                 }
             }
@@ -592,14 +701,14 @@ impl Resolver {
                         let reason = LoadReason::Nss {
                             symbol: symbol.clone(),
                         };
-                        add(m, guest, reason, true);
+                        add(m, reason, true);
                     }
                 }
                 if UNWIND.contains(&symbol.as_str()) {
                     let reason = LoadReason::Unwind {
                         symbol: symbol.clone(),
                     };
-                    add("libgcc_s.so.1", guest, reason, false);
+                    add("libgcc_s.so.1", reason, false);
                 }
             }
         }

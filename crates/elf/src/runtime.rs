@@ -69,6 +69,27 @@ pub const NSS_FILES: [&str; 24] = [
 /// Functions for which glibc `dlopen`s `libgcc_s.so.1` (to unwind a cancelled or exiting
 /// thread).
 pub const UNWIND: [&str; 2] = ["pthread_cancel", "pthread_exit"];
+/// Functions that load a library by name at run time: `dlopen` itself and the loader
+/// wrappers programs call instead (libltdl, GModule, SDL, libuv, which Node addons use).
+/// An object importing one of them (or needing `libdl`) may load the sonames in its data.
+pub const DLOPEN: [&str; 8] = [
+    "dlopen",
+    "dlmopen",
+    "lt_dlopen",
+    "lt_dlopenext",
+    "g_module_open",
+    "g_module_open_full",
+    "SDL_LoadObject",
+    "uv_dlopen",
+];
+/// Symbols of glibc's library loader linked into a static program (`dlopen` works in a
+/// static glibc program; every static glibc program since 2.34 has it).
+pub const STATIC_LOADER: [&str; 4] = ["_dl_open", "__libc_dlopen_mode", "dlopen", "dlmopen"];
+/// musl's static `dlopen`, which only fails: a static musl program loads nothing.
+const MUSL_STUB: &str = "stub_dlopen";
+/// The magic of glibc's `ld.so.cache` format, in the data of every object carrying glibc's
+/// loader: the evidence left in a stripped static glibc program.
+const GLIBC_CACHE_MAGIC: &str = "glibc-ld.so.cache1.1";
 
 /// Why an object may load a library at run time.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -102,7 +123,9 @@ pub struct RuntimeLoad {
 
 impl std::fmt::Display for RuntimeLoad {
     /// One line: `/prog may load libfoo.so.1 at run time (named in its data); found at
-    /// /usr/lib/libfoo.so.1; add "Libraries": ["libfoo.so.1"] to pack it`.
+    /// /usr/lib/libfoo.so.1; add "Libraries": ["libfoo.so.1"] to pack it`. Only glibc's
+    /// own modules (NSS, `libgcc_s`) missing from the root are advised to be put there; a
+    /// name from data that the root lacks is only said to be missing.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let why = match &self.reason {
             LoadReason::Data { section } if section == ".rodata" => "named in its data".to_string(),
@@ -117,9 +140,17 @@ impl std::fmt::Display for RuntimeLoad {
             "{} may load {} at run time ({why}); ",
             self.object, self.soname
         )?;
-        match &self.found {
-            Some(path) => write!(f, "found at {path}; add {} to pack it", self.config_line),
-            None => write!(
+        match (&self.found, &self.reason) {
+            (Some(path), _) => write!(f, "found at {path}; add {} to pack it", self.config_line),
+            // A name in data may be anything (a message, a linker script's name): only say
+            // the root lacks it.
+            (None, LoadReason::Data { .. }) => write!(
+                f,
+                "no loadable library of that name in {}, so nothing is packed for it",
+                self.root.display()
+            ),
+            // glibc's own modules: real libraries the root should ship.
+            (None, _) => write!(
                 f,
                 "not found in {}; put it there and add {} to pack it",
                 self.root.display(),
@@ -134,12 +165,21 @@ impl std::fmt::Display for RuntimeLoad {
 pub struct RuntimeRefs {
     /// (section, soname) for each distinct soname found in [`DATA_SECTIONS`], in file order.
     pub sonames: Vec<(String, String)>,
-    /// Undefined dynamic symbols among [`NSS_HOSTS`], [`NSS_FILES`] and [`UNWIND`], sorted.
+    /// Functions among [`NSS_HOSTS`], [`NSS_FILES`] and [`UNWIND`] the object uses, sorted:
+    /// its undefined dynamic symbols, or for a static program the functions its symbol
+    /// table defines (static linking keeps only what is called).
     pub imports: Vec<String>,
+    /// The evidence that the object can load libraries by name at run time, in words
+    /// (`imports dlopen`, `contains glibc's loader (_dl_open)`); `None` without any, and
+    /// then the sonames in its data are not loads.
+    pub loader: Option<String>,
+    /// The object is a static program (no `.interp` section, no undefined dynamic symbol):
+    /// glibc's own code is inside it, with glibc's own strings.
+    pub is_static: bool,
 }
 
-/// Reads the sonames in the read-only data and the interesting imports of the ELF file at
-/// `path`.
+/// Reads the sonames in the read-only data, the interesting imports and the evidence of a
+/// run-time loader of the ELF file at `path` (see [`RuntimeRefs`]).
 pub fn runtime_refs(path: &Path) -> Result<RuntimeRefs, ElfError> {
     let corrupt = |reason: String| ElfError::Corrupt {
         path: path.to_path_buf(),
@@ -174,6 +214,94 @@ pub fn runtime_refs(path: &Path) -> Result<RuntimeRefs, ElfError> {
     };
 
     let mut refs = RuntimeRefs::default();
+    let has_interp = sections.iter().any(|s| {
+        sections
+            .section_name(endian, s)
+            .is_ok_and(|n| n == b".interp")
+    });
+    let mut undefined = 0usize;
+    let mut dlopen_import = None;
+    let dynsym = sections
+        .iter()
+        .find(|s| s.sh_type(endian) == elf::SHT_DYNSYM);
+    if let Some(s) = dynsym {
+        if !in_file(s, MAX_TABLE) {
+            return Err(corrupt(
+                "its .dynsym is too large or runs past the end".into(),
+            ));
+        }
+        let symbols = sections
+            .symbols(endian, data, elf::SHT_DYNSYM)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let strings = symbols.strings();
+        for sym in symbols.iter().skip(1) {
+            if !sym.is_undefined(endian) {
+                continue;
+            }
+            undefined += 1;
+            let Ok(name) = sym.name(endian, strings) else {
+                continue;
+            };
+            let Ok(name) = std::str::from_utf8(name) else {
+                continue;
+            };
+            if DLOPEN.contains(&name) && dlopen_import.is_none() {
+                dlopen_import = Some(format!("imports {name}"));
+            }
+            if is_use(name) && !refs.imports.iter().any(|n| n == name) {
+                refs.imports.push(name.to_string());
+            }
+        }
+    }
+    refs.is_static = !has_interp && undefined == 0;
+    let mut stripped = false;
+    refs.loader = dlopen_import;
+    if refs.is_static {
+        // A static program: its symbol table (when not stripped) says what it contains.
+        let symtab = sections
+            .iter()
+            .find(|s| s.sh_type(endian) == elf::SHT_SYMTAB)
+            .filter(|s| in_file(s, MAX_TABLE));
+        let mut machinery = None;
+        let mut stub = false;
+        if symtab.is_some() {
+            let symbols = sections
+                .symbols(endian, data, elf::SHT_SYMTAB)
+                .map_err(|e| corrupt(e.to_string()))?;
+            let strings = symbols.strings();
+            for sym in symbols.iter().skip(1) {
+                if sym.is_undefined(endian) {
+                    continue;
+                }
+                let Ok(name) = sym.name(endian, strings) else {
+                    continue;
+                };
+                let Ok(name) = std::str::from_utf8(name) else {
+                    continue;
+                };
+                if name == MUSL_STUB {
+                    stub = true;
+                } else if let Some(i) = STATIC_LOADER.iter().position(|n| *n == name) {
+                    // The first of the list found names the evidence, whatever the order.
+                    machinery = Some(machinery.map_or(i, |m: usize| m.min(i)));
+                }
+                if is_use(name) && !refs.imports.iter().any(|n| n == name) {
+                    refs.imports.push(name.to_string());
+                }
+            }
+        }
+        refs.loader = machinery
+            .filter(|_| !stub)
+            .map(|i| format!("contains glibc's loader ({})", STATIC_LOADER[i]));
+        stripped = symtab.is_none();
+    }
+    refs.imports.sort();
+    // The data is read only where its names can be loads: an object with a loader, or a
+    // stripped static program whose data is the only evidence left.
+    if refs.loader.is_none() && !stripped {
+        return Ok(refs);
+    }
+    let mut cache_magic = false;
     for s in sections.iter() {
         let Ok(name) = sections.section_name(endian, s) else {
             continue;
@@ -190,50 +318,29 @@ pub fn runtime_refs(path: &Path) -> Result<RuntimeRefs, ElfError> {
             &mut raw,
             s.sh_offset(endian),
             s.sh_size(endian),
-            &mut |soname| {
-                if !refs.sonames.iter().any(|(_, n)| n == soname) {
-                    refs.sonames.push((section.to_string(), soname.to_string()));
+            &mut |token| {
+                if token == GLIBC_CACHE_MAGIC {
+                    cache_magic = true;
+                } else if is_soname(token) && !refs.sonames.iter().any(|(_, n)| n == token) {
+                    refs.sonames.push((section.to_string(), token.to_string()));
                 }
             },
         )
         .map_err(read)?;
     }
 
-    let dynsym = sections
-        .iter()
-        .find(|s| s.sh_type(endian) == elf::SHT_DYNSYM);
-    if let Some(s) = dynsym {
-        if !in_file(s, MAX_TABLE) {
-            return Err(corrupt(
-                "its .dynsym is too large or runs past the end".into(),
-            ));
+    if stripped && refs.loader.is_none() {
+        if cache_magic {
+            refs.loader = Some(format!("contains glibc's loader ({GLIBC_CACHE_MAGIC})"));
+        } else {
+            refs.sonames.clear();
         }
-        let symbols = sections
-            .symbols(endian, data, elf::SHT_DYNSYM)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let strings = symbols.strings();
-        for sym in symbols.iter() {
-            if !sym.is_undefined(endian) {
-                continue;
-            }
-            let Ok(name) = sym.name(endian, strings) else {
-                continue;
-            };
-            let Ok(name) = std::str::from_utf8(name) else {
-                continue;
-            };
-            let wanted =
-                NSS_HOSTS.contains(&name) || NSS_FILES.contains(&name) || UNWIND.contains(&name);
-            if wanted && !refs.imports.iter().any(|n| n == name) {
-                refs.imports.push(name.to_string());
-            }
-        }
-        refs.imports.sort();
     }
     Ok(refs)
 }
 
-/// Calls `found` for every soname-like token in `size` bytes at `offset`, read in chunks.
+/// Calls `found` for every token of name bytes (`[A-Za-z0-9_+.-]`, at most 255) in `size`
+/// bytes at `offset`, read in chunks.
 fn scan(
     file: &mut File,
     offset: u64,
@@ -277,13 +384,19 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'.' | b'-')
 }
 
+/// Gives `found` a token of name bytes, trailing dots dropped (a sentence's full stop).
 fn emit(token: &[u8], found: &mut dyn FnMut(&str)) {
     if let Ok(s) = std::str::from_utf8(token) {
         let s = s.trim_end_matches('.');
-        if is_soname(s) {
+        if !s.is_empty() {
             found(s);
         }
     }
+}
+
+/// Whether the object using `name` makes glibc load a library (NSS, unwinding).
+fn is_use(name: &str) -> bool {
+    NSS_HOSTS.contains(&name) || NSS_FILES.contains(&name) || UNWIND.contains(&name)
 }
 
 /// Whether `s` matches `lib[A-Za-z0-9_+.-]+\.so(\.[0-9]+)*` in full.
@@ -340,7 +453,9 @@ mod tests {
         let mut f = File::open(&p).unwrap();
         let mut out = Vec::new();
         scan(&mut f, 0, bytes.len() as u64, &mut |s| {
-            out.push(s.to_string())
+            if is_soname(s) {
+                out.push(s.to_string())
+            }
         })
         .unwrap();
         out
@@ -389,8 +504,14 @@ mod tests {
             refs_of(b"\x7fELF\x02\x01"),
             Err(ElfError::Corrupt { .. })
         ));
-        // No section headers: nothing found.
-        assert_eq!(refs_of(&elf_header()).unwrap(), RuntimeRefs::default());
+        // No section headers: nothing found (and nothing undefined: it reads as static).
+        assert_eq!(
+            refs_of(&elf_header()).unwrap(),
+            RuntimeRefs {
+                is_static: true,
+                ..RuntimeRefs::default()
+            }
+        );
         // Section headers past the end, huge counts, bogus string table index.
         let mut h = elf_header();
         h[40..48].copy_from_slice(&u64::MAX.to_le_bytes()); // e_shoff

@@ -26,13 +26,17 @@
 
 mod host_tree;
 mod manifest;
+mod packing;
 
 pub use host_tree::folder_tree;
+pub use packing::{Count, Packed};
 
 use std::path::{Path, PathBuf};
 
 use nanoimg_config::{Config, ConfigError};
-use nanoimg_elf::{Arch, Dependency, Resolution, ResolveError, Resolver, RuntimeLoad};
+use nanoimg_elf::{
+    Arch, Dependency, Resolution, ResolveError, Resolver, RuntimeLoad, Unresolved, MAX_PACKED_ELFS,
+};
 use nanoimg_release::KernelDir;
 use nanoimg_tfs::{Dir, FileSource, Node, TreeError};
 use nanoimg_tuple::{Tuple, Value};
@@ -70,6 +74,11 @@ pub struct Inputs<'a> {
     /// The architecture asked for (`--arch`); the program, its libraries, the kernel and the
     /// klibs must all be of it. Without it they must agree with the program.
     pub arch: Option<Arch>,
+    /// Pack every entry of the target root at the same path (`nanoimg build --from-image
+    /// IMAGE` without a program: interpreters load files nobody can predict). Needs a
+    /// target root; see [`plan`] for what wins where the program or config packs the same
+    /// path.
+    pub pack_root: bool,
 }
 
 /// Everything the image will contain.
@@ -97,8 +106,14 @@ pub struct Plan {
     pub image_name: String,
     /// The interpreter and libraries packed for a dynamic program.
     pub dependencies: Vec<Dependency>,
-    /// Libraries the program or its libraries may load at run time that are not packed.
+    /// Libraries the program, its libraries or the other packed ELF files may load at run
+    /// time that are not packed.
     pub runtime_loads: Vec<RuntimeLoad>,
+    /// Libraries other packed ELF files need that neither the image nor the root has (each
+    /// also a note).
+    pub unresolved: Vec<Unresolved>,
+    /// What was packed, by source.
+    pub packed: Packed,
     /// Things worth telling the user (renumbered mounts, skipped symlinks...).
     pub notes: Vec<String>,
     /// The host folder of each 9p attach id the manifest mounts (`%0`, `%1`, ... in order), as
@@ -125,6 +140,10 @@ pub enum PlanError {
     VolumeSource { path: PathBuf, reason: &'static str },
     #[error("target root {path} does not exist or is not a folder (--target-root or the config's TargetRoot); give the folder that holds the program's libraries")]
     TargetRoot { path: PathBuf },
+    #[error(
+        "packing the whole root needs a target root (--target-root, TargetRoot or --from-image)"
+    )]
+    PackRootWithoutRoot,
     #[error("config Program {0:?} does not name a file")]
     BadProgramPath(String),
     #[error("{field} entry {entry:?} escapes the image root")]
@@ -348,8 +367,15 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         .unwrap_or_else(|| inputs.cwd.to_path_buf());
     let mut notes = Vec::new();
 
-    // The root tree: the program, what the user adds, the libraries, mount points, then the
-    // files ops generates where the user did not provide them.
+    // The root tree: the program, what the user adds, the libraries, mount points; then the
+    // whole root under them (pack_root); then the libraries the other packed ELF files
+    // need; then the files ops generates where nothing provided them.
+    let whole_root = match (inputs.pack_root, target_root(inputs)) {
+        (false, _) => None,
+        (true, Some(r)) => Some(r),
+        (true, None) => return Err(PlanError::PackRootWithoutRoot),
+    };
+    let mut packed = Packed::default();
     let mut root = Dir::new();
     root.insert(
         program_path.as_bytes(),
@@ -358,6 +384,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             len: meta.len(),
         }),
     )?;
+    let after_program = packing::totals(&root);
     let image_root = target_root(inputs).filter(|_| inputs.image_root);
     let sources = host_tree::Sources {
         cwd: inputs.cwd,
@@ -373,7 +400,11 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         &config.args,
         &mut notes,
     )?;
-    let (resolution, runtime_loads) = resolve(inputs, &program_path)?;
+    packed.config = packing::totals(&root).since(after_program);
+    let before_libraries = packing::totals(&root);
+    let resolver = resolver(inputs)?;
+    let resolution =
+        resolver.resolve_with(inputs.program, &program_path, &inputs.config.libraries)?;
     for dep in &resolution.dependencies {
         if root.get(dep.guest_path.as_bytes()).is_some() {
             notes.push(format!(
@@ -389,6 +420,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         })?;
         root.insert(dep.guest_path.as_bytes(), Node::File(source))?;
     }
+    packed.program = after_program + packing::totals(&root).since(before_libraries);
     let (mounts, mount_notes, shares) =
         manifest::mounts(config, &config_dir, inputs.keep_mount_ids)?;
     notes.extend(mount_notes);
@@ -396,6 +428,83 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         let dir = path.split(':').next().unwrap_or(path);
         host_tree::add(&mut root, dir, Node::Dir(Dir::new()))?;
     }
+    if let Some(dir) = &whole_root {
+        let explicit = packing::totals(&root);
+        let mut skipped = packing::Skipped::default();
+        let base = packing::walk_root(dir, &mut skipped)?;
+        let (tree, replaced) = packing::overlay(base, &root)?;
+        root = tree;
+        packed.root = packing::totals(&root).since(explicit);
+        if let Some(first) = &skipped.first {
+            notes.push(format!(
+                "skipped {} device {}, FIFOs and sockets of the root (the first: {})",
+                skipped.count,
+                if skipped.count == 1 { "file" } else { "files" },
+                first.display()
+            ));
+        }
+        if let Some(first) = replaced.first() {
+            notes.push(format!(
+                "{} {} of the root packed as the program or config gives {} instead (the first: {first})",
+                replaced.len(),
+                if replaced.len() == 1 { "path" } else { "paths" },
+                if replaced.len() == 1 { "it" } else { "them" },
+            ));
+        }
+    }
+
+    // Every other ELF file packed: its libraries, found as its loader will find them.
+    let closure_paths: std::collections::BTreeSet<&str> = std::iter::once(program_path.as_str())
+        .chain(
+            resolution
+                .dependencies
+                .iter()
+                .map(|d| d.guest_path.as_str()),
+        )
+        .collect();
+    let others: Vec<(String, PathBuf)> = root
+        .files()
+        .into_iter()
+        .filter_map(|(path, source)| match source {
+            FileSource::Host { path: host, .. } => {
+                let guest = String::from_utf8(path).ok()?;
+                (!closure_paths.contains(guest.as_str())).then(|| (guest, host.clone()))
+            }
+            FileSource::Bytes(_) => None,
+        })
+        .collect();
+    let needed = resolver.needed_closure(
+        program_arch,
+        &others,
+        &packing::TreeView(&root),
+        whole_root.is_none(),
+        MAX_PACKED_ELFS,
+    );
+    packed.elf_files = needed.examined.len() as u64;
+    for dep in &needed.added {
+        let source = FileSource::host(&dep.host_path).map_err(|source| PlanError::Program {
+            path: dep.host_path.clone(),
+            source,
+        })?;
+        packed.needed.files += 1;
+        packed.needed.bytes += source.len();
+        root.insert(dep.guest_path.as_bytes(), Node::File(source))?;
+    }
+    notes.extend(unresolved_notes(&needed.unresolved, resolver.root()));
+    if needed.not_examined > 0 {
+        notes.push(format!(
+            "{} more ELF files are packed but were not checked for the libraries they need: \
+             nanoimg examines {MAX_PACKED_ELFS} per build",
+            needed.not_examined
+        ));
+    }
+    let runtime_loads = resolver.runtime_loads_of(
+        &resolution,
+        inputs.program,
+        &program_path,
+        &needed.examined,
+        Some(&packing::TreeView(&root)),
+    );
     let name_servers = if config.name_servers.is_empty() {
         vec!["8.8.8.8".to_string()]
     } else {
@@ -530,12 +639,45 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         root_free_space: if readonly { 0 } else { DEFAULT_FREE_SPACE },
         min_image_size,
         image_name,
-        dependencies: resolution.dependencies,
+        dependencies: resolution
+            .dependencies
+            .into_iter()
+            .chain(needed.added)
+            .collect(),
         runtime_loads,
+        unresolved: needed.unresolved,
+        packed,
         notes,
         shares,
     })
 }
+
+/// Notes for the libraries packed ELF files need and nothing has: one per (ELF, name), at
+/// most [`MAX_UNRESOLVED_NOTES`], then one counting the rest.
+fn unresolved_notes(unresolved: &[Unresolved], root: &Path) -> Vec<String> {
+    let mut notes: Vec<String> = unresolved
+        .iter()
+        .take(MAX_UNRESOLVED_NOTES)
+        .map(|u| {
+            format!(
+                "{} needs {}, which neither the image nor {} has; it will not load in the guest",
+                u.object,
+                u.name,
+                root.display()
+            )
+        })
+        .collect();
+    if unresolved.len() > MAX_UNRESOLVED_NOTES {
+        notes.push(format!(
+            "{} more libraries needed by packed ELF files are missing (not listed)",
+            unresolved.len() - MAX_UNRESOLVED_NOTES
+        ));
+    }
+    notes
+}
+
+/// The unresolved needs listed one by one in the notes.
+pub const MAX_UNRESOLVED_NOTES: usize = 20;
 
 #[cfg(test)]
 mod tests {

@@ -84,6 +84,7 @@ impl Setup {
             keep_mount_ids: false,
             image_name: None,
             arch: None,
+            pack_root: false,
         })
     }
 }

@@ -56,6 +56,7 @@ impl Project {
             keep_mount_ids,
             image_name: None,
             arch: None,
+            pack_root: false,
         })
     }
 
