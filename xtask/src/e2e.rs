@@ -28,6 +28,7 @@ use crate::expect;
 use crate::formats;
 use crate::gevulot;
 use crate::guestfs;
+use crate::missing_files;
 use crate::portfwd;
 use crate::prereq::{self, Tools};
 use crate::samples::{self, Sample, Scenario};
@@ -195,6 +196,14 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
         work_dir,
         args.timeout_secs,
         &mut |case, report| record(case, report, apps::SUBDIR),
+    )?;
+    // `nanoimg run --missing-files`: what the program failed to open, and the lines that pack it.
+    missing_files::run_case(
+        &tools,
+        &nanoimg,
+        work_dir,
+        args.timeout_secs,
+        &mut |case, report| record(case, report, missing_files::CASE),
     )?;
     arm64::run_cases(
         &arm64_setup,

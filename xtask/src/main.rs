@@ -35,7 +35,10 @@
 //! exactly that), `exit-code` (`debug_exit`: `nanoimg run` exits with the
 //! program's status 3), `port-forward` (`nanoimg run -p`: the host talks to
 //! a TCP server in the guest) and `timeout` (`nanoimg run --timeout 5` stops
-//! a program that never ends, exit 124). `static-c` runs without `--accel`,
+//! a program that never ends, exit 124), `missing-files` (`nanoimg run
+//! PROGRAM --missing-files`: the kernel names the library and file the
+//! program failed to open, nanoimg the config lines that pack them, and the
+//! program rebuilt with those lines loads them). `static-c` runs without `--accel`,
 //! so it goes through `nanoimg run`'s KVM attempt and fallback to TCG.
 //!
 //! The arm64 cases (see `arm64.rs`) build cross-compiled samples with the
@@ -85,6 +88,7 @@ mod formats;
 mod gevulot;
 mod guestfs;
 mod hostile;
+mod missing_files;
 mod portfwd;
 mod prereq;
 mod samples;
