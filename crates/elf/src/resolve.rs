@@ -580,7 +580,8 @@ impl Resolver {
     ///
     /// A soname is searched as the object's own `DT_NEEDED` would be (the program's search
     /// path for the program and its closure), in the `image` first when given: what the
-    /// image already holds is no hint. Objects that cannot be read are skipped: hints are
+    /// image already holds is no hint, and for the `packed` objects neither is what the
+    /// root does not have (only the program's closure is told about missing names). Objects that cannot be read are skipped: hints are
     /// advice.
     pub fn runtime_loads_of(
         &self,
@@ -664,6 +665,10 @@ impl Resolver {
                     return;
                 }
                 let found = find(own.as_ref(), soname);
+                // A packed ELF's hint only says what the root has and the image lacks: its
+                // optional names the root does not have are no news (a whole root packed
+                // holds hundreds).
+                let need_found = need_found || own.is_some();
                 if found.as_ref().is_some_and(|f| f.2) || (need_found && found.is_none()) {
                     return;
                 }

@@ -110,3 +110,81 @@ fn a_dynamic_program_calling_dlopen_gets_a_hint_and_one_only_naming_it_gets_none
     assert!(refs.sonames.is_empty(), "{:?}", refs.sonames);
     assert_eq!(hints(Path::new("/"), &named), []);
 }
+
+/// An image that holds nothing: every library comes from the root.
+struct EmptyImage;
+
+impl nanoimg_elf::ImageView for EmptyImage {
+    fn file(&self, _guest: &str) -> nanoimg_elf::InImage {
+        nanoimg_elf::InImage::Absent
+    }
+}
+
+#[test]
+fn the_closure_of_packed_objects_is_capped() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("lib/x86_64-linux-gnu")).unwrap();
+    std::fs::copy(
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        root.join("lib/x86_64-linux-gnu/libc.so.6"),
+    )
+    .unwrap();
+    std::fs::write(d.path().join("m.c"), "int m(void) { return 1; }\n").unwrap();
+    let mut files = Vec::new();
+    for name in ["a.so", "b.so", "c.so"] {
+        cc(
+            d.path(),
+            &["-shared", "-fPIC", "-Wl,--no-as-needed", "-o", name, "m.c"],
+        );
+        files.push((format!("/mods/{name}"), d.path().join(name)));
+    }
+    // Not an ELF: skipped by its magic, never examined.
+    std::fs::write(d.path().join("README"), "text").unwrap();
+    files.push(("/mods/README".to_string(), d.path().join("README")));
+    let resolver = Resolver::new(&root);
+    let arch = nanoimg_elf::Arch::X86_64;
+    let all = resolver.needed_closure(arch, &files, &EmptyImage, true, 100);
+    let added: Vec<(&str, &str, &str)> = all
+        .added
+        .iter()
+        .map(|d| (d.name.as_str(), d.guest_path.as_str(), d.needed_by.as_str()))
+        .collect();
+    assert_eq!(
+        added,
+        [("libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6", "/mods/a.so"),]
+    );
+    // libc's own interpreter (PT_INTERP, and its DT_NEEDED), which this root lacks.
+    assert_eq!(
+        all.unresolved,
+        [
+            nanoimg_elf::Unresolved {
+                object: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+                name: "/lib64/ld-linux-x86-64.so.2".into(),
+            },
+            nanoimg_elf::Unresolved {
+                object: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+                name: "ld-linux-x86-64.so.2".into(),
+            }
+        ]
+    );
+    let examined: Vec<&str> = all.examined.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        examined,
+        [
+            "/mods/a.so",
+            "/mods/b.so",
+            "/mods/c.so",
+            "/lib/x86_64-linux-gnu/libc.so.6"
+        ]
+    );
+    assert_eq!(all.not_examined, 0);
+    // Two at most: c.so and the libc a.so brought are left, counted.
+    let capped = resolver.needed_closure(arch, &files, &EmptyImage, true, 2);
+    assert_eq!(capped.examined.len(), 2);
+    assert_eq!(capped.not_examined, 2);
+    // Without adding (the whole root is in the image), needs are only checked.
+    let checked = resolver.needed_closure(arch, &files, &EmptyImage, false, 100);
+    assert!(checked.added.is_empty());
+    assert_eq!(checked.examined.len(), 3);
+}
