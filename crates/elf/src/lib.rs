@@ -13,9 +13,21 @@
 //!   the path the loader will open, with the content of the file found there (symlinks
 //!   followed inside the root); [`Resolver::resolve_with`] also packs libraries asked for by
 //!   name (the config's `Libraries`);
-//! - [`Resolver::runtime_loads`] lists what the program and its libraries may load at run
-//!   time, which `DT_NEEDED` does not say: sonames in their read-only data, glibc's NSS
-//!   modules and `libgcc_s.so.1` ([`runtime_refs`] reads them, bounded).
+//! - [`Resolver::needed_closure`] does the same for every other ELF file an image holds
+//!   (shared objects under `Dirs`/`MapDirs`, Python extension modules, Node addons): each
+//!   searched with its own `DT_RUNPATH`/`DT_RPATH`, `$ORIGIN` its image folder, in the
+//!   image first ([`ImageView`]) and then in the root; ELF files are recognised by their
+//!   magic, each examined once, lookups memoised by (name, search path), at most
+//!   [`MAX_PACKED_ELFS`] per build;
+//! - [`Resolver::runtime_loads_of`] lists what the program, its libraries and the other
+//!   packed ELF files may load at run time, which `DT_NEEDED` does not say, each only with
+//!   evidence: sonames in the read-only data of an object that can load by name (it
+//!   imports `dlopen` or a wrapper, [`DLOPEN`], or needs `libdl`; a static program that
+//!   contains glibc's loader, [`STATIC_LOADER`], minus the names glibc itself carries),
+//!   glibc's NSS modules for the lookups it uses, and `libgcc_s.so.1` for thread
+//!   cancellation ([`runtime_refs`] reads the evidence, bounded). A static glibc program
+//!   always links glibc's loader (`rtld_static_init` pulls in `dlopen`), so the loader alone
+//!   is not evidence that it loads anything: a static hello gets no hint.
 
 mod arch;
 mod inspect;

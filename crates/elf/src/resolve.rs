@@ -563,7 +563,7 @@ impl Resolver {
     }
 
     /// The libraries the program, the objects of its `resolution` and the other `packed`
-    /// ELF files ((guest path, host path), e.g. [`NeededClosure::examined`]) may load at run
+    /// ELF files ((guest path, host path), e.g. [`crate::NeededClosure::examined`]) may load at run
     /// time and that the image lacks, one hint per soname, program first. Each hint needs
     /// evidence that the object loads it:
     ///
@@ -573,8 +573,8 @@ impl Resolver {
     ///   `ld.so.cache` magic when stripped) and the name is not one of glibc's own
     ///   (`libc.so.6`, `libc.so`, ...: every static glibc program carries those); names in
     ///   the data of glibc's own objects are never hints;
-    /// - glibc's NSS modules when it uses a lookup function ([`NSS_HOSTS`],
-    ///   [`NSS_FILES`]) and the root ships the modules separately (`libnss_files.so.2` is
+    /// - glibc's NSS modules when it uses a lookup function (`NSS_HOSTS`,
+    ///   `NSS_FILES`) and the root ships the modules separately (`libnss_files.so.2` is
     ///   found);
     /// - `libgcc_s.so.1` when it uses `pthread_cancel` or `pthread_exit`.
     ///

@@ -14,7 +14,27 @@
 //!   them; nothing is executed. Files the user adds explicitly win over found libraries.
 //!   `Libraries` (nanoimg only) names more sonames to pack the same way, with their own
 //!   dependencies; what the program may load at run time and the closure lacks is reported
-//!   as [`Plan::runtime_loads`] hints;
+//!   as [`Plan::runtime_loads`] hints (only with evidence, see
+//!   [`nanoimg_elf::Resolver::runtime_loads_of`]);
+//! - every other ELF file packed (by `Files`, `Dirs`, `MapDirs` or the whole root) gets its
+//!   own closure ([`nanoimg_elf::Resolver::needed_closure`]): what it needs and the image
+//!   lacks is added from the root, with its own closure; a library nothing has is a note
+//!   naming the ELF and the soname, never an error (only the program's own libraries must
+//!   be found). At most [`nanoimg_elf::MAX_PACKED_ELFS`] ELF files are examined, the rest
+//!   counted in a note;
+//! - with [`Inputs::pack_root`] every entry of the target root is packed at its own path
+//!   (folders, files, hard links as files, symbolic links exactly as written; device files,
+//!   FIFOs and sockets skipped with one note). What the program and config pack is placed
+//!   over it, each path resolved through the root's links as the guest will: an entry that
+//!   is the root's own file there (the program or a library from the same root, an absolute
+//!   `Files` entry of an image root) is packed once, as the root's; any other one (a host
+//!   file, a `MapDirs` target elsewhere) replaces the root's entry at that path, with one
+//!   note counting them. A regular file of the root at `/etc/passwd`, `/etc/resolv.conf` or
+//!   `/proc/sys/kernel/hostname` counts as provided (nothing is generated over it; a link
+//!   there that leads nowhere in the root is replaced by the generated file). Generated
+//!   files are not counted in [`Plan::packed`]. Libraries are then only checked, not added (the root
+//!   is all there), and unresolvable ones are notes, as they would fail in the container
+//!   too; [`Plan::packed`] sums up what each source packed;
 //! - `Files` and `Dirs` are relative to the working directory, `MapDirs` keys to the
 //!   config's directory; nothing may climb above the image root;
 //! - `Mounts` get ops's onprem renumbering (see [`manifest::mounts`]) and their mount points
@@ -35,7 +55,8 @@ use std::path::{Path, PathBuf};
 
 use nanoimg_config::{Config, ConfigError};
 use nanoimg_elf::{
-    Arch, Dependency, Resolution, ResolveError, Resolver, RuntimeLoad, Unresolved, MAX_PACKED_ELFS,
+    Arch, Dependency, ImageView, Resolution, ResolveError, Resolver, RuntimeLoad, Unresolved,
+    MAX_PACKED_ELFS,
 };
 use nanoimg_release::KernelDir;
 use nanoimg_tfs::{Dir, FileSource, Node, TreeError};
@@ -367,6 +388,22 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         .unwrap_or_else(|| inputs.cwd.to_path_buf());
     let mut notes = Vec::new();
 
+    // The files ops generates where nothing provides them.
+    let name_servers = if config.name_servers.is_empty() {
+        vec!["8.8.8.8".to_string()]
+    } else {
+        config.name_servers.clone()
+    };
+    let resolv: String = name_servers
+        .iter()
+        .map(|ns| format!("nameserver  {ns}\n"))
+        .collect();
+    let generated = [
+        ("/etc/passwd", b"root:x:0:0:root:/root:/bin/nobash".to_vec()),
+        ("/etc/resolv.conf", resolv.into_bytes()),
+        ("/proc/sys/kernel/hostname", b"uniboot".to_vec()),
+    ];
+
     // The root tree: the program, what the user adds, the libraries, mount points; then the
     // whole root under them (pack_root); then the libraries the other packed ELF files
     // need; then the files ops generates where nothing provided them.
@@ -429,9 +466,23 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         host_tree::add(&mut root, dir, Node::Dir(Dir::new()))?;
     }
     if let Some(dir) = &whole_root {
-        let explicit = packing::totals(&root);
         let mut skipped = packing::Skipped::default();
         let base = packing::walk_root(dir, &mut skipped)?;
+        // The root provides a generated file only with a regular file there (a link to
+        // nowhere, as a container's /etc/resolv.conf often is, gets the generated one).
+        for (path, bytes) in &generated {
+            let provided = matches!(
+                packing::TreeView(&base).file(path),
+                nanoimg_elf::InImage::File(_)
+            );
+            if !provided && root.get(path.as_bytes()).is_none() {
+                root.insert(
+                    path.as_bytes(),
+                    Node::File(FileSource::Bytes(bytes.clone())),
+                )?;
+            }
+        }
+        let explicit = packing::totals(&root);
         let (tree, replaced) = packing::overlay(base, &root)?;
         root = tree;
         packed.root = packing::totals(&root).since(explicit);
@@ -445,10 +496,9 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         }
         if let Some(first) = replaced.first() {
             notes.push(format!(
-                "{} {} of the root packed as the program or config gives {} instead (the first: {first})",
+                "{} {} of the root replaced by what the program, the config or nanoimg packs there (the first: {first})",
                 replaced.len(),
                 if replaced.len() == 1 { "path" } else { "paths" },
-                if replaced.len() == 1 { "it" } else { "them" },
             ));
         }
     }
@@ -505,22 +555,12 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         &needed.examined,
         Some(&packing::TreeView(&root)),
     );
-    let name_servers = if config.name_servers.is_empty() {
-        vec!["8.8.8.8".to_string()]
-    } else {
-        config.name_servers.clone()
-    };
-    let resolv: String = name_servers
-        .iter()
-        .map(|ns| format!("nameserver  {ns}\n"))
-        .collect();
-    for (path, bytes) in [
-        ("/etc/passwd", b"root:x:0:0:root:/root:/bin/nobash".to_vec()),
-        ("/etc/resolv.conf", resolv.into_bytes()),
-        ("/proc/sys/kernel/hostname", b"uniboot".to_vec()),
-    ] {
+    for (path, bytes) in &generated {
         if root.get(path.as_bytes()).is_none() {
-            root.insert(path.as_bytes(), Node::File(FileSource::Bytes(bytes)))?;
+            root.insert(
+                path.as_bytes(),
+                Node::File(FileSource::Bytes(bytes.clone())),
+            )?;
         }
     }
 

@@ -342,6 +342,12 @@ fn pack_root_packs_every_entry_with_links_kept_and_sums_it_up() {
     std::fs::create_dir_all(r.join("app")).unwrap();
     std::fs::create_dir_all(r.join("etc")).unwrap();
     std::fs::create_dir_all(r.join("empty")).unwrap();
+    // As in many container images: a link to a file only the running system has.
+    symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        r.join("etc/resolv.conf"),
+    )
+    .unwrap();
     std::fs::write(r.join("app/main.py"), b"print('hi')\n").unwrap();
     std::fs::write(r.join("etc/motd"), b"root motd\n").unwrap();
     std::fs::write(r.join("etc/passwd"), b"app:x:1000:1000::/app:/bin/sh\n").unwrap();
@@ -384,6 +390,13 @@ fn pack_root_packs_every_entry_with_links_kept_and_sums_it_up() {
     // the generated one.
     assert_eq!(host_of(&plan, "/etc/motd"), s_.work().join("conf/motd"));
     assert_eq!(host_of(&plan, "/etc/passwd"), r.join("etc/passwd"));
+    // The dangling /etc/resolv.conf gets the generated one.
+    assert_eq!(
+        plan.root.get(b"/etc/resolv.conf"),
+        Some(&Node::File(FileSource::Bytes(
+            b"nameserver  8.8.8.8\n".to_vec()
+        )))
+    );
     assert!(matches!(plan.root.get(b"/empty"), Some(Node::Dir(d)) if d.is_empty()));
     assert!(plan.root.get(b"/app/fifo").is_none());
     let fifo_note = format!(
@@ -392,7 +405,7 @@ fn pack_root_packs_every_entry_with_links_kept_and_sums_it_up() {
     );
     assert!(plan.notes.contains(&fifo_note), "{:?}", plan.notes);
     assert!(
-        plan.notes.contains(&"1 path of the root packed as the program or config gives it instead (the first: /etc/motd)".to_string()),
+        plan.notes.contains(&"2 paths of the root replaced by what the program, the config or nanoimg packs there (the first: /etc/motd)".to_string()),
         "{:?}",
         plan.notes
     );
