@@ -278,20 +278,17 @@ fn walk<'a>(tree: &'a Dir, path: &[u8], follow_last: bool) -> Walked<'a> {
         .map(<[u8]>::to_vec)
         .collect();
     let mut real: Vec<Vec<u8>> = Vec::new();
+    // The folders of `real`, so no step walks from the top again.
+    let mut dirs: Vec<&Dir> = Vec::new();
     let mut links = 0;
     while let Some(c) = pending.pop() {
         if c == b".." {
             real.pop();
+            dirs.pop();
             continue;
         }
         let last = pending.is_empty();
-        let mut dir = tree;
-        for p in &real {
-            match dir.entries().get(p) {
-                Some(Node::Dir(d)) => dir = d,
-                _ => return Walked::Blocked,
-            }
-        }
+        let dir = dirs.last().copied().unwrap_or(tree);
         match dir.entries().get(&c) {
             None => {
                 // Nothing there: the rest of the path is taken as written.
@@ -312,6 +309,7 @@ fn walk<'a>(tree: &'a Dir, path: &[u8], follow_last: bool) -> Walked<'a> {
                 }
                 if target.first() == Some(&b'/') {
                     real.clear();
+                    dirs.clear();
                 }
                 pending.extend(
                     target
@@ -326,8 +324,9 @@ fn walk<'a>(tree: &'a Dir, path: &[u8], follow_last: bool) -> Walked<'a> {
                 if last {
                     return Walked::Found(real, node);
                 }
-                if !matches!(node, Node::Dir(_)) {
-                    return Walked::Blocked;
+                match node {
+                    Node::Dir(d) => dirs.push(d),
+                    _ => return Walked::Blocked,
                 }
             }
         }
@@ -439,4 +438,87 @@ pub(crate) fn overlay(base: Dir, explicit: &Dir) -> Result<(Dir, Vec<String>), P
     }
     replaced.sort();
     Ok((out, replaced))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> Node {
+        Node::File(FileSource::Host {
+            path: PathBuf::from(name),
+            len: 1,
+        })
+    }
+
+    #[test]
+    fn the_tree_is_seen_as_the_guest_sees_it() {
+        let mut t = Dir::new();
+        t.insert(b"/usr/lib/x/libc.so.6", file("libc")).unwrap();
+        t.insert(b"/lib", Node::Symlink(b"usr/lib".to_vec()))
+            .unwrap();
+        t.insert(b"/usr/lib/x/up", Node::Symlink(b"../../lib/x".to_vec()))
+            .unwrap();
+        t.insert(b"/abs", Node::Symlink(b"/lib/x/libc.so.6".to_vec()))
+            .unwrap();
+        t.insert(b"/loop", Node::Symlink(b"/loop".to_vec()))
+            .unwrap();
+        t.insert(b"/gone", Node::Symlink(b"/nowhere/x".to_vec()))
+            .unwrap();
+        t.insert(b"/etc/passwd", Node::File(FileSource::Bytes(b"x".to_vec())))
+            .unwrap();
+        let v = TreeView(&t);
+        let libc = InImage::File(PathBuf::from("libc"));
+        assert_eq!(v.file("/lib/x/libc.so.6"), libc);
+        assert_eq!(v.file("/usr/lib/x/up/libc.so.6"), libc);
+        assert_eq!(v.file("/abs"), libc);
+        // `..` after a link is the target's parent, as in the kernel: /lib/.. is /usr.
+        assert_eq!(v.file("/lib/../lib/x/libc.so.6"), libc);
+        assert_eq!(v.file("/lib/../usr/lib/x/libc.so.6"), InImage::Other);
+        assert_eq!(v.file("/loop"), InImage::Other);
+        assert_eq!(v.file("/usr/lib"), InImage::Other);
+        assert_eq!(v.file("/etc/passwd"), InImage::Other);
+        assert_eq!(v.file("/etc/passwd/x"), InImage::Other);
+        // Missing: addable where no link was followed, not behind one.
+        assert_eq!(v.file("/usr/lib/x/libm.so.6"), InImage::Absent);
+        assert_eq!(v.file("/opt/lib/libm.so.6"), InImage::Absent);
+        assert_eq!(v.file("/lib/x/libm.so.6"), InImage::Other);
+        assert_eq!(v.file("/gone"), InImage::Other);
+    }
+
+    #[test]
+    fn explicit_entries_go_over_the_root_through_its_links() {
+        let mut base = Dir::new();
+        base.insert(b"/usr/lib/x/libc.so.6", file("root/libc"))
+            .unwrap();
+        base.insert(b"/usr/lib/x/libz.so.1", file("root/libz"))
+            .unwrap();
+        base.insert(b"/lib", Node::Symlink(b"usr/lib".to_vec()))
+            .unwrap();
+        let mut explicit = Dir::new();
+        // The root's own file through its link: packed once, the link kept.
+        explicit
+            .insert(b"/lib/x/libc.so.6", file("root/libc"))
+            .unwrap();
+        // Another file at a root path (through the link): it replaces the root's.
+        explicit
+            .insert(b"/lib/x/libz.so.1", file("host/libz"))
+            .unwrap();
+        explicit.insert(b"/app/prog", file("host/prog")).unwrap();
+        let (tree, replaced) = overlay(base, &explicit).unwrap();
+        assert_eq!(replaced, ["/usr/lib/x/libz.so.1"]);
+        assert_eq!(tree.get(b"/lib"), Some(&Node::Symlink(b"usr/lib".to_vec())));
+        assert_eq!(tree.get(b"/usr/lib/x/libc.so.6"), Some(&file("root/libc")));
+        assert_eq!(tree.get(b"/usr/lib/x/libz.so.1"), Some(&file("host/libz")));
+        assert_eq!(tree.get(b"/app/prog"), Some(&file("host/prog")));
+        assert_eq!(
+            totals(&tree),
+            Count {
+                files: 3,
+                bytes: 3,
+                links: 1,
+                dirs: 4
+            }
+        );
+    }
 }
