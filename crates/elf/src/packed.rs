@@ -156,6 +156,14 @@ impl Resolver {
             key_dirs.extend(obj.info.runpath.iter().map(|d| expand_guest(d, &obj)));
             let exe = (obj.guest.clone(), obj.origin.clone(), obj.info.clone());
             for name in &obj.info.needed {
+                // The loader itself is in every dynamic process, and a DT_NEEDED of its
+                // soname (libc.so.6 has one) is matched against it before any search.
+                let interp = arch.interpreter();
+                if interp.rsplit('/').next() == Some(name.as_str())
+                    && (added.contains(interp) || matches!(image.file(interp), InImage::File(_)))
+                {
+                    continue;
+                }
                 let key = (name.clone(), key_dirs.clone());
                 let found = match lookups.get(&key) {
                     Some(f) => f.clone(),
