@@ -516,11 +516,12 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
         .files()
         .into_iter()
         .filter_map(|(path, source)| match source {
-            FileSource::Host { path: host, .. } => {
+            // Shorter than an ELF header: not worth opening.
+            FileSource::Host { path: host, len } if *len >= 64 => {
                 let guest = String::from_utf8(path).ok()?;
                 (!closure_paths.contains(guest.as_str())).then(|| (guest, host.clone()))
             }
-            FileSource::Bytes(_) => None,
+            _ => None,
         })
         .collect();
     let needed = resolver.needed_closure(
