@@ -18,6 +18,9 @@ use crate::inspect::{check_ident, ElfError};
 
 /// The largest `.dynsym` read.
 pub const MAX_TABLE: u64 = 64 << 20;
+/// Distinct sonames kept from one object's data (each becomes a lookup; a hostile file
+/// full of names gets no more).
+pub const MAX_SONAMES: usize = 256;
 /// The longest string considered a soname.
 const MAX_NAME: usize = 255;
 /// Sections whose strings are looked at.
@@ -163,7 +166,8 @@ impl std::fmt::Display for RuntimeLoad {
 /// What one object refers to that may be loaded at run time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuntimeRefs {
-    /// (section, soname) for each distinct soname found in [`DATA_SECTIONS`], in file order.
+    /// (section, soname) for each distinct soname found in [`DATA_SECTIONS`], in file order,
+    /// at most [`MAX_SONAMES`].
     pub sonames: Vec<(String, String)>,
     /// Functions among [`NSS_HOSTS`], [`NSS_FILES`] and [`UNWIND`] the object uses, sorted:
     /// its undefined dynamic symbols, or for a static program the functions its symbol
@@ -321,7 +325,10 @@ pub fn runtime_refs(path: &Path) -> Result<RuntimeRefs, ElfError> {
             &mut |token| {
                 if token == GLIBC_CACHE_MAGIC {
                     cache_magic = true;
-                } else if is_soname(token) && !refs.sonames.iter().any(|(_, n)| n == token) {
+                } else if is_soname(token)
+                    && refs.sonames.len() < MAX_SONAMES
+                    && !refs.sonames.iter().any(|(_, n)| n == token)
+                {
                     refs.sonames.push((section.to_string(), token.to_string()));
                 }
             },
@@ -571,6 +578,44 @@ mod tests {
             f[62..64].copy_from_slice(&((seed >> 24) as u16 % 9).to_le_bytes());
             let _ = refs_of(&f);
         }
+    }
+
+    #[test]
+    fn a_file_full_of_names_gives_at_most_max_sonames() {
+        // A stripped static-looking ELF whose .rodata holds 1000 sonames and the loader magic.
+        let mut data = GLIBC_CACHE_MAGIC.as_bytes().to_vec();
+        for i in 0..1000 {
+            data.extend(format!("\0libx{i}.so.1").as_bytes());
+        }
+        let mut f = elf_header();
+        let strtab = "\0.rodata\0.shstrtab\0";
+        f.extend(strtab.as_bytes());
+        let data_off = f.len() as u64;
+        f.extend(&data);
+        let sh_off = (f.len() as u64 + 7) & !7;
+        f.resize(sh_off as usize, 0);
+        f[40..48].copy_from_slice(&sh_off.to_le_bytes());
+        f[60..62].copy_from_slice(&3u16.to_le_bytes());
+        f[62..64].copy_from_slice(&2u16.to_le_bytes());
+        let section = |name: u32, ty: u32, off: u64, size: u64| {
+            let mut s = vec![0u8; 64];
+            s[0..4].copy_from_slice(&name.to_le_bytes());
+            s[4..8].copy_from_slice(&ty.to_le_bytes());
+            s[24..32].copy_from_slice(&off.to_le_bytes());
+            s[32..40].copy_from_slice(&size.to_le_bytes());
+            s
+        };
+        f.extend(vec![0u8; 64]);
+        f.extend(section(1, elf::SHT_PROGBITS, data_off, data.len() as u64));
+        f.extend(section(9, elf::SHT_STRTAB, 64, strtab.len() as u64));
+        let refs = refs_of(&f).unwrap();
+        assert!(refs.is_static);
+        assert_eq!(
+            refs.loader.as_deref(),
+            Some("contains glibc's loader (glibc-ld.so.cache1.1)")
+        );
+        assert_eq!(refs.sonames.len(), MAX_SONAMES);
+        assert_eq!(refs.sonames[0].1, "libx0.so.1");
     }
 
     #[test]
