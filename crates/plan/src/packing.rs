@@ -383,7 +383,9 @@ pub(crate) fn overlay(base: Dir, explicit: &Dir) -> Result<(Dir, Vec<String>), P
         let conflict = || PlanError::Conflict {
             path: String::from_utf8_lossy(&path).into_owned(),
         };
-        match walk(&base, &path, false) {
+        // A folder (a mount point) through a link to a folder is that folder.
+        let follow = matches!(node, Node::Dir(_));
+        match walk(&base, &path, follow) {
             Walked::Found(real, existing) => {
                 let same = existing == node
                     || matches!((existing, node), (Node::Dir(_), Node::Dir(_)))
@@ -505,6 +507,11 @@ mod tests {
             .insert(b"/lib/x/libz.so.1", file("host/libz"))
             .unwrap();
         explicit.insert(b"/app/prog", file("host/prog")).unwrap();
+        // A mount point through a link to a folder: that folder, the link kept.
+        base.insert(b"/var/run", Node::Symlink(b"/run".to_vec()))
+            .unwrap();
+        base.insert(b"/run", Node::Dir(Dir::new())).unwrap();
+        explicit.insert(b"/var/run", Node::Dir(Dir::new())).unwrap();
         let (tree, replaced) = overlay(base, &explicit).unwrap();
         assert_eq!(replaced, ["/usr/lib/x/libz.so.1"]);
         assert_eq!(tree.get(b"/lib"), Some(&Node::Symlink(b"usr/lib".to_vec())));
@@ -512,12 +519,16 @@ mod tests {
         assert_eq!(tree.get(b"/usr/lib/x/libz.so.1"), Some(&file("host/libz")));
         assert_eq!(tree.get(b"/app/prog"), Some(&file("host/prog")));
         assert_eq!(
+            tree.get(b"/var/run"),
+            Some(&Node::Symlink(b"/run".to_vec()))
+        );
+        assert_eq!(
             totals(&tree),
             Count {
                 files: 3,
                 bytes: 3,
-                links: 1,
-                dirs: 4
+                links: 2,
+                dirs: 6
             }
         );
     }
