@@ -690,7 +690,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     };
     let kernel_dir = kernel(&options.kernel, &config, &program, arch, &mut lock)?;
     let nanos_version = nanos_version(&options.kernel, &config, arch);
-    let _ = pack_root;
     let mut plan = nanoimg_plan::plan(&Inputs {
         program: &program,
         config: &config,
@@ -704,7 +703,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         keep_mount_ids: options.keep_mount_ids,
         image_name: options.image_name.as_deref(),
         arch: options.arch,
-        pack_root: false,
+        pack_root,
     })?;
     image_notes.append(&mut plan.notes);
     plan.notes = image_notes;

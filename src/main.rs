@@ -637,6 +637,7 @@ fn build(
     for hint in &report.plan.runtime_loads {
         say(format!("hint: {hint}"));
     }
+    say(report.plan.packed);
     let path = nanoimg::display_path(&report.output);
     if json {
         let value = serde_json::json!({
@@ -657,6 +658,7 @@ fn build(
                 "boot_img_sha256": report.boot_img_sha256,
             },
             "program": report.plan.program_path,
+            "packed": report.plan.packed,
             "files": report.files,
         });
         println!(

@@ -9,6 +9,9 @@
 //!   main.py --config.workingdir /app --config.env GREETING=…`). The image's whole
 //!   filesystem is packed; `main.py` imports `hashlib` (its `_hashlib` extension loads
 //!   `libcrypto.so.3`) and prints what it computed.
+//! - `app-python-prune`: the same image with `--prune` and a config naming only
+//!   `/usr/lib/python3.11` and `/app`: `_hashlib`'s `libcrypto.so.3` comes from the
+//!   closure of the packed ELF files.
 //! - `app-node`: the same with Debian's `nodejs` and `/app/server.js` (which uses `crypto`;
 //!   Node loads its own JavaScript from `/usr/share/nodejs` at start).
 //! - `app-prover`: a prover-shaped Rust program (`samples/prover_app.rs`, static) at
@@ -70,8 +73,8 @@ struct Case {
     expected: Vec<String>,
 }
 
-/// Makes a case's image in its folder.
-type MakeCase = fn(&Tools, &Path) -> Result<Case>;
+/// Makes a case's image in its folder: the cases built from it.
+type MakeCase = fn(&Tools, &Path) -> Result<Vec<Case>>;
 
 /// Makes the images, then builds, boots and checks every application case.
 pub fn run_cases(
@@ -83,20 +86,29 @@ pub fn run_cases(
 ) -> Result<()> {
     let dir = work_dir.join(SUBDIR);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let cases: [(&str, MakeCase); 3] = [
-        ("app-python", python_case),
-        ("app-node", node_case),
-        ("app-prover", prover_case),
+    let cases: [(&[&str], MakeCase); 3] = [
+        (&["app-python", "app-python-prune"], python_case),
+        (&["app-node"], node_case),
+        (&["app-prover"], prover_case),
     ];
-    for (name, make) in cases {
-        let report = match make(tools, &dir) {
-            Ok(case) => run_case(&case, tools, nanoimg, &dir, timeout_secs)?,
-            Err(e) => CaseReport {
-                problems: vec![format!("making the case's container image: {e:#}")],
-                ..CaseReport::default()
-            },
-        };
-        record(name, report)?;
+    for (names, make) in cases {
+        match make(tools, &dir) {
+            Ok(cases) => {
+                for case in cases {
+                    let report = run_case(&case, tools, nanoimg, &dir, timeout_secs)?;
+                    record(case.name, report)?;
+                }
+            }
+            Err(e) => {
+                for name in names {
+                    let report = CaseReport {
+                        problems: vec![format!("making the case's container image: {e:#}")],
+                        ..CaseReport::default()
+                    };
+                    record(name, report)?;
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -124,9 +136,16 @@ fn run_case(
     let Some(output) = e2e::run_build(command, case.name, &image, dir, &mut report)? else {
         return Ok(report);
     };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if let Some(summary) = stdout.lines().find(|l| l.starts_with("Packed:")) {
-        println!("e2e: {} ... {summary}", case.name);
+    // The one-line summary of what was packed (`nanoimg: packed N files (…), …`).
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match stderr
+        .lines()
+        .find(|l| l.starts_with("nanoimg: packed ") && !l.contains(" <- "))
+    {
+        Some(summary) => println!("e2e: {} ... {summary}", case.name),
+        None => report
+            .problems
+            .push("nanoimg build printed no summary of what it packed".into()),
     }
 
     let options = RunOptions::new(timeout_secs);
@@ -182,12 +201,27 @@ const NODE: DebianApp = DebianApp {
     ],
 };
 
-fn python_case(tools: &Tools, dir: &Path) -> Result<Case> {
-    debian_case(&PYTHON, tools, dir)
+/// The Python image, built twice: whole, and with `--prune` and only the standard library
+/// and the app named (`_hashlib`'s `libcrypto.so.3` then comes from the closure of packed
+/// ELF files, not from the config).
+fn python_case(tools: &Tools, dir: &Path) -> Result<Vec<Case>> {
+    let whole = debian_case(&PYTHON, tools, dir)?;
+    let config = serde_json::json!({ "Dirs": ["/usr/lib/python3.11", "/app"] });
+    fs::write(
+        dir.join("python-prune.config.json"),
+        serde_json::to_vec_pretty(&config)?,
+    )?;
+    let pruned = Case {
+        name: "app-python-prune",
+        image: whole.image.clone(),
+        build_flags: &["--prune", "-c", "python-prune.config.json"],
+        expected: whole.expected.clone(),
+    };
+    Ok(vec![whole, pruned])
 }
 
-fn node_case(tools: &Tools, dir: &Path) -> Result<Case> {
-    debian_case(&NODE, tools, dir)
+fn node_case(tools: &Tools, dir: &Path) -> Result<Vec<Case>> {
+    Ok(vec![debian_case(&NODE, tools, dir)?])
 }
 
 /// The image of `app`: a Debian root from mmdebstrap and the app layer, Entrypoint the
@@ -246,7 +280,7 @@ fn debian_case(app: &DebianApp, tools: &Tools, dir: &Path) -> Result<Case> {
 
 /// The prover case's image: the static prover, its parameters, Entrypoint + Cmd, Env and
 /// WorkingDir.
-fn prover_case(tools: &Tools, dir: &Path) -> Result<Case> {
+fn prover_case(tools: &Tools, dir: &Path) -> Result<Vec<Case>> {
     let work = dir.join("prover");
     let layer = work.join("layer");
     let bin = layer.join("usr/local/bin");
@@ -302,7 +336,7 @@ fn prover_case(tools: &Tools, dir: &Path) -> Result<Case> {
         serde_json::to_vec_pretty(&config)?,
     )?;
     let proof = fnv1a(format!("{PROVER_TASK}{PROVER_PARAMS}").as_bytes());
-    Ok(Case {
+    Ok(vec![Case {
         name: "app-prover",
         image,
         build_flags: &["--prune", "-c", "prover.config.json"],
@@ -313,7 +347,7 @@ fn prover_case(tools: &Tools, dir: &Path) -> Result<Case> {
             format!("prover: proof={proof:016x}"),
             expect::DONE_MARKER.into(),
         ],
-    })
+    }])
 }
 
 /// An OCI layout `work/layout` holding image `tag` made of `layers` (tars, lowest first):
