@@ -641,28 +641,24 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     // What unpacking the images had to say (members skipped), for the plan's notes.
     let mut image_notes = Vec::new();
     let target_spec = sysroot::target_spec(options.target_root.as_deref(), &config);
-    if let Some(spec) = target_spec.as_deref().filter(|s| sysroot::is_image(s)) {
-        let mut root = sysroot::open(
+    let mut open_image = |spec: &str| {
+        sysroot::open(
             spec,
             options.platform.as_ref(),
             &mut lock,
             locked,
             update,
             &access,
-        )?;
+        )
+    };
+    if let Some(spec) = target_spec.as_deref().filter(|s| sysroot::is_image(s)) {
+        let mut root = open_image(spec)?;
         image_notes.append(&mut root.notes);
         target_root = Some(root.dir);
         image_root = true;
     }
     if let Some(spec) = &options.from_image {
-        let mut root = sysroot::open(
-            spec,
-            options.platform.as_ref(),
-            &mut lock,
-            locked,
-            update,
-            &access,
-        )?;
+        let mut root = open_image(spec)?;
         image_notes.append(&mut root.notes);
         let in_image = match &options.program {
             Some(p) => p.clone(),

@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::{Map, Value};
 
 use crate::boot::RunOptions;
@@ -95,19 +95,7 @@ fn prepare(tools: &Tools, dir: &Path) -> Result<PathBuf> {
 }
 
 fn compile(tools: &Tools, dir: &Path, args: &[&str]) -> Result<()> {
-    let mut command = Command::new(&tools.cc);
-    command.current_dir(dir).args(args).stdin(Stdio::null());
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} failed with {}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        );
-    }
-    Ok(())
+    crate::sysroot::run_tool(&tools.cc, dir, args)
 }
 
 /// `nanoimg run PROGRAM -c CONFIG --target-root ROOT --missing-files`, kept as `<name>.img`.
