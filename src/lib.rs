@@ -521,6 +521,8 @@ pub enum BuildError {
     #[error(transparent)]
     Inspect(Box<nanoimg_inspect::InspectError>),
     #[error(transparent)]
+    Provenance(Box<nanoimg_provenance::ProvenanceError>),
+    #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
     Oci(#[from] Box<nanoimg_oci::OciError>),
@@ -583,6 +585,12 @@ pub enum BuildError {
 impl From<nanoimg_inspect::InspectError> for BuildError {
     fn from(e: nanoimg_inspect::InspectError) -> Self {
         BuildError::Inspect(Box::new(e))
+    }
+}
+
+impl From<nanoimg_provenance::ProvenanceError> for BuildError {
+    fn from(e: nanoimg_provenance::ProvenanceError) -> Self {
+        BuildError::Provenance(Box::new(e))
     }
 }
 

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod kernel_cmd;
 mod look;
+mod provenance;
 mod run;
 mod transfer;
 
@@ -273,6 +274,20 @@ enum Command {
         /// Print one JSON object describing the image instead of the summary lines.
         #[arg(long)]
         json: bool,
+        /// Also write an in-toto statement with SLSA v1 provenance of the image to FILE
+        /// (`nanoimg verify` rebuilds from it).
+        #[arg(long, value_name = "FILE")]
+        provenance: Option<PathBuf>,
+    },
+    /// Rebuild an image from its provenance (`build --provenance`) and compare. Exit status:
+    /// 0 rebuilt byte for byte, 1 different (or an input changed; each said), 2 an input is
+    /// missing or an error.
+    Verify {
+        /// The image to check.
+        image: PathBuf,
+        /// The statement `build --provenance` wrote.
+        #[arg(long, value_name = "FILE")]
+        provenance: PathBuf,
     },
     /// Write an existing image or volume (raw, or any format nanoimg writes) in another disk
     /// format, streaming; the result has the bytes a build with --format would write.
@@ -449,14 +464,17 @@ fn dispatch(command: Command) -> ExitCode {
             format,
             verbose,
             json,
+            provenance,
         } => build(
             nanoimg::BuildOptions {
                 format,
-                ..b.options(program, output, json)
+                ..b.options(program, output, json || provenance.is_some())
             },
             verbose,
             json,
+            provenance,
         ),
+        Command::Verify { image, provenance } => return provenance::verify(&image, &provenance),
         Command::Convert {
             image,
             out,
@@ -611,6 +629,7 @@ fn build(
     options: nanoimg::BuildOptions,
     verbose: bool,
     json: bool,
+    provenance: Option<PathBuf>,
 ) -> Result<(), nanoimg::BuildError> {
     if verbose {
         if let Some(text) = options
@@ -624,6 +643,9 @@ fn build(
         }
     }
     let report = nanoimg::build(&options)?;
+    if let Some(p) = &provenance {
+        provenance::write(p, &options, &report)?;
+    }
     for note in &report.plan.notes {
         say(note);
     }
@@ -660,6 +682,7 @@ fn build(
             "program": report.plan.program_path,
             "packed": report.plan.packed,
             "files": report.files,
+            "provenance": provenance.as_deref().map(nanoimg::display_path),
         });
         println!(
             "{}",
