@@ -345,6 +345,7 @@ pub fn verify(image: &Path, provenance: &Path) -> ExitCode {
     // Every input still there, and with its recorded digest.
     let definition = &statement.predicate.build_definition;
     let mut changed = Vec::new();
+    let mut changed_images = Vec::new();
     for d in &definition.resolved_dependencies {
         let recorded = d.sha256().unwrap_or_default();
         if let Some(path) = d.file_path() {
@@ -366,13 +367,31 @@ pub fn verify(image: &Path, provenance: &Path) -> ExitCode {
             .as_deref()
             .filter(|_| matches!(d.name.as_deref(), Some("target-root" | "from-image")))
         {
-            let path = nanoimg::oci::Source::parse(spec).path;
-            if !nanoimg::registry::is_reference(spec) && !path.exists() {
+            if nanoimg::registry::is_reference(spec) {
+                continue;
+            }
+            let mut source = nanoimg::oci::Source::parse(spec);
+            if !source.path.exists() {
                 return fail(format!(
                     "{} recorded in the provenance is missing: {} does not exist",
                     input_name(d),
-                    path.display()
+                    source.path.display()
                 ));
+            }
+            let platform = d.annotations.get("platform").and_then(|p| p.parse().ok());
+            if let Some(p) = platform {
+                source = source.with_platform(p);
+            }
+            // A local image that changed is rebuilt as it is now, to show the difference.
+            if let Ok(r) = nanoimg::oci::resolve(&source) {
+                let now = r.manifest_digest.trim_start_matches("sha256:").to_string();
+                if now != recorded {
+                    changed.push(format!(
+                        "{} has manifest sha256 {now}, the provenance records {recorded}",
+                        input_name(d)
+                    ));
+                    changed_images.push(spec.to_string());
+                }
             }
         }
     }
@@ -396,6 +415,9 @@ pub fn verify(image: &Path, provenance: &Path) -> ExitCode {
             d.sha256(),
             d.annotations.get("platform"),
         ) {
+            if changed_images.contains(uri) {
+                continue;
+            }
             lock.images.push(LockedImage {
                 source: uri.clone(),
                 platform: platform.clone(),

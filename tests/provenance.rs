@@ -208,3 +208,87 @@ fn verify_refuses_an_image_that_is_not_the_subject() {
     );
     assert!(text.contains("records the subject app.img"), "{text}");
 }
+
+#[path = "../crates/oci/tests/common/mod.rs"]
+mod images;
+
+/// An OCI layout `dir/L`: a static prover at `/usr/local/bin/prover` as its Entrypoint,
+/// and `/srv/params.txt` holding `params`.
+fn image(dir: &Path, params: &[u8]) {
+    use images::E;
+    let prover = common::tiny_static_elf();
+    let layer = images::tar_of(&[
+        E::Dir("usr/local/bin"),
+        E::Exec("usr/local/bin/prover", &prover),
+        E::Dir("srv"),
+        E::File("srv/params.txt", params),
+    ]);
+    let layout = dir.join("L");
+    let _ = std::fs::remove_dir_all(&layout);
+    images::init_layout(&layout);
+    let desc = images::put_image_with(
+        &layout,
+        &[layer],
+        true,
+        serde_json::json!({"Entrypoint": ["/usr/local/bin/prover"]}),
+    );
+    images::write_index(&layout, vec![desc]);
+}
+
+#[test]
+fn verify_names_a_changed_container_image_and_the_file_that_differs() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    common::fake_release(dir);
+    image(dir, b"alpha\n");
+    let args = [
+        "build",
+        "--from-image",
+        "L",
+        "--kernel-dir",
+        "release",
+        "-o",
+        "app.img",
+        "--provenance",
+        "app.prov.json",
+    ];
+    let args: Vec<&OsStr> = args.iter().map(|a| os(a)).collect();
+    let o = common::nanoimg_env(&args, dir, &[("SOURCE_DATE_EPOCH", "1700000000")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("app.prov.json")).unwrap()).unwrap();
+    assert_eq!(
+        s["predicate"]["runDetails"]["metadata"]["startedOn"],
+        "2023-11-14T22:13:20Z"
+    );
+    let deps = s["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let img = deps
+        .iter()
+        .find(|d| d["name"] == "from-image" && d["uri"] == "L")
+        .unwrap_or_else(|| panic!("{deps:?}"));
+    assert_eq!(img["digest"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(img["annotations"]["platform"], "linux/amd64");
+    // Files from the image are covered by its digest.
+    assert!(deps.iter().all(|d| d["name"] != "file"), "{deps:?}");
+    let (code, text) = verify(dir);
+    assert_eq!(code, 0, "{text}");
+
+    image(dir, b"beta\n");
+    let (code, text) = verify(dir);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("the --from-image image L has manifest sha256"),
+        "{text}"
+    );
+    assert!(text.contains("/srv/params.txt"), "{text}");
+
+    std::fs::remove_dir_all(dir.join("L")).unwrap();
+    let (code, text) = verify(dir);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("the --from-image image L recorded in the provenance is missing"),
+        "{text}"
+    );
+}
