@@ -26,6 +26,7 @@ pub use nanoimg_release as release;
 pub use nanoimg_run as run;
 
 pub mod application;
+pub mod sbom_cmd;
 mod sysroot;
 pub use nanoimg_tfs as tfs;
 pub use nanoimg_tuple as tuple;
@@ -400,6 +401,10 @@ pub struct BuildReport {
     /// (`image_root`).
     pub target_root: PathBuf,
     pub image_root: bool,
+    /// The container images opened for the build (`--target-root`/`TargetRoot`, then
+    /// `--from-image`), each as given and its unpacked root (which layer wrote each path):
+    /// for the SBOM.
+    pub containers: Vec<(String, nanoimg_oci::Root)>,
 }
 
 /// A written file's size and hashes (hex).
@@ -551,6 +556,8 @@ pub enum BuildError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
+    Sbom(#[from] sbom_cmd::SbomCmdError),
+    #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
     BootImage(#[from] BootImageError),
@@ -648,6 +655,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut pack_root = false;
     // What unpacking the images had to say (members skipped), for the plan's notes.
     let mut image_notes = Vec::new();
+    let mut containers = Vec::new();
     let target_spec = sysroot::target_spec(options.target_root.as_deref(), &config);
     let mut open_image = |spec: &str| {
         sysroot::open(
@@ -662,12 +670,14 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     if let Some(spec) = target_spec.as_deref().filter(|s| sysroot::is_image(s)) {
         let mut root = open_image(spec)?;
         image_notes.append(&mut root.notes);
+        containers.push((spec.to_string(), root.clone()));
         target_root = Some(root.dir);
         image_root = true;
     }
     if let Some(spec) = &options.from_image {
         let mut root = open_image(spec)?;
         image_notes.append(&mut root.notes);
+        containers.push((spec.clone(), root.clone()));
         let in_image = match &options.program {
             Some(p) => p.clone(),
             None => {
@@ -819,6 +829,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             .or_else(|| config.target_root.as_ref().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/")),
         image_root,
+        containers,
     })
 }
 

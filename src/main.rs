@@ -278,6 +278,8 @@ enum Command {
         /// (`nanoimg verify` rebuilds from it).
         #[arg(long, value_name = "FILE")]
         provenance: Option<PathBuf>,
+        #[command(flatten)]
+        sbom: SbomArgs,
     },
     /// Rebuild an image from its provenance (`build --provenance`) and compare. Exit status:
     /// 0 rebuilt byte for byte, 1 different (or an input changed; each said), 2 an input is
@@ -465,14 +467,20 @@ fn dispatch(command: Command) -> ExitCode {
             verbose,
             json,
             provenance,
+            sbom,
         } => build(
             nanoimg::BuildOptions {
                 format,
-                ..b.options(program, output, json || provenance.is_some())
+                ..b.options(
+                    program,
+                    output,
+                    json || provenance.is_some() || sbom.sbom.is_some(),
+                )
             },
             verbose,
             json,
             provenance,
+            &sbom,
         ),
         Command::Verify { image, provenance } => return provenance::verify(&image, &provenance),
         Command::Convert {
@@ -625,11 +633,25 @@ fn uuid(s: &str) -> Result<[u8; 16], String> {
     nanoimg::parse_uuid(s).ok_or_else(|| format!("{s:?} is not a UUID (8-4-4-4-12 hex digits)"))
 }
 
+/// `build --sbom FILE [--sbom-format FORMAT]`.
+#[derive(Args)]
+struct SbomArgs {
+    /// Also write a software bill of materials of the image to FILE (after the image,
+    /// atomically): every packed file with its SHA-256 and source, the owning Debian
+    /// packages, the Nanos release and the container images used.
+    #[arg(long, value_name = "FILE")]
+    sbom: Option<PathBuf>,
+    /// The SBOM's format: spdx (SPDX 2.3 JSON) or cyclonedx (CycloneDX 1.5 JSON).
+    #[arg(long, value_name = "FORMAT", default_value = "spdx", requires = "sbom")]
+    sbom_format: nanoimg::sbom_cmd::SbomFormat,
+}
+
 fn build(
     options: nanoimg::BuildOptions,
     verbose: bool,
     json: bool,
     provenance: Option<PathBuf>,
+    sbom: &SbomArgs,
 ) -> Result<(), nanoimg::BuildError> {
     if verbose {
         if let Some(text) = options
@@ -645,6 +667,9 @@ fn build(
     let report = nanoimg::build(&options)?;
     if let Some(p) = &provenance {
         provenance::write(p, &options, &report)?;
+    }
+    if let Some(file) = &sbom.sbom {
+        nanoimg::sbom_cmd::write(&report, file, sbom.sbom_format)?;
     }
     for note in &report.plan.notes {
         say(note);
@@ -683,6 +708,7 @@ fn build(
             "packed": report.plan.packed,
             "files": report.files,
             "provenance": provenance.as_deref().map(nanoimg::display_path),
+            "sbom": sbom.sbom.as_deref().map(nanoimg::display_path),
         });
         println!(
             "{}",

@@ -73,6 +73,16 @@ const NEEDS: &[Need] = &[
         package: "openssl",
     },
     Need {
+        what: "python3 -m venv (the SBOM validators' venv, target/sbom-venv)",
+        present: || {
+            Command::new("python3")
+                .args(["-c", "import venv, ensurepip"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+        package: "python3-venv",
+    },
+    Need {
         what: "cc (test programs)",
         present: || on_path("cc"),
         package: "gcc",
@@ -152,8 +162,16 @@ pub fn run(args: &TestArgs) -> ExitCode {
             }
         }
     }
+    let venv = match sbom_venv() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("test: ERROR: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
+        .env("NANOIMG_SBOM_VENV", &venv)
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(&args.cargo_args)
         .status();
@@ -164,5 +182,53 @@ pub fn run(args: &TestArgs) -> ExitCode {
             eprintln!("test: ERROR: cannot run cargo test: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The venv with the SPDX and CycloneDX validators `tests/sbom.rs` runs (`pyspdxtools` from
+/// PyPI's `spdx-tools`, `cyclonedx-python-lib[json-validation]`): `target/sbom-venv`, made
+/// and filled once (pip needs the network then).
+fn sbom_venv() -> Result<std::path::PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let venv = target.join("sbom-venv");
+    let ready = venv.join("bin/pyspdxtools").is_file()
+        && Command::new(venv.join("bin/python"))
+            .args(["-c", "import cyclonedx.validation.json, jsonschema"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if ready {
+        return Ok(venv);
+    }
+    eprintln!(
+        "test: making {} (spdx-tools, cyclonedx-python-lib)",
+        venv.display()
+    );
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "-q",
+                "spdx-tools",
+                "cyclonedx-python-lib[json-validation]",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    match ok {
+        true => Ok(venv),
+        false => Err(format!(
+            "cannot make the SBOM validators' venv {}: `python3 -m venv` (Debian: python3-venv) \
+             and `pip install spdx-tools 'cyclonedx-python-lib[json-validation]'` (network) must work",
+            venv.display()
+        )),
     }
 }

@@ -1,0 +1,327 @@
+//! `nanoimg build --sbom`: SPDX 2.3 and CycloneDX 1.5 documents, checked by the SPDX
+//! project's validator (`pyspdxtools`, PyPI `spdx-tools`) and cyclonedx-python-lib's JSON
+//! validator, from the venv `cargo xtask test` makes (`NANOIMG_SBOM_VENV`); byte-identical
+//! across build folders; the Debian package owning libc in an image root (dpkg database
+//! made with umoci), with the layer digest.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+fn tool(cmd: &str, args: &[&OsStr], dir: &Path) {
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e} (install umoci: `cargo xtask test` does)"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The venv holding the validators: `NANOIMG_SBOM_VENV` (set by `cargo xtask test`).
+fn venv() -> PathBuf {
+    let v = std::env::var_os("NANOIMG_SBOM_VENV").map(PathBuf::from);
+    match v {
+        Some(v) if v.join("bin/pyspdxtools").is_file() => v,
+        _ => panic!(
+            "NANOIMG_SBOM_VENV must name a Python venv with spdx-tools and cyclonedx-python-lib[json-validation]: \
+             run the tests with `cargo xtask test` (it makes target/sbom-venv), or \
+             `python3 -m venv V && V/bin/pip install spdx-tools 'cyclonedx-python-lib[json-validation]'` \
+             and NANOIMG_SBOM_VENV=V"
+        ),
+    }
+}
+
+fn validate_spdx(doc: &Path) {
+    let out = Command::new(venv().join("bin/pyspdxtools"))
+        .args([os("-i"), doc.as_os_str()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pyspdxtools: {text}");
+    assert!(!text.contains("ERROR"), "pyspdxtools: {text}");
+}
+
+fn validate_cyclonedx(doc: &Path) {
+    let script = "import sys\n\
+from cyclonedx.schema import SchemaVersion\n\
+from cyclonedx.validation.json import JsonStrictValidator\n\
+e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+if e is not None:\n    print(e); sys.exit(1)\n";
+    let out = Command::new(venv().join("bin/python"))
+        .args([os("-c"), os(script), doc.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cyclonedx validation: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `nanoimg build PROGRAM` in `cwd` with the fake release `release`, extra arguments,
+/// `--json`: the parsed output.
+fn build(cwd: &Path, release: &Path, args: &[&OsStr]) -> serde_json::Value {
+    let mut all = vec![os("build")];
+    all.extend_from_slice(args);
+    all.extend([os("--kernel-dir"), release.as_os_str(), os("--json")]);
+    let o = Command::new(env!("CARGO_BIN_EXE_nanoimg"))
+        .args(&all)
+        .current_dir(cwd)
+        .env("NANOIMG_CACHE", cwd.join("cache"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "build: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn spdx_and_cyclonedx_validate_and_do_not_depend_on_the_build_folder() {
+    let t = tempfile::tempdir().unwrap();
+    let mut docs = Vec::new();
+    for folder in ["a", "elsewhere/b"] {
+        let dir = t.path().join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        let release = common::fake_release(&dir);
+        std::fs::write(dir.join("prover"), common::tiny_static_elf()).unwrap();
+        std::fs::write(dir.join("params.txt"), b"alpha\n").unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"Files": ["params.txt"]}"#).unwrap();
+        let mut out = Vec::new();
+        for format in ["spdx", "cyclonedx"] {
+            let sbom = dir.join(format!("sbom.{format}.json"));
+            let v = build(
+                &dir,
+                &release,
+                &[
+                    os("prover"),
+                    os("-c"),
+                    os("config.json"),
+                    os("-o"),
+                    os("prover.img"),
+                    os("--sbom"),
+                    sbom.as_os_str(),
+                    os("--sbom-format"),
+                    os(format),
+                ],
+            );
+            assert_eq!(v["sbom"].as_str(), Some(sbom.to_str().unwrap()));
+            out.push(std::fs::read(&sbom).unwrap());
+            match format {
+                "spdx" => validate_spdx(&sbom),
+                _ => validate_cyclonedx(&sbom),
+            }
+            let doc: serde_json::Value = serde_json::from_slice(&out[out.len() - 1]).unwrap();
+            let sha = v["sha256"].as_str().unwrap();
+            if format == "spdx" {
+                assert_eq!(
+                    doc["documentNamespace"],
+                    format!("https://nanoimg.dev/spdx/{sha}")
+                );
+                assert_eq!(doc["creationInfo"]["created"], "1970-01-01T00:00:00Z");
+                let files = doc["files"].as_array().unwrap();
+                let params = files
+                    .iter()
+                    .find(|f| f["fileName"] == "./params.txt")
+                    .expect("params.txt listed");
+                assert!(params["comment"]
+                    .as_str()
+                    .unwrap()
+                    .contains("from the host file params.txt"));
+                assert!(files.iter().any(|f| f["fileName"] == "./(boot)/kernel"));
+                assert!(files.iter().any(|f| f["fileName"] == "./etc/passwd"));
+            } else {
+                assert_eq!(doc["metadata"]["component"]["hashes"][0]["content"], sha);
+            }
+        }
+        docs.push(out);
+    }
+    assert!(docs[0] == docs[1], "the SBOMs differ between build folders");
+}
+
+/// An OCI layout `dir/debianish` whose root has the loader, libc and a dpkg database naming
+/// `/lib/x86_64-linux-gnu/libc.so.6` as libc6's (bookworm's spelling, before the usr-merge).
+fn debian_like_image(dir: &Path) -> PathBuf {
+    let name = "debianish";
+    tool("umoci", &[os("init"), os("--layout"), os(name)], dir);
+    let tagged = format!("{name}:t");
+    tool("umoci", &[os("new"), os("--image"), os(&tagged)], dir);
+    let bundle = format!("{name}-bundle");
+    tool(
+        "umoci",
+        &[
+            os("unpack"),
+            os("--rootless"),
+            os("--image"),
+            os(&tagged),
+            os(&bundle),
+        ],
+        dir,
+    );
+    let root = dir.join(&bundle).join("rootfs");
+    let put = |p: &str, bytes: &[u8]| {
+        let to = root.join(p);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, bytes).unwrap();
+    };
+    let host = |n: &str| {
+        ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
+            .iter()
+            .map(|d| Path::new(d).join(n))
+            .find(|p| p.exists())
+            .map(|p| std::fs::read(std::fs::canonicalize(p).unwrap()).unwrap())
+            .unwrap_or_else(|| panic!("no {n} on this host"))
+    };
+    put(
+        "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        &host("ld-linux-x86-64.so.2"),
+    );
+    std::fs::create_dir_all(root.join("lib64")).unwrap();
+    std::os::unix::fs::symlink(
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        root.join("lib64/ld-linux-x86-64.so.2"),
+    )
+    .unwrap();
+    put("lib/x86_64-linux-gnu/libc.so.6", &host("libc.so.6"));
+    put(
+        "etc/os-release",
+        b"PRETTY_NAME=\"Debian GNU/Linux 12\"\nID=debian\n",
+    );
+    put(
+        "var/lib/dpkg/status",
+        b"Package: libc6\nStatus: install ok installed\nPriority: optional\nArchitecture: amd64\nMulti-Arch: same\nVersion: 2.36-9+deb12u7\nDescription: GNU C Library: Shared libraries\n Contains the standard libraries.\n",
+    );
+    put(
+        "var/lib/dpkg/info/libc6:amd64.list",
+        b"/.\n/lib\n/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2\n/lib/x86_64-linux-gnu/libc.so.6\n",
+    );
+    put(
+        "usr/share/doc/libc6/copyright",
+        b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nCopyright: 1991-2023 Free Software Foundation, Inc.\nLicense: LGPL-2.1+\n",
+    );
+    tool(
+        "umoci",
+        &[os("repack"), os("--image"), os(&tagged), os(&bundle)],
+        dir,
+    );
+    dir.join(name)
+}
+
+#[test]
+fn a_debian_image_root_names_libc6_with_its_version_and_layer() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let release = common::fake_release(dir);
+    let src = dir.join("hello.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n",
+    )
+    .unwrap();
+    let program = dir.join("hello");
+    tool(
+        "cc",
+        &[os("-O2"), os("-o"), program.as_os_str(), src.as_os_str()],
+        dir,
+    );
+    let layout = debian_like_image(dir);
+    let spec = format!("{}:t", layout.display());
+    for format in ["spdx", "cyclonedx"] {
+        let sbom = dir.join(format!("hello.{format}.json"));
+        build(
+            dir,
+            &release,
+            &[
+                program.as_os_str(),
+                os("--target-root"),
+                os(&spec),
+                os("-o"),
+                os("hello.img"),
+                os("--sbom"),
+                sbom.as_os_str(),
+                os("--sbom-format"),
+                os(format),
+            ],
+        );
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&sbom).unwrap()).unwrap();
+        let text = std::fs::read_to_string(&sbom).unwrap();
+        let purl = "pkg:deb/debian/libc6@2.36-9%2Bdeb12u7?arch=amd64";
+        // The layer that wrote libc: the layout's one layer.
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let manifest_digest = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let hex = manifest_digest.strip_prefix("sha256:").unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+                .unwrap();
+        let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+        if format == "spdx" {
+            validate_spdx(&sbom);
+            let pkgs = doc["packages"].as_array().unwrap();
+            let libc6 = pkgs
+                .iter()
+                .find(|p| p["name"] == "libc6")
+                .expect("libc6 listed");
+            assert_eq!(libc6["versionInfo"], "2.36-9+deb12u7");
+            assert_eq!(libc6["licenseDeclared"], "LGPL-2.1-or-later");
+            assert_eq!(libc6["externalRefs"][0]["referenceLocator"], purl);
+            let libc = doc["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["fileName"] == "./lib/x86_64-linux-gnu/libc.so.6")
+                .unwrap();
+            let comment = libc["comment"].as_str().unwrap();
+            assert!(comment.contains(layer), "{comment}");
+            assert!(comment.contains(&manifest_digest), "{comment}");
+            let (libc_id, pkg_id) = (libc["SPDXID"].clone(), libc6["SPDXID"].clone());
+            assert!(doc["relationships"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["spdxElementId"] == pkg_id
+                    && r["relationshipType"] == "CONTAINS"
+                    && r["relatedSpdxElement"] == libc_id));
+            assert!(pkgs
+                .iter()
+                .any(|p| p["primaryPackagePurpose"] == "CONTAINER"
+                    && p["versionInfo"] == manifest_digest.as_str()));
+        } else {
+            validate_cyclonedx(&sbom);
+            let libc6 = doc["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["purl"] == purl)
+                .expect("libc6 component");
+            assert_eq!(libc6["version"], "2.36-9+deb12u7");
+            let files = libc6["components"].as_array().unwrap();
+            assert!(files
+                .iter()
+                .any(|f| f["name"] == "/lib/x86_64-linux-gnu/libc.so.6"));
+            assert!(text.contains(layer));
+        }
+    }
+}
