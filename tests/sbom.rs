@@ -325,3 +325,78 @@ fn a_debian_image_root_names_libc6_with_its_version_and_layer() {
         }
     }
 }
+
+/// The package owning `/lib/x86_64-linux-gnu/libc.so.6` in the host's dpkg database, if
+/// the host has one: its name, version.
+fn host_libc_package() -> Option<(String, String)> {
+    let status = std::fs::read_to_string("/var/lib/dpkg/status").ok()?;
+    let list = std::fs::read_to_string("/var/lib/dpkg/info/libc6:amd64.list").ok()?;
+    if !list
+        .lines()
+        .any(|l| l.ends_with("/x86_64-linux-gnu/libc.so.6"))
+    {
+        return None;
+    }
+    status.split("\n\n").find_map(|p| {
+        let field = |k: &str| {
+            p.lines()
+                .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+        };
+        (field("Package:")? == "libc6" && field("Architecture:")? == "amd64")
+            .then(|| ("libc6".to_string(), field("Version:").unwrap_or_default()))
+    })
+}
+
+#[test]
+fn the_host_root_names_the_hosts_package() {
+    let Some((name, version)) = host_libc_package() else {
+        eprintln!("skipped: this host has no dpkg database naming libc6:amd64's libc.so.6");
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let release = common::fake_release(dir);
+    let src = dir.join("hello.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n",
+    )
+    .unwrap();
+    let program = dir.join("hello");
+    tool(
+        "cc",
+        &[os("-O2"), os("-o"), program.as_os_str(), src.as_os_str()],
+        dir,
+    );
+    let sbom = dir.join("hello.spdx.json");
+    build(
+        dir,
+        &release,
+        &[
+            program.as_os_str(),
+            os("-o"),
+            os("hello.img"),
+            os("--sbom"),
+            sbom.as_os_str(),
+        ],
+    );
+    validate_spdx(&sbom);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&sbom).unwrap()).unwrap();
+    let libc6 = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name.as_str())
+        .expect("the host's libc6 listed");
+    assert_eq!(libc6["versionInfo"], version.as_str());
+    let libc = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileName"] == "./lib/x86_64-linux-gnu/libc.so.6")
+        .expect("libc packed");
+    assert!(libc["comment"]
+        .as_str()
+        .unwrap()
+        .contains("from the host file /"));
+}
