@@ -291,6 +291,19 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         provenance: PathBuf,
     },
+    /// Write the software bill of materials of an existing image (any format), from what it
+    /// holds: every file with its SHA-256, the Nanos release, and the Debian packages owning
+    /// files when the image holds a dpkg database.
+    Sbom {
+        /// The image to describe.
+        image: PathBuf,
+        /// Write the document to FILE (atomically) instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The format: spdx (SPDX 2.3 JSON) or cyclonedx (CycloneDX 1.5 JSON).
+        #[arg(long, value_name = "FORMAT", default_value = "spdx")]
+        format: nanoimg::sbom_cmd::SbomFormat,
+    },
     /// Write an existing image or volume (raw, or any format nanoimg writes) in another disk
     /// format, streaming; the result has the bytes a build with --format would write.
     Convert {
@@ -483,6 +496,12 @@ fn dispatch(command: Command) -> ExitCode {
             &sbom,
         ),
         Command::Verify { image, provenance } => return provenance::verify(&image, &provenance),
+        Command::Sbom {
+            image,
+            output,
+            format,
+        } => nanoimg::sbom_cmd::sbom_of_image(&image, output.as_deref(), format)
+            .map_err(nanoimg::BuildError::from),
         Command::Convert {
             image,
             out,
@@ -669,7 +688,7 @@ fn build(
         provenance::write(p, &options, &report)?;
     }
     if let Some(file) = &sbom.sbom {
-        nanoimg::sbom_cmd::write(&report, file, sbom.sbom_format)?;
+        nanoimg::sbom_cmd::write(&report, &options, file, sbom.sbom_format)?;
     }
     for note in &report.plan.notes {
         say(note);

@@ -9,6 +9,13 @@
 //! from the dpkg database of the root the file was taken from (the image's root, or the
 //! target root / `/` for host files inside it).
 //!
+//! `nanoimg sbom IMAGE` makes the same document from a finished image alone
+//! ([`from_image`]): every file of both filesystems hashed as the image holds it, the
+//! Nanos release from the manifest's `NANOS_VERSION`/`NANOS_ARCH` (and its pin), and the
+//! owning Debian packages from a dpkg database the image itself holds (an image built with
+//! a container image's whole root); where each file came from is not recorded in an
+//! image, so its origin is `unrecorded`.
+//!
 //! The documents need each file's SHA-1 (SPDX requires it) besides the SHA-256 the build
 //! computed: every source is read once more, after the image is written, and its SHA-256
 //! checked against the image's (a source changed meanwhile is an error).
@@ -60,6 +67,8 @@ pub enum SbomCmdError {
     },
     #[error("SBOM: the generated file {image_path} is not in the plan")]
     NoGenerated { image_path: String },
+    #[error("SBOM: {0}")]
+    Image(#[from] nanoimg_inspect::InspectError),
     #[error("cannot write the SBOM {path}: {source}")]
     Write {
         path: PathBuf,
@@ -79,6 +88,7 @@ fn shown(path: &Path, cwd: &Path) -> String {
 /// to `cwd` when inside it; the time stamp from `source_date_epoch`.
 pub fn describe(
     report: &BuildReport,
+    nanos: Nanos,
     cwd: &Path,
     source_date_epoch: Option<&str>,
 ) -> Result<Description, SbomCmdError> {
@@ -161,10 +171,7 @@ pub fn describe(
     Ok(Description {
         name: report.plan.image_name.clone(),
         sha256: report.file.sha256.clone(),
-        nanos: Nanos {
-            version: report.nanos_version.clone(),
-            arch: report.plan.arch.ops_name().to_string(),
-        },
+        nanos,
         files,
         containers,
         created: nanoimg_sbom::created(source_date_epoch)?,
@@ -219,16 +226,171 @@ pub fn render(d: &Description, format: SbomFormat) -> Vec<u8> {
     }
 }
 
-/// Writes the SBOM of `report` to `path` atomically (nothing there unless complete).
-pub fn write(report: &BuildReport, path: &Path, format: SbomFormat) -> Result<(), SbomCmdError> {
+/// The Nanos release `version` for `arch` as a package: where its tarball is published and
+/// its SHA-256, from `lock` (what the build verified) or else its pin; neither for a release
+/// that is not pinned, or an unknown version (`--kernel-dir`).
+pub fn nanos(
+    version: &str,
+    arch: nanoimg_elf::Arch,
+    lock: Option<&nanoimg_release::Lock>,
+) -> Nanos {
+    let mut n = Nanos {
+        version: version.to_string(),
+        arch: arch.ops_name().to_string(),
+        ..Nanos::default()
+    };
+    if version.is_empty() {
+        return n;
+    }
+    if let Some(r) = lock.and_then(|l| l.release(version, arch)) {
+        n.download = Some(r.url.clone());
+        n.tarball_sha256 = Some(r.sha256.clone());
+    } else if let Some(pin) = nanoimg_release::find_pin(version, arch) {
+        n.download = Some(pin.url);
+        n.tarball_sha256 = pin.sha256;
+    }
+    n
+}
+
+/// Writes the SBOM of the build `options` made (`report`) to `path` atomically (nothing
+/// there unless complete).
+pub fn write(
+    report: &BuildReport,
+    options: &crate::BuildOptions,
+    path: &Path,
+    format: SbomFormat,
+) -> Result<(), SbomCmdError> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
-    let bytes = render(&describe(report, &cwd, epoch.as_deref())?, format);
+    let release = match options.kernel.kernel_dir {
+        // A kernel folder is not a release: nothing is known of a tarball.
+        Some(_) => None,
+        None => {
+            let lock_file =
+                crate::lock_path(options.kernel.lock.as_deref(), options.config.as_deref());
+            Some(nanoimg_release::Lock::load(&lock_file).unwrap_or_default())
+        }
+    };
+    let nanos = match &release {
+        Some(lock) => nanos(&report.nanos_version, report.plan.arch, Some(lock)),
+        None => Nanos {
+            version: report.nanos_version.clone(),
+            arch: report.plan.arch.ops_name().to_string(),
+            ..Nanos::default()
+        },
+    };
+    let bytes = render(&describe(report, nanos, &cwd, epoch.as_deref())?, format);
+    write_document(path, &bytes)
+}
+
+/// A finished image's root filesystem as the root a package database is read from.
+struct ImageRoot<'a>(&'a mut nanoimg_inspect::Contents, &'a Path);
+
+impl nanoimg_sbom::RootFiles for ImageRoot<'_> {
+    fn read(&mut self, guest: &str, max: u64) -> Result<Option<Vec<u8>>, SbomError> {
+        self.0.read_root_file(guest, max).map_err(|e| match e {
+            nanoimg_inspect::InspectError::TooLarge { limit, .. } => SbomError::Limit {
+                path: guest.to_string(),
+                what: "its size",
+                limit,
+            },
+            e => SbomError::InRoot {
+                root: self.1.to_path_buf(),
+                path: guest.to_string(),
+                reason: e.to_string(),
+            },
+        })
+    }
+}
+
+/// The value of `key` in the manifest's `environment`.
+fn manifest_env(manifest: &nanoimg_tuple::Tuple, key: &str) -> Option<String> {
+    manifest
+        .get(&b"environment"[..])
+        .and_then(nanoimg_tuple::Value::as_tuple)
+        .and_then(|e| e.get(key.as_bytes()))
+        .and_then(nanoimg_tuple::Value::as_bytes)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The description of the finished image at `image`, from what it holds (module docs).
+pub fn from_image(
+    image: &Path,
+    source_date_epoch: Option<&str>,
+) -> Result<Description, SbomCmdError> {
+    let mut contents = nanoimg_inspect::contents(image)?;
+    let db = Database::read_from(&mut ImageRoot(&mut contents, image))?;
+    let version = manifest_env(&contents.manifest, "NANOS_VERSION").unwrap_or_default();
+    let arch_name = manifest_env(&contents.manifest, "NANOS_ARCH").unwrap_or_default();
+    let nanos = match arch_name.parse::<nanoimg_elf::Arch>() {
+        Ok(arch) => nanos(&version, arch, None),
+        Err(_) => Nanos {
+            version,
+            arch: arch_name,
+            ..Nanos::default()
+        },
+    };
+    let files = contents
+        .files
+        .iter()
+        .map(|f| File {
+            filesystem: f.filesystem.to_string(),
+            path: f.path.clone(),
+            size: f.size,
+            sha256: f.sha256.clone(),
+            sha1: f.sha1.clone(),
+            origin: Origin::Unrecorded,
+            package: match (&db, f.filesystem) {
+                (Some(db), "root") => db.owner(&f.path).cloned(),
+                _ => None,
+            },
+        })
+        .collect();
+    Ok(Description {
+        name: image
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        sha256: contents.file_sha256.clone(),
+        nanos,
+        files,
+        containers: Vec::new(),
+        created: nanoimg_sbom::created(source_date_epoch)?,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+/// `nanoimg sbom IMAGE`: the document of a finished image, to `output` (atomically) or to
+/// stdout.
+pub fn sbom_of_image(
+    image: &Path,
+    output: Option<&Path>,
+    format: SbomFormat,
+) -> Result<(), SbomCmdError> {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    let bytes = render(&from_image(image, epoch.as_deref())?, format);
+    match output {
+        Some(path) => write_document(path, &bytes),
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .lock()
+                .write_all(&bytes)
+                .map_err(|source| SbomCmdError::Write {
+                    path: PathBuf::from("(standard output)"),
+                    source,
+                })
+        }
+    }
+}
+
+/// `bytes` to `path`, atomically.
+fn write_document(path: &Path, bytes: &[u8]) -> Result<(), SbomCmdError> {
     nanoimg_atomic::write_file(
         path,
         |file| {
             use std::io::Write;
-            file.write_all(&bytes)
+            file.write_all(bytes)
         },
         |_, e| e,
     )
@@ -236,4 +398,50 @@ pub fn write(report: &BuildReport, path: &Path, format: SbomFormat) -> Result<()
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_release_is_a_package_with_its_tarball() {
+        let newest = nanoimg_release::default_pin(nanoimg_elf::Arch::X86_64);
+        let n = nanos(&newest.version, nanoimg_elf::Arch::X86_64, None);
+        assert_eq!(n.arch, "amd64");
+        assert_eq!(n.download.as_deref(), Some(newest.url.as_str()));
+        assert_eq!(n.tarball_sha256, newest.sha256);
+        let lock = nanoimg_release::Lock {
+            releases: vec![nanoimg_release::LockedRelease {
+                version: newest.version.clone(),
+                arch: nanoimg_elf::Arch::X86_64,
+                url: "https://example.invalid/nanos.tar.gz".into(),
+                sha256: "ab".repeat(32),
+                files: Default::default(),
+            }],
+            ..Default::default()
+        };
+        let n = nanos(&newest.version, nanoimg_elf::Arch::X86_64, Some(&lock));
+        assert_eq!(n.tarball_sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        let spdx = String::from_utf8(render(
+            &Description {
+                nanos: n,
+                files: vec![File {
+                    filesystem: "boot".into(),
+                    path: "/kernel".into(),
+                    size: 1,
+                    sha256: "00".into(),
+                    sha1: "00".into(),
+                    origin: Origin::Unrecorded,
+                    package: None,
+                }],
+                ..Description::default()
+            },
+            SbomFormat::Spdx,
+        ))
+        .unwrap();
+        assert!(spdx.contains("\"downloadLocation\": \"https://example.invalid/nanos.tar.gz\""));
+        let unknown = nanos("0.0.1", nanoimg_elf::Arch::X86_64, None);
+        assert_eq!((unknown.download, unknown.tarball_sha256), (None, None));
+    }
 }

@@ -83,6 +83,11 @@ const NEEDS: &[Need] = &[
         package: "python3-venv",
     },
     Need {
+        what: "mmdebstrap (a real Debian root for the SBOM tests, from apt's mirror)",
+        present: || on_path("mmdebstrap"),
+        package: "mmdebstrap",
+    },
+    Need {
         what: "cc (test programs)",
         present: || on_path("cc"),
         package: "gcc",

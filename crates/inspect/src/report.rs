@@ -50,6 +50,13 @@ pub enum InspectError {
     },
     #[error("{path}: {reason}")]
     Unsafe { path: PathBuf, reason: String },
+    #[error("{path}: {file} is {len} bytes, more than nanoimg reads of it ({limit})")]
+    TooLarge {
+        path: PathBuf,
+        file: String,
+        len: u64,
+        limit: u64,
+    },
 }
 
 /// One MBR partition.
@@ -124,7 +131,7 @@ pub struct Report {
     pub root: FsReport,
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -156,9 +163,9 @@ impl Write for HashSink {
 }
 
 /// Running totals of a walk: sectors used and bytes that will be hashed.
-struct Totals {
-    used: u64,
-    claimed: u64,
+pub(crate) struct Totals {
+    pub(crate) used: u64,
+    pub(crate) claimed: u64,
 }
 
 fn walk(
@@ -194,6 +201,25 @@ fn file_info(
     f: &FileEntry,
     totals: &mut Totals,
 ) -> Result<FileInfo, InspectError> {
+    let mut sink = HashSink(Sha256::new());
+    copy_bounded(fs, path, name, f, totals, &mut sink)?;
+    Ok(FileInfo::File {
+        size: f.len,
+        sha256: hex(&sink.0.finalize()),
+        first_sector: f.extents.iter().map(|x| x.start).min(),
+    })
+}
+
+/// Streams the file `name` (`f`) of `fs` into `out`, after checking that its length, and
+/// the lengths of all files copied so far (`totals`), are plausible for the volume.
+pub(crate) fn copy_bounded(
+    fs: &mut ImageFs,
+    path: &Path,
+    name: &str,
+    f: &FileEntry,
+    totals: &mut Totals,
+    out: &mut impl Write,
+) -> Result<(), InspectError> {
     totals.claimed = totals.claimed.saturating_add(f.len);
     if f.len > fs.size().saturating_add(MAX_FILE_BEYOND_VOLUME)
         || totals.claimed > fs.size().saturating_add(MAX_TOTAL_BEYOND_VOLUME)
@@ -208,18 +234,12 @@ fn file_info(
         let end = x.start.saturating_add(x.allocated.max(x.length));
         totals.used = totals.used.max(end.saturating_mul(SECTOR));
     }
-    let mut sink = HashSink(Sha256::new());
-    fs.copy_file(f, &mut sink)
-        .map_err(|source| InspectError::Read {
-            path: path.to_path_buf(),
-            what: "reading a file",
-            source,
-        })?;
-    Ok(FileInfo::File {
-        size: f.len,
-        sha256: hex(&sink.0.finalize()),
-        first_sector: f.extents.iter().map(|x| x.start).min(),
-    })
+    fs.copy_file(f, out).map_err(|source| InspectError::Read {
+        path: path.to_path_buf(),
+        what: "reading a file",
+        source,
+    })?;
+    Ok(())
 }
 
 fn fs_report(

@@ -41,6 +41,7 @@ fn file_component(d: &Description, f: &File) -> Value {
     match &f.origin {
         Origin::Host(p) => props.push(json!({"name": "nanoimg:source", "value": p})),
         Origin::Generated => props.push(json!({"name": "nanoimg:source", "value": "generated"})),
+        Origin::Unrecorded => props.push(json!({"name": "nanoimg:source", "value": "unrecorded"})),
         Origin::Layer {
             container,
             path,
@@ -92,6 +93,12 @@ pub fn write(d: &Description) -> Vec<u8> {
         }
         if let Some(p) = crate::nanos_purl(&d.nanos) {
             c["purl"] = json!(p);
+        }
+        if let Some(sha) = &d.nanos.tarball_sha256 {
+            c["hashes"] = json!([{"alg": "SHA-256", "content": sha}]);
+        }
+        if let Some(url) = &d.nanos.download {
+            c["externalReferences"] = json!([{"type": "distribution", "url": url}]);
         }
         components.push(c);
         depends.push(json!("nanos"));

@@ -53,6 +53,24 @@ pub fn canonical(path: &str) -> String {
     p
 }
 
+/// A root's files, read by their absolute path in the root: a folder on the host
+/// ([`HostRoot`]) or a filesystem inside an image (in the CLI, through `nanoimg-inspect`).
+pub trait RootFiles {
+    /// The whole file at `guest` (links resolved inside the root), `None` when there is
+    /// no such regular file; [`SbomError::Limit`] when it is longer than `max` bytes.
+    fn read(&mut self, guest: &str, max: u64) -> Result<Option<Vec<u8>>, SbomError>;
+}
+
+/// A root folder on the build host (`/` for the host itself), read through
+/// `nanoimg-chroot`.
+pub struct HostRoot<'a>(pub &'a Path);
+
+impl RootFiles for HostRoot<'_> {
+    fn read(&mut self, guest: &str, max: u64) -> Result<Option<Vec<u8>>, SbomError> {
+        read_in_root(self.0, guest, max)
+    }
+}
+
 fn read_in_root(root: &Path, guest: &str, max: u64) -> Result<Option<Vec<u8>>, SbomError> {
     let host = match nanoimg_chroot::resolve(root, Path::new(guest)) {
         Ok(h) => h,
@@ -87,9 +105,9 @@ fn paragraphs(text: &str) -> impl Iterator<Item = BTreeMap<&str, &str>> {
 }
 
 /// The distribution's id from `etc/os-release` (`ID=debian`), else `debian`.
-fn distro(root: &Path) -> Result<String, SbomError> {
+fn distro(root: &mut dyn RootFiles) -> Result<String, SbomError> {
     for f in ["/etc/os-release", "/usr/lib/os-release"] {
-        if let Some(bytes) = read_in_root(root, f, limits::OS_RELEASE)? {
+        if let Some(bytes) = root.read(f, limits::OS_RELEASE)? {
             let text = String::from_utf8_lossy(&bytes);
             let id = text
                 .lines()
@@ -108,7 +126,13 @@ impl Database {
     /// The dpkg database of the root folder `root` (`/` for the build host), or `None` when
     /// it has no `var/lib/dpkg/status`.
     pub fn read(root: &Path) -> Result<Option<Database>, SbomError> {
-        let Some(status) = read_in_root(root, "/var/lib/dpkg/status", limits::STATUS)? else {
+        Database::read_from(&mut HostRoot(root))
+    }
+
+    /// The dpkg database of any root's files, or `None` when it has no
+    /// `/var/lib/dpkg/status`.
+    pub fn read_from(root: &mut dyn RootFiles) -> Result<Option<Database>, SbomError> {
+        let Some(status) = root.read("/var/lib/dpkg/status", limits::STATUS)? else {
             return Ok(None);
         };
         let distro = distro(root)?;
@@ -145,7 +169,7 @@ impl Database {
                     continue;
                 }
                 let guest = format!("/var/lib/dpkg/info/{l}");
-                if let Some(bytes) = read_in_root(root, &guest, limits::LIST)? {
+                if let Some(bytes) = root.read(&guest, limits::LIST)? {
                     list = Some(bytes);
                     break;
                 }
@@ -247,13 +271,13 @@ pub fn spdx_license(debian: &str) -> Option<&'static str> {
 }
 
 /// The package's license from its machine-readable copyright file, if cheaply known.
-fn license(root: &Path, name: &str) -> Result<Option<String>, SbomError> {
+fn license(root: &mut dyn RootFiles, name: &str) -> Result<Option<String>, SbomError> {
     if !valid_name(name) {
         return Ok(None);
     }
     let guest = format!("/usr/share/doc/{name}/copyright");
     // A copyright file too big to read cheaply is no license, not an error.
-    let bytes = match read_in_root(root, &guest, limits::COPYRIGHT) {
+    let bytes = match root.read(&guest, limits::COPYRIGHT) {
         Ok(Some(b)) => b,
         Ok(None) | Err(SbomError::Limit { .. }) => return Ok(None),
         Err(e) => return Err(e),

@@ -28,7 +28,7 @@ pub mod spdx;
 
 use std::path::PathBuf;
 
-pub use dpkg::{Database, Package};
+pub use dpkg::{Database, HostRoot, Package, RootFiles};
 
 /// Why a document cannot be made.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,10 @@ pub struct Nanos {
     pub version: String,
     /// ops's name of the architecture (`amd64`, `arm64`).
     pub arch: String,
+    /// Where the release tarball is published (its pin's URL), when known.
+    pub download: Option<String>,
+    /// The release tarball's SHA-256 (hex), from its pin or `nanoimg.lock`, when known.
+    pub tarball_sha256: Option<String>,
 }
 
 /// A container image used as a root.
@@ -105,6 +109,9 @@ pub enum Origin {
     },
     /// Written by nanoimg (`/etc/passwd`, `/etc/resolv.conf`, the hostname).
     Generated,
+    /// Read from a finished image (`nanoimg sbom IMAGE`), which does not record where its
+    /// files came from.
+    Unrecorded,
 }
 
 /// One packed file.
