@@ -180,6 +180,9 @@ pub struct BuildOptions {
     /// `--insecure-registry HOST:PORT`: registries (of `docker://` images) reached over
     /// plain HTTP instead of TLS.
     pub insecure_registries: Vec<String>,
+    /// `docker://` images the lock has an entry for are fetched by that entry's digest, not
+    /// by their tag (`nanoimg verify`: the recorded image, wherever the tag has moved).
+    pub images_by_locked_digest: bool,
     /// `nanoimg run --missing-files` (ops's): the `missing_files` flag in the manifest, as
     /// the config's `Debugflags` would set it (the kernel lists at exit the files the
     /// program could not open).
@@ -318,6 +321,7 @@ pub fn deps(
             &sysroot::Access {
                 offline: false,
                 insecure: insecure_registries,
+                by_locked_digest: false,
             },
         )?),
         None => None,
@@ -647,6 +651,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let access = sysroot::Access {
         offline: options.kernel.release.offline,
         insecure: &options.insecure_registries,
+        by_locked_digest: options.images_by_locked_digest,
     };
     let mut program = options.program.clone().unwrap_or_default();
     let mut target_root = options.target_root.clone();

@@ -241,6 +241,7 @@ impl BuildArgs {
             format: None,
             file_digests,
             insecure_registries: self.resolution.insecure_registries,
+            images_by_locked_digest: false,
             missing_files: false,
         }
     }
@@ -290,6 +291,10 @@ enum Command {
         /// The statement `build --provenance` wrote.
         #[arg(long, value_name = "FILE")]
         provenance: PathBuf,
+        /// Reach this registry (of a recorded docker:// image) over plain HTTP instead of
+        /// TLS (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+        insecure_registries: Vec<String>,
     },
     /// Write the software bill of materials of an existing image (any format), from what it
     /// holds: every file with its SHA-256, the Nanos release, and the Debian packages owning
@@ -495,7 +500,11 @@ fn dispatch(command: Command) -> ExitCode {
             provenance,
             &sbom,
         ),
-        Command::Verify { image, provenance } => return provenance::verify(&image, &provenance),
+        Command::Verify {
+            image,
+            provenance,
+            insecure_registries,
+        } => return provenance::verify(&image, &provenance, &insecure_registries),
         Command::Sbom {
             image,
             output,

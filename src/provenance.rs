@@ -230,6 +230,7 @@ fn options(
     output: PathBuf,
     lock: PathBuf,
     offline: bool,
+    insecure: &[String],
 ) -> Result<BuildOptions, String> {
     fn parsed<T: std::str::FromStr>(field: &str, v: &Option<String>) -> Result<Option<T>, String> {
         v.as_ref()
@@ -279,7 +280,8 @@ fn options(
         libraries: p.libraries.clone(),
         format,
         file_digests: true,
-        insecure_registries: Vec::new(),
+        insecure_registries: insecure.to_vec(),
+        images_by_locked_digest: true,
         missing_files: false,
     })
 }
@@ -319,7 +321,7 @@ fn fail(text: impl std::fmt::Display) -> ExitCode {
 /// `nanoimg verify IMAGE --provenance FILE`: 0 rebuilt byte for byte; 1 the image is not
 /// the subject, an input changed or the rebuild differs (each said, with `diff`'s
 /// explanation); 2 an input is missing or the check could not be made.
-pub fn verify(image: &Path, provenance: &Path) -> ExitCode {
+pub fn verify(image: &Path, provenance: &Path, insecure: &[String]) -> ExitCode {
     let statement = match Statement::read(provenance) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -434,14 +436,34 @@ pub fn verify(image: &Path, provenance: &Path) -> ExitCode {
             output.clone(),
             lock_file.clone(),
             offline,
+            insecure,
         )
         .map(|o| nanoimg::build(&o))
     };
     let result = match build(true) {
         // Not in the cache: fetched, by the digests the lock holds.
-        Ok(Err(BuildError::NotCached { .. } | BuildError::Fetch(_) | BuildError::Release(_))) => {
-            build(false)
-        }
+        Ok(Err(BuildError::NotCached { image, .. })) => match build(false) {
+            // A recorded image neither cached nor to be had by its digest is missing.
+            Ok(Err(e)) if changed.is_empty() => {
+                let input = definition
+                    .resolved_dependencies
+                    .iter()
+                    .find(|d| d.uri.as_deref() == Some(image.as_str()))
+                    .map(|d| {
+                        format!(
+                            "{} (sha256 {})",
+                            input_name(d),
+                            d.sha256().unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_else(|| format!("the image {image}"));
+                return fail(format!(
+                    "{input} recorded in the provenance is missing: it is not in the cache and cannot be fetched by its digest: {e}"
+                ));
+            }
+            other => other,
+        },
+        Ok(Err(BuildError::Fetch(_) | BuildError::Release(_))) => build(false),
         other => other,
     };
     let report = match result {

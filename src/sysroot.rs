@@ -45,6 +45,8 @@ pub struct Access<'a> {
     pub offline: bool,
     /// `--insecure-registry HOST:PORT`: registries spoken to over plain HTTP.
     pub insecure: &'a [String],
+    /// An image the lock has an entry for is pulled by that digest, not by its tag.
+    pub by_locked_digest: bool,
 }
 
 /// The root of the image `spec`, unpacked into the release cache's folder (or found there),
@@ -86,12 +88,17 @@ fn open_registry(
     update: bool,
     access: &Access<'_>,
 ) -> Result<Root, BuildError> {
-    let reference = Reference::parse(spec).map_err(Box::new)?;
+    let mut reference = Reference::parse(spec).map_err(Box::new)?;
     let wanted = platform.cloned().unwrap_or_default();
     let cache = crate::cache()?;
+    let lock_platform = format!("{}/{}", wanted.os, wanted.architecture);
+    let locked_digest = lock.image(spec, &lock_platform).map(|i| i.digest.clone());
+    if access.by_locked_digest {
+        if let Some(d) = &locked_digest {
+            reference = reference.with_digest(d);
+        }
+    }
     let (layout, digest) = if access.offline {
-        let lock_platform = format!("{}/{}", wanted.os, wanted.architecture);
-        let locked_digest = lock.image(spec, &lock_platform).map(|i| i.digest.clone());
         let candidates: Vec<String> = locked_digest
             .iter()
             .chain(reference.digest.iter())

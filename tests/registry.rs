@@ -2,7 +2,7 @@
 //! `docker-registry`, TLS with a CA made in the test, htpasswd basic auth; images put there
 //! with skopeo): pulls by tag and by digest, the lock, offline rebuilds from the cache,
 //! wrong credentials, a registry sending wrong bytes, an interrupted pull, push and pull
-//! of a built image.
+//! of a built image, `verify` of a build from a registry image (by the recorded digest).
 
 mod common;
 #[path = "../crates/oci/tests/common/mod.rs"]
@@ -688,4 +688,74 @@ fn plain_http_only_with_insecure_registry() {
     assert!(a.is_file());
     let lock = std::fs::read_to_string(dir.join("one/nanoimg.lock")).unwrap();
     assert!(lock.contains(&digest), "{lock}");
+}
+
+#[test]
+fn verify_rebuilds_a_registry_image_by_its_recorded_digest() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    common::fake_release(dir);
+    let mut r = Registry::start(&dir.join("registry"));
+    let digest = r.put(&app_image(dir, "app", b"one"), "t", "team/app:v1");
+    let by_tag = format!("docker://{}/team/app:v1", r.host);
+    let cwd = dir.join("one");
+    let (o, _) = build(
+        &r,
+        dir,
+        &cwd,
+        &by_tag,
+        "a.img",
+        &["--provenance", "a.prov.json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let statement = std::fs::read_to_string(cwd.join("a.prov.json")).unwrap();
+    assert!(statement.contains(&digest[7..]), "{statement}");
+    let verify = |r: &Registry, cache: &Path| {
+        let o = nanoimg(
+            r,
+            &cwd,
+            cache,
+            &[
+                os("verify"),
+                os("a.img"),
+                os("--provenance"),
+                os("a.prov.json"),
+            ],
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), text)
+    };
+    // From the cache.
+    let (code, text) = verify(&r, &dir.join("cache"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("verified: rebuilt a.img byte for byte"),
+        "{text}"
+    );
+    // An empty cache: fetched by the recorded digest, even after the tag moved.
+    let moved = r.put(&app_image(dir, "app2", b"two"), "t", "team/app:v1");
+    assert_ne!(moved, digest);
+    let (code, text) = verify(&r, &dir.join("empty-cache"));
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        entries(&dir.join("empty-cache/registry/images")),
+        vec![digest[7..].to_string()],
+        "the recorded manifest was fetched, not the tag's new one"
+    );
+    // Neither cached nor reachable: the input is missing, named.
+    r.stop();
+    let (code, text) = verify(&r, &dir.join("third-cache"));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the --from-image image {by_tag} (sha256 {}) recorded in the provenance is missing",
+            &digest[7..]
+        )),
+        "{text}"
+    );
+    assert!(text.contains("cannot reach the registry"), "{text}");
 }
