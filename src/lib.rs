@@ -487,6 +487,29 @@ fn image_files(
 /// Writes a new file at `output` atomically: `write` fills a temporary file beside it, which
 /// is synced and renamed into place only if that succeeded (else, and on an interrupt, it is
 /// removed). The file gets the mode a new file gets under the umask.
+/// Checks, before a build, that the document `what` (`--sbom`, `--provenance`) can be
+/// written at `path` once the image is: its folder exists and it is not itself a folder.
+pub fn check_document_path(what: &'static str, path: &Path) -> Result<(), BuildError> {
+    let err = |reason: String| BuildError::Document {
+        what,
+        path: path.to_path_buf(),
+        reason,
+    };
+    if path.is_dir() {
+        return Err(err(
+            "it is a folder; give the path of the file to write".into()
+        ));
+    }
+    let dir = nanoimg_atomic::parent_dir(path);
+    if !dir.is_dir() {
+        return Err(err(format!(
+            "the folder {} does not exist; create it first",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 fn write_atomically<T>(
     output: &Path,
     write: impl FnOnce(&std::fs::File) -> Result<T, BuildError>,
@@ -581,6 +604,12 @@ pub enum BuildError {
     NoOutputDir { path: PathBuf, dir: PathBuf },
     #[error("cannot write {path}: it is a folder; give -o the path of the file to write, e.g. {path}/NAME")]
     OutputIsDir { path: PathBuf },
+    #[error("cannot write the {what} {path}: {reason}; nothing was built")]
+    Document {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("cannot create a file in {dir}: {source}")]
     Output {
         dir: PathBuf,

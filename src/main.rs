@@ -692,6 +692,14 @@ fn build(
             }
         }
     }
+    // The documents are written after the image: a path that cannot take them is refused
+    // before anything is built.
+    if let Some(p) = &provenance {
+        nanoimg::check_document_path("provenance", p)?;
+    }
+    if let Some(p) = &sbom.sbom {
+        nanoimg::check_document_path("SBOM", p)?;
+    }
     let report = nanoimg::build(&options)?;
     if let Some(p) = &provenance {
         provenance::write(p, &options, &report)?;

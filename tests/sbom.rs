@@ -655,3 +655,38 @@ fn a_real_debian_root_names_libc6_and_sbom_of_the_image_agrees() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!dir.join("x.json").exists());
 }
+
+#[test]
+fn a_document_path_that_cannot_be_written_is_refused_before_building() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let release = common::fake_release(dir);
+    std::fs::write(dir.join("prover"), common::tiny_static_elf()).unwrap();
+    for (flag, path) in [
+        ("--sbom", "no/such/folder/x.spdx.json"),
+        ("--provenance", "no/such/folder/x.intoto.json"),
+        ("--sbom", "."),
+    ] {
+        let o = common::nanoimg(
+            &[
+                os("build"),
+                os("prover"),
+                os("--kernel-dir"),
+                release.as_os_str(),
+                os("-o"),
+                os("prover.img"),
+                os(flag),
+                os(path),
+            ],
+            dir,
+        );
+        assert_eq!(o.status.code(), Some(1), "{flag} {path}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.starts_with("error: cannot write the ") && err.contains("nothing was built"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!dir.join("prover.img").exists(), "{flag} {path}");
+    }
+}
