@@ -488,7 +488,8 @@ fn image_files(
 /// is synced and renamed into place only if that succeeded (else, and on an interrupt, it is
 /// removed). The file gets the mode a new file gets under the umask.
 /// Checks, before a build, that the document `what` (`--sbom`, `--provenance`) can be
-/// written at `path` once the image is: its folder exists and it is not itself a folder.
+/// written at `path` once the image is: its folder exists and it is not itself a folder,
+/// and `SOURCE_DATE_EPOCH`, if set, is a time it can record.
 pub fn check_document_path(what: &'static str, path: &Path) -> Result<(), BuildError> {
     let err = |reason: String| BuildError::Document {
         what,
@@ -506,6 +507,10 @@ pub fn check_document_path(what: &'static str, path: &Path) -> Result<(), BuildE
             "the folder {} does not exist; create it first",
             dir.display()
         )));
+    }
+    // Its one time stamp comes from SOURCE_DATE_EPOCH, when set.
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        nanoimg_sbom::created(Some(&epoch)).map_err(|e| err(e.to_string()))?;
     }
     Ok(())
 }

@@ -95,6 +95,23 @@ fn build(cwd: &Path, release: &Path, args: &[&OsStr]) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// `dir/hello`: a dynamic C program compiled with the host's cc (source `dir/hello.c`).
+fn dynamic_hello(dir: &Path) -> PathBuf {
+    let src = dir.join("hello.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n",
+    )
+    .unwrap();
+    let program = dir.join("hello");
+    tool(
+        "cc",
+        &[os("-O2"), os("-o"), program.as_os_str(), src.as_os_str()],
+        dir,
+    );
+    program
+}
+
 #[test]
 fn spdx_and_cyclonedx_validate_and_do_not_depend_on_the_build_folder() {
     let t = tempfile::tempdir().unwrap();
@@ -231,18 +248,7 @@ fn a_debian_image_root_names_libc6_with_its_version_and_layer() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     let release = common::fake_release(dir);
-    let src = dir.join("hello.c");
-    std::fs::write(
-        &src,
-        "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n",
-    )
-    .unwrap();
-    let program = dir.join("hello");
-    tool(
-        "cc",
-        &[os("-O2"), os("-o"), program.as_os_str(), src.as_os_str()],
-        dir,
-    );
+    let program = dynamic_hello(dir);
     let layout = debian_like_image(dir);
     let spec = format!("{}:t", layout.display());
     for format in ["spdx", "cyclonedx"] {
@@ -361,18 +367,7 @@ fn the_host_root_names_the_hosts_package() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     let release = common::fake_release(dir);
-    let src = dir.join("hello.c");
-    std::fs::write(
-        &src,
-        "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n",
-    )
-    .unwrap();
-    let program = dir.join("hello");
-    tool(
-        "cc",
-        &[os("-O2"), os("-o"), program.as_os_str(), src.as_os_str()],
-        dir,
-    );
+    let program = dynamic_hello(dir);
     let sbom = dir.join("hello.spdx.json");
     build(
         dir,
@@ -524,17 +519,7 @@ fn a_real_debian_root_names_libc6_and_sbom_of_the_image_agrees() {
     let release = common::fake_release(dir);
     let (layout, libc6_version) = real_debian_image(dir);
     let (manifest_digest, layer) = only_layer(&layout);
-    let src = dir.join("hello.c");
-    std::fs::write(
-        &src,
-        "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n",
-    )
-    .unwrap();
-    tool(
-        "cc",
-        &[os("-O2"), os("-o"), os("hello"), src.as_os_str()],
-        dir,
-    );
+    dynamic_hello(dir);
 
     // A dynamic program with the Debian image as its root: libc is libc6's, at the
     // image's version, from the image's layer.
@@ -688,5 +673,29 @@ fn a_document_path_that_cannot_be_written_is_refused_before_building() {
         );
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(!dir.join("prover.img").exists(), "{flag} {path}");
+    }
+    for flag in ["--sbom", "--provenance"] {
+        let o = common::nanoimg_env(
+            &[
+                os("build"),
+                os("prover"),
+                os("--kernel-dir"),
+                release.as_os_str(),
+                os("-o"),
+                os("prover.img"),
+                os(flag),
+                os("doc.json"),
+            ],
+            dir,
+            &[("SOURCE_DATE_EPOCH", "99999999999999")],
+        );
+        assert_eq!(o.status.code(), Some(1), "{flag}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("SOURCE_DATE_EPOCH \"99999999999999\""),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!dir.join("prover.img").exists());
     }
 }

@@ -326,24 +326,10 @@ pub fn from_base64(text: &str) -> Option<Vec<u8>> {
 /// `SOURCE_DATE_EPOCH` (seconds since 1970, UTC) as RFC 3339 (`2023-11-14T22:13:20Z`), or
 /// `None` when it is not a non-negative integer.
 pub fn rfc3339(epoch: &str) -> Option<String> {
-    let secs: i64 = epoch.trim().parse().ok().filter(|s| *s >= 0)?;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    Some(format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    ))
+    // RFC 3339 ends with year 9999.
+    let secs: u64 = epoch.trim().parse().ok().filter(|s| *s < 253_402_300_800)?;
+    let t = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))?;
+    Some(humantime::format_rfc3339_seconds(t).to_string())
 }
 
 #[cfg(test)]
@@ -363,6 +349,8 @@ mod tests {
         );
         assert_eq!(rfc3339("-1"), None);
         assert_eq!(rfc3339("soon"), None);
+        assert_eq!(rfc3339("253402300800"), None);
+        assert_eq!(rfc3339("18446744073709551615"), None);
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub enum SbomError {
         what: &'static str,
         limit: u64,
     },
-    #[error("SOURCE_DATE_EPOCH {value:?} is not a number of seconds since 1970-01-01")]
+    #[error("SOURCE_DATE_EPOCH {value:?} is not a number of seconds since 1970-01-01 (up to the end of year 9999)")]
     SourceDateEpoch { value: String },
 }
 
@@ -158,32 +158,24 @@ pub mod limits {
 pub fn created(value: Option<&str>) -> Result<u64, SbomError> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(0),
-        Some(v) => v.parse().map_err(|_| SbomError::SourceDateEpoch {
-            value: v.to_string(),
-        }),
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|s| *s <= LAST_RFC3339_SECOND)
+            .ok_or_else(|| SbomError::SourceDateEpoch {
+                value: v.to_string(),
+            }),
     }
 }
 
-/// `secs` after the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+pub const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
+
+/// `secs` after the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`); at most
+/// [`LAST_RFC3339_SECOND`] (later is written as that).
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.min(LAST_RFC3339_SECOND));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The Nanos release's PURL (`pkg:github/nanovms/nanos@0.1.54`).
@@ -308,6 +300,9 @@ mod tests {
         assert_eq!(created(Some("")).unwrap(), 0);
         assert_eq!(created(Some("1700000000")).unwrap(), 1_700_000_000);
         assert!(created(Some("yesterday")).is_err());
+        assert!(created(Some("253402300800")).is_err(), "after year 9999");
+        assert_eq!(rfc3339(LAST_RFC3339_SECOND), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
     }
 
     #[test]
