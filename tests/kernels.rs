@@ -81,9 +81,42 @@ fn build_fetches_through_a_mirror_then_rebuilds_offline() {
 
     // The network is gone: offline and --locked builds come from the cache, same bytes.
     server.stop();
-    let (o, second) = build("second.img", &["--allow-unpinned", "--offline", "--locked"]);
+    let sbom = dir.path().join("second.spdx.json");
+    let (o, second) = build(
+        "second.img",
+        &[
+            "--allow-unpinned",
+            "--offline",
+            "--locked",
+            "--sbom",
+            &sbom.to_string_lossy(),
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read(&first).unwrap() == std::fs::read(&second).unwrap());
+    // The SBOM's Nanos package is the release the lock records: version, official URL,
+    // the tarball's SHA-256.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&sbom).unwrap()).unwrap();
+    let nanos = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["SPDXID"] == "SPDXRef-Nanos")
+        .expect("the Nanos package");
+    assert_eq!(nanos["versionInfo"], VERSION);
+    assert_eq!(
+        nanos["downloadLocation"],
+        format!("https://storage.googleapis.com/nanos/release/{VERSION}/nanos-release-linux-{VERSION}.tar.gz")
+    );
+    let tar_sha256: String = sha2::Sha256::digest(&tar)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(nanos["checksums"][0]["checksumValue"], tar_sha256.as_str());
+    assert_eq!(
+        nanos["externalRefs"][0]["referenceLocator"],
+        format!("pkg:github/nanovms/nanos@{VERSION}")
+    );
 
     let o = common::nanoimg_env(
         &[
