@@ -20,73 +20,6 @@ pub const WATCHDOG_GRACE: Duration = Duration::from_secs(30);
 /// How long a `nanoimg run` stopped with SIGTERM (which stops QEMU too) gets before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
-/// Which accelerator the case asks `nanoimg run` for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    /// `--accel tcg`: results do not depend on the host's KVM.
-    Tcg,
-    /// No `--accel`: `nanoimg run` tries KVM and falls back to TCG when it cannot run the
-    /// guest (one stderr line says so).
-    Default,
-}
-
-/// What a case adds to `nanoimg run IMAGE --timeout N`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunOptions {
-    pub accel: Accel,
-    /// `--timeout` in seconds.
-    pub timeout_secs: u64,
-    /// `--gevulot --workspace DIR`: the Gevulot node's command line.
-    pub gevulot_workspace: Option<PathBuf>,
-    /// `--volume FILE` each: data volumes as further disks.
-    pub volumes: Vec<PathBuf>,
-    /// `--boot bios`: a hybrid image through SeaBIOS instead of OVMF.
-    pub bios: bool,
-    /// `-p HOST:GUEST` each.
-    pub ports: Vec<(u16, u16)>,
-}
-
-impl RunOptions {
-    /// TCG, `timeout_secs`, nothing else.
-    pub fn new(timeout_secs: u64) -> Self {
-        Self {
-            accel: Accel::Tcg,
-            timeout_secs,
-            gevulot_workspace: None,
-            volumes: Vec::new(),
-            bios: false,
-            ports: Vec::new(),
-        }
-    }
-}
-
-/// `nanoimg run IMAGE [--accel tcg] --timeout N [--gevulot --workspace DIR] [--volume FILE]...
-/// [--boot bios] [-p HOST:GUEST]...`
-pub fn command(nanoimg: &Path, image: &Path, options: &RunOptions) -> Command {
-    let mut command = Command::new(nanoimg);
-    command.arg("run").arg(image);
-    if options.accel == Accel::Tcg {
-        command.args(["--accel", "tcg"]);
-    }
-    command
-        .arg("--timeout")
-        .arg(options.timeout_secs.to_string());
-    if let Some(workspace) = &options.gevulot_workspace {
-        command.arg("--gevulot").arg("--workspace").arg(workspace);
-    }
-    for volume in &options.volumes {
-        command.arg("--volume").arg(volume);
-    }
-    if options.bios {
-        command.args(["--boot", "bios"]);
-    }
-    for (host, guest) in &options.ports {
-        command.arg("-p").arg(format!("{host}:{guest}"));
-    }
-    command.stdin(Stdio::null());
-    command
-}
-
 /// The outcome of one `nanoimg run`.
 #[derive(Debug)]
 pub struct Boot {
@@ -200,19 +133,6 @@ impl Running {
     }
 }
 
-/// Lines of `stderr` in which `nanoimg run` says it boots with TCG instead of KVM ("using
-/// TCG (slower): ..." when KVM is not usable, "KVM cannot run this guest here (...); booting
-/// with TCG instead ..." when KVM failed).
-pub fn tcg_fallback_lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|line| {
-            line.starts_with("nanoimg: ")
-                && (line.contains("using TCG") || line.contains("booting with TCG"))
-        })
-        .collect()
-}
-
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound, read back, released).
 pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -223,85 +143,9 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
-/// The program and its arguments, as strings.
-#[cfg(test)]
-pub fn command_line(command: &Command) -> Vec<String> {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|arg| arg.to_string_lossy().into_owned())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_run_is_tcg_with_the_timeout() {
-        let command = command(
-            Path::new("/bin/nanoimg"),
-            Path::new("/w/x.img"),
-            &RunOptions::new(60),
-        );
-        assert_eq!(
-            command_line(&command),
-            [
-                "/bin/nanoimg",
-                "run",
-                "/w/x.img",
-                "--accel",
-                "tcg",
-                "--timeout",
-                "60"
-            ]
-        );
-    }
-
-    #[test]
-    fn every_option_in_order() {
-        let options = RunOptions {
-            accel: Accel::Default,
-            timeout_secs: 5,
-            gevulot_workspace: Some(PathBuf::from("/w/ws")),
-            volumes: vec![PathBuf::from("/w/a.vol"), PathBuf::from("/w/b.vol")],
-            bios: true,
-            ports: vec![(40000, 8080)],
-        };
-        let command = command(Path::new("nanoimg"), Path::new("x.img"), &options);
-        assert_eq!(
-            command_line(&command),
-            [
-                "nanoimg",
-                "run",
-                "x.img",
-                "--timeout",
-                "5",
-                "--gevulot",
-                "--workspace",
-                "/w/ws",
-                "--volume",
-                "/w/a.vol",
-                "--volume",
-                "/w/b.vol",
-                "--boot",
-                "bios",
-                "-p",
-                "40000:8080",
-            ]
-        );
-    }
-
-    #[test]
-    fn finds_the_fallback_lines() {
-        let stderr = "nanoimg: KVM cannot run this guest here (qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69); booting with TCG instead (slower; --accel tcg skips the attempt)\n\
-                      nanoimg: the VM powered off; the program's exit status is not visible\n";
-        assert_eq!(tcg_fallback_lines(stderr).len(), 1);
-        assert_eq!(
-            tcg_fallback_lines("nanoimg: using TCG (slower): this host has no /dev/kvm\n"),
-            ["nanoimg: using TCG (slower): this host has no /dev/kvm"]
-        );
-        assert!(tcg_fallback_lines("qemu-system-x86_64: using TCG\n").is_empty());
-    }
 
     #[test]
     fn free_port_is_not_zero() {

@@ -1,14 +1,13 @@
-//! `cargo xtask e2e`: build real images with the nanoimg CLI and boot them.
+//! `cargo xtask e2e`: the one runner of the cases in `xtask/cases/` (format: case.rs).
 //!
-//! Steps: check prerequisites, compile the samples into a temporary work
-//! directory, build `nanoimg` in release mode, then for every case write an
-//! ops-format `config.json`, run `nanoimg build` (with `--uefi` for a hybrid
-//! image), boot the image with `nanoimg run IMAGE --accel tcg --timeout N`
-//! (with the case's own options, e.g. `--gevulot --workspace DIR`,
-//! `--volume FILE`, `--boot bios`, `-p HOST:GUEST`; the product's QEMU
-//! command line is what gets tested), check its exit status, look for the
-//! expected lines on the serial console (its stdout, ANSI escapes ignored),
-//! then check any files the guest had to leave on the host.
+//! For every variant of every case (architecture × disk format, see dims.rs), in its own
+//! folder of a temporary work directory: write the case's files and `config.json`,
+//! compile its program, `nanoimg build` the image (or, with `run.program`, let `nanoimg
+//! run PROGRAM` build it), run the `after-build` steps, check `nanoimg run
+//! --print-command` when there are QEMU expectations, boot the image with `nanoimg run
+//! IMAGE --accel tcg --timeout N` (the product's own QEMU command line is what gets
+//! tested), then check the exit status, the console (its stdout), its stderr, the
+//! `after-boot` steps, the files left in the case folder and the named checks.
 
 use std::env;
 use std::fs;
@@ -16,35 +15,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::boot::{self, Accel, Boot, RunOptions};
-
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::apps;
-use crate::arm64;
-use crate::endings;
+use crate::boot::{self, Boot};
+use crate::case::{self, Accel, Check, Variant, Vars, When};
+use crate::checks;
+use crate::dims::{self, Arch};
 use crate::expect;
-use crate::formats;
-use crate::gevulot;
-use crate::guestfs;
-use crate::missing_files;
-use crate::portfwd;
-use crate::prereq::{self, Tools};
-use crate::samples::{self, Sample, Scenario};
-use crate::sysroot;
-use crate::volume;
+use crate::fixtures::Fixtures;
+use crate::prereq;
+use crate::samples;
 
 /// Exit status when a case failed or the runner hit an error.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status when nothing was tested (missing prerequisites, no case).
 pub const EXIT_NOT_RUN: u8 = 2;
 
-/// Console lines shown when a case fails.
-const CONSOLE_TAIL_LINES: usize = 40;
+/// Output lines shown under a failure.
+const TAIL_LINES: usize = 40;
 
 /// Last stdout line of a successful `nanoimg build`.
 const IMAGE_MARKER: &str = "Bootable image file:";
+
+/// Environment variable that supplies a default for `--arm64-kernel-dir`.
+const ARM64_KERNEL_DIR_ENV: &str = "NANOIMG_E2E_ARM64_KERNEL_DIR";
 
 #[derive(Debug, clap::Args)]
 pub struct E2eArgs {
@@ -53,12 +48,11 @@ pub struct E2eArgs {
     #[arg(long, value_name = "DIR")]
     pub kernel_dir: Option<PathBuf>,
 
-    /// Copy every built image, console log and build log into DIR
+    /// Copy every case's folder (image, config, console and command logs) into DIR/CASE
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
 
-    /// `nanoimg run --timeout N` for every boot (the `timeout` case has its
-    /// own 5 s): a boot that takes longer fails the case
+    /// `nanoimg run --timeout N` for every boot whose case sets none
     #[arg(long, value_name = "N", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_secs: u64,
@@ -68,15 +62,23 @@ pub struct E2eArgs {
     #[arg(long, value_name = "PATH")]
     pub nanoimg_bin: Option<PathBuf>,
 
-    /// Unpacked arm64 Nanos release (a nanos-release-linux-<v>-virt tarball:
-    /// kernel.img, bootaa64.efi, klibs/) for the arm64-* cases; without it
-    /// (or --skip-arm64) they fail [default: $NANOIMG_E2E_ARM64_KERNEL_DIR]
+    /// Unpacked arm64 Nanos release (a nanos-release-linux-<v>-virt tarball) for the
+    /// arm64-* cases; without it (or --skip-arm64) they fail
+    /// [default: $NANOIMG_E2E_ARM64_KERNEL_DIR]
     #[arg(long, value_name = "DIR")]
     pub arm64_kernel_dir: Option<PathBuf>,
 
     /// Do not run the arm64-* cases (one line says they were skipped)
     #[arg(long, conflicts_with = "arm64_kernel_dir")]
     pub skip_arm64: bool,
+
+    /// Run only this case (a name as reported, e.g. arm64-static-c); repeatable
+    #[arg(long = "case", value_name = "NAME")]
+    pub cases: Vec<String>,
+
+    /// Read the case files from DIR [default: xtask/cases]
+    #[arg(long, value_name = "DIR")]
+    pub cases_dir: Option<PathBuf>,
 }
 
 /// Case counts of one run.
@@ -99,154 +101,124 @@ impl Summary {
     }
 }
 
+/// What every case of a run shares.
+struct Env {
+    nanoimg: PathBuf,
+    work: PathBuf,
+    timeout_secs: u64,
+    x86_kernel: PathBuf,
+    arm64_kernel: Result<PathBuf, String>,
+    fixtures: Fixtures,
+}
+
 /// Runs the e2e test. Missing prerequisites come back as an error carrying
 /// [`prereq::MissingPrerequisites`].
 pub fn run(args: &E2eArgs) -> Result<Summary> {
-    let tools = prereq::check(args.kernel_dir.as_deref())?;
-    let nanoimg_override = args
-        .nanoimg_bin
-        .as_deref()
-        .map(resolve_nanoimg_bin)
-        .transpose()?;
-
+    let x86_kernel = prereq::check(args.kernel_dir.as_deref())?;
+    let cases_dir = args
+        .cases_dir
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("cases"));
+    let cases = case::load_dir(&cases_dir)?;
+    let mut variants = case::expand(&cases)?;
+    for name in &args.cases {
+        if !variants.iter().any(|v| &v.name == name) {
+            bail!("--case {name}: no such case in {}", cases_dir.display());
+        }
+    }
+    variants.retain(|v| args.cases.is_empty() || args.cases.contains(&v.name));
+    if args.skip_arm64 {
+        let (arm64, rest): (Vec<_>, Vec<_>) =
+            variants.into_iter().partition(|v| v.arch == Arch::Arm64);
+        let names: Vec<_> = arm64.iter().map(|v| v.name.as_str()).collect();
+        println!(
+            "e2e: arm64 cases skipped (--skip-arm64): {}",
+            names.join(", ")
+        );
+        variants = rest;
+    }
+    let arm64_kernel = match args.arm64_kernel_dir.clone().or_else(|| prereq::non_empty_env(ARM64_KERNEL_DIR_ENV).map(PathBuf::from)) {
+        None => Err("no arm64 kernel folder: give --arm64-kernel-dir DIR (an unpacked nanos-release-linux-<v>-virt tarball) or --skip-arm64".to_owned()),
+        Some(dir) => dims::check_arm64_kernel_dir(&dir),
+    };
     let work = tempfile::Builder::new()
         .prefix("nanoimg-e2e-")
         .tempdir()
-        .context("creating the temporary work directory")?;
-    let work_dir = work.path();
-    if let Some(keep) = &args.keep {
-        fs::create_dir_all(keep)
-            .with_context(|| format!("creating --keep folder {}", keep.display()))?;
+        .context("creating the work directory")?;
+    println!("e2e: kernel folder {}", x86_kernel.display());
+    match &arm64_kernel {
+        Ok(dir) => println!("e2e: arm64 kernel folder {}", dir.display()),
+        Err(e) if variants.iter().any(|v| v.arch == Arch::Arm64) => {
+            eprintln!("e2e: THE ARM64 CASES WILL FAIL: {e}")
+        }
+        Err(_) => {}
     }
-    println!("e2e: kernel folder {}", tools.kernel_dir.display());
-    let arm64_setup = arm64::Setup::new(args.skip_arm64, args.arm64_kernel_dir.as_deref());
-    arm64_setup.announce();
-    println!("e2e: work directory {}", work_dir.display());
-
-    // Compile first: toolchain problems are prerequisites and should surface
-    // before the (slower) nanoimg build.
-    samples::write_sources(work_dir)?;
-    let mut plan = Vec::new();
-    for sample in samples::SAMPLES {
-        plan.push((sample, sample.compile(&tools, work_dir)?));
-    }
-    // One image for every case that takes its libraries from a container
-    // image (with the dlopen plugin in it).
-    let image_root = if samples::SAMPLES.iter().any(Sample::uses_image) {
-        let plugin = sysroot::compile_plugin(&tools, work_dir)?;
-        let image = sysroot::make_image(&tools, work_dir, &plugin)
-            .context("making the sysroot image with umoci")?;
-        println!("e2e: sysroot image {image} (made with umoci)");
-        Some(image)
-    } else {
-        None
-    };
-
-    let nanoimg = match nanoimg_override {
-        Some(path) => path,
+    println!("e2e: work directory {}", work.path().display());
+    let nanoimg = match &args.nanoimg_bin {
+        Some(path) => resolve_nanoimg_bin(path)?,
         None => build_nanoimg("e2e")?,
     };
     println!("e2e: using {}", nanoimg.display());
+    let mut env = Env {
+        nanoimg,
+        work: work.path().to_path_buf(),
+        timeout_secs: args.timeout_secs,
+        x86_kernel,
+        arm64_kernel,
+        fixtures: Fixtures::default(),
+    };
+    let summary = run_all(&mut env, &variants, args.keep.as_deref())?;
+    print_summary(&summary, args.keep.as_deref());
+    Ok(summary)
+}
 
+fn run_all(env: &mut Env, variants: &[Variant], keep: Option<&Path>) -> Result<Summary> {
     let mut summary = Summary::default();
-    // Prints a case's report, keeps its files (under `keep_under` in --keep) and counts it.
-    let mut record = |case: &str, report: CaseReport, keep_under: &str| -> Result<()> {
-        report.print(case);
-        if let Some(keep) = &args.keep {
-            let keep = keep.join(keep_under);
-            fs::create_dir_all(&keep)
-                .with_context(|| format!("creating --keep folder {}", keep.display()))?;
-            keep_artifacts(&report.artifacts, &keep)?;
+    for variant in variants {
+        let dir = env.work.join(&variant.name);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut report = CaseReport::default();
+        run_variant(env, variant, &dir, &mut report)?;
+        report.print(&variant.name);
+        if let Some(keep) = keep {
+            keep_folder(&dir, &keep.join(&variant.name))?;
         }
-        if report.passed() {
+        if report.problems.is_empty() {
             summary.passed += 1;
         } else {
             summary.failed += 1;
         }
-        Ok(())
-    };
-    for (sample, program) in &plan {
-        let target_root = image_root.as_deref().filter(|_| sample.uses_image());
-        let report = run_case(
-            sample,
-            program,
-            &tools,
-            &nanoimg,
-            work_dir,
-            target_root,
-            args.timeout_secs,
-        )?;
-        record(sample.case, report, "")?;
     }
-    // The same sample in every disk format QEMU boots directly.
-    if let Some((_, program)) = plan.iter().find(|(s, _)| s.program == formats::PROGRAM) {
-        formats::run_cases(
-            &tools,
-            &nanoimg,
-            work_dir,
-            program,
-            args.timeout_secs,
-            &mut |case, report| record(case, report, formats::SUBDIR),
-        )?;
-    }
-    // Whole applications from container images, by their own Entrypoint.
-    apps::run_cases(
-        &tools,
-        &nanoimg,
-        work_dir,
-        args.timeout_secs,
-        &mut |case, report| record(case, report, apps::SUBDIR),
-    )?;
-    // `nanoimg run --missing-files`: what the program failed to open, and the lines that pack it.
-    missing_files::run_case(
-        &tools,
-        &nanoimg,
-        work_dir,
-        args.timeout_secs,
-        &mut |case, report| record(case, report, missing_files::CASE),
-    )?;
-    arm64::run_cases(
-        &arm64_setup,
-        &tools,
-        &nanoimg,
-        work_dir,
-        args.timeout_secs,
-        &mut |case, report| record(case, report, arm64::SUBDIR),
-    )?;
+    Ok(summary)
+}
 
+fn print_summary(summary: &Summary, keep: Option<&Path>) {
     println!("e2e: {} passed, {} failed", summary.passed, summary.failed);
-    if let Some(keep) = &args.keep {
+    if let Some(keep) = keep {
         println!("e2e: images and logs kept in {}", keep.display());
     } else if summary.failed > 0 {
-        println!("e2e: re-run with --keep DIR to keep the images and console logs");
+        println!("e2e: re-run with --keep DIR (and --case NAME) to keep the images and logs");
     }
     if summary.failed > 0 {
         eprintln!("e2e: FAILED — {} case(s) failed", summary.failed);
     } else if summary.passed == 0 {
         eprintln!("e2e: NOTHING WAS TESTED — no case ran");
     }
-    Ok(summary)
 }
 
-/// Result of one case that ran.
+/// Result of one case.
 #[derive(Debug, Default)]
-pub(crate) struct CaseReport {
-    pub(crate) build: Option<Duration>,
-    pub(crate) boot: Option<Duration>,
+struct CaseReport {
+    build: Option<Duration>,
+    boot: Option<Duration>,
     /// Why the case failed; empty means it passed.
-    pub(crate) problems: Vec<String>,
-    /// Output shown under a failure (build output or console tail).
-    pub(crate) detail: Vec<String>,
-    /// Files `--keep` copies.
-    pub(crate) artifacts: Vec<PathBuf>,
+    problems: Vec<String>,
+    /// Output shown under a failure.
+    detail: Vec<String>,
 }
 
 impl CaseReport {
-    pub(crate) fn passed(&self) -> bool {
-        self.problems.is_empty()
-    }
-
-    pub(crate) fn print(&self, case: &str) {
+    fn print(&self, case: &str) {
         let mut timings = Vec::new();
         if let Some(build) = self.build {
             timings.push(format!("build {} ms", build.as_millis()));
@@ -259,316 +231,592 @@ impl CaseReport {
         } else {
             format!(" ({})", timings.join(", "))
         };
-
         match self.problems.split_first() {
             None => println!("e2e: {case} ... PASS{timings}"),
             Some((first, rest)) => {
                 println!("e2e: {case} ... FAIL: {first}{timings}");
-                for problem in rest {
-                    println!("    also: {problem}");
-                }
-                for line in &self.detail {
-                    println!("    | {line}");
-                }
+                rest.iter().for_each(|p| println!("    also: {p}"));
+                self.detail.iter().for_each(|l| println!("    | {l}"));
             }
         }
     }
+
+    /// Records `problems` with `output` (of `step`) as detail; whether there were none.
+    fn fail_with(&mut self, problems: Vec<String>, step: &str, output: &Output) -> bool {
+        if problems.is_empty() {
+            return true;
+        }
+        self.problems.extend(problems);
+        self.detail.extend(output_tail(step, output));
+        false
+    }
 }
 
-/// Builds, boots and checks one sample.
-fn run_case(
-    sample: &Sample,
-    program: &Path,
-    tools: &Tools,
-    nanoimg: &Path,
-    work_dir: &Path,
-    target_root: Option<&str>,
-    timeout_secs: u64,
-) -> Result<CaseReport> {
-    let mut report = CaseReport::default();
-    let name = sample.program;
-
-    let config_path = work_dir.join(format!("{name}.config.json"));
-    let config =
-        serde_json::to_vec_pretty(&ops_config(sample)).context("serializing the case config")?;
-    fs::write(&config_path, config)
-        .with_context(|| format!("writing {}", config_path.display()))?;
-    report.artifacts.push(config_path.clone());
-
-    // The program is passed by its bare name with the work directory as
-    // cwd, so `argv[0]` in the guest is exactly `name` (ops semantics).
-    let image = work_dir.join(format!("{name}.img"));
-    let mut command = nanoimg_build_command(
-        nanoimg,
-        program,
-        &config_path,
-        &tools.kernel_dir,
-        &image,
-        work_dir,
-        sample.uefi_image(),
-    );
-    if let Some(root) = target_root {
-        command.arg("--target-root").arg(root);
-    }
-    let Some(output) = run_build(command, sample.case, &image, work_dir, &mut report)? else {
-        return Ok(report);
-    };
-    if let Some(root) = target_root {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let problems = sysroot::check_packed(&stderr, &sample.image_libraries());
-        if !problems.is_empty() {
-            report.problems.extend(problems);
-            report.detail = output_tail("nanoimg build", &output);
-            return Ok(report);
-        }
-        println!(
-            "e2e: {} ... packed {} from the image root",
-            sample.case,
-            sample.image_libraries().join(", ")
-        );
-        if sample.scenario == Scenario::Dlopen
-            && !check_deps_hint(sample, program, nanoimg, work_dir, root, &mut report)?
-        {
-            return Ok(report);
-        }
-    }
-
-    let Some(options) = prepare_run(sample, nanoimg, work_dir, timeout_secs, &mut report)? else {
-        return Ok(report);
-    };
-    let console_log = work_dir.join(format!("{name}.console.log"));
-    let command = boot::command(nanoimg, &image, &options);
-    let watchdog = Duration::from_secs(options.timeout_secs) + boot::WATCHDOG_GRACE;
-    let mut running = boot::start(command, &console_log)?;
-    report.artifacts.push(console_log);
-    let exchange = match options.ports.first() {
-        Some(&(host_port, _)) if sample.scenario == Scenario::PortForward => {
-            let deadline = Instant::now() + Duration::from_secs(options.timeout_secs);
-            Some((
-                host_port,
-                portfwd::exchange(host_port, deadline, &mut || {
-                    running.has_exited().unwrap_or(true)
-                }),
-            ))
-        }
-        _ => None,
-    };
-    let boot = running.finish(watchdog)?;
-    record_boot(&boot, work_dir, name, &mut report)?;
-
-    report
-        .problems
-        .extend(status_problem(sample, &options, &boot));
-    if sample.scenario == Scenario::Timeout {
-        let limit = Duration::from_secs(endings::TIMEOUT_SECS) + endings::TIMEOUT_SLACK;
-        if boot.elapsed > limit {
-            report.problems.push(format!(
-                "nanoimg run --timeout {} took {:.1} s to stop the VM (more than {} s)",
-                endings::TIMEOUT_SECS,
-                boot.elapsed.as_secs_f64(),
-                limit.as_secs()
-            ));
-        }
-    }
-    if sample.accel == Accel::Default {
-        match kvm_fallback(&boot.stderr, Path::new("/dev/kvm").exists()) {
-            Ok(note) => println!("e2e: {} ... {note}", sample.case),
-            Err(problem) => report.problems.push(problem),
-        }
-    }
-    if let Some((host_port, exchange)) = exchange {
-        let expected = portfwd::expected_reply();
-        match exchange.reply {
-            Some(reply) if reply == expected => println!(
-                "e2e: {} ... 127.0.0.1:{host_port} replied \"{reply}\" (connection {})",
-                sample.case, exchange.attempts
-            ),
-            Some(reply) => report.problems.push(format!(
-                "127.0.0.1:{host_port} replied {reply:?}, expected {expected:?}"
-            )),
-            None => report.problems.push(format!(
-                "no reply on 127.0.0.1:{host_port} after {} connection(s) (last: {})",
-                exchange.attempts,
-                exchange.last_error.as_deref().unwrap_or("none")
-            )),
-        }
-    }
-    let expected = sample.expected_lines();
-    for missing in expect::missing_lines(&boot.console, &expected) {
-        report.problems.push(format!("missing line \"{missing}\""));
-    }
-    check_host(sample, nanoimg, work_dir, &mut report)?;
-    add_boot_detail(&mut report, &boot);
-    Ok(report)
+/// What a variant's commands are made of, once its folder is prepared.
+struct Ctx<'a> {
+    v: &'a Variant<'a>,
+    dir: PathBuf,
+    vars: Vars,
+    kernel: PathBuf,
+    /// The compiled program's file name.
+    program: Option<String>,
+    image: PathBuf,
+    target_root: Option<String>,
+    from_image: Option<String>,
+    config: Option<PathBuf>,
 }
 
-/// Runs `command` (a `nanoimg build` writing `image`, see [`nanoimg_build_command`]),
-/// recording its time and its log (`<image stem>.build.log`) in `report`. Returns its
-/// output when it wrote the image; otherwise the problem is recorded in `report`, with the
-/// command's output as detail.
-pub(crate) fn run_build(
-    mut command: Command,
-    case: &str,
-    image: &Path,
-    work_dir: &Path,
+/// Runs one variant, recording what went wrong in `report`.
+fn run_variant(env: &mut Env, v: &Variant, dir: &Path, report: &mut CaseReport) -> Result<()> {
+    let Some(ctx) = prepare(env, v, dir, report)? else {
+        return Ok(());
+    };
+    if !v.case.run.program && !build(env, &ctx, report)? {
+        return Ok(());
+    }
+    for step in v.case.steps.iter().filter(|s| s.when == When::AfterBuild) {
+        if !run_step(env, &ctx, &step.args, &step.output, report)? {
+            return Ok(());
+        }
+    }
+    if !v.case.expect.inspect.is_empty() {
+        let args = ["inspect".to_owned(), ctx.image.display().to_string()];
+        if !run_step(env, &ctx, &args, &v.case.expect.inspect, report)? {
+            return Ok(());
+        }
+    }
+    if !check_qemu_line(env, &ctx, report)? {
+        return Ok(());
+    }
+    for check in &v.case.expect.checks {
+        if let Check::GuestFs(disks) = check {
+            for disk in ctx.vars.subst_all(disks)? {
+                let disk = dir.join(disk);
+                fs::copy(&disk, checks::before(&disk))
+                    .with_context(|| format!("copying {}", disk.display()))?;
+            }
+        }
+    }
+    let boot = boot_and_exchange(env, &ctx, report)?;
+    check_boot(env, &ctx, &boot, report)?;
+    if report.problems.is_empty() {
+        after_boot(env, &ctx, &boot, report)?;
+    }
+    add_boot_detail(report, &boot);
+    Ok(())
+}
+
+/// Writes the case's files and config, makes its fixtures and compiles its program.
+/// `None` when that failed (recorded in `report`).
+fn prepare<'a>(
+    env: &mut Env,
+    v: &'a Variant,
+    dir: &Path,
     report: &mut CaseReport,
-) -> Result<Option<Output>> {
+) -> Result<Option<Ctx<'a>>> {
+    let case = v.case;
+    let kernel = match v.arch {
+        Arch::X86_64 => env.x86_kernel.clone(),
+        Arch::Arm64 => match (&env.arm64_kernel, prereq::find_on_path(v.arch.qemu())) {
+            (Err(e), _) => return fail(report, e.clone()),
+            (Ok(_), None) => return fail(report, format!("`{}` not found on PATH — nanoimg run boots arm64 images with it (Debian/Ubuntu: apt-get install qemu-system-arm)", v.arch.qemu())),
+            (Ok(dir), Some(_)) => dir.clone(),
+        },
+    };
+    let program = case.program.as_ref().map(|p| p.name.clone());
+    let image = dir.join(format!("{}.{}", v.name, v.format.ext));
+    let mut vars = Vars::default();
+    vars.0.insert("case", v.name.clone());
+    vars.0.insert("dir", dir.display().to_string());
+    vars.0.insert("image", image.display().to_string());
+    vars.0
+        .insert("program", program.clone().unwrap_or_default());
+    vars.0.insert("port", boot::free_port()?.to_string());
+    for (path, text) in &case.files {
+        let path = dir.join(path);
+        fs::create_dir_all(path.parent().unwrap_or(dir))?;
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let target_root = match case.build.target_root {
+        None => None,
+        Some(fixture) => match env.fixtures.target_root(fixture, &env.work) {
+            Ok(root) => Some(root),
+            Err(e) => return fail(report, e),
+        },
+    };
+    vars.0
+        .insert("target_root", target_root.clone().unwrap_or_default());
+    let config = match &case.config {
+        None => None,
+        Some(config) => {
+            let path = dir.join("config.json");
+            fs::write(&path, serde_json::to_vec_pretty(&vars.config(config)?)?)?;
+            Some(path)
+        }
+    };
+    let compiled = match &case.program {
+        None => None,
+        Some(_) if !compile(v, dir, report)? => return Ok(None),
+        Some(p) => Some(dir.join(&p.name)),
+    };
+    let from_image = match &case.image {
+        None => None,
+        Some(spec) => match env.fixtures.image(spec, compiled.as_deref(), &env.work) {
+            Ok(image) => Some(image),
+            Err(e) => return fail(report, e),
+        },
+    };
+    Ok(Some(Ctx {
+        v,
+        dir: dir.to_path_buf(),
+        vars,
+        kernel,
+        program,
+        image,
+        target_root,
+        from_image,
+        config,
+    }))
+}
+
+fn fail<T>(report: &mut CaseReport, problem: String) -> Result<Option<T>> {
+    report.problems.push(problem);
+    Ok(None)
+}
+
+/// Compiles the variant's program in `dir`; whether it worked (else recorded).
+fn compile(v: &Variant, dir: &Path, report: &mut CaseReport) -> Result<bool> {
+    let Some(program) = &v.case.program else {
+        return Ok(true);
+    };
+    samples::write_sources(dir)?;
+    let cross =
+        prereq::find_on_path(dims::CROSS_GCC).unwrap_or_else(|| PathBuf::from(dims::CROSS_GCC));
+    let mut command =
+        v.arch
+            .compile_command(program.build, &cross, &program.name, &program.source)?;
+    command.current_dir(dir);
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    if output.status.success() && dir.join(&program.name).is_file() {
+        return Ok(true);
+    }
+    let problem = format!(
+        "cannot compile {}: {command:?} failed with {} ({})",
+        program.source,
+        output.status,
+        v.arch.compile_hint(program.build)
+    );
+    report.fail_with(vec![problem], "compiler", &output);
+    Ok(false)
+}
+
+/// `nanoimg` run in the case folder, with the run's own cache.
+fn nanoimg(env: &Env, ctx: &Ctx) -> Command {
+    let mut command = Command::new(&env.nanoimg);
+    command
+        .current_dir(&ctx.dir)
+        .env("NANOIMG_CACHE", env.work.join("cache"))
+        .stdin(Stdio::null());
+    command
+}
+
+/// The arguments that say what to build: `[PROGRAM] [-c CONFIG] --kernel-dir K -o IMAGE
+/// [--from-image L:T] [--target-root R] [--format F]`, then the case's build flags.
+fn build_args(ctx: &Ctx, config: Option<&Path>, image: &Path) -> Result<Vec<String>> {
+    let case = ctx.v.case;
+    let mut args = Vec::new();
+    if case.image.is_none() {
+        args.extend(ctx.program.clone());
+    }
+    if let Some(config) = config {
+        args.extend(["-c".to_owned(), config.display().to_string()]);
+    }
+    args.extend(["--kernel-dir".to_owned(), ctx.kernel.display().to_string()]);
+    args.extend(["-o".to_owned(), image.display().to_string()]);
+    if let Some(image) = &ctx.from_image {
+        args.extend(["--from-image".to_owned(), image.clone()]);
+    }
+    if let Some(root) = &ctx.target_root {
+        args.extend(["--target-root".to_owned(), root.clone()]);
+    }
+    if ctx.v.format.name != "raw" {
+        args.extend(["--format".to_owned(), ctx.v.format.name.to_owned()]);
+    }
+    if let Some(program) = &case.program {
+        args.extend(ctx.v.arch.dynamic_build(program.build).0);
+    }
+    args.extend(ctx.vars.subst_all(&case.build.flags)?);
+    Ok(args)
+}
+
+/// `nanoimg build`; whether it wrote the image and printed what it must (else recorded).
+fn build(env: &Env, ctx: &Ctx, report: &mut CaseReport) -> Result<bool> {
+    let mut command = nanoimg(env, ctx);
+    command
+        .arg("build")
+        .args(build_args(ctx, ctx.config.as_deref(), &ctx.image)?);
     let started = Instant::now();
     let output = command
         .output()
         .with_context(|| format!("running {command:?}"))?;
-    let build_time = started.elapsed();
-    report.build = Some(build_time);
+    report.build = Some(started.elapsed());
     println!(
-        "e2e: {case} ... nanoimg build took {} ms",
-        build_time.as_millis()
+        "e2e: {} ... nanoimg build took {} ms",
+        ctx.v.name,
+        started.elapsed().as_millis()
     );
-
-    let name = image
-        .file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let build_log = work_dir.join(format!("{name}.build.log"));
-    fs::write(&build_log, command_log_text(&command, &output))
-        .with_context(|| format!("writing {}", build_log.display()))?;
-    report.artifacts.push(build_log);
-
-    if !output.status.success() {
-        report
-            .problems
-            .push(format!("nanoimg build exited with {}", output.status));
-        report.detail = output_tail("nanoimg build", &output);
-        return Ok(None);
-    }
+    log_command(&ctx.dir.join("build.log"), &command, &output)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let last_line = stdout.lines().rev().find(|line| !line.trim().is_empty());
-    if !last_line.is_some_and(|line| line.trim_start().starts_with(IMAGE_MARKER)) {
-        report.problems.push(format!(
+    let mut problems = Vec::new();
+    if !output.status.success() {
+        problems.push(format!("nanoimg build exited with {}", output.status));
+    } else if !stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| l.trim_start().starts_with(IMAGE_MARKER))
+    {
+        problems.push(format!(
             "nanoimg build did not print \"{IMAGE_MARKER}<path>\" as its last stdout line"
         ));
-        report.detail = output_tail("nanoimg build", &output);
-    }
-    if !image.is_file() {
-        report.problems.push(format!(
+    } else if !ctx.image.is_file() {
+        problems.push(format!(
             "nanoimg build succeeded but wrote no {}",
-            image.display()
+            ctx.image.display()
         ));
-        report.detail = output_tail("nanoimg build", &output);
-        return Ok(None);
     }
-    report.artifacts.push(image.to_path_buf());
-    Ok(Some(output))
+    if !report.fail_with(problems, "nanoimg build", &output) {
+        return Ok(false);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut lines = ctx.vars.subst_all(&ctx.v.case.expect.build_stderr)?;
+    if let Some(program) = &ctx.v.case.program {
+        lines.extend(ctx.v.arch.dynamic_build(program.build).1);
+    }
+    let mut problems = lines_problems(&ctx.v.name, "nanoimg build stderr", &stderr, &lines);
+    for check in &ctx.v.case.expect.checks {
+        if let Check::PackedFromImage(names) = check {
+            problems.extend(checks::packed_from_image(&stderr, names));
+        }
+    }
+    Ok(report.fail_with(problems, "nanoimg build", &output))
 }
 
-/// Runs `run` with `--print-command` and checks the QEMU command line it prints with
-/// `check`. Returns whether it is right; if not, the problems and the output are in `report`.
-pub(crate) fn check_print_command(
-    mut run: Command,
+/// Problems for the expected `lines` that `text` lacks; prints the ones found.
+fn lines_problems(case: &str, what: &str, text: &str, lines: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for found in expect::find_lines(text, lines) {
+        match found {
+            Ok(line) => println!("e2e: {case} ... {line}"),
+            Err(want) => problems.push(format!("{what}: missing line \"{want}\"")),
+        }
+    }
+    problems
+}
+
+/// A step: `nanoimg ARGS` must succeed and print `output`; whether it did (else recorded).
+fn run_step(
+    env: &Env,
+    ctx: &Ctx,
+    args: &[String],
+    output: &[String],
     report: &mut CaseReport,
-    check: impl FnOnce(&str) -> Vec<String>,
 ) -> Result<bool> {
-    run.arg("--print-command");
-    let printed = run.output().with_context(|| format!("running {run:?}"))?;
-    let problems = if printed.status.success() {
-        check(&String::from_utf8_lossy(&printed.stdout))
+    let args = ctx.vars.subst_all(args)?;
+    let mut command = nanoimg(env, ctx);
+    command.args(&args);
+    let out = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    let step = format!(
+        "nanoimg {}",
+        args.first().map(String::as_str).unwrap_or_default()
+    );
+    log_command(
+        &ctx.dir.join(format!("{}.log", step.replace(' ', "-"))),
+        &command,
+        &out,
+    )?;
+    if !out.status.success() {
+        return Ok(report.fail_with(
+            vec![format!("{step} exited with {}", out.status)],
+            &step,
+            &out,
+        ));
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let problems = lines_problems(&ctx.v.name, &step, &text, &ctx.vars.subst_all(output)?);
+    Ok(report.fail_with(problems, &step, &out))
+}
+
+/// The `nanoimg run` command for the case's image (or, with `run.program`, for its program
+/// with `config`, writing `image`).
+fn run_command(env: &Env, ctx: &Ctx, config: Option<&Path>, image: &Path) -> Result<Command> {
+    let case = ctx.v.case;
+    let mut command = nanoimg(env, ctx);
+    command.arg("run");
+    if case.run.program {
+        command.args(build_args(ctx, config, image)?);
     } else {
-        vec![format!(
-            "nanoimg run --print-command exited with {}",
-            printed.status
-        )]
-    };
-    if problems.is_empty() {
+        command.arg(image);
+    }
+    if case.run.accel == Accel::Tcg || !ctx.v.arch.tries_kvm() {
+        command.args(["--accel", "tcg"]);
+    }
+    let timeout = case.run.timeout.unwrap_or(env.timeout_secs);
+    command.arg("--timeout").arg(timeout.to_string());
+    command.args(ctx.vars.subst_all(&case.run.flags)?);
+    Ok(command)
+}
+
+/// `nanoimg run --print-command` against the case's, the architecture's and the format's
+/// QEMU expectations (when there are any); whether it matched (else recorded).
+fn check_qemu_line(env: &Env, ctx: &Ctx, report: &mut CaseReport) -> Result<bool> {
+    let v = ctx.v;
+    let uefi = v.case.build.flags.iter().any(|f| f == "--uefi");
+    let mut want = v.arch.qemu_expect(uefi);
+    let case = &v.case.expect.qemu;
+    want.args.extend(ctx.vars.subst_all(&case.args)?);
+    want.no_args.extend(ctx.vars.subst_all(&case.no_args)?);
+    want.parts.extend(ctx.vars.subst_all(&case.parts)?);
+    want.parts
+        .extend(v.format.qemu_parts.iter().map(|p| p.to_string()));
+    if want.is_empty() {
         return Ok(true);
     }
-    report.problems.extend(problems);
-    report.detail = output_tail("nanoimg run --print-command", &printed);
-    Ok(false)
+    let mut command = run_command(env, ctx, ctx.config.as_deref(), &ctx.image)?;
+    command.arg("--print-command");
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let args: Vec<&str> = printed.lines().map(str::trim).collect();
+    let has = |seq: &str| {
+        let seq: Vec<&str> = seq.split(' ').collect();
+        args.windows(seq.len()).any(|w| w == seq.as_slice())
+    };
+    let mut problems = Vec::new();
+    if !output.status.success() {
+        problems.push(format!(
+            "nanoimg run --print-command exited with {}",
+            output.status
+        ));
+    }
+    problems.extend(
+        want.args
+            .iter()
+            .filter(|a| !has(a))
+            .map(|a| format!("the QEMU command line lacks {a}")),
+    );
+    problems.extend(
+        want.no_args
+            .iter()
+            .filter(|a| has(a))
+            .map(|a| format!("the QEMU command line has {a}")),
+    );
+    problems.extend(
+        want.parts
+            .iter()
+            .filter(|p| !args.iter().any(|a| a.contains(p.as_str())))
+            .map(|p| format!("no QEMU argument contains {p:?}")),
+    );
+    Ok(report.fail_with(problems, "nanoimg run --print-command", &output))
 }
 
-/// Boots with `command` (a `nanoimg run` with `options`), keeping its console in
-/// `<name>.console.log` and its command, status and stderr in `<name>.run.log` in `dir`, and
-/// notes the boot time in `report`.
-pub(crate) fn boot_logged(
-    command: Command,
-    options: &RunOptions,
-    dir: &Path,
-    name: &str,
-    report: &mut CaseReport,
-) -> Result<Boot> {
-    let console_log = dir.join(format!("{name}.console.log"));
-    let watchdog = Duration::from_secs(options.timeout_secs) + boot::WATCHDOG_GRACE;
-    let boot = boot::start(command, &console_log)?.finish(watchdog)?;
-    report.artifacts.push(console_log);
-    record_boot(&boot, dir, name, report)?;
+/// Boots the case with its console in `console.log`, talking to it meanwhile when it has
+/// a `port-forward` check.
+fn boot_and_exchange(env: &Env, ctx: &Ctx, report: &mut CaseReport) -> Result<Boot> {
+    let command = run_command(env, ctx, ctx.config.as_deref(), &ctx.image)?;
+    let timeout = Duration::from_secs(ctx.v.case.run.timeout.unwrap_or(env.timeout_secs));
+    let mut running = boot::start(command, &ctx.dir.join("console.log"))?;
+    for check in &ctx.v.case.expect.checks {
+        if let Check::PortForward { send, reply } = check {
+            let port: u16 = ctx.vars.0["port"].parse()?;
+            let deadline = Instant::now() + timeout;
+            let (got, attempts) = checks::exchange(port, send, deadline, &mut || {
+                running.has_exited().unwrap_or(true)
+            });
+            match got {
+                Ok(got) if got == *reply => println!(
+                    "e2e: {} ... 127.0.0.1:{port} replied {got:?} (connection {attempts})",
+                    ctx.v.name
+                ),
+                Ok(got) => report.problems.push(format!(
+                    "127.0.0.1:{port} replied {got:?}, expected {reply:?}"
+                )),
+                Err(e) => report.problems.push(format!(
+                    "no reply on 127.0.0.1:{port} after {attempts} connection(s) (last: {e})"
+                )),
+            }
+        }
+    }
+    let boot = running.finish(timeout + boot::WATCHDOG_GRACE)?;
+    report.boot = Some(boot.elapsed);
+    fs::write(ctx.dir.join("run.log"), run_log_text(&boot))?;
     Ok(boot)
 }
 
-/// Writes `<name>.run.log` (command, status, stderr of a finished boot) in `dir` and notes
-/// the boot time in `report`.
-fn record_boot(boot: &Boot, dir: &Path, name: &str, report: &mut CaseReport) -> Result<()> {
-    let run_log = dir.join(format!("{name}.run.log"));
-    fs::write(&run_log, run_log_text(boot))
-        .with_context(|| format!("writing {}", run_log.display()))?;
-    report.artifacts.push(run_log);
-    report.boot = Some(boot.elapsed);
+/// The exit status, time, console and stderr lines, and KVM fallback of a boot.
+fn check_boot(env: &Env, ctx: &Ctx, boot: &Boot, report: &mut CaseReport) -> Result<()> {
+    let expect = &ctx.v.case.expect;
+    let timeout = ctx.v.case.run.timeout.unwrap_or(env.timeout_secs);
+    report
+        .problems
+        .extend(status_problem(expect.status, timeout, boot));
+    if let Some(max) = expect.max_boot_secs {
+        if boot.elapsed > Duration::from_secs(max) {
+            report.problems.push(format!(
+                "the boot took {:.1} s (more than {max} s)",
+                boot.elapsed.as_secs_f64()
+            ));
+        }
+    }
+    for missing in expect::missing_lines(&boot.console, &ctx.vars.subst_all(&expect.console)?) {
+        report.problems.push(format!("missing line \"{missing}\""));
+    }
+    let stderr = ctx.vars.subst_all(&expect.stderr)?;
+    report.problems.extend(lines_problems(
+        &ctx.v.name,
+        "nanoimg run stderr",
+        &boot.stderr,
+        &stderr,
+    ));
+    if ctx.v.case.run.accel == Accel::Default && ctx.v.arch.tries_kvm() {
+        match checks::kvm_fallback(&boot.stderr, Path::new("/dev/kvm").exists()) {
+            Ok(note) => println!("e2e: {} ... {note}", ctx.v.name),
+            Err(problem) => report.problems.push(problem),
+        }
+    }
     Ok(())
 }
 
-/// Under a failed case: the `nanoimg run` command, the console's last lines and its stderr,
-/// then the output of a failed host-side step (e.g. `nanoimg extract`) already in `report`.
-pub(crate) fn add_boot_detail(report: &mut CaseReport, boot: &Boot) {
-    if !report.passed() {
-        // The console comes first; output of a failed host-side step (e.g.
-        // `nanoimg extract`) follows it.
-        let host_detail = std::mem::take(&mut report.detail);
-        report.detail.push(format!("$ {}", boot.command_line));
-        report.detail.push(format!(
-            "--- last {CONSOLE_TAIL_LINES} lines of the console ---"
-        ));
-        report
-            .detail
-            .extend(expect::tail(&boot.console, CONSOLE_TAIL_LINES));
-        report.detail.push("--- end of console ---".to_owned());
-        if boot.stderr.trim().is_empty() {
-            report
-                .detail
-                .push("--- nanoimg run stderr: (empty) ---".to_owned());
-        } else {
-            report
-                .detail
-                .push("--- nanoimg run stderr (last lines) ---".to_owned());
-            report
-                .detail
-                .extend(expect::tail(&boot.stderr, CONSOLE_TAIL_LINES));
+/// The after-boot steps, the files left and the named checks.
+fn after_boot(env: &Env, ctx: &Ctx, boot: &Boot, report: &mut CaseReport) -> Result<()> {
+    for step in ctx
+        .v
+        .case
+        .steps
+        .iter()
+        .filter(|s| s.when == When::AfterBoot)
+    {
+        if !run_step(env, ctx, &step.args, &step.output, report)? {
+            return Ok(());
         }
-        report.detail.extend(host_detail);
     }
+    for (path, want) in &ctx.v.case.expect.files {
+        let path = ctx.dir.join(ctx.vars.subst(path)?);
+        let want = ctx.vars.subst(want)?;
+        match fs::read(&path) {
+            Err(e) => report
+                .problems
+                .push(format!("{} was not left on the host: {e}", path.display())),
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                if text.strip_suffix('\n').unwrap_or(&text) != want {
+                    report.problems.push(format!(
+                        "{} holds {text:?}, expected {want:?}",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    for check in &ctx.v.case.expect.checks {
+        match check {
+            Check::GuestFs(disks) => {
+                for disk in ctx.vars.subst_all(disks)? {
+                    report.problems.extend(checks::guest_fs(
+                        &env.nanoimg,
+                        &ctx.dir.join(disk),
+                        &ctx.dir,
+                    )?);
+                }
+            }
+            Check::SuggestedConfig {
+                console,
+                still_missing,
+            } => {
+                rerun_suggested(env, ctx, boot, console, still_missing, report)?;
+            }
+            Check::PortForward { .. } | Check::PackedFromImage(_) => {}
+        }
+    }
+    Ok(())
 }
 
-/// What is wrong with how `nanoimg run` ended, if anything: it must exit with
-/// the case's expected status.
-fn status_problem(sample: &Sample, options: &RunOptions, boot: &Boot) -> Option<String> {
-    status_problem_for(sample.expected_status(), options, boot)
+/// `suggested-config`: runs the program again with the config lines the first run
+/// suggested.
+fn rerun_suggested(
+    env: &Env,
+    ctx: &Ctx,
+    first: &Boot,
+    console: &[String],
+    still_missing: &[String],
+    report: &mut CaseReport,
+) -> Result<()> {
+    let config = match checks::suggested_config(&first.stderr) {
+        Ok(config) => config,
+        Err(e) => {
+            report.problems.push(format!("{e:#}"));
+            return Ok(());
+        }
+    };
+    println!("e2e: {} ... second config {config}", ctx.v.name);
+    let mut merged = ctx
+        .config
+        .as_ref()
+        .map(|p| Ok::<Value, anyhow::Error>(serde_json::from_slice(&fs::read(p)?)?))
+        .transpose()?
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    if let (Value::Object(merged), Value::Object(more)) = (&mut merged, config) {
+        merged.extend(more);
+    }
+    let path = ctx.dir.join("second.config.json");
+    fs::write(&path, serde_json::to_vec_pretty(&merged)?)?;
+    let command = run_command(env, ctx, Some(&path), &ctx.dir.join("second.img"))?;
+    let timeout = Duration::from_secs(ctx.v.case.run.timeout.unwrap_or(env.timeout_secs));
+    let boot = boot::start(command, &ctx.dir.join("second.console.log"))?
+        .finish(timeout + boot::WATCHDOG_GRACE)?;
+    fs::write(ctx.dir.join("second.run.log"), run_log_text(&boot))?;
+    let before = report.problems.len();
+    report
+        .problems
+        .extend(status_problem(0, timeout.as_secs(), &boot).map(|p| format!("second run: {p}")));
+    for missing in expect::missing_lines(&boot.console, &ctx.vars.subst_all(console)?) {
+        report
+            .problems
+            .push(format!("second run: missing line \"{missing}\""));
+    }
+    let named = checks::named_missing(&boot.stderr);
+    if named != ctx.vars.subst_all(still_missing)? {
+        report.problems.push(format!(
+            "second run: nanoimg named as missing {named:?}, expected {still_missing:?}"
+        ));
+    }
+    if report.problems.len() > before {
+        add_boot_detail(report, &boot);
+    }
+    Ok(())
 }
 
-/// [`status_problem`] for a case expecting status `expected`.
-pub(crate) fn status_problem_for(
-    expected: i32,
-    options: &RunOptions,
-    boot: &Boot,
-) -> Option<String> {
+/// What is wrong with how `nanoimg run` ended, if anything.
+fn status_problem(expected: i32, timeout_secs: u64, boot: &Boot) -> Option<String> {
     let Some(status) = boot.status else {
         return Some(format!(
-            "nanoimg run was still running {} s after its --timeout {}; stopped by the runner",
-            boot::WATCHDOG_GRACE.as_secs(),
-            options.timeout_secs
+            "nanoimg run was still running {} s after its --timeout {timeout_secs}; stopped by the runner",
+            boot::WATCHDOG_GRACE.as_secs()
         ));
     };
     match status.code() {
         Some(code) if code == expected => None,
-        Some(code) if code == endings::TIMEOUT_STATUS => Some(format!(
-            "timed out after {} s (nanoimg run --timeout, exit status {code})",
-            options.timeout_secs
+        Some(124) => Some(format!(
+            "timed out after {timeout_secs} s (nanoimg run --timeout, exit status 124)"
         )),
         Some(code) => Some(format!(
             "nanoimg run exited with {code}, expected {expected}"
@@ -577,29 +825,33 @@ pub(crate) fn status_problem_for(
     }
 }
 
-/// Reads `nanoimg run`'s stderr of a boot without `--accel`: there must be
-/// one line saying it boots with TCG (KVM does not work on every host); none
-/// is fine only when KVM ran the guest. Returns the note to print, or the
-/// problem.
-fn kvm_fallback(stderr: &str, kvm_device: bool) -> Result<String, String> {
-    match boot::tcg_fallback_lines(stderr).as_slice() {
-        [line] => Ok(format!("KVM->TCG fallback: {line}")),
-        [] if kvm_device => Ok("no TCG fallback line: KVM ran the guest".to_owned()),
-        [] => Err("no /dev/kvm, but nanoimg run did not say that it boots with TCG".to_owned()),
-        lines => Err(format!(
-            "{} TCG fallback lines on nanoimg run's stderr, expected one: {lines:?}",
-            lines.len()
-        )),
+/// Under a failed case: the `nanoimg run` command, the console's last lines and its stderr,
+/// then the output of a failed step already in `report`.
+fn add_boot_detail(report: &mut CaseReport, boot: &Boot) {
+    if report.problems.is_empty() {
+        return;
     }
+    let steps = std::mem::take(&mut report.detail);
+    report.detail.push(format!("$ {}", boot.command_line));
+    report
+        .detail
+        .push(format!("--- last {TAIL_LINES} lines of the console ---"));
+    report
+        .detail
+        .extend(expect::tail(&boot.console, TAIL_LINES));
+    report
+        .detail
+        .push("--- nanoimg run stderr (last lines) ---".to_owned());
+    report.detail.extend(expect::tail(&boot.stderr, TAIL_LINES));
+    report.detail.extend(steps);
 }
 
-/// The `<program>.run.log` text: the command, its status and its stderr
-/// (the console is in `<program>.console.log`).
-pub(crate) fn run_log_text(boot: &Boot) -> String {
-    let status = match boot.status {
-        Some(status) => status.to_string(),
-        None => "stopped by the runner's watchdog".to_owned(),
-    };
+fn run_log_text(boot: &Boot) -> String {
+    let status = boot
+        .status
+        .map_or("stopped by the runner's watchdog".to_owned(), |s| {
+            s.to_string()
+        });
     format!(
         "$ {}\nstatus: {status}\nelapsed: {:.1} s\n--- stderr ---\n{}\n",
         boot.command_line,
@@ -608,281 +860,48 @@ pub(crate) fn run_log_text(boot: &Boot) -> String {
     )
 }
 
-/// `nanoimg deps <program> --target-root <image>` for the dlopen case: with
-/// no `Libraries` in a config, it must print the hint naming the plugin.
-/// Returns whether it did; a problem is recorded in `report`.
-fn check_deps_hint(
-    sample: &Sample,
-    program: &Path,
-    nanoimg: &Path,
-    work_dir: &Path,
-    target_root: &str,
-    report: &mut CaseReport,
-) -> Result<bool> {
-    let mut command = Command::new(nanoimg);
-    command
-        .current_dir(work_dir)
-        .arg("deps")
-        .arg(program.file_name().unwrap_or(program.as_os_str()))
-        .arg("--target-root")
-        .arg(target_root)
-        .stdin(Stdio::null());
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    let log = work_dir.join(format!("{}.deps.log", sample.program));
-    fs::write(&log, command_log_text(&command, &output))
-        .with_context(|| format!("writing {}", log.display()))?;
-    report.artifacts.push(log);
-    let hint = sysroot::plugin_hint();
+fn log_command(path: &Path, command: &Command, output: &Output) -> Result<()> {
     let text = format!(
-        "{}{}",
+        "$ {command:?}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
+        output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let problem = if !output.status.success() {
-        format!("nanoimg deps exited with {}", output.status)
-    } else if let Some(line) = text.lines().find(|line| line.contains(&hint)) {
-        println!("e2e: {} ... nanoimg deps: {}", sample.case, line.trim());
-        return Ok(true);
-    } else {
-        format!("nanoimg deps printed no line containing {hint:?}")
-    };
-    report.problems.push(problem);
-    report.detail.push(format!("$ {command:?}"));
-    report.detail.extend(output_tail("nanoimg deps", &output));
-    Ok(false)
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// `nanoimg build <program> -c <config> --kernel-dir <dir> -o <image>
-/// [--uefi]` (a case using the sysroot image adds `--target-root IMAGE`), run in `work_dir`
-/// with the program given by its bare file name, so `argv[0]` in the guest is exactly that name (ops semantics).
-pub(crate) fn nanoimg_build_command(
-    nanoimg: &Path,
-    program: &Path,
-    config: &Path,
-    kernel_dir: &Path,
-    image: &Path,
-    work_dir: &Path,
-    uefi: bool,
-) -> Command {
-    let mut command = Command::new(nanoimg);
-    command
-        .current_dir(work_dir)
-        .arg("build")
-        .arg(program.file_name().unwrap_or(program.as_os_str()))
-        .arg("-c")
-        .arg(config)
-        .arg("--kernel-dir")
-        .arg(kernel_dir)
-        .arg("-o")
-        .arg(image)
-        .stdin(Stdio::null());
-    if uefi {
-        command.arg("--uefi");
+/// The last lines of a command's stdout and stderr, labelled with `step`.
+fn output_tail(step: &str, output: &Output) -> Vec<String> {
+    let mut detail = Vec::new();
+    for (label, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        detail.push(format!("--- {step} {label} (last lines) ---"));
+        detail.extend(expect::tail(&String::from_utf8_lossy(bytes), TAIL_LINES));
     }
-    command
+    detail
 }
 
-/// The ops-format config for a case (`Program` is given on the command
-/// line too; ops prepends it to `Args`, making it `argv[0]`).
-fn ops_config(sample: &Sample) -> Value {
-    match sample.scenario {
-        Scenario::Hello | Scenario::Sysroot => hello_config(sample.program, sample.case),
-        Scenario::GevulotProver => gevulot::config(),
-        Scenario::DataVolume => volume::config(),
-        Scenario::GuestFs => guestfs::config(),
-        Scenario::ExitCode => endings::exit_code_config(),
-        Scenario::PortForward => portfwd::config(),
-        Scenario::Timeout => endings::timeout_config(),
-        Scenario::Dlopen => json!({
-            "Program": sample.program,
-            "Libraries": [sysroot::PLUGIN_LIBRARY],
-        }),
-    }
-}
-
-/// The config of the cases that print their arguments and environment
-/// ([`expect::expected_lines`]).
-pub(crate) fn hello_config(program: &str, case: &str) -> Value {
-    json!({
-        "Args": expect::ARGS,
-        "Env": {
-            "GREETING": expect::GREETING,
-            "E2E_CASE": case,
-        },
-        "Program": program,
-    })
-}
-
-/// Sets up the host side of a case's boot (a shared folder, a data volume,
-/// a free host port) and returns its `nanoimg run` options. `None` means a
-/// setup step failed; the problem is recorded in `report`.
-fn prepare_run(
-    sample: &Sample,
-    nanoimg: &Path,
-    work_dir: &Path,
-    timeout_secs: u64,
-    report: &mut CaseReport,
-) -> Result<Option<RunOptions>> {
-    let mut options = RunOptions::new(sample.run_timeout_secs(timeout_secs));
-    options.accel = sample.accel;
-    options.bios = sample.needs_boot_bios();
-    match sample.scenario {
-        Scenario::Hello
-        | Scenario::ExitCode
-        | Scenario::Timeout
-        | Scenario::Sysroot
-        | Scenario::Dlopen => {}
-        Scenario::GevulotProver => {
-            options.gevulot_workspace = Some(gevulot::prepare_workspace(work_dir)?);
-        }
-        Scenario::DataVolume => {
-            volume::prepare_source(work_dir)?;
-            let volume_file = volume::volume_path(work_dir);
-            let command = volume::create_command(nanoimg, work_dir);
-            if !run_step(command, "nanoimg volume create", sample, work_dir, report)? {
-                return Ok(None);
-            }
-            if !volume_file.is_file() {
-                report.problems.push(format!(
-                    "nanoimg volume create succeeded but wrote no {}",
-                    volume_file.display()
-                ));
-                return Ok(None);
-            }
-            // Kept after the boot, so it holds what the guest wrote.
-            report.artifacts.push(volume_file.clone());
-            options.volumes.push(volume_file);
-        }
-        Scenario::GuestFs => {
-            guestfs::prepare_source(work_dir)?;
-            let volume_file = guestfs::volume_path(work_dir);
-            let command = guestfs::create_command(nanoimg, work_dir);
-            if !run_step(command, "nanoimg volume create", sample, work_dir, report)? {
-                return Ok(None);
-            }
-            let image = work_dir.join(format!("{}.img", sample.program));
-            guestfs::keep_before(&image)?;
-            guestfs::keep_before(&volume_file)?;
-            report.artifacts.push(volume_file.clone());
-            report
-                .artifacts
-                .push(guestfs::write_expected_listing(work_dir)?);
-            options.volumes.push(volume_file);
-        }
-        Scenario::PortForward => {
-            options
-                .ports
-                .push((boot::free_port()?, portfwd::GUEST_PORT));
-        }
-    }
-    Ok(Some(options))
-}
-
-/// Checks what the guest had to leave on the host after the boot, recording
-/// problems in `report`.
-fn check_host(
-    sample: &Sample,
-    nanoimg: &Path,
-    work_dir: &Path,
-    report: &mut CaseReport,
-) -> Result<()> {
-    match sample.scenario {
-        Scenario::Hello
-        | Scenario::ExitCode
-        | Scenario::PortForward
-        | Scenario::Timeout
-        | Scenario::Sysroot
-        | Scenario::Dlopen => {}
-        Scenario::GevulotProver => report
-            .problems
-            .extend(gevulot::check_output(&gevulot::workspace(work_dir))),
-        Scenario::DataVolume => {
-            let command = volume::extract_command(nanoimg, work_dir);
-            if run_step(command, "nanoimg extract", sample, work_dir, report)? {
-                report.problems.extend(volume::check_extracted(work_dir));
-            }
-        }
-        Scenario::GuestFs => {
-            let image = work_dir.join(format!("{}.img", sample.program));
-            for disk in [image, guestfs::volume_path(work_dir)] {
-                report
-                    .problems
-                    .extend(guestfs::check(nanoimg, &disk, work_dir)?);
-            }
+/// Copies the regular files of a case folder into `keep`.
+fn keep_folder(dir: &Path, keep: &Path) -> Result<()> {
+    fs::create_dir_all(keep).with_context(|| format!("creating {}", keep.display()))?;
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            fs::copy(&path, keep.join(path.file_name().unwrap_or_default()))
+                .with_context(|| format!("copying {} into {}", path.display(), keep.display()))?;
         }
     }
     Ok(())
 }
 
-/// Runs one nanoimg command of a case besides the build, logging it to
-/// `<program>.<step>.log`. Returns whether it succeeded; a failure is
-/// recorded in `report` with the command's output.
-fn run_step(
-    mut command: Command,
-    step: &str,
-    sample: &Sample,
-    work_dir: &Path,
-    report: &mut CaseReport,
-) -> Result<bool> {
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    let log_name = format!(
-        "{}.{}.log",
-        sample.program,
-        step.trim_start_matches("nanoimg ").replace(' ', "-")
-    );
-    let log = work_dir.join(log_name);
-    fs::write(&log, command_log_text(&command, &output))
-        .with_context(|| format!("writing {}", log.display()))?;
-    report.artifacts.push(log);
-    if output.status.success() {
-        return Ok(true);
-    }
-    report
-        .problems
-        .push(format!("{step} exited with {}", output.status));
-    report.detail.push(format!("$ {command:?}"));
-    report.detail.extend(output_tail(step, &output));
-    Ok(false)
-}
-
-pub(crate) fn command_log_text(command: &Command, output: &Output) -> String {
-    format!(
-        "$ {command:?}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// The last lines of a command's stdout and stderr, labelled with `step`
-/// (e.g. `nanoimg build`).
-pub(crate) fn output_tail(step: &str, output: &Output) -> Vec<String> {
-    let mut detail = Vec::new();
-    for (label, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
-        let text = String::from_utf8_lossy(bytes);
-        if text.trim().is_empty() {
-            detail.push(format!("--- {step} {label}: (empty) ---"));
-            continue;
-        }
-        detail.push(format!("--- {step} {label} (last lines) ---"));
-        detail.extend(expect::tail(&text, CONSOLE_TAIL_LINES));
-    }
-    detail
-}
-
-/// Builds the nanoimg CLI in release mode and returns the path of the
-/// binary, as reported by cargo (normally `target/release/nanoimg`).
-/// `task` prefixes the progress line (`e2e`, `bench`).
+/// Builds the nanoimg CLI in release mode and returns the path of the binary, as
+/// reported by cargo. `task` prefixes the progress line (`e2e`, `bench`).
 pub(crate) fn build_nanoimg(task: &str) -> Result<PathBuf> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = workspace_root()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent folder")?;
     println!("{task}: building nanoimg (cargo build --release -p nanoimg)");
-    let mut command = Command::new(cargo);
-    command
+    let output = Command::new(cargo)
         .current_dir(root)
         .args([
             "build",
@@ -892,58 +911,30 @@ pub(crate) fn build_nanoimg(task: &str) -> Result<PathBuf> {
             "--message-format=json-render-diagnostics",
         ])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        // Progress and diagnostics go straight to the user.
-        .stderr(Stdio::inherit());
-    let output = command
+        .stderr(Stdio::inherit())
         .output()
-        .with_context(|| format!("running {command:?}"))?;
+        .context("running cargo build")?;
     if !output.status.success() {
         bail!(
             "building nanoimg failed ({}); see the cargo output above",
             output.status
         );
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let binary = stdout
+    let binary = String::from_utf8_lossy(&output.stdout)
         .lines()
-        .rev()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find_map(|message| nanoimg_executable(&message))
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "nanoimg")
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .context("cargo built nanoimg but reported no nanoimg executable")?;
     if !binary.is_file() {
         bail!("cargo reported {} but it does not exist", binary.display());
     }
     Ok(binary)
-}
-
-/// The executable path from a cargo `compiler-artifact` message for the
-/// `nanoimg` binary target, if `message` is one.
-fn nanoimg_executable(message: &Value) -> Option<PathBuf> {
-    if message.get("reason")?.as_str()? != "compiler-artifact" {
-        return None;
-    }
-    let target = message.get("target")?;
-    if target.get("name")?.as_str()? != "nanoimg" {
-        return None;
-    }
-    let is_bin = target
-        .get("kind")?
-        .as_array()?
-        .iter()
-        .any(|kind| kind.as_str() == Some("bin"));
-    if !is_bin {
-        return None;
-    }
-    message.get("executable")?.as_str().map(PathBuf::from)
-}
-
-/// The workspace root: the parent of this crate's manifest directory.
-fn workspace_root() -> Result<PathBuf> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .context("xtask's manifest directory has no parent")
 }
 
 pub(crate) fn resolve_nanoimg_bin(path: &Path) -> Result<PathBuf> {
@@ -954,524 +945,39 @@ pub(crate) fn resolve_nanoimg_bin(path: &Path) -> Result<PathBuf> {
         .with_context(|| format!("resolving --nanoimg-bin {}", path.display()))
 }
 
-/// Copies a case's files into the `--keep` folder.
-pub(crate) fn keep_artifacts(artifacts: &[PathBuf], keep: &Path) -> Result<()> {
-    for artifact in artifacts {
-        let file_name = artifact
-            .file_name()
-            .with_context(|| format!("{} has no file name", artifact.display()))?;
-        let target = keep.join(file_name);
-        fs::copy(artifact, &target)
-            .with_context(|| format!("copying {} to {}", artifact.display(), target.display()))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn config_is_ops_format() {
-        let sample = &samples::SAMPLES[0];
-        let config = ops_config(sample);
-        assert_eq!(config["Args"], json!(["one", "two words"]));
-        assert_eq!(config["Env"]["GREETING"], "hello nanos");
-        assert_eq!(config["Env"]["E2E_CASE"], sample.case);
-        assert_eq!(config["Program"], sample.program);
+    fn exit_code_needs_a_pass_and_no_failure() {
+        let summary = |passed, failed| Summary { passed, failed }.exit_code();
+        assert_eq!(summary(0, 0), ExitCode::from(EXIT_NOT_RUN));
+        assert_eq!(summary(2, 1), ExitCode::from(EXIT_FAILED));
+        assert_eq!(summary(2, 0), ExitCode::SUCCESS);
     }
 
-    fn case(name: &str) -> &'static Sample {
-        samples::SAMPLES
-            .iter()
-            .find(|sample| sample.case == name)
-            .unwrap_or_else(|| panic!("no case {name}"))
-    }
-
-    #[test]
-    fn gevulot_prover_uses_the_documented_manifest() {
-        let config = ops_config(case("gevulot-prover"));
-        assert_eq!(config["Program"], "prover");
-        assert_eq!(config["Mounts"], json!({"%1": "/workspace"}));
-        assert_eq!(
-            config["ManifestPassthrough"],
-            json!({"readonly_rootfs": "true"})
-        );
-        assert_eq!(
-            config["Env"],
-            json!({"RUST_BACKTRACE": "1", "RUST_LOG": "debug"})
-        );
-        assert_eq!(config["Args"], json!(["one", "two words"]));
-    }
-
-    fn command_line(command: &Command) -> Vec<String> {
-        std::iter::once(command.get_program())
-            .chain(command.get_args())
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect()
-    }
-
-    fn build_command_for(sample: &Sample) -> Command {
-        let work = Path::new("/w");
-        nanoimg_build_command(
-            Path::new("/bin/nanoimg"),
-            &work.join(sample.program),
-            &work.join(format!("{}.config.json", sample.program)),
-            Path::new("/k"),
-            &work.join(format!("{}.img", sample.program)),
-            work,
-            sample.uefi_image(),
-        )
-    }
-
-    #[test]
-    fn nanoimg_build_command_line() {
-        let work = Path::new("/w");
-        let command = build_command_for(case("gevulot-prover"));
-        assert_eq!(
-            command_line(&command),
-            [
-                "/bin/nanoimg",
-                "build",
-                "prover",
-                "-c",
-                "/w/prover.config.json",
-                "--kernel-dir",
-                "/k",
-                "-o",
-                "/w/prover.img",
-            ]
-        );
-        assert_eq!(command.get_current_dir(), Some(work));
-    }
-
-    #[test]
-    fn uefi_cases_build_with_the_uefi_flag() {
-        for name in ["uefi-ovmf", "uefi-seabios"] {
-            let sample = case(name);
-            let line = command_line(&build_command_for(sample));
-            assert_eq!(
-                line,
-                [
-                    "/bin/nanoimg".to_owned(),
-                    "build".to_owned(),
-                    sample.program.to_owned(),
-                    "-c".to_owned(),
-                    format!("/w/{}.config.json", sample.program),
-                    "--kernel-dir".to_owned(),
-                    "/k".to_owned(),
-                    "-o".to_owned(),
-                    format!("/w/{}.img", sample.program),
-                    "--uefi".to_owned(),
-                ]
-            );
-            // The same hello config as the BIOS cases, with its own case name.
-            let config = ops_config(sample);
-            assert_eq!(config["Args"], json!(["one", "two words"]));
-            assert_eq!(config["Env"]["E2E_CASE"], name);
-        }
-        for name in ["static-c", "gevulot-prover", "data-volume"] {
-            let line = command_line(&build_command_for(case(name)));
-            assert!(!line.iter().any(|arg| arg == "--uefi"), "{name}");
-        }
-    }
-
-    #[test]
-    fn data_volume_config_mounts_the_label() {
-        assert_eq!(
-            ops_config(case("data-volume")),
-            json!({"Program": "volume", "Mounts": {"appdata": "/data"}})
-        );
-    }
-
-    /// `prepare_run` for a case that runs no command, with a 60 s timeout.
-    fn run_options_of(name: &str, work_dir: &Path) -> RunOptions {
-        let mut report = CaseReport::default();
-        let options = prepare_run(
-            case(name),
-            Path::new("/nonexistent/nanoimg"),
-            work_dir,
-            60,
-            &mut report,
-        )
-        .expect("prepare_run")
-        .expect("setup failed");
-        assert!(report.passed(), "{:?}", report.problems);
-        options
-    }
-
-    /// The whole `nanoimg run` command line of a case booting `<work>/<program>.img`.
-    fn run_line(name: &str, options: &RunOptions, work_dir: &Path) -> Vec<String> {
-        let image = work_dir.join(format!("{}.img", case(name).program));
-        boot::command_line(&boot::command(Path::new("/bin/nanoimg"), &image, options))
-    }
-
-    fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|a| (*a).to_owned()).collect()
-    }
-
-    #[test]
-    fn nanoimg_run_command_line_per_case() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let work = dir.path();
-        let w = work.to_str().expect("utf-8 temp path");
-        let line = |name: &str| run_line(name, &run_options_of(name, work), work);
-
-        // Without --accel: nanoimg run's KVM attempt and TCG fallback.
-        assert_eq!(
-            line("static-c"),
-            strings(&[
-                "/bin/nanoimg",
-                "run",
-                &format!("{w}/hello_static.img"),
-                "--timeout",
-                "60"
-            ])
-        );
-        // The image has an EFI System Partition, so UEFI is nanoimg run's default.
-        for (name, program) in [
-            ("static-rust", "hello_rust"),
-            ("dynamic-c", "hello_dynamic"),
-            ("dynamic-cpp", "hello_cpp"),
-            ("dynamic-rust", "hello_rust_dynamic"),
-            ("uefi-ovmf", "hello_uefi_ovmf"),
-            ("exit-code", "exit_code"),
-        ] {
-            assert_eq!(
-                line(name),
-                strings(&[
-                    "/bin/nanoimg",
-                    "run",
-                    &format!("{w}/{program}.img"),
-                    "--accel",
-                    "tcg",
-                    "--timeout",
-                    "60"
-                ]),
-                "{name}"
-            );
-        }
-        assert_eq!(
-            line("uefi-seabios"),
-            strings(&[
-                "/bin/nanoimg",
-                "run",
-                &format!("{w}/hello_uefi_seabios.img"),
-                "--accel",
-                "tcg",
-                "--timeout",
-                "60",
-                "--boot",
-                "bios"
-            ])
-        );
-        assert_eq!(
-            line("gevulot-prover"),
-            strings(&[
-                "/bin/nanoimg",
-                "run",
-                &format!("{w}/prover.img"),
-                "--accel",
-                "tcg",
-                "--timeout",
-                "60",
-                "--gevulot",
-                "--workspace",
-                &format!("{w}/workspace")
-            ])
-        );
-        assert!(work.join("workspace/input").is_file());
-        // Its own --timeout, whatever the runner's.
-        assert_eq!(
-            line("timeout"),
-            strings(&[
-                "/bin/nanoimg",
-                "run",
-                &format!("{w}/looper.img"),
-                "--accel",
-                "tcg",
-                "--timeout",
-                "5"
-            ])
-        );
-        let options = run_options_of("port-forward", work);
-        let [(host_port, 8080)] = options.ports[..] else {
-            panic!("ports {:?}", options.ports);
-        };
-        assert_ne!(host_port, 0);
-        assert_eq!(
-            run_line("port-forward", &options, work),
-            strings(&[
-                "/bin/nanoimg",
-                "run",
-                &format!("{w}/portfwd.img"),
-                "--accel",
-                "tcg",
-                "--timeout",
-                "60",
-                "-p",
-                &format!("{host_port}:8080")
-            ])
-        );
-    }
-
-    #[test]
-    fn expected_statuses() {
-        for sample in samples::SAMPLES {
-            let expected = match sample.case {
-                "exit-code" => 3,
-                "timeout" => 124,
-                _ => 0,
-            };
-            assert_eq!(sample.expected_status(), expected, "{}", sample.case);
-        }
-        assert_eq!(
-            ops_config(case("exit-code"))["ManifestPassthrough"],
-            json!({"debug_exit": "t"})
-        );
-    }
-
-    #[cfg(unix)]
     #[test]
     fn status_must_be_the_expected_one() {
         use std::os::unix::process::ExitStatusExt;
-        let boot_with = |status: Option<i32>| Boot {
-            status: status.map(|code| std::process::ExitStatus::from_raw(code << 8)),
+        let boot = |code: Option<i32>| Boot {
+            status: code.map(|c| std::process::ExitStatus::from_raw(c << 8)),
             console: String::new(),
             stderr: String::new(),
             elapsed: Duration::from_secs(1),
             command_line: String::new(),
         };
-        let options = RunOptions::new(60);
-        let hello = case("static-c");
-        assert_eq!(status_problem(hello, &options, &boot_with(Some(0))), None);
+        assert_eq!(status_problem(0, 60, &boot(Some(0))), None);
         assert_eq!(
-            status_problem(hello, &options, &boot_with(Some(1))).as_deref(),
-            Some("nanoimg run exited with 1, expected 0")
+            status_problem(3, 60, &boot(Some(0))).unwrap(),
+            "nanoimg run exited with 0, expected 3"
         );
-        assert_eq!(
-            status_problem(hello, &options, &boot_with(Some(124))).as_deref(),
-            Some("timed out after 60 s (nanoimg run --timeout, exit status 124)")
-        );
-        assert!(status_problem(hello, &options, &boot_with(None))
-            .is_some_and(|p| p.contains("stopped by the runner")));
-        let exit_code = case("exit-code");
-        assert_eq!(
-            status_problem(exit_code, &options, &boot_with(Some(3))),
-            None
-        );
-        assert_eq!(
-            status_problem(exit_code, &options, &boot_with(Some(0))).as_deref(),
-            Some("nanoimg run exited with 0, expected 3")
-        );
-        let timeout = case("timeout");
-        assert_eq!(
-            status_problem(timeout, &options, &boot_with(Some(124))),
-            None
-        );
-    }
-
-    #[test]
-    fn kvm_fallback_wants_one_line() {
-        let line = "nanoimg: KVM cannot run this guest here (qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69); booting with TCG instead (slower; --accel tcg skips the attempt)";
-        let stderr = format!("{line}\nnanoimg: the VM powered off\n");
-        assert_eq!(
-            kvm_fallback(&stderr, true),
-            Ok(format!("KVM->TCG fallback: {line}"))
-        );
-        assert!(kvm_fallback("", true).is_ok());
-        assert!(kvm_fallback("", false).is_err());
-        assert!(kvm_fallback(&format!("{line}\n{line}\n"), true).is_err());
-    }
-
-    #[test]
-    fn host_checks_per_case() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let nanoimg = Path::new("/nonexistent/nanoimg");
-        for name in ["static-c", "uefi-ovmf", "uefi-seabios"] {
-            let mut report = CaseReport::default();
-            check_host(case(name), nanoimg, dir.path(), &mut report).expect("check_host");
-            assert!(report.passed(), "{name}: {:?}", report.problems);
-        }
-
-        gevulot::prepare_workspace(dir.path()).expect("workspace");
-        let mut report = CaseReport::default();
-        check_host(case("gevulot-prover"), nanoimg, dir.path(), &mut report).expect("check");
-        // The guest never ran, so the output file is missing.
-        assert_eq!(report.problems.len(), 1);
-    }
-
-    /// A stand-in for nanoimg: a shell script running `body`.
-    #[cfg(unix)]
-    fn fake_nanoimg(dir: &Path, body: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let path = dir.join("fake-nanoimg");
-        fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write fake nanoimg");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-        path
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn data_volume_setup_failures_fail_the_case() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sample = case("data-volume");
-
-        let failing = fake_nanoimg(dir.path(), "echo 'no such command: volume' >&2; exit 3");
-        let mut report = CaseReport::default();
-        let options = prepare_run(sample, &failing, dir.path(), 60, &mut report)
-            .expect("a failing step is not a runner error");
-        assert_eq!(options, None);
-        assert_eq!(report.problems.len(), 1);
-        assert!(
-            report.problems[0].starts_with("nanoimg volume create exited with"),
-            "{:?}",
-            report.problems
-        );
-        assert!(report
-            .detail
-            .iter()
-            .any(|line| line == "no such command: volume"));
-        assert!(dir.path().join("volume.volume-create.log").is_file());
-        assert!(dir.path().join("voldata/hello.txt").is_file());
-
-        let silent = fake_nanoimg(dir.path(), "exit 0");
-        let mut report = CaseReport::default();
-        let options =
-            prepare_run(sample, &silent, dir.path(), 60, &mut report).expect("prepare_run");
-        assert_eq!(options, None);
-        assert!(
-            report.problems[0].contains("wrote no"),
-            "{:?}",
-            report.problems
-        );
-
-        // Writes the file named after -o, as the real command does.
-        let writing = fake_nanoimg(
-            dir.path(),
-            "while [ \"$1\" != -o ]; do shift; done; echo vol > \"$2\"",
-        );
-        let mut report = CaseReport::default();
-        let options = prepare_run(sample, &writing, dir.path(), 60, &mut report)
-            .expect("prepare_run")
-            .expect("setup failed");
-        assert!(report.passed(), "{:?}", report.problems);
-        let volume = volume::volume_path(dir.path());
-        let w = dir.path().to_str().expect("utf-8 temp path");
-        assert_eq!(
-            run_line("data-volume", &options, dir.path()),
-            strings(&[
-                "/bin/nanoimg",
-                "run",
-                &format!("{w}/volume.img"),
-                "--accel",
-                "tcg",
-                "--timeout",
-                "60",
-                "--volume",
-                &format!("{w}/data.vol")
-            ])
-        );
-        assert!(report.artifacts.contains(&volume));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn guest_fs_boots_with_its_volume() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        fs::write(dir.path().join("guestfs.img"), b"image").expect("write image");
-        let writing = fake_nanoimg(
-            dir.path(),
-            "while [ \"$1\" != -o ]; do shift; done; echo vol > \"$2\"",
-        );
-        let mut report = CaseReport::default();
-        let options = prepare_run(case("guest-fs"), &writing, dir.path(), 60, &mut report)
-            .expect("prepare_run")
-            .expect("setup failed");
-        assert!(report.passed(), "{:?}", report.problems);
-        let w = dir.path().to_str().expect("utf-8 temp path");
-        assert_eq!(
-            run_line("guest-fs", &options, dir.path()),
-            strings(&[
-                "/bin/nanoimg",
-                "run",
-                &format!("{w}/guestfs.img"),
-                "--accel",
-                "tcg",
-                "--timeout",
-                "60",
-                "--volume",
-                &format!("{w}/guestfs-data.vol")
-            ])
-        );
-        assert!(dir.path().join("guestfs.img.before").is_file());
-        assert!(dir.path().join("guestfs-data.vol.before").is_file());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn data_volume_host_check_extracts_the_volume() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sample = case("data-volume");
-
-        let failing = fake_nanoimg(dir.path(), "echo 'not a TFS volume' >&2; exit 1");
-        let mut report = CaseReport::default();
-        check_host(sample, &failing, dir.path(), &mut report).expect("check_host");
-        assert_eq!(report.problems.len(), 1);
-        assert!(report.problems[0].starts_with("nanoimg extract exited with"));
-        assert!(report.detail.iter().any(|line| line == "not a TFS volume"));
-
-        // `extract VOLUME DIR` producing a volume without the guest's file.
-        let empty = fake_nanoimg(dir.path(), "mkdir -p \"$3\"");
-        let mut report = CaseReport::default();
-        check_host(sample, &empty, dir.path(), &mut report).expect("check_host");
-        assert_eq!(report.problems.len(), 1);
-        assert!(report.problems[0].contains("from-guest.txt"));
-
-        let good = fake_nanoimg(
-            dir.path(),
-            "mkdir -p \"$3\" && echo written-by-guest > \"$3/from-guest.txt\"",
-        );
-        let mut report = CaseReport::default();
-        check_host(sample, &good, dir.path(), &mut report).expect("check_host");
-        assert!(report.passed(), "{:?}", report.problems);
-    }
-
-    #[test]
-    fn finds_nanoimg_executable_in_cargo_messages() {
-        let message = json!({
-            "reason": "compiler-artifact",
-            "target": {"name": "nanoimg", "kind": ["bin"]},
-            "executable": "/x/target/release/nanoimg",
-        });
-        assert_eq!(
-            nanoimg_executable(&message),
-            Some(PathBuf::from("/x/target/release/nanoimg"))
-        );
-        let lib = json!({
-            "reason": "compiler-artifact",
-            "target": {"name": "nanoimg", "kind": ["lib"]},
-            "executable": null,
-        });
-        assert_eq!(nanoimg_executable(&lib), None);
-    }
-
-    #[test]
-    fn exit_code_needs_a_pass_and_no_failure() {
-        let nothing = Summary {
-            passed: 0,
-            failed: 0,
-        };
-        assert_eq!(nothing.exit_code(), ExitCode::from(EXIT_NOT_RUN));
-        let failed = Summary {
-            passed: 2,
-            failed: 1,
-        };
-        assert_eq!(failed.exit_code(), ExitCode::from(EXIT_FAILED));
-        let passed = Summary {
-            passed: 2,
-            failed: 0,
-        };
-        assert_eq!(passed.exit_code(), ExitCode::SUCCESS);
+        assert!(status_problem(0, 60, &boot(Some(124)))
+            .unwrap()
+            .starts_with("timed out after 60 s"));
+        assert_eq!(status_problem(124, 5, &boot(Some(124))), None);
+        assert!(status_problem(0, 60, &boot(None))
+            .unwrap()
+            .contains("stopped by the runner"));
     }
 }

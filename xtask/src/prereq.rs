@@ -44,88 +44,53 @@ impl MissingPrerequisites {
     }
 }
 
-/// Everything the runner needs from the host, resolved to absolute paths.
-#[derive(Debug)]
-///
-/// QEMU and OVMF are checked too, but `nanoimg run` finds them itself.
-pub struct Tools {
-    pub kernel_dir: PathBuf,
-    pub cc: PathBuf,
-    pub cxx: PathBuf,
-    pub rustc: PathBuf,
-    pub umoci: PathBuf,
-}
+/// The tools the x86_64 cases need on PATH, and what to install.
+const TOOLS: [(&str, &str); 5] = [
+    (
+        "qemu-system-x86_64",
+        "`nanoimg run` boots the images with it; install QEMU \
+         (Debian/Ubuntu: apt-get install qemu-system-x86)",
+    ),
+    (
+        "cc",
+        "install a C compiler with static glibc (Debian/Ubuntu: apt-get install gcc libc6-dev)",
+    ),
+    (
+        "c++",
+        "install a C++ compiler with libstdc++ (Debian/Ubuntu: apt-get install g++)",
+    ),
+    ("rustc", "install a Rust toolchain (https://rustup.rs)"),
+    ("umoci", UMOCI_HINT),
+];
 
-/// Checks the kernel folder and the host tools.
-///
-/// `kernel_dir` is the `--kernel-dir` value; when it is `None` the
-/// [`KERNEL_DIR_ENV`] variable is consulted.
-pub fn check(kernel_dir: Option<&Path>) -> Result<Tools, MissingPrerequisites> {
+/// Checks everything the x86_64 cases need: the kernel folder (`--kernel-dir`, else
+/// [`KERNEL_DIR_ENV`]), the tools, OVMF. Returns the kernel folder (absolute), or every
+/// problem found.
+pub fn check(kernel_dir: Option<&Path>) -> Result<PathBuf, MissingPrerequisites> {
     let mut problems = Vec::new();
-
     let kernel_dir = kernel_dir
         .map(Path::to_path_buf)
         .or_else(|| non_empty_env(KERNEL_DIR_ENV).map(PathBuf::from));
     let kernel_dir = match kernel_dir {
-        None => {
-            problems.push(format!(
-                "SKIPPED IS NOT PASSED — no kernel folder given; CI has no Nanos kernel, \
-                 run this locally with --kernel-dir DIR (or set {KERNEL_DIR_ENV}) pointing at \
-                 a Nanos release folder containing {}",
-                KERNEL_FILES.join(" and ")
-            ));
-            None
-        }
-        Some(dir) => match check_kernel_dir(&dir) {
-            Ok(dir) => Some(dir),
-            Err(problem) => {
-                problems.push(problem);
-                None
-            }
-        },
+        None => Err(format!(
+            "SKIPPED IS NOT PASSED — no kernel folder given; CI has no Nanos kernel, \
+             run this locally with --kernel-dir DIR (or set {KERNEL_DIR_ENV}) pointing at \
+             a Nanos release folder containing {}",
+            KERNEL_FILES.join(" and ")
+        )),
+        Some(dir) => check_kernel_dir(&dir),
     };
-
-    let qemu = require_tool(
-        "qemu-system-x86_64",
-        "`nanoimg run` boots the images with it; install QEMU \
-         (Debian/Ubuntu: apt-get install qemu-system-x86)",
-        &mut problems,
-    );
-    let cc = require_tool(
-        "cc",
-        "install a C compiler with static glibc (Debian/Ubuntu: apt-get install gcc libc6-dev)",
-        &mut problems,
-    );
-    let cxx = require_tool(
-        "c++",
-        "install a C++ compiler with libstdc++ (Debian/Ubuntu: apt-get install g++)",
-        &mut problems,
-    );
-    let rustc = require_tool(
-        "rustc",
-        "install a Rust toolchain (https://rustup.rs)",
-        &mut problems,
-    );
-
-    let umoci = require_tool("umoci", UMOCI_HINT, &mut problems);
-
-    let ovmf = find_firmware(OVMF_CANDIDATES);
-    if ovmf.is_none() {
+    if let Err(problem) = &kernel_dir {
+        problems.push(problem.clone());
+    }
+    for (name, hint) in TOOLS {
+        require_tool(name, hint, &mut problems);
+    }
+    if find_firmware(OVMF_CANDIDATES).is_none() {
         problems.push(ovmf_missing_problem());
     }
-
-    match (kernel_dir, qemu, cc, cxx, rustc, umoci, ovmf) {
-        (Some(kernel_dir), Some(_), Some(cc), Some(cxx), Some(rustc), Some(umoci), Some(_))
-            if problems.is_empty() =>
-        {
-            Ok(Tools {
-                kernel_dir,
-                cc,
-                cxx,
-                rustc,
-                umoci,
-            })
-        }
+    match kernel_dir {
+        Ok(dir) if problems.is_empty() => Ok(dir),
         _ => Err(MissingPrerequisites { problems }),
     }
 }
