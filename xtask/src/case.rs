@@ -62,7 +62,7 @@
 //!
 //! Expected lines are whole lines; `*` in one matches any text. Strings in `config`,
 //! flags, steps and expectations may name `{case}` (the variant's name), `{program}`,
-//! `{dir}` (the case folder), `{image}` (the image file), `{target_root}` and `{port}`
+//! `{dir}` (the case folder), `{image}` (the image file), `{format}`, `{target_root}` and `{port}`
 //! (a free host port picked for the case).
 
 use std::collections::BTreeMap;
@@ -74,35 +74,22 @@ use serde::Deserialize;
 
 use crate::dims::{self, Arch, Format};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Case {
     pub name: String,
-    #[serde(default = "x86_only")]
+    /// Empty means `["x86_64"]`.
     pub arch: Vec<Arch>,
-    #[serde(default = "raw_only")]
+    /// Empty means `["raw"]`.
     pub formats: Vec<String>,
     pub program: Option<Program>,
     pub config: Option<toml::Table>,
-    #[serde(default)]
     pub files: BTreeMap<String, String>,
     pub image: Option<Image>,
-    #[serde(default)]
     pub build: Build,
-    #[serde(default)]
     pub run: Run,
-    #[serde(default)]
     pub steps: Vec<Step>,
-    #[serde(default)]
     pub expect: Expect,
-}
-
-fn x86_only() -> Vec<Arch> {
-    vec![Arch::X86_64]
-}
-
-fn raw_only() -> Vec<String> {
-    vec!["raw".to_owned()]
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,26 +101,20 @@ pub struct Program {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Image {
-    #[serde(default)]
     pub debian: Vec<String>,
-    #[serde(default)]
     pub files: BTreeMap<String, String>,
     pub program: Option<String>,
-    #[serde(default)]
     pub entrypoint: Vec<String>,
-    #[serde(default)]
     pub cmd: Vec<String>,
     pub workdir: Option<String>,
-    #[serde(default)]
     pub env: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Build {
-    #[serde(default)]
     pub flags: Vec<String>,
     pub target_root: Option<Fixture>,
 }
@@ -149,14 +130,11 @@ pub enum Fixture {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Run {
-    #[serde(default)]
     pub flags: Vec<String>,
     pub timeout: Option<u64>,
-    #[serde(default)]
     pub accel: Accel,
-    #[serde(default)]
     pub program: bool,
 }
 
@@ -185,35 +163,24 @@ pub enum When {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Expect {
-    #[serde(default)]
     pub status: i32,
-    #[serde(default)]
     pub console: Vec<String>,
-    #[serde(default)]
     pub stderr: Vec<String>,
-    #[serde(default)]
     pub build_stderr: Vec<String>,
-    #[serde(default)]
     pub inspect: Vec<String>,
-    #[serde(default)]
     pub files: BTreeMap<String, String>,
     pub max_boot_secs: Option<u64>,
-    #[serde(default)]
     pub qemu: Qemu,
-    #[serde(default)]
     pub checks: Vec<Check>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Qemu {
-    #[serde(default)]
     pub args: Vec<String>,
-    #[serde(default)]
     pub no_args: Vec<String>,
-    #[serde(default)]
     pub parts: Vec<String>,
 }
 
@@ -268,8 +235,14 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Case>> {
 
 pub fn load(path: &Path) -> Result<Case> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let case: Case =
+    let mut case: Case =
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if case.arch.is_empty() {
+        case.arch = vec![Arch::X86_64];
+    }
+    if case.formats.is_empty() {
+        case.formats = vec!["raw".to_owned()];
+    }
     case.validate()
         .with_context(|| format!("checking {}", path.display()))?;
     Ok(case)
@@ -277,6 +250,9 @@ pub fn load(path: &Path) -> Result<Case> {
 
 impl Case {
     fn validate(&self) -> Result<()> {
+        if self.name.is_empty() {
+            bail!("a case needs a name");
+        }
         for format in &self.formats {
             dims::format(format)?;
         }

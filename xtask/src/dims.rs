@@ -108,7 +108,8 @@ impl Arch {
         self == Arch::X86_64
     }
 
-    /// The compiler command for `source`, writing `output`, run in the case folder.
+    /// The compiler command for `source`, writing `output`, run in the case folder (`cc`:
+    /// the aarch64 cross compiler, which also links arm64 Rust).
     pub fn compile_command(
         self,
         build: Compile,
@@ -116,41 +117,28 @@ impl Arch {
         output: &str,
         source: &str,
     ) -> Result<Command> {
-        let (program, flags): (&str, Vec<String>) = match (self, build) {
-            (Arch::X86_64, Compile::CStatic) => ("cc", vec!["-static".into(), "-O2".into()]),
-            (Arch::X86_64, Compile::C) => ("cc", vec!["-O2".into()]),
-            (Arch::X86_64, Compile::Cxx) => ("c++", vec!["-O2".into(), "-pthread".into()]),
+        let (program, flags): (&Path, &[&str]) = match (self, build) {
+            (Arch::X86_64, Compile::CStatic) => (Path::new("cc"), &["-static", "-O2"]),
+            (Arch::X86_64, Compile::C) => (Path::new("cc"), &["-O2"]),
+            (Arch::X86_64, Compile::Cxx) => (Path::new("c++"), &["-O2", "-pthread"]),
             (Arch::X86_64, Compile::RustStatic) => (
-                "rustc",
-                ["-O", "-C", "target-feature=+crt-static"]
-                    .map(Into::into)
-                    .into(),
+                Path::new("rustc"),
+                &["-O", "-C", "target-feature=+crt-static"],
             ),
-            (Arch::X86_64, Compile::Rust) => ("rustc", vec!["-O".into()]),
-            (Arch::Arm64, Compile::CStatic) => (CROSS_GCC, vec!["-static".into(), "-O2".into()]),
-            (Arch::Arm64, Compile::C) => (CROSS_GCC, vec!["-O2".into()]),
-            (Arch::Arm64, Compile::RustStatic) => (
-                "rustc",
-                vec![
-                    "--target".into(),
-                    ARM64_RUST_TARGET.into(),
-                    "-C".into(),
-                    format!("linker={}", cc.display()),
-                    "-O".into(),
-                ],
-            ),
+            (Arch::X86_64, Compile::Rust) => (Path::new("rustc"), &["-O"]),
+            (Arch::Arm64, Compile::CStatic) => (cc, &["-static", "-O2"]),
+            (Arch::Arm64, Compile::C) => (cc, &["-O2"]),
+            (Arch::Arm64, Compile::RustStatic) => {
+                (Path::new("rustc"), &["--target", ARM64_RUST_TARGET, "-C"])
+            }
             (Arch::Arm64, build) => bail!("no arm64 build for {build:?}"),
         };
-        let program = if program == CROSS_GCC {
-            cc
-        } else {
-            Path::new(program)
-        };
         let mut command = Command::new(program);
-        command
-            .args(flags)
-            .args(["-o", output, source])
-            .stdin(Stdio::null());
+        command.args(flags);
+        if (self, build) == (Arch::Arm64, Compile::RustStatic) {
+            command.arg(format!("linker={}", cc.display())).arg("-O");
+        }
+        command.args(["-o", output, source]).stdin(Stdio::null());
         Ok(command)
     }
 

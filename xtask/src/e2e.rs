@@ -329,6 +329,7 @@ fn prepare<'a>(
     vars.0.insert("case", v.name.clone());
     vars.0.insert("dir", dir.display().to_string());
     vars.0.insert("image", image.display().to_string());
+    vars.0.insert("format", v.format.name.to_owned());
     vars.0
         .insert("program", program.clone().unwrap_or_default());
     vars.0.insert("port", boot::free_port()?.to_string());
