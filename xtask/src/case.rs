@@ -72,7 +72,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::dims::{self, Arch, Format};
+use crate::dims::{self, Arch, Format, Qemu};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -174,20 +174,6 @@ pub struct Expect {
     pub max_boot_secs: Option<u64>,
     pub qemu: Qemu,
     pub checks: Vec<Check>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Qemu {
-    pub args: Vec<String>,
-    pub no_args: Vec<String>,
-    pub parts: Vec<String>,
-}
-
-impl Qemu {
-    pub fn is_empty(&self) -> bool {
-        self.args.is_empty() && self.no_args.is_empty() && self.parts.is_empty()
-    }
 }
 
 /// The checks that need code (checks.rs).

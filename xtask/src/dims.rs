@@ -9,8 +9,6 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Result};
 use serde::Deserialize;
 
-use crate::case::Qemu;
-
 /// A disk format that `nanoimg run` boots: the `--format` value, the image's file
 /// extension, and what must be part of an argument of the QEMU command line.
 #[derive(Debug)]
@@ -194,6 +192,22 @@ impl Arch {
                 parts: strings(&[self.qemu()]),
             },
         }
+    }
+}
+
+/// What `nanoimg run --print-command` must show (a case's `expect.qemu`): arguments
+/// (consecutive ones space-separated), arguments it must not have, parts of arguments.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Qemu {
+    pub args: Vec<String>,
+    pub no_args: Vec<String>,
+    pub parts: Vec<String>,
+}
+
+impl Qemu {
+    pub fn is_empty(&self) -> bool {
+        self.args.is_empty() && self.no_args.is_empty() && self.parts.is_empty()
     }
 }
 
