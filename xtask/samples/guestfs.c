@@ -4,7 +4,7 @@
  * links, hard links, renames, unlinks, truncation, fallocate) into the root
  * filesystem and into a data volume. After the boot the runner reads both
  * with `nanoimg inspect --files`, `extract` and `diff` and compares them with
- * the tree this program leaves (xtask/src/guestfs.rs lists it).
+ * the tree this program leaves (guest_tree in xtask/src/checks.rs lists it).
  *
  * Built with `cc -static -O2`. Output, one item per line:
  *   guestfs:<base>:ok             every step under <base> succeeded
@@ -85,7 +85,7 @@ static int allocate(const char *path, off_t len)
     return r;
 }
 
-/* The same changes under `base`; the tree they leave is in guestfs.rs. */
+/* The same changes under `base`; the tree they leave is in xtask/src/checks.rs. */
 static int change(const char *base)
 {
     static unsigned char pattern[100000];

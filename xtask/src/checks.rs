@@ -217,6 +217,8 @@ pub fn guest_fs(nanoimg: &Path, disk: &Path, dir: &Path) -> Result<Vec<String>> 
         .to_string_lossy()
         .into_owned();
     let tree = guest_tree();
+    // Kept with --keep: the listing tests/data/kernel-written.files.txt was made from.
+    fs::write(dir.join("guestfs.expected-files.txt"), listing(&tree))?;
     let mut problems = Vec::new();
     let d = disk.display().to_string();
     match nanoimg_out(nanoimg, &["inspect", "--files", "--json", &d])? {
