@@ -419,32 +419,25 @@ pub struct Sums {
     pub blake3: String,
 }
 
-/// The sums of an image just written to `file` in `format`, and of the raw image it holds
-/// (`raw_size` bytes, hashed on the way: `raw`). For `raw` they are the same; a container is
-/// read back once, since its writer seeks back to fill in tables.
-fn image_sums(
-    file: &std::fs::File,
-    format: Format,
-    raw_size: u64,
-    raw: &nanoimg_stream::Digests,
-) -> std::io::Result<(Sums, Sums)> {
+/// The sums of an image just written in `format`, and of the raw image it holds (`raw_size`
+/// bytes): both computed on the way (the raw image's by the image writer, a container's by
+/// its writer as it wrote the file), never by reading the file back. For `raw` they are the
+/// same.
+fn image_sums(raw_size: u64, digests: &nanoimg_stream::Digests) -> (Sums, Sums) {
     let raw = Sums {
         size: raw_size,
-        sha256: hex(&raw.sha256),
-        blake3: hex(&raw.blake3),
+        sha256: hex(&digests.sha256),
+        blake3: hex(&digests.blake3),
     };
-    let file = match format {
-        Format::Raw => raw.clone(),
-        _ => {
-            let (sha256, blake3) = nanoimg_stream::digest_file(file)?;
-            Sums {
-                size: file.metadata()?.len(),
-                sha256: hex(&sha256),
-                blake3: hex(&blake3),
-            }
-        }
+    let file = match &digests.file {
+        None => raw.clone(),
+        Some(f) => Sums {
+            size: f.size,
+            sha256: hex(&f.sha256),
+            blake3: hex(&f.blake3),
+        },
     };
-    Ok((file, raw))
+    (file, raw)
 }
 
 /// One file of a built image.
@@ -832,8 +825,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let (written, (file_sums, raw_sums)) = write_atomically(&output, |file| {
         let written = nanoimg_disk::write_image_as(file, &spec, options.file_digests, format)
             .map_err(disk_err)?;
-        let sums = image_sums(file, format, written.layout.size, &written.digests)
-            .map_err(|e| disk_err(DiskError::Write(e)))?;
+        let sums = image_sums(written.layout.size, &written.digests);
         Ok((written, sums))
     })?;
     // The lock is written only once the image is in place.
@@ -1005,21 +997,18 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
         Ok::<(), ConvertError>(())
     };
     let (file_sums, raw_sums) = write_atomically(output, |file| {
-        // A GCE tar needs the data map before its header: one pass to find the data.
-        let map = match format {
-            Format::Gce => {
-                let mut map = nanoimg_vdisk::DataMap::default();
-                for_each_chunk(&mut |at, data| {
-                    map.add(at, data);
-                    Ok(())
-                })?;
-                map.finish(size);
-                Some(map)
-            }
-            _ => None,
+        // A format whose file begins with a description of the whole disk needs the image's
+        // survey first: one pass that writes nothing.
+        let survey = if format.needs_survey() {
+            use nanoimg_vdisk::Sink as _;
+            let mut surveyor = nanoimg_vdisk::SurveySink::default();
+            for_each_chunk(&mut |at, data| surveyor.write_at(at, data).map_err(write_err))?;
+            Some(surveyor.into_survey(size))
+        } else {
+            None
         };
         let out = file.try_clone().map_err(write_err)?;
-        let sink = nanoimg_vdisk::writer(format, out, size, map).map_err(write_err)?;
+        let sink = nanoimg_vdisk::writer(format, out, size, survey).map_err(write_err)?;
         let mut w = ImageWriter::with_sink(sink, false).map_err(write_err)?;
         for_each_chunk(&mut |_, data| {
             if nanoimg_vdisk::is_zero(data) {
@@ -1030,7 +1019,7 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
             .map_err(write_err)
         })?;
         let digests = w.finish().map_err(write_err)?;
-        Ok(image_sums(file, format, size, &digests).map_err(write_err)?)
+        Ok(image_sums(size, &digests))
     })?;
     Ok(ConvertReport {
         output: output.to_path_buf(),

@@ -148,9 +148,12 @@ pub fn write_image(
 }
 
 /// [`write_image`] in a container `format` (`nanoimg-vdisk`): the raw image streams into the
-/// format's writer, never to a temporary raw file. The digests are the raw image's. A GCE tar
-/// needs to know where the data is before it starts, so its image is produced twice: once
-/// to map the data (nothing written), once into the tar.
+/// format's writer, never to a temporary raw file. The digests are the raw image's, and the
+/// container file's ([`nanoimg_stream::Digests::file`]). The formats whose file begins with a
+/// description of the whole disk ([`Format::needs_survey`]) get the image's survey first, so
+/// their image is produced twice: once to survey the data (nothing written or hashed but
+/// the survey's content id), once into the container, which is then written strictly front
+/// to back.
 pub fn write_image_as(
     out: &File,
     spec: &ImageSpec,
@@ -175,27 +178,33 @@ pub fn write_image_as(
         mbr: &mbr,
         esp: esp.as_ref(),
     };
-    let sink = |map| -> Result<ImageWriter<'static>, DiskError> {
+    let sink = |survey| -> Result<ImageWriter<'static>, DiskError> {
         let file = out.try_clone().map_err(DiskError::Write)?;
         let sink =
-            nanoimg_vdisk::writer(format, file, layout.size, map).map_err(DiskError::Write)?;
+            nanoimg_vdisk::writer(format, file, layout.size, survey).map_err(DiskError::Write)?;
         ImageWriter::with_sink(sink, file_digests).map_err(DiskError::Write)
     };
-    match format {
-        Format::Raw => parts.emit(ImageWriter::new(out, file_digests).map_err(DiskError::Write)?),
-        Format::Gce => {
-            let mapper = nanoimg_vdisk::MapSink::default();
-            let map = mapper.map.clone();
-            parts
-                .emit(ImageWriter::with_sink(Box::new(mapper), false).map_err(DiskError::Write)?)?;
-            let map =
-                std::mem::take(&mut *map.lock().map_err(|_| {
-                    DiskError::Write(std::io::Error::other("data map lock poisoned"))
-                })?);
-            parts.emit(sink(Some(map))?)
-        }
-        _ => parts.emit(sink(None)?),
+    if format == Format::Raw {
+        return parts.emit(ImageWriter::new(out, file_digests).map_err(DiskError::Write)?);
     }
+    let survey = if format.needs_survey() {
+        let surveyor = nanoimg_vdisk::SurveySink::default();
+        let result = surveyor.result.clone();
+        parts
+            .emit(ImageWriter::with_sink_unhashed(Box::new(surveyor)).map_err(DiskError::Write)?)?;
+        let survey = result
+            .lock()
+            .map_err(|_| DiskError::Write(std::io::Error::other("survey lock poisoned")))?
+            .take();
+        Some(survey.ok_or_else(|| {
+            DiskError::Write(std::io::Error::other(
+                "internal error: the survey pass gave nothing",
+            ))
+        })?)
+    } else {
+        None
+    };
+    parts.emit(sink(survey)?)
 }
 
 /// Sector 0: `boot.img`'s first sector (or zeros, for aarch64) with the partition table.

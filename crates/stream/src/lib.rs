@@ -31,7 +31,6 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
@@ -64,6 +63,9 @@ pub struct Digests {
     /// SHA-256 of every file written with [`ImageWriter::file_bytes`] or
     /// [`ImageWriter::copy_file`], in that order; empty unless file digests were asked for.
     pub files: Vec<[u8; 32]>,
+    /// The container file a [`Sink`] wrote (its length and digests, computed as it was
+    /// written); `None` when the image went to a file directly (the file is the image).
+    pub file: Option<nanoimg_vdisk::FileSums>,
 }
 
 /// Why a file could not be copied into the image.
@@ -205,7 +207,7 @@ enum Pending {
 
 struct Worker<T> {
     tx: SyncSender<T>,
-    handle: JoinHandle<[u8; 32]>,
+    handle: JoinHandle<Sha256>,
 }
 
 struct DiskWriter {
@@ -267,7 +269,7 @@ fn spawn_sha256() -> io::Result<Worker<ImageMsg>> {
                     ImageMsg::Zeros(n) => for_zeros(n, |z| hasher.update(z)),
                 }
             }
-            hasher.finalize().into()
+            hasher
         })?;
     Ok(Worker { tx, handle })
 }
@@ -591,11 +593,16 @@ impl<'f> ImageWriter<'f> {
             drop(w.tx);
             w.handle.join().map_err(|_| stopped())
         };
-        let sha256 = join(sha256)?;
-        let blake3 = *blake3.finalize().as_bytes();
-        if let Some(sink) = sink {
-            sink.finish(len, &sha256)?;
-        }
+        let raw = nanoimg_vdisk::RawHashes {
+            sha256: join(sha256)?,
+            blake3,
+        };
+        let file = match sink {
+            Some(sink) => Some(sink.finish(len, &raw)?),
+            None => None,
+        };
+        let sha256 = raw.sha256();
+        let blake3 = *raw.blake3.finalize().as_bytes();
         let files = match files {
             Some(w) => {
                 drop(w.tx);
@@ -607,6 +614,7 @@ impl<'f> ImageWriter<'f> {
             sha256,
             blake3,
             files,
+            file,
         })
     }
 
@@ -732,45 +740,6 @@ impl<'f> ImageWriter<'f> {
         // answer.
         self.pool_rx.recv().or_else(|_| Buf::new())
     }
-}
-
-/// The SHA-256 and BLAKE3 of `file` (a container format's output, which its writer does not
-/// write front to back), read once in large blocks; holes are not read but hashed as the
-/// zeros they hold.
-pub fn digest_file(file: &File) -> io::Result<([u8; 32], [u8; 32])> {
-    use std::os::fd::AsRawFd;
-    let len = file.metadata()?.len();
-    let mut sha = Sha256::new();
-    let mut b3 = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    while at < len {
-        // SAFETY: lseek on a descriptor this `File` owns; no memory is passed.
-        let data = unsafe { libc::lseek(file.as_raw_fd(), at as libc::off_t, libc::SEEK_DATA) };
-        // No more data (ENXIO), or a filesystem without SEEK_DATA: read from here on.
-        let data = if data < 0 {
-            match io::Error::last_os_error().raw_os_error() {
-                Some(libc::ENXIO) => len,
-                _ => at,
-            }
-        } else {
-            (data as u64).min(len)
-        };
-        for_zeros(data - at, |z| {
-            sha.update(z);
-            b3.update(z);
-        });
-        at = data;
-        if at >= len {
-            break;
-        }
-        let n = (len - at).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], at)?;
-        sha.update(&buf[..n]);
-        b3.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok((sha.finalize().into(), *b3.finalize().as_bytes()))
 }
 
 #[cfg(test)]

@@ -238,3 +238,194 @@ fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     x.copy_from_slice(&b[at..at + N]);
     x
 }
+
+/// Size of [`HashedFile`]'s write buffers.
+const OUT_BUF: usize = 1 << 20;
+/// Buffers queued for the SHA-256 thread at most.
+const OUT_QUEUE: usize = 4;
+
+enum HashMsg {
+    Data(Vec<u8>),
+    Zeros(u64),
+}
+
+/// A new file written strictly front to back and hashed as it is written: BLAKE3 by the
+/// writing thread, SHA-256 on a thread of its own, so a container's digests never need the
+/// finished file read back. Zero blocks become holes (as [`crate::raw::write_skipping_zeros`]
+/// leaves them). Memory: at most `OUT_QUEUE + 2` buffers of 1 MiB.
+pub(crate) struct HashedFile {
+    file: File,
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    buf_at: u64,
+    blake3: blake3::Hasher,
+    tx: Option<std::sync::mpsc::SyncSender<HashMsg>>,
+    sha: Option<std::thread::JoinHandle<[u8; 32]>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl std::fmt::Debug for HashedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashedFile")
+            .field("position", &self.position())
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash_stopped() -> io::Error {
+    io::Error::other("the SHA-256 thread of a container writer stopped")
+}
+
+impl HashedFile {
+    pub(crate) fn new(file: File) -> io::Result<HashedFile> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<HashMsg>(OUT_QUEUE);
+        let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let sha = std::thread::Builder::new()
+            .name("nanoimg-file-sha256".to_owned())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for msg in rx {
+                    match msg {
+                        HashMsg::Data(b) => {
+                            h.update(&b);
+                            let _ = spare_tx.send(b);
+                        }
+                        HashMsg::Zeros(n) => for_zeros(n, |z| h.update(z)),
+                    }
+                }
+                h.finalize().into()
+            })?;
+        Ok(HashedFile {
+            file,
+            buf: Vec::with_capacity(OUT_BUF),
+            buf_at: 0,
+            blake3: blake3::Hasher::new(),
+            tx: Some(tx),
+            sha: Some(sha),
+            spare,
+        })
+    }
+
+    /// Bytes given so far: the offset of the next one.
+    pub(crate) fn position(&self) -> u64 {
+        self.buf_at + self.buf.len() as u64
+    }
+
+    fn send(&self, msg: HashMsg) -> io::Result<()> {
+        self.tx
+            .as_ref()
+            .ok_or_else(hash_stopped)?
+            .send(msg)
+            .map_err(|_| hash_stopped())
+    }
+
+    /// Writes and hashes what is buffered.
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        crate::raw::write_skipping_zeros(&self.file, self.buf_at, &self.buf)?;
+        self.blake3.update(&self.buf);
+        let next = match self.spare.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(OUT_BUF),
+        };
+        let full = std::mem::replace(&mut self.buf, next);
+        self.buf_at += full.len() as u64;
+        self.send(HashMsg::Data(full))
+    }
+
+    /// Appends `data`.
+    pub(crate) fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let k = (OUT_BUF - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..k]);
+            data = &data[k..];
+            if self.buf.len() == OUT_BUF {
+                self.flush_buf()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `n` zero bytes: long runs become a hole without being written.
+    pub(crate) fn zeros(&mut self, mut n: u64) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let k = ((OUT_BUF - self.buf.len()) as u64).min(n) as usize;
+            self.buf.resize(self.buf.len() + k, 0);
+            n -= k as u64;
+            if self.buf.len() == OUT_BUF {
+                self.flush_buf()?;
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        // The buffer is empty: whole buffers of zeros are a hole, hashed but not written.
+        let whole = n / OUT_BUF as u64 * OUT_BUF as u64;
+        if whole > 0 {
+            for_zeros(whole, |z| {
+                self.blake3.update(z);
+            });
+            self.send(HashMsg::Zeros(whole))?;
+            self.buf_at += whole;
+            n -= whole;
+        }
+        self.buf.resize(n as usize, 0);
+        Ok(())
+    }
+
+    /// Appends zeros up to file offset `to` (nothing if already there).
+    pub(crate) fn pad_to(&mut self, to: u64) -> io::Result<()> {
+        let at = self.position();
+        if to < at {
+            return Err(io::Error::other(format!(
+                "internal error: a container writer went back from {at} to {to}"
+            )));
+        }
+        self.zeros(to - at)
+    }
+
+    /// Writes what is left, sets the file's length to [`position`](Self::position) and
+    /// returns the file's length and digests.
+    pub(crate) fn finish(mut self) -> io::Result<crate::FileSums> {
+        self.flush_buf()?;
+        let size = self.position();
+        self.file.set_len(size)?;
+        drop(self.tx.take());
+        let sha256 = self
+            .sha
+            .take()
+            .ok_or_else(hash_stopped)?
+            .join()
+            .map_err(|_| hash_stopped())?;
+        Ok(crate::FileSums {
+            size,
+            sha256,
+            blake3: *self.blake3.finalize().as_bytes(),
+        })
+    }
+}
+
+impl io::Write for HashedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.append(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Hands `n` zero bytes to `update`, 64 KiB at a time.
+pub(crate) fn for_zeros(mut n: u64, mut update: impl FnMut(&[u8])) {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        update(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}

@@ -12,7 +12,7 @@
 //! `--numeric-owner` and ops's Go `archive/tar` write them: no user name of the build
 //! machine), mtime 0, magic `ustar  \0`:
 //!
-//! * if the [`DataMap`] has a hole, typeflag `S` (old GNU sparse): `realsize` is the raw
+//! * if the [`DataMap`](crate::DataMap) has a hole, typeflag `S` (old GNU sparse): `realsize` is the raw
 //!   image's size, `size` the bytes stored, the map's ranges as (offset, numbytes) pairs, four
 //!   in the header and 21 in each extension block that follows (the `isextended` bytes link
 //!   them), and, as GNU tar 1.34 always ends a sparse map, a last entry (`realsize`, 0); then
@@ -66,15 +66,18 @@
 //! not written). Reads are then reads of that file.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::ops::Range;
 use std::path::Path;
 
 use flate2::{read::MultiGzDecoder, Compression, GzBuilder};
 use tar::{EntryType, GnuExtSparseHeader, GnuSparseHeader, Header};
 
-use crate::common::{bad, invalid_input, read_error, read_file_at, WriteOrder};
-use crate::{is_zero, raw::write_skipping_zeros, DataMap, Format, Sink, VdiskError, VirtualDisk};
+use crate::common::{bad, invalid_input, read_error, read_file_at, HashedFile, WriteOrder};
+use crate::{
+    is_zero, raw::write_skipping_zeros, FileSums, Format, RawHashes, Sink, Survey, VdiskError,
+    VirtualDisk,
+};
 
 const BLOCK: u64 = 512;
 const RECORD: u64 = 10240;
@@ -161,7 +164,7 @@ fn headers(len: u64, ranges: &[Range<u64>]) -> io::Result<Vec<u8>> {
 
 /// Writes the GCE tar.gz front to back.
 pub struct GceWriter {
-    gz: flate2::write::GzEncoder<BufWriter<File>>,
+    gz: flate2::write::GzEncoder<HashedFile>,
     /// The raw image's length, and the checks of the calls.
     order: WriteOrder,
     ranges: Vec<Range<u64>>,
@@ -185,9 +188,10 @@ impl std::fmt::Debug for GceWriter {
 }
 
 impl GceWriter {
-    /// A writer for a raw image of `virtual_size` bytes whose data lies in `map`, into `out`,
-    /// a new empty file. The tar headers are written at once.
-    pub fn new(out: File, virtual_size: u64, map: DataMap) -> io::Result<GceWriter> {
+    /// A writer for a raw image of `virtual_size` bytes whose data lies in the survey's
+    /// map, into `out`, a new empty file. The tar headers are written at once.
+    pub fn new(out: File, virtual_size: u64, survey: Survey) -> io::Result<GceWriter> {
+        let map = survey.map;
         let mut prev_end = 0;
         for r in &map.ranges {
             if r.start >= r.end || r.start < prev_end || r.end > virtual_size {
@@ -198,10 +202,10 @@ impl GceWriter {
             }
             prev_end = r.end;
         }
-        let gz = GzBuilder::new().mtime(0).operating_system(GZIP_OS).write(
-            BufWriter::with_capacity(1 << 20, out),
-            Compression::new(GZIP_LEVEL),
-        );
+        let gz = GzBuilder::new()
+            .mtime(0)
+            .operating_system(GZIP_OS)
+            .write(HashedFile::new(out)?, Compression::new(GZIP_LEVEL));
         let mut w = GceWriter {
             gz,
             order: WriteOrder::new(virtual_size),
@@ -279,7 +283,7 @@ impl Sink for GceWriter {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>, len: u64, _raw_sha256: &[u8; 32]) -> io::Result<()> {
+    fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         self.order.finish(Format::Gce, len)?;
         self.zero_fill_to(len)?;
         let pad = (BLOCK - self.tar_len % BLOCK) % BLOCK;
@@ -287,9 +291,7 @@ impl Sink for GceWriter {
         self.emit_zeros(2 * BLOCK)?;
         let pad = (RECORD - self.tar_len % RECORD) % RECORD;
         self.emit_zeros(pad)?;
-        let mut out = self.gz.finish()?;
-        out.flush()?;
-        Ok(())
+        self.gz.finish()?.finish()
     }
 }
 
@@ -473,18 +475,15 @@ mod tests {
     fn tar_of(raw: &[u8]) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.tar.gz");
-        let mut map = DataMap::default();
-        map.add(0, raw);
-        map.finish(raw.len() as u64);
         let mut w = crate::writer(
             Format::Gce,
             File::create(&path).unwrap(),
             raw.len() as u64,
-            Some(map),
+            Some(crate::survey_of(raw)),
         )
         .unwrap();
         w.write_at(0, raw).unwrap();
-        w.finish(raw.len() as u64, &[0; 32]).unwrap();
+        w.finish(raw.len() as u64, &RawHashes::of(raw)).unwrap();
         let mut tar = Vec::new();
         MultiGzDecoder::new(File::open(&path).unwrap())
             .read_to_end(&mut tar)

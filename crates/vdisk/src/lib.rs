@@ -90,6 +90,15 @@ impl Format {
         }
     }
 
+    /// Whether the writer needs the raw image's [`Survey`] before it starts (a first pass
+    /// over the image): the formats whose file begins with a description of the whole disk.
+    pub fn needs_survey(self) -> bool {
+        matches!(
+            self,
+            Format::Qcow2 | Format::Vmdk | Format::Vhdx | Format::Gce
+        )
+    }
+
     /// The file name ending the platform expects (`.tar.gz` for GCE).
     pub fn extension(self) -> &'static str {
         match self {
@@ -139,42 +148,107 @@ pub fn is_zero(bytes: &[u8]) -> bool {
         && chunks.remainder().iter().all(|&b| b == 0)
 }
 
+/// The raw image's hash states at its end, handed to [`Sink::finish`]: a container that is
+/// the raw image followed by a trailer (fixed VHD) continues them instead of hashing the
+/// image again, and identifiers may be derived from them.
+#[derive(Clone)]
+pub struct RawHashes {
+    pub sha256: sha2::Sha256,
+    pub blake3: blake3::Hasher,
+}
+
+impl RawHashes {
+    /// States for the raw image `bytes` (tests and small images).
+    pub fn of(bytes: &[u8]) -> RawHashes {
+        use sha2::Digest;
+        let mut h = RawHashes {
+            sha256: sha2::Sha256::new(),
+            blake3: blake3::Hasher::new(),
+        };
+        h.sha256.update(bytes);
+        h.blake3.update(bytes);
+        h
+    }
+
+    /// The raw image's SHA-256.
+    pub fn sha256(&self) -> [u8; 32] {
+        use sha2::Digest;
+        self.sha256.clone().finalize().into()
+    }
+}
+
+impl fmt::Debug for RawHashes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawHashes").finish_non_exhaustive()
+    }
+}
+
+/// A written file's length and digests, computed from the bytes as they were written (the
+/// file is never read back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileSums {
+    pub size: u64,
+    pub sha256: [u8; 32],
+    pub blake3: [u8; 32],
+}
+
+/// What the writers of formats whose file begins with a description of the whole disk
+/// (qcow2's header, VHDX's BAT, VMDK's descriptor, the GCE tar's sparse map) must know before
+/// their first byte, so that they can write strictly front to back and hash as they go: where
+/// the raw image holds data, and an identifier of its content that their identifiers are
+/// derived from. [`SurveySink`] makes one in a first pass that writes nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Survey {
+    pub map: DataMap,
+    /// BLAKE3 of the raw image's non-zero [`ZERO_BLOCK`]s, each preceded by its offset
+    /// (little-endian u64; a last partial block padded with zeros), then the image's length: a function of the content only, whose
+    /// cost follows the data, not the holes.
+    pub content_id: [u8; 32],
+}
+
 /// Receives a raw image front to back and writes it in a container format.
 pub trait Sink: Send {
     /// Bytes `data` of the raw image at `offset`. Calls come in increasing offset order and
     /// never overlap; a range no call covers is zeros.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
 
-    /// The raw image is `len` bytes long (every call above ended at or before it) and its
-    /// SHA-256 is `raw_sha256`: writes what the container still lacks and flushes it. Every
-    /// identifier a format needs (UUIDs, VMDK's CID) is derived from `raw_sha256`, so it
-    /// depends on the content only. The output is not synced.
-    fn finish(self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()>;
+    /// The raw image is `len` bytes long (every call above ended at or before it) and `raw`
+    /// holds its hash states: writes what the container still lacks and returns the file's
+    /// length and digests, computed as it was written. The output is not synced.
+    fn finish(self: Box<Self>, len: u64, raw: &RawHashes) -> io::Result<FileSums>;
 }
 
 /// A writer for `format` into `out`, a new empty file, for a raw image of exactly
-/// `virtual_size` bytes. GCE needs to know where the data is before it starts: `data_map`
-/// gives the raw image's [`ZERO_BLOCK`]-aligned ranges holding non-zero bytes (see
-/// [`DataMap`]); the other formats ignore it.
+/// `virtual_size` bytes. The formats for which [`Format::needs_survey`] is true need the
+/// raw image's [`Survey`] first; the others ignore it.
 pub fn writer(
     format: Format,
     out: File,
     virtual_size: u64,
-    data_map: Option<DataMap>,
+    survey: Option<Survey>,
 ) -> io::Result<Box<dyn Sink>> {
+    let surveyed = || {
+        survey.clone().ok_or_else(|| {
+            io::Error::other(format!(
+                "internal error: the {format} writer needs the image's survey first"
+            ))
+        })
+    };
     Ok(match format {
         Format::Raw => Box::new(raw::RawWriter::new(out)),
-        Format::Qcow2 => Box::new(qcow2::Qcow2Writer::new(out, virtual_size)?),
+        Format::Qcow2 => Box::new(qcow2::Qcow2Writer::new(out, virtual_size, surveyed()?)?),
         Format::Vhd => Box::new(vhd::VhdWriter::new(out, virtual_size)?),
-        Format::Vmdk => Box::new(vmdk::VmdkWriter::new(out, virtual_size)?),
-        Format::Vhdx => Box::new(vhdx::VhdxWriter::new(out, virtual_size)?),
-        Format::Gce => {
-            let map = data_map.ok_or_else(|| {
-                io::Error::other("internal error: the GCE tar needs the data map first")
-            })?;
-            Box::new(gce::GceWriter::new(out, virtual_size, map)?)
-        }
+        Format::Vmdk => Box::new(vmdk::VmdkWriter::new(out, virtual_size, surveyed()?)?),
+        Format::Vhdx => Box::new(vhdx::VhdxWriter::new(out, virtual_size, surveyed()?)?),
+        Format::Gce => Box::new(gce::GceWriter::new(out, virtual_size, surveyed()?)?),
     })
+}
+
+/// The [`Survey`] of a raw image held in memory (tests, small images).
+pub fn survey_of(bytes: &[u8]) -> Survey {
+    let mut s = SurveySink::default();
+    let _ = s.write_at(0, bytes);
+    s.into_survey(bytes.len() as u64)
 }
 
 /// Where a raw image holds data: sorted, disjoint, non-adjacent ranges, each a union of
@@ -213,33 +287,120 @@ impl DataMap {
         self.ranges.retain(|r| !r.is_empty());
     }
 
+    /// The indices of the `unit`-byte blocks of the image (a multiple of [`ZERO_BLOCK`])
+    /// that hold data, increasing: the clusters, grains or blocks a writer stores.
+    pub fn units(&self, unit: u64) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        for r in &self.ranges {
+            let (first, last) = (r.start / unit, (r.end - 1) / unit);
+            let from = match out.last() {
+                Some(&l) if l >= first => l + 1,
+                _ => first,
+            };
+            out.extend(from..=last);
+        }
+        out
+    }
+
     /// Bytes of data.
     pub fn data_len(&self) -> u64 {
         self.ranges.iter().map(|r| r.end - r.start).sum()
     }
 }
 
-/// A [`Sink`] that only records the [`DataMap`] (the first of the two passes a GCE tar
-/// needs).
-#[derive(Debug, Default)]
-pub struct MapSink {
-    pub map: std::sync::Arc<std::sync::Mutex<DataMap>>,
+/// A [`Sink`] that writes nothing and makes the raw image's [`Survey`] (the first of the
+/// two passes the formats of [`Format::needs_survey`] take).
+pub struct SurveySink {
+    map: DataMap,
+    hasher: blake3::Hasher,
+    /// The block being gathered (calls may split a block) and its offset.
+    block: Vec<u8>,
+    block_at: u64,
+    /// Where the survey goes when finished.
+    pub result: std::sync::Arc<std::sync::Mutex<Option<Survey>>>,
 }
 
-impl Sink for MapSink {
+impl Default for SurveySink {
+    fn default() -> SurveySink {
+        SurveySink {
+            map: DataMap::default(),
+            hasher: blake3::Hasher::new(),
+            block: Vec::with_capacity(ZERO_BLOCK as usize),
+            block_at: 0,
+            result: Default::default(),
+        }
+    }
+}
+
+impl fmt::Debug for SurveySink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SurveySink").finish_non_exhaustive()
+    }
+}
+
+impl SurveySink {
+    /// Ends the block being gathered: hashed with its offset if it holds a non-zero byte.
+    /// (Hashed as a whole block, zeros after what was given, so that how the image was cut
+    /// into calls and which zeros were left out never matter.)
+    fn end_block(&mut self) {
+        if !self.block.is_empty() && !is_zero(&self.block) {
+            self.block.resize(ZERO_BLOCK as usize, 0);
+            self.hasher.update(&self.block_at.to_le_bytes());
+            self.hasher.update(&self.block);
+        }
+        self.block.clear();
+    }
+
+    /// The survey of the raw image of `len` bytes given so far.
+    pub fn into_survey(mut self, len: u64) -> Survey {
+        self.end_block();
+        self.map.finish(len);
+        self.hasher.update(&len.to_le_bytes());
+        Survey {
+            map: self.map,
+            content_id: *self.hasher.finalize().as_bytes(),
+        }
+    }
+}
+
+impl Sink for SurveySink {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.map
-            .lock()
-            .map_err(|_| io::Error::other("data map lock poisoned"))?
-            .add(offset, data);
+        self.map.add(offset, data);
+        let mut at = offset;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let start = at / ZERO_BLOCK * ZERO_BLOCK;
+            if self.block.is_empty() || self.block_at != start {
+                self.end_block();
+                self.block_at = start;
+            }
+            // What was not given before `at` in this block is zeros.
+            let within = (at - start) as usize;
+            if self.block.len() < within {
+                self.block.resize(within, 0);
+            }
+            let k = ((start + ZERO_BLOCK - at) as usize).min(rest.len());
+            self.block.extend_from_slice(&rest[..k]);
+            if self.block.len() == ZERO_BLOCK as usize {
+                self.end_block();
+            }
+            at += k as u64;
+            rest = &rest[k..];
+        }
         Ok(())
     }
-    fn finish(self: Box<Self>, len: u64, _raw_sha256: &[u8; 32]) -> io::Result<()> {
-        self.map
+
+    fn finish(self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
+        let result = self.result.clone();
+        let survey = self.into_survey(len);
+        *result
             .lock()
-            .map_err(|_| io::Error::other("data map lock poisoned"))?
-            .finish(len);
-        Ok(())
+            .map_err(|_| io::Error::other("survey lock poisoned"))? = Some(survey);
+        Ok(FileSums {
+            size: 0,
+            sha256: [0; 32],
+            blake3: [0; 32],
+        })
     }
 }
 
@@ -385,5 +546,50 @@ impl<D: std::ops::Deref<Target = dyn VirtualDisk>> Seek for DiskReader<D> {
                 "seek before the start of the disk",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_survey_does_not_depend_on_how_the_image_is_given() {
+        let mut img = vec![0u8; 300_000];
+        img[5000] = 1;
+        img[70_000..90_000].fill(7);
+        img[299_999] = 9;
+        let whole = survey_of(&img);
+        assert_eq!(
+            whole.map.ranges,
+            vec![4096..8192, 69632..90112, 299008..300_000]
+        );
+        for step in [1usize, 511, 4096, 4097, 65_536] {
+            let mut s = SurveySink::default();
+            let mut at = 0;
+            while at < img.len() {
+                let end = (at + step).min(img.len());
+                // Pieces that are all zeros may be left out: a range no call covers is zeros.
+                if img[at..end].iter().any(|&b| b != 0) {
+                    s.write_at(at as u64, &img[at..end]).unwrap();
+                }
+                at = end;
+            }
+            assert_eq!(s.into_survey(img.len() as u64), whole, "step {step}");
+        }
+        let mut other = img.clone();
+        other[80_000] = 8;
+        assert_ne!(survey_of(&other).content_id, whole.content_id);
+        assert_eq!(survey_of(&other).map, whole.map);
+    }
+
+    #[test]
+    fn units_of_a_map() {
+        let map = DataMap {
+            ranges: vec![4096..8192, 60_000..70_000, 200_000..200_100],
+        };
+        assert_eq!(map.units(65_536), vec![0, 1, 3]);
+        assert_eq!(map.units(1 << 20), vec![0]);
+        assert_eq!(DataMap::default().units(4096), Vec::<u64>::new());
     }
 }

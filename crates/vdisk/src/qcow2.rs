@@ -27,12 +27,15 @@
 //! | then | the refcount table, then the refcount blocks; every cluster of the file has refcount 1 |
 //!
 //! L1 and L2 entries carry the `COPIED` flag (bit 63), since every refcount is 1, as
-//! `qemu-img check` expects. The file contains no identifier and no timestamp: nothing is
-//! derived from `raw_sha256`.
+//! `qemu-img check` expects. The file contains no identifier and no timestamp.
+//!
+//! The writer is given the image's [`Survey`] first (which clusters hold data), so the header,
+//! whose offsets depend on how many clusters are stored, is known before the first byte, and
+//! the file is written strictly front to back, hashed as it goes (never read back).
 //!
 //! Memory: one 64 KiB pending cluster and 8 bytes for each stored data cluster (at most
 //! 8 bytes for every 64 KiB of virtual size, 128 KiB per GiB); the tables are written one
-//! cluster at a time at [`Sink::finish`].
+//! cluster at a time at [`Sink::finish`], after the data.
 //!
 //! # Reading
 //!
@@ -49,8 +52,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::common::{bad, be32, be64, invalid_data, read_end, read_error, BlockBuffer};
-use crate::{Format, Sink, VdiskError, VirtualDisk};
+use crate::common::{bad, be32, be64, invalid_data, read_end, read_error, BlockBuffer, HashedFile};
+use crate::{FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk};
 
 const MAGIC: &[u8; 4] = b"QFI\xfb";
 const CLUSTER_BITS: u32 = 16;
@@ -71,100 +74,41 @@ const L1_RESERVED: u64 = 0x7f00_0000_0000_01ff;
 /// Standard L2 entry bits that must be zero (1-8, 56-61).
 const L2_RESERVED: u64 = 0x3f00_0000_0000_01fe;
 
-/// Writes a qcow2 v3 image (see the module documentation for the layout).
+/// Where everything goes in a qcow2 file storing the guest clusters `data` (increasing):
+/// known before the first byte, from the image's [`Survey`].
 #[derive(Debug)]
-pub struct Qcow2Writer {
-    out: File,
-    virtual_size: u64,
-    blocks: BlockBuffer,
-    /// The guest cluster stored in host cluster `1 + i`, increasing.
-    guest_clusters: Vec<u64>,
+struct Layout {
+    l1_size: u64,
+    l1_offset: u64,
+    /// Host cluster of the first L2 table (the L2 tables follow the data).
+    first_l2: u64,
+    refcount_table_offset: u64,
+    refcount_table_clusters: u64,
+    first_refcount_block: u64,
+    refcount_blocks: u64,
+    /// Clusters in the file.
+    total: u64,
 }
 
-impl Qcow2Writer {
-    pub fn new(out: File, virtual_size: u64) -> io::Result<Qcow2Writer> {
-        // QEMU's limit on the L1 table (32 MiB) allows far more than any u64 size at 64 KiB
-        // clusters; the L1 size field is 32 bits.
-        if l1_entries(virtual_size) > u64::from(u32::MAX) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{virtual_size} bytes is too large for a qcow2 image"),
-            ));
-        }
-        Ok(Qcow2Writer {
-            out,
-            virtual_size,
-            blocks: BlockBuffer::new(CLUSTER, virtual_size),
-            guest_clusters: Vec::new(),
-        })
-    }
-
-    fn store(out: &File, list: &mut Vec<u64>, index: u64, cluster: &[u8]) -> io::Result<()> {
-        let host = (1 + list.len() as u64) * CLUSTER;
-        out.write_all_at(cluster, host)?;
-        list.push(index);
-        Ok(())
-    }
-}
-
-/// Entries in the L1 table of a disk of `size` bytes.
-fn l1_entries(size: u64) -> u64 {
-    size.div_ceil(CLUSTER * L2_ENTRIES)
-}
-
-impl Sink for Qcow2Writer {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let out = &self.out;
-        let list = &mut self.guest_clusters;
-        self.blocks
-            .write(offset, data, |i, c| Qcow2Writer::store(out, list, i, c))
-    }
-
-    fn finish(mut self: Box<Self>, len: u64, _raw_sha256: &[u8; 32]) -> io::Result<()> {
-        {
-            let out = &self.out;
-            let list = &mut self.guest_clusters;
-            self.blocks.finish(Format::Qcow2, len, |i, c| {
-                Qcow2Writer::store(out, list, i, c)
-            })?;
-        }
-        let out = &self.out;
-        let data = &self.guest_clusters;
+impl Layout {
+    fn new(virtual_size: u64, data: &[u64]) -> Layout {
         let n = data.len() as u64;
-
-        // L2 tables: one for each L1 index with data, from host cluster 1 + n.
-        let l1_size = l1_entries(self.virtual_size);
-        let mut l1 = vec![0u64; l1_size as usize];
-        let mut next = 1 + n;
-        let mut table = vec![0u8; CLUSTER as usize];
-        let mut i = 0usize;
-        while i < data.len() {
-            let l1_index = data[i] / L2_ENTRIES;
-            table.fill(0);
-            while i < data.len() && data[i] / L2_ENTRIES == l1_index {
-                let slot = (data[i] % L2_ENTRIES) as usize * 8;
-                let host = (1 + i as u64) * CLUSTER;
-                table[slot..slot + 8].copy_from_slice(&(host | COPIED).to_be_bytes());
-                i += 1;
+        let l1_size = l1_entries(virtual_size);
+        let mut l2_tables = 0u64;
+        let mut last = None;
+        for &c in data {
+            if last != Some(c / L2_ENTRIES) {
+                l2_tables += 1;
+                last = Some(c / L2_ENTRIES);
             }
-            out.write_all_at(&table, next * CLUSTER)?;
-            l1[l1_index as usize] = (next * CLUSTER) | COPIED;
-            next += 1;
         }
-
-        // The L1 table.
+        let first_l2 = 1 + n;
+        let after_l2 = first_l2 + l2_tables;
         // An empty disk has no L1 table, and offset 0 for it (as qemu-img writes it).
-        let l1_offset = if l1_size == 0 { 0 } else { next * CLUSTER };
-        let l1_clusters = (l1_size * 8).div_ceil(CLUSTER);
-        let l1_bytes: Vec<u8> = l1.iter().flat_map(|e| e.to_be_bytes()).collect();
-        if !l1_bytes.is_empty() {
-            out.write_all_at(&l1_bytes, l1_offset)?;
-        }
-        next += l1_clusters;
-
+        let l1_offset = if l1_size == 0 { 0 } else { after_l2 * CLUSTER };
+        let before = after_l2 + (l1_size * 8).div_ceil(CLUSTER);
         // Refcounts: the table, then the blocks, must count every cluster including
         // themselves.
-        let before = next;
         let (mut table_clusters, mut blocks) = (1u64, 1u64);
         loop {
             let total = before + table_clusters + blocks;
@@ -176,46 +120,176 @@ impl Sink for Qcow2Writer {
             blocks = blocks.max(need_blocks);
             table_clusters = table_clusters.max(need_table);
         }
-        let table_offset = before * CLUSTER;
-        let first_block = before + table_clusters;
-        let total = first_block + blocks;
-        let mut rt = vec![0u8; (table_clusters * CLUSTER) as usize];
-        for b in 0..blocks {
-            let at = b as usize * 8;
-            rt[at..at + 8].copy_from_slice(&((first_block + b) * CLUSTER).to_be_bytes());
+        Layout {
+            l1_size,
+            l1_offset,
+            first_l2,
+            refcount_table_offset: before * CLUSTER,
+            refcount_table_clusters: table_clusters,
+            first_refcount_block: before + table_clusters,
+            refcount_blocks: blocks,
+            total: before + table_clusters + blocks,
         }
-        out.write_all_at(&rt, table_offset)?;
-        drop(rt);
-        for b in 0..blocks {
-            table.fill(0);
-            for (k, slot) in table.chunks_exact_mut(2).enumerate() {
-                if b * REFCOUNTS_PER_BLOCK + (k as u64) < total {
-                    slot.copy_from_slice(&1u16.to_be_bytes());
-                }
-            }
-            out.write_all_at(&table, (first_block + b) * CLUSTER)?;
-        }
+    }
 
-        // The header, last.
+    /// The header cluster's meaningful bytes.
+    fn header(&self, virtual_size: u64) -> Vec<u8> {
         let mut h = vec![0u8; HEADER_LENGTH as usize + 8];
         h[0..4].copy_from_slice(MAGIC);
         h[4..8].copy_from_slice(&3u32.to_be_bytes());
         // 8: backing_file_offset 0, 16: backing_file_size 0.
         h[20..24].copy_from_slice(&CLUSTER_BITS.to_be_bytes());
-        h[24..32].copy_from_slice(&self.virtual_size.to_be_bytes());
+        h[24..32].copy_from_slice(&virtual_size.to_be_bytes());
         // 32: crypt_method 0.
-        h[36..40].copy_from_slice(&(l1_size as u32).to_be_bytes());
-        h[40..48].copy_from_slice(&l1_offset.to_be_bytes());
-        h[48..56].copy_from_slice(&table_offset.to_be_bytes());
-        h[56..60].copy_from_slice(&(table_clusters as u32).to_be_bytes());
+        h[36..40].copy_from_slice(&(self.l1_size as u32).to_be_bytes());
+        h[40..48].copy_from_slice(&self.l1_offset.to_be_bytes());
+        h[48..56].copy_from_slice(&self.refcount_table_offset.to_be_bytes());
+        h[56..60].copy_from_slice(&(self.refcount_table_clusters as u32).to_be_bytes());
         // 60: nb_snapshots 0, 64: snapshots_offset 0, 72/80/88: features 0.
         h[96..100].copy_from_slice(&4u32.to_be_bytes());
         h[100..104].copy_from_slice(&HEADER_LENGTH.to_be_bytes());
         // 104: compression_type 0 (zlib), 105..112 padding; 112: end of extensions (type 0,
         // length 0).
-        out.write_all_at(&h, 0)?;
-        out.set_len(total * CLUSTER)?;
+        h
+    }
+}
+
+/// Writes a qcow2 v3 image (see the module documentation for the layout) strictly front to
+/// back: the [`Survey`] says which clusters hold data, so the header is known first.
+#[derive(Debug)]
+pub struct Qcow2Writer {
+    out: HashedFile,
+    blocks: BlockBuffer,
+    /// The guest clusters holding data, increasing (host cluster `1 + i` holds `data[i]`).
+    data: Vec<u64>,
+    /// Data clusters written so far.
+    written: usize,
+    layout: Layout,
+}
+
+impl Qcow2Writer {
+    pub fn new(out: File, virtual_size: u64, survey: Survey) -> io::Result<Qcow2Writer> {
+        // QEMU's limit on the L1 table (32 MiB) allows far more than any u64 size at 64 KiB
+        // clusters; the L1 size field is 32 bits.
+        if l1_entries(virtual_size) > u64::from(u32::MAX) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{virtual_size} bytes is too large for a qcow2 image"),
+            ));
+        }
+        let data = survey.map.units(CLUSTER);
+        let layout = Layout::new(virtual_size, &data);
+        let mut out = HashedFile::new(out)?;
+        out.append(&layout.header(virtual_size))?;
+        out.pad_to(CLUSTER)?;
+        Ok(Qcow2Writer {
+            out,
+            blocks: BlockBuffer::new(CLUSTER, virtual_size),
+            data,
+            written: 0,
+            layout,
+        })
+    }
+
+    fn store(
+        out: &mut HashedFile,
+        data: &[u64],
+        written: &mut usize,
+        index: u64,
+        cluster: &[u8],
+    ) -> io::Result<()> {
+        if data.get(*written) != Some(&index) {
+            return Err(changed(index));
+        }
+        out.append(cluster)?;
+        if (cluster.len() as u64) < CLUSTER {
+            out.pad_to((2 + *written as u64) * CLUSTER)?;
+        }
+        *written += 1;
         Ok(())
+    }
+}
+
+/// The image's data differs from its survey (a source changed between the two passes).
+fn changed(cluster: u64) -> io::Error {
+    io::Error::other(format!(
+        "the image changed while it was written: cluster {cluster} differs from the first pass (a source file changed during the build?)"
+    ))
+}
+
+/// Entries in the L1 table of a disk of `size` bytes.
+fn l1_entries(size: u64) -> u64 {
+    size.div_ceil(CLUSTER * L2_ENTRIES)
+}
+
+impl Sink for Qcow2Writer {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let (out, list, written) = (&mut self.out, &self.data, &mut self.written);
+        self.blocks.write(offset, data, |i, c| {
+            Qcow2Writer::store(out, list, written, i, c)
+        })
+    }
+
+    fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
+        {
+            let (out, list, written) = (&mut self.out, &self.data, &mut self.written);
+            self.blocks.finish(Format::Qcow2, len, |i, c| {
+                Qcow2Writer::store(out, list, written, i, c)
+            })?;
+        }
+        if self.written != self.data.len() {
+            return Err(changed(self.data[self.written]));
+        }
+        let Qcow2Writer {
+            mut out,
+            data,
+            layout: l,
+            ..
+        } = *self;
+
+        // L2 tables: one for each L1 index with data, from host cluster 1 + n.
+        let mut l1 = vec![0u64; l.l1_size as usize];
+        let mut next = l.first_l2;
+        let mut table = vec![0u8; CLUSTER as usize];
+        let mut i = 0usize;
+        while i < data.len() {
+            let l1_index = data[i] / L2_ENTRIES;
+            table.fill(0);
+            while i < data.len() && data[i] / L2_ENTRIES == l1_index {
+                let slot = (data[i] % L2_ENTRIES) as usize * 8;
+                let host = (1 + i as u64) * CLUSTER;
+                table[slot..slot + 8].copy_from_slice(&(host | COPIED).to_be_bytes());
+                i += 1;
+            }
+            out.append(&table)?;
+            l1[l1_index as usize] = (next * CLUSTER) | COPIED;
+            next += 1;
+        }
+
+        // The L1 table.
+        let l1_bytes: Vec<u8> = l1.iter().flat_map(|e| e.to_be_bytes()).collect();
+        out.append(&l1_bytes)?;
+        out.pad_to(l.refcount_table_offset)?;
+
+        // The refcount table, then the blocks: every cluster of the file has refcount 1.
+        let mut rt = vec![0u8; (l.refcount_table_clusters * CLUSTER) as usize];
+        for b in 0..l.refcount_blocks {
+            let at = b as usize * 8;
+            rt[at..at + 8].copy_from_slice(&((l.first_refcount_block + b) * CLUSTER).to_be_bytes());
+        }
+        out.append(&rt)?;
+        drop(rt);
+        for b in 0..l.refcount_blocks {
+            table.fill(0);
+            for (k, slot) in table.chunks_exact_mut(2).enumerate() {
+                if b * REFCOUNTS_PER_BLOCK + (k as u64) < l.total {
+                    slot.copy_from_slice(&1u16.to_be_bytes());
+                }
+            }
+            out.append(&table)?;
+        }
+        debug_assert_eq!(out.position(), l.total * CLUSTER);
+        out.finish()
     }
 }
 

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::common::read_file_at;
-use crate::{is_zero, Format, Sink, VirtualDisk, ZERO_BLOCK};
+use crate::{is_zero, FileSums, Format, RawHashes, Sink, VirtualDisk, ZERO_BLOCK};
 
 /// Writes the raw image into a file, leaving holes for zero blocks.
 #[derive(Debug)]
@@ -53,8 +53,14 @@ impl Sink for RawWriter {
         write_skipping_zeros(&self.out, offset, data)
     }
 
-    fn finish(self: Box<Self>, len: u64, _raw_sha256: &[u8; 32]) -> io::Result<()> {
-        self.out.set_len(len)
+    /// The file is the raw image: its digests are the raw image's.
+    fn finish(self: Box<Self>, len: u64, raw: &RawHashes) -> io::Result<FileSums> {
+        self.out.set_len(len)?;
+        Ok(FileSums {
+            size: len,
+            sha256: raw.sha256(),
+            blake3: *raw.blake3.finalize().as_bytes(),
+        })
     }
 }
 

@@ -49,9 +49,11 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::common::{bad, be32, be64, derived_id, read_error, read_file_at, WriteOrder};
+use sha2::Digest;
+
+use crate::common::{bad, be32, be64, derived_id, for_zeros, read_error, read_file_at, WriteOrder};
 use crate::raw::write_skipping_zeros;
-use crate::{Format, Sink, VdiskError, VirtualDisk};
+use crate::{FileSums, Format, RawHashes, Sink, VdiskError, VirtualDisk};
 
 #[cfg(doc)]
 use crate::ZERO_BLOCK;
@@ -163,12 +165,26 @@ impl Sink for VhdWriter {
         write_skipping_zeros(&self.out, offset, data)
     }
 
-    fn finish(self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()> {
+    /// The file is the raw image, zeros up to the VHD size and the footer: its digests
+    /// continue the raw image's hash states (`raw`), so nothing is hashed twice.
+    fn finish(self: Box<Self>, len: u64, raw: &RawHashes) -> io::Result<FileSums> {
         self.order.finish(Format::Vhd, len)?;
         let size = current_size(len)?;
+        let footer = footer(size, &raw.sha256());
         self.out.set_len(size)?;
-        self.out.write_all_at(&footer(size, raw_sha256), size)?;
-        Ok(())
+        self.out.write_all_at(&footer, size)?;
+        let (mut sha256, mut blake3) = (raw.sha256.clone(), raw.blake3.clone());
+        for_zeros(size - len, |z| {
+            sha256.update(z);
+            blake3.update(z);
+        });
+        sha256.update(footer);
+        blake3.update(&footer);
+        Ok(FileSums {
+            size: size + FOOTER,
+            sha256: sha256.finalize().into(),
+            blake3: *blake3.finalize().as_bytes(),
+        })
     }
 }
 

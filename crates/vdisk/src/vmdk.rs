@@ -38,10 +38,11 @@
 //! * **Compression**: flate2's default backend (miniz_oxide, pinned by `Cargo.lock`, and
 //!   deterministic) at level 6, zlib's default and the level QEMU uses for VMDK
 //!   (`Z_DEFAULT_COMPRESSION`): the usual balance of size and time.
-//! * **CID**: the first four bytes of the raw image's SHA-256, big-endian, as 8 hex digits
-//!   (`ffffffff`, which means "no parent", becomes `fffffffe`). The descriptor is written
-//!   first with `CID=00000000` and the 8 digits are patched in by `finish`. parentCID is
-//!   `ffffffff`. There is no timestamp in the format.
+//! * **CID**: the first four bytes of the image's content id ([`Survey`], given before the
+//!   first byte), big-endian, as 8 hex digits (`ffffffff`, which means "no parent", becomes
+//!   `fffffffe`), so the descriptor is final when written and the file goes strictly front
+//!   to back, hashed as it is written. parentCID is `ffffffff`. There is no timestamp in the
+//!   format.
 //! * **Extent name**: `RW <sectors> SPARSE "disk.vmdk"`. qemu-img writes the file's own
 //!   name; the writer is given an open file, and the bytes must not depend on where they are
 //!   written. For a monolithic sparse file with its descriptor embedded the extent is the file
@@ -64,7 +65,7 @@
 //! needs). It reads stream-optimized files (footer or not) and plain monolithic sparse ones.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -72,9 +73,9 @@ use std::sync::Mutex;
 use flate2::{Compression, Decompress, FlushDecompress, Status};
 
 use crate::common::{
-    bad, invalid_data, invalid_input, le32, le64, read_end, read_error, WriteOrder,
+    bad, invalid_data, invalid_input, le32, le64, read_end, read_error, HashedFile, WriteOrder,
 };
-use crate::{is_zero, Format, Sink, VdiskError, VirtualDisk};
+use crate::{is_zero, FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk};
 
 const SECTOR: u64 = 512;
 /// Sectors in a grain (64 KiB).
@@ -153,9 +154,9 @@ fn descriptor(capacity: u64) -> String {
     )
 }
 
-/// The CID for a raw image with this SHA-256.
-pub fn cid(raw_sha256: &[u8; 32]) -> u32 {
-    let cid = u32::from_be_bytes([raw_sha256[0], raw_sha256[1], raw_sha256[2], raw_sha256[3]]);
+/// The CID for a raw image with this content id ([`Survey::content_id`]).
+pub fn cid(content_id: &[u8; 32]) -> u32 {
+    let cid = u32::from_be_bytes([content_id[0], content_id[1], content_id[2], content_id[3]]);
     if cid == u32::MAX {
         cid - 1
     } else {
@@ -166,9 +167,7 @@ pub fn cid(raw_sha256: &[u8; 32]) -> u32 {
 /// Writes a stream-optimized VMDK front to back.
 #[derive(Debug)]
 pub struct VmdkWriter {
-    out: BufWriter<File>,
-    /// Bytes written to `out`.
-    pos: u64,
+    out: HashedFile,
     /// The raw image's length, and the checks of the calls.
     order: WriteOrder,
     capacity: u64,
@@ -180,14 +179,13 @@ pub struct VmdkWriter {
     gt_index: u64,
     /// Sector of each grain table (0: none stored).
     gd: Vec<u32>,
-    /// Byte offset of the descriptor's CID digits.
-    cid_at: u64,
 }
 
 impl VmdkWriter {
     /// A writer for a raw image of `virtual_size` bytes (not zero) into `out`, a new empty
-    /// file. The header and descriptor are written at once.
-    pub fn new(out: File, virtual_size: u64) -> io::Result<VmdkWriter> {
+    /// file. The header and descriptor (with the CID from the survey's content id) are
+    /// written at once.
+    pub fn new(out: File, virtual_size: u64, survey: Survey) -> io::Result<VmdkWriter> {
         if virtual_size == 0 {
             return Err(invalid_input("a VMDK cannot hold an empty disk".into()));
         }
@@ -200,22 +198,18 @@ impl VmdkWriter {
                 "{virtual_size} bytes is too large for a VMDK sparse extent"
             )));
         }
-        let desc = descriptor(capacity);
+        let desc = descriptor(capacity).replace(
+            CID_PLACEHOLDER,
+            &format!("CID={:08x}\n", cid(&survey.content_id)),
+        );
         let mut desc_area = vec![0u8; (DESC_SECTORS * SECTOR) as usize];
         desc_area[..desc.len()].copy_from_slice(desc.as_bytes());
-        let cid_at = DESC_OFFSET * SECTOR
-            + desc
-                .find(CID_PLACEHOLDER)
-                .map(|i| i + "CID=".len())
-                .unwrap_or_default() as u64;
-        let mut out = BufWriter::with_capacity(1 << 20, out);
-        out.write_all(&header(capacity, GD_AT_END))?;
-        out.write_all(&desc_area)?;
-        let pad = (OVERHEAD - DESC_OFFSET - DESC_SECTORS) * SECTOR;
-        out.write_all(&vec![0u8; pad as usize])?;
+        let mut out = HashedFile::new(out)?;
+        out.append(&header(capacity, GD_AT_END))?;
+        out.append(&desc_area)?;
+        out.pad_to(OVERHEAD * SECTOR)?;
         Ok(VmdkWriter {
             out,
-            pos: OVERHEAD * SECTOR,
             order: WriteOrder::new(virtual_size),
             capacity,
             grain: vec![0u8; GRAIN as usize],
@@ -223,24 +217,21 @@ impl VmdkWriter {
             gt: vec![0u32; GTES_PER_GT as usize],
             gt_index: 0,
             gd: vec![0u32; gts as usize],
-            cid_at,
         })
     }
 
     fn sector(&self) -> io::Result<u32> {
-        debug_assert_eq!(self.pos % SECTOR, 0);
-        u32::try_from(self.pos / SECTOR)
+        debug_assert_eq!(self.out.position() % SECTOR, 0);
+        u32::try_from(self.out.position() / SECTOR)
             .map_err(|_| io::Error::other("the VMDK grew past 2 TiB, beyond 32-bit sector offsets"))
     }
 
     fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.write_all(bytes)?;
-        self.pos += bytes.len() as u64;
-        Ok(())
+        self.out.append(bytes)
     }
 
     fn pad_to_sector(&mut self) -> io::Result<()> {
-        let pad = (SECTOR - self.pos % SECTOR) % SECTOR;
+        let pad = (SECTOR - self.out.position() % SECTOR) % SECTOR;
         self.emit(&[0u8; SECTOR as usize][..pad as usize])
     }
 
@@ -312,13 +303,13 @@ impl Sink for VmdkWriter {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()> {
+    fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         self.order.finish(Format::Vmdk, len)?;
         self.flush_grain()?;
         self.flush_gt()?;
         let gd_sectors = (self.gd.len() as u64 * 4).div_ceil(SECTOR);
         self.emit(&marker(gd_sectors, MARKER_GD))?;
-        let gd_at = self.pos / SECTOR;
+        let gd_at = self.out.position() / SECTOR;
         let mut bytes = Vec::with_capacity((gd_sectors * SECTOR) as usize);
         for e in &self.gd {
             bytes.extend_from_slice(&e.to_le_bytes());
@@ -329,9 +320,7 @@ impl Sink for VmdkWriter {
         let footer = header(self.capacity, gd_at);
         self.emit(&footer)?;
         self.emit(&marker(0, MARKER_EOS))?;
-        let out = self.out.into_inner().map_err(|e| e.into_error())?;
-        out.write_all_at(format!("{:08x}", cid(raw_sha256)).as_bytes(), self.cid_at)?;
-        Ok(())
+        self.out.finish()
     }
 }
 
