@@ -1008,8 +1008,13 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
             None
         };
         let out = file.try_clone().map_err(write_err)?;
+        let blake3 = survey.as_ref().map(|s| s.content_id);
         let sink = nanoimg_vdisk::writer(format, out, size, survey).map_err(write_err)?;
-        let mut w = ImageWriter::with_sink(sink, false).map_err(write_err)?;
+        let mut w = match blake3 {
+            Some(b) => ImageWriter::with_sink_blake3_known(sink, false, b),
+            None => ImageWriter::with_sink(sink, false),
+        }
+        .map_err(write_err)?;
         for_each_chunk(&mut |_, data| {
             if nanoimg_vdisk::is_zero(data) {
                 w.zeros(data.len() as u64)

@@ -178,11 +178,16 @@ pub fn write_image_as(
         mbr: &mbr,
         esp: esp.as_ref(),
     };
-    let sink = |survey| -> Result<ImageWriter<'static>, DiskError> {
+    let sink = |survey: Option<nanoimg_vdisk::Survey>| -> Result<ImageWriter<'static>, DiskError> {
         let file = out.try_clone().map_err(DiskError::Write)?;
+        let blake3 = survey.as_ref().map(|s| s.content_id);
         let sink =
             nanoimg_vdisk::writer(format, file, layout.size, survey).map_err(DiskError::Write)?;
-        ImageWriter::with_sink(sink, file_digests).map_err(DiskError::Write)
+        match blake3 {
+            Some(b) => ImageWriter::with_sink_blake3_known(sink, file_digests, b),
+            None => ImageWriter::with_sink(sink, file_digests),
+        }
+        .map_err(DiskError::Write)
     };
     if format == Format::Raw {
         return parts.emit(ImageWriter::new(out, file_digests).map_err(DiskError::Write)?);

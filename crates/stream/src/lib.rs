@@ -241,6 +241,9 @@ pub struct ImageWriter<'f> {
     files: Option<FileWorker>,
     /// Whether the image is hashed (not for a pass that only maps where the data is).
     hash: bool,
+    /// The image's BLAKE3 when it is known already (a survey pass computed it): not
+    /// computed again.
+    blake3_known: Option<[u8; 32]>,
     /// The directory of the last file copied, kept open: files come in tree order, so the
     /// next one is usually beside it and is opened relative to it, without a path walk.
     dir: Option<(PathBuf, File)>,
@@ -402,6 +405,19 @@ impl<'f> ImageWriter<'f> {
         Self::start(None, spawn_sink_writer(sink)?, file_digests)
     }
 
+    /// [`with_sink`](Self::with_sink) for an image whose BLAKE3 is known already (from the
+    /// survey pass of `nanoimg_vdisk::Survey`): only its SHA-256 is computed, and the sink's
+    /// `RawHashes::blake3` is an empty state (no format that needs a survey uses it).
+    pub fn with_sink_blake3_known(
+        sink: Box<dyn Sink>,
+        file_digests: bool,
+        blake3: [u8; 32],
+    ) -> io::Result<ImageWriter<'f>> {
+        let mut w = Self::start(None, spawn_sink_writer(sink)?, file_digests)?;
+        w.blake3_known = Some(blake3);
+        Ok(w)
+    }
+
     /// [`with_sink`](Self::with_sink) without hashing anything: for a pass that only looks
     /// at where the data is (the GCE tar's data map). The digests it returns are zeros.
     pub fn with_sink_unhashed(sink: Box<dyn Sink>) -> io::Result<ImageWriter<'f>> {
@@ -437,6 +453,7 @@ impl<'f> ImageWriter<'f> {
             blake3,
             files,
             hash: true,
+            blake3_known: None,
             dir: None,
         })
     }
@@ -460,7 +477,7 @@ impl<'f> ImageWriter<'f> {
                 // Skip to the last CHUNK boundary within reach.
                 let k = room + (n - room) / CHUNK as u64 * CHUNK as u64;
                 self.send_image(|| ImageMsg::Zeros(k))?;
-                if self.hash {
+                if self.hash && self.blake3_known.is_none() {
                     for_zeros(k, |z| {
                         self.blake3.update(z);
                     });
@@ -586,6 +603,7 @@ impl<'f> ImageWriter<'f> {
         let ImageWriter {
             sha256,
             blake3,
+            blake3_known,
             files,
             ..
         } = self;
@@ -602,7 +620,7 @@ impl<'f> ImageWriter<'f> {
             None => None,
         };
         let sha256 = raw.sha256();
-        let blake3 = *raw.blake3.finalize().as_bytes();
+        let blake3 = blake3_known.unwrap_or_else(|| *raw.blake3.finalize().as_bytes());
         let files = match files {
             Some(w) => {
                 drop(w.tx);
@@ -680,7 +698,7 @@ impl<'f> ImageWriter<'f> {
         let n = self.fill;
         let padded = n.next_multiple_of(HOLE_BLOCK);
         self.buf.get_mut()[n..padded].fill(0);
-        if self.hash {
+        if self.hash && self.blake3_known.is_none() {
             self.blake3.update(&self.buf.get()[..n]);
         }
         let fresh = self.next_buffer()?;

@@ -325,6 +325,7 @@ impl HashedFile {
             return Ok(());
         }
         crate::raw::write_skipping_zeros(&self.file, self.buf_at, &self.buf)?;
+        writeback(&self.file, self.buf_at, self.buf.len() as u64);
         self.blake3.update(&self.buf);
         let next = match self.spare.try_recv() {
             Ok(mut b) => {
@@ -427,5 +428,36 @@ pub(crate) fn for_zeros(mut n: u64, mut update: impl FnMut(&[u8])) {
         let k = n.min(ZEROS.len() as u64) as usize;
         update(&ZEROS[..k]);
         n -= k as u64;
+    }
+}
+
+/// How far behind the newest write the writer waits for the disk (see [`writeback`]).
+const WRITEBACK_LAG: u64 = 16 << 20;
+
+/// Starts writing `len` bytes at `offset` of `file` back to the disk now, and waits for
+/// what was written [`WRITEBACK_LAG`] before it: a file written front to back then leaves
+/// little for the final `fsync`, and the page cache does not fill with dirty pages (as a
+/// direct write would not). Only advice: errors are ignored (the final `fsync` reports them).
+pub(crate) fn writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: sync_file_range on a descriptor this `File` owns; no memory is passed.
+    unsafe {
+        libc::sync_file_range(
+            fd,
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+        if offset >= WRITEBACK_LAG {
+            libc::sync_file_range(
+                fd,
+                (offset - WRITEBACK_LAG) as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            );
+        }
     }
 }

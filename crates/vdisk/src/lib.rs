@@ -313,9 +313,8 @@ impl DataMap {
 pub struct SurveySink {
     map: DataMap,
     hasher: blake3::Hasher,
-    /// The block being gathered (calls may split a block) and its offset.
-    block: Vec<u8>,
-    block_at: u64,
+    /// The raw offset up to which the image is hashed.
+    hashed_to: u64,
     /// Where the survey goes when finished.
     pub result: std::sync::Arc<std::sync::Mutex<Option<Survey>>>,
 }
@@ -325,8 +324,7 @@ impl Default for SurveySink {
         SurveySink {
             map: DataMap::default(),
             hasher: blake3::Hasher::new(),
-            block: Vec::with_capacity(ZERO_BLOCK as usize),
-            block_at: 0,
+            hashed_to: 0,
             result: Default::default(),
         }
     }
@@ -339,23 +337,20 @@ impl fmt::Debug for SurveySink {
 }
 
 impl SurveySink {
-    /// Ends the block being gathered: hashed with its offset if it holds a non-zero byte.
-    /// (Hashed as a whole block, zeros after what was given, so that how the image was cut
-    /// into calls and which zeros were left out never matter.)
-    fn end_block(&mut self) {
-        if !self.block.is_empty() && !is_zero(&self.block) {
-            self.block.resize(ZERO_BLOCK as usize, 0);
-            self.hasher.update(&self.block_at.to_le_bytes());
-            self.hasher.update(&self.block);
-        }
-        self.block.clear();
+    /// Hashes zeros up to raw offset `to`.
+    fn zeros_to(&mut self, to: u64) {
+        let n = to.saturating_sub(self.hashed_to);
+        let hasher = &mut self.hasher;
+        common::for_zeros(n, |z| {
+            hasher.update(z);
+        });
+        self.hashed_to = self.hashed_to.max(to);
     }
 
     /// The survey of the raw image of `len` bytes given so far.
     pub fn into_survey(mut self, len: u64) -> Survey {
-        self.end_block();
+        self.zeros_to(len);
         self.map.finish(len);
-        self.hasher.update(&len.to_le_bytes());
         Survey {
             map: self.map,
             content_id: *self.hasher.finalize().as_bytes(),
@@ -365,28 +360,16 @@ impl SurveySink {
 
 impl Sink for SurveySink {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.map.add(offset, data);
-        let mut at = offset;
-        let mut rest = data;
-        while !rest.is_empty() {
-            let start = at / ZERO_BLOCK * ZERO_BLOCK;
-            if self.block.is_empty() || self.block_at != start {
-                self.end_block();
-                self.block_at = start;
-            }
-            // What was not given before `at` in this block is zeros.
-            let within = (at - start) as usize;
-            if self.block.len() < within {
-                self.block.resize(within, 0);
-            }
-            let k = ((start + ZERO_BLOCK - at) as usize).min(rest.len());
-            self.block.extend_from_slice(&rest[..k]);
-            if self.block.len() == ZERO_BLOCK as usize {
-                self.end_block();
-            }
-            at += k as u64;
-            rest = &rest[k..];
+        if offset < self.hashed_to {
+            return Err(io::Error::other(format!(
+                "internal error: the survey was given offset {offset} after {}",
+                self.hashed_to
+            )));
         }
+        self.map.add(offset, data);
+        self.zeros_to(offset);
+        self.hasher.update(data);
+        self.hashed_to += data.len() as u64;
         Ok(())
     }
 
@@ -577,6 +560,7 @@ mod tests {
             }
             assert_eq!(s.into_survey(img.len() as u64), whole, "step {step}");
         }
+        assert_eq!(whole.content_id, *blake3::hash(&img).as_bytes());
         let mut other = img.clone();
         other[80_000] = 8;
         assert_ne!(survey_of(&other).content_id, whole.content_id);

@@ -162,7 +162,9 @@ impl VhdWriter {
 impl Sink for VhdWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.order.write(offset, data.len())?;
-        write_skipping_zeros(&self.out, offset, data)
+        write_skipping_zeros(&self.out, offset, data)?;
+        crate::common::writeback(&self.out, offset, data.len() as u64);
+        Ok(())
     }
 
     /// The file is the raw image, zeros up to the VHD size and the footer: its digests
