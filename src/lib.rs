@@ -996,25 +996,8 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
         }
         Ok::<(), ConvertError>(())
     };
-    let (file_sums, raw_sums) = write_atomically(output, |file| {
-        // A format whose file begins with a description of the whole disk needs the image's
-        // survey first: one pass that writes nothing.
-        let survey = if format.needs_survey() {
-            use nanoimg_vdisk::Sink as _;
-            let mut surveyor = nanoimg_vdisk::SurveySink::default();
-            for_each_chunk(&mut |at, data| surveyor.write_at(at, data).map_err(write_err))?;
-            Some(surveyor.into_survey(size))
-        } else {
-            None
-        };
-        let out = file.try_clone().map_err(write_err)?;
-        let blake3 = survey.as_ref().map(|s| s.content_id);
-        let sink = nanoimg_vdisk::writer(format, out, size, survey).map_err(write_err)?;
-        let mut w = match blake3 {
-            Some(b) => ImageWriter::with_sink_blake3_known(sink, false, b),
-            None => ImageWriter::with_sink(sink, false),
-        }
-        .map_err(write_err)?;
+    // Hands the raw image to `w`, zero pieces as holes, and finishes it.
+    let feed = |mut w: ImageWriter<'_>| {
         for_each_chunk(&mut |_, data| {
             if nanoimg_vdisk::is_zero(data) {
                 w.zeros(data.len() as u64)
@@ -1023,7 +1006,31 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
             }
             .map_err(write_err)
         })?;
-        let digests = w.finish().map_err(write_err)?;
+        w.finish().map_err(write_err)
+    };
+    let (file_sums, raw_sums) = write_atomically(output, |file| {
+        let out = file.try_clone().map_err(write_err)?;
+        let digests = if format.needs_survey() {
+            // A format whose file begins with a description of the whole disk needs the
+            // image's survey first: one pass that hashes the image and maps its data.
+            let surveyor = nanoimg_vdisk::SurveySink::default();
+            let result = surveyor.result.clone();
+            let raw = feed(ImageWriter::with_sink(Box::new(surveyor), false).map_err(write_err)?)?;
+            let map = result
+                .lock()
+                .map_err(|_| write_err(std::io::Error::other("survey lock poisoned")))?
+                .take()
+                .unwrap_or_default();
+            let survey = nanoimg_vdisk::Survey {
+                map,
+                content_id: raw.blake3,
+            };
+            let sink = nanoimg_vdisk::writer(format, out, size, Some(survey)).map_err(write_err)?;
+            feed(ImageWriter::with_sink_hashed(sink, raw.sha256, raw.blake3).map_err(write_err)?)?
+        } else {
+            let sink = nanoimg_vdisk::writer(format, out, size, None).map_err(write_err)?;
+            feed(ImageWriter::with_sink(sink, false).map_err(write_err)?)?
+        };
         Ok(image_sums(size, &digests))
     })?;
     Ok(ConvertReport {

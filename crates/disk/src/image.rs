@@ -151,9 +151,9 @@ pub fn write_image(
 /// format's writer, never to a temporary raw file. The digests are the raw image's, and the
 /// container file's ([`nanoimg_stream::Digests::file`]). The formats whose file begins with a
 /// description of the whole disk ([`Format::needs_survey`]) get the image's survey first, so
-/// their image is produced twice: once to survey the data (nothing written or hashed but
-/// the survey's content id), once into the container, which is then written strictly front
-/// to back.
+/// their image is produced twice: once to survey the data (nothing written; the pass
+/// hashing the raw image and its files), once into the container, which is then written
+/// strictly front to back and hashed as it is written.
 pub fn write_image_as(
     out: &File,
     spec: &ImageSpec,
@@ -178,38 +178,48 @@ pub fn write_image_as(
         mbr: &mbr,
         esp: esp.as_ref(),
     };
-    let sink = |survey: Option<nanoimg_vdisk::Survey>| -> Result<ImageWriter<'static>, DiskError> {
-        let file = out.try_clone().map_err(DiskError::Write)?;
-        let blake3 = survey.as_ref().map(|s| s.content_id);
-        let sink =
-            nanoimg_vdisk::writer(format, file, layout.size, survey).map_err(DiskError::Write)?;
-        match blake3 {
-            Some(b) => ImageWriter::with_sink_blake3_known(sink, file_digests, b),
-            None => ImageWriter::with_sink(sink, file_digests),
-        }
-        .map_err(DiskError::Write)
-    };
     if format == Format::Raw {
         return parts.emit(ImageWriter::new(out, file_digests).map_err(DiskError::Write)?);
     }
-    let survey = if format.needs_survey() {
-        let surveyor = nanoimg_vdisk::SurveySink::default();
-        let result = surveyor.result.clone();
-        parts
-            .emit(ImageWriter::with_sink_unhashed(Box::new(surveyor)).map_err(DiskError::Write)?)?;
-        let survey = result
-            .lock()
-            .map_err(|_| DiskError::Write(std::io::Error::other("survey lock poisoned")))?
-            .take();
-        Some(survey.ok_or_else(|| {
+    let file = out.try_clone().map_err(DiskError::Write)?;
+    if !format.needs_survey() {
+        let sink =
+            nanoimg_vdisk::writer(format, file, layout.size, None).map_err(DiskError::Write)?;
+        return parts.emit(ImageWriter::with_sink(sink, file_digests).map_err(DiskError::Write)?);
+    }
+    // The survey pass: hashes the image (and its files) and maps its data, writing nothing.
+    let surveyor = nanoimg_vdisk::SurveySink::default();
+    let result = surveyor.result.clone();
+    let surveyed = parts.emit(
+        ImageWriter::with_sink(Box::new(surveyor), file_digests).map_err(DiskError::Write)?,
+    )?;
+    let map = result
+        .lock()
+        .map_err(|_| DiskError::Write(std::io::Error::other("survey lock poisoned")))?
+        .take()
+        .ok_or_else(|| {
             DiskError::Write(std::io::Error::other(
-                "internal error: the survey pass gave nothing",
+                "internal error: the survey pass gave no map",
             ))
-        })?)
-    } else {
-        None
+        })?;
+    let survey = nanoimg_vdisk::Survey {
+        map,
+        content_id: surveyed.digests.blake3,
     };
-    parts.emit(sink(survey)?)
+    // The container, strictly front to back; the raw image is not hashed again.
+    let sink =
+        nanoimg_vdisk::writer(format, file, layout.size, Some(survey)).map_err(DiskError::Write)?;
+    let written = parts.emit(
+        ImageWriter::with_sink_hashed(sink, surveyed.digests.sha256, surveyed.digests.blake3)
+            .map_err(DiskError::Write)?,
+    )?;
+    Ok(WrittenImage {
+        digests: Digests {
+            file: written.digests.file,
+            ..surveyed.digests
+        },
+        ..written
+    })
 }
 
 /// Sector 0: `boot.img`'s first sector (or zeros, for aarch64) with the partition table.

@@ -241,9 +241,9 @@ pub struct ImageWriter<'f> {
     files: Option<FileWorker>,
     /// Whether the image is hashed (not for a pass that only maps where the data is).
     hash: bool,
-    /// The image's BLAKE3 when it is known already (a survey pass computed it): not
-    /// computed again.
-    blake3_known: Option<[u8; 32]>,
+    /// The image's SHA-256 and BLAKE3 when they are known already (a survey pass computed
+    /// them): the image is not hashed again.
+    known: Option<([u8; 32], [u8; 32])>,
     /// The directory of the last file copied, kept open: files come in tree order, so the
     /// next one is usually beside it and is opened relative to it, without a path walk.
     dir: Option<(PathBuf, File)>,
@@ -405,16 +405,16 @@ impl<'f> ImageWriter<'f> {
         Self::start(None, spawn_sink_writer(sink)?, file_digests)
     }
 
-    /// [`with_sink`](Self::with_sink) for an image whose BLAKE3 is known already (from the
-    /// survey pass of `nanoimg_vdisk::Survey`): only its SHA-256 is computed, and the sink's
-    /// `RawHashes::blake3` is an empty state (no format that needs a survey uses it).
-    pub fn with_sink_blake3_known(
+    /// [`with_sink`](Self::with_sink) for an image hashed already (by a survey pass, which
+    /// gave `sha256` and `blake3`): nothing is hashed again (not even files), and the sink is
+    /// given those digests without hash states.
+    pub fn with_sink_hashed(
         sink: Box<dyn Sink>,
-        file_digests: bool,
+        sha256: [u8; 32],
         blake3: [u8; 32],
     ) -> io::Result<ImageWriter<'f>> {
-        let mut w = Self::start(None, spawn_sink_writer(sink)?, file_digests)?;
-        w.blake3_known = Some(blake3);
+        let mut w = Self::with_sink_unhashed(sink)?;
+        w.known = Some((sha256, blake3));
         Ok(w)
     }
 
@@ -453,7 +453,7 @@ impl<'f> ImageWriter<'f> {
             blake3,
             files,
             hash: true,
-            blake3_known: None,
+            known: None,
             dir: None,
         })
     }
@@ -477,7 +477,7 @@ impl<'f> ImageWriter<'f> {
                 // Skip to the last CHUNK boundary within reach.
                 let k = room + (n - room) / CHUNK as u64 * CHUNK as u64;
                 self.send_image(|| ImageMsg::Zeros(k))?;
-                if self.hash && self.blake3_known.is_none() {
+                if self.hash {
                     for_zeros(k, |z| {
                         self.blake3.update(z);
                     });
@@ -603,7 +603,7 @@ impl<'f> ImageWriter<'f> {
         let ImageWriter {
             sha256,
             blake3,
-            blake3_known,
+            known,
             files,
             ..
         } = self;
@@ -611,16 +611,20 @@ impl<'f> ImageWriter<'f> {
             drop(w.tx);
             w.handle.join().map_err(|_| stopped())
         };
-        let raw = nanoimg_vdisk::RawHashes {
-            sha256: join(sha256)?,
-            blake3,
+        let sha256 = join(sha256)?;
+        let raw = match known {
+            Some((sha256, blake3)) => nanoimg_vdisk::RawHashes {
+                sha256,
+                blake3,
+                states: None,
+            },
+            None => nanoimg_vdisk::RawHashes::from_states(sha256, blake3),
         };
         let file = match sink {
             Some(sink) => Some(sink.finish(len, &raw)?),
             None => None,
         };
-        let sha256 = raw.sha256();
-        let blake3 = blake3_known.unwrap_or_else(|| *raw.blake3.finalize().as_bytes());
+        let (sha256, blake3) = (raw.sha256, raw.blake3);
         let files = match files {
             Some(w) => {
                 drop(w.tx);
@@ -698,7 +702,7 @@ impl<'f> ImageWriter<'f> {
         let n = self.fill;
         let padded = n.next_multiple_of(HOLE_BLOCK);
         self.buf.get_mut()[n..padded].fill(0);
-        if self.hash && self.blake3_known.is_none() {
+        if self.hash {
             self.blake3.update(&self.buf.get()[..n]);
         }
         let fresh = self.next_buffer()?;

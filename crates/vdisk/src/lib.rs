@@ -148,32 +148,36 @@ pub fn is_zero(bytes: &[u8]) -> bool {
         && chunks.remainder().iter().all(|&b| b == 0)
 }
 
-/// The raw image's hash states at its end, handed to [`Sink::finish`]: a container that is
-/// the raw image followed by a trailer (fixed VHD) continues them instead of hashing the
-/// image again, and identifiers may be derived from them.
+/// The raw image's digests, handed to [`Sink::finish`], with the hash states at its end
+/// when the writer of this pass computed them: a container that is the raw image followed by
+/// a trailer (fixed VHD) continues them instead of hashing the image again. A pass that
+/// follows a survey does not hash the raw image (the survey pass did): no states.
 #[derive(Clone)]
 pub struct RawHashes {
-    pub sha256: sha2::Sha256,
-    pub blake3: blake3::Hasher,
+    pub sha256: [u8; 32],
+    pub blake3: [u8; 32],
+    pub states: Option<(sha2::Sha256, blake3::Hasher)>,
 }
 
 impl RawHashes {
-    /// States for the raw image `bytes` (tests and small images).
-    pub fn of(bytes: &[u8]) -> RawHashes {
+    /// The states at the end of `state`, and their digests.
+    pub fn from_states(sha256: sha2::Sha256, blake3: blake3::Hasher) -> RawHashes {
         use sha2::Digest;
-        let mut h = RawHashes {
-            sha256: sha2::Sha256::new(),
-            blake3: blake3::Hasher::new(),
-        };
-        h.sha256.update(bytes);
-        h.blake3.update(bytes);
-        h
+        RawHashes {
+            sha256: sha256.clone().finalize().into(),
+            blake3: *blake3.finalize().as_bytes(),
+            states: Some((sha256, blake3)),
+        }
     }
 
-    /// The raw image's SHA-256.
-    pub fn sha256(&self) -> [u8; 32] {
+    /// For the raw image `bytes` (tests and small images).
+    pub fn of(bytes: &[u8]) -> RawHashes {
         use sha2::Digest;
-        self.sha256.clone().finalize().into()
+        let mut sha256 = sha2::Sha256::new();
+        sha256.update(bytes);
+        let mut blake3 = blake3::Hasher::new();
+        blake3.update(bytes);
+        RawHashes::from_states(sha256, blake3)
     }
 }
 
@@ -246,9 +250,13 @@ pub fn writer(
 
 /// The [`Survey`] of a raw image held in memory (tests, small images).
 pub fn survey_of(bytes: &[u8]) -> Survey {
-    let mut s = SurveySink::default();
-    let _ = s.write_at(0, bytes);
-    s.into_survey(bytes.len() as u64)
+    let mut map = DataMap::default();
+    map.add(0, bytes);
+    map.finish(bytes.len() as u64);
+    Survey {
+        map,
+        content_id: *blake3::hash(bytes).as_bytes(),
+    }
 }
 
 /// Where a raw image holds data: sorted, disjoint, non-adjacent ranges, each a union of
@@ -308,77 +316,36 @@ impl DataMap {
     }
 }
 
-/// A [`Sink`] that writes nothing and makes the raw image's [`Survey`] (the first of the
-/// two passes the formats of [`Format::needs_survey`] take).
+/// A [`Sink`] that writes nothing and records where the raw image holds data (the first of
+/// the two passes the formats of [`Format::needs_survey`] take; the image writer of that pass
+/// hashes the image, and its BLAKE3 completes the [`Survey`]).
+#[derive(Debug, Default)]
 pub struct SurveySink {
     map: DataMap,
-    hasher: blake3::Hasher,
-    /// The raw offset up to which the image is hashed.
-    hashed_to: u64,
-    /// Where the survey goes when finished.
-    pub result: std::sync::Arc<std::sync::Mutex<Option<Survey>>>,
-}
-
-impl Default for SurveySink {
-    fn default() -> SurveySink {
-        SurveySink {
-            map: DataMap::default(),
-            hasher: blake3::Hasher::new(),
-            hashed_to: 0,
-            result: Default::default(),
-        }
-    }
-}
-
-impl fmt::Debug for SurveySink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SurveySink").finish_non_exhaustive()
-    }
+    /// Where the map goes when finished.
+    pub result: std::sync::Arc<std::sync::Mutex<Option<DataMap>>>,
 }
 
 impl SurveySink {
-    /// Hashes zeros up to raw offset `to`.
-    fn zeros_to(&mut self, to: u64) {
-        let n = to.saturating_sub(self.hashed_to);
-        let hasher = &mut self.hasher;
-        common::for_zeros(n, |z| {
-            hasher.update(z);
-        });
-        self.hashed_to = self.hashed_to.max(to);
-    }
-
-    /// The survey of the raw image of `len` bytes given so far.
-    pub fn into_survey(mut self, len: u64) -> Survey {
-        self.zeros_to(len);
+    /// The map of the raw image of `len` bytes given so far.
+    pub fn into_map(mut self, len: u64) -> DataMap {
         self.map.finish(len);
-        Survey {
-            map: self.map,
-            content_id: *self.hasher.finalize().as_bytes(),
-        }
+        self.map
     }
 }
 
 impl Sink for SurveySink {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        if offset < self.hashed_to {
-            return Err(io::Error::other(format!(
-                "internal error: the survey was given offset {offset} after {}",
-                self.hashed_to
-            )));
-        }
         self.map.add(offset, data);
-        self.zeros_to(offset);
-        self.hasher.update(data);
-        self.hashed_to += data.len() as u64;
         Ok(())
     }
 
     fn finish(self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         let result = self.result.clone();
-        let survey = self.into_survey(len);
+        let map = self.into_map(len);
         *result
             .lock()
-            .map_err(|_| io::Error::other("survey lock poisoned"))? = Some(survey);
+            .map_err(|_| io::Error::other("survey lock poisoned"))? = Some(map);
         Ok(FileSums {
             size: 0,
             sha256: [0; 32],
@@ -537,7 +504,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_survey_does_not_depend_on_how_the_image_is_given() {
+    fn a_survey_map_does_not_depend_on_how_the_image_is_given() {
         let mut img = vec![0u8; 300_000];
         img[5000] = 1;
         img[70_000..90_000].fill(7);
@@ -547,6 +514,7 @@ mod tests {
             whole.map.ranges,
             vec![4096..8192, 69632..90112, 299008..300_000]
         );
+        assert_eq!(whole.content_id, *blake3::hash(&img).as_bytes());
         for step in [1usize, 511, 4096, 4097, 65_536] {
             let mut s = SurveySink::default();
             let mut at = 0;
@@ -558,13 +526,8 @@ mod tests {
                 }
                 at = end;
             }
-            assert_eq!(s.into_survey(img.len() as u64), whole, "step {step}");
+            assert_eq!(s.into_map(img.len() as u64), whole.map, "step {step}");
         }
-        assert_eq!(whole.content_id, *blake3::hash(&img).as_bytes());
-        let mut other = img.clone();
-        other[80_000] = 8;
-        assert_ne!(survey_of(&other).content_id, whole.content_id);
-        assert_eq!(survey_of(&other).map, whole.map);
     }
 
     #[test]

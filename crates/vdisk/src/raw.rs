@@ -58,8 +58,8 @@ impl Sink for RawWriter {
         self.out.set_len(len)?;
         Ok(FileSums {
             size: len,
-            sha256: raw.sha256(),
-            blake3: *raw.blake3.finalize().as_bytes(),
+            sha256: raw.sha256,
+            blake3: raw.blake3,
         })
     }
 }

@@ -172,10 +172,12 @@ impl Sink for VhdWriter {
     fn finish(self: Box<Self>, len: u64, raw: &RawHashes) -> io::Result<FileSums> {
         self.order.finish(Format::Vhd, len)?;
         let size = current_size(len)?;
-        let footer = footer(size, &raw.sha256());
+        let footer = footer(size, &raw.sha256);
         self.out.set_len(size)?;
         self.out.write_all_at(&footer, size)?;
-        let (mut sha256, mut blake3) = (raw.sha256.clone(), raw.blake3.clone());
+        let (mut sha256, mut blake3) = raw.states.clone().ok_or_else(|| {
+            io::Error::other("internal error: the VHD writer needs the raw image's hash states")
+        })?;
         for_zeros(size - len, |z| {
             sha256.update(z);
             blake3.update(z);

@@ -129,7 +129,37 @@ pub fn survey_of_pieces(len: u64, pieces: &[(u64, Vec<u8>)]) -> nanoimg_vdisk::S
     for (at, data) in pieces {
         s.write_at(*at, data).unwrap();
     }
-    s.into_survey(len)
+    nanoimg_vdisk::Survey {
+        map: s.into_map(len),
+        content_id: pieces_hashes(len, pieces).blake3,
+    }
+}
+
+/// The hash states of the image made of `pieces` (increasing), `len` bytes long.
+pub fn pieces_hashes(len: u64, pieces: &[(u64, Vec<u8>)]) -> nanoimg_vdisk::RawHashes {
+    let mut sha256 = Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut at = 0;
+    let zeros = vec![0u8; 1 << 20];
+    let mut update = |b: &[u8]| {
+        sha256.update(b);
+        b3.update(b);
+    };
+    for (o, d) in pieces {
+        while at < *o {
+            let n = (o - at).min(zeros.len() as u64) as usize;
+            update(&zeros[..n]);
+            at += n as u64;
+        }
+        update(d);
+        at += d.len() as u64;
+    }
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        update(&zeros[..n]);
+        at += n as u64;
+    }
+    nanoimg_vdisk::RawHashes::from_states(sha256, b3)
 }
 
 /// Fixed splittings of an image of `len` bytes: one call; 512-byte calls; 1 MiB calls;
@@ -374,28 +404,7 @@ impl Image {
 
     /// The raw image's hash states (for a writer's `finish`).
     pub fn raw_hashes(&self) -> nanoimg_vdisk::RawHashes {
-        let mut h = nanoimg_vdisk::RawHashes::of(&[]);
-        let mut at = 0;
-        let zeros = vec![0u8; 1 << 20];
-        let mut update = |b: &[u8]| {
-            h.sha256.update(b);
-            h.blake3.update(b);
-        };
-        for (o, d) in &self.regions {
-            while at < *o {
-                let n = (o - at).min(zeros.len() as u64) as usize;
-                update(&zeros[..n]);
-                at += n as u64;
-            }
-            update(d);
-            at += d.len() as u64;
-        }
-        while at < self.len {
-            let n = (self.len - at).min(zeros.len() as u64) as usize;
-            update(&zeros[..n]);
-            at += n as u64;
-        }
-        h
+        pieces_hashes(self.len, &self.regions)
     }
 
     /// Writes the image as a sparse raw file.
