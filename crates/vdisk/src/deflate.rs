@@ -1,0 +1,902 @@
+//! Deflate on every core, with output that does not depend on the core count.
+//!
+//! Two compressors for the writers that deflate:
+//!
+//! * [`GzipWriter`]: a gzip stream (RFC 1952) for the GCE tar. Its input is cut into blocks
+//!   of [`BLOCK`] bytes *by input offset*; each block is deflated on its own, as raw deflate
+//!   ending in a sync flush (an empty stored block, so it ends on a byte boundary), and the
+//!   last with the final bit, so the pieces joined in order are one valid deflate stream
+//!   (pigz's scheme, without its dictionary priming). The CRC-32 of the blocks is combined
+//!   in order and the trailer ends the stream.
+//! * [`GrainCompressor`]: each VMDK grain a complete zlib stream (RFC 1950), exactly the bytes
+//!   one-shot `flate2::write::ZlibEncoder` gives for it, grains handed out in submission
+//!   order.
+//!
+//! # Determinism
+//!
+//! A block's or grain's compressed bytes are a function of its bytes and the level only:
+//! block boundaries are fixed offsets of the input (not where the caller's `write` calls
+//! split it, not thread timing), each block is compressed by a compressor reset to its
+//! initial state, in one call with an output buffer of the worst-case size, and results are
+//! written in block order. The thread count only decides *where* a block is compressed, so
+//! 1, 2 or 16 threads give the same bytes (checked by the tests, with 1, 2, 3 and 8 threads
+//! and different `write` splits, and pinned by digests of fixed inputs).
+//!
+//! # Backends, and why two
+//!
+//! Measured single-threaded (thread CPU time, 32 MiB inputs, on an AMD EPYC; rounded; the
+//! machine was shared, so ±15 %): the gzip body at level 1, and 64 KiB zlib grains at level 6.
+//!
+//! | input | level | miniz_oxide 0.9.1 | zlib-rs 0.6.8 |
+//! |---|---|---|---|
+//! | random | 1 | 250 MB/s, ratio 1.0009 | 105 MB/s, ratio 1.0547 |
+//! | ELF (`/usr/bin`) | 1 | 160 MB/s, ratio 0.467 | 205 MB/s, ratio 0.507 |
+//! | random, grains | 6 | 45 MB/s, ratio 1.0003 | 65 MB/s, ratio 1.0004 |
+//! | ELF, grains | 6 | 30 MB/s, ratio 0.399 | 70 MB/s, ratio 0.413 |
+//!
+//! At level 1 zlib-rs (like zlib-ng) uses its "quick" strategy, fixed Huffman codes only: it
+//! *grows* incompressible data by 5.5 % and is 2.4 times slower on it, and gives 8.6 % more
+//! bytes on programs. So the gzip stream is deflated by miniz_oxide, used directly (not
+//! through flate2, whose one backend for the whole workspace is zlib-rs). At level 6 zlib-rs
+//! is 1.4 to 2.3 times faster for 3.5 % more bytes, so grains go through flate2, whose
+//! backend is zlib-rs (workspace `Cargo.toml`).
+//!
+//! Neither backend's output depends on the CPU. miniz_oxide's compressor has no
+//! architecture-specific code (its `simd` feature is the Adler-32 checksum only, and this
+//! crate does not enable it). zlib-rs picks SIMD code at run time (AVX2 on x86_64, NEON on
+//! aarch64) for two deflate helpers only, `compare256` (the length of the common prefix of
+//! two 256-byte strings: the index of the first differing byte, whichever way it is found)
+//! and `slide_hash` (a saturating subtraction of the window size from every hash-chain
+//! entry), both exact; and for Adler-32 and CRC-32, which are checksums. Its hash function
+//! is the same multiplicative hash everywhere (unlike zlib-ng's former CRC32-instruction
+//! hash), and the choice of matching strategy depends on the level only. The output does
+//! depend on the backend *versions*, which `Cargo.lock` pins; the digests in the tests say
+//! when an update changes the bytes.
+//!
+//! # Threads and memory
+//!
+//! Blocks are compressed on [`threads`] worker threads (`NANOIMG_THREADS`, else the number of
+//! CPUs the process may use; at most [`MAX_WORKERS`]); with one, on the caller's thread.
+//! At most a fixed number of blocks are in flight, and the caller waits for the oldest when
+//! that many are: at most 8 gzip blocks (each its 1 MiB input and a 1.1 MiB output buffer,
+//! recycled, about 18 MiB and the compressors' 300 KiB each at 4 cores or more; 9 MiB at 2)
+//! and 64 grains (64 KiB each, and their output).
+//!
+//! # Block size
+//!
+//! [`BLOCK`] is 1 MiB: each block starts with an empty window, and on programs 1 MiB blocks
+//! give 0.09 % more bytes than one stream (256 KiB blocks: 0.2 %; 4 MiB: 0.06 %, with four
+//! times the memory in flight), with the same speed per core. Priming each block with the
+//! previous block's last 32 KiB as a dictionary (deterministic, being input) gains 0.1 % at
+//! 1 MiB with zlib-rs and is not offered by miniz_oxide: not done.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use flate2::Compression;
+use miniz_oxide::deflate::core::CompressorOxide;
+use miniz_oxide::{DataFormat, MZFlush, MZStatus};
+
+/// The gzip stream's block: its input is cut every `BLOCK` bytes of input offset.
+pub const BLOCK: usize = 1 << 20;
+/// The most worker threads either compressor starts.
+pub const MAX_WORKERS: usize = 8;
+/// The most gzip blocks in flight (being compressed or waiting to be written).
+const GZIP_IN_FLIGHT: usize = 8;
+/// The most grains in flight.
+const GRAINS_IN_FLIGHT: usize = 64;
+/// The environment variable that sets the number of compression threads.
+pub const THREADS_VAR: &str = "NANOIMG_THREADS";
+
+/// gzip's OS byte: unknown (flate2's `GzBuilder` default, and what gce.rs sets).
+const GZIP_OS: u8 = 255;
+
+/// How many threads to compress on: `NANOIMG_THREADS` if it is a whole number of at least 1,
+/// else [`std::thread::available_parallelism`] (1 if unknown). The output never depends on
+/// it; it is there for tests and for sharing a machine.
+pub fn threads() -> usize {
+    parse_threads(std::env::var(THREADS_VAR).ok().as_deref(), || {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    })
+}
+
+fn parse_threads(var: Option<&str>, available: impl FnOnce() -> usize) -> usize {
+    match var.and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(n) if n >= 1 => n,
+        _ => available().max(1),
+    }
+}
+
+/// Runs jobs on worker threads (or inline with one), handing results back in submission
+/// order with at most `max_in_flight` outstanding.
+struct Ordered<J, R> {
+    mode: Mode<J, R>,
+    max_in_flight: usize,
+}
+
+type Job<J, R> = (J, SyncSender<R>);
+
+enum Mode<J, R> {
+    Inline(Box<dyn FnMut(J) -> R + Send>),
+    Threads {
+        jobs: Option<SyncSender<Job<J, R>>>,
+        workers: Vec<JoinHandle<()>>,
+        pending: VecDeque<Receiver<R>>,
+    },
+}
+
+impl<J: Send + 'static, R: Send + 'static> Ordered<J, R> {
+    /// `workers` threads (inline if 1), each with its own state from `make`, running `work`.
+    fn new<S, M, F>(workers: usize, max_in_flight: usize, make: M, work: F) -> Ordered<J, R>
+    where
+        S: Send + 'static,
+        M: Fn() -> S + Send + Sync + 'static,
+        F: Fn(&mut S, J) -> R + Send + Sync + 'static,
+    {
+        if workers <= 1 {
+            let mut state = make();
+            return Ordered {
+                mode: Mode::Inline(Box::new(move |job| work(&mut state, job))),
+                max_in_flight: 1,
+            };
+        }
+        let max_in_flight = max_in_flight.max(workers);
+        let (tx, rx) = mpsc::sync_channel::<Job<J, R>>(max_in_flight);
+        let rx = Arc::new(Mutex::new(rx));
+        let make = Arc::new(make);
+        let work = Arc::new(work);
+        let workers = (0..workers)
+            .map(|_| {
+                let (rx, make, work) = (rx.clone(), make.clone(), work.clone());
+                std::thread::spawn(move || {
+                    let mut state = make();
+                    loop {
+                        // The lock is held only while taking a job, never while working.
+                        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((job, reply)) = next else { return };
+                        // The caller may have gone (dropped without finishing): nothing to do.
+                        let _ = reply.send(work(&mut state, job));
+                    }
+                })
+            })
+            .collect();
+        Ordered {
+            mode: Mode::Threads {
+                jobs: Some(tx),
+                workers,
+                pending: VecDeque::new(),
+            },
+            max_in_flight,
+        }
+    }
+
+    /// Queues `job`. If that many were already in flight, first waits for the oldest and
+    /// returns its result (inline, returns this job's own).
+    fn submit(&mut self, job: J) -> io::Result<Option<R>> {
+        match &mut self.mode {
+            Mode::Inline(work) => Ok(Some(work(job))),
+            Mode::Threads { jobs, pending, .. } => {
+                let oldest = if pending.len() >= self.max_in_flight {
+                    Some(wait(pending.pop_front().expect("in flight"))?)
+                } else {
+                    None
+                };
+                let (reply, result) = mpsc::sync_channel(1);
+                jobs.as_ref()
+                    .expect("open until dropped")
+                    .send((job, reply))
+                    .map_err(|_| stopped())?;
+                pending.push_back(result);
+                Ok(oldest)
+            }
+        }
+    }
+
+    /// The oldest result, waiting for it; `None` if nothing is in flight.
+    fn oldest(&mut self) -> io::Result<Option<R>> {
+        match &mut self.mode {
+            Mode::Inline(_) => Ok(None),
+            Mode::Threads { pending, .. } => pending.pop_front().map(wait).transpose(),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        match &self.mode {
+            Mode::Inline(_) => 0,
+            Mode::Threads { pending, .. } => pending.len(),
+        }
+    }
+}
+
+fn wait<R>(result: Receiver<R>) -> io::Result<R> {
+    result.recv().map_err(|_| stopped())
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("internal error: a compression thread stopped")
+}
+
+impl<J, R> Drop for Ordered<J, R> {
+    fn drop(&mut self) {
+        if let Mode::Threads { jobs, workers, .. } = &mut self.mode {
+            // Closing the queue ends every worker once it has taken what is left.
+            drop(jobs.take());
+            for w in workers.drain(..) {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+/// A gzip block to compress, and buffers to reuse.
+struct Block {
+    input: Vec<u8>,
+    output: Vec<u8>,
+    last: bool,
+}
+
+/// A compressed block: the raw deflate bytes in `output`, the CRC-32 of `input`.
+struct Deflated {
+    input: Vec<u8>,
+    output: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
+
+/// miniz_oxide's worst case for `n` bytes (its `mz_deflateBound`), which also covers the sync
+/// flush's empty stored block.
+fn deflate_bound(n: usize) -> usize {
+    (128 + n + n / 10).max(128 + n + (n / (31 * 1024) + 1) * 5)
+}
+
+/// Deflates one gzip block: raw deflate from an empty window, ending with a sync flush, or
+/// for the last block the final block.
+fn deflate_block(c: &mut CompressorOxide, block: Block) -> io::Result<Deflated> {
+    let Block {
+        input,
+        mut output,
+        last,
+    } = block;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&input);
+    c.reset();
+    // One call into a buffer of the worst-case size: miniz_oxide writes a second sync marker
+    // if a sync flush is resumed, so the bytes would otherwise depend on the buffer.
+    let bound = deflate_bound(input.len());
+    output.clear();
+    output.resize(bound, 0);
+    let flush = if last { MZFlush::Finish } else { MZFlush::Sync };
+    let r = miniz_oxide::deflate::stream::deflate(c, &input, &mut output, flush);
+    let done = match r.status {
+        Ok(MZStatus::StreamEnd) => last,
+        Ok(MZStatus::Ok) => !last,
+        _ => false,
+    };
+    if !done || r.bytes_consumed != input.len() || r.bytes_written >= bound {
+        return Err(io::Error::other(format!(
+            "internal error: deflating a {}-byte block: {:?}, {} bytes taken, {} written",
+            input.len(),
+            r.status,
+            r.bytes_consumed,
+            r.bytes_written
+        )));
+    }
+    output.truncate(r.bytes_written);
+    Ok(Deflated { input, output, crc })
+}
+
+/// A gzip stream (RFC 1952) compressed in parallel, deterministically.
+///
+/// The header is the one gce.rs's `GzBuilder::new().mtime(0).operating_system(255)` writes: no
+/// file name, comment or extra field, mtime 0, XFL 4 at level 1 or less ("fastest") and 2 at
+/// 9 ("best"), else 0, OS 255. The body is the input cut every [`BLOCK`] bytes, each block
+/// deflated by miniz_oxide at the given level on its own (see the [module](self) docs); the
+/// trailer is the CRC-32 and the length modulo 2³². The bytes depend on the input and the
+/// level only: not on the thread count or how `write` calls split the input.
+///
+/// Call [`finish`](Self::finish): dropping the writer loses what has not been written. Output
+/// goes to `W` a block at a time, in calls of up to 1.1 MiB.
+pub struct GzipWriter<W: Write> {
+    out: W,
+    level: u8,
+    header_written: bool,
+    /// The block being filled.
+    buf: Vec<u8>,
+    /// Buffers back from compressed blocks, for the next ones.
+    spare: Vec<(Vec<u8>, Vec<u8>)>,
+    pool: Ordered<Block, io::Result<Deflated>>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> std::fmt::Debug for GzipWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GzipWriter")
+            .field("level", &self.level)
+            .field("len", &self.len)
+            .field("in_flight", &self.pool.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> GzipWriter<W> {
+    /// A gzip stream into `out` at `level` (0 to 9; gce.rs uses 1), on [`threads`] threads.
+    pub fn new(out: W, level: Compression) -> GzipWriter<W> {
+        GzipWriter::with_threads(out, level, threads())
+    }
+
+    /// The same on `threads` threads (1: on the caller's); the bytes are the same for any.
+    pub fn with_threads(out: W, level: Compression, threads: usize) -> GzipWriter<W> {
+        let level = level.level().min(9) as u8;
+        let workers = threads.clamp(1, MAX_WORKERS);
+        let pool = Ordered::new(
+            workers,
+            (2 * workers).min(GZIP_IN_FLIGHT),
+            move || {
+                let mut c = Box::<CompressorOxide>::default();
+                c.set_format_and_level(DataFormat::Raw, level);
+                c
+            },
+            |c: &mut Box<CompressorOxide>, block| deflate_block(c, block),
+        );
+        GzipWriter {
+            out,
+            level,
+            header_written: false,
+            buf: Vec::with_capacity(BLOCK),
+            spare: Vec::new(),
+            pool,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    /// The gzip header's ten bytes.
+    fn header(&self) -> [u8; 10] {
+        let xfl = if self.level >= 9 {
+            2
+        } else if self.level <= 1 {
+            4
+        } else {
+            0
+        };
+        [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, GZIP_OS]
+    }
+
+    /// Writes a compressed block out and keeps its buffers.
+    fn emit(&mut self, done: io::Result<Deflated>) -> io::Result<()> {
+        let done = done?;
+        if !self.header_written {
+            self.out.write_all(&self.header())?;
+            self.header_written = true;
+        }
+        self.out.write_all(&done.output)?;
+        self.crc.combine(&done.crc);
+        self.spare.push((done.input, done.output));
+        Ok(())
+    }
+
+    /// Sends the block being filled to be compressed.
+    fn submit(&mut self, last: bool) -> io::Result<()> {
+        let (mut input, output) = self.spare.pop().unwrap_or_default();
+        input.clear();
+        input.reserve_exact(BLOCK);
+        std::mem::swap(&mut input, &mut self.buf);
+        if let Some(done) = self.pool.submit(Block {
+            input,
+            output,
+            last,
+        })? {
+            self.emit(done)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every block in flight.
+    fn drain(&mut self) -> io::Result<()> {
+        while let Some(done) = self.pool.oldest()? {
+            self.emit(done)?;
+        }
+        Ok(())
+    }
+
+    /// Compresses what is left, writes the trailer and returns the output (not flushed).
+    pub fn finish(mut self) -> io::Result<W> {
+        // The last block: what is buffered (a whole block if the input is a multiple of
+        // BLOCK, since a full block waits for the next byte), or empty if there was no input.
+        self.submit(true)?;
+        self.drain()?;
+        debug_assert!(self.header_written, "the last block writes the header");
+        let crc = self.crc.clone().finalize();
+        let mut trailer = [0u8; 8];
+        trailer[..4].copy_from_slice(&crc.to_le_bytes());
+        trailer[4..].copy_from_slice(&(self.len as u32).to_le_bytes());
+        self.out.write_all(&trailer)?;
+        // Stop the workers before giving the output back.
+        let GzipWriter { out, pool, .. } = self;
+        drop(pool);
+        Ok(out)
+    }
+
+    /// The bytes of input so far.
+    pub fn total_in(&self) -> u64 {
+        self.len
+    }
+
+    /// The output.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+}
+
+impl<W: Write> Write for GzipWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            // A full block is sent only when more input comes, so that the last block (full
+            // or not) is the one `finish` ends the stream with.
+            if self.buf.len() == BLOCK {
+                self.submit(false)?;
+            }
+            let n = (BLOCK - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..n]);
+            self.len += n as u64;
+            rest = &rest[n..];
+        }
+        Ok(data.len())
+    }
+
+    /// Writes the blocks already sent to be compressed and flushes the output. The block
+    /// being filled stays: its boundary is fixed by offset, so a flush cannot end it early.
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()?;
+        self.out.flush()
+    }
+}
+
+/// A grain's compressed form, handed back in submission order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grain {
+    /// The caller's tag, as submitted (a grain number, an LBA).
+    pub tag: u64,
+    /// A complete zlib stream (RFC 1950) of the grain.
+    pub zlib: Vec<u8>,
+}
+
+/// A grain to compress, with the tag and a buffer to give back.
+struct GrainJob {
+    tag: u64,
+    input: Vec<u8>,
+}
+
+/// Compresses VMDK grains as zlib streams in parallel, results in submission order.
+///
+/// Each grain's stream is exactly what `flate2::write::ZlibEncoder` at the same level gives
+/// for that grain alone (the same encoder, reset between grains), so the bytes do not depend
+/// on the thread count. Memory: at most 64 grains in flight, each copied in.
+pub struct GrainCompressor {
+    pool: Ordered<GrainJob, io::Result<(Grain, Vec<u8>)>>,
+    /// Input buffers back from compressed grains.
+    spare: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for GrainCompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrainCompressor")
+            .field("in_flight", &self.pool.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One grain through a reused zlib encoder.
+fn compress_grain(
+    z: &mut flate2::write::ZlibEncoder<Vec<u8>>,
+    job: GrainJob,
+) -> io::Result<(Grain, Vec<u8>)> {
+    z.write_all(&job.input)?;
+    z.try_finish()?;
+    let zlib = z.reset(Vec::with_capacity(job.input.len() / 2))?;
+    Ok((Grain { tag: job.tag, zlib }, job.input))
+}
+
+impl GrainCompressor {
+    /// A compressor at `level` (vmdk.rs uses 6) on [`threads`] threads.
+    pub fn new(level: Compression) -> GrainCompressor {
+        GrainCompressor::with_threads(level, threads())
+    }
+
+    /// The same on `threads` threads (1: on the caller's, at [`submit`](Self::submit)).
+    pub fn with_threads(level: Compression, threads: usize) -> GrainCompressor {
+        let workers = threads.clamp(1, MAX_WORKERS);
+        GrainCompressor {
+            pool: Ordered::new(
+                workers,
+                (4 * workers).min(GRAINS_IN_FLIGHT),
+                move || flate2::write::ZlibEncoder::new(Vec::new(), level),
+                compress_grain,
+            ),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Queues `grain` (copied) under `tag`. Returns the oldest grain's result if the queue was
+    /// full and this waited for it (with one thread, this grain's own, at once): write it
+    /// out, then go on; [`next_grain`](Self::next_grain) gives the rest.
+    pub fn submit(&mut self, tag: u64, grain: &[u8]) -> io::Result<Option<Grain>> {
+        let mut input = self.spare.pop().unwrap_or_default();
+        input.clear();
+        input.extend_from_slice(grain);
+        Ok(match self.pool.submit(GrainJob { tag, input })? {
+            Some(done) => Some(self.keep(done)?),
+            None => None,
+        })
+    }
+
+    /// The oldest grain in flight, waiting for it; `None` when none is.
+    pub fn next_grain(&mut self) -> io::Result<Option<Grain>> {
+        Ok(match self.pool.oldest()? {
+            Some(done) => Some(self.keep(done)?),
+            None => None,
+        })
+    }
+
+    /// Grains submitted and not yet handed back.
+    pub fn in_flight(&self) -> usize {
+        self.pool.in_flight()
+    }
+
+    fn keep(&mut self, done: io::Result<(Grain, Vec<u8>)>) -> io::Result<Grain> {
+        let (grain, input) = done?;
+        self.spare.push(input);
+        Ok(grain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::read::{GzDecoder, MultiGzDecoder};
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+
+    /// Deterministic pseudo-random bytes (xorshift64).
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// Compressible bytes: text-like runs, zeros and some random, mixed.
+    fn mixed(n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n);
+        let noise = random(1 << 16, 7);
+        let mut i = 0u64;
+        while v.len() < n {
+            match i % 4 {
+                0 => v.extend_from_slice(format!("line {i}: the quick brown fox\n").as_bytes()),
+                1 => v.extend_from_slice(&[0u8; 300]),
+                2 => v.extend_from_slice(&noise[(i as usize * 37) % 60000..][..97]),
+                _ => v.extend_from_slice(&(i as u32).to_le_bytes().repeat(20)),
+            }
+            i += 1;
+        }
+        v.truncate(n);
+        v
+    }
+
+    fn gzip(data: &[u8], threads: usize, chunk: usize, level: u32) -> Vec<u8> {
+        let mut w = GzipWriter::with_threads(Vec::new(), Compression::new(level), threads);
+        if chunk == 0 {
+            w.write_all(data).unwrap();
+        } else {
+            for c in data.chunks(chunk) {
+                w.write_all(c).unwrap();
+            }
+        }
+        w.finish().unwrap()
+    }
+
+    fn gunzip(gz: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        GzDecoder::new(gz).read_to_end(&mut out).unwrap();
+        let mut multi = Vec::new();
+        MultiGzDecoder::new(gz).read_to_end(&mut multi).unwrap();
+        assert_eq!(out, multi);
+        out
+    }
+
+    /// The system's `gzip -dc` (it also checks the CRC and length).
+    fn system_gunzip(gz: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gz");
+        std::fs::write(&path, gz).unwrap();
+        let out = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(&path)
+            .output()
+            .expect("gzip is installed");
+        assert!(
+            out.status.success(),
+            "gzip -dc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn the_header_is_gzbuilders() {
+        for level in [0, 1, 2, 6, 9] {
+            let ours = gzip(b"hello", 1, 0, level);
+            let mut theirs = flate2::GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(Vec::new(), Compression::new(level));
+            theirs.write_all(b"hello").unwrap();
+            let theirs = theirs.finish().unwrap();
+            assert_eq!(ours[..10], theirs[..10], "level {level}");
+            // The trailer (CRC-32, length) too.
+            assert_eq!(ours[ours.len() - 8..], theirs[theirs.len() - 8..]);
+        }
+    }
+
+    #[test]
+    fn empty_input_is_a_valid_empty_stream() {
+        for threads in [1, 2] {
+            let gz = gzip(b"", threads, 0, 1);
+            assert_eq!(gunzip(&gz), b"");
+            assert_eq!(system_gunzip(&gz), b"");
+            assert_eq!(&gz[gz.len() - 8..], &[0u8; 8]);
+        }
+    }
+
+    #[test]
+    fn round_trips_at_and_around_block_boundaries() {
+        let data = mixed(3 * BLOCK + 1000);
+        for len in [
+            1,
+            1000,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            2 * BLOCK,
+            3 * BLOCK + 1000,
+        ] {
+            let data = &data[..len];
+            let one = gzip(data, 1, 0, 1);
+            assert_eq!(gunzip(&one), data, "{len} bytes");
+            assert_eq!(system_gunzip(&one), data, "{len} bytes");
+            assert_eq!(gzip(data, 3, 4096, 1), one, "{len} bytes, 3 threads");
+        }
+    }
+
+    #[test]
+    fn the_bytes_do_not_depend_on_threads_or_write_splits() {
+        let data = mixed(5 * BLOCK + 12345);
+        for level in [1, 6] {
+            let one = gzip(&data, 1, 0, level);
+            assert_eq!(gunzip(&one), data);
+            for threads in [2, 3, 8] {
+                for chunk in [0, 1 << 16, 1_000_003] {
+                    assert_eq!(
+                        gzip(&data, threads, chunk, level),
+                        one,
+                        "level {level}, {threads} threads, writes of {chunk}"
+                    );
+                }
+            }
+        }
+        // Odd split sizes, one byte at a time across a boundary included.
+        let data = &data[..BLOCK + 5000];
+        let one = gzip(data, 1, 0, 1);
+        let mut w = GzipWriter::with_threads(Vec::new(), Compression::new(1), 2);
+        let mut at = 0;
+        for (i, n) in [1usize, 7, BLOCK - 10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3000]
+            .into_iter()
+            .enumerate()
+        {
+            w.write_all(&data[at..at + n]).unwrap();
+            at += n;
+            if i % 3 == 0 {
+                w.flush().unwrap();
+            }
+        }
+        w.write_all(&data[at..]).unwrap();
+        assert_eq!(w.total_in(), data.len() as u64);
+        assert_eq!(w.finish().unwrap(), one);
+    }
+
+    #[test]
+    fn forty_mib_of_random_data() {
+        let data = random(40 << 20, 42);
+        let one = gzip(&data, 1, 0, 1);
+        assert_eq!(gzip(&data, 3, 1 << 20, 1), one);
+        // Incompressible data stays within miniz_oxide's bound (stored blocks).
+        assert!(one.len() < data.len() + data.len() / 500, "{}", one.len());
+        assert_eq!(system_gunzip(&one), data);
+        assert_eq!(gunzip(&one), data);
+    }
+
+    /// The bytes on fixed inputs, pinned: the same on every CPU and thread count. If a
+    /// miniz_oxide or zlib-rs update changes them, images built before and after differ
+    /// (docs/reproducibility.md).
+    #[test]
+    fn the_bytes_are_pinned() {
+        let data = mixed(2 * BLOCK + 777);
+        let gz = gzip(&data, 2, 0, 1);
+        assert_eq!(
+            hex(&gz),
+            "4cb887f761229c750508b0e8d489a9174d8e166981ac3dd6ec5591c11401cad7"
+        );
+        let mut grains = GrainCompressor::with_threads(Compression::new(6), 2);
+        let mut all = Vec::new();
+        for (i, g) in data.chunks(65536).enumerate() {
+            all.extend(grains.submit(i as u64, g).unwrap());
+        }
+        while let Some(g) = grains.next_grain().unwrap() {
+            all.push(g);
+        }
+        let joined: Vec<u8> = all.iter().flat_map(|g| g.zlib.clone()).collect();
+        assert_eq!(
+            hex(&joined),
+            "cbd9e1879bf04b29262ed13d6a11a08707c2db843a55befa7450e8f2a86fe122"
+        );
+    }
+
+    fn one_shot_zlib(grain: &[u8], level: u32) -> Vec<u8> {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), Compression::new(level));
+        z.write_all(grain).unwrap();
+        z.finish().unwrap()
+    }
+
+    fn compress_grains(grains: &[&[u8]], level: u32, threads: usize) -> Vec<Grain> {
+        let mut c = GrainCompressor::with_threads(Compression::new(level), threads);
+        let mut out = Vec::new();
+        for (i, g) in grains.iter().enumerate() {
+            out.extend(c.submit(1000 + i as u64, g).unwrap());
+            assert!(c.in_flight() <= GRAINS_IN_FLIGHT);
+        }
+        while let Some(g) = c.next_grain().unwrap() {
+            out.push(g);
+        }
+        assert_eq!(c.in_flight(), 0);
+        out
+    }
+
+    #[test]
+    fn grains_equal_one_shot_zlib_in_order() {
+        let random = random(40 * 65536, 9);
+        let mixed = mixed(40 * 65536);
+        let zeros = vec![0u8; 65536];
+        let mut grains: Vec<&[u8]> = Vec::new();
+        for i in 0..40 {
+            grains.push(&mixed[i * 65536..][..65536]);
+            if i % 3 == 0 {
+                grains.push(&random[i * 65536..][..65536]);
+            }
+            if i % 7 == 0 {
+                grains.push(&zeros);
+            }
+        }
+        grains.push(&mixed[..100]);
+        grains.push(b"");
+        for level in [1, 6, 9] {
+            let expected: Vec<Vec<u8>> = grains.iter().map(|g| one_shot_zlib(g, level)).collect();
+            for threads in [1, 2, 3, 8] {
+                let got = compress_grains(&grains, level, threads);
+                assert_eq!(got.len(), grains.len());
+                for (i, g) in got.iter().enumerate() {
+                    assert_eq!(g.tag, 1000 + i as u64);
+                    assert!(
+                        g.zlib == expected[i],
+                        "level {level}, {threads} threads, grain {i} differs"
+                    );
+                }
+            }
+        }
+        // And they inflate back.
+        let got = compress_grains(&grains, 6, 2);
+        for (g, want) in got.iter().zip(&grains) {
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(&g.zlib[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(&out, want);
+        }
+    }
+
+    #[test]
+    fn the_thread_count_comes_from_the_variable() {
+        assert_eq!(parse_threads(Some("3"), || 7), 3);
+        assert_eq!(parse_threads(Some(" 16 "), || 7), 16);
+        assert_eq!(parse_threads(Some("0"), || 7), 7);
+        assert_eq!(parse_threads(Some("many"), || 7), 7);
+        assert_eq!(parse_threads(None, || 7), 7);
+        assert_eq!(parse_threads(None, || 0), 1);
+        assert!(threads() >= 1);
+    }
+
+    #[test]
+    fn dropping_without_finishing_stops_the_workers() {
+        let data = mixed(3 * BLOCK);
+        let mut w = GzipWriter::with_threads(Vec::new(), Compression::new(1), 3);
+        w.write_all(&data).unwrap();
+        drop(w);
+        let mut c = GrainCompressor::with_threads(Compression::new(6), 3);
+        for i in 0..10 {
+            c.submit(i, &data[..65536]).unwrap();
+        }
+        drop(c);
+    }
+
+    /// Concatenated ELF files from /usr/bin (typical content), else mixed bytes.
+    fn programs(n: usize) -> Vec<u8> {
+        let mut names: Vec<_> = std::fs::read_dir("/usr/bin")
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        names.sort();
+        let mut v = Vec::new();
+        for p in names {
+            if v.len() >= n {
+                break;
+            }
+            if let Ok(b) = std::fs::read(&p) {
+                if b.starts_with(b"\x7fELF") {
+                    v.extend_from_slice(&b);
+                }
+            }
+        }
+        if v.len() < n {
+            v.extend_from_slice(&mixed(n - v.len()));
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// `cargo test --release -p nanoimg-vdisk --lib deflate::tests::throughput -- --ignored
+    /// --nocapture`: MB/s of the gzip stream (level 1) and of grains (level 6) on 1 and 2
+    /// threads (wall clock, so on a busy machine it varies).
+    #[test]
+    #[ignore]
+    fn throughput() {
+        let n = 64 << 20;
+        for (name, data) in [("random", random(n, 1)), ("programs", programs(n))] {
+            let mb = data.len() as f64 / 1e6;
+            for threads in [1, 2] {
+                let t = std::time::Instant::now();
+                let gz = gzip(&data, threads, 1 << 16, 1);
+                let s = t.elapsed().as_secs_f64();
+                println!(
+                    "gzip L1  {name:8} {threads} thread(s): {:6.1} MB/s, ratio {:.4}",
+                    mb / s,
+                    gz.len() as f64 / data.len() as f64
+                );
+                let t = std::time::Instant::now();
+                let grains: Vec<&[u8]> = data.chunks(65536).collect();
+                let out = compress_grains(&grains, 6, threads);
+                let s = t.elapsed().as_secs_f64();
+                let total: usize = out.iter().map(|g| g.zlib.len()).sum();
+                println!(
+                    "grain L6 {name:8} {threads} thread(s): {:6.1} MB/s, ratio {:.4}",
+                    mb / s,
+                    total as f64 / data.len() as f64
+                );
+            }
+        }
+    }
+}
