@@ -57,18 +57,21 @@
 //!
 //! Blocks are compressed on [`threads`] worker threads (`NANOIMG_THREADS`, else the number of
 //! CPUs the process may use; at most [`MAX_WORKERS`]); with one, on the caller's thread.
-//! At most a fixed number of blocks are in flight, and the caller waits for the oldest when
-//! that many are: at most 8 gzip blocks (each its 1 MiB input and a 1.1 MiB output buffer,
-//! recycled, about 18 MiB and the compressors' 300 KiB each at 4 cores or more; 9 MiB at 2)
-//! and 64 grains (64 KiB each, and their output).
+//! A fixed number of blocks are in flight at most, whatever the core count, and the caller
+//! waits for the oldest when that many are: 2 per worker and at most 8 gzip blocks (each its
+//! 512 KiB input and a 570 KiB output buffer, both recycled), 4 per worker and at most 32
+//! grains (64 KiB each, and its output). Measured (the ignored test `memory`), the peak
+//! resident memory grows by about 7 MiB for the gzip writer and the grain compressor on 2
+//! threads, and at most 14 MiB on 8 (buffers, each worker's compressor state of about 300 KiB, and
+//! the allocator's per-thread arenas).
 //!
 //! # Block size
 //!
-//! [`BLOCK`] is 1 MiB: each block starts with an empty window, and on programs 1 MiB blocks
-//! give 0.09 % more bytes than one stream (256 KiB blocks: 0.2 %; 4 MiB: 0.06 %, with four
-//! times the memory in flight), with the same speed per core. Priming each block with the
-//! previous block's last 32 KiB as a dictionary (deterministic, being input) gains 0.1 % at
-//! 1 MiB with zlib-rs and is not offered by miniz_oxide: not done.
+//! [`BLOCK`] is 512 KiB: each block starts with an empty window, and on programs (`/usr/bin`,
+//! level 1) that costs 0.15 % more bytes than one stream (256 KiB: 0.2 %, 1 MiB: 0.09 %,
+//! 4 MiB: 0.06 %), with the same speed per core; the memory in flight is proportional to it.
+//! Priming each block with the previous block's last 32 KiB as a dictionary (deterministic,
+//! being input) gains 0.1 % with zlib-rs and is not offered by miniz_oxide: not done.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -81,13 +84,13 @@ use miniz_oxide::deflate::core::CompressorOxide;
 use miniz_oxide::{DataFormat, MZFlush, MZStatus};
 
 /// The gzip stream's block: its input is cut every `BLOCK` bytes of input offset.
-pub const BLOCK: usize = 1 << 20;
+pub const BLOCK: usize = 512 << 10;
 /// The most worker threads either compressor starts.
 pub const MAX_WORKERS: usize = 8;
 /// The most gzip blocks in flight (being compressed or waiting to be written).
 const GZIP_IN_FLIGHT: usize = 8;
 /// The most grains in flight.
-const GRAINS_IN_FLIGHT: usize = 64;
+const GRAINS_IN_FLIGHT: usize = 32;
 /// The environment variable that sets the number of compression threads.
 pub const THREADS_VAR: &str = "NANOIMG_THREADS";
 
@@ -297,7 +300,7 @@ fn deflate_block(c: &mut CompressorOxide, block: Block) -> io::Result<Deflated> 
 /// level only: not on the thread count or how `write` calls split the input.
 ///
 /// Call [`finish`](Self::finish): dropping the writer loses what has not been written. Output
-/// goes to `W` a block at a time, in calls of up to 1.1 MiB.
+/// goes to `W` a block at a time, in calls of up to 570 KiB.
 pub struct GzipWriter<W: Write> {
     out: W,
     level: u8,
@@ -475,7 +478,7 @@ struct GrainJob {
 ///
 /// Each grain's stream is exactly what `flate2::write::ZlibEncoder` at the same level gives
 /// for that grain alone (the same encoder, reset between grains), so the bytes do not depend
-/// on the thread count. Memory: at most 64 grains in flight, each copied in.
+/// on the thread count. Memory: at most 32 grains in flight, each copied in.
 pub struct GrainCompressor {
     pool: Ordered<GrainJob, io::Result<(Grain, Vec<u8>)>>,
     /// Input buffers back from compressed grains.
@@ -737,11 +740,12 @@ mod tests {
     /// (docs/reproducibility.md).
     #[test]
     fn the_bytes_are_pinned() {
-        let data = mixed(2 * BLOCK + 777);
+        // Four blocks and some, 32 grains and some (a literal: a change of BLOCK shows here).
+        let data = mixed((2 << 20) + 777);
         let gz = gzip(&data, 2, 0, 1);
         assert_eq!(
             hex(&gz),
-            "4cb887f761229c750508b0e8d489a9174d8e166981ac3dd6ec5591c11401cad7"
+            "a2d23e6b35f6edbf6a7222af354ec8864e27b065a8ece6ba84493ce9d4aeb03f"
         );
         let mut grains = GrainCompressor::with_threads(Compression::new(6), 2);
         let mut all = Vec::new();
@@ -868,34 +872,90 @@ mod tests {
         v
     }
 
-    /// `cargo test --release -p nanoimg-vdisk --lib deflate::tests::throughput -- --ignored
+    /// The process's peak resident memory in KiB (`VmHWM`).
+    fn peak_rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// `cargo test -p nanoimg-vdisk --lib deflate::tests::memory -- --ignored --exact
+    /// --nocapture` (alone, as the peak is the process's): what 256 MiB of random data
+    /// through the gzip writer, and 64 MiB of grains, add to the peak, on 2 and 8 threads.
+    #[test]
+    #[ignore]
+    fn memory() {
+        let chunk = random(1 << 16, 5);
+        let before = peak_rss_kib();
+        for threads in [2, 8] {
+            let mut w = GzipWriter::with_threads(io::sink(), Compression::new(1), threads);
+            for i in 0..4096u32 {
+                // A different 64 KiB each time, nothing kept.
+                let mut c = chunk.clone();
+                c[..4].copy_from_slice(&i.to_le_bytes());
+                w.write_all(&c).unwrap();
+                assert!(w.pool.in_flight() <= GZIP_IN_FLIGHT && w.spare.len() <= GZIP_IN_FLIGHT);
+            }
+            w.finish().unwrap();
+            let mut g = GrainCompressor::with_threads(Compression::new(6), threads);
+            for i in 0..1024 {
+                g.submit(i, &chunk).unwrap();
+                assert!(g.in_flight() <= GRAINS_IN_FLIGHT);
+            }
+            while g.next_grain().unwrap().is_some() {}
+            drop(g);
+            println!(
+                "{threads} threads: peak resident memory {:.1} MiB more than before the first",
+                (peak_rss_kib() - before) as f64 / 1024.0
+            );
+        }
+    }
+
+    /// CPU seconds used by this process so far (every thread).
+    fn cpu_seconds() -> f64 {
+        // SAFETY: getrusage writes only the struct it is given.
+        let u = unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut u);
+            u
+        };
+        let t = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        t(u.ru_utime) + t(u.ru_stime)
+    }
+
+    /// Runs `f`, printing MB/s of wall clock and of CPU time, and how many cores it kept busy.
+    fn measure(what: &str, bytes: usize, f: impl FnOnce() -> usize) {
+        let (t, cpu) = (std::time::Instant::now(), cpu_seconds());
+        let out = f();
+        let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+        let mb = bytes as f64 / 1e6;
+        println!(
+            "{what}: {:6.1} MB/s ({:6.1} MB/s per CPU second, {:.2} cores busy), ratio {:.4}",
+            mb / wall,
+            mb / cpu,
+            cpu / wall,
+            out as f64 / bytes as f64
+        );
+    }
+
+    /// `cargo test -p nanoimg-vdisk --lib deflate::tests::throughput -- --ignored
     /// --nocapture`: MB/s of the gzip stream (level 1) and of grains (level 6) on 1 and 2
-    /// threads (wall clock, so on a busy machine it varies).
+    /// threads (wall clock, so on a busy machine it varies; the CPU time shows the work
+    /// spread over the threads).
     #[test]
     #[ignore]
     fn throughput() {
         let n = 64 << 20;
         for (name, data) in [("random", random(n, 1)), ("programs", programs(n))] {
-            let mb = data.len() as f64 / 1e6;
             for threads in [1, 2] {
-                let t = std::time::Instant::now();
-                let gz = gzip(&data, threads, 1 << 16, 1);
-                let s = t.elapsed().as_secs_f64();
-                println!(
-                    "gzip L1  {name:8} {threads} thread(s): {:6.1} MB/s, ratio {:.4}",
-                    mb / s,
-                    gz.len() as f64 / data.len() as f64
-                );
-                let t = std::time::Instant::now();
-                let grains: Vec<&[u8]> = data.chunks(65536).collect();
-                let out = compress_grains(&grains, 6, threads);
-                let s = t.elapsed().as_secs_f64();
-                let total: usize = out.iter().map(|g| g.zlib.len()).sum();
-                println!(
-                    "grain L6 {name:8} {threads} thread(s): {:6.1} MB/s, ratio {:.4}",
-                    mb / s,
-                    total as f64 / data.len() as f64
-                );
+                measure(&format!("gzip L1  {name:8} {threads} thread(s)"), n, || {
+                    gzip(&data, threads, 1 << 16, 1).len()
+                });
+                measure(&format!("grain L6 {name:8} {threads} thread(s)"), n, || {
+                    let grains: Vec<&[u8]> = data.chunks(65536).collect();
+                    let out = compress_grains(&grains, 6, threads);
+                    out.iter().map(|g| g.zlib.len()).sum()
+                });
             }
         }
     }
