@@ -60,10 +60,10 @@
 //! A fixed number of blocks are in flight at most, whatever the core count, and the caller
 //! waits for the oldest when that many are: 2 per worker and at most 8 gzip blocks (each its
 //! 512 KiB input and a 570 KiB output buffer, both recycled), 4 per worker and at most 32
-//! grains (64 KiB each, and its output). Measured (the ignored test `memory`), the peak
-//! resident memory grows by about 7 MiB for the gzip writer and the grain compressor on 2
-//! threads, and at most 14 MiB on 8 (buffers, each worker's compressor state of about 300 KiB, and
-//! the allocator's per-thread arenas).
+//! grains (64 KiB each, and its output). Measured (the ignored test `memory`), the gzip
+//! writer and the grain compressor add about 7 MiB to the peak resident memory on 2
+//! threads, and at most 14 MiB on 8: buffers, each worker's compressor state (about
+//! 300 KiB) and the allocator's per-thread arenas.
 //!
 //! # Block size
 //!
@@ -686,6 +686,12 @@ mod tests {
             assert_eq!(system_gunzip(&one), data, "{len} bytes");
             assert_eq!(gzip(data, 3, 4096, 1), one, "{len} bytes, 3 threads");
         }
+        for level in [0, 2, 9] {
+            let data = &data[..2 * BLOCK + 1];
+            let gz = gzip(data, 2, 0, level);
+            assert_eq!(system_gunzip(&gz), data, "level {level}");
+            assert_eq!(gzip(data, 1, 1000, level), gz, "level {level}");
+        }
     }
 
     #[test]
@@ -833,6 +839,13 @@ mod tests {
         assert_eq!(parse_threads(None, || 7), 7);
         assert_eq!(parse_threads(None, || 0), 1);
         assert!(threads() >= 1);
+    }
+
+    #[test]
+    fn they_can_go_into_a_sink() {
+        fn send<T: Send>() {}
+        send::<GzipWriter<std::io::BufWriter<std::fs::File>>>();
+        send::<GrainCompressor>();
     }
 
     #[test]
