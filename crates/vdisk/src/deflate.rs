@@ -8,24 +8,25 @@
 //!   last with the final bit, so the pieces joined in order are one valid deflate stream
 //!   (pigz's scheme, without its dictionary priming). The CRC-32 of the blocks is combined
 //!   in order and the trailer ends the stream.
-//! * [`GrainCompressor`]: each VMDK grain a complete zlib stream (RFC 1950), exactly the bytes
-//!   one-shot `flate2::write::ZlibEncoder` gives for it, grains handed out in submission
-//!   order.
+//! * [`GrainCompressor`]: each VMDK grain a complete zlib stream (RFC 1950), zlib-rs's
+//!   one-shot `compress_slice` of that grain (zlib's `compress2`: the whole grain in one call,
+//!   an output buffer of the worst-case size), grains handed back in submission order.
 //!
 //! # Determinism
 //!
 //! A block's or grain's compressed bytes are a function of its bytes and the level only:
 //! block boundaries are fixed offsets of the input (not where the caller's `write` calls
-//! split it, not thread timing), each block is compressed by a compressor reset to its
-//! initial state, in one call with an output buffer of the worst-case size, and results are
-//! written in block order. The thread count only decides *where* a block is compressed, so
-//! 1, 2 or 16 threads give the same bytes (checked by the tests, with 1, 2, 3 and 8 threads
-//! and different `write` splits, and pinned by digests of fixed inputs).
+//! split it, not thread timing), each block or grain is compressed from a fresh state, in
+//! one call with an output buffer of the worst-case size, and results are handed back in
+//! order. The thread count only decides *where* a block is compressed, so 1, 2 or 16 threads
+//! give the same bytes (checked by the tests, with 1, 2, 3 and 8 threads and different
+//! `write` splits, and pinned by digests of fixed inputs).
 //!
 //! # Backends, and why two
 //!
 //! Measured single-threaded (thread CPU time, 32 MiB inputs, on an AMD EPYC; rounded; the
-//! machine was shared, so ±15 %): the gzip body at level 1, and 64 KiB zlib grains at level 6.
+//! machine was shared, so ±15 %): the gzip body at level 1 (1 MiB blocks), and 64 KiB zlib
+//! grains at level 6; ratio is compressed / input.
 //!
 //! | input | level | miniz_oxide 0.9.1 | zlib-rs 0.6.8 |
 //! |---|---|---|---|
@@ -36,22 +37,34 @@
 //!
 //! At level 1 zlib-rs (like zlib-ng) uses its "quick" strategy, fixed Huffman codes only: it
 //! *grows* incompressible data by 5.5 % and is 2.4 times slower on it, and gives 8.6 % more
-//! bytes on programs. So the gzip stream is deflated by miniz_oxide, used directly (not
-//! through flate2, whose one backend for the whole workspace is zlib-rs). At level 6 zlib-rs
-//! is 1.4 to 2.3 times faster for 3.5 % more bytes, so grains go through flate2, whose
-//! backend is zlib-rs (workspace `Cargo.toml`).
+//! bytes on programs. So the gzip stream is deflated by miniz_oxide. At level 6 zlib-rs is
+//! 1.4 to 2.3 times faster for 3.5 % more bytes, so grains are deflated by zlib-rs.
+//!
+//! Both are used directly, not through flate2, whose backend (one for the whole workspace,
+//! by feature unification) stays miniz_oxide: zlib-rs's output at levels 0, 1, 5 and 6
+//! (stored, quick and medium strategies) depends on how the input is fed to it. The same
+//! 4.5 MiB through `flate2::write::ZlibEncoder` on zlib-rs in writes of 1 byte, 100 bytes,
+//! 4 KiB, 64 KiB or 777,777 bytes gives other bytes than in one write (and 56 of 96 grains
+//! differ between one write and 4 KiB writes at level 6), where miniz_oxide gives the same
+//! bytes at every level. With flate2 on zlib-rs, gce.rs's `GzEncoder`, given the tar in the
+//! caller's pieces, would no longer be reproducible (its test `gce_bytes_do_not_depend_on_
+//! the_split` fails). Here each grain is one `compress_slice` call, a fixed call pattern.
 //!
 //! Neither backend's output depends on the CPU. miniz_oxide's compressor has no
-//! architecture-specific code (its `simd` feature is the Adler-32 checksum only, and this
-//! crate does not enable it). zlib-rs picks SIMD code at run time (AVX2 on x86_64, NEON on
-//! aarch64) for two deflate helpers only, `compare256` (the length of the common prefix of
-//! two 256-byte strings: the index of the first differing byte, whichever way it is found)
-//! and `slide_hash` (a saturating subtraction of the window size from every hash-chain
-//! entry), both exact; and for Adler-32 and CRC-32, which are checksums. Its hash function
-//! is the same multiplicative hash everywhere (unlike zlib-ng's former CRC32-instruction
-//! hash), and the choice of matching strategy depends on the level only. The output does
-//! depend on the backend *versions*, which `Cargo.lock` pins; the digests in the tests say
-//! when an update changes the bytes.
+//! architecture-specific code (its `simd` feature is the Adler-32 checksum only, and the
+//! compressor here writes raw deflate, with no checksum). zlib-rs is built without `std`, so
+//! it detects nothing at run time: on x86_64 it runs its portable code on every CPU, on
+//! aarch64 its NEON code (NEON is part of the aarch64 baseline) on every CPU. Across the two,
+//! or with `std` (run-time AVX2 detection, if flate2 ever enables it), the output is still
+//! the same: the SIMD code in its compressor is two helpers, `compare256` (the length of the
+//! common prefix of two 256-byte strings: the index of the first differing byte, whichever
+//! way it is found) and `slide_hash` (a saturating subtraction of the window size from every
+//! hash-chain entry), both exact, besides Adler-32 and CRC-32, which are checksums. Its hash
+//! function is the same multiplicative hash everywhere (unlike zlib-ng's former
+//! CRC32-instruction hash), and the strategy depends on the level only. (Checked: the pinned
+//! digests are the same with zlib-rs's AVX2 code detected on this CPU and without.) The
+//! output does depend on the backend *versions*, which `Cargo.lock` pins; the pinned digests
+//! say when an update changes the bytes.
 //!
 //! # Threads and memory
 //!
@@ -476,9 +489,9 @@ struct GrainJob {
 
 /// Compresses VMDK grains as zlib streams in parallel, results in submission order.
 ///
-/// Each grain's stream is exactly what `flate2::write::ZlibEncoder` at the same level gives
-/// for that grain alone (the same encoder, reset between grains), so the bytes do not depend
-/// on the thread count. Memory: at most 32 grains in flight, each copied in.
+/// Each grain's stream is [`zlib_one_shot`] of it: zlib-rs's `compress_slice` (see the
+/// [module](self) docs), so the bytes do not depend on the thread count. Memory: at most 32
+/// grains in flight, each copied in.
 pub struct GrainCompressor {
     pool: Ordered<GrainJob, io::Result<(Grain, Vec<u8>)>>,
     /// Input buffers back from compressed grains.
@@ -493,15 +506,27 @@ impl std::fmt::Debug for GrainCompressor {
     }
 }
 
-/// One grain through a reused zlib encoder.
-fn compress_grain(
-    z: &mut flate2::write::ZlibEncoder<Vec<u8>>,
-    job: GrainJob,
-) -> io::Result<(Grain, Vec<u8>)> {
-    z.write_all(&job.input)?;
-    z.try_finish()?;
-    let zlib = z.reset(Vec::with_capacity(job.input.len() / 2))?;
-    Ok((Grain { tag: job.tag, zlib }, job.input))
+/// `data` as one zlib stream (RFC 1950) at `level` (0 to 9): zlib-rs's one-shot
+/// `compress_slice` (default window and memory level, default strategy), in `scratch`.
+fn zlib_into<'a>(scratch: &'a mut Vec<u8>, data: &[u8], level: u32) -> io::Result<&'a [u8]> {
+    let bound = zlib_rs::compress_bound(data.len());
+    if scratch.len() < bound {
+        scratch.resize(bound, 0);
+    }
+    let level = level.min(9) as i32;
+    let config = zlib_rs::DeflateConfig::new(level);
+    match zlib_rs::compress_slice(&mut scratch[..bound], data, config) {
+        (out, zlib_rs::ReturnCode::Ok) => Ok(out),
+        (_, code) => Err(io::Error::other(format!(
+            "internal error: zlib-rs compressing {} bytes: {code:?}",
+            data.len()
+        ))),
+    }
+}
+
+/// `data` as one zlib stream (RFC 1950) at `level`, as [`GrainCompressor`] gives it.
+pub fn zlib_one_shot(data: &[u8], level: Compression) -> io::Result<Vec<u8>> {
+    Ok(zlib_into(&mut Vec::new(), data, level.level())?.to_vec())
 }
 
 impl GrainCompressor {
@@ -513,12 +538,16 @@ impl GrainCompressor {
     /// The same on `threads` threads (1: on the caller's, at [`submit`](Self::submit)).
     pub fn with_threads(level: Compression, threads: usize) -> GrainCompressor {
         let workers = threads.clamp(1, MAX_WORKERS);
+        let level = level.level();
         GrainCompressor {
             pool: Ordered::new(
                 workers,
                 (4 * workers).min(GRAINS_IN_FLIGHT),
-                move || flate2::write::ZlibEncoder::new(Vec::new(), level),
-                compress_grain,
+                Vec::new,
+                move |scratch: &mut Vec<u8>, job: GrainJob| {
+                    let zlib = zlib_into(scratch, &job.input, level)?.to_vec();
+                    Ok((Grain { tag: job.tag, zlib }, job.input))
+                },
             ),
             spare: Vec::new(),
         }
@@ -768,10 +797,13 @@ mod tests {
         );
     }
 
+    /// zlib-rs's one-shot compression, called here directly (not through the module).
     fn one_shot_zlib(grain: &[u8], level: u32) -> Vec<u8> {
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), Compression::new(level));
-        z.write_all(grain).unwrap();
-        z.finish().unwrap()
+        let mut out = vec![0u8; zlib_rs::compress_bound(grain.len())];
+        let (z, code) =
+            zlib_rs::compress_slice(&mut out, grain, zlib_rs::DeflateConfig::new(level as i32));
+        assert_eq!(code, zlib_rs::ReturnCode::Ok);
+        z.to_vec()
     }
 
     fn compress_grains(grains: &[&[u8]], level: u32, threads: usize) -> Vec<Grain> {
@@ -789,7 +821,7 @@ mod tests {
     }
 
     #[test]
-    fn grains_equal_one_shot_zlib_in_order() {
+    fn grains_equal_one_shot_compression_in_order() {
         let random = random(40 * 65536, 9);
         let mixed = mixed(40 * 65536);
         let zeros = vec![0u8; 65536];
@@ -807,6 +839,9 @@ mod tests {
         grains.push(b"");
         for level in [1, 6, 9] {
             let expected: Vec<Vec<u8>> = grains.iter().map(|g| one_shot_zlib(g, level)).collect();
+            for (g, want) in grains.iter().zip(&expected) {
+                assert!(&zlib_one_shot(g, Compression::new(level)).unwrap() == want);
+            }
             for threads in [1, 2, 3, 8] {
                 let got = compress_grains(&grains, level, threads);
                 assert_eq!(got.len(), grains.len());
