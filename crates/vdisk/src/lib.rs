@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 mod common;
+pub mod deflate;
 pub mod gce;
 pub mod qcow2;
 pub mod raw;
