@@ -66,6 +66,17 @@ impl Project {
 
     /// `nanoimg build prog -c config.json --format FORMAT -o OUT --json`; the JSON report.
     fn build(&self, format: &str, out: &str, extra: &[&str]) -> serde_json::Value {
+        self.build_env(format, out, extra, &[])
+    }
+
+    /// [`build`](Self::build) with `env` set.
+    fn build_env(
+        &self,
+        format: &str,
+        out: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> serde_json::Value {
         let out = self.path(out);
         if let Some(parent) = out.parent() {
             std::fs::create_dir_all(parent).unwrap();
@@ -86,7 +97,7 @@ impl Project {
         args.extend([OsString::from("-o"), out.into()]);
         args.extend(extra.iter().map(OsString::from));
         let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
-        let o = common::nanoimg(&args, self.dir.path());
+        let o = common::nanoimg_env(&args, self.dir.path(), env);
         assert!(
             o.status.success(),
             "build --format {format}: {}",
@@ -159,6 +170,45 @@ fn every_format_passes_qemu_img_check_and_compares_identical_to_the_raw_image() 
         let said = String::from_utf8_lossy(&compare.stdout);
         assert!(compare.status.success(), "qemu-img compare {f}: {said}");
         assert!(said.contains("Images are identical."), "{f}: {said}");
+    }
+}
+
+#[test]
+fn every_format_gives_the_same_bytes_on_one_thread_and_on_many() {
+    let p = Project::new();
+    // Enough data for several 512 KiB gzip blocks and many VMDK grains, part of it
+    // compressible.
+    let mut big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    big[1_000_000..2_000_000].fill(b'x');
+    std::fs::write(p.path("data/big.bin"), big).unwrap();
+    for f in FORMATS {
+        let one = p.build_env(
+            f,
+            &format!("one/image.{f}"),
+            &[],
+            &[("NANOIMG_THREADS", "1")],
+        );
+        let many = p.build_env(
+            f,
+            &format!("many/image.{f}"),
+            &[],
+            &[("NANOIMG_THREADS", "5")],
+        );
+        let default = p.build(f, &format!("default/image.{f}"), &[]);
+        assert_eq!(one["sha256"], many["sha256"], "{f}: 1 and 5 threads");
+        assert_eq!(
+            one["sha256"], default["sha256"],
+            "{f}: 1 thread and the default"
+        );
+        for dir in ["many", "default"] {
+            assert!(
+                std::fs::read(p.path(&format!("one/image.{f}"))).unwrap()
+                    == std::fs::read(p.path(&format!("{dir}/image.{f}"))).unwrap(),
+                "{f}: {dir}"
+            );
+        }
     }
 }
 

@@ -35,9 +35,11 @@
 //! * **Capacity** is in sectors: a raw image whose size is not a multiple of 512 is rounded
 //!   up to the next sector (as qemu-img does); the reader's `size()` is then that rounded
 //!   size and the added bytes read as zeros.
-//! * **Compression**: flate2's default backend (miniz_oxide, pinned by `Cargo.lock`, and
-//!   deterministic) at level 6, zlib's default and the level QEMU uses for VMDK
-//!   (`Z_DEFAULT_COMPRESSION`): the usual balance of size and time.
+//! * **Compression**: zlib-rs (pinned by `Cargo.lock`, deterministic: see
+//!   [`crate::deflate`]) at level 6, zlib's default and the level QEMU uses for VMDK
+//!   (`Z_DEFAULT_COMPRESSION`): the usual balance of size and time. Each grain is one zlib
+//!   stream compressed on its own, so grains are deflated on every core
+//!   ([`GrainCompressor`]) and written in order: the bytes do not depend on the core count.
 //! * **CID**: the first four bytes of the image's content id ([`Survey`], given before the
 //!   first byte), big-endian, as 8 hex digits (`ffffffff`, which means "no parent", becomes
 //!   `fffffffe`), so the descriptor is final when written and the file goes strictly front
@@ -65,7 +67,7 @@
 //! needs). It reads stream-optimized files (footer or not) and plain monolithic sparse ones.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -75,6 +77,7 @@ use flate2::{Compression, Decompress, FlushDecompress, Status};
 use crate::common::{
     bad, invalid_data, invalid_input, le32, le64, read_end, read_error, HashedFile, WriteOrder,
 };
+use crate::deflate::{Grain, GrainCompressor};
 use crate::{is_zero, FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk};
 
 const SECTOR: u64 = 512;
@@ -179,6 +182,8 @@ pub struct VmdkWriter {
     gt_index: u64,
     /// Sector of each grain table (0: none stored).
     gd: Vec<u32>,
+    /// Deflates grains on every core, handing them back in order.
+    compressor: GrainCompressor,
 }
 
 impl VmdkWriter {
@@ -217,6 +222,7 @@ impl VmdkWriter {
             gt: vec![0u32; GTES_PER_GT as usize],
             gt_index: 0,
             gd: vec![0u32; gts as usize],
+            compressor: GrainCompressor::new(Compression::new(COMPRESSION_LEVEL)),
         })
     }
 
@@ -235,7 +241,8 @@ impl VmdkWriter {
         self.emit(&[0u8; SECTOR as usize][..pad as usize])
     }
 
-    /// Stores the gathered grain if it holds a non-zero byte, and clears it.
+    /// Hands the gathered grain to the compressor if it holds a non-zero byte, and clears it;
+    /// writes out the grain the compressor gives back, if any.
     fn flush_grain(&mut self) -> io::Result<()> {
         let Some(g) = self.grain_index.take() else {
             return Ok(());
@@ -243,13 +250,19 @@ impl VmdkWriter {
         if is_zero(&self.grain) {
             return Ok(());
         }
-        let mut z = flate2::write::ZlibEncoder::new(
-            Vec::with_capacity(GRAIN as usize / 2),
-            Compression::new(COMPRESSION_LEVEL),
-        );
-        z.write_all(&self.grain)?;
-        let compressed = z.finish()?;
+        let done = self.compressor.submit(g, &self.grain)?;
         self.grain.fill(0);
+        if let Some(done) = done {
+            self.write_grain(done)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the compressed grain `done` (grains come back in increasing order): its
+    /// marker, its zlib stream, padding to a sector; the grain table before, when it is the
+    /// first grain of another table.
+    fn write_grain(&mut self, done: Grain) -> io::Result<()> {
+        let g = done.tag;
         let table = g / GTES_PER_GT;
         if table != self.gt_index {
             self.flush_gt()?;
@@ -258,9 +271,9 @@ impl VmdkWriter {
         let at = self.sector()?;
         let mut m = [0u8; 12];
         m[0..8].copy_from_slice(&(g * GRAIN_SECTORS).to_le_bytes());
-        m[8..12].copy_from_slice(&(compressed.len() as u32).to_le_bytes());
+        m[8..12].copy_from_slice(&(done.zlib.len() as u32).to_le_bytes());
         self.emit(&m)?;
-        self.emit(&compressed)?;
+        self.emit(&done.zlib)?;
         self.pad_to_sector()?;
         self.gt[(g % GTES_PER_GT) as usize] = at;
         Ok(())
@@ -306,6 +319,9 @@ impl Sink for VmdkWriter {
     fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         self.order.finish(Format::Vmdk, len)?;
         self.flush_grain()?;
+        while let Some(done) = self.compressor.next_grain()? {
+            self.write_grain(done)?;
+        }
         self.flush_gt()?;
         let gd_sectors = (self.gd.len() as u64 * 4).div_ceil(SECTOR);
         self.emit(&marker(gd_sectors, MARKER_GD))?;
