@@ -8,9 +8,10 @@
 //!   last with the final bit, so the pieces joined in order are one valid deflate stream
 //!   (pigz's scheme, without its dictionary priming). The CRC-32 of the blocks is combined
 //!   in order and the trailer ends the stream.
-//! * [`GrainCompressor`]: each VMDK grain a complete zlib stream (RFC 1950), zlib-rs's
-//!   one-shot `compress_slice` of that grain (zlib's `compress2`: the whole grain in one call,
-//!   an output buffer of the worst-case size), grains handed back in submission order.
+//! * [`GrainCompressor`]: each VMDK grain a complete zlib stream (RFC 1950), miniz_oxide's
+//!   compression of that grain from the initial state in one call with an output buffer of
+//!   the worst-case size (the bytes of its one-shot `compress_to_vec_zlib`), grains handed
+//!   back in submission order.
 //!
 //! # Determinism
 //!
@@ -37,35 +38,22 @@
 //!
 //! At level 1 zlib-rs (like zlib-ng) uses its "quick" strategy, fixed Huffman codes only: it
 //! *grows* incompressible data by 5.5 % and is 2.4 times slower on it, and gives 8.6 % more
-//! bytes on programs. So the gzip stream is deflated by miniz_oxide. At level 6 zlib-rs is
-//! 1.4 to 2.3 times faster for 3.5 % more bytes, so grains are deflated by zlib-rs.
+//! bytes on programs. So both the gzip stream and the VMDK grains are deflated by
+//! miniz_oxide at level 1 (zlib-rs's level 6 was measured for the grains too, and QEMU's
+//! level 6 in general: at 65 MB/s a core on incompressible data, a 550 MiB VMDK took three
+//! times a raw build on two cores; level 1 takes a third of that).
 //!
-//! Both are used directly, not through flate2, whose backend (one for the whole workspace,
-//! by feature unification) stays miniz_oxide: zlib-rs's output at levels 0, 1, 5 and 6
-//! (stored, quick and medium strategies) depends on how the input is fed to it. The same
-//! 4.5 MiB through `flate2::write::ZlibEncoder` on zlib-rs in writes of 1 byte, 100 bytes,
-//! 4 KiB, 64 KiB or 777,777 bytes gives other bytes than in one write (and 56 of 96 grains
-//! differ between one write and 4 KiB writes at level 6), where miniz_oxide gives the same
-//! bytes at every level. With flate2 on zlib-rs, gce.rs's `GzEncoder`, given the tar in the
-//! caller's pieces, is no longer reproducible (its test that the bytes do not depend on the
-//! split fails). Here each grain is compressed in one call with its whole input
-//! (`compress_slice`'s call pattern), which leaves nothing to vary.
+//! miniz_oxide is used directly, not through flate2, so that each block and grain is
+//! compressed in one call with its whole input: nothing about the caller's call pattern can
+//! reach the bytes. (flate2's backend, one for the whole workspace by feature unification,
+//! stays miniz_oxide too: zlib-rs's output at levels 0, 1, 5 and 6 depends on how the input
+//! is fed to it — the same 4.5 MiB through `flate2::write::ZlibEncoder` on zlib-rs in writes
+//! of 1 byte, 100 bytes, 4 KiB, 64 KiB or 777,777 bytes gives other bytes than in one write.)
 //!
-//! Neither backend's output depends on the CPU. miniz_oxide's compressor has no
-//! architecture-specific code (its `simd` feature is the Adler-32 checksum only, and the
-//! compressor here writes raw deflate, with no checksum). zlib-rs is built without `std`, so
-//! it detects nothing at run time: on x86_64 it runs its portable code on every CPU, on
-//! aarch64 its NEON code (NEON is part of the aarch64 baseline) on every CPU. Across the two,
-//! or with `std` (run-time AVX2 detection, if flate2 ever enables it), the output is still
-//! the same: the SIMD code in its compressor is two helpers, `compare256` (the length of the
-//! common prefix of two 256-byte strings: the index of the first differing byte, whichever
-//! way it is found) and `slide_hash` (a saturating subtraction of the window size from every
-//! hash-chain entry), both exact, besides Adler-32 and CRC-32, which are checksums. Its hash
-//! function is the same multiplicative hash everywhere (unlike zlib-ng's former
-//! CRC32-instruction hash), and the strategy depends on the level only. (Checked: the pinned
-//! digests are the same with zlib-rs's AVX2 code detected on this CPU and without.) The
-//! output does depend on the backend *versions*, which `Cargo.lock` pins; the pinned digests
-//! say when an update changes the bytes.
+//! miniz_oxide's output does not depend on the CPU: its compressor has no
+//! architecture-specific code (its `simd` feature is the Adler-32 checksum only). It does
+//! depend on its *version*, which `Cargo.lock` pins; the pinned digests in the tests say when
+//! an update changes the bytes.
 //!
 //! # Threads and memory
 //!
@@ -82,7 +70,7 @@
 //! On 2 otherwise idle cores (the ignored test `throughput`, 64 MiB): the gzip stream at
 //! level 1 goes from 190 to 415 MB/s on random data and from 155 to 265 MB/s on programs
 //! with 2 threads instead of 1; grains at level 6 from 63 to 125 MB/s and 68 to 134 MB/s
-//! (vmdk.rs's miniz_oxide grains today: about 30 MB/s on programs).
+//! (measured with zlib-rs for the grains, before they moved to miniz_oxide at level 1).
 //!
 //! # Block size
 //!
@@ -90,7 +78,7 @@
 //! level 1) that costs 0.15 % more bytes than one stream (256 KiB: 0.2 %, 1 MiB: 0.09 %,
 //! 4 MiB: 0.06 %), with the same speed per core; the memory in flight is proportional to it.
 //! Priming each block with the previous block's last 32 KiB as a dictionary (deterministic,
-//! being input) gains 0.1 % with zlib-rs and is not offered by miniz_oxide: not done.
+//! being input) gains 0.1 % and is not offered by miniz_oxide: not done.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -495,8 +483,8 @@ struct GrainJob {
 
 /// Compresses VMDK grains as zlib streams in parallel, results in submission order.
 ///
-/// Each grain's stream is [`zlib_one_shot`] of it, the bytes of zlib-rs's `compress_slice`
-/// (see the [module](self) docs), so they do not depend on the thread count. Memory: at most 32
+/// Each grain's stream is [`zlib_one_shot`] of it (miniz_oxide, the whole grain in one
+/// call; see the [module](self) docs), so they do not depend on the thread count. Memory: at most 32
 /// grains in flight, each copied in.
 pub struct GrainCompressor {
     pool: Ordered<GrainJob, io::Result<(Grain, Vec<u8>)>>,
@@ -512,43 +500,42 @@ impl std::fmt::Debug for GrainCompressor {
     }
 }
 
-/// A zlib-rs compressor, reused, and its output buffer.
+/// A miniz_oxide compressor for zlib streams, reused, and its output buffer.
 struct ZlibState {
-    deflate: zlib_rs::Deflate,
+    c: Box<CompressorOxide>,
     out: Vec<u8>,
 }
 
 impl ZlibState {
-    /// At `level` (0 to 9), the defaults otherwise (window 32 KiB, memory level 8, default
-    /// strategy), as zlib-rs's one-shot `compress_slice` uses them.
+    /// At `level` (0 to 9).
     fn new(level: u32) -> ZlibState {
-        ZlibState {
-            deflate: zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig::new(
-                level.min(9) as i32
-            )),
-            out: Vec::new(),
-        }
+        let mut c = Box::<CompressorOxide>::default();
+        c.set_format_and_level(DataFormat::Zlib, level.min(9) as u8);
+        ZlibState { c, out: Vec::new() }
     }
 
     /// `data` as one zlib stream (RFC 1950): from the initial state, the whole input in one
-    /// call with the final flush, into a buffer of the worst-case size: what
-    /// `compress_slice` does (the tests compare), without allocating a new state each time.
+    /// call with the final flush, into a buffer of the worst-case size, so that nothing
+    /// about the call pattern can change the bytes.
     fn compress(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
-        let bound = zlib_rs::compress_bound(data.len());
-        if self.out.len() < bound {
-            self.out.resize(bound, 0);
-        }
-        self.deflate.reset();
-        let status =
-            self.deflate
-                .compress(data, &mut self.out[..bound], zlib_rs::DeflateFlush::Finish);
-        let written = self.deflate.total_out() as usize;
-        match status {
-            Ok(zlib_rs::Status::StreamEnd) if self.deflate.total_in() == data.len() as u64 => {
-                Ok(self.out[..written].to_vec())
+        let bound = deflate_bound(data.len()) + 6;
+        self.out.clear();
+        self.out.resize(bound, 0);
+        self.c.reset();
+        let r = miniz_oxide::deflate::stream::deflate(
+            &mut self.c,
+            data,
+            &mut self.out,
+            MZFlush::Finish,
+        );
+        match r.status {
+            Ok(MZStatus::StreamEnd)
+                if r.bytes_consumed == data.len() && r.bytes_written < bound =>
+            {
+                Ok(self.out[..r.bytes_written].to_vec())
             }
             other => Err(io::Error::other(format!(
-                "internal error: zlib-rs compressing {} bytes: {other:?}",
+                "internal error: deflating a {}-byte grain: {other:?}",
                 data.len()
             ))),
         }
@@ -824,17 +811,14 @@ mod tests {
         let joined: Vec<u8> = all.iter().flat_map(|g| g.zlib.clone()).collect();
         assert_eq!(
             hex(&joined),
-            "cbd9e1879bf04b29262ed13d6a11a08707c2db843a55befa7450e8f2a86fe122"
+            "fc3b635830513c093a2649d8f3bd2b20f262c01cd3cc64c3c403037c68d7835a"
         );
     }
 
-    /// zlib-rs's one-shot compression, called here directly (not through the module).
+    /// miniz_oxide's one-shot compression with a fresh compressor, called here directly
+    /// (not through the module).
     fn one_shot_zlib(grain: &[u8], level: u32) -> Vec<u8> {
-        let mut out = vec![0u8; zlib_rs::compress_bound(grain.len())];
-        let (z, code) =
-            zlib_rs::compress_slice(&mut out, grain, zlib_rs::DeflateConfig::new(level as i32));
-        assert_eq!(code, zlib_rs::ReturnCode::Ok);
-        z.to_vec()
+        miniz_oxide::deflate::compress_to_vec_zlib(grain, level as u8)
     }
 
     fn compress_grains(grains: &[&[u8]], level: u32, threads: usize) -> Vec<Grain> {
