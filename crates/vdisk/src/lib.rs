@@ -91,6 +91,12 @@ impl Format {
         }
     }
 
+    /// Whether the writer derives identifiers from the raw image's SHA-256 (VMDK's CID,
+    /// VHD's unique ID, VHDX's GUIDs): writing it then needs the whole raw image hashed.
+    pub fn ids_from_content(self) -> bool {
+        matches!(self, Format::Vmdk | Format::Vhd | Format::Vhdx)
+    }
+
     /// The file name ending the platform expects (`.tar.gz` for GCE).
     pub fn extension(self) -> &'static str {
         match self {
