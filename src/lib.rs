@@ -933,10 +933,19 @@ pub struct ConvertReport {
     /// The container read and the one written.
     pub from: Format,
     pub format: Format,
-    /// The file written.
-    pub file: Sums,
-    /// The raw image (the same in input and output).
-    pub raw: Sums,
+    /// Size of the file written.
+    pub file_size: u64,
+    /// Size of the raw image (the same in input and output).
+    pub raw_size: u64,
+    /// Bytes of the raw image read: those of the input's allocated ranges (the rest was
+    /// given to the writer as holes without being read), and how many ranges.
+    pub data: u64,
+    pub ranges: usize,
+    /// The sums of the file written and of the raw image, when asked for.
+    pub file: Option<Sums>,
+    pub raw: Option<Sums>,
+    /// What the reader noticed about the input (`VirtualDisk::notes`), one line each.
+    pub notes: Vec<String>,
 }
 
 /// Why an image cannot be converted.
@@ -962,7 +971,20 @@ pub enum ConvertError {
 /// volume, qcow2, VHD, VMDK, VHDX, a GCE tar) into `output` in `format`, streaming, through
 /// the same writers a build uses, so a converted image has the bytes a direct build would.
 /// Nothing is left at `output` unless the whole file was written.
-pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertReport, BuildError> {
+///
+/// Only the input's allocated ranges (`VirtualDisk::allocated`: its own map, or the file's
+/// extents) are read; the rest goes to the writer as holes, so the work follows the data
+/// stored, not the size a header claims, and the output is as sparse as the format allows.
+/// With `sums`, the SHA-256 and BLAKE3 of the file and of the raw image are computed as
+/// well: those cover every byte, holes included, so they cost time in proportion to the
+/// disk's size (as they do for VMDK, VHD and VHDX output, whose identifiers are derived from
+/// the raw image's SHA-256).
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    format: Format,
+    sums: bool,
+) -> Result<ConvertReport, BuildError> {
     use nanoimg_stream::{ImageWriter, CHUNK};
     let disk = nanoimg_vdisk::open(input).map_err(ConvertError::from)?;
     let size = disk.size();
@@ -982,23 +1004,33 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
             path: output.to_path_buf(),
         });
     }
-    // Calls `each` with every CHUNK-sized, CHUNK-aligned piece of the raw image.
+    let ranges = disk.allocated().map_err(|e| read_err(0, e))?;
+    let data: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    // Calls `each` with the allocated ranges' bytes, in pieces that end on CHUNK
+    // boundaries of the raw image.
     type Each<'a> = dyn FnMut(u64, &[u8]) -> Result<(), ConvertError> + 'a;
-    let for_each_chunk = |each: &mut Each| {
+    let for_each_piece = |each: &mut Each| {
         let mut buf = vec![0u8; CHUNK];
-        let mut at = 0u64;
-        while at < size {
-            let n = (size - at).min(CHUNK as u64) as usize;
-            disk.read_exact_at(&mut buf[..n], at)
-                .map_err(|e| read_err(at, e))?;
-            each(at, &buf[..n])?;
-            at += n as u64;
+        for r in &ranges {
+            let mut at = r.start;
+            while at < r.end {
+                let to = r.end.min((at / CHUNK as u64 + 1) * CHUNK as u64);
+                let piece = &mut buf[..(to - at) as usize];
+                disk.read_exact_at(piece, at).map_err(|e| read_err(at, e))?;
+                each(at, piece)?;
+                at = to;
+            }
         }
         Ok::<(), ConvertError>(())
     };
-    // Hands the raw image to `w`, zero pieces as holes, and finishes it.
+    // The raw image is hashed for --sums, and for the formats whose identifiers derive from
+    // the content (VMDK's CID and VHDX's GUIDs from the survey's BLAKE3, VHD's unique id from
+    // the SHA-256): those hashes cover every byte, holes included.
+    let hash = sums || format.ids_from_content();
+    // Hands the allocated ranges to `w` (the rest as holes) and finishes it.
     let feed = |mut w: ImageWriter<'_>| {
-        for_each_chunk(&mut |_, data| {
+        for_each_piece(&mut |at, data| {
+            w.pad_to(at).map_err(write_err)?;
             if nanoimg_vdisk::is_zero(data) {
                 w.zeros(data.len() as u64)
             } else {
@@ -1006,39 +1038,57 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
             }
             .map_err(write_err)
         })?;
+        w.pad_to(size).map_err(write_err)?;
         w.finish().map_err(write_err)
     };
-    let (file_sums, raw_sums) = write_atomically(output, |file| {
+    let hashing = |sink: Box<dyn nanoimg_vdisk::Sink>| match hash {
+        true => ImageWriter::with_sink(sink, false),
+        false => ImageWriter::with_sink_unhashed(sink),
+    };
+    let (file_size, sums) = write_atomically(output, |file| {
         let out = file.try_clone().map_err(write_err)?;
         let digests = if format.needs_survey() {
             // A format whose file begins with a description of the whole disk needs the
-            // image's survey first: one pass that hashes the image and maps its data.
+            // image's survey first: one pass that maps its data (and hashes the image, when
+            // it is hashed at all).
             let surveyor = nanoimg_vdisk::SurveySink::default();
             let result = surveyor.result.clone();
-            let raw = feed(ImageWriter::with_sink(Box::new(surveyor), false).map_err(write_err)?)?;
+            let raw = feed(hashing(Box::new(surveyor)).map_err(write_err)?)?;
             let map = result
                 .lock()
                 .map_err(|_| write_err(std::io::Error::other("survey lock poisoned")))?
                 .take()
                 .unwrap_or_default();
+            // (Not hashed, the content id is zeros: only qcow2 and GCE, which use none.)
             let survey = nanoimg_vdisk::Survey {
                 map,
                 content_id: raw.blake3,
             };
             let sink = nanoimg_vdisk::writer(format, out, size, Some(survey)).map_err(write_err)?;
-            feed(ImageWriter::with_sink_hashed(sink, raw.sha256, raw.blake3).map_err(write_err)?)?
+            let w = match hash {
+                true => ImageWriter::with_sink_hashed(sink, raw.sha256, raw.blake3),
+                false => ImageWriter::with_sink_unhashed(sink),
+            };
+            feed(w.map_err(write_err)?)?
         } else {
             let sink = nanoimg_vdisk::writer(format, out, size, None).map_err(write_err)?;
-            feed(ImageWriter::with_sink(sink, false).map_err(write_err)?)?
+            feed(hashing(sink).map_err(write_err)?)?
         };
-        Ok(image_sums(size, &digests))
+        let file_size = file.metadata().map_err(write_err)?.len();
+        Ok((file_size, sums.then(|| image_sums(size, &digests))))
     })?;
+    let (file, raw) = sums.unzip();
     Ok(ConvertReport {
         output: output.to_path_buf(),
         from,
         format,
-        file: file_sums,
-        raw: raw_sums,
+        file_size,
+        raw_size: size,
+        data,
+        ranges: ranges.len(),
+        file,
+        raw,
+        notes: disk.notes(),
     })
 }
 

@@ -319,6 +319,11 @@ enum Command {
         /// The format to write: raw, qcow2, vhd, vmdk, vhdx or gce.
         #[arg(long, value_name = "FORMAT")]
         format: nanoimg::vdisk::Format,
+        /// Also compute the SHA-256 and BLAKE3 of the file and of the raw image. They cover
+        /// every byte, holes included, so they take time in proportion to the disk's size;
+        /// without them the work follows the data stored.
+        #[arg(long)]
+        sums: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -516,7 +521,8 @@ fn dispatch(command: Command) -> ExitCode {
             out,
             format,
             json,
-        } => convert(&image, &out, format, json),
+            sums,
+        } => convert(&image, &out, format, sums, json),
         Command::Run(r) => return run::run(r),
         Command::Deps {
             program,
@@ -780,27 +786,48 @@ fn convert(
     image: &std::path::Path,
     out: &std::path::Path,
     format: nanoimg::vdisk::Format,
+    sums: bool,
     json: bool,
 ) -> Result<(), nanoimg::BuildError> {
-    let r = nanoimg::convert(image, out, format)?;
+    let r = nanoimg::convert(image, out, format, sums)?;
+    for note in &r.notes {
+        say(format!("note: {note}"));
+    }
     let path = nanoimg::display_path(&r.output);
     if json {
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "path": path,
             "from": r.from.name(),
             "format": r.format.name(),
-            "size": r.file.size,
-            "sha256": r.file.sha256,
-            "blake3": r.file.blake3,
-            "raw": r.raw,
+            "size": r.file_size,
+            "raw_size": r.raw_size,
+            "data": r.data,
         });
+        if let (Some(file), Some(raw)) = (&r.file, &r.raw) {
+            value["sha256"] = file.sha256.clone().into();
+            value["blake3"] = file.blake3.clone().into();
+            value["raw"] = serde_json::to_value(raw).unwrap_or_default();
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
         return Ok(());
     }
-    print_sums(r.format, &r.file, &r.raw);
+    match (&r.file, &r.raw) {
+        (Some(file), Some(raw)) => print_sums(r.format, file, raw),
+        _ if r.format == nanoimg::vdisk::Format::Raw => {
+            println!("Image size: {} bytes", r.file_size)
+        }
+        _ => println!(
+            "Image size: {} bytes ({}; raw image {} bytes)",
+            r.file_size, r.format, r.raw_size
+        ),
+    }
+    println!(
+        "Data read: {} bytes in {} range(s) of the {}-byte raw image",
+        r.data, r.ranges, r.raw_size
+    );
     println!("Image file:{}", path.display());
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The disk-format cases: the `static-c` sample built with `nanoimg build --format F` for
-//! qcow2, VHD, VMDK and VHDX, each booted directly by `nanoimg run` (QEMU reads the format
-//! itself: `-drive format=…`) and checked for exactly what the raw image prints. (A GCE tar
-//! is not a disk QEMU boots; `tests/formats.rs` extracts it with GNU tar instead.)
+//! qcow2, VHD, VMDK, VHDX and the GCE tar, each booted by `nanoimg run` and checked for
+//! exactly what the raw image prints. QEMU reads the first four itself (`-drive format=…`);
+//! a GCE tar is not a disk QEMU reads, so `nanoimg run` converts it to a raw image first
+//! (a temporary file; for `--print-command`, the `-o` file) and boots that as `format=raw`.
 
 use std::fs;
 use std::path::Path;
@@ -32,7 +33,7 @@ impl Case {
     }
 }
 
-pub const CASES: [Case; 4] = [
+pub const CASES: [Case; 5] = [
     Case {
         format: "qcow2",
         qemu: "qcow2",
@@ -48,6 +49,11 @@ pub const CASES: [Case; 4] = [
     Case {
         format: "vhdx",
         qemu: "vhdx",
+    },
+    // Booted through its raw image, converted by `nanoimg run`.
+    Case {
+        format: "gce",
+        qemu: "raw",
     },
 ];
 
@@ -138,7 +144,13 @@ fn run_case(
     }
 
     let options = RunOptions::new(timeout_secs);
-    let print = boot::command(nanoimg, &image, &options);
+    let mut print = boot::command(nanoimg, &image, &options);
+    if case.format == "gce" {
+        // The printed command needs the converted raw image kept somewhere.
+        print
+            .arg("-o")
+            .arg(dir.join(format!("{PROGRAM}.gce-raw.img")));
+    }
     if !e2e::check_print_command(print, &mut report, |printed| {
         qemu_line_problems(case, printed)
     })? {
@@ -167,8 +179,15 @@ mod tests {
         let names: Vec<_> = CASES.iter().map(Case::name).collect();
         assert_eq!(
             names,
-            ["format-qcow2", "format-vhd", "format-vmdk", "format-vhdx"]
+            [
+                "format-qcow2",
+                "format-vhd",
+                "format-vmdk",
+                "format-vhdx",
+                "format-gce"
+            ]
         );
+        assert_eq!(CASES[4].qemu, "raw");
         assert_eq!(CASES[1].qemu, "vpc");
     }
 

@@ -64,21 +64,25 @@
 //! 1 Mi map entries, nothing but zeros after the member and at most [`MAX_TAIL`] of them,
 //! the gzip CRC), and places the
 //! member's data into an anonymous temporary file (`tempfile::tempfile()`: in the temporary
-//! directory, already unlinked, so nothing is left behind; sparse, holes and zero blocks are
-//! not written). Reads are then reads of that file.
+//! directory, already unlinked, so nothing is left behind; zero blocks are not written),
+//! back to back as the tar stores it: the file is as long as the data, whatever `realsize`
+//! claims. Reads go through the sparse map (holes read as zeros without touching the file),
+//! and [`VirtualDisk::allocated`] is the map: a whole-disk copy costs the data, not the
+//! claimed size.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use flate2::{read::MultiGzDecoder, Compression};
 use tar::{EntryType, GnuExtSparseHeader, GnuSparseHeader, Header};
 
-use crate::common::{bad, invalid_input, read_error, read_file_at, HashedFile, WriteOrder};
+use crate::common::{bad, invalid_input, read_end, read_error, HashedFile, WriteOrder};
 use crate::{
-    is_zero, raw::write_skipping_zeros, FileSums, Format, RawHashes, Sink, Survey, VdiskError,
-    VirtualDisk,
+    is_zero, push_range, raw::write_skipping_zeros, FileSums, Format, RawHashes, Sink, Survey,
+    VdiskError, VirtualDisk,
 };
 
 const BLOCK: u64 = 512;
@@ -293,11 +297,15 @@ impl Sink for GceWriter {
     }
 }
 
-/// Reads the GCE tar.gz: its `disk.raw` unpacked into an unlinked temporary file.
+/// Reads the GCE tar.gz: the data of its `disk.raw` unpacked into an unlinked temporary
+/// file, back to back as the tar stores it, with the sparse map to find it.
 #[derive(Debug)]
 pub struct GceReader {
     file: File,
     size: u64,
+    /// The member's data: (raw offset, bytes, offset in `file`), sorted, disjoint, none
+    /// empty.
+    map: Vec<(u64, u64, u64)>,
 }
 
 /// Reads exactly `buf.len()` bytes, or says the archive ended.
@@ -410,15 +418,21 @@ impl GceReader {
             )));
         }
         let out = tempfile::tempfile().map_err(read)?;
-        out.set_len(size).map_err(read)?;
+        out.set_len(stored).map_err(read)?;
         let mut buf = vec![0u8; 1 << 20];
+        let mut placed = Vec::with_capacity(map.len());
+        let mut at = 0u64;
         for &(offset, n) in &map {
+            if n > 0 {
+                placed.push((offset, n, at));
+            }
             let mut done = 0;
             while done < n {
                 let k = (n - done).min(buf.len() as u64) as usize;
                 read_block(&mut z, &mut buf[..k]).map_err(bad)?;
-                write_skipping_zeros(&out, offset + done, &buf[..k]).map_err(read)?;
+                write_skipping_zeros(&out, at, &buf[..k]).map_err(read)?;
                 done += k as u64;
+                at += k as u64;
             }
         }
         // Padding, the end-of-archive blocks and the record's padding: zeros to the end.
@@ -445,7 +459,11 @@ impl GceReader {
                 )));
             }
         }
-        Ok(GceReader { file: out, size })
+        Ok(GceReader {
+            file: out,
+            size,
+            map: placed,
+        })
     }
 }
 
@@ -459,7 +477,29 @@ impl VirtualDisk for GceReader {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        read_file_at(&self.file, self.size, buf, offset)
+        let end = read_end(offset, buf.len(), self.size)?;
+        buf.fill(0);
+        // The first piece of data ending after `offset`.
+        let first = self.map.partition_point(|&(o, n, _)| o + n <= offset);
+        for &(o, n, at) in &self.map[first..] {
+            if o >= end {
+                break;
+            }
+            let from = o.max(offset);
+            let to = (o + n).min(end);
+            let dst = &mut buf[(from - offset) as usize..(to - offset) as usize];
+            self.file.read_exact_at(dst, at + (from - o))?;
+        }
+        Ok(())
+    }
+
+    /// The sparse map's data ranges.
+    fn allocated(&self) -> io::Result<Vec<Range<u64>>> {
+        let mut out = Vec::new();
+        for &(o, n, _) in &self.map {
+            push_range(&mut out, o..o + n);
+        }
+        Ok(out)
     }
 }
 

@@ -33,6 +33,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -98,6 +99,13 @@ impl Format {
             self,
             Format::Qcow2 | Format::Vmdk | Format::Vhdx | Format::Gce
         )
+    }
+
+    /// Whether the writer derives identifiers from the raw image's content (VMDK's CID and
+    /// VHDX's GUIDs from the survey's BLAKE3, VHD's unique ID from the SHA-256): writing it
+    /// then needs the whole raw image hashed.
+    pub fn ids_from_content(self) -> bool {
+        matches!(self, Format::Vmdk | Format::Vhd | Format::Vhdx)
     }
 
     /// The file name ending the platform expects (`.tar.gz` for GCE).
@@ -382,11 +390,45 @@ pub trait VirtualDisk: Send + Sync + fmt::Debug {
     /// Fills `buf` with the raw image's bytes at `offset`. Reading past
     /// [`size`](Self::size) is an `UnexpectedEof` error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// Where the raw image may hold data: sorted, disjoint, non-adjacent ranges inside
+    /// `0..size()`; every byte outside them reads as zero (bytes inside may be zeros too).
+    /// Taken from the container's own map (qcow2 L1/L2 tables, the VMDK grain directory and
+    /// tables, the VHDX BAT, the GCE tar's sparse map; for a raw image or fixed VHD the
+    /// file's own holes, by `SEEK_DATA`/`SEEK_HOLE`), so the work and the number of ranges
+    /// follow the metadata and data present, never the size the header claims. A whole-disk
+    /// copy reads these ranges and gives the rest as holes. The default: the whole disk.
+    fn allocated(&self) -> io::Result<Vec<Range<u64>>> {
+        Ok(if self.size() == 0 {
+            Vec::new()
+        } else {
+            std::iter::once(0..self.size()).collect()
+        })
+    }
+
+    /// What the reader noticed and the user should hear, one line each (for example, a raw
+    /// disk whose last sector looks like a damaged VHD footer). Empty for most files.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Adds `r` to `ranges` (sorted, built front to back), merging it with the last range
+/// when they touch or overlap. Empty ranges are left out.
+pub fn push_range(ranges: &mut Vec<Range<u64>>, r: Range<u64>) {
+    if r.is_empty() {
+        return;
+    }
+    match ranges.last_mut() {
+        Some(last) if last.end >= r.start => last.end = last.end.max(r.end),
+        _ => ranges.push(r),
+    }
 }
 
 /// Opens `path`, recognising its format by signature: qcow2 (`QFI\xfb`), VMDK sparse
 /// (`KDMV`), VHDX (`vhdxfile`), gzip (the GCE tar), a VHD footer (`conectix` in the last
-/// 512 bytes); anything else is raw.
+/// 512 bytes); anything else is raw. A raw file whose last 512 bytes look like a VHD footer
+/// with a damaged cookie is read as raw with a note saying so ([`VirtualDisk::notes`]).
 pub fn open(path: &Path) -> Result<Box<dyn VirtualDisk>, VdiskError> {
     let read = |source| VdiskError::Read {
         path: path.to_path_buf(),
@@ -397,7 +439,7 @@ pub fn open(path: &Path) -> Result<Box<dyn VirtualDisk>, VdiskError> {
     let mut head = [0u8; 8];
     let n = read_up_to(&mut file, &mut head).map_err(read)?;
     let head = &head[..n];
-    let mut footer = [0u8; 8];
+    let mut footer = [0u8; 512];
     if len >= 512 {
         file.seek(SeekFrom::Start(len - 512)).map_err(read)?;
         read_up_to(&mut file, &mut footer).map_err(read)?;
@@ -411,8 +453,17 @@ pub fn open(path: &Path) -> Result<Box<dyn VirtualDisk>, VdiskError> {
         Box::new(vhdx::VhdxReader::open(file, path)?)
     } else if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(gce::GceReader::open(file, path)?)
-    } else if &footer == b"conectix" {
+    } else if &footer[..8] == b"conectix" {
         Box::new(vhd::VhdReader::open(file, path)?)
+    } else if let Some(damage) = vhd::damaged_footer(&footer) {
+        Box::new(raw::RawReader::with_note(
+            file,
+            len,
+            format!(
+                "{}: {damage}; reading the file as a raw disk (the footer is its last sector)",
+                path.display()
+            ),
+        ))
     } else {
         Box::new(raw::RawReader::new(file, len))
     })

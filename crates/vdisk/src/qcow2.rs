@@ -42,18 +42,24 @@
 //! [`Qcow2Reader`] reads versions 2 and 3 with any cluster size QEMU allows (512 B to 2 MiB).
 //! It refuses, with the reason, what it cannot read faithfully on its own: a backing file,
 //! encryption, an external data file, extended L2 entries, the `corrupt` bit, unknown
-//! incompatible features, and compressed clusters (when read). The L1 table is validated
-//! whole at open; an L2 entry is read and validated when its cluster is read. A data cluster
+//! incompatible features, and compressed clusters (when read); and what QEMU refuses to
+//! open: a `header_length` larger than a cluster, the compression-type feature bit without
+//! a non-zlib `compression_type` (or the reverse, or an unknown type), a refcount table over
+//! 8 MiB or an L1 table over 32 MiB, two L1 entries sharing an L2 table. The L1 table is
+//! validated whole at open; an L2 entry is read and validated when its cluster is read, or
+//! when [`VirtualDisk::allocated`] walks the tables (one read per L2 table; a zero L1 entry
+//! skips its whole range). A data cluster
 //! must start inside the file; its part past the end of the file reads as zeros (as in QEMU,
 //! which may leave an image's last cluster short).
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::common::{bad, be32, be64, invalid_data, read_end, read_error, BlockBuffer, HashedFile};
-use crate::{FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk};
+use crate::{push_range, FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk};
 
 const MAGIC: &[u8; 4] = b"QFI\xfb";
 const CLUSTER_BITS: u32 = 16;
@@ -73,6 +79,10 @@ const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 const L1_RESERVED: u64 = 0x7f00_0000_0000_01ff;
 /// Standard L2 entry bits that must be zero (1-8, 56-61).
 const L2_RESERVED: u64 = 0x3f00_0000_0000_01fe;
+/// QEMU's largest refcount table (`QCOW_MAX_REFTABLE_SIZE`): 8 MiB.
+const MAX_REFCOUNT_TABLE: u64 = 8 << 20;
+/// QEMU's largest L1 table (`QCOW_MAX_L1_SIZE`, 32 MiB) in entries.
+const MAX_L1_ENTRIES: u64 = (32 << 20) / 8;
 
 /// Where everything goes in a qcow2 file storing the guest clusters `data` (increasing):
 /// known before the first byte, from the image's [`Survey`].
@@ -316,8 +326,8 @@ impl Qcow2Reader {
                 "the file is {file_len} bytes, shorter than a qcow2 header (72)"
             )));
         }
-        let mut h = [0u8; 104];
-        let n = (file_len.min(104)) as usize;
+        let mut h = [0u8; 105];
+        let n = (file_len.min(105)) as usize;
         file.read_exact_at(&mut h[..n], 0).map_err(read)?;
         if &h[0..4] != MAGIC {
             return Err(bad("no qcow2 magic".into()));
@@ -326,6 +336,13 @@ impl Qcow2Reader {
         if version != 2 && version != 3 {
             return Err(bad(format!("unsupported qcow2 version {version}")));
         }
+        let cluster_bits = be32(&h, 20);
+        if !(9..=21).contains(&cluster_bits) {
+            return Err(bad(format!(
+                "cluster_bits {cluster_bits} is outside 9..=21"
+            )));
+        }
+        let cluster = 1u64 << cluster_bits;
         if version == 3 {
             if file_len < 104 {
                 return Err(bad(format!(
@@ -336,6 +353,12 @@ impl Qcow2Reader {
             if header_length < 104 {
                 return Err(bad(format!(
                     "header_length {header_length} is less than 104"
+                )));
+            }
+            // As QEMU: the header and its extensions live in the first cluster.
+            if u64::from(header_length) > cluster {
+                return Err(bad(format!(
+                    "header_length {header_length} ({header_length:#x}) is larger than the {cluster}-byte cluster"
                 )));
             }
             let incompatible = be64(&h, 72);
@@ -350,11 +373,31 @@ impl Qcow2Reader {
                     return Err(bad(why.into()));
                 }
             }
-            // Bit 3 (compression type) only matters for compressed clusters, which are
-            // refused when read.
             let unknown = incompatible & !0b1_1111;
             if unknown != 0 {
                 return Err(bad(format!("unknown incompatible features {unknown:#x}")));
+            }
+            // Bit 3 says the compression_type byte (offset 104, present when header_length
+            // is over 104; zlib when absent) is not zlib. QEMU refuses either without the
+            // other, and types it does not know. (The type only matters for compressed
+            // clusters, which are refused when read.)
+            let compression_type = if header_length > 104 { h[104] } else { 0 };
+            let bit = incompatible & (1 << 3) != 0;
+            match (compression_type, bit) {
+                (0, false) | (1, true) => {}
+                (0, true) => {
+                    return Err(bad(
+                        "the compression-type incompatible feature bit (3) is set, but compression_type is 0 (zlib)"
+                            .into(),
+                    ))
+                }
+                (1, false) => {
+                    return Err(bad(
+                        "compression_type is 1 (zstd), but the compression-type incompatible feature bit (3) is not set"
+                            .into(),
+                    ))
+                }
+                (t, _) => return Err(bad(format!("unknown compression_type {t}"))),
             }
             let refcount_order = be32(&h, 96);
             if refcount_order > 6 {
@@ -368,18 +411,30 @@ impl Qcow2Reader {
                     .into(),
             ));
         }
-        let cluster_bits = be32(&h, 20);
-        if !(9..=21).contains(&cluster_bits) {
-            return Err(bad(format!(
-                "cluster_bits {cluster_bits} is outside 9..=21"
-            )));
-        }
-        let cluster = 1u64 << cluster_bits;
         let size = be64(&h, 24);
         if be32(&h, 32) != 0 {
             return Err(bad("the image is encrypted (not supported)".into()));
         }
+        // QEMU's limits on the tables (`QCOW_MAX_REFTABLE_SIZE`, `QCOW_MAX_L1_SIZE`).
+        let refcount_table_offset = be64(&h, 48);
+        let refcount_table_clusters = u64::from(be32(&h, 56));
+        let max_refcount_clusters = MAX_REFCOUNT_TABLE >> cluster_bits;
+        if refcount_table_clusters > max_refcount_clusters {
+            return Err(bad(format!(
+                "refcount_table_clusters {refcount_table_clusters} is over {max_refcount_clusters} (QEMU's limit: 8 MiB of refcount table)"
+            )));
+        }
+        if refcount_table_offset & (cluster - 1) != 0 {
+            return Err(bad(format!(
+                "refcount table offset {refcount_table_offset:#x} is not cluster-aligned"
+            )));
+        }
         let l1_size = u64::from(be32(&h, 36));
+        if l1_size > MAX_L1_ENTRIES {
+            return Err(bad(format!(
+                "l1_size {l1_size} is over {MAX_L1_ENTRIES} (QEMU's limit: 32 MiB of L1 table)"
+            )));
+        }
         let l1_offset = be64(&h, 40);
         let per_l1 = 1u64 << (cluster_bits + cluster_bits - 3);
         let needed = size.div_ceil(per_l1);
@@ -429,6 +484,23 @@ impl Qcow2Reader {
             }
             l1.push(off);
         }
+        // Each L2 table serves one L1 entry (QEMU never shares one within a table), so the
+        // tables a whole-disk read walks are tables the file holds.
+        let mut tables: Vec<(u64, usize)> = l1
+            .iter()
+            .enumerate()
+            .filter(|(_, &off)| off != 0)
+            .map(|(i, &off)| (off, i))
+            .collect();
+        tables.sort_unstable();
+        if let Some(w) = tables.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(bad(format!(
+                "L1 entries {} and {} both point to the L2 table at {:#x}",
+                w[0].1.min(w[1].1),
+                w[0].1.max(w[1].1),
+                w[0].0
+            )));
+        }
         Ok(Qcow2Reader {
             file,
             path: path.to_path_buf(),
@@ -456,7 +528,12 @@ impl Qcow2Reader {
         let slot = index & ((1 << l2_bits) - 1);
         let mut e = [0u8; 8];
         self.file.read_exact_at(&mut e, l2 + slot * 8)?;
-        let e = u64::from_be_bytes(e);
+        self.decode(index, u64::from_be_bytes(e))
+    }
+
+    /// Where guest cluster `index`, whose L2 entry is `e`, is in the file, or None for
+    /// zeros.
+    fn decode(&self, index: u64, e: u64) -> io::Result<Option<u64>> {
         if e & COMPRESSED != 0 {
             return Err(self.invalid(format!(
                 "guest cluster {index} is compressed (compressed clusters are not supported)"
@@ -524,5 +601,48 @@ impl VirtualDisk for Qcow2Reader {
             at = to;
         }
         Ok(())
+    }
+
+    /// The clusters the L2 tables map: each L1 entry with a table costs one read of it,
+    /// one without skips its whole range (512 MiB at 64 KiB clusters). Two guest clusters
+    /// mapped to one host cluster are an error (QEMU never writes that), so the data read
+    /// is data the file holds.
+    fn allocated(&self) -> io::Result<Vec<Range<u64>>> {
+        let cluster = 1u64 << self.cluster_bits;
+        let l2_bits = self.cluster_bits - 3;
+        let mut out = Vec::new();
+        if self.size == 0 {
+            return Ok(out);
+        }
+        let last = (self.size - 1) >> self.cluster_bits;
+        let mut hosts: Vec<(u64, u64)> = Vec::new();
+        let mut table = vec![0u8; cluster as usize];
+        for (i, &l2) in self.l1.iter().enumerate() {
+            if l2 == 0 {
+                continue;
+            }
+            self.file.read_exact_at(&mut table, l2)?;
+            for (slot, e) in table.chunks_exact(8).enumerate() {
+                let index = ((i as u64) << l2_bits) + slot as u64;
+                if index > last {
+                    break;
+                }
+                if let Some(host) = self.decode(index, be64(e, 0))? {
+                    hosts.push((host, index));
+                    let start = index << self.cluster_bits;
+                    push_range(&mut out, start..(start + cluster).min(self.size));
+                }
+            }
+        }
+        hosts.sort_unstable();
+        if let Some(w) = hosts.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(self.invalid(format!(
+                "guest clusters {} and {} both map to host offset {:#x}",
+                w[0].1.min(w[1].1),
+                w[0].1.max(w[1].1),
+                w[0].0
+            )));
+        }
+        Ok(out)
     }
 }

@@ -42,7 +42,9 @@
 //! [`VhdReader`] takes the footer in the last 512 bytes: cookie, checksum, disk type 2
 //! (a dynamic or differencing VHD is refused with that reason), a current size that fits in
 //! the file before the footer. The disk is the first current-size bytes of the file (the
-//! specification's size, not the CHS geometry).
+//! specification's size, not the CHS geometry); its data is where the file has data
+//! (`SEEK_DATA`). A file whose last 512 bytes look like a footer with a damaged cookie
+//! ([`damaged_footer`]) is read by [`crate::open`] as a raw disk, with a note saying so.
 
 use std::fs::File;
 use std::io;
@@ -140,6 +142,24 @@ pub fn footer(size: u64, raw_sha256: &[u8; 32]) -> [u8; 512] {
     let sum = checksum(&f);
     f[64..68].copy_from_slice(&sum.to_be_bytes());
     f
+}
+
+/// If `f`, the last 512 bytes of a file, lack the `conectix` cookie but otherwise look like
+/// a VHD footer (the file format version 1.0 and a disk type of 2, 3 or 4 at their places:
+/// eight bytes that a raw disk's last sector does not hold by chance), what they are.
+pub fn damaged_footer(f: &[u8; 512]) -> Option<String> {
+    if &f[0..8] == COOKIE {
+        return None;
+    }
+    let version = be32(f, 12);
+    let disk_type = be32(f, 60);
+    if version != 0x0001_0000 || !(2..=4).contains(&disk_type) {
+        return None;
+    }
+    Some(format!(
+        "the last 512 bytes look like a VHD footer (file format version 1.0, disk type {disk_type}) whose cookie is damaged ({:?}, not \"conectix\")",
+        String::from_utf8_lossy(&f[0..8])
+    ))
 }
 
 /// Writes a fixed VHD (see the module documentation).
@@ -250,5 +270,9 @@ impl VirtualDisk for VhdReader {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         read_file_at(&self.file, self.size, buf, offset)
+    }
+
+    fn allocated(&self) -> io::Result<Vec<std::ops::Range<u64>>> {
+        crate::raw::file_extents(&self.file, self.size)
     }
 }

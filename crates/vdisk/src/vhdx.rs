@@ -53,7 +53,9 @@
 //! sequence number; equal numbers only if both headers are the same), refuses a non-empty log
 //! (replaying it is not supported: its reason says so), reads region table 1 (or 2 if 1 is
 //! damaged), the metadata and the BAT, validating every offset, length, flag and state
-//! against the file and the specification. Differencing files are refused.
+//! against the file and the specification. Differencing files are refused, and so are
+//! payload blocks that overlap (no writer shares one), so a whole-disk read
+//! ([`VirtualDisk::allocated`]: the blocks present) reads what the file holds.
 
 use std::fs::File;
 use std::io;
@@ -759,6 +761,24 @@ impl VhdxReader {
                 _ => return Err(bad(format!("BAT entry {j} has reserved state {state}"))),
             }
         }
+        // Each payload block in a place of its own, as every writer makes them: the data a
+        // whole-disk read reads is data the file holds.
+        let mut placed: Vec<(u64, usize)> = blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, &o)| o != 0)
+            .map(|(i, &o)| (o, i))
+            .collect();
+        placed.sort_unstable();
+        if let Some(w) = placed.windows(2).find(|w| w[1].0 < w[0].0 + block_size) {
+            return Err(bad(format!(
+                "payload blocks {} and {} overlap (at {:#x} and {:#x}, {block_size} bytes each)",
+                w[0].1.min(w[1].1),
+                w[0].1.max(w[1].1),
+                w[0].0,
+                w[1].0
+            )));
+        }
         Ok(VhdxReader {
             file,
             size,
@@ -793,5 +813,17 @@ impl VirtualDisk for VhdxReader {
             at = to;
         }
         Ok(())
+    }
+
+    /// The payload blocks the BAT gives as present.
+    fn allocated(&self) -> io::Result<Vec<std::ops::Range<u64>>> {
+        let mut out = Vec::new();
+        for (i, &host) in self.blocks.iter().enumerate() {
+            if host != 0 {
+                let start = i as u64 * self.block_size;
+                crate::push_range(&mut out, start..(start + self.block_size).min(self.size));
+            }
+        }
+        Ok(out)
     }
 }

@@ -66,9 +66,16 @@
 //! every table it names and every grain marker lie in the file, that a marker's LBA is its
 //! grain's, and that a grain inflates to at most one grain (and covers what the capacity
 //! needs). It reads stream-optimized files (footer or not) and plain monolithic sparse ones.
+//! As QEMU, it refuses an `overHead` past the end of the file and an embedded descriptor
+//! without a hexadecimal `CID` and `parentCID` (or that is not text); and it refuses a
+//! child disk (a parentCID other than `ffffffff`, or a `parentFileNameHint`), which would
+//! read its parent where it has no grain: nanoimg opens no file a header names. Two grain
+//! directory entries sharing a grain table, or two grains at one place, are errors, so a
+//! whole-disk read ([`VirtualDisk::allocated`]) reads what the file holds.
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -79,7 +86,9 @@ use crate::common::{
     bad, invalid_data, invalid_input, le32, le64, read_end, read_error, HashedFile, WriteOrder,
 };
 use crate::deflate::{Grain, GrainCompressor};
-use crate::{is_zero, FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk};
+use crate::{
+    is_zero, push_range, FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk,
+};
 
 const SECTOR: u64 = 512;
 /// Sectors in a grain (64 KiB).
@@ -350,6 +359,10 @@ struct Header {
     grain_sectors: u64,
     gtes_per_gt: u32,
     gd_offset: u64,
+    /// Where grains may start (sectors): `overHead`.
+    overhead: u64,
+    desc_offset: u64,
+    desc_sectors: u64,
     compress_algorithm: u16,
 }
 
@@ -364,6 +377,9 @@ fn parse_header(h: &[u8; 512]) -> Result<Header, String> {
         grain_sectors: le64(h, 20),
         gtes_per_gt: le32(h, 44),
         gd_offset: le64(h, 56),
+        overhead: le64(h, 64),
+        desc_offset: le64(h, 28),
+        desc_sectors: le64(h, 36),
         compress_algorithm: u16::from_le_bytes([h[77], h[78]]),
     };
     if !(1..=3).contains(&header.version) {
@@ -403,6 +419,8 @@ impl VmdkReader {
         let mut h = [0u8; 512];
         file.read_exact_at(&mut h, 0).map_err(read)?;
         let mut header = parse_header(&h).map_err(&bad)?;
+        let first = header;
+        let mut whose = "the header's";
         if header.gd_offset == GD_AT_END {
             // Footer marker, footer, end-of-stream marker: the last three sectors.
             if file_len < 4 * SECTOR {
@@ -431,7 +449,16 @@ impl VmdkReader {
                 return Err(bad("the footer disagrees with the header".into()));
             }
             header = footer;
+            whose = "the footer's";
         }
+        // As QEMU ("File truncated"): the grains start inside the file.
+        if header.overhead > file_len / SECTOR {
+            return Err(bad(format!(
+                "{whose} overHead {} ({:#x}) sectors is past the end of the {file_len}-byte file",
+                header.overhead, header.overhead
+            )));
+        }
+        descriptor_check(&file, file_len, &first).map_err(&bad)?;
         let compressed = match header.compress_algorithm {
             0 => false,
             1 => header.flags & FLAG_COMPRESSED != 0,
@@ -480,6 +507,23 @@ impl VmdkReader {
                     "grain table {i} at sector {gt} is not in the file"
                 )));
             }
+        }
+        // One grain table per directory entry, as every writer makes them: the tables a
+        // whole-disk read walks are tables the file holds.
+        let mut tables: Vec<(u32, usize)> = gd
+            .iter()
+            .enumerate()
+            .filter(|(_, &gt)| gt != 0)
+            .map(|(i, &gt)| (gt, i))
+            .collect();
+        tables.sort_unstable();
+        if let Some(w) = tables.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(bad(format!(
+                "grain directory entries {} and {} both point to the grain table at sector {}",
+                w[0].1.min(w[1].1),
+                w[0].1.max(w[1].1),
+                w[0].0
+            )));
         }
         Ok(VmdkReader {
             file,
@@ -554,6 +598,79 @@ impl VmdkReader {
     }
 }
 
+/// The most descriptor text read (QEMU reads at most 1 MiB).
+const MAX_DESC_SECTORS: u64 = 2048;
+
+/// Checks the descriptor embedded in the extent `header` is the first sector of: text,
+/// with the `CID` and `parentCID` QEMU needs, for a standalone disk (parentCID `ffffffff`
+/// and no `parentFileNameHint`: a child disk reads its parent where it has no grain, and
+/// nanoimg opens no file a header names).
+fn descriptor_check(file: &File, file_len: u64, header: &Header) -> Result<(), String> {
+    let (at, n) = (header.desc_offset, header.desc_sectors);
+    if at == 0 || n == 0 {
+        return Err(format!(
+            "no embedded descriptor (descriptorOffset {at}, descriptorSize {n}): an extent of a disk described in another file"
+        ));
+    }
+    if n > MAX_DESC_SECTORS
+        || at
+            .checked_add(n)
+            .and_then(|e| e.checked_mul(SECTOR))
+            .is_none_or(|end| end > file_len)
+    {
+        return Err(format!(
+            "the embedded descriptor ({n} sectors at sector {at}) is not in the {file_len}-byte file"
+        ));
+    }
+    let mut raw = vec![0u8; (n * SECTOR) as usize];
+    file.read_exact_at(&mut raw, at * SECTOR)
+        .map_err(|e| format!("cannot read the embedded descriptor: {e}"))?;
+    let text = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+    if let Some(i) = text
+        .iter()
+        .position(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f)
+    {
+        return Err(format!(
+            "the embedded descriptor (sector {at}) is not text: byte {:#04x} at offset {i}",
+            text[i]
+        ));
+    }
+    let text = String::from_utf8_lossy(text);
+    let value = |key: &str| {
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+        })
+    };
+    let cid = |key: &str| -> Result<u32, String> {
+        let v = value(key).ok_or_else(|| format!("the embedded descriptor has no {key} line"))?;
+        if v.is_empty() || v.len() > 8 {
+            return Err(format!(
+                "the embedded descriptor's {key} {v:?} is not 1 to 8 hexadecimal digits"
+            ));
+        }
+        u32::from_str_radix(&v, 16).map_err(|_| {
+            format!("the embedded descriptor's {key} {v:?} is not 1 to 8 hexadecimal digits")
+        })
+    };
+    cid("CID")?;
+    let parent = cid("parentCID")?;
+    let hint = value("parentFileNameHint");
+    if parent != NO_PARENT || hint.is_some() {
+        let hint = match hint {
+            Some(h) => format!("parentFileNameHint {h:?}"),
+            None => "no parentFileNameHint".into(),
+        };
+        return Err(format!(
+            "a child disk (parentCID {parent:08x}, {hint}); nanoimg reads only standalone disks"
+        ));
+    }
+    Ok(())
+}
+
+/// `parentCID` of a disk without a parent.
+const NO_PARENT: u32 = u32::MAX;
+
 impl VirtualDisk for VmdkReader {
     fn format(&self) -> Format {
         Format::Vmdk
@@ -599,5 +716,42 @@ impl VirtualDisk for VmdkReader {
             done += n;
         }
         Ok(())
+    }
+
+    /// The grains the grain tables give: one read per grain table, a zero directory entry
+    /// skips its whole range. Two grains at one place are an error.
+    fn allocated(&self) -> io::Result<Vec<Range<u64>>> {
+        let mut out = Vec::new();
+        let mut places: Vec<(u32, u64)> = Vec::new();
+        let mut table = vec![0u8; (self.gtes_per_gt * 4) as usize];
+        for (i, &gt) in self.gd.iter().enumerate() {
+            if gt == 0 {
+                continue;
+            }
+            self.file.read_exact_at(&mut table, gt as u64 * SECTOR)?;
+            for (k, e) in table.chunks_exact(4).enumerate() {
+                let g = i as u64 * self.gtes_per_gt + k as u64;
+                let start = g * self.grain_bytes;
+                if start >= self.size {
+                    break;
+                }
+                let gte = le32(e, 0);
+                if gte == 0 || (gte == 1 && self.zero_grain) {
+                    continue;
+                }
+                places.push((gte, g));
+                push_range(&mut out, start..(start + self.grain_bytes).min(self.size));
+            }
+        }
+        places.sort_unstable();
+        if let Some(w) = places.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(self.corrupt(format!(
+                "grains {} and {} are both at sector {}",
+                w[0].1.min(w[1].1),
+                w[0].1.max(w[1].1),
+                w[0].0
+            )));
+        }
+        Ok(out)
     }
 }

@@ -204,7 +204,36 @@ pub fn read_back(path: &Path, format: Format) -> Vec<u8> {
     let mut one = [0u8; 1];
     let err = disk.read_exact_at(&mut one, disk.size()).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    assert_allocated_covers_the_data(&*disk, &buf);
     buf
+}
+
+/// `disk.allocated()` is sorted, disjoint, non-adjacent ranges inside the disk, and every
+/// non-zero byte of `whole` (the whole disk) is in one.
+pub fn assert_allocated_covers_the_data(disk: &dyn VirtualDisk, whole: &[u8]) {
+    let ranges = disk.allocated().unwrap();
+    let mut prev = None::<u64>;
+    for r in &ranges {
+        assert!(r.start < r.end && r.end <= disk.size(), "{r:?}");
+        if let Some(p) = prev {
+            assert!(
+                r.start > p,
+                "ranges not sorted, disjoint and apart: {ranges:?}"
+            );
+        }
+        prev = Some(r.end);
+    }
+    let mut at = 0usize;
+    for r in ranges
+        .iter()
+        .chain(std::iter::once(&(whole.len() as u64..whole.len() as u64)))
+    {
+        let gap = &whole[at..r.start as usize];
+        if let Some(i) = gap.iter().position(|&b| b != 0) {
+            panic!("non-zero byte at {} outside the allocated ranges", at + i);
+        }
+        at = r.end as usize;
+    }
 }
 
 /// `path`, read back as `format`, is `img` padded with zeros to the format's disk size.
