@@ -38,7 +38,7 @@ use std::thread::{self, JoinHandle};
 
 use sha2::{Digest, Sha256};
 
-use nanoimg_vdisk::raw::write_skipping_zeros;
+use nanoimg_vdisk::raw::{set_direct, write_skipping_zeros};
 pub use nanoimg_vdisk::Sink;
 
 /// Size of a write buffer. Buffers end on multiples of this in the image, so writes are
@@ -339,26 +339,6 @@ fn spawn_disk_writer(out: &File, try_direct: bool) -> io::Result<DiskWriter> {
 }
 
 /// Turns `O_DIRECT` on or off for the open file.
-fn set_direct(file: &File, on: bool) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: F_GETFL/F_SETFL on a descriptor this `File` owns; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let flags = if on {
-        flags | libc::O_DIRECT
-    } else {
-        flags & !libc::O_DIRECT
-    };
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn spawn_file_hasher() -> io::Result<FileWorker> {
     let (tx, rx) = mpsc::sync_channel::<FileMsg>(BUFFERS * 64);
     let handle = thread::Builder::new()

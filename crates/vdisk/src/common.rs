@@ -243,31 +243,108 @@ fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
 const OUT_BUF: usize = 1 << 20;
 /// Buffers queued for the SHA-256 thread at most.
 const OUT_QUEUE: usize = 4;
+/// Alignment of the buffers (and of direct writes).
+const ALIGN: usize = 4096;
+
+/// A buffer of `OUT_BUF` bytes aligned to [`ALIGN`], as direct I/O needs, filled to `len`.
+struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the buffer is owned memory, handed from thread to thread, never shared.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    fn layout() -> std::alloc::Layout {
+        // Constants: a power of two alignment, a size that is a multiple of it.
+        std::alloc::Layout::from_size_align(OUT_BUF, ALIGN).expect("a valid buffer layout")
+    }
+
+    fn new() -> AlignedBuf {
+        let layout = Self::layout();
+        // SAFETY: the layout's size is not zero.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        match std::ptr::NonNull::new(ptr) {
+            Some(ptr) => AlignedBuf { ptr, len: 0 },
+            None => std::alloc::handle_alloc_error(layout),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes from `ptr` are initialised (the allocation is zeroed) and owned.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes with zeros up to the next multiple of [`ALIGN`] (a direct write's length).
+    fn padded(&mut self) -> &[u8] {
+        let n = self.len.next_multiple_of(ALIGN);
+        // SAFETY: `n` is at most OUT_BUF (a multiple of ALIGN); the bytes are owned.
+        unsafe {
+            std::ptr::write_bytes(self.ptr.as_ptr().add(self.len), 0, n - self.len);
+            std::slice::from_raw_parts(self.ptr.as_ptr(), n)
+        }
+    }
+
+    fn room(&self) -> usize {
+        OUT_BUF - self.len
+    }
+
+    /// Appends `data` (at most [`room`](Self::room) bytes).
+    fn extend(&mut self, data: &[u8]) {
+        let n = data.len().min(self.room());
+        // SAFETY: `n` bytes fit after `len`; the regions do not overlap (`data` is not ours).
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(self.len), n);
+        }
+        self.len += n;
+    }
+
+    /// Appends `n` zeros (at most [`room`](Self::room)).
+    fn extend_zeros(&mut self, n: usize) {
+        let n = n.min(self.room());
+        // SAFETY: `n` bytes fit after `len`.
+        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(self.len), 0, n) };
+        self.len += n;
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), Self::layout()) };
+    }
+}
 
 enum HashMsg {
-    Data(Vec<u8>),
+    Data(AlignedBuf),
     Zeros(u64),
 }
 
 /// A new file written strictly front to back and hashed as it is written: BLAKE3 by the
 /// writing thread, SHA-256 on a thread of its own, so a container's digests never need the
 /// finished file read back. Zero blocks become holes (as [`crate::raw::write_skipping_zeros`]
-/// leaves them). Memory: at most `OUT_QUEUE + 2` buffers of 1 MiB.
+/// leaves them). The writes are direct (`O_DIRECT`, from 4 KiB-aligned buffers at 1 MiB
+/// offsets: no copy into the page cache, nothing left for the final `fsync`) when the file
+/// allows it, else buffered, with write-back started as they go ([`writeback`]). Memory: at
+/// most `OUT_QUEUE + 2` buffers of 1 MiB.
 pub(crate) struct HashedFile {
     file: File,
-    buf: Vec<u8>,
-    /// The file offset of `buf[0]`.
+    buf: AlignedBuf,
+    /// The file offset of the buffer's first byte.
     buf_at: u64,
+    direct: bool,
     blake3: blake3::Hasher,
     tx: Option<std::sync::mpsc::SyncSender<HashMsg>>,
     sha: Option<std::thread::JoinHandle<[u8; 32]>>,
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    spare: std::sync::mpsc::Receiver<AlignedBuf>,
 }
 
 impl std::fmt::Debug for HashedFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HashedFile")
             .field("position", &self.position())
+            .field("direct", &self.direct)
             .finish_non_exhaustive()
     }
 }
@@ -279,7 +356,7 @@ fn hash_stopped() -> io::Error {
 impl HashedFile {
     pub(crate) fn new(file: File) -> io::Result<HashedFile> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<HashMsg>(OUT_QUEUE);
-        let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (spare_tx, spare) = std::sync::mpsc::channel::<AlignedBuf>();
         let sha = std::thread::Builder::new()
             .name("nanoimg-file-sha256".to_owned())
             .spawn(move || {
@@ -287,7 +364,7 @@ impl HashedFile {
                 for msg in rx {
                     match msg {
                         HashMsg::Data(b) => {
-                            h.update(&b);
+                            h.update(b.bytes());
                             let _ = spare_tx.send(b);
                         }
                         HashMsg::Zeros(n) => for_zeros(n, |z| h.update(z)),
@@ -295,10 +372,12 @@ impl HashedFile {
                 }
                 h.finalize().into()
             })?;
+        let direct = crate::raw::set_direct(&file, true).is_ok();
         Ok(HashedFile {
             file,
-            buf: Vec::with_capacity(OUT_BUF),
+            buf: AlignedBuf::new(),
             buf_at: 0,
+            direct,
             blake3: blake3::Hasher::new(),
             tx: Some(tx),
             sha: Some(sha),
@@ -308,7 +387,7 @@ impl HashedFile {
 
     /// Bytes given so far: the offset of the next one.
     pub(crate) fn position(&self) -> u64 {
-        self.buf_at + self.buf.len() as u64
+        self.buf_at + self.buf.len as u64
     }
 
     fn send(&self, msg: HashMsg) -> io::Result<()> {
@@ -321,31 +400,43 @@ impl HashedFile {
 
     /// Writes and hashes what is buffered.
     fn flush_buf(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.buf.len == 0 {
             return Ok(());
         }
-        crate::raw::write_skipping_zeros(&self.file, self.buf_at, &self.buf)?;
-        writeback(&self.file, self.buf_at, self.buf.len() as u64);
-        self.blake3.update(&self.buf);
+        let at = self.buf_at;
+        if self.direct {
+            // A direct write is of whole aligned blocks: the last is padded with zeros, which
+            // `finish` cuts off again. A filesystem may accept O_DIRECT and refuse the
+            // writes: buffered from then on.
+            if crate::raw::write_skipping_zeros(&self.file, at, self.buf.padded()).is_err() {
+                crate::raw::set_direct(&self.file, false)?;
+                self.direct = false;
+            }
+        }
+        if !self.direct {
+            crate::raw::write_skipping_zeros(&self.file, at, self.buf.bytes())?;
+            writeback(&self.file, at, self.buf.len as u64);
+        }
+        self.blake3.update(self.buf.bytes());
         let next = match self.spare.try_recv() {
             Ok(mut b) => {
-                b.clear();
+                b.len = 0;
                 b
             }
-            Err(_) => Vec::with_capacity(OUT_BUF),
+            Err(_) => AlignedBuf::new(),
         };
         let full = std::mem::replace(&mut self.buf, next);
-        self.buf_at += full.len() as u64;
+        self.buf_at += full.len as u64;
         self.send(HashMsg::Data(full))
     }
 
     /// Appends `data`.
     pub(crate) fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
-            let k = (OUT_BUF - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..k]);
+            let k = self.buf.room().min(data.len());
+            self.buf.extend(&data[..k]);
             data = &data[k..];
-            if self.buf.len() == OUT_BUF {
+            if self.buf.room() == 0 {
                 self.flush_buf()?;
             }
         }
@@ -354,11 +445,11 @@ impl HashedFile {
 
     /// Appends `n` zero bytes: long runs become a hole without being written.
     pub(crate) fn zeros(&mut self, mut n: u64) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            let k = ((OUT_BUF - self.buf.len()) as u64).min(n) as usize;
-            self.buf.resize(self.buf.len() + k, 0);
+        if self.buf.len > 0 {
+            let k = (self.buf.room() as u64).min(n) as usize;
+            self.buf.extend_zeros(k);
             n -= k as u64;
-            if self.buf.len() == OUT_BUF {
+            if self.buf.room() == 0 {
                 self.flush_buf()?;
             }
         }
@@ -375,7 +466,7 @@ impl HashedFile {
             self.buf_at += whole;
             n -= whole;
         }
-        self.buf.resize(n as usize, 0);
+        self.buf.extend_zeros(n as usize);
         Ok(())
     }
 
@@ -395,7 +486,12 @@ impl HashedFile {
     pub(crate) fn finish(mut self) -> io::Result<crate::FileSums> {
         self.flush_buf()?;
         let size = self.position();
+        // Also cuts the zeros a direct write added to the last block.
         self.file.set_len(size)?;
+        if self.direct {
+            // The descriptor is shared with the caller's `File`: leave it as it was.
+            let _ = crate::raw::set_direct(&self.file, false);
+        }
         drop(self.tx.take());
         let sha256 = self
             .sha

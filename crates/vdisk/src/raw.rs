@@ -21,6 +21,28 @@ impl RawWriter {
     }
 }
 
+/// Turns direct I/O (`O_DIRECT`) on or off for `file`'s open file description (shared with
+/// its clones).
+pub fn set_direct(file: &File, on: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a descriptor this `File` owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Writes `data` at `offset` of `out`, leaving out the [`ZERO_BLOCK`]-aligned blocks that are
 /// all zeros (which stay holes in a new file). Only whole blocks are left out — a partial
 /// block at either end of `data` is written — so every write keeps the alignment of `data`,

@@ -167,21 +167,44 @@ pub fn damaged_footer(f: &[u8; 512]) -> Option<String> {
 pub struct VhdWriter {
     out: File,
     order: WriteOrder,
+    /// Writing with direct I/O (the raw image's aligned buffers go straight to the disk).
+    direct: bool,
 }
 
 impl VhdWriter {
     pub fn new(out: File, virtual_size: u64) -> io::Result<VhdWriter> {
         current_size(virtual_size)?;
+        let direct = crate::raw::set_direct(&out, true).is_ok();
         Ok(VhdWriter {
             out,
             order: WriteOrder::new(virtual_size),
+            direct,
         })
+    }
+
+    fn buffered(&mut self) -> io::Result<()> {
+        if self.direct {
+            crate::raw::set_direct(&self.out, false)?;
+            self.direct = false;
+        }
+        Ok(())
     }
 }
 
 impl Sink for VhdWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.order.write(offset, data.len())?;
+        let aligned = |n: usize| n % crate::ZERO_BLOCK as usize == 0;
+        if self.direct
+            && aligned(offset as usize)
+            && aligned(data.len())
+            && aligned(data.as_ptr() as usize)
+            && write_skipping_zeros(&self.out, offset, data).is_ok()
+        {
+            return Ok(());
+        }
+        // An unaligned piece (or a filesystem refusing direct writes): buffered from here.
+        self.buffered()?;
         write_skipping_zeros(&self.out, offset, data)?;
         crate::common::writeback(&self.out, offset, data.len() as u64);
         Ok(())
@@ -189,8 +212,10 @@ impl Sink for VhdWriter {
 
     /// The file is the raw image, zeros up to the VHD size and the footer: its digests
     /// continue the raw image's hash states (`raw`), so nothing is hashed twice.
-    fn finish(self: Box<Self>, len: u64, raw: &RawHashes) -> io::Result<FileSums> {
+    fn finish(mut self: Box<Self>, len: u64, raw: &RawHashes) -> io::Result<FileSums> {
         self.order.finish(Format::Vhd, len)?;
+        // The descriptor is shared with the caller's `File`: leave it as it was.
+        self.buffered()?;
         let size = current_size(len)?;
         let footer = footer(size, &raw.sha256);
         self.out.set_len(size)?;
