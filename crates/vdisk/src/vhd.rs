@@ -194,7 +194,7 @@ impl VhdWriter {
 impl Sink for VhdWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.order.write(offset, data.len())?;
-        let aligned = |n: usize| n % crate::ZERO_BLOCK as usize == 0;
+        let aligned = |n: usize| n.is_multiple_of(crate::ZERO_BLOCK as usize);
         if self.direct
             && aligned(offset as usize)
             && aligned(data.len())
