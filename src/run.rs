@@ -200,16 +200,7 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         }
         let output = match &cmd.output {
             Some(o) => o.clone(),
-            None => {
-                let t = nanoimg::atomic::TempFile::in_dir(&std::env::temp_dir(), ".nanoimg-run-")
-                    .map_err(|source| RunCliError::Read {
-                    path: std::env::temp_dir(),
-                    source,
-                })?;
-                let path = t.path().to_path_buf();
-                temporary = Some(t);
-                path
-            }
+            None => temporary_image(&mut temporary)?,
         };
         let report = nanoimg::build(&nanoimg::BuildOptions {
             missing_files: cmd.missing_files,
@@ -270,19 +261,7 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
                         image.display()
                     )))
                 }
-                None => {
-                    let t = nanoimg::atomic::TempFile::in_dir(
-                        &std::env::temp_dir(),
-                        ".nanoimg-run-",
-                    )
-                    .map_err(|source| RunCliError::Read {
-                        path: std::env::temp_dir(),
-                        source,
-                    })?;
-                    let path = t.path().to_path_buf();
-                    temporary = Some(t);
-                    path
-                }
+                None => temporary_image(&mut temporary)?,
             };
             crate::say(format!(
                 "{} is a {} image, which QEMU cannot boot: booting its raw image, converted into {}",
@@ -450,4 +429,20 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
             ExitCode::FAILURE
         }
     })
+}
+
+/// A temporary file for the image `run` boots (built or converted), in the temporary
+/// directory, kept in `temporary` (removed when dropped, and on Ctrl-C); its path.
+fn temporary_image(
+    temporary: &mut Option<nanoimg::atomic::TempFile>,
+) -> Result<std::path::PathBuf, RunCliError> {
+    let t = nanoimg::atomic::TempFile::in_dir(&std::env::temp_dir(), ".nanoimg-run-").map_err(
+        |source| RunCliError::Read {
+            path: std::env::temp_dir(),
+            source,
+        },
+    )?;
+    let path = t.path().to_path_buf();
+    *temporary = Some(t);
+    Ok(path)
 }

@@ -557,3 +557,50 @@ pub(crate) fn writeback(file: &File, offset: u64, len: u64) {
         }
     }
 }
+
+/// The units (clusters, blocks) a [`crate::Survey`] says hold data, increasing, checked off
+/// as a writer stores them: a writer that lays its file out from the survey must be given
+/// exactly those.
+#[derive(Debug)]
+pub(crate) struct SurveyedUnits {
+    pub(crate) units: Vec<u64>,
+    /// Units stored so far.
+    pub(crate) stored: usize,
+    /// What a unit is called in messages (`cluster`, `block`).
+    what: &'static str,
+}
+
+impl SurveyedUnits {
+    pub(crate) fn new(units: Vec<u64>, what: &'static str) -> SurveyedUnits {
+        SurveyedUnits {
+            units,
+            stored: 0,
+            what,
+        }
+    }
+
+    /// Checks that unit `index` is the next the survey named, and counts it.
+    pub(crate) fn store(&mut self, index: u64) -> io::Result<()> {
+        if self.units.get(self.stored) != Some(&index) {
+            return Err(self.changed(index));
+        }
+        self.stored += 1;
+        Ok(())
+    }
+
+    /// Checks that every unit the survey named was stored.
+    pub(crate) fn finish(&self) -> io::Result<()> {
+        match self.units.get(self.stored) {
+            Some(&index) => Err(self.changed(index)),
+            None => Ok(()),
+        }
+    }
+
+    /// The image's data differs from its survey (a source changed between the two passes).
+    fn changed(&self, index: u64) -> io::Error {
+        io::Error::other(format!(
+            "the image changed while it was written: {} {index} differs from the first pass (a source file changed during the build?)",
+            self.what
+        ))
+    }
+}

@@ -58,6 +58,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::common::SurveyedUnits;
 use crate::common::{bad, be32, be64, invalid_data, read_end, read_error, BlockBuffer, HashedFile};
 use crate::{push_range, FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk};
 
@@ -170,10 +171,8 @@ impl Layout {
 pub struct Qcow2Writer {
     out: HashedFile,
     blocks: BlockBuffer,
-    /// The guest clusters holding data, increasing (host cluster `1 + i` holds `data[i]`).
-    data: Vec<u64>,
-    /// Data clusters written so far.
-    written: usize,
+    /// The guest clusters holding data, increasing (host cluster `1 + i` holds the `i`-th).
+    data: SurveyedUnits,
     layout: Layout,
 }
 
@@ -195,36 +194,21 @@ impl Qcow2Writer {
         Ok(Qcow2Writer {
             out,
             blocks: BlockBuffer::new(CLUSTER, virtual_size),
-            data,
-            written: 0,
+            data: SurveyedUnits::new(data, "cluster"),
             layout,
         })
     }
 
     fn store(
         out: &mut HashedFile,
-        data: &[u64],
-        written: &mut usize,
+        data: &mut SurveyedUnits,
         index: u64,
         cluster: &[u8],
     ) -> io::Result<()> {
-        if data.get(*written) != Some(&index) {
-            return Err(changed(index));
-        }
+        data.store(index)?;
         out.append(cluster)?;
-        if (cluster.len() as u64) < CLUSTER {
-            out.pad_to((2 + *written as u64) * CLUSTER)?;
-        }
-        *written += 1;
-        Ok(())
+        out.pad_to((1 + data.stored as u64) * CLUSTER)
     }
-}
-
-/// The image's data differs from its survey (a source changed between the two passes).
-fn changed(cluster: u64) -> io::Error {
-    io::Error::other(format!(
-        "the image changed while it was written: cluster {cluster} differs from the first pass (a source file changed during the build?)"
-    ))
 }
 
 /// Entries in the L1 table of a disk of `size` bytes.
@@ -234,28 +218,26 @@ fn l1_entries(size: u64) -> u64 {
 
 impl Sink for Qcow2Writer {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let (out, list, written) = (&mut self.out, &self.data, &mut self.written);
-        self.blocks.write(offset, data, |i, c| {
-            Qcow2Writer::store(out, list, written, i, c)
-        })
+        let (out, list) = (&mut self.out, &mut self.data);
+        self.blocks
+            .write(offset, data, |i, c| Qcow2Writer::store(out, list, i, c))
     }
 
     fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         {
-            let (out, list, written) = (&mut self.out, &self.data, &mut self.written);
+            let (out, list) = (&mut self.out, &mut self.data);
             self.blocks.finish(Format::Qcow2, len, |i, c| {
-                Qcow2Writer::store(out, list, written, i, c)
+                Qcow2Writer::store(out, list, i, c)
             })?;
         }
-        if self.written != self.data.len() {
-            return Err(changed(self.data[self.written]));
-        }
+        self.data.finish()?;
         let Qcow2Writer {
             mut out,
             data,
             layout: l,
             ..
         } = *self;
+        let data = data.units;
 
         // L2 tables: one for each L1 index with data, from host cluster 1 + n.
         let mut l1 = vec![0u64; l.l1_size as usize];

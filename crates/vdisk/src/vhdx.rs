@@ -63,7 +63,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::common::{
-    bad, derived_id, le16, le32, le64, read_end, read_error, BlockBuffer, HashedFile,
+    bad, derived_id, le16, le32, le64, read_end, read_error, BlockBuffer, HashedFile, SurveyedUnits,
 };
 use crate::{FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk};
 
@@ -222,10 +222,8 @@ impl Layout {
 pub struct VhdxWriter {
     out: HashedFile,
     blocks: BlockBuffer,
-    /// The virtual blocks holding data, increasing (payload slot `i` holds `stored[i]`).
-    stored: Vec<u64>,
-    /// Payload blocks written so far.
-    written: usize,
+    /// The virtual blocks holding data, increasing (payload slot `i` holds the `i`-th).
+    stored: SurveyedUnits,
 }
 
 /// The VHDX virtual size for a raw image of `len` bytes: `len` rounded up to 512.
@@ -255,32 +253,19 @@ impl VhdxWriter {
         Ok(VhdxWriter {
             out,
             blocks: BlockBuffer::new(BLOCK, virtual_size),
-            stored,
-            written: 0,
+            stored: SurveyedUnits::new(stored, "block"),
         })
     }
 
     fn store(
         out: &mut HashedFile,
-        stored: &[u64],
-        written: &mut usize,
+        stored: &mut SurveyedUnits,
         index: u64,
         block: &[u8],
     ) -> io::Result<()> {
-        if stored.get(*written) != Some(&index) {
-            return Err(changed(index));
-        }
-        out.append(block)?;
-        *written += 1;
-        Ok(())
+        stored.store(index)?;
+        out.append(block)
     }
-}
-
-/// The image's data differs from its survey (a source changed between the two passes).
-fn changed(block: u64) -> io::Error {
-    io::Error::other(format!(
-        "the image changed while it was written: block {block} differs from the first pass (a source file changed during the build?)"
-    ))
 }
 
 /// Everything before the payload, in file order: the file identifier, the headers, the
@@ -419,22 +404,19 @@ fn front(
 
 impl Sink for VhdxWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let (out, stored, written) = (&mut self.out, &self.stored, &mut self.written);
-        self.blocks.write(offset, data, |i, b| {
-            VhdxWriter::store(out, stored, written, i, b)
-        })
+        let (out, stored) = (&mut self.out, &mut self.stored);
+        self.blocks
+            .write(offset, data, |i, b| VhdxWriter::store(out, stored, i, b))
     }
 
     fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         {
-            let (out, stored, written) = (&mut self.out, &self.stored, &mut self.written);
+            let (out, stored) = (&mut self.out, &mut self.stored);
             self.blocks.finish(Format::Vhdx, len, |i, b| {
-                VhdxWriter::store(out, stored, written, i, b)
+                VhdxWriter::store(out, stored, i, b)
             })?;
         }
-        if self.written != self.stored.len() {
-            return Err(changed(self.stored[self.written]));
-        }
+        self.stored.finish()?;
         self.out.finish()
     }
 }
