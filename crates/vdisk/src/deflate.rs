@@ -13,6 +13,12 @@
 //!   the worst-case size (the bytes of its one-shot `compress_to_vec_zlib`), grains handed
 //!   back in submission order.
 //!
+//! A block or grain that does not compress (its first 16 KiB, tried at level 1, save less
+//! than 1/32: random proving parameters, compressed archives) is *stored* (deflate's stored
+//! blocks) instead of deflated for nothing ([`incompressible`]): memory speed instead of a
+//! deflate's, for at most 0.01 % more bytes than deflate would give it. The choice is a
+//! function of the block's bytes only.
+//!
 //! # Determinism
 //!
 //! A block's or grain's compressed bytes are a function of its bytes and the level only:
@@ -261,6 +267,44 @@ fn deflate_bound(n: usize) -> usize {
     (128 + n + n / 10).max(128 + n + (n / (31 * 1024) + 1) * 5)
 }
 
+/// The bytes of a block or grain tried at level 1 to tell whether it compresses.
+const TRIAL: usize = 16 << 10;
+/// A trial that saves less than this fraction (1/32, about 3 %) says "incompressible".
+const TRIAL_SAVING: usize = 32;
+
+/// Whether `data` (a block or a grain) would not shrink: its first [`TRIAL`] bytes deflated
+/// at level 1 by a fresh compressor save less than 1/[`TRIAL_SAVING`]. A function of the
+/// bytes only, so the choice (and the output) does not depend on threads or timing; data
+/// that does not compress (random proving parameters, compressed archives) is then stored
+/// instead of deflated for nothing, at memory speed.
+pub fn incompressible(data: &[u8]) -> bool {
+    let trial = &data[..data.len().min(TRIAL)];
+    if trial.len() < 1024 {
+        return false;
+    }
+    let out = miniz_oxide::deflate::compress_to_vec(trial, 1);
+    out.len() + trial.len() / TRIAL_SAVING >= trial.len()
+}
+
+/// `data` as deflate stored blocks (RFC 1951 §3.2.4: BTYPE 00, each at most 65,535 bytes),
+/// appended to `out`, which ends on a byte boundary (the start, or after a sync flush); the
+/// final bit on the last block if `last`. They end on a byte boundary too.
+fn stored_blocks(data: &[u8], last: bool, out: &mut Vec<u8>) {
+    let mut chunks = data.chunks(65_535).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[u8::from(last), 0, 0, 0xff, 0xff]);
+        return;
+    }
+    while let Some(chunk) = chunks.next() {
+        let final_bit = last && chunks.peek().is_none();
+        let len = chunk.len() as u16;
+        out.push(u8::from(final_bit));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+}
+
 /// Deflates one gzip block: raw deflate from an empty window, ending with a sync flush, or
 /// for the last block the final block.
 fn deflate_block(c: &mut CompressorOxide, block: Block) -> io::Result<Deflated> {
@@ -271,6 +315,11 @@ fn deflate_block(c: &mut CompressorOxide, block: Block) -> io::Result<Deflated> 
     } = block;
     let mut crc = crc32fast::Hasher::new();
     crc.update(&input);
+    if incompressible(&input) {
+        output.clear();
+        stored_blocks(&input, last, &mut output);
+        return Ok(Deflated { input, output, crc });
+    }
     c.reset();
     // One call into a buffer of the worst-case size: miniz_oxide writes a second sync marker
     // if a sync flush is resumed, so the bytes would otherwise depend on the buffer.
@@ -518,6 +567,15 @@ impl ZlibState {
     /// call with the final flush, into a buffer of the worst-case size, so that nothing
     /// about the call pattern can change the bytes.
     fn compress(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
+        if incompressible(data) {
+            // A zlib stream of stored blocks: header (deflate, 32 KiB window, no dictionary,
+            // fastest), the blocks, Adler-32.
+            let mut out = Vec::with_capacity(data.len() + 16);
+            out.extend_from_slice(&[0x78, 0x01]);
+            stored_blocks(data, true, &mut out);
+            out.extend_from_slice(&adler32(data).to_be_bytes());
+            return Ok(out);
+        }
         let bound = deflate_bound(data.len()) + 6;
         self.out.clear();
         self.out.resize(bound, 0);
@@ -540,6 +598,22 @@ impl ZlibState {
             ))),
         }
     }
+}
+
+/// Adler-32 (RFC 1950) of `data`.
+fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65_521;
+    let (mut a, mut b) = (1u32, 0u32);
+    // 5552 bytes at most between reductions keep `b` in 32 bits (zlib's NMAX).
+    for chunk in data.chunks(5552) {
+        for &x in chunk {
+            a += u32::from(x);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
 }
 
 /// `data` as one zlib stream (RFC 1950) at `level`, as [`GrainCompressor`] gives it.
@@ -816,9 +890,40 @@ mod tests {
     }
 
     /// miniz_oxide's one-shot compression with a fresh compressor, called here directly
-    /// (not through the module).
+    /// (not through the module), for a grain that compresses; for one that does not, the
+    /// stored zlib stream, checked against flate2's decoder and zlib's Adler-32 (flate2's
+    /// encoder at level 0 writes the same layout).
     fn one_shot_zlib(grain: &[u8], level: u32) -> Vec<u8> {
-        miniz_oxide::deflate::compress_to_vec_zlib(grain, level as u8)
+        if !incompressible(grain) {
+            return miniz_oxide::deflate::compress_to_vec_zlib(grain, level as u8);
+        }
+        let z = zlib_one_shot(grain, Compression::new(level)).unwrap();
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&z[..]), &mut back)
+            .unwrap();
+        assert!(back == grain, "a stored grain reads back");
+        let stored = miniz_oxide::deflate::compress_to_vec_zlib(grain, 0);
+        assert_eq!(z[z.len() - 4..], stored[stored.len() - 4..], "Adler-32");
+        z
+    }
+
+    #[test]
+    fn what_does_not_compress_is_stored_and_reads_back() {
+        let noise = random(3 * BLOCK + 12_345, 4);
+        assert!(incompressible(&noise));
+        assert!(!incompressible(&mixed(100_000)));
+        assert!(!incompressible(&[0u8; 70_000]));
+        assert!(!incompressible(b"short"), "too short to judge: deflated");
+        // A gzip stream of stored and deflated blocks reads back, the same on 1 and 3
+        // threads.
+        let mut data = noise.clone();
+        data.extend_from_slice(&mixed(2 * BLOCK));
+        data.extend_from_slice(&noise[..BLOCK / 2]);
+        let one = gzip(&data, 1, 0, 1);
+        assert_eq!(gzip(&data, 3, 0, 1), one);
+        assert_eq!(gunzip(&one), data);
+        assert_eq!(system_gunzip(&one), data);
+        assert!(one.len() < data.len() + data.len() / 100, "stored, not grown");
     }
 
     fn compress_grains(grains: &[&[u8]], level: u32, threads: usize) -> Vec<Grain> {
