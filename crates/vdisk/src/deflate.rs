@@ -899,8 +899,7 @@ mod tests {
         }
         let z = zlib_one_shot(grain, Compression::new(level)).unwrap();
         let mut back = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&z[..]), &mut back)
-            .unwrap();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&z[..]), &mut back).unwrap();
         assert!(back == grain, "a stored grain reads back");
         let stored = miniz_oxide::deflate::compress_to_vec_zlib(grain, 0);
         assert_eq!(z[z.len() - 4..], stored[stored.len() - 4..], "Adler-32");
@@ -923,7 +922,10 @@ mod tests {
         assert_eq!(gzip(&data, 3, 0, 1), one);
         assert_eq!(gunzip(&one), data);
         assert_eq!(system_gunzip(&one), data);
-        assert!(one.len() < data.len() + data.len() / 100, "stored, not grown");
+        assert!(
+            one.len() < data.len() + data.len() / 100,
+            "stored, not grown"
+        );
     }
 
     fn compress_grains(grains: &[&[u8]], level: u32, threads: usize) -> Vec<Grain> {
