@@ -1034,7 +1034,8 @@ mod tests {
 
     #[test]
     fn nanoimg_is_run_with_the_bench_config_in_the_work_dir() {
-        let command = nanoimg_command(Path::new("/bin/nanoimg"), Path::new("/w"), None);
+        let mut command = nanoimg_command(Path::new("/bin/nanoimg"), Path::new("/w"), None);
+        command.args(["-o", IMAGE_FILE]);
         assert_eq!(
             command_line(&command),
             [
