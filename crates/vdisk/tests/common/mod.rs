@@ -405,27 +405,6 @@ impl Image {
         buf
     }
 
-    pub fn sha256(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        let mut at = 0;
-        let zeros = vec![0u8; 1 << 20];
-        for (o, d) in &self.regions {
-            while at < *o {
-                let n = (o - at).min(zeros.len() as u64) as usize;
-                h.update(&zeros[..n]);
-                at += n as u64;
-            }
-            h.update(d);
-            at += d.len() as u64;
-        }
-        while at < self.len {
-            let n = (self.len - at).min(zeros.len() as u64) as usize;
-            h.update(&zeros[..n]);
-            at += n as u64;
-        }
-        h.finalize().into()
-    }
-
     /// The survey a first pass over the image gives.
     pub fn survey(&self) -> nanoimg_vdisk::Survey {
         survey_of_pieces(self.len, &self.regions)
