@@ -177,6 +177,10 @@ pub struct BuildOptions {
     /// Also compute the SHA-256 of every file in the image for [`BuildReport::files`] (one
     /// more hash of all the data, on its own thread; `--json` asks for it).
     pub file_digests: bool,
+    /// `--raw-sums`: for a container format, also hash the raw image inside it
+    /// ([`BuildReport::raw`]). It costs as much CPU as the rest of the build, so it is asked
+    /// for; `raw` and `vhd` (whose footer holds an id taken from it) always have it.
+    pub raw_sums: bool,
     /// `--insecure-registry HOST:PORT`: registries (of `docker://` images) reached over
     /// plain HTTP instead of TLS.
     pub insecure_registries: Vec<String>,
@@ -388,8 +392,9 @@ pub struct BuildReport {
     /// The file written.
     pub file: Sums,
     /// The raw image inside it (the same as the file for `raw`), so that pipelines can
-    /// compare images across formats.
-    pub raw: Sums,
+    /// compare images across formats: for a container format only with
+    /// [`BuildOptions::raw_sums`] (or `vhd`); its size is [`ImageLayout::size`].
+    pub raw: Option<Sums>,
     pub boot_uuid: [u8; 16],
     pub root_uuid: [u8; 16],
     /// The Nanos version ("" when unknown) and the SHA-256 of the kernel and boot.img used.
@@ -419,25 +424,31 @@ pub struct Sums {
     pub blake3: String,
 }
 
-/// The sums of an image just written in `format`, and of the raw image it holds (`raw_size`
-/// bytes): both computed on the way (the raw image's by the image writer, a container's by
-/// its writer as it wrote the file), never by reading the file back. For `raw` they are the
-/// same.
-fn image_sums(raw_size: u64, digests: &nanoimg_stream::Digests) -> (Sums, Sums) {
+/// The sums of an image just written, and of the raw image it holds (`raw_size` bytes;
+/// `raw_hashed` when the writer hashed it): both computed on the way (the raw image's by the
+/// image writer, a container's by its writer as it wrote the file), never by reading the
+/// file back. For `raw` they are the same.
+fn image_sums(
+    raw_size: u64,
+    raw_hashed: bool,
+    digests: &nanoimg_stream::Digests,
+) -> (Sums, Option<Sums>) {
     let raw = Sums {
         size: raw_size,
         sha256: hex(&digests.sha256),
         blake3: hex(&digests.blake3),
     };
-    let file = match &digests.file {
-        None => raw.clone(),
-        Some(f) => Sums {
-            size: f.size,
-            sha256: hex(&f.sha256),
-            blake3: hex(&f.blake3),
-        },
-    };
-    (file, raw)
+    match &digests.file {
+        None => (raw.clone(), Some(raw)),
+        Some(f) => {
+            let file = Sums {
+                size: f.size,
+                sha256: hex(&f.sha256),
+                blake3: hex(&f.blake3),
+            };
+            (file, raw_hashed.then_some(raw))
+        }
+    }
 }
 
 /// One file of a built image.
@@ -823,9 +834,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     ImageLayout::compute(&spec).map_err(disk_err)?;
 
     let (written, (file_sums, raw_sums)) = write_atomically(&output, |file| {
-        let written = nanoimg_disk::write_image_as(file, &spec, options.file_digests, format)
-            .map_err(disk_err)?;
-        let sums = image_sums(written.layout.size, &written.digests);
+        let raw_sums = options.raw_sums || format.id_from_raw_sha256();
+        let written =
+            nanoimg_disk::write_image_as(file, &spec, options.file_digests, format, raw_sums)
+                .map_err(disk_err)?;
+        let sums = image_sums(written.layout.size, raw_sums, &written.digests);
         Ok((written, sums))
     })?;
     // The lock is written only once the image is in place.
@@ -1008,8 +1021,7 @@ pub fn convert(
     let data: u64 = ranges.iter().map(|r| r.end - r.start).sum();
     // Calls `each` with the allocated ranges' bytes, in pieces that end on CHUNK
     // boundaries of the raw image.
-    type Each<'a> = dyn FnMut(u64, &[u8]) -> Result<(), ConvertError> + 'a;
-    let for_each_piece = |each: &mut Each| {
+    let for_each_piece = |each: &mut EachPiece| {
         let mut buf = vec![0u8; CHUNK];
         for r in &ranges {
             let mut at = r.start;
@@ -1023,10 +1035,9 @@ pub fn convert(
         }
         Ok::<(), ConvertError>(())
     };
-    // The raw image is hashed for --sums, and for the formats whose identifiers derive from
-    // the content (VMDK's CID and VHDX's GUIDs from the survey's BLAKE3, VHD's unique id from
-    // the SHA-256): those hashes cover every byte, holes included.
-    let hash = sums || format.ids_from_content();
+    // The raw image is hashed for --sums, and for VHD, whose unique id derives from its
+    // SHA-256: those hashes cover every byte, holes included.
+    let hash = sums || format.id_from_raw_sha256();
     // Hands the allocated ranges to `w` (the rest as holes) and finishes it.
     let feed = |mut w: ImageWriter<'_>| {
         for_each_piece(&mut |at, data| {
@@ -1041,41 +1052,22 @@ pub fn convert(
         w.pad_to(size).map_err(write_err)?;
         w.finish().map_err(write_err)
     };
-    let hashing = |sink: Box<dyn nanoimg_vdisk::Sink>| match hash {
-        true => ImageWriter::with_sink(sink, false),
-        false => ImageWriter::with_sink_unhashed(sink),
+    let survey = match format.needs_survey() {
+        true => Some(survey_of_disk(input, size, for_each_piece)?),
+        false => None,
     };
     let (file_size, sums) = write_atomically(output, |file| {
         let out = file.try_clone().map_err(write_err)?;
-        let digests = if format.needs_survey() {
-            // A format whose file begins with a description of the whole disk needs the
-            // image's survey first: one pass that maps its data (and hashes the image, when
-            // it is hashed at all).
-            let surveyor = nanoimg_vdisk::SurveySink::default();
-            let result = surveyor.result.clone();
-            let raw = feed(hashing(Box::new(surveyor)).map_err(write_err)?)?;
-            let map = result
-                .lock()
-                .map_err(|_| write_err(std::io::Error::other("survey lock poisoned")))?
-                .take()
-                .unwrap_or_default();
-            // (Not hashed, the content id is zeros: only qcow2 and GCE, which use none.)
-            let survey = nanoimg_vdisk::Survey {
-                map,
-                content_id: raw.blake3,
-            };
-            let sink = nanoimg_vdisk::writer(format, out, size, Some(survey)).map_err(write_err)?;
-            let w = match hash {
-                true => ImageWriter::with_sink_hashed(sink, raw.sha256, raw.blake3),
-                false => ImageWriter::with_sink_unhashed(sink),
-            };
-            feed(w.map_err(write_err)?)?
-        } else {
-            let sink = nanoimg_vdisk::writer(format, out, size, None).map_err(write_err)?;
-            feed(hashing(sink).map_err(write_err)?)?
-        };
+        let sink = nanoimg_vdisk::writer(format, out, size, survey).map_err(write_err)?;
+        let digests = feed(
+            match hash {
+                true => ImageWriter::with_sink(sink, false),
+                false => ImageWriter::with_sink_unhashed(sink, false),
+            }
+            .map_err(write_err)?,
+        )?;
         let file_size = file.metadata().map_err(write_err)?.len();
-        Ok((file_size, sums.then(|| image_sums(size, &digests))))
+        Ok((file_size, sums.then(|| image_sums(size, true, &digests))))
     })?;
     let (file, raw) = sums.unzip();
     Ok(ConvertReport {
@@ -1087,9 +1079,36 @@ pub fn convert(
         data,
         ranges: ranges.len(),
         file,
-        raw,
+        raw: raw.flatten(),
         notes: disk.notes(),
     })
+}
+
+/// What `convert` calls with each piece of the input's allocated bytes, in order.
+type EachPiece<'a> = dyn FnMut(u64, &[u8]) -> Result<(), ConvertError> + 'a;
+
+/// The survey of the image at `input` (`size` bytes), whose allocated bytes `pieces` gives:
+/// where a Nanos image's files lie comes from its filesystems, so the survey is the one its
+/// build had and the converted file has a build's bytes; any other disk has no files, and
+/// its survey maps the blocks with a non-zero byte.
+fn survey_of_disk(
+    input: &Path,
+    size: u64,
+    pieces: impl FnOnce(&mut EachPiece) -> Result<(), ConvertError>,
+) -> Result<nanoimg_vdisk::Survey, ConvertError> {
+    let mut surveyor = nanoimg_vdisk::Surveyor::new();
+    // Not a Nanos image, or one whose filesystems cannot be read: a disk without files.
+    let files = nanoimg_disk::DiskImage::open(input)
+        .and_then(|image| image.file_data())
+        .unwrap_or_default();
+    for range in files {
+        surveyor.file(range);
+    }
+    pieces(&mut |at, data| {
+        surveyor.bytes(at, data);
+        Ok(())
+    })?;
+    Ok(surveyor.finish(size))
 }
 
 #[cfg(test)]

@@ -243,6 +243,7 @@ impl BuildArgs {
             insecure_registries: self.resolution.insecure_registries,
             images_by_locked_digest: false,
             missing_files: false,
+            raw_sums: false,
         }
     }
 }
@@ -275,6 +276,10 @@ enum Command {
         /// Print one JSON object describing the image instead of the summary lines.
         #[arg(long)]
         json: bool,
+        /// For a container format, also print the SHA-256 and BLAKE3 of the raw image inside
+        /// it (one more hash of every byte; raw and vhd always have them).
+        #[arg(long)]
+        raw_sums: bool,
         /// Also write an in-toto statement with SLSA v1 provenance of the image to FILE
         /// (`nanoimg verify` rebuilds from it).
         #[arg(long, value_name = "FILE")]
@@ -489,11 +494,13 @@ fn dispatch(command: Command) -> ExitCode {
             format,
             verbose,
             json,
+            raw_sums,
             provenance,
             sbom,
         } => build(
             nanoimg::BuildOptions {
                 format,
+                raw_sums,
                 ..b.options(
                     program,
                     output,
@@ -735,7 +742,10 @@ fn build(
             "size": report.file.size,
             "sha256": report.file.sha256,
             "blake3": report.file.blake3,
-            "raw": report.raw,
+            "raw": match &report.raw {
+                Some(raw) => serde_json::to_value(raw).unwrap_or_default(),
+                None => serde_json::json!({"size": report.layout.size}),
+            },
             "filesystems": {
                 "boot": {"uuid": nanoimg::tfs::format_uuid(&report.boot_uuid)},
                 "root": {"uuid": nanoimg::tfs::format_uuid(&report.root_uuid)},
@@ -758,25 +768,36 @@ fn build(
         );
         return Ok(());
     }
-    print_sums(report.format, &report.file, &report.raw);
+    print_sums(
+        report.format,
+        &report.file,
+        report.layout.size,
+        report.raw.as_ref(),
+    );
     println!("Bootable image file:{}", path.display());
     Ok(())
 }
 
 /// The summary lines of a written image: its size and hashes (ops's `Image size` line), and
-/// for a container format those of the raw image inside it as well.
-fn print_sums(format: nanoimg::vdisk::Format, file: &nanoimg::Sums, raw: &nanoimg::Sums) {
+/// for a container format those of the raw image inside it (`raw_size` bytes; its hashes
+/// when they were computed) as well.
+fn print_sums(
+    format: nanoimg::vdisk::Format,
+    file: &nanoimg::Sums,
+    raw_size: u64,
+    raw: Option<&nanoimg::Sums>,
+) {
     if format == nanoimg::vdisk::Format::Raw {
         println!("Image size: {} bytes", file.size);
     } else {
         println!(
-            "Image size: {} bytes ({format}; raw image {} bytes)",
-            file.size, raw.size
+            "Image size: {} bytes ({format}; raw image {raw_size} bytes)",
+            file.size
         );
     }
     println!("SHA-256: {}", file.sha256);
     println!("BLAKE3: {}", file.blake3);
-    if format != nanoimg::vdisk::Format::Raw {
+    if let (false, Some(raw)) = (format == nanoimg::vdisk::Format::Raw, raw) {
         println!("Raw image SHA-256: {}", raw.sha256);
         println!("Raw image BLAKE3: {}", raw.blake3);
     }
@@ -815,7 +836,7 @@ fn convert(
         return Ok(());
     }
     match (&r.file, &r.raw) {
-        (Some(file), Some(raw)) => print_sums(r.format, file, raw),
+        (Some(file), Some(raw)) => print_sums(r.format, file, r.raw_size, Some(raw)),
         _ if r.format == nanoimg::vdisk::Format::Raw => {
             println!("Image size: {} bytes", r.file_size)
         }

@@ -204,6 +204,7 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         };
         let report = nanoimg::build(&nanoimg::BuildOptions {
             missing_files: cmd.missing_files,
+            raw_sums: false,
             ..cmd.build.options(cmd.target.clone(), Some(output), false)
         })?;
         for note in &report.plan.notes {

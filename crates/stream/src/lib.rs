@@ -66,6 +66,9 @@ pub struct Digests {
     /// The container file a [`Sink`] wrote (its length and digests, computed as it was
     /// written); `None` when the image went to a file directly (the file is the image).
     pub file: Option<nanoimg_vdisk::FileSums>,
+    /// The image's survey, from a [planning](ImageWriter::planning) writer (which hashes
+    /// nothing: its digests are zeros).
+    pub survey: Option<nanoimg_vdisk::Survey>,
 }
 
 /// Why a file could not be copied into the image.
@@ -241,12 +244,11 @@ pub struct ImageWriter<'f> {
     files: Option<FileWorker>,
     /// Whether the image is hashed (not for a pass that only maps where the data is).
     hash: bool,
-    /// The image's SHA-256 and BLAKE3 when they are known already (a survey pass computed
-    /// them): the image is not hashed again.
-    known: Option<([u8; 32], [u8; 32])>,
     /// The directory of the last file copied, kept open: files come in tree order, so the
     /// next one is usually beside it and is opened relative to it, without a path walk.
     dir: Option<(PathBuf, File)>,
+    /// For a [planning](Self::planning) writer: where the files' data and the other bytes go.
+    plan: Option<nanoimg_vdisk::Surveyor>,
 }
 
 fn cap_for(offset: u64) -> usize {
@@ -375,40 +377,47 @@ impl<'f> ImageWriter<'f> {
         file_digests: bool,
         direct_io: bool,
     ) -> io::Result<ImageWriter<'f>> {
-        Self::start(Some(out), spawn_disk_writer(out, direct_io)?, file_digests)
+        Self::start(
+            Some(out),
+            Some(spawn_disk_writer(out, direct_io)?),
+            file_digests,
+        )
     }
 
     /// A writer that hands the raw image, front to back, to `sink` (a container format's
     /// writer, `nanoimg-vdisk`) and calls its `finish` with the image's length and SHA-256.
     /// The digests are still those of the raw image.
     pub fn with_sink(sink: Box<dyn Sink>, file_digests: bool) -> io::Result<ImageWriter<'f>> {
-        Self::start(None, spawn_sink_writer(sink)?, file_digests)
+        Self::start(None, Some(spawn_sink_writer(sink)?), file_digests)
     }
 
-    /// [`with_sink`](Self::with_sink) for an image hashed already (by a survey pass, which
-    /// gave `sha256` and `blake3`): nothing is hashed again (not even files), and the sink is
-    /// given those digests without hash states.
-    pub fn with_sink_hashed(
-        sink: Box<dyn Sink>,
-        sha256: [u8; 32],
-        blake3: [u8; 32],
-    ) -> io::Result<ImageWriter<'f>> {
-        let mut w = Self::with_sink_unhashed(sink)?;
-        w.known = Some((sha256, blake3));
+    /// A writer that writes and hashes nothing and reads no file: it is told the image as the
+    /// others are, takes file data as a length, and [`finish`](Self::finish) returns the
+    /// image's [`Survey`](nanoimg_vdisk::Survey) (`Digests::survey`) — what the formats
+    /// whose file begins with a description of the whole disk need before their first byte.
+    /// Its cost follows the metadata, not the data.
+    pub fn planning() -> io::Result<ImageWriter<'f>> {
+        let mut w = Self::start(None, None, false)?;
+        w.hash = false;
+        w.plan = Some(nanoimg_vdisk::Surveyor::new());
         Ok(w)
     }
 
-    /// [`with_sink`](Self::with_sink) without hashing anything: for a pass that only looks
-    /// at where the data is (the GCE tar's data map). The digests it returns are zeros.
-    pub fn with_sink_unhashed(sink: Box<dyn Sink>) -> io::Result<ImageWriter<'f>> {
-        let mut w = Self::start(None, spawn_sink_writer(sink)?, false)?;
+    /// [`with_sink`](Self::with_sink) without hashing the raw image (whose sums nobody asked
+    /// for: its `sha256` and `blake3` are zeros); the container file's sums and, with
+    /// `file_digests`, the files' are still computed.
+    pub fn with_sink_unhashed(
+        sink: Box<dyn Sink>,
+        file_digests: bool,
+    ) -> io::Result<ImageWriter<'f>> {
+        let mut w = Self::start(None, Some(spawn_sink_writer(sink)?), file_digests)?;
         w.hash = false;
         Ok(w)
     }
 
     fn start(
         out: Option<&'f File>,
-        disk: DiskWriter,
+        disk: Option<DiskWriter>,
         file_digests: bool,
     ) -> io::Result<ImageWriter<'f>> {
         let (pool_tx, pool_rx) = mpsc::channel();
@@ -428,13 +437,13 @@ impl<'f> ImageWriter<'f> {
             pool_tx,
             pool_rx,
             allocated: 1,
-            disk: Some(disk),
+            disk,
             sha256,
             blake3,
             files,
             hash: true,
-            known: None,
             dir: None,
+            plan: None,
         })
     }
 
@@ -451,6 +460,10 @@ impl<'f> ImageWriter<'f> {
     /// Appends `n` zero bytes. Whole buffers of them become a hole without being written or
     /// even set in memory.
     pub fn zeros(&mut self, mut n: u64) -> io::Result<()> {
+        if self.plan.is_some() {
+            self.buf_start += n;
+            return Ok(());
+        }
         while n > 0 {
             let room = (self.cap - self.fill) as u64;
             if self.fill == 0 && n >= room {
@@ -496,6 +509,12 @@ impl<'f> ImageWriter<'f> {
     /// Appends exactly `len` bytes read from the host file at `path`, reading it straight
     /// into the write buffers. A file that is now shorter or longer is an error.
     pub fn copy_file(&mut self, path: &Path, len: u64) -> Result<(), CopyError> {
+        if let Some(plan) = &mut self.plan {
+            // The build's second pass reads the file, and checks it.
+            plan.file(self.buf_start..self.buf_start + len);
+            self.buf_start += len;
+            return Ok(());
+        }
         let mut file = self.open_source(path).map_err(CopyError::Read)?;
         let mut left = len;
         // Whether a read already came back short of what was asked (end of file).
@@ -569,6 +588,15 @@ impl<'f> ImageWriter<'f> {
     /// Writes what is buffered, sets the file's length to [`position`](Self::position) (or
     /// finishes the sink's container) and returns the digests. The file is not synced.
     pub fn finish(mut self) -> io::Result<Digests> {
+        if let Some(plan) = self.plan.take() {
+            return Ok(Digests {
+                sha256: [0; 32],
+                blake3: [0; 32],
+                files: Vec::new(),
+                file: None,
+                survey: Some(plan.finish(self.position())),
+            });
+        }
         self.flush()?;
         let mut sink = None;
         if let Some(disk) = self.disk.take() {
@@ -583,7 +611,7 @@ impl<'f> ImageWriter<'f> {
         let ImageWriter {
             sha256,
             blake3,
-            known,
+            hash,
             files,
             ..
         } = self;
@@ -592,13 +620,13 @@ impl<'f> ImageWriter<'f> {
             w.handle.join().map_err(|_| stopped())
         };
         let sha256 = join(sha256)?;
-        let raw = match known {
-            Some((sha256, blake3)) => nanoimg_vdisk::RawHashes {
-                sha256,
-                blake3,
+        let raw = match hash {
+            true => nanoimg_vdisk::RawHashes::from_states(sha256, blake3),
+            false => nanoimg_vdisk::RawHashes {
+                sha256: [0; 32],
+                blake3: [0; 32],
                 states: None,
             },
-            None => nanoimg_vdisk::RawHashes::from_states(sha256, blake3),
         };
         let file = match sink {
             Some(sink) => Some(sink.finish(len, &raw)?),
@@ -617,6 +645,7 @@ impl<'f> ImageWriter<'f> {
             blake3,
             files,
             file,
+            survey: None,
         })
     }
 
@@ -644,6 +673,15 @@ impl<'f> ImageWriter<'f> {
 
     /// Appends bytes, as part of the current file if `file`.
     fn append(&mut self, mut bytes: &[u8], file: bool) -> io::Result<()> {
+        if let Some(plan) = &mut self.plan {
+            let range = self.buf_start..self.buf_start + bytes.len() as u64;
+            match file {
+                true => plan.file(range.clone()),
+                false => plan.bytes(range.start, bytes),
+            }
+            self.buf_start = range.end;
+            return Ok(());
+        }
         while !bytes.is_empty() {
             let n = bytes.len().min(self.cap - self.fill);
             self.buf.get_mut()[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);

@@ -558,14 +558,15 @@ pub(crate) fn writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
-/// The units (clusters, blocks) a [`crate::Survey`] says hold data, increasing, checked off
-/// as a writer stores them: a writer that lays its file out from the survey must be given
-/// exactly those.
+/// The units (clusters, blocks) a [`crate::Survey`] names, increasing, each stored in its
+/// slot (the `i`-th unit in slot `i`): a writer that lays its file out from the survey is
+/// given the data of some of them (a unit never given is stored as zeros: it holds only a
+/// file's zeros) and of no other.
 #[derive(Debug)]
 pub(crate) struct SurveyedUnits {
     pub(crate) units: Vec<u64>,
-    /// Units stored so far.
-    pub(crate) stored: usize,
+    /// Units passed so far.
+    next: usize,
     /// What a unit is called in messages (`cluster`, `block`).
     what: &'static str,
 }
@@ -574,33 +575,28 @@ impl SurveyedUnits {
     pub(crate) fn new(units: Vec<u64>, what: &'static str) -> SurveyedUnits {
         SurveyedUnits {
             units,
-            stored: 0,
+            next: 0,
             what,
         }
     }
 
-    /// Checks that unit `index` is the next the survey named, and counts it.
-    pub(crate) fn store(&mut self, index: u64) -> io::Result<()> {
-        if self.units.get(self.stored) != Some(&index) {
-            return Err(self.changed(index));
+    /// The slot of unit `index`, which holds data (units come in increasing order); the
+    /// units before it that were never given are zeros.
+    pub(crate) fn slot(&mut self, index: u64) -> io::Result<u64> {
+        let skipped = self.units[self.next..].partition_point(|&u| u < index);
+        self.next += skipped;
+        if self.units.get(self.next) != Some(&index) {
+            return Err(io::Error::other(format!(
+                "internal error: {} {index} holds data but is not in the image's survey",
+                self.what
+            )));
         }
-        self.stored += 1;
-        Ok(())
+        self.next += 1;
+        Ok(self.next as u64 - 1)
     }
 
-    /// Checks that every unit the survey named was stored.
-    pub(crate) fn finish(&self) -> io::Result<()> {
-        match self.units.get(self.stored) {
-            Some(&index) => Err(self.changed(index)),
-            None => Ok(()),
-        }
-    }
-
-    /// The image's data differs from its survey (a source changed between the two passes).
-    fn changed(&self, index: u64) -> io::Error {
-        io::Error::other(format!(
-            "the image changed while it was written: {} {index} differs from the first pass (a source file changed during the build?)",
-            self.what
-        ))
+    /// Slots in all.
+    pub(crate) fn len(&self) -> u64 {
+        self.units.len() as u64
     }
 }

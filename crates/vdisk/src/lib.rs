@@ -18,11 +18,14 @@
 //!
 //! A writer is a [`Sink`]: it is given the raw image's bytes in increasing offset order,
 //! as [`Sink::write_at`] calls that never overlap or go backwards; any range never given is
-//! zeros. [`Sink::finish`] completes the container. What is stored is a function of the raw
-//! image's *content* only (a cluster, grain or block is stored if and only if it holds a
-//! non-zero byte; sizes of buffers and how the caller split its calls never matter), and
-//! every identifier, timestamp and creator field is fixed or derived from the content, so the
-//! same raw image gives the same bytes in every format, whether built directly or converted
+//! zeros. [`Sink::finish`] completes the container. The formats whose file begins with a
+//! description of the whole disk are given the image's [`Survey`] first: which blocks a
+//! file's data touches and which others hold a non-zero byte. Those are stored (a file's
+//! block of zeros too) and nothing else; a block outside the survey must be zeros. What is
+//! stored is thus a function of the raw image and where its files lie (sizes of buffers and
+//! how the caller split its calls never matter), and every identifier, timestamp and
+//! creator field is fixed or derived from the survey or the content, so the same image gives
+//! the same bytes in every format, whether built directly or converted
 //! (`docs/reproducibility.md`).
 //!
 //! # Reading
@@ -42,9 +45,12 @@ pub mod deflate;
 pub mod gce;
 pub mod qcow2;
 pub mod raw;
+mod survey;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
+
+pub use survey::{survey_of, Survey, Surveyor};
 
 /// A disk container format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,8 +98,9 @@ impl Format {
         }
     }
 
-    /// Whether the writer needs the raw image's [`Survey`] before it starts (a first pass
-    /// over the image): the formats whose file begins with a description of the whole disk.
+    /// Whether the writer needs the image's [`Survey`] before it starts: the formats whose
+    /// file begins with a description of the whole disk (qcow2's tables, VHDX's BAT, the
+    /// GCE tar's sparse map) or an identifier (VMDK's CID, VHDX's GUIDs).
     pub fn needs_survey(self) -> bool {
         matches!(
             self,
@@ -101,11 +108,10 @@ impl Format {
         )
     }
 
-    /// Whether the writer derives identifiers from the raw image's content (VMDK's CID and
-    /// VHDX's GUIDs from the survey's BLAKE3, VHD's unique ID from the SHA-256): writing it
-    /// then needs the whole raw image hashed.
-    pub fn ids_from_content(self) -> bool {
-        matches!(self, Format::Vmdk | Format::Vhd | Format::Vhdx)
+    /// Whether the writer derives an identifier from the raw image's SHA-256 (VHD's unique
+    /// ID, in its footer): writing it needs the whole raw image hashed.
+    pub fn id_from_raw_sha256(self) -> bool {
+        self == Format::Vhd
     }
 
     /// The file name ending the platform expects (`.tar.gz` for GCE).
@@ -159,8 +165,8 @@ pub fn is_zero(bytes: &[u8]) -> bool {
 
 /// The raw image's digests, handed to [`Sink::finish`], with the hash states at its end
 /// when the writer of this pass computed them: a container that is the raw image followed by
-/// a trailer (fixed VHD) continues them instead of hashing the image again. A pass that
-/// follows a survey does not hash the raw image (the survey pass did): no states.
+/// a trailer (fixed VHD) continues them instead of hashing the image again. A writer that
+/// did not hash the raw image gives no states (and zeros for digests).
 #[derive(Clone)]
 pub struct RawHashes {
     pub sha256: [u8; 32],
@@ -205,20 +211,6 @@ pub struct FileSums {
     pub blake3: [u8; 32],
 }
 
-/// What the writers of formats whose file begins with a description of the whole disk
-/// (qcow2's header, VHDX's BAT, VMDK's descriptor, the GCE tar's sparse map) must know before
-/// their first byte, so that they can write strictly front to back and hash as they go: where
-/// the raw image holds data, and an identifier of its content that their identifiers are
-/// derived from. [`SurveySink`] makes one in a first pass that writes nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Survey {
-    pub map: DataMap,
-    /// BLAKE3 of the raw image's non-zero [`ZERO_BLOCK`]s, each preceded by its offset
-    /// (little-endian u64; a last partial block padded with zeros), then the image's length: a function of the content only, whose
-    /// cost follows the data, not the holes.
-    pub content_id: [u8; 32],
-}
-
 /// Receives a raw image front to back and writes it in a container format.
 pub trait Sink: Send {
     /// Bytes `data` of the raw image at `offset`. Calls come in increasing offset order and
@@ -257,17 +249,6 @@ pub fn writer(
     })
 }
 
-/// The [`Survey`] of a raw image held in memory (tests, small images).
-pub fn survey_of(bytes: &[u8]) -> Survey {
-    let mut map = DataMap::default();
-    map.add(0, bytes);
-    map.finish(bytes.len() as u64);
-    Survey {
-        map,
-        content_id: *blake3::hash(bytes).as_bytes(),
-    }
-}
-
 /// Where a raw image holds data: sorted, disjoint, non-adjacent ranges, each a union of
 /// [`ZERO_BLOCK`]-aligned blocks (the last may end at the image's end) with a non-zero byte.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -296,6 +277,25 @@ impl DataMap {
         }
     }
 
+    /// Adds `range` (a union of blocks; calls in increasing order of their starts).
+    pub fn add_range(&mut self, range: std::ops::Range<u64>) {
+        match self.ranges.last_mut() {
+            Some(last) if last.end >= range.start => last.end = last.end.max(range.end),
+            _ => self.ranges.push(range),
+        }
+    }
+
+    /// The ranges either map holds.
+    pub fn union(a: &DataMap, b: &DataMap) -> DataMap {
+        let mut all: Vec<&std::ops::Range<u64>> = a.ranges.iter().chain(&b.ranges).collect();
+        all.sort_by_key(|r| r.start);
+        let mut out = DataMap::default();
+        for r in all {
+            out.add_range(r.clone());
+        }
+        out
+    }
+
     /// Cuts the last range at the image's end.
     pub fn finish(&mut self, len: u64) {
         if let Some(last) = self.ranges.last_mut() {
@@ -322,44 +322,6 @@ impl DataMap {
     /// Bytes of data.
     pub fn data_len(&self) -> u64 {
         self.ranges.iter().map(|r| r.end - r.start).sum()
-    }
-}
-
-/// A [`Sink`] that writes nothing and records where the raw image holds data (the first of
-/// the two passes the formats of [`Format::needs_survey`] take; the image writer of that pass
-/// hashes the image, and its BLAKE3 completes the [`Survey`]).
-#[derive(Debug, Default)]
-pub struct SurveySink {
-    map: DataMap,
-    /// Where the map goes when finished.
-    pub result: std::sync::Arc<std::sync::Mutex<Option<DataMap>>>,
-}
-
-impl SurveySink {
-    /// The map of the raw image of `len` bytes given so far.
-    pub fn into_map(mut self, len: u64) -> DataMap {
-        self.map.finish(len);
-        self.map
-    }
-}
-
-impl Sink for SurveySink {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.map.add(offset, data);
-        Ok(())
-    }
-
-    fn finish(self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
-        let result = self.result.clone();
-        let map = self.into_map(len);
-        *result
-            .lock()
-            .map_err(|_| io::Error::other("survey lock poisoned"))? = Some(map);
-        Ok(FileSums {
-            size: 0,
-            sha256: [0; 32],
-            blake3: [0; 32],
-        })
     }
 }
 
@@ -554,33 +516,6 @@ impl<D: std::ops::Deref<Target = dyn VirtualDisk>> Seek for DiskReader<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_survey_map_does_not_depend_on_how_the_image_is_given() {
-        let mut img = vec![0u8; 300_000];
-        img[5000] = 1;
-        img[70_000..90_000].fill(7);
-        img[299_999] = 9;
-        let whole = survey_of(&img);
-        assert_eq!(
-            whole.map.ranges,
-            vec![4096..8192, 69632..90112, 299008..300_000]
-        );
-        assert_eq!(whole.content_id, *blake3::hash(&img).as_bytes());
-        for step in [1usize, 511, 4096, 4097, 65_536] {
-            let mut s = SurveySink::default();
-            let mut at = 0;
-            while at < img.len() {
-                let end = (at + step).min(img.len());
-                // Pieces that are all zeros may be left out: a range no call covers is zeros.
-                if img[at..end].iter().any(|&b| b != 0) {
-                    s.write_at(at as u64, &img[at..end]).unwrap();
-                }
-                at = end;
-            }
-            assert_eq!(s.into_map(img.len() as u64), whole.map, "step {step}");
-        }
-    }
 
     #[test]
     fn units_of_a_map() {

@@ -205,9 +205,9 @@ impl Qcow2Writer {
         index: u64,
         cluster: &[u8],
     ) -> io::Result<()> {
-        data.store(index)?;
-        out.append(cluster)?;
-        out.pad_to((1 + data.stored as u64) * CLUSTER)
+        let slot = data.slot(index)?;
+        out.pad_to((1 + slot) * CLUSTER)?;
+        out.append(cluster)
     }
 }
 
@@ -230,7 +230,8 @@ impl Sink for Qcow2Writer {
                 Qcow2Writer::store(out, list, i, c)
             })?;
         }
-        self.data.finish()?;
+        // Clusters never given hold a file's zeros.
+        self.out.pad_to((1 + self.data.len()) * CLUSTER)?;
         let Qcow2Writer {
             mut out,
             data,

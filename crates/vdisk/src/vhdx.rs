@@ -34,13 +34,13 @@
 //!   Disk Size, Page 83 Data (the virtual disk ID), Logical and Physical Sector Size
 //!   (required, virtual disk).
 //! * Identifiers: FileWriteGuid, DataWriteGuid and the virtual disk ID (Page 83 Data) are
-//!   each the first 16 bytes of SHA-256(label ‖ the image's content id, [`Survey`]), with the labels
-//!   `"nanoimg vhdx file-write-guid"`, `"nanoimg vhdx data-write-guid"` and
+//!   each the first 16 bytes of SHA-256(label ‖ the image's layout id, [`Survey`]), with the
+//!   labels `"nanoimg vhdx file-write-guid"`, `"nanoimg vhdx data-write-guid"` and
 //!   `"nanoimg vhdx virtual-disk-id"`; those 16 bytes are the GUID as stored (Data1-Data3
 //!   little-endian), with byte 7 = `0x4?` and byte 8 = `0b10??????` so that it reads as an
 //!   RFC 4122 version 4 GUID. LogGuid is zero. The format has no timestamps.
 //!
-//! The writer is given the image's [`Survey`] first (which blocks hold data, the content id),
+//! The writer is given the image's [`Survey`] first (which blocks hold data, the layout id),
 //! so everything before the payload is written first and the file goes strictly front to
 //! back, hashed as it is written (never read back).
 //!
@@ -158,9 +158,9 @@ const PARENT_LOCATOR: [u8; 16] = guid(
 const META_IS_VIRTUAL_DISK: u32 = 2;
 const META_IS_REQUIRED: u32 = 4;
 
-/// A GUID derived from the image's content id (see the module documentation).
-fn derived_guid(label: &str, content_id: &[u8; 32]) -> [u8; 16] {
-    let mut g = derived_id(label, content_id);
+/// A GUID derived from the image's layout id (see the module documentation).
+fn derived_guid(label: &str, layout_id: &[u8; 32]) -> [u8; 16] {
+    let mut g = derived_id(label, layout_id);
     g[7] = (g[7] & 0x0f) | 0x40;
     g[8] = (g[8] & 0x3f) | 0x80;
     g
@@ -224,6 +224,8 @@ pub struct VhdxWriter {
     blocks: BlockBuffer,
     /// The virtual blocks holding data, increasing (payload slot `i` holds the `i`-th).
     stored: SurveyedUnits,
+    /// Where the payload begins.
+    payload: u64,
 }
 
 /// The VHDX virtual size for a raw image of `len` bytes: `len` rounded up to 512.
@@ -248,9 +250,10 @@ impl VhdxWriter {
             Layout::new(size),
             size,
             &stored,
-            &survey.content_id,
+            &survey.layout_id,
         )?;
         Ok(VhdxWriter {
+            payload: out.position(),
             out,
             blocks: BlockBuffer::new(BLOCK, virtual_size),
             stored: SurveyedUnits::new(stored, "block"),
@@ -260,10 +263,12 @@ impl VhdxWriter {
     fn store(
         out: &mut HashedFile,
         stored: &mut SurveyedUnits,
+        payload: u64,
         index: u64,
         block: &[u8],
     ) -> io::Result<()> {
-        stored.store(index)?;
+        let slot = stored.slot(index)?;
+        out.pad_to(payload + slot * BLOCK)?;
         out.append(block)
     }
 }
@@ -275,7 +280,7 @@ fn front(
     l: Layout,
     size: u64,
     stored: &[u64],
-    content_id: &[u8; 32],
+    layout_id: &[u8; 32],
 ) -> io::Result<()> {
     // File identifier.
     let mut id = vec![0u8; KIB64 as usize];
@@ -286,8 +291,8 @@ fn front(
     out.append(&id)?;
 
     // Headers.
-    let file_write = derived_guid("nanoimg vhdx file-write-guid", content_id);
-    let data_write = derived_guid("nanoimg vhdx data-write-guid", content_id);
+    let file_write = derived_guid("nanoimg vhdx file-write-guid", layout_id);
+    let data_write = derived_guid("nanoimg vhdx data-write-guid", layout_id);
     for (seq, at) in [(1u64, HEADER1), (2, HEADER2)] {
         let mut h = vec![0u8; HEADER_SIZE];
         h[0..4].copy_from_slice(b"head");
@@ -358,7 +363,7 @@ fn front(
     debug_assert!(l.data_blocks >= stored.len() as u64);
 
     // Metadata.
-    let page83 = derived_guid("nanoimg vhdx virtual-disk-id", content_id);
+    let page83 = derived_guid("nanoimg vhdx virtual-disk-id", layout_id);
     let mut params = [0u8; 8];
     params[0..4].copy_from_slice(&(BLOCK as u32).to_le_bytes());
     let items: [([u8; 16], u32, Vec<u8>); 5] = [
@@ -404,19 +409,21 @@ fn front(
 
 impl Sink for VhdxWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let (out, stored) = (&mut self.out, &mut self.stored);
-        self.blocks
-            .write(offset, data, |i, b| VhdxWriter::store(out, stored, i, b))
+        let (out, stored, payload) = (&mut self.out, &mut self.stored, self.payload);
+        self.blocks.write(offset, data, |i, b| {
+            VhdxWriter::store(out, stored, payload, i, b)
+        })
     }
 
     fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         {
-            let (out, stored) = (&mut self.out, &mut self.stored);
+            let (out, stored, payload) = (&mut self.out, &mut self.stored, self.payload);
             self.blocks.finish(Format::Vhdx, len, |i, b| {
-                VhdxWriter::store(out, stored, i, b)
+                VhdxWriter::store(out, stored, payload, i, b)
             })?;
         }
-        self.stored.finish()?;
+        // Blocks never given hold a file's zeros.
+        self.out.pad_to(self.payload + self.stored.len() * BLOCK)?;
         self.out.finish()
     }
 }

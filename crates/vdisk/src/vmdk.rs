@@ -41,7 +41,7 @@
 //!   13 % more, random proving parameters not at all). Each grain is one zlib stream
 //!   compressed on its own, so grains are deflated on every core ([`GrainCompressor`]) and
 //!   written in order: the bytes do not depend on the core count.
-//! * **CID**: the first four bytes of the image's content id ([`Survey`], given before the
+//! * **CID**: the first four bytes of the image's layout id ([`Survey`], given before the
 //!   first byte), big-endian, as 8 hex digits (`ffffffff`, which means "no parent", becomes
 //!   `fffffffe`), so the descriptor is final when written and the file goes strictly front
 //!   to back, hashed as it is written. parentCID is `ffffffff`. There is no timestamp in the
@@ -167,9 +167,9 @@ fn descriptor(capacity: u64) -> String {
     )
 }
 
-/// The CID for a raw image with this content id ([`Survey::content_id`]).
-pub fn cid(content_id: &[u8; 32]) -> u32 {
-    let cid = u32::from_be_bytes([content_id[0], content_id[1], content_id[2], content_id[3]]);
+/// The CID for a raw image with this layout id ([`Survey::layout_id`]).
+pub fn cid(layout_id: &[u8; 32]) -> u32 {
+    let cid = u32::from_be_bytes([layout_id[0], layout_id[1], layout_id[2], layout_id[3]]);
     if cid == u32::MAX {
         cid - 1
     } else {
@@ -198,7 +198,7 @@ pub struct VmdkWriter {
 
 impl VmdkWriter {
     /// A writer for a raw image of `virtual_size` bytes (not zero) into `out`, a new empty
-    /// file. The header and descriptor (with the CID from the survey's content id) are
+    /// file. The header and descriptor (with the CID from the survey's layout id) are
     /// written at once.
     pub fn new(out: File, virtual_size: u64, survey: Survey) -> io::Result<VmdkWriter> {
         if virtual_size == 0 {
@@ -215,7 +215,7 @@ impl VmdkWriter {
         }
         let desc = descriptor(capacity).replace(
             CID_PLACEHOLDER,
-            &format!("CID={:08x}\n", cid(&survey.content_id)),
+            &format!("CID={:08x}\n", cid(&survey.layout_id)),
         );
         let mut desc_area = vec![0u8; (DESC_SECTORS * SECTOR) as usize];
         desc_area[..desc.len()].copy_from_slice(desc.as_bytes());

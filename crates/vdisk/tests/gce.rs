@@ -301,7 +301,7 @@ fn gce_writer_refuses_data_outside_the_map() {
         map: DataMap {
             ranges: vec![4096..8192, 16384..20000],
         },
-        content_id: [0; 32],
+        layout_id: [0; 32],
     };
     // Zeros in holes are fine, data in a hole is not.
     let mut w: Box<dyn Sink> = Box::new(GceWriter::new(f(), 20000, map.clone()).unwrap());
@@ -318,7 +318,7 @@ fn gce_writer_refuses_data_outside_the_map() {
         map: DataMap {
             ranges: vec![8192..12288, 0..4096],
         },
-        content_id: [0; 32],
+        layout_id: [0; 32],
     };
     assert!(GceWriter::new(f(), 20000, unsorted).is_err());
     let w: Box<dyn Sink> = Box::new(GceWriter::new(f(), 20000, map.clone()).unwrap());

@@ -110,12 +110,12 @@ fn vmdk_bytes_do_not_depend_on_the_split() {
 }
 
 #[test]
-fn vmdk_cid_comes_from_the_content() {
+fn vmdk_cid_comes_from_the_survey() {
     let dir = tempfile::tempdir().unwrap();
     let image = Image::random(5, 3 * MIB, 5, 10_000);
     let path = dir.path().join("x.vmdk");
     vmdk_of(&image, &path, Split::Regions);
-    let cid = nanoimg_vdisk::vmdk::cid(&image.survey().content_id);
+    let cid = nanoimg_vdisk::vmdk::cid(&image.survey().layout_id);
     let bytes = read_file(&path);
     let text = String::from_utf8_lossy(&bytes[512..512 * 21]);
     assert!(text.contains(&format!("\nCID={cid:08x}\n")), "{text}");
@@ -124,7 +124,7 @@ fn vmdk_cid_comes_from_the_content() {
     assert!(text.contains("createType=\"streamOptimized\""));
     // A different image, a different CID.
     let other = image.clone().with(3 * MIB - 1, vec![1]);
-    assert_ne!(cid, nanoimg_vdisk::vmdk::cid(&other.survey().content_id));
+    assert_ne!(cid, nanoimg_vdisk::vmdk::cid(&other.survey().layout_id));
 }
 
 /// Our header and descriptor against qemu-img's streamOptimized output for the same image:

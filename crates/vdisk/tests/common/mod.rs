@@ -123,16 +123,13 @@ pub fn assert_sums_are_the_files(path: &Path, sums: &nanoimg_vdisk::FileSums) {
     );
 }
 
-/// The survey of the image made of `pieces` (increasing), `len` bytes long.
+/// The survey of the image made of `pieces` (increasing), `len` bytes long, without files.
 pub fn survey_of_pieces(len: u64, pieces: &[(u64, Vec<u8>)]) -> nanoimg_vdisk::Survey {
-    let mut s = nanoimg_vdisk::SurveySink::default();
+    let mut s = nanoimg_vdisk::Surveyor::new();
     for (at, data) in pieces {
-        s.write_at(*at, data).unwrap();
+        s.bytes(*at, data);
     }
-    nanoimg_vdisk::Survey {
-        map: s.into_map(len),
-        content_id: pieces_hashes(len, pieces).blake3,
-    }
+    s.finish(len)
 }
 
 /// The hash states of the image made of `pieces` (increasing), `len` bytes long.
