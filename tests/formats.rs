@@ -473,3 +473,61 @@ fn format_errors_are_one_line_and_leave_nothing() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_write_that_fails_midway_is_one_line_and_leaves_no_file() {
+    use std::os::unix::process::CommandExt;
+    let p = Project::new();
+    // 256 KiB that no deflate makes smaller (xorshift).
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let random: Vec<u8> = (0..32 << 10)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(p.path("data/random.bin"), random).unwrap();
+    for f in ["raw", "qcow2", "vhd", "vmdk", "vhdx", "gce"] {
+        let out = p.path(&format!("limited/image.{f}"));
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nanoimg"));
+        cmd.args(["build", "prog", "-c", "config.json", "--format", f])
+            .arg("--kernel-dir")
+            .arg(&p.release)
+            .arg("-o")
+            .arg(&out)
+            .current_dir(p.dir.path())
+            .env("NANOIMG_CACHE", p.path("cache"))
+            .env_remove("NANOIMG_MIRROR");
+        // SAFETY: only async-signal-safe calls between fork and exec. Files may grow to
+        // 64 KiB (less than any of these images); a write past that fails with EFBIG
+        // instead of raising SIGXFSZ, which is ignored.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit {
+                    rlim_cur: 64 << 10,
+                    rlim_max: 64 << 10,
+                };
+                match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        let o = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{f}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        eprintln!("{f}: {last}");
+        assert!(
+            last.starts_with("error: ") && last.contains("File too large"),
+            "{f}: {stderr}"
+        );
+        assert!(last.contains(&*out.to_string_lossy()), "{f}: {last}");
+        let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+        assert!(left.is_empty(), "{f}: left {left:?}");
+    }
+}

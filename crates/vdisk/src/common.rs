@@ -317,17 +317,19 @@ impl Drop for AlignedBuf {
 }
 
 enum HashMsg {
-    Data(AlignedBuf),
+    /// A full buffer, and the file offset of its first byte.
+    Data(AlignedBuf, u64),
     Zeros(u64),
 }
 
 /// A new file written strictly front to back and hashed as it is written: BLAKE3 by the
-/// writing thread, SHA-256 on a thread of its own, so a container's digests never need the
-/// finished file read back. Zero blocks become holes (as [`crate::raw::write_skipping_zeros`]
-/// leaves them). The writes are direct (`O_DIRECT`, from 4 KiB-aligned buffers at 1 MiB
-/// offsets: no copy into the page cache, nothing left for the final `fsync`) when the file
-/// allows it, else buffered, with write-back started as they go ([`writeback`]). Memory: at
-/// most `OUT_QUEUE + 2` buffers of 1 MiB.
+/// thread that fills it, the writes and then SHA-256 on a thread each, so a container's
+/// digests never need the finished file read back and hashing never waits for the disk.
+/// Zero blocks become holes (as [`crate::raw::write_skipping_zeros`] leaves them). The
+/// writes are direct (`O_DIRECT`, from 4 KiB-aligned buffers at 1 MiB offsets: no copy into
+/// the page cache, nothing left for the final `fsync`) when the file allows it, else
+/// buffered, with write-back started as they go ([`writeback`]). Memory: at most
+/// `2 * OUT_QUEUE + 3` buffers of 1 MiB.
 pub(crate) struct HashedFile {
     file: File,
     buf: AlignedBuf,
@@ -336,6 +338,7 @@ pub(crate) struct HashedFile {
     direct: bool,
     blake3: blake3::Hasher,
     tx: Option<std::sync::mpsc::SyncSender<HashMsg>>,
+    writer: Option<std::thread::JoinHandle<io::Result<()>>>,
     sha: Option<std::thread::JoinHandle<[u8; 32]>>,
     spare: std::sync::mpsc::Receiver<AlignedBuf>,
 }
@@ -353,17 +356,45 @@ fn hash_stopped() -> io::Error {
     io::Error::other("the SHA-256 thread of a container writer stopped")
 }
 
+/// The writing thread of a [`HashedFile`]: writes each buffer at its offset (direct while
+/// the file takes it), then passes it on to the SHA-256 thread, in order.
+fn write_buffers(
+    file: File,
+    mut direct: bool,
+    rx: std::sync::mpsc::Receiver<HashMsg>,
+    sha: std::sync::mpsc::SyncSender<HashMsg>,
+) -> io::Result<()> {
+    for mut msg in rx {
+        if let HashMsg::Data(buf, at) = &mut msg {
+            // A direct write is of whole aligned blocks: the last is padded with zeros,
+            // which `finish` cuts off again. A filesystem may accept O_DIRECT and refuse
+            // the writes: buffered from then on.
+            if direct && crate::raw::write_skipping_zeros(&file, *at, buf.padded()).is_err() {
+                crate::raw::set_direct(&file, false)?;
+                direct = false;
+            }
+            if !direct {
+                crate::raw::write_skipping_zeros(&file, *at, buf.bytes())?;
+                writeback(&file, *at, buf.len as u64);
+            }
+        }
+        sha.send(msg).map_err(|_| hash_stopped())?;
+    }
+    Ok(())
+}
+
 impl HashedFile {
     pub(crate) fn new(file: File) -> io::Result<HashedFile> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<HashMsg>(OUT_QUEUE);
+        let (sha_tx, sha_rx) = std::sync::mpsc::sync_channel::<HashMsg>(OUT_QUEUE);
         let (spare_tx, spare) = std::sync::mpsc::channel::<AlignedBuf>();
         let sha = std::thread::Builder::new()
             .name("nanoimg-file-sha256".to_owned())
             .spawn(move || {
                 let mut h = Sha256::new();
-                for msg in rx {
+                for msg in sha_rx {
                     match msg {
-                        HashMsg::Data(b) => {
+                        HashMsg::Data(b, _) => {
                             h.update(b.bytes());
                             let _ = spare_tx.send(b);
                         }
@@ -373,6 +404,10 @@ impl HashedFile {
                 h.finalize().into()
             })?;
         let direct = crate::raw::set_direct(&file, true).is_ok();
+        let out = file.try_clone()?;
+        let writer = std::thread::Builder::new()
+            .name("nanoimg-file-write".to_owned())
+            .spawn(move || write_buffers(out, direct, rx, sha_tx))?;
         Ok(HashedFile {
             file,
             buf: AlignedBuf::new(),
@@ -380,6 +415,7 @@ impl HashedFile {
             direct,
             blake3: blake3::Hasher::new(),
             tx: Some(tx),
+            writer: Some(writer),
             sha: Some(sha),
             spare,
         })
@@ -390,32 +426,29 @@ impl HashedFile {
         self.buf_at + self.buf.len as u64
     }
 
-    fn send(&self, msg: HashMsg) -> io::Result<()> {
-        self.tx
-            .as_ref()
-            .ok_or_else(hash_stopped)?
-            .send(msg)
-            .map_err(|_| hash_stopped())
+    fn send(&mut self, msg: HashMsg) -> io::Result<()> {
+        let sent = self.tx.as_ref().map(|tx| tx.send(msg).is_ok());
+        match sent {
+            Some(true) => Ok(()),
+            _ => Err(self.stop_writer().err().unwrap_or_else(hash_stopped)),
+        }
     }
 
-    /// Writes and hashes what is buffered.
+    /// Closes the writing thread's queue and waits for it: why it stopped, if it failed.
+    fn stop_writer(&mut self) -> io::Result<()> {
+        drop(self.tx.take());
+        match self.writer.take() {
+            Some(w) => w.join().map_err(|_| {
+                io::Error::other("the writing thread of a container writer panicked")
+            })?,
+            None => Ok(()),
+        }
+    }
+
+    /// Hashes what is buffered and hands it to the writing thread.
     fn flush_buf(&mut self) -> io::Result<()> {
         if self.buf.len == 0 {
             return Ok(());
-        }
-        let at = self.buf_at;
-        if self.direct {
-            // A direct write is of whole aligned blocks: the last is padded with zeros, which
-            // `finish` cuts off again. A filesystem may accept O_DIRECT and refuse the
-            // writes: buffered from then on.
-            if crate::raw::write_skipping_zeros(&self.file, at, self.buf.padded()).is_err() {
-                crate::raw::set_direct(&self.file, false)?;
-                self.direct = false;
-            }
-        }
-        if !self.direct {
-            crate::raw::write_skipping_zeros(&self.file, at, self.buf.bytes())?;
-            writeback(&self.file, at, self.buf.len as u64);
         }
         self.blake3.update(self.buf.bytes());
         let next = match self.spare.try_recv() {
@@ -426,8 +459,9 @@ impl HashedFile {
             Err(_) => AlignedBuf::new(),
         };
         let full = std::mem::replace(&mut self.buf, next);
+        let at = self.buf_at;
         self.buf_at += full.len as u64;
-        self.send(HashMsg::Data(full))
+        self.send(HashMsg::Data(full, at))
     }
 
     /// Appends `data`.
@@ -485,6 +519,7 @@ impl HashedFile {
     /// returns the file's length and digests.
     pub(crate) fn finish(mut self) -> io::Result<crate::FileSums> {
         self.flush_buf()?;
+        self.stop_writer()?;
         let size = self.position();
         // Also cuts the zeros a direct write added to the last block.
         self.file.set_len(size)?;
@@ -492,7 +527,6 @@ impl HashedFile {
             // The descriptor is shared with the caller's `File`: leave it as it was.
             let _ = crate::raw::set_direct(&self.file, false);
         }
-        drop(self.tx.take());
         let sha256 = self
             .sha
             .take()
