@@ -177,6 +177,10 @@ pub struct BuildOptions {
     /// Also compute the SHA-256 of every file in the image for [`BuildReport::files`] (one
     /// more hash of all the data, on its own thread; `--json` asks for it).
     pub file_digests: bool,
+    /// `--raw-sums`: for a container format, also hash the raw image inside it
+    /// ([`BuildReport::raw`]). It costs as much CPU as the rest of the build, so it is asked
+    /// for; `raw` and `vhd` (whose footer holds an id taken from it) always have it.
+    pub raw_sums: bool,
     /// `--insecure-registry HOST:PORT`: registries (of `docker://` images) reached over
     /// plain HTTP instead of TLS.
     pub insecure_registries: Vec<String>,
@@ -388,8 +392,9 @@ pub struct BuildReport {
     /// The file written.
     pub file: Sums,
     /// The raw image inside it (the same as the file for `raw`), so that pipelines can
-    /// compare images across formats.
-    pub raw: Sums,
+    /// compare images across formats: for a container format only with
+    /// [`BuildOptions::raw_sums`] (or `vhd`); its size is [`ImageLayout::size`].
+    pub raw: Option<Sums>,
     pub boot_uuid: [u8; 16],
     pub root_uuid: [u8; 16],
     /// The Nanos version ("" when unknown) and the SHA-256 of the kernel and boot.img used.
@@ -419,32 +424,31 @@ pub struct Sums {
     pub blake3: String,
 }
 
-/// The sums of an image just written to `file` in `format`, and of the raw image it holds
-/// (`raw_size` bytes, hashed on the way: `raw`). For `raw` they are the same; a container is
-/// read back once, since its writer seeks back to fill in tables.
+/// The sums of an image just written, and of the raw image it holds (`raw_size` bytes;
+/// `raw_hashed` when the writer hashed it): both computed on the way (the raw image's by the
+/// image writer, a container's by its writer as it wrote the file), never by reading the
+/// file back. For `raw` they are the same.
 fn image_sums(
-    file: &std::fs::File,
-    format: Format,
     raw_size: u64,
-    raw: &nanoimg_stream::Digests,
-) -> std::io::Result<(Sums, Sums)> {
+    raw_hashed: bool,
+    digests: &nanoimg_stream::Digests,
+) -> (Sums, Option<Sums>) {
     let raw = Sums {
         size: raw_size,
-        sha256: hex(&raw.sha256),
-        blake3: hex(&raw.blake3),
+        sha256: hex(&digests.sha256),
+        blake3: hex(&digests.blake3),
     };
-    let file = match format {
-        Format::Raw => raw.clone(),
-        _ => {
-            let (sha256, blake3) = nanoimg_stream::digest_file(file)?;
-            Sums {
-                size: file.metadata()?.len(),
-                sha256: hex(&sha256),
-                blake3: hex(&blake3),
-            }
+    match &digests.file {
+        None => (raw.clone(), Some(raw)),
+        Some(f) => {
+            let file = Sums {
+                size: f.size,
+                sha256: hex(&f.sha256),
+                blake3: hex(&f.blake3),
+            };
+            (file, raw_hashed.then_some(raw))
         }
-    };
-    Ok((file, raw))
+    }
 }
 
 /// One file of a built image.
@@ -830,10 +834,11 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     ImageLayout::compute(&spec).map_err(disk_err)?;
 
     let (written, (file_sums, raw_sums)) = write_atomically(&output, |file| {
-        let written = nanoimg_disk::write_image_as(file, &spec, options.file_digests, format)
-            .map_err(disk_err)?;
-        let sums = image_sums(file, format, written.layout.size, &written.digests)
-            .map_err(|e| disk_err(DiskError::Write(e)))?;
+        let raw_sums = options.raw_sums || format.id_from_raw_sha256();
+        let written =
+            nanoimg_disk::write_image_as(file, &spec, options.file_digests, format, raw_sums)
+                .map_err(disk_err)?;
+        let sums = image_sums(written.layout.size, raw_sums, &written.digests);
         Ok((written, sums))
     })?;
     // The lock is written only once the image is in place.
@@ -941,10 +946,19 @@ pub struct ConvertReport {
     /// The container read and the one written.
     pub from: Format,
     pub format: Format,
-    /// The file written.
-    pub file: Sums,
-    /// The raw image (the same in input and output).
-    pub raw: Sums,
+    /// Size of the file written.
+    pub file_size: u64,
+    /// Size of the raw image (the same in input and output).
+    pub raw_size: u64,
+    /// Bytes of the raw image read: those of the input's allocated ranges (the rest was
+    /// given to the writer as holes without being read), and how many ranges.
+    pub data: u64,
+    pub ranges: usize,
+    /// The sums of the file written and of the raw image, when asked for.
+    pub file: Option<Sums>,
+    pub raw: Option<Sums>,
+    /// What the reader noticed about the input (`VirtualDisk::notes`), one line each.
+    pub notes: Vec<String>,
 }
 
 /// Why an image cannot be converted.
@@ -970,7 +984,20 @@ pub enum ConvertError {
 /// volume, qcow2, VHD, VMDK, VHDX, a GCE tar) into `output` in `format`, streaming, through
 /// the same writers a build uses, so a converted image has the bytes a direct build would.
 /// Nothing is left at `output` unless the whole file was written.
-pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertReport, BuildError> {
+///
+/// Only the input's allocated ranges (`VirtualDisk::allocated`: its own map, or the file's
+/// extents) are read; the rest goes to the writer as holes, so the work follows the data
+/// stored, not the size a header claims, and the output is as sparse as the format allows.
+/// With `sums`, the SHA-256 and BLAKE3 of the file and of the raw image are computed as
+/// well: those cover every byte, holes included, so they cost time in proportion to the
+/// disk's size (as they do for VMDK, VHD and VHDX output, whose identifiers are derived from
+/// the raw image's SHA-256).
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    format: Format,
+    sums: bool,
+) -> Result<ConvertReport, BuildError> {
     use nanoimg_stream::{ImageWriter, CHUNK};
     let disk = nanoimg_vdisk::open(input).map_err(ConvertError::from)?;
     let size = disk.size();
@@ -990,38 +1017,31 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
             path: output.to_path_buf(),
         });
     }
-    // Calls `each` with every CHUNK-sized, CHUNK-aligned piece of the raw image.
-    type Each<'a> = dyn FnMut(u64, &[u8]) -> Result<(), ConvertError> + 'a;
-    let for_each_chunk = |each: &mut Each| {
+    let ranges = disk.allocated().map_err(|e| read_err(0, e))?;
+    let data: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    // Calls `each` with the allocated ranges' bytes, in pieces that end on CHUNK
+    // boundaries of the raw image.
+    let for_each_piece = |each: &mut EachPiece| {
         let mut buf = vec![0u8; CHUNK];
-        let mut at = 0u64;
-        while at < size {
-            let n = (size - at).min(CHUNK as u64) as usize;
-            disk.read_exact_at(&mut buf[..n], at)
-                .map_err(|e| read_err(at, e))?;
-            each(at, &buf[..n])?;
-            at += n as u64;
+        for r in &ranges {
+            let mut at = r.start;
+            while at < r.end {
+                let to = r.end.min((at / CHUNK as u64 + 1) * CHUNK as u64);
+                let piece = &mut buf[..(to - at) as usize];
+                disk.read_exact_at(piece, at).map_err(|e| read_err(at, e))?;
+                each(at, piece)?;
+                at = to;
+            }
         }
         Ok::<(), ConvertError>(())
     };
-    let (file_sums, raw_sums) = write_atomically(output, |file| {
-        // A GCE tar needs the data map before its header: one pass to find the data.
-        let map = match format {
-            Format::Gce => {
-                let mut map = nanoimg_vdisk::DataMap::default();
-                for_each_chunk(&mut |at, data| {
-                    map.add(at, data);
-                    Ok(())
-                })?;
-                map.finish(size);
-                Some(map)
-            }
-            _ => None,
-        };
-        let out = file.try_clone().map_err(write_err)?;
-        let sink = nanoimg_vdisk::writer(format, out, size, map).map_err(write_err)?;
-        let mut w = ImageWriter::with_sink(sink, false).map_err(write_err)?;
-        for_each_chunk(&mut |_, data| {
+    // The raw image is hashed for --sums, and for VHD, whose unique id derives from its
+    // SHA-256: those hashes cover every byte, holes included.
+    let hash = sums || format.id_from_raw_sha256();
+    // Hands the allocated ranges to `w` (the rest as holes) and finishes it.
+    let feed = |mut w: ImageWriter<'_>| {
+        for_each_piece(&mut |at, data| {
+            w.pad_to(at).map_err(write_err)?;
             if nanoimg_vdisk::is_zero(data) {
                 w.zeros(data.len() as u64)
             } else {
@@ -1029,16 +1049,66 @@ pub fn convert(input: &Path, output: &Path, format: Format) -> Result<ConvertRep
             }
             .map_err(write_err)
         })?;
-        let digests = w.finish().map_err(write_err)?;
-        Ok(image_sums(file, format, size, &digests).map_err(write_err)?)
+        w.pad_to(size).map_err(write_err)?;
+        w.finish().map_err(write_err)
+    };
+    let survey = match format.needs_survey() {
+        true => Some(survey_of_disk(input, size, for_each_piece)?),
+        false => None,
+    };
+    let (file_size, sums) = write_atomically(output, |file| {
+        let out = file.try_clone().map_err(write_err)?;
+        let sink = nanoimg_vdisk::writer(format, out, size, survey).map_err(write_err)?;
+        let digests = feed(
+            match hash {
+                true => ImageWriter::with_sink(sink, false),
+                false => ImageWriter::with_sink_unhashed(sink, false),
+            }
+            .map_err(write_err)?,
+        )?;
+        let file_size = file.metadata().map_err(write_err)?.len();
+        Ok((file_size, sums.then(|| image_sums(size, true, &digests))))
     })?;
+    let (file, raw) = sums.unzip();
     Ok(ConvertReport {
         output: output.to_path_buf(),
         from,
         format,
-        file: file_sums,
-        raw: raw_sums,
+        file_size,
+        raw_size: size,
+        data,
+        ranges: ranges.len(),
+        file,
+        raw: raw.flatten(),
+        notes: disk.notes(),
     })
+}
+
+/// What `convert` calls with each piece of the input's allocated bytes, in order.
+type EachPiece<'a> = dyn FnMut(u64, &[u8]) -> Result<(), ConvertError> + 'a;
+
+/// The survey of the image at `input` (`size` bytes), whose allocated bytes `pieces` gives:
+/// where a Nanos image's files lie comes from its filesystems, so the survey is the one its
+/// build had and the converted file has a build's bytes; any other disk has no files, and
+/// its survey maps the blocks with a non-zero byte.
+fn survey_of_disk(
+    input: &Path,
+    size: u64,
+    pieces: impl FnOnce(&mut EachPiece) -> Result<(), ConvertError>,
+) -> Result<nanoimg_vdisk::Survey, ConvertError> {
+    let mut surveyor = nanoimg_vdisk::Surveyor::new();
+    // Not a Nanos image, or one whose filesystems cannot be read: a disk without files.
+    let files = nanoimg_disk::DiskImage::open(input)
+        .and_then(|image| image.file_data())
+        .unwrap_or_default();
+    for range in files {
+        surveyor.file(range);
+    }
+    pieces(&mut |at, data| {
+        surveyor.bytes(at, data);
+        Ok(())
+    })?;
+    Ok(surveyor.finish(size))
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ pub fn inspect(
     json: bool,
 ) -> Result<(), nanoimg::BuildError> {
     let mut r = nanoimg::inspect::inspect(image)?;
+    for note in &r.notes {
+        crate::say(format!("note: {note}"));
+    }
     if json {
         if !files {
             r.root.files.clear();

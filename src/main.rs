@@ -243,6 +243,7 @@ impl BuildArgs {
             insecure_registries: self.resolution.insecure_registries,
             images_by_locked_digest: false,
             missing_files: false,
+            raw_sums: false,
         }
     }
 }
@@ -275,6 +276,10 @@ enum Command {
         /// Print one JSON object describing the image instead of the summary lines.
         #[arg(long)]
         json: bool,
+        /// For a container format, also print the SHA-256 and BLAKE3 of the raw image inside
+        /// it (one more hash of every byte; raw and vhd always have them).
+        #[arg(long)]
+        raw_sums: bool,
         /// Also write an in-toto statement with SLSA v1 provenance of the image to FILE
         /// (`nanoimg verify` rebuilds from it).
         #[arg(long, value_name = "FILE")]
@@ -319,6 +324,11 @@ enum Command {
         /// The format to write: raw, qcow2, vhd, vmdk, vhdx or gce.
         #[arg(long, value_name = "FORMAT")]
         format: nanoimg::vdisk::Format,
+        /// Also compute the SHA-256 and BLAKE3 of the file and of the raw image. They cover
+        /// every byte, holes included, so they take time in proportion to the disk's size;
+        /// without them the work follows the data stored.
+        #[arg(long)]
+        sums: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -484,11 +494,13 @@ fn dispatch(command: Command) -> ExitCode {
             format,
             verbose,
             json,
+            raw_sums,
             provenance,
             sbom,
         } => build(
             nanoimg::BuildOptions {
                 format,
+                raw_sums,
                 ..b.options(
                     program,
                     output,
@@ -516,7 +528,8 @@ fn dispatch(command: Command) -> ExitCode {
             out,
             format,
             json,
-        } => convert(&image, &out, format, json),
+            sums,
+        } => convert(&image, &out, format, sums, json),
         Command::Run(r) => return run::run(r),
         Command::Deps {
             program,
@@ -729,7 +742,10 @@ fn build(
             "size": report.file.size,
             "sha256": report.file.sha256,
             "blake3": report.file.blake3,
-            "raw": report.raw,
+            "raw": match &report.raw {
+                Some(raw) => serde_json::to_value(raw).unwrap_or_default(),
+                None => serde_json::json!({"size": report.layout.size}),
+            },
             "filesystems": {
                 "boot": {"uuid": nanoimg::tfs::format_uuid(&report.boot_uuid)},
                 "root": {"uuid": nanoimg::tfs::format_uuid(&report.root_uuid)},
@@ -752,25 +768,36 @@ fn build(
         );
         return Ok(());
     }
-    print_sums(report.format, &report.file, &report.raw);
+    print_sums(
+        report.format,
+        &report.file,
+        report.layout.size,
+        report.raw.as_ref(),
+    );
     println!("Bootable image file:{}", path.display());
     Ok(())
 }
 
 /// The summary lines of a written image: its size and hashes (ops's `Image size` line), and
-/// for a container format those of the raw image inside it as well.
-fn print_sums(format: nanoimg::vdisk::Format, file: &nanoimg::Sums, raw: &nanoimg::Sums) {
+/// for a container format those of the raw image inside it (`raw_size` bytes; its hashes
+/// when they were computed) as well.
+fn print_sums(
+    format: nanoimg::vdisk::Format,
+    file: &nanoimg::Sums,
+    raw_size: u64,
+    raw: Option<&nanoimg::Sums>,
+) {
     if format == nanoimg::vdisk::Format::Raw {
         println!("Image size: {} bytes", file.size);
     } else {
         println!(
-            "Image size: {} bytes ({format}; raw image {} bytes)",
-            file.size, raw.size
+            "Image size: {} bytes ({format}; raw image {raw_size} bytes)",
+            file.size
         );
     }
     println!("SHA-256: {}", file.sha256);
     println!("BLAKE3: {}", file.blake3);
-    if format != nanoimg::vdisk::Format::Raw {
+    if let (false, Some(raw)) = (format == nanoimg::vdisk::Format::Raw, raw) {
         println!("Raw image SHA-256: {}", raw.sha256);
         println!("Raw image BLAKE3: {}", raw.blake3);
     }
@@ -780,27 +807,48 @@ fn convert(
     image: &std::path::Path,
     out: &std::path::Path,
     format: nanoimg::vdisk::Format,
+    sums: bool,
     json: bool,
 ) -> Result<(), nanoimg::BuildError> {
-    let r = nanoimg::convert(image, out, format)?;
+    let r = nanoimg::convert(image, out, format, sums)?;
+    for note in &r.notes {
+        say(format!("note: {note}"));
+    }
     let path = nanoimg::display_path(&r.output);
     if json {
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "path": path,
             "from": r.from.name(),
             "format": r.format.name(),
-            "size": r.file.size,
-            "sha256": r.file.sha256,
-            "blake3": r.file.blake3,
-            "raw": r.raw,
+            "size": r.file_size,
+            "raw_size": r.raw_size,
+            "data": r.data,
         });
+        if let (Some(file), Some(raw)) = (&r.file, &r.raw) {
+            value["sha256"] = file.sha256.clone().into();
+            value["blake3"] = file.blake3.clone().into();
+            value["raw"] = serde_json::to_value(raw).unwrap_or_default();
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
         return Ok(());
     }
-    print_sums(r.format, &r.file, &r.raw);
+    match (&r.file, &r.raw) {
+        (Some(file), Some(raw)) => print_sums(r.format, file, r.raw_size, Some(raw)),
+        _ if r.format == nanoimg::vdisk::Format::Raw => {
+            println!("Image size: {} bytes", r.file_size)
+        }
+        _ => println!(
+            "Image size: {} bytes ({}; raw image {} bytes)",
+            r.file_size, r.format, r.raw_size
+        ),
+    }
+    println!(
+        "Data read: {} bytes in {} range(s) of the {}-byte raw image",
+        r.data, r.ranges, r.raw_size
+    );
     println!("Image file:{}", path.display());
     Ok(())
 }

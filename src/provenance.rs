@@ -283,6 +283,7 @@ fn options(
         insecure_registries: insecure.to_vec(),
         images_by_locked_digest: true,
         missing_files: false,
+        raw_sums: false,
     })
 }
 

@@ -30,8 +30,8 @@ pub struct RunCommand {
     target: PathBuf,
     #[command(flatten)]
     build: crate::BuildArgs,
-    /// Keep the image built from a program here [default: a temporary file, removed after
-    /// the run].
+    /// Keep the image built from a program, or the raw image converted from a GCE tar,
+    /// here [default: a temporary file, removed after the run].
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     output: Option<PathBuf>,
     /// Boot as a Gevulot (v1) node does: the disk read-only, isa-debug-exit, virtio-rng, no
@@ -200,19 +200,11 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         }
         let output = match &cmd.output {
             Some(o) => o.clone(),
-            None => {
-                let t = nanoimg::atomic::TempFile::in_dir(&std::env::temp_dir(), ".nanoimg-run-")
-                    .map_err(|source| RunCliError::Read {
-                    path: std::env::temp_dir(),
-                    source,
-                })?;
-                let path = t.path().to_path_buf();
-                temporary = Some(t);
-                path
-            }
+            None => temporary_image(&mut temporary)?,
         };
         let report = nanoimg::build(&nanoimg::BuildOptions {
             missing_files: cmd.missing_files,
+            raw_sums: false,
             ..cmd.build.options(cmd.target.clone(), Some(output), false)
         })?;
         for note in &report.plan.notes {
@@ -233,6 +225,9 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     };
 
     let facts = nanoimg::run::image_facts(&image)?;
+    for note in &facts.notes {
+        crate::say(format!("note: {note}"));
+    }
     let arch = facts.arch;
     if cmd.missing_files && !facts.missing_files {
         return Err(RunCliError::Usage(format!(
@@ -253,16 +248,42 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
             );
         }
     }
+    // A GCE tar is not something QEMU reads: its raw image is booted instead, converted
+    // into -o or a temporary file removed after the run (and on an interrupt).
+    let (image, disk_format) = match facts.format.qemu_name() {
+        Some(name) => (image, name),
+        None => {
+            let output = match &cmd.output {
+                Some(o) => o.clone(),
+                None if cmd.print_command => {
+                    return Err(RunCliError::Usage(format!(
+                        "--print-command with a {} image: give -o DISK.img, so the printed command has the raw image to boot (or convert it first: nanoimg convert {} DISK.img --format raw)",
+                        facts.format,
+                        image.display()
+                    )))
+                }
+                None => temporary_image(&mut temporary)?,
+            };
+            crate::say(format!(
+                "{} is a {} image, which QEMU cannot boot: booting its raw image, converted into {}",
+                image.display(),
+                facts.format,
+                if temporary.is_some() {
+                    "a temporary file".to_string()
+                } else {
+                    output.display().to_string()
+                }
+            ));
+            let r = nanoimg::convert(&image, &output, nanoimg::vdisk::Format::Raw, false)?;
+            for note in &r.notes {
+                crate::say(format!("note: {note}"));
+            }
+            (r.output, "raw")
+        }
+    };
     let mut spec = RunSpec::new(nanoimg::display_path(&image), profile);
     spec.arch = arch;
-    spec.disk_format = facts.format.qemu_name().ok_or_else(|| {
-        RunCliError::Usage(format!(
-            "{} is a {} image (disk.raw in a tar.gz for Google Compute Engine), which QEMU cannot boot; convert it first: nanoimg convert {} disk.img --format raw",
-            image.display(),
-            facts.format,
-            image.display()
-        ))
-    })?;
+    spec.disk_format = disk_format;
     if let Some(m) = cmd.memory {
         spec.memory_mib = m.div_ceil(1 << 20);
     }
@@ -409,4 +430,20 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
             ExitCode::FAILURE
         }
     })
+}
+
+/// A temporary file for the image `run` boots (built or converted), in the temporary
+/// directory, kept in `temporary` (removed when dropped, and on Ctrl-C); its path.
+fn temporary_image(
+    temporary: &mut Option<nanoimg::atomic::TempFile>,
+) -> Result<std::path::PathBuf, RunCliError> {
+    let t = nanoimg::atomic::TempFile::in_dir(&std::env::temp_dir(), ".nanoimg-run-").map_err(
+        |source| RunCliError::Read {
+            path: std::env::temp_dir(),
+            source,
+        },
+    )?;
+    let path = t.path().to_path_buf();
+    *temporary = Some(t);
+    Ok(path)
 }

@@ -66,6 +66,17 @@ impl Project {
 
     /// `nanoimg build prog -c config.json --format FORMAT -o OUT --json`; the JSON report.
     fn build(&self, format: &str, out: &str, extra: &[&str]) -> serde_json::Value {
+        self.build_env(format, out, extra, &[])
+    }
+
+    /// [`build`](Self::build) with `env` set.
+    fn build_env(
+        &self,
+        format: &str,
+        out: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> serde_json::Value {
         let out = self.path(out);
         if let Some(parent) = out.parent() {
             std::fs::create_dir_all(parent).unwrap();
@@ -86,7 +97,7 @@ impl Project {
         args.extend([OsString::from("-o"), out.into()]);
         args.extend(extra.iter().map(OsString::from));
         let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
-        let o = common::nanoimg(&args, self.dir.path());
+        let o = common::nanoimg_env(&args, self.dir.path(), env);
         assert!(
             o.status.success(),
             "build --format {format}: {}",
@@ -118,7 +129,7 @@ fn every_format_passes_qemu_img_check_and_compares_identical_to_the_raw_image() 
     assert_eq!(raw["sha256"], sha256_of(&raw_path));
     for f in FORMATS.iter().filter(|f| **f != "gce") {
         let out = format!("out/image.{f}");
-        let r = p.build(f, &out, &[]);
+        let r = p.build(f, &out, &["--raw-sums"]);
         let path = p.path(&out);
         // The report describes the file written, and the raw image inside it.
         assert_eq!(r["format"], *f);
@@ -163,11 +174,59 @@ fn every_format_passes_qemu_img_check_and_compares_identical_to_the_raw_image() 
 }
 
 #[test]
+fn every_format_gives_the_same_bytes_on_one_thread_and_on_many() {
+    let p = Project::new();
+    // Enough data for several 512 KiB gzip blocks and many VMDK grains, part of it
+    // compressible.
+    let mut big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    big[1_000_000..2_000_000].fill(b'x');
+    std::fs::write(p.path("data/big.bin"), big).unwrap();
+    for f in FORMATS {
+        let one = p.build_env(
+            f,
+            &format!("one/image.{f}"),
+            &[],
+            &[("NANOIMG_THREADS", "1")],
+        );
+        let many = p.build_env(
+            f,
+            &format!("many/image.{f}"),
+            &[],
+            &[("NANOIMG_THREADS", "5")],
+        );
+        let default = p.build(f, &format!("default/image.{f}"), &[]);
+        // The raw image inside a container is hashed only when asked (--raw-sums), or
+        // where the format needs it (a VHD's footer holds an id taken from it).
+        assert!(default["raw"]["size"].as_u64().unwrap() > 0, "{f}");
+        assert_eq!(
+            default["raw"]["sha256"].is_string(),
+            f == "raw" || f == "vhd",
+            "{f}: {}",
+            default["raw"]
+        );
+        assert_eq!(one["sha256"], many["sha256"], "{f}: 1 and 5 threads");
+        assert_eq!(
+            one["sha256"], default["sha256"],
+            "{f}: 1 thread and the default"
+        );
+        for dir in ["many", "default"] {
+            assert!(
+                std::fs::read(p.path(&format!("one/image.{f}"))).unwrap()
+                    == std::fs::read(p.path(&format!("{dir}/image.{f}"))).unwrap(),
+                "{f}: {dir}"
+            );
+        }
+    }
+}
+
+#[test]
 fn every_format_is_reproducible_and_convert_writes_the_same_bytes_as_a_build() {
     let p = Project::new();
     p.build("raw", "a/image.img", &[]);
     for f in FORMATS {
-        let first = p.build(f, &format!("a/image.{f}"), &[]);
+        let first = p.build(f, &format!("a/image.{f}"), &["--raw-sums"]);
         let second = p.build(f, &format!("b/image.{f}"), &[]);
         assert_eq!(first["sha256"], second["sha256"], "{f}: two builds");
         let (a, b) = (
@@ -187,6 +246,7 @@ fn every_format_is_reproducible_and_convert_writes_the_same_bytes_as_a_build() {
             conv.as_os_str(),
             os("--format"),
             os(f),
+            os("--sums"),
             os("--json"),
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -376,14 +436,29 @@ fn format_errors_are_one_line_and_leave_nothing() {
         "error: config DiskFormat \"iso\": unknown disk format \"iso\"; expected one of raw, qcow2, vhd, vmdk, vhdx, gce\n"
     );
     assert!(!p.path("x.img").exists());
-    // A GCE tar is not something QEMU boots: nanoimg run says how to get a raw image.
+    // A GCE tar is not something QEMU boots: nanoimg run boots its raw image, converted
+    // first; to print the command, it needs a place to keep that image.
     p.build("gce", "image.tar.gz", &[]);
     let o = p.run(&[os("run"), os("image.tar.gz"), os("--print-command")]);
     assert_eq!(o.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "error: --print-command with a gce image: give -o DISK.img, so the printed command has the raw image to boot (or convert it first: nanoimg convert image.tar.gz DISK.img --format raw)\n"
+    );
+    p.build("raw", "image.img", &[]);
+    let o = p.run(&[
+        os("run"),
+        os("image.tar.gz"),
+        os("-o"),
+        os("disk.img"),
+        os("--print-command"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let command = String::from_utf8_lossy(&o.stdout);
+    assert!(command.contains("disk.img,format=raw,"), "{command}");
     assert!(
-        stderr.starts_with("error: image.tar.gz is a gce image (disk.raw in a tar.gz for Google Compute Engine), which QEMU cannot boot; convert it first: nanoimg convert image.tar.gz disk.img --format raw"),
-        "{stderr}"
+        std::fs::read(p.path("disk.img")).unwrap() == std::fs::read(p.path("image.img")).unwrap(),
+        "the raw image of the tar"
     );
     // A truncated container is an error naming it, not a panic.
     p.build("qcow2", "image.qcow2", &[]);
@@ -397,4 +472,62 @@ fn format_errors_are_one_line_and_leave_nothing() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_write_that_fails_midway_is_one_line_and_leaves_no_file() {
+    use std::os::unix::process::CommandExt;
+    let p = Project::new();
+    // 256 KiB that no deflate makes smaller (xorshift).
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let random: Vec<u8> = (0..32 << 10)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(p.path("data/random.bin"), random).unwrap();
+    for f in ["raw", "qcow2", "vhd", "vmdk", "vhdx", "gce"] {
+        let out = p.path(&format!("limited/image.{f}"));
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nanoimg"));
+        cmd.args(["build", "prog", "-c", "config.json", "--format", f])
+            .arg("--kernel-dir")
+            .arg(&p.release)
+            .arg("-o")
+            .arg(&out)
+            .current_dir(p.dir.path())
+            .env("NANOIMG_CACHE", p.path("cache"))
+            .env_remove("NANOIMG_MIRROR");
+        // SAFETY: only async-signal-safe calls between fork and exec. Files may grow to
+        // 64 KiB (less than any of these images); a write past that fails with EFBIG
+        // instead of raising SIGXFSZ, which is ignored.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit {
+                    rlim_cur: 64 << 10,
+                    rlim_max: 64 << 10,
+                };
+                match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        let o = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{f}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        eprintln!("{f}: {last}");
+        assert!(
+            last.starts_with("error: ") && last.contains("File too large"),
+            "{f}: {stderr}"
+        );
+        assert!(last.contains(&*out.to_string_lossy()), "{f}: {last}");
+        let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+        assert!(left.is_empty(), "{f}: left {left:?}");
+    }
 }

@@ -6,7 +6,7 @@
 //! fallocated under `/t`. The kernel's log therefore holds parent links (`..`) on files and
 //! folders, a file under two names and uninitialised extents. `kernel-written.files.txt` is
 //! the tree the guest left, as `inspect --files` lists it, written by the e2e runner from
-//! what the program does (`xtask/src/guestfs.rs`), not from a reader.
+//! what the program does (the `guest-fs` check, `xtask/src/checks.rs`), not from a reader.
 
 mod common;
 

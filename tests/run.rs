@@ -603,3 +603,92 @@ fn missing_files_builds_with_the_flag_and_says_what_packs_each_name() {
     let inspected = String::from_utf8_lossy(&o.stdout);
     assert!(inspected.contains("\"missing_files\""), "{inspected}");
 }
+
+#[test]
+fn a_gce_tar_boots_through_a_temporary_raw_image_removed_after_the_run() {
+    let (d, image) = setup("{}");
+    let o = common::nanoimg(
+        &[
+            os("convert"),
+            image.as_os_str(),
+            os("image.tar.gz"),
+            os("--format"),
+            os("gce"),
+        ],
+        d.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The stand-in QEMU compares the disk it is given with the raw image.
+    let seen = d.path().join("seen");
+    let bin = fake_qemu(
+        d.path(),
+        &format!(
+            "for a; do case \"$a\" in file=*) f=${{a#file=}}; f=${{f%%,*}}; echo \"$a\" > '{seen}'; cmp -s \"$f\" '{image}' && echo same >> '{seen}';; esac; done; exit 0",
+            seen = seen.display(),
+            image = image.display()
+        ),
+    );
+    let tmp = d.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_nanoimg"))
+        .args(["run", "image.tar.gz", "--accel", "tcg"])
+        .current_dir(d.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("TMPDIR", &tmp)
+        .env("NANOIMG_CACHE", d.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("nanoimg: image.tar.gz is a gce image, which QEMU cannot boot: booting its raw image, converted into a temporary file\n"),
+        "{}",
+        stderr(&o)
+    );
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(seen.contains(",format=raw,"), "{seen}");
+    assert!(
+        seen.ends_with("same\n"),
+        "QEMU was given the raw image: {seen}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "temporary raw image left"
+    );
+
+    // Interrupted while the VM runs: QEMU stopped, the temporary raw image removed.
+    let pidfile = d.path().join("qemu.pid");
+    let bin = fake_qemu(
+        d.path(),
+        &format!("echo $$ > '{}'; exec /bin/sleep 600", pidfile.display()),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_nanoimg"))
+        .args(["run", "image.tar.gz", "--accel", "tcg"])
+        .current_dir(d.path())
+        .env("PATH", &bin)
+        .env("TMPDIR", &tmp)
+        .env("NANOIMG_CACHE", d.path().join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "QEMU never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        1,
+        "the raw image while it runs"
+    );
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "temporary raw image left after the interrupt"
+    );
+}

@@ -294,12 +294,7 @@ fn a_debian_image_root_names_libc6_with_its_version_and_layer() {
             assert_eq!(libc6["versionInfo"], "2.36-9+deb12u7");
             assert_eq!(libc6["licenseDeclared"], "LGPL-2.1-or-later");
             assert_eq!(libc6["externalRefs"][0]["referenceLocator"], purl);
-            let libc = doc["files"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|f| f["fileName"] == "./lib/x86_64-linux-gnu/libc.so.6")
-                .unwrap();
+            let libc = spdx_file(&doc, "./lib/x86_64-linux-gnu/libc.so.6");
             let comment = libc["comment"].as_str().unwrap();
             assert!(comment.contains(layer), "{comment}");
             assert!(comment.contains(&manifest_digest), "{comment}");
@@ -389,12 +384,7 @@ fn the_host_root_names_the_hosts_package() {
         .find(|p| p["name"] == name.as_str())
         .expect("the host's libc6 listed");
     assert_eq!(libc6["versionInfo"], version.as_str());
-    let libc = doc["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["fileName"] == "./lib/x86_64-linux-gnu/libc.so.6")
-        .expect("libc packed");
+    let libc = spdx_file(&doc, "./lib/x86_64-linux-gnu/libc.so.6");
     assert!(libc["comment"]
         .as_str()
         .unwrap()
@@ -508,6 +498,16 @@ fn spdx_debs(doc: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The SPDX document's file entry named `name` (`./lib/…`); panics if it has none.
+fn spdx_file<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileName"] == name)
+        .unwrap_or_else(|| panic!("{name} is not in the SBOM"))
+}
+
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
@@ -543,12 +543,7 @@ fn a_real_debian_root_names_libc6_and_sbom_of_the_image_agrees() {
         "libc6 {libc6_version} in {:?}",
         spdx_debs(&doc)
     );
-    let libc = doc["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["fileName"] == "./lib/x86_64-linux-gnu/libc.so.6")
-        .expect("libc packed at the path the program's loader finds it");
+    let libc = spdx_file(&doc, "./lib/x86_64-linux-gnu/libc.so.6");
     let comment = libc["comment"].as_str().unwrap();
     assert!(comment.contains(&layer), "{comment}");
     assert!(comment.contains(&manifest_digest), "{comment}");
@@ -603,12 +598,7 @@ fn a_real_debian_root_names_libc6_and_sbom_of_the_image_agrees() {
         built["documentNamespace"], read["documentNamespace"],
         "both name the same image file"
     );
-    let libc = read["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["fileName"] == "./usr/lib/x86_64-linux-gnu/libc.so.6")
-        .expect("libc in the whole root");
+    let libc = spdx_file(&read, "./usr/lib/x86_64-linux-gnu/libc.so.6");
     assert!(libc["comment"]
         .as_str()
         .unwrap()

@@ -303,6 +303,27 @@ pub fn vdisk_reader(data: &[u8], dir: &Path) {
             }
         }
     }
+    // The allocated ranges: sorted, disjoint, apart, inside the disk, and no byte of the
+    // head outside them is non-zero.
+    if let Ok(ranges) = disk.allocated() {
+        let mut prev = None::<u64>;
+        for r in &ranges {
+            assert!(r.start < r.end && r.end <= size, "allocated range {r:?}");
+            assert!(prev.is_none_or(|p| r.start > p), "allocated ranges out of order");
+            prev = Some(r.end);
+        }
+        if let Some(whole) = read_range(&*disk, &mut buf, 0, head) {
+            for (i, &b) in whole.iter().enumerate() {
+                let i = i as u64;
+                let k = ranges.partition_point(|r| r.end <= i);
+                assert!(
+                    b == 0 || ranges.get(k).is_some_and(|r| r.start <= i),
+                    "non-zero byte {i} outside the allocated ranges"
+                );
+            }
+        }
+    }
+
     // The last 4 KiB, a few ranges in the middle and across cluster, grain and block
     // boundaries, reads crossing the end and past it, an empty read at the end.
     let ranges = [

@@ -187,7 +187,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let image = work_dir.join(IMAGE_FILE);
     let copy_out = work_dir.join(COPY_FILE);
-    let command = nanoimg_command(&nanoimg, &work_dir, args.format.as_deref());
+    let mut command = nanoimg_command(&nanoimg, &work_dir, None);
+    command.args(["-o", IMAGE_FILE]);
     println!(
         "bench: nanoimg: (cd {} && {})",
         work_dir.display(),
@@ -197,6 +198,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "bench: copy: read the {} files in order through one 1 MiB buffer into {COPY_FILE}, then fsync",
         inputs.len()
     );
+    let format = args.format.as_deref().filter(|f| *f != "raw");
+    let formatted = work_dir.join(format!("{IMAGE_FILE}.{}", format.unwrap_or("raw")));
+    let routed = work_dir.join(format!("route.{}", format.unwrap_or("raw")));
+    if let Some(f) = format {
+        let c = route_command(f, &work_dir, &image, &routed)?;
+        println!(
+            "bench: --format {f}: `nanoimg build … --format {f}`, against the route a user would take otherwise: the raw build, then `{}` (timed until its output is synced)",
+            command_line(&c).join(" ")
+        );
+    }
 
     // The first large write after a quiet spell can be much slower than
     // the next ones (seen on VMs); nanoimg hides it behind its CPU work, a
@@ -211,60 +222,68 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     remove_if_present(&copy_out)?;
 
     let mut copy_secs = Vec::new();
-    let mut nanoimg_secs = Vec::new();
-    let mut peak_rss: Option<u64> = None;
-    let mut nanoimg_cpu_secs = Vec::new();
+    let mut raw_runs: Vec<Measured> = Vec::new();
+    let mut format_runs: Vec<Measured> = Vec::new();
+    let mut route_secs = Vec::new();
     let mut image_size = 0;
+    let mut formatted_size = 0;
     for run in 0..args.runs {
-        // Alternate the order so neither side always runs on a cache or
-        // disk state the other one left behind.
-        let nanoimg_first = run % 2 == 1;
-        let mut copy = None;
-        let mut built = None;
-        for side in 0..2 {
-            if (side == 0) == nanoimg_first {
-                remove_if_present(&image)?;
-                let measured = time_nanoimg(&nanoimg, &work_dir, &image, args.format.as_deref())?;
-                image_size = file_size(&image)?;
-                built = Some(measured);
-            } else {
-                remove_if_present(&copy_out)?;
-                let started = Instant::now();
-                let copied = copy_baseline(&program, &payload, &copy_out)?;
-                copy = Some(started.elapsed().as_secs_f64());
-                if copied != payload_bytes {
-                    bail!("the copy wrote {copied} bytes, expected {payload_bytes}");
+        // Rotate the order so no side always runs on a cache or disk state another one
+        // left behind.
+        let sides = if format.is_some() { 3 } else { 2 };
+        let mut line = Vec::new();
+        for k in 0..sides {
+            match (run as usize + k) % sides {
+                0 => {
+                    remove_if_present(&copy_out)?;
+                    let started = Instant::now();
+                    let copied = copy_baseline(&program, &payload, &copy_out)?;
+                    let secs = started.elapsed().as_secs_f64();
+                    if copied != payload_bytes {
+                        bail!("the copy wrote {copied} bytes, expected {payload_bytes}");
+                    }
+                    copy_secs.push(secs);
+                    line.push(format!("copy {secs:.3} s"));
+                    remove_if_present(&copy_out)?;
+                }
+                1 => {
+                    remove_if_present(&image)?;
+                    let m = time_nanoimg(&nanoimg, &work_dir, &image, None, &image)?;
+                    image_size = file_size(&image)?;
+                    line.push(format!("nanoimg raw {}", m.describe()));
+                    if let Some(f) = format {
+                        remove_if_present(&routed)?;
+                        let c = route_command(f, &work_dir, &image, &routed)?;
+                        let convert = time_command(c, &routed)?;
+                        route_secs.push(m.secs + convert.secs);
+                        line.push(format!(
+                            "route {:.3} s (convert {})",
+                            m.secs + convert.secs,
+                            convert.describe()
+                        ));
+                        remove_if_present(&routed)?;
+                        remove_if_present(&work_dir.join(ROUTE_DIR).join("disk.raw"))?;
+                    }
+                    raw_runs.push(m);
+                    remove_if_present(&image)?;
+                }
+                _ => {
+                    let f = format.unwrap_or("raw");
+                    remove_if_present(&formatted)?;
+                    let m = time_nanoimg(&nanoimg, &work_dir, &formatted, Some(f), &formatted)?;
+                    formatted_size = file_size(&formatted)?;
+                    line.push(format!("nanoimg {f} {}", m.describe()));
+                    format_runs.push(m);
+                    remove_if_present(&formatted)?;
                 }
             }
         }
-        let (copy, built) = (copy.expect("copy ran"), built.expect("nanoimg ran"));
-        let usage = built
-            .usage
-            .map(|usage| {
-                format!(
-                    " (CPU {:.3} s, peak RSS {})",
-                    usage.cpu_secs,
-                    format_mib(usage.peak_rss)
-                )
-            })
-            .unwrap_or_default();
-        println!(
-            "bench: run {}/{}: copy {:.3} s, nanoimg {:.3} s{usage}",
-            run + 1,
-            args.runs,
-            copy,
-            built.secs
-        );
-        copy_secs.push(copy);
-        nanoimg_secs.push(built.secs);
-        peak_rss = max_option(peak_rss, built.usage.map(|usage| usage.peak_rss));
-        nanoimg_cpu_secs.extend(built.usage.map(|usage| usage.cpu_secs));
-        remove_if_present(&image)?;
-        remove_if_present(&copy_out)?;
+        println!("bench: run {}/{}: {}", run + 1, args.runs, line.join(", "));
     }
 
     let copy = Stats::of(&copy_secs).context("no copy timings")?;
-    let built = Stats::of(&nanoimg_secs).context("no nanoimg timings")?;
+    let raw_secs: Vec<f64> = raw_runs.iter().map(|m| m.secs).collect();
+    let raw = Stats::of(&raw_secs).context("no nanoimg timings")?;
     println!(
         "bench: payload {}, image {}, {} small files",
         format_mib(payload_bytes),
@@ -272,14 +291,66 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         small_files
     );
     println!("bench: copy    {}", copy.describe(payload_bytes));
-    let cpu = median(&nanoimg_cpu_secs)
-        .map(|secs| format!(", CPU {secs:.3} s"))
-        .unwrap_or_default();
-    println!("bench: nanoimg {}{cpu}", built.describe(payload_bytes));
+    let cpu = |runs: &[Measured]| {
+        let cpu: Vec<f64> = runs
+            .iter()
+            .filter_map(|m| m.usage.map(|u| u.cpu_secs))
+            .collect();
+        median(&cpu)
+            .map(|secs| format!(", CPU {secs:.3} s"))
+            .unwrap_or_default()
+    };
+    let peak = |runs: &[Measured]| {
+        runs.iter()
+            .filter_map(|m| m.usage.map(|u| u.peak_rss))
+            .max()
+    };
+    println!(
+        "bench: nanoimg {}{}",
+        raw.describe(payload_bytes),
+        cpu(&raw_runs)
+    );
     println!(
         "{}",
-        summary_line(built.median, copy.median, copy_secs.len(), peak_rss)
+        summary_line(raw.median, copy.median, copy_secs.len(), peak(&raw_runs))
     );
+    if let Some(f) = format {
+        let secs: Vec<f64> = format_runs.iter().map(|m| m.secs).collect();
+        let built = Stats::of(&secs).context("no --format timings")?;
+        let route = Stats::of(&route_secs).context("no route timings")?;
+        let x = |a: f64| ratio(a, raw.median).map_or_else(|| "n/a".into(), |r| format!("{r:.2}×"));
+        let rss = peak(&format_runs).map_or_else(|| "unknown".into(), format_mib);
+        println!(
+            "bench: --format {f}, medians of {} (ratios to the raw build):",
+            secs.len()
+        );
+        println!(
+            "bench:   copy                 {:>8.3} s  {}",
+            copy.median,
+            x(copy.median)
+        );
+        println!("bench:   nanoimg raw          {:>8.3} s  1.00×", raw.median);
+        println!(
+            "bench:   nanoimg --format {f:<5} {:>8.3} s  {}  ({}{}, peak RSS {rss})",
+            built.median,
+            x(built.median),
+            format_mib(formatted_size),
+            cpu(&format_runs)
+        );
+        println!(
+            "bench:   raw, then {:<10} {:>8.3} s  {}",
+            route_name(f),
+            route.median,
+            x(route.median)
+        );
+        println!(
+            "bench: format {f}: {} of raw, {} the other route ({:.2} s against {:.2} s), peak RSS {rss}",
+            x(built.median),
+            if built.median < route.median { "faster than" } else { "NOT faster than" },
+            built.median,
+            route.median
+        );
+    }
     if let Some(keep) = &args.keep {
         println!(
             "bench: payload, program and fake kernel kept in {}",
@@ -287,6 +358,59 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where the route's `tar` finds `disk.raw` (a hard link to the raw image).
+const ROUTE_DIR: &str = "route";
+
+/// The tool a user would otherwise turn the raw image into `format` with.
+fn route_name(format: &str) -> &'static str {
+    match format {
+        "gce" => "tar -Sczf",
+        _ => "qemu-img",
+    }
+}
+
+/// The command that turns the raw image `raw` into `format` at `out`, as a user without
+/// `--format` would: `qemu-img convert` with the options each cloud asks for, or for GCE,
+/// GNU tar's sparse gzip of `disk.raw` (Google's documented command).
+fn route_command(format: &str, work_dir: &Path, raw: &Path, out: &Path) -> Result<Command> {
+    let qemu = |opts: &[&str]| {
+        let mut c = Command::new("qemu-img");
+        c.args(["convert", "-f", "raw"])
+            .args(opts)
+            .arg(raw)
+            .arg(out);
+        c
+    };
+    let mut c = match format {
+        "qcow2" => qemu(&["-O", "qcow2"]),
+        "vhd" => qemu(&["-O", "vpc", "-o", "subformat=fixed,force_size=on"]),
+        "vmdk" => qemu(&["-O", "vmdk", "-o", "subformat=streamOptimized"]),
+        "vhdx" => qemu(&["-O", "vhdx"]),
+        "gce" => {
+            let dir = work_dir.join(ROUTE_DIR);
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let link = dir.join("disk.raw");
+            if raw.exists() {
+                remove_if_present(&link)?;
+                fs::hard_link(raw, &link)
+                    .with_context(|| format!("linking {} to {}", raw.display(), link.display()))?;
+            }
+            let mut c = Command::new("tar");
+            c.args(["--format=oldgnu", "-Sczf"])
+                .arg(out)
+                .arg("-C")
+                .arg(&dir)
+                .arg("disk.raw");
+            c
+        }
+        other => bail!("no route known for --format {other}"),
+    };
+    c.current_dir(work_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    Ok(c)
 }
 
 /// Median, minimum and maximum of a series of timings, in seconds.
@@ -359,13 +483,6 @@ fn format_size(bytes: u64) -> String {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} B")
-    }
-}
-
-fn max_option(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
     }
 }
 
@@ -627,8 +744,6 @@ fn nanoimg_command(nanoimg: &Path, work_dir: &Path, format: Option<&str>) -> Com
             CONFIG_FILE,
             "--kernel-dir",
             KERNEL_DIR,
-            "-o",
-            IMAGE_FILE,
         ])
         .stdin(Stdio::null());
     if let Some(f) = format {
@@ -644,12 +759,26 @@ fn command_line(command: &Command) -> Vec<String> {
         .collect()
 }
 
-/// One nanoimg build.
+/// One timed command.
 #[derive(Debug, Clone, Copy)]
 struct Measured {
     secs: f64,
     /// Resources the child used, where the platform reports them.
     usage: Option<ChildUsage>,
+}
+
+impl Measured {
+    fn describe(&self) -> String {
+        match self.usage {
+            Some(u) => format!(
+                "{:.3} s (CPU {:.3} s, peak RSS {})",
+                self.secs,
+                u.cpu_secs,
+                format_mib(u.peak_rss)
+            ),
+            None => format!("{:.3} s", self.secs),
+        }
+    }
 }
 
 /// What `wait4` reports about a finished child.
@@ -661,13 +790,14 @@ struct ChildUsage {
     cpu_secs: f64,
 }
 
-/// Runs nanoimg once (output to [`NANOIMG_LOG`]), syncs the image, and
-/// measures both.
+/// Runs nanoimg once (output to [`NANOIMG_LOG`]) into `image`, in `format` if given, syncs
+/// `sync`, and measures both.
 fn time_nanoimg(
     nanoimg: &Path,
     work_dir: &Path,
     image: &Path,
     format: Option<&str>,
+    sync: &Path,
 ) -> Result<Measured> {
     let log_path = work_dir.join(NANOIMG_LOG);
     let log =
@@ -676,8 +806,21 @@ fn time_nanoimg(
         .try_clone()
         .with_context(|| format!("opening {}", log_path.display()))?;
     let mut command = nanoimg_command(nanoimg, work_dir, format);
+    command.args(["-o"]).arg(image);
     command.stdout(log).stderr(log_err);
+    time_command(command, sync).map_err(|e| {
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        e.context(format!(
+            "last lines of {}:\n{}",
+            log_path.display(),
+            expect::tail(&log, LOG_TAIL_LINES).join("\n")
+        ))
+    })
+}
 
+/// Runs `command`, then syncs `output`: the time from the spawn until the output is on
+/// disk, with the child's CPU time and peak RSS.
+fn time_command(mut command: Command, output: &Path) -> Result<Measured> {
     let started = Instant::now();
     let child = command
         .spawn()
@@ -685,19 +828,14 @@ fn time_nanoimg(
     let (status, usage) =
         wait_with_usage(child).with_context(|| format!("waiting for {command:?}"))?;
     if !status.success() {
-        let log = fs::read_to_string(&log_path).unwrap_or_default();
-        bail!(
-            "nanoimg build exited with {status}; last lines of {}:\n{}",
-            log_path.display(),
-            expect::tail(&log, LOG_TAIL_LINES).join("\n")
-        );
+        bail!("{command:?} exited with {status}");
     }
-    File::open(image)
+    File::open(output)
         .and_then(|file| file.sync_all())
         .with_context(|| {
             format!(
-                "nanoimg build succeeded but {} cannot be synced",
-                image.display()
+                "{command:?} succeeded but {} cannot be synced",
+                output.display()
             )
         })?;
     Ok(Measured {
@@ -896,7 +1034,8 @@ mod tests {
 
     #[test]
     fn nanoimg_is_run_with_the_bench_config_in_the_work_dir() {
-        let command = nanoimg_command(Path::new("/bin/nanoimg"), Path::new("/w"), None);
+        let mut command = nanoimg_command(Path::new("/bin/nanoimg"), Path::new("/w"), None);
+        command.args(["-o", IMAGE_FILE]);
         assert_eq!(
             command_line(&command),
             [

@@ -10,42 +10,56 @@ use anyhow::{bail, Result};
 use serde::Deserialize;
 
 /// A disk format that `nanoimg run` boots: the `--format` value, the image's file
-/// extension, and what must be part of an argument of the QEMU command line.
+/// extension, what must be part of an argument of the QEMU command line, and whether
+/// `nanoimg run` boots a raw image converted from it (which `--print-command` needs kept:
+/// `-o FILE`).
 #[derive(Debug)]
 pub struct Format {
     pub name: &'static str,
     pub ext: &'static str,
     pub qemu_parts: &'static [&'static str],
+    pub boots_converted: bool,
 }
 
-/// Every format a case may list. A GCE tar joins here (`gce`, `tar.gz`) once `nanoimg
-/// run` boots one.
+/// Every format a case may list.
 pub const FORMATS: &[Format] = &[
     Format {
         name: "raw",
         ext: "img",
         qemu_parts: &[],
+        boots_converted: false,
     },
     Format {
         name: "qcow2",
         ext: "qcow2",
         qemu_parts: &[",format=qcow2,"],
+        boots_converted: false,
     },
     Format {
         name: "vhd",
         ext: "vhd",
         qemu_parts: &[",format=vpc,"],
+        boots_converted: false,
     },
     // A stream-optimized VMDK, which QEMU cannot write in place, behind an overlay.
     Format {
         name: "vmdk",
         ext: "vmdk",
         qemu_parts: &[",format=vmdk,", "snapshot=on"],
+        boots_converted: false,
     },
     Format {
         name: "vhdx",
         ext: "vhdx",
         qemu_parts: &[",format=vhdx,"],
+        boots_converted: false,
+    },
+    // Not a disk QEMU reads: `nanoimg run` converts it to a raw image and boots that.
+    Format {
+        name: "gce",
+        ext: "tar.gz",
+        qemu_parts: &[",format=raw,"],
+        boots_converted: true,
     },
 ];
 

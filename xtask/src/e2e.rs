@@ -593,6 +593,10 @@ fn check_qemu_line(env: &Env, ctx: &Ctx, report: &mut CaseReport) -> Result<bool
     }
     let mut command = run_command(env, ctx, ctx.config.as_deref(), &ctx.image)?;
     command.arg("--print-command");
+    if v.format.boots_converted {
+        // The printed command boots the converted raw image: it is kept there.
+        command.arg("-o").arg(ctx.dir.join("print-command.img"));
+    }
     let output = command
         .output()
         .with_context(|| format!("running {command:?}"))?;

@@ -144,18 +144,24 @@ pub fn write_image(
     spec: &ImageSpec,
     file_digests: bool,
 ) -> Result<WrittenImage, DiskError> {
-    write_image_as(out, spec, file_digests, Format::Raw)
+    write_image_as(out, spec, file_digests, Format::Raw, true)
 }
 
 /// [`write_image`] in a container `format` (`nanoimg-vdisk`): the raw image streams into the
-/// format's writer, never to a temporary raw file. The digests are the raw image's. A GCE tar
-/// needs to know where the data is before it starts, so its image is produced twice: once
-/// to map the data (nothing written), once into the tar.
+/// format's writer, never to a temporary raw file. The digests are the container file's
+/// ([`nanoimg_stream::Digests::file`]) and, with `raw_sums` (or where the format needs them,
+/// [`Format::id_from_raw_sha256`]), the raw image's; without, the raw image is not hashed
+/// and its `sha256` and `blake3` are zeros — hashing it costs as much CPU as the rest of the
+/// build. The formats whose file begins with a
+/// description of the whole disk ([`Format::needs_survey`]) get the image's survey first,
+/// from a planning pass that reads no file ([`ImageWriter::planning`]), so that the
+/// container is written strictly front to back, once, and hashed as it is written.
 pub fn write_image_as(
     out: &File,
     spec: &ImageSpec,
     file_digests: bool,
     format: Format,
+    raw_sums: bool,
 ) -> Result<WrittenImage, DiskError> {
     let layout = ImageLayout::compute(spec)?;
     // The ESP is built first, in memory, so that the image can be written front to back.
@@ -175,27 +181,35 @@ pub fn write_image_as(
         mbr: &mbr,
         esp: esp.as_ref(),
     };
-    let sink = |map| -> Result<ImageWriter<'static>, DiskError> {
-        let file = out.try_clone().map_err(DiskError::Write)?;
-        let sink =
-            nanoimg_vdisk::writer(format, file, layout.size, map).map_err(DiskError::Write)?;
-        ImageWriter::with_sink(sink, file_digests).map_err(DiskError::Write)
-    };
-    match format {
-        Format::Raw => parts.emit(ImageWriter::new(out, file_digests).map_err(DiskError::Write)?),
-        Format::Gce => {
-            let mapper = nanoimg_vdisk::MapSink::default();
-            let map = mapper.map.clone();
-            parts
-                .emit(ImageWriter::with_sink(Box::new(mapper), false).map_err(DiskError::Write)?)?;
-            let map =
-                std::mem::take(&mut *map.lock().map_err(|_| {
-                    DiskError::Write(std::io::Error::other("data map lock poisoned"))
-                })?);
-            parts.emit(sink(Some(map))?)
-        }
-        _ => parts.emit(sink(None)?),
+    if format == Format::Raw {
+        return parts.emit(ImageWriter::new(out, file_digests).map_err(DiskError::Write)?);
     }
+    let file = out.try_clone().map_err(DiskError::Write)?;
+    let hash_raw = raw_sums || format.id_from_raw_sha256();
+    let into = |sink| {
+        match hash_raw {
+            true => ImageWriter::with_sink(sink, file_digests),
+            false => ImageWriter::with_sink_unhashed(sink, file_digests),
+        }
+        .map_err(DiskError::Write)
+    };
+    if !format.needs_survey() {
+        let sink =
+            nanoimg_vdisk::writer(format, file, layout.size, None).map_err(DiskError::Write)?;
+        return parts.emit(into(sink)?);
+    }
+    // The planning pass: the image's survey, from its metadata and where its files go; no
+    // file is read. Then the container, strictly front to back, in one pass that hashes the
+    // container (and, when asked, the raw image) as it goes.
+    let planned = parts.emit(ImageWriter::planning().map_err(DiskError::Write)?)?;
+    let survey = planned.digests.survey.ok_or_else(|| {
+        DiskError::Write(std::io::Error::other(
+            "internal error: the planning pass gave no survey",
+        ))
+    })?;
+    let sink =
+        nanoimg_vdisk::writer(format, file, layout.size, Some(survey)).map_err(DiskError::Write)?;
+    parts.emit(into(sink)?)
 }
 
 /// Sector 0: `boot.img`'s first sector (or zeros, for aarch64) with the partition table.
@@ -451,11 +465,66 @@ impl DiskImage {
         self.open_fs(self.root, "root filesystem")
     }
 
+    /// The byte ranges of the image that its files' data occupies, in both filesystems,
+    /// increasing and merged where they touch: each extent's sectors up to the file's length
+    /// (an extent reserved but never written holds no data). With the image's other bytes,
+    /// these give its [`nanoimg_vdisk::Survey`], the one its build had.
+    pub fn file_data(&self) -> Result<Vec<std::ops::Range<u64>>, DiskError> {
+        let mut ranges = Vec::new();
+        let fs_error = |what| {
+            let path = self.path.clone();
+            move |source| DiskError::Filesystem { path, what, source }
+        };
+        let volumes = [
+            self.boot.map(|p| (p, "boot filesystem")),
+            Some((self.root, "root filesystem")),
+        ];
+        for (p, what) in volumes.into_iter().flatten() {
+            let tree = self.open_fs(p, what)?.tree().map_err(fs_error(what))?;
+            let mut dirs = vec![&tree];
+            while let Some(dir) = dirs.pop() {
+                for entry in dir.values() {
+                    match entry {
+                        nanoimg_tfs::Entry::Dir(d) => dirs.push(d),
+                        nanoimg_tfs::Entry::File(f) => file_ranges(p.offset, f, &mut ranges),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        ranges.sort_by_key(|r| r.start);
+        let mut merged: Vec<std::ops::Range<u64>> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        Ok(merged)
+    }
+
     /// Opens the boot filesystem, if the image has one.
     pub fn boot_fs(&self) -> Result<Option<ImageFs>, DiskError> {
         self.boot
             .map(|p| self.open_fs(p, "boot filesystem"))
             .transpose()
+    }
+}
+
+/// Where `file`'s data lies in an image whose volume starts at byte `base`.
+fn file_ranges(base: u64, file: &nanoimg_tfs::FileEntry, out: &mut Vec<std::ops::Range<u64>>) {
+    use nanoimg_tfs::SECTOR;
+    for x in file.extents.iter().filter(|x| !x.uninited) {
+        // The reader checked that every extent lies inside its volume.
+        let from = x.file_sector.saturating_mul(SECTOR);
+        let data = x
+            .length
+            .saturating_mul(SECTOR)
+            .min(file.len.saturating_sub(from));
+        let start = base.saturating_add(x.start.saturating_mul(SECTOR));
+        if data > 0 {
+            out.push(start..start.saturating_add(data));
+        }
     }
 }
 

@@ -129,6 +129,10 @@ pub struct Report {
     pub partitions: Vec<PartitionInfo>,
     pub boot: Option<FsReport>,
     pub root: FsReport,
+    /// What the container's reader noticed (`VirtualDisk::notes`), one line each; left out
+    /// of the JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
@@ -358,5 +362,6 @@ pub fn inspect(path: &Path) -> Result<Report, InspectError> {
         partitions,
         boot,
         root,
+        notes: image.disk().notes(),
     })
 }

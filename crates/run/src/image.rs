@@ -26,6 +26,9 @@ pub struct ImageFacts {
     pub missing_files: bool,
     /// Why it cannot work on a Gevulot node as it is (empty when it can).
     pub gevulot_problems: Vec<String>,
+    /// What its container's reader noticed (`nanoimg_vdisk::VirtualDisk::notes`: a file
+    /// read as raw although it looks like a damaged VHD, for one).
+    pub notes: Vec<String>,
 }
 
 /// An image that cannot be booted.
@@ -188,5 +191,6 @@ pub fn image_facts(path: &Path) -> Result<ImageFacts, ImageError> {
         debug_exit: root.contains_key(&b"debug_exit"[..]),
         missing_files: root.contains_key(crate::missing::MANIFEST_KEY.as_bytes()),
         gevulot_problems,
+        notes: img.disk().notes(),
     })
 }

@@ -31,7 +31,6 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
@@ -39,7 +38,7 @@ use std::thread::{self, JoinHandle};
 
 use sha2::{Digest, Sha256};
 
-use nanoimg_vdisk::raw::write_skipping_zeros;
+use nanoimg_vdisk::raw::{set_direct, write_skipping_zeros};
 pub use nanoimg_vdisk::Sink;
 
 /// Size of a write buffer. Buffers end on multiples of this in the image, so writes are
@@ -64,6 +63,12 @@ pub struct Digests {
     /// SHA-256 of every file written with [`ImageWriter::file_bytes`] or
     /// [`ImageWriter::copy_file`], in that order; empty unless file digests were asked for.
     pub files: Vec<[u8; 32]>,
+    /// The container file a [`Sink`] wrote (its length and digests, computed as it was
+    /// written); `None` when the image went to a file directly (the file is the image).
+    pub file: Option<nanoimg_vdisk::FileSums>,
+    /// The image's survey, from a [planning](ImageWriter::planning) writer (which hashes
+    /// nothing: its digests are zeros).
+    pub survey: Option<nanoimg_vdisk::Survey>,
 }
 
 /// Why a file could not be copied into the image.
@@ -205,7 +210,7 @@ enum Pending {
 
 struct Worker<T> {
     tx: SyncSender<T>,
-    handle: JoinHandle<[u8; 32]>,
+    handle: JoinHandle<Sha256>,
 }
 
 struct DiskWriter {
@@ -242,6 +247,8 @@ pub struct ImageWriter<'f> {
     /// The directory of the last file copied, kept open: files come in tree order, so the
     /// next one is usually beside it and is opened relative to it, without a path walk.
     dir: Option<(PathBuf, File)>,
+    /// For a [planning](Self::planning) writer: where the files' data and the other bytes go.
+    plan: Option<nanoimg_vdisk::Surveyor>,
 }
 
 fn cap_for(offset: u64) -> usize {
@@ -267,7 +274,7 @@ fn spawn_sha256() -> io::Result<Worker<ImageMsg>> {
                     ImageMsg::Zeros(n) => for_zeros(n, |z| hasher.update(z)),
                 }
             }
-            hasher.finalize().into()
+            hasher
         })?;
     Ok(Worker { tx, handle })
 }
@@ -334,26 +341,6 @@ fn spawn_disk_writer(out: &File, try_direct: bool) -> io::Result<DiskWriter> {
 }
 
 /// Turns `O_DIRECT` on or off for the open file.
-fn set_direct(file: &File, on: bool) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: F_GETFL/F_SETFL on a descriptor this `File` owns; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let flags = if on {
-        flags | libc::O_DIRECT
-    } else {
-        flags & !libc::O_DIRECT
-    };
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn spawn_file_hasher() -> io::Result<FileWorker> {
     let (tx, rx) = mpsc::sync_channel::<FileMsg>(BUFFERS * 64);
     let handle = thread::Builder::new()
@@ -390,27 +377,47 @@ impl<'f> ImageWriter<'f> {
         file_digests: bool,
         direct_io: bool,
     ) -> io::Result<ImageWriter<'f>> {
-        Self::start(Some(out), spawn_disk_writer(out, direct_io)?, file_digests)
+        Self::start(
+            Some(out),
+            Some(spawn_disk_writer(out, direct_io)?),
+            file_digests,
+        )
     }
 
     /// A writer that hands the raw image, front to back, to `sink` (a container format's
     /// writer, `nanoimg-vdisk`) and calls its `finish` with the image's length and SHA-256.
     /// The digests are still those of the raw image.
     pub fn with_sink(sink: Box<dyn Sink>, file_digests: bool) -> io::Result<ImageWriter<'f>> {
-        Self::start(None, spawn_sink_writer(sink)?, file_digests)
+        Self::start(None, Some(spawn_sink_writer(sink)?), file_digests)
     }
 
-    /// [`with_sink`](Self::with_sink) without hashing anything: for a pass that only looks
-    /// at where the data is (the GCE tar's data map). The digests it returns are zeros.
-    pub fn with_sink_unhashed(sink: Box<dyn Sink>) -> io::Result<ImageWriter<'f>> {
-        let mut w = Self::start(None, spawn_sink_writer(sink)?, false)?;
+    /// A writer that writes and hashes nothing and reads no file: it is told the image as the
+    /// others are, takes file data as a length, and [`finish`](Self::finish) returns the
+    /// image's [`Survey`](nanoimg_vdisk::Survey) (`Digests::survey`) — what the formats
+    /// whose file begins with a description of the whole disk need before their first byte.
+    /// Its cost follows the metadata, not the data.
+    pub fn planning() -> io::Result<ImageWriter<'f>> {
+        let mut w = Self::start(None, None, false)?;
+        w.hash = false;
+        w.plan = Some(nanoimg_vdisk::Surveyor::new());
+        Ok(w)
+    }
+
+    /// [`with_sink`](Self::with_sink) without hashing the raw image (whose sums nobody asked
+    /// for: its `sha256` and `blake3` are zeros); the container file's sums and, with
+    /// `file_digests`, the files' are still computed.
+    pub fn with_sink_unhashed(
+        sink: Box<dyn Sink>,
+        file_digests: bool,
+    ) -> io::Result<ImageWriter<'f>> {
+        let mut w = Self::start(None, Some(spawn_sink_writer(sink)?), file_digests)?;
         w.hash = false;
         Ok(w)
     }
 
     fn start(
         out: Option<&'f File>,
-        disk: DiskWriter,
+        disk: Option<DiskWriter>,
         file_digests: bool,
     ) -> io::Result<ImageWriter<'f>> {
         let (pool_tx, pool_rx) = mpsc::channel();
@@ -430,12 +437,13 @@ impl<'f> ImageWriter<'f> {
             pool_tx,
             pool_rx,
             allocated: 1,
-            disk: Some(disk),
+            disk,
             sha256,
             blake3,
             files,
             hash: true,
             dir: None,
+            plan: None,
         })
     }
 
@@ -452,6 +460,10 @@ impl<'f> ImageWriter<'f> {
     /// Appends `n` zero bytes. Whole buffers of them become a hole without being written or
     /// even set in memory.
     pub fn zeros(&mut self, mut n: u64) -> io::Result<()> {
+        if self.plan.is_some() {
+            self.buf_start += n;
+            return Ok(());
+        }
         while n > 0 {
             let room = (self.cap - self.fill) as u64;
             if self.fill == 0 && n >= room {
@@ -497,6 +509,12 @@ impl<'f> ImageWriter<'f> {
     /// Appends exactly `len` bytes read from the host file at `path`, reading it straight
     /// into the write buffers. A file that is now shorter or longer is an error.
     pub fn copy_file(&mut self, path: &Path, len: u64) -> Result<(), CopyError> {
+        if let Some(plan) = &mut self.plan {
+            // The build's second pass reads the file, and checks it.
+            plan.file(self.buf_start..self.buf_start + len);
+            self.buf_start += len;
+            return Ok(());
+        }
         let mut file = self.open_source(path).map_err(CopyError::Read)?;
         let mut left = len;
         // Whether a read already came back short of what was asked (end of file).
@@ -570,6 +588,15 @@ impl<'f> ImageWriter<'f> {
     /// Writes what is buffered, sets the file's length to [`position`](Self::position) (or
     /// finishes the sink's container) and returns the digests. The file is not synced.
     pub fn finish(mut self) -> io::Result<Digests> {
+        if let Some(plan) = self.plan.take() {
+            return Ok(Digests {
+                sha256: [0; 32],
+                blake3: [0; 32],
+                files: Vec::new(),
+                file: None,
+                survey: Some(plan.finish(self.position())),
+            });
+        }
         self.flush()?;
         let mut sink = None;
         if let Some(disk) = self.disk.take() {
@@ -584,6 +611,7 @@ impl<'f> ImageWriter<'f> {
         let ImageWriter {
             sha256,
             blake3,
+            hash,
             files,
             ..
         } = self;
@@ -592,10 +620,19 @@ impl<'f> ImageWriter<'f> {
             w.handle.join().map_err(|_| stopped())
         };
         let sha256 = join(sha256)?;
-        let blake3 = *blake3.finalize().as_bytes();
-        if let Some(sink) = sink {
-            sink.finish(len, &sha256)?;
-        }
+        let raw = match hash {
+            true => nanoimg_vdisk::RawHashes::from_states(sha256, blake3),
+            false => nanoimg_vdisk::RawHashes {
+                sha256: [0; 32],
+                blake3: [0; 32],
+                states: None,
+            },
+        };
+        let file = match sink {
+            Some(sink) => Some(sink.finish(len, &raw)?),
+            None => None,
+        };
+        let (sha256, blake3) = (raw.sha256, raw.blake3);
         let files = match files {
             Some(w) => {
                 drop(w.tx);
@@ -607,6 +644,8 @@ impl<'f> ImageWriter<'f> {
             sha256,
             blake3,
             files,
+            file,
+            survey: None,
         })
     }
 
@@ -634,6 +673,15 @@ impl<'f> ImageWriter<'f> {
 
     /// Appends bytes, as part of the current file if `file`.
     fn append(&mut self, mut bytes: &[u8], file: bool) -> io::Result<()> {
+        if let Some(plan) = &mut self.plan {
+            let range = self.buf_start..self.buf_start + bytes.len() as u64;
+            match file {
+                true => plan.file(range.clone()),
+                false => plan.bytes(range.start, bytes),
+            }
+            self.buf_start = range.end;
+            return Ok(());
+        }
         while !bytes.is_empty() {
             let n = bytes.len().min(self.cap - self.fill);
             self.buf.get_mut()[self.fill..self.fill + n].copy_from_slice(&bytes[..n]);
@@ -732,45 +780,6 @@ impl<'f> ImageWriter<'f> {
         // answer.
         self.pool_rx.recv().or_else(|_| Buf::new())
     }
-}
-
-/// The SHA-256 and BLAKE3 of `file` (a container format's output, which its writer does not
-/// write front to back), read once in large blocks; holes are not read but hashed as the
-/// zeros they hold.
-pub fn digest_file(file: &File) -> io::Result<([u8; 32], [u8; 32])> {
-    use std::os::fd::AsRawFd;
-    let len = file.metadata()?.len();
-    let mut sha = Sha256::new();
-    let mut b3 = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    while at < len {
-        // SAFETY: lseek on a descriptor this `File` owns; no memory is passed.
-        let data = unsafe { libc::lseek(file.as_raw_fd(), at as libc::off_t, libc::SEEK_DATA) };
-        // No more data (ENXIO), or a filesystem without SEEK_DATA: read from here on.
-        let data = if data < 0 {
-            match io::Error::last_os_error().raw_os_error() {
-                Some(libc::ENXIO) => len,
-                _ => at,
-            }
-        } else {
-            (data as u64).min(len)
-        };
-        for_zeros(data - at, |z| {
-            sha.update(z);
-            b3.update(z);
-        });
-        at = data;
-        if at >= len {
-            break;
-        }
-        let n = (len - at).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], at)?;
-        sha.update(&buf[..n]);
-        b3.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok((sha.finalize().into(), *b3.finalize().as_bytes()))
 }
 
 #[cfg(test)]

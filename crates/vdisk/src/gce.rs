@@ -12,7 +12,7 @@
 //! `--numeric-owner` and ops's Go `archive/tar` write them: no user name of the build
 //! machine), mtime 0, magic `ustar  \0`:
 //!
-//! * if the [`DataMap`] has a hole, typeflag `S` (old GNU sparse): `realsize` is the raw
+//! * if the [`DataMap`](crate::DataMap) has a hole, typeflag `S` (old GNU sparse): `realsize` is the raw
 //!   image's size, `size` the bytes stored, the map's ranges as (offset, numbytes) pairs, four
 //!   in the header and 21 in each extension block that follows (the `isextended` bytes link
 //!   them), and, as GNU tar 1.34 always ends a sparse map, a last entry (`realsize`, 0); then
@@ -39,14 +39,16 @@
 //! created from the image up to whole GiB). The writer follows ops: `realsize` is the raw
 //! image's size; padding, if wanted, is the image builder's choice of size.
 //!
-//! **gzip**: flate2's `GzBuilder` with mtime 0, no file name or comment, OS byte 255
-//! ("unknown": nothing about the build machine), level 1, the fastest: the holes are not in
+//! **gzip**: [`crate::deflate::GzipWriter`] (the header flate2's `GzBuilder` writes with
+//! mtime 0, no file name or comment, OS byte 255, "unknown": nothing about the build
+//! machine), deflated at level 1, the fastest, in 512 KiB blocks by input offset on every
+//! core (one valid gzip stream, the same bytes whatever the core count): the holes are not in
 //! the tar at all, and what is (program, libraries, proving parameters) gains little from
 //! harder work — on the bench payload level 6 (gzip's default, and ops's Go
-//! `gzip.NewWriter`) took 30 s against 9.4 s for level 1. flate2's backend, miniz_oxide, is
+//! `gzip.NewWriter`) took 30 s against 9.4 s for level 1. The deflate backend, miniz_oxide, is
 //! pure Rust, pinned by `Cargo.lock` and deterministic (no CPU-dependent paths), and nothing
 //! else varies: the bytes depend on the raw image's content and its data map only. There are
-//! no identifiers; `raw_sha256` is unused.
+//! no identifiers.
 //!
 //! **Streaming.** The map is known up front, so the headers are written first and every
 //! byte given to `write_at` goes straight into the gzip encoder: memory is the encoder's
@@ -62,26 +64,31 @@
 //! 1 Mi map entries, nothing but zeros after the member and at most [`MAX_TAIL`] of them,
 //! the gzip CRC), and places the
 //! member's data into an anonymous temporary file (`tempfile::tempfile()`: in the temporary
-//! directory, already unlinked, so nothing is left behind; sparse, holes and zero blocks are
-//! not written). Reads are then reads of that file.
+//! directory, already unlinked, so nothing is left behind; zero blocks are not written),
+//! back to back as the tar stores it: the file is as long as the data, whatever `realsize`
+//! claims. Reads go through the sparse map (holes read as zeros without touching the file),
+//! and [`VirtualDisk::allocated`] is the map: a whole-disk copy costs the data, not the
+//! claimed size.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use flate2::{read::MultiGzDecoder, Compression, GzBuilder};
+use flate2::{read::MultiGzDecoder, Compression};
 use tar::{EntryType, GnuExtSparseHeader, GnuSparseHeader, Header};
 
-use crate::common::{bad, invalid_input, read_error, read_file_at, WriteOrder};
-use crate::{is_zero, raw::write_skipping_zeros, DataMap, Format, Sink, VdiskError, VirtualDisk};
+use crate::common::{bad, invalid_input, read_end, read_error, HashedFile, WriteOrder};
+use crate::{
+    is_zero, push_range, raw::write_skipping_zeros, FileSums, Format, RawHashes, Sink, Survey,
+    VdiskError, VirtualDisk,
+};
 
 const BLOCK: u64 = 512;
 const RECORD: u64 = 10240;
 const NAME: &str = "disk.raw";
 const GZIP_LEVEL: u32 = 1;
-/// gzip's OS byte: unknown.
-const GZIP_OS: u8 = 255;
 /// The most map entries the reader takes (16 MiB of map).
 const MAX_MAP_ENTRIES: usize = 1 << 20;
 /// The most bytes the reader takes after the member's data (padding, end-of-archive blocks,
@@ -161,7 +168,7 @@ fn headers(len: u64, ranges: &[Range<u64>]) -> io::Result<Vec<u8>> {
 
 /// Writes the GCE tar.gz front to back.
 pub struct GceWriter {
-    gz: flate2::write::GzEncoder<BufWriter<File>>,
+    gz: crate::deflate::GzipWriter<HashedFile>,
     /// The raw image's length, and the checks of the calls.
     order: WriteOrder,
     ranges: Vec<Range<u64>>,
@@ -185,9 +192,10 @@ impl std::fmt::Debug for GceWriter {
 }
 
 impl GceWriter {
-    /// A writer for a raw image of `virtual_size` bytes whose data lies in `map`, into `out`,
-    /// a new empty file. The tar headers are written at once.
-    pub fn new(out: File, virtual_size: u64, map: DataMap) -> io::Result<GceWriter> {
+    /// A writer for a raw image of `virtual_size` bytes whose data lies in the survey's
+    /// map, into `out`, a new empty file. The tar headers are written at once.
+    pub fn new(out: File, virtual_size: u64, survey: Survey) -> io::Result<GceWriter> {
+        let map = survey.map;
         let mut prev_end = 0;
         for r in &map.ranges {
             if r.start >= r.end || r.start < prev_end || r.end > virtual_size {
@@ -198,10 +206,8 @@ impl GceWriter {
             }
             prev_end = r.end;
         }
-        let gz = GzBuilder::new().mtime(0).operating_system(GZIP_OS).write(
-            BufWriter::with_capacity(1 << 20, out),
-            Compression::new(GZIP_LEVEL),
-        );
+        let gz =
+            crate::deflate::GzipWriter::new(HashedFile::new(out)?, Compression::new(GZIP_LEVEL));
         let mut w = GceWriter {
             gz,
             order: WriteOrder::new(virtual_size),
@@ -279,7 +285,7 @@ impl Sink for GceWriter {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>, len: u64, _raw_sha256: &[u8; 32]) -> io::Result<()> {
+    fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         self.order.finish(Format::Gce, len)?;
         self.zero_fill_to(len)?;
         let pad = (BLOCK - self.tar_len % BLOCK) % BLOCK;
@@ -287,17 +293,19 @@ impl Sink for GceWriter {
         self.emit_zeros(2 * BLOCK)?;
         let pad = (RECORD - self.tar_len % RECORD) % RECORD;
         self.emit_zeros(pad)?;
-        let mut out = self.gz.finish()?;
-        out.flush()?;
-        Ok(())
+        self.gz.finish()?.finish()
     }
 }
 
-/// Reads the GCE tar.gz: its `disk.raw` unpacked into an unlinked temporary file.
+/// Reads the GCE tar.gz: the data of its `disk.raw` unpacked into an unlinked temporary
+/// file, back to back as the tar stores it, with the sparse map to find it.
 #[derive(Debug)]
 pub struct GceReader {
     file: File,
     size: u64,
+    /// The member's data: (raw offset, bytes, offset in `file`), sorted, disjoint, none
+    /// empty.
+    map: Vec<(u64, u64, u64)>,
 }
 
 /// Reads exactly `buf.len()` bytes, or says the archive ended.
@@ -410,15 +418,21 @@ impl GceReader {
             )));
         }
         let out = tempfile::tempfile().map_err(read)?;
-        out.set_len(size).map_err(read)?;
+        out.set_len(stored).map_err(read)?;
         let mut buf = vec![0u8; 1 << 20];
+        let mut placed = Vec::with_capacity(map.len());
+        let mut at = 0u64;
         for &(offset, n) in &map {
+            if n > 0 {
+                placed.push((offset, n, at));
+            }
             let mut done = 0;
             while done < n {
                 let k = (n - done).min(buf.len() as u64) as usize;
                 read_block(&mut z, &mut buf[..k]).map_err(bad)?;
-                write_skipping_zeros(&out, offset + done, &buf[..k]).map_err(read)?;
+                write_skipping_zeros(&out, at, &buf[..k]).map_err(read)?;
                 done += k as u64;
+                at += k as u64;
             }
         }
         // Padding, the end-of-archive blocks and the record's padding: zeros to the end.
@@ -445,7 +459,11 @@ impl GceReader {
                 )));
             }
         }
-        Ok(GceReader { file: out, size })
+        Ok(GceReader {
+            file: out,
+            size,
+            map: placed,
+        })
     }
 }
 
@@ -459,7 +477,29 @@ impl VirtualDisk for GceReader {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        read_file_at(&self.file, self.size, buf, offset)
+        let end = read_end(offset, buf.len(), self.size)?;
+        buf.fill(0);
+        // The first piece of data ending after `offset`.
+        let first = self.map.partition_point(|&(o, n, _)| o + n <= offset);
+        for &(o, n, at) in &self.map[first..] {
+            if o >= end {
+                break;
+            }
+            let from = o.max(offset);
+            let to = (o + n).min(end);
+            let dst = &mut buf[(from - offset) as usize..(to - offset) as usize];
+            self.file.read_exact_at(dst, at + (from - o))?;
+        }
+        Ok(())
+    }
+
+    /// The sparse map's data ranges.
+    fn allocated(&self) -> io::Result<Vec<Range<u64>>> {
+        let mut out = Vec::new();
+        for &(o, n, _) in &self.map {
+            push_range(&mut out, o..o + n);
+        }
+        Ok(out)
     }
 }
 
@@ -473,18 +513,15 @@ mod tests {
     fn tar_of(raw: &[u8]) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.tar.gz");
-        let mut map = DataMap::default();
-        map.add(0, raw);
-        map.finish(raw.len() as u64);
         let mut w = crate::writer(
             Format::Gce,
             File::create(&path).unwrap(),
             raw.len() as u64,
-            Some(map),
+            Some(crate::survey_of(raw)),
         )
         .unwrap();
         w.write_at(0, raw).unwrap();
-        w.finish(raw.len() as u64, &[0; 32]).unwrap();
+        w.finish(raw.len() as u64, &RawHashes::of(raw)).unwrap();
         let mut tar = Vec::new();
         MultiGzDecoder::new(File::open(&path).unwrap())
             .read_to_end(&mut tar)

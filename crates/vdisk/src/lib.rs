@@ -18,11 +18,14 @@
 //!
 //! A writer is a [`Sink`]: it is given the raw image's bytes in increasing offset order,
 //! as [`Sink::write_at`] calls that never overlap or go backwards; any range never given is
-//! zeros. [`Sink::finish`] completes the container. What is stored is a function of the raw
-//! image's *content* only (a cluster, grain or block is stored if and only if it holds a
-//! non-zero byte; sizes of buffers and how the caller split its calls never matter), and
-//! every identifier, timestamp and creator field is fixed or derived from the content, so the
-//! same raw image gives the same bytes in every format, whether built directly or converted
+//! zeros. [`Sink::finish`] completes the container. The formats whose file begins with a
+//! description of the whole disk are given the image's [`Survey`] first: which blocks a
+//! file's data touches and which others hold a non-zero byte. Those are stored (a file's
+//! block of zeros too) and nothing else; a block outside the survey must be zeros. What is
+//! stored is thus a function of the raw image and where its files lie (sizes of buffers and
+//! how the caller split its calls never matter), and every identifier, timestamp and
+//! creator field is fixed or derived from the survey or the content, so the same image gives
+//! the same bytes in every format, whether built directly or converted
 //! (`docs/reproducibility.md`).
 //!
 //! # Reading
@@ -33,16 +36,21 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 mod common;
+pub mod deflate;
 pub mod gce;
 pub mod qcow2;
 pub mod raw;
+mod survey;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
+
+pub use survey::{survey_of, Survey, Surveyor};
 
 /// A disk container format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,6 +96,22 @@ impl Format {
             Format::Vhdx => Some("vhdx"),
             Format::Gce => None,
         }
+    }
+
+    /// Whether the writer needs the image's [`Survey`] before it starts: the formats whose
+    /// file begins with a description of the whole disk (qcow2's tables, VHDX's BAT, the
+    /// GCE tar's sparse map) or an identifier (VMDK's CID, VHDX's GUIDs).
+    pub fn needs_survey(self) -> bool {
+        matches!(
+            self,
+            Format::Qcow2 | Format::Vmdk | Format::Vhdx | Format::Gce
+        )
+    }
+
+    /// Whether the writer derives an identifier from the raw image's SHA-256 (VHD's unique
+    /// ID, in its footer): writing it needs the whole raw image hashed.
+    pub fn id_from_raw_sha256(self) -> bool {
+        self == Format::Vhd
     }
 
     /// The file name ending the platform expects (`.tar.gz` for GCE).
@@ -139,41 +163,89 @@ pub fn is_zero(bytes: &[u8]) -> bool {
         && chunks.remainder().iter().all(|&b| b == 0)
 }
 
+/// The raw image's digests, handed to [`Sink::finish`], with the hash states at its end
+/// when the writer of this pass computed them: a container that is the raw image followed by
+/// a trailer (fixed VHD) continues them instead of hashing the image again. A writer that
+/// did not hash the raw image gives no states (and zeros for digests).
+#[derive(Clone)]
+pub struct RawHashes {
+    pub sha256: [u8; 32],
+    pub blake3: [u8; 32],
+    pub states: Option<(sha2::Sha256, blake3::Hasher)>,
+}
+
+impl RawHashes {
+    /// The states at the end of `state`, and their digests.
+    pub fn from_states(sha256: sha2::Sha256, blake3: blake3::Hasher) -> RawHashes {
+        use sha2::Digest;
+        RawHashes {
+            sha256: sha256.clone().finalize().into(),
+            blake3: *blake3.finalize().as_bytes(),
+            states: Some((sha256, blake3)),
+        }
+    }
+
+    /// For the raw image `bytes` (tests and small images).
+    pub fn of(bytes: &[u8]) -> RawHashes {
+        use sha2::Digest;
+        let mut sha256 = sha2::Sha256::new();
+        sha256.update(bytes);
+        let mut blake3 = blake3::Hasher::new();
+        blake3.update(bytes);
+        RawHashes::from_states(sha256, blake3)
+    }
+}
+
+impl fmt::Debug for RawHashes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawHashes").finish_non_exhaustive()
+    }
+}
+
+/// A written file's length and digests, computed from the bytes as they were written (the
+/// file is never read back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileSums {
+    pub size: u64,
+    pub sha256: [u8; 32],
+    pub blake3: [u8; 32],
+}
+
 /// Receives a raw image front to back and writes it in a container format.
 pub trait Sink: Send {
     /// Bytes `data` of the raw image at `offset`. Calls come in increasing offset order and
     /// never overlap; a range no call covers is zeros.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
 
-    /// The raw image is `len` bytes long (every call above ended at or before it) and its
-    /// SHA-256 is `raw_sha256`: writes what the container still lacks and flushes it. Every
-    /// identifier a format needs (UUIDs, VMDK's CID) is derived from `raw_sha256`, so it
-    /// depends on the content only. The output is not synced.
-    fn finish(self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()>;
+    /// The raw image is `len` bytes long (every call above ended at or before it) and `raw`
+    /// holds its hash states: writes what the container still lacks and returns the file's
+    /// length and digests, computed as it was written. The output is not synced.
+    fn finish(self: Box<Self>, len: u64, raw: &RawHashes) -> io::Result<FileSums>;
 }
 
 /// A writer for `format` into `out`, a new empty file, for a raw image of exactly
-/// `virtual_size` bytes. GCE needs to know where the data is before it starts: `data_map`
-/// gives the raw image's [`ZERO_BLOCK`]-aligned ranges holding non-zero bytes (see
-/// [`DataMap`]); the other formats ignore it.
+/// `virtual_size` bytes. The formats for which [`Format::needs_survey`] is true need the
+/// raw image's [`Survey`] first; the others ignore it.
 pub fn writer(
     format: Format,
     out: File,
     virtual_size: u64,
-    data_map: Option<DataMap>,
+    survey: Option<Survey>,
 ) -> io::Result<Box<dyn Sink>> {
+    let surveyed = || {
+        survey.clone().ok_or_else(|| {
+            io::Error::other(format!(
+                "internal error: the {format} writer needs the image's survey first"
+            ))
+        })
+    };
     Ok(match format {
         Format::Raw => Box::new(raw::RawWriter::new(out)),
-        Format::Qcow2 => Box::new(qcow2::Qcow2Writer::new(out, virtual_size)?),
+        Format::Qcow2 => Box::new(qcow2::Qcow2Writer::new(out, virtual_size, surveyed()?)?),
         Format::Vhd => Box::new(vhd::VhdWriter::new(out, virtual_size)?),
-        Format::Vmdk => Box::new(vmdk::VmdkWriter::new(out, virtual_size)?),
-        Format::Vhdx => Box::new(vhdx::VhdxWriter::new(out, virtual_size)?),
-        Format::Gce => {
-            let map = data_map.ok_or_else(|| {
-                io::Error::other("internal error: the GCE tar needs the data map first")
-            })?;
-            Box::new(gce::GceWriter::new(out, virtual_size, map)?)
-        }
+        Format::Vmdk => Box::new(vmdk::VmdkWriter::new(out, virtual_size, surveyed()?)?),
+        Format::Vhdx => Box::new(vhdx::VhdxWriter::new(out, virtual_size, surveyed()?)?),
+        Format::Gce => Box::new(gce::GceWriter::new(out, virtual_size, surveyed()?)?),
     })
 }
 
@@ -205,6 +277,25 @@ impl DataMap {
         }
     }
 
+    /// Adds `range` (a union of blocks; calls in increasing order of their starts).
+    pub fn add_range(&mut self, range: std::ops::Range<u64>) {
+        match self.ranges.last_mut() {
+            Some(last) if last.end >= range.start => last.end = last.end.max(range.end),
+            _ => self.ranges.push(range),
+        }
+    }
+
+    /// The ranges either map holds.
+    pub fn union(a: &DataMap, b: &DataMap) -> DataMap {
+        let mut all: Vec<&std::ops::Range<u64>> = a.ranges.iter().chain(&b.ranges).collect();
+        all.sort_by_key(|r| r.start);
+        let mut out = DataMap::default();
+        for r in all {
+            out.add_range(r.clone());
+        }
+        out
+    }
+
     /// Cuts the last range at the image's end.
     pub fn finish(&mut self, len: u64) {
         if let Some(last) = self.ranges.last_mut() {
@@ -213,33 +304,24 @@ impl DataMap {
         self.ranges.retain(|r| !r.is_empty());
     }
 
+    /// The indices of the `unit`-byte blocks of the image (a multiple of [`ZERO_BLOCK`])
+    /// that hold data, increasing: the clusters, grains or blocks a writer stores.
+    pub fn units(&self, unit: u64) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        for r in &self.ranges {
+            let (first, last) = (r.start / unit, (r.end - 1) / unit);
+            let from = match out.last() {
+                Some(&l) if l >= first => l + 1,
+                _ => first,
+            };
+            out.extend(from..=last);
+        }
+        out
+    }
+
     /// Bytes of data.
     pub fn data_len(&self) -> u64 {
         self.ranges.iter().map(|r| r.end - r.start).sum()
-    }
-}
-
-/// A [`Sink`] that only records the [`DataMap`] (the first of the two passes a GCE tar
-/// needs).
-#[derive(Debug, Default)]
-pub struct MapSink {
-    pub map: std::sync::Arc<std::sync::Mutex<DataMap>>,
-}
-
-impl Sink for MapSink {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.map
-            .lock()
-            .map_err(|_| io::Error::other("data map lock poisoned"))?
-            .add(offset, data);
-        Ok(())
-    }
-    fn finish(self: Box<Self>, len: u64, _raw_sha256: &[u8; 32]) -> io::Result<()> {
-        self.map
-            .lock()
-            .map_err(|_| io::Error::other("data map lock poisoned"))?
-            .finish(len);
-        Ok(())
     }
 }
 
@@ -270,11 +352,45 @@ pub trait VirtualDisk: Send + Sync + fmt::Debug {
     /// Fills `buf` with the raw image's bytes at `offset`. Reading past
     /// [`size`](Self::size) is an `UnexpectedEof` error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// Where the raw image may hold data: sorted, disjoint, non-adjacent ranges inside
+    /// `0..size()`; every byte outside them reads as zero (bytes inside may be zeros too).
+    /// Taken from the container's own map (qcow2 L1/L2 tables, the VMDK grain directory and
+    /// tables, the VHDX BAT, the GCE tar's sparse map; for a raw image or fixed VHD the
+    /// file's own holes, by `SEEK_DATA`/`SEEK_HOLE`), so the work and the number of ranges
+    /// follow the metadata and data present, never the size the header claims. A whole-disk
+    /// copy reads these ranges and gives the rest as holes. The default: the whole disk.
+    fn allocated(&self) -> io::Result<Vec<Range<u64>>> {
+        Ok(if self.size() == 0 {
+            Vec::new()
+        } else {
+            std::iter::once(0..self.size()).collect()
+        })
+    }
+
+    /// What the reader noticed and the user should hear, one line each (for example, a raw
+    /// disk whose last sector looks like a damaged VHD footer). Empty for most files.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Adds `r` to `ranges` (sorted, built front to back), merging it with the last range
+/// when they touch or overlap. Empty ranges are left out.
+pub fn push_range(ranges: &mut Vec<Range<u64>>, r: Range<u64>) {
+    if r.is_empty() {
+        return;
+    }
+    match ranges.last_mut() {
+        Some(last) if last.end >= r.start => last.end = last.end.max(r.end),
+        _ => ranges.push(r),
+    }
 }
 
 /// Opens `path`, recognising its format by signature: qcow2 (`QFI\xfb`), VMDK sparse
 /// (`KDMV`), VHDX (`vhdxfile`), gzip (the GCE tar), a VHD footer (`conectix` in the last
-/// 512 bytes); anything else is raw.
+/// 512 bytes); anything else is raw. A raw file whose last 512 bytes look like a VHD footer
+/// with a damaged cookie is read as raw with a note saying so ([`VirtualDisk::notes`]).
 pub fn open(path: &Path) -> Result<Box<dyn VirtualDisk>, VdiskError> {
     let read = |source| VdiskError::Read {
         path: path.to_path_buf(),
@@ -285,7 +401,7 @@ pub fn open(path: &Path) -> Result<Box<dyn VirtualDisk>, VdiskError> {
     let mut head = [0u8; 8];
     let n = read_up_to(&mut file, &mut head).map_err(read)?;
     let head = &head[..n];
-    let mut footer = [0u8; 8];
+    let mut footer = [0u8; 512];
     if len >= 512 {
         file.seek(SeekFrom::Start(len - 512)).map_err(read)?;
         read_up_to(&mut file, &mut footer).map_err(read)?;
@@ -299,8 +415,17 @@ pub fn open(path: &Path) -> Result<Box<dyn VirtualDisk>, VdiskError> {
         Box::new(vhdx::VhdxReader::open(file, path)?)
     } else if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(gce::GceReader::open(file, path)?)
-    } else if &footer == b"conectix" {
+    } else if &footer[..8] == b"conectix" {
         Box::new(vhd::VhdReader::open(file, path)?)
+    } else if let Some(damage) = vhd::damaged_footer(&footer) {
+        Box::new(raw::RawReader::with_note(
+            file,
+            len,
+            format!(
+                "{}: {damage}; reading the file as a raw disk (the footer is its last sector)",
+                path.display()
+            ),
+        ))
     } else {
         Box::new(raw::RawReader::new(file, len))
     })
@@ -385,5 +510,20 @@ impl<D: std::ops::Deref<Target = dyn VirtualDisk>> Seek for DiskReader<D> {
                 "seek before the start of the disk",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_of_a_map() {
+        let map = DataMap {
+            ranges: vec![4096..8192, 60_000..70_000, 200_000..200_100],
+        };
+        assert_eq!(map.units(65_536), vec![0, 1, 3]);
+        assert_eq!(map.units(1 << 20), vec![0]);
+        assert_eq!(DataMap::default().units(4096), Vec::<u64>::new());
     }
 }

@@ -42,16 +42,20 @@
 //! [`VhdReader`] takes the footer in the last 512 bytes: cookie, checksum, disk type 2
 //! (a dynamic or differencing VHD is refused with that reason), a current size that fits in
 //! the file before the footer. The disk is the first current-size bytes of the file (the
-//! specification's size, not the CHS geometry).
+//! specification's size, not the CHS geometry); its data is where the file has data
+//! (`SEEK_DATA`). A file whose last 512 bytes look like a footer with a damaged cookie
+//! ([`damaged_footer`]) is read by [`crate::open`] as a raw disk, with a note saying so.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::common::{bad, be32, be64, derived_id, read_error, read_file_at, WriteOrder};
+use sha2::Digest;
+
+use crate::common::{bad, be32, be64, derived_id, for_zeros, read_error, read_file_at, WriteOrder};
 use crate::raw::write_skipping_zeros;
-use crate::{Format, Sink, VdiskError, VirtualDisk};
+use crate::{FileSums, Format, RawHashes, Sink, VdiskError, VirtualDisk};
 
 #[cfg(doc)]
 use crate::ZERO_BLOCK;
@@ -140,35 +144,96 @@ pub fn footer(size: u64, raw_sha256: &[u8; 32]) -> [u8; 512] {
     f
 }
 
+/// If `f`, the last 512 bytes of a file, lack the `conectix` cookie but otherwise look like
+/// a VHD footer (the file format version 1.0 and a disk type of 2, 3 or 4 at their places:
+/// eight bytes that a raw disk's last sector does not hold by chance), what they are.
+pub fn damaged_footer(f: &[u8; 512]) -> Option<String> {
+    if &f[0..8] == COOKIE {
+        return None;
+    }
+    let version = be32(f, 12);
+    let disk_type = be32(f, 60);
+    if version != 0x0001_0000 || !(2..=4).contains(&disk_type) {
+        return None;
+    }
+    Some(format!(
+        "the last 512 bytes look like a VHD footer (file format version 1.0, disk type {disk_type}) whose cookie is damaged ({:?}, not \"conectix\")",
+        String::from_utf8_lossy(&f[0..8])
+    ))
+}
+
 /// Writes a fixed VHD (see the module documentation).
 #[derive(Debug)]
 pub struct VhdWriter {
     out: File,
     order: WriteOrder,
+    /// Writing with direct I/O (the raw image's aligned buffers go straight to the disk).
+    direct: bool,
 }
 
 impl VhdWriter {
     pub fn new(out: File, virtual_size: u64) -> io::Result<VhdWriter> {
         current_size(virtual_size)?;
+        let direct = crate::raw::set_direct(&out, true).is_ok();
         Ok(VhdWriter {
             out,
             order: WriteOrder::new(virtual_size),
+            direct,
         })
+    }
+
+    fn buffered(&mut self) -> io::Result<()> {
+        if self.direct {
+            crate::raw::set_direct(&self.out, false)?;
+            self.direct = false;
+        }
+        Ok(())
     }
 }
 
 impl Sink for VhdWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.order.write(offset, data.len())?;
-        write_skipping_zeros(&self.out, offset, data)
+        let aligned = |n: usize| n.is_multiple_of(crate::ZERO_BLOCK as usize);
+        if self.direct
+            && aligned(offset as usize)
+            && aligned(data.len())
+            && aligned(data.as_ptr() as usize)
+            && write_skipping_zeros(&self.out, offset, data).is_ok()
+        {
+            return Ok(());
+        }
+        // An unaligned piece (or a filesystem refusing direct writes): buffered from here.
+        self.buffered()?;
+        write_skipping_zeros(&self.out, offset, data)?;
+        crate::common::writeback(&self.out, offset, data.len() as u64);
+        Ok(())
     }
 
-    fn finish(self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()> {
+    /// The file is the raw image, zeros up to the VHD size and the footer: its digests
+    /// continue the raw image's hash states (`raw`), so nothing is hashed twice.
+    fn finish(mut self: Box<Self>, len: u64, raw: &RawHashes) -> io::Result<FileSums> {
         self.order.finish(Format::Vhd, len)?;
+        // The descriptor is shared with the caller's `File`: leave it as it was.
+        self.buffered()?;
         let size = current_size(len)?;
+        let footer = footer(size, &raw.sha256);
         self.out.set_len(size)?;
-        self.out.write_all_at(&footer(size, raw_sha256), size)?;
-        Ok(())
+        self.out.write_all_at(&footer, size)?;
+        let (mut sha256, mut blake3) = raw.states.clone().ok_or_else(|| {
+            io::Error::other("internal error: the VHD writer needs the raw image's hash states")
+        })?;
+        for_zeros(size - len, |z| {
+            sha256.update(z);
+            blake3.update(z);
+        });
+        sha256.update(footer);
+        blake3.update(&footer);
+        Ok(FileSums {
+            size: size + FOOTER,
+            sha256: sha256.finalize().into(),
+            blake3: *blake3.finalize().as_bytes(),
+        })
     }
 }
 
@@ -230,5 +295,9 @@ impl VirtualDisk for VhdReader {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         read_file_at(&self.file, self.size, buf, offset)
+    }
+
+    fn allocated(&self) -> io::Result<Vec<std::ops::Range<u64>>> {
+        crate::raw::file_extents(&self.file, self.size)
     }
 }

@@ -34,14 +34,18 @@
 //!   Disk Size, Page 83 Data (the virtual disk ID), Logical and Physical Sector Size
 //!   (required, virtual disk).
 //! * Identifiers: FileWriteGuid, DataWriteGuid and the virtual disk ID (Page 83 Data) are
-//!   each the first 16 bytes of SHA-256(label ‖ raw SHA-256), with the labels
-//!   `"nanoimg vhdx file-write-guid"`, `"nanoimg vhdx data-write-guid"` and
+//!   each the first 16 bytes of SHA-256(label ‖ the image's layout id, [`Survey`]), with the
+//!   labels `"nanoimg vhdx file-write-guid"`, `"nanoimg vhdx data-write-guid"` and
 //!   `"nanoimg vhdx virtual-disk-id"`; those 16 bytes are the GUID as stored (Data1-Data3
 //!   little-endian), with byte 7 = `0x4?` and byte 8 = `0b10??????` so that it reads as an
 //!   RFC 4122 version 4 GUID. LogGuid is zero. The format has no timestamps.
 //!
+//! The writer is given the image's [`Survey`] first (which blocks hold data, the layout id),
+//! so everything before the payload is written first and the file goes strictly front to
+//! back, hashed as it is written (never read back).
+//!
 //! Memory: one 1 MiB pending block and 8 bytes for each stored block (8 bytes per MiB of
-//! virtual size at most); the BAT is written 1 MiB at a time at [`Sink::finish`].
+//! virtual size at most); the BAT is written 1 MiB at a time.
 //!
 //! # Reading
 //!
@@ -49,15 +53,19 @@
 //! sequence number; equal numbers only if both headers are the same), refuses a non-empty log
 //! (replaying it is not supported: its reason says so), reads region table 1 (or 2 if 1 is
 //! damaged), the metadata and the BAT, validating every offset, length, flag and state
-//! against the file and the specification. Differencing files are refused.
+//! against the file and the specification. Differencing files are refused, and so are
+//! payload blocks that overlap (no writer shares one), so a whole-disk read
+//! ([`VirtualDisk::allocated`]: the blocks present) reads what the file holds.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::common::{bad, derived_id, le16, le32, le64, read_end, read_error, BlockBuffer};
-use crate::{Format, Sink, VdiskError, VirtualDisk};
+use crate::common::{
+    bad, derived_id, le16, le32, le64, read_end, read_error, BlockBuffer, HashedFile, SurveyedUnits,
+};
+use crate::{FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk};
 
 const KIB64: u64 = 64 * 1024;
 const MIB: u64 = 1 << 20;
@@ -150,9 +158,9 @@ const PARENT_LOCATOR: [u8; 16] = guid(
 const META_IS_VIRTUAL_DISK: u32 = 2;
 const META_IS_REQUIRED: u32 = 4;
 
-/// A GUID derived from the raw image's SHA-256 (see the module documentation).
-fn derived_guid(label: &str, raw_sha256: &[u8; 32]) -> [u8; 16] {
-    let mut g = derived_id(label, raw_sha256);
+/// A GUID derived from the image's layout id (see the module documentation).
+fn derived_guid(label: &str, layout_id: &[u8; 32]) -> [u8; 16] {
+    let mut g = derived_id(label, layout_id);
     g[7] = (g[7] & 0x0f) | 0x40;
     g[8] = (g[8] & 0x3f) | 0x80;
     g
@@ -208,14 +216,16 @@ impl Layout {
     }
 }
 
-/// Writes a dynamic VHDX (see the module documentation).
+/// Writes a dynamic VHDX (see the module documentation), strictly front to back: the
+/// [`Survey`] says which blocks hold data, so the BAT and the identifiers are written first.
 #[derive(Debug)]
 pub struct VhdxWriter {
-    out: File,
-    layout: Layout,
+    out: HashedFile,
     blocks: BlockBuffer,
-    /// The virtual block stored in payload slot `i`, increasing.
-    stored: Vec<u64>,
+    /// The virtual blocks holding data, increasing (payload slot `i` holds the `i`-th).
+    stored: SurveyedUnits,
+    /// Where the payload begins.
+    payload: u64,
 }
 
 /// The VHDX virtual size for a raw image of `len` bytes: `len` rounded up to 512.
@@ -231,170 +241,190 @@ pub fn virtual_size(len: u64) -> io::Result<u64> {
 }
 
 impl VhdxWriter {
-    pub fn new(out: File, virtual_size: u64) -> io::Result<VhdxWriter> {
+    pub fn new(out: File, virtual_size: u64, survey: Survey) -> io::Result<VhdxWriter> {
         let size = self::virtual_size(virtual_size)?;
+        let stored = survey.map.units(BLOCK);
+        let mut out = HashedFile::new(out)?;
+        front(
+            &mut out,
+            Layout::new(size),
+            size,
+            &stored,
+            &survey.layout_id,
+        )?;
         Ok(VhdxWriter {
+            payload: out.position(),
             out,
-            layout: Layout::new(size),
             blocks: BlockBuffer::new(BLOCK, virtual_size),
-            stored: Vec::new(),
+            stored: SurveyedUnits::new(stored, "block"),
         })
     }
 
     fn store(
-        out: &File,
-        layout: &Layout,
-        list: &mut Vec<u64>,
+        out: &mut HashedFile,
+        stored: &mut SurveyedUnits,
+        payload: u64,
         index: u64,
         block: &[u8],
     ) -> io::Result<()> {
-        let at = layout.data_offset + list.len() as u64 * BLOCK;
-        out.write_all_at(block, at)?;
-        list.push(index);
-        Ok(())
+        let slot = stored.slot(index)?;
+        out.pad_to(payload + slot * BLOCK)?;
+        out.append(block)
     }
+}
+
+/// Everything before the payload, in file order: the file identifier, the headers, the
+/// region tables, the log (a hole), the BAT, the metadata region.
+fn front(
+    out: &mut HashedFile,
+    l: Layout,
+    size: u64,
+    stored: &[u64],
+    layout_id: &[u8; 32],
+) -> io::Result<()> {
+    // File identifier.
+    let mut id = vec![0u8; KIB64 as usize];
+    id[0..8].copy_from_slice(b"vhdxfile");
+    for (i, u) in "nanoimg".encode_utf16().enumerate() {
+        id[8 + 2 * i..10 + 2 * i].copy_from_slice(&u.to_le_bytes());
+    }
+    out.append(&id)?;
+
+    // Headers.
+    let file_write = derived_guid("nanoimg vhdx file-write-guid", layout_id);
+    let data_write = derived_guid("nanoimg vhdx data-write-guid", layout_id);
+    for (seq, at) in [(1u64, HEADER1), (2, HEADER2)] {
+        let mut h = vec![0u8; HEADER_SIZE];
+        h[0..4].copy_from_slice(b"head");
+        h[8..16].copy_from_slice(&seq.to_le_bytes());
+        h[16..32].copy_from_slice(&file_write);
+        h[32..48].copy_from_slice(&data_write);
+        // 48: LogGuid zero; 64: LogVersion 0.
+        h[66..68].copy_from_slice(&1u16.to_le_bytes());
+        h[68..72].copy_from_slice(&(LOG_LENGTH as u32).to_le_bytes());
+        h[72..80].copy_from_slice(&LOG_OFFSET.to_le_bytes());
+        set_checksum(&mut h, 4);
+        out.pad_to(at)?;
+        out.append(&h)?;
+    }
+
+    // Region tables.
+    let mut rt = vec![0u8; KIB64 as usize];
+    rt[0..4].copy_from_slice(b"regi");
+    rt[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let regions = [
+        (BAT_GUID, BAT_OFFSET, l.bat_length),
+        (METADATA_GUID, l.metadata_offset, METADATA_LENGTH),
+    ];
+    for (i, (g, off, length)) in regions.into_iter().enumerate() {
+        let e = 16 + 32 * i;
+        rt[e..e + 16].copy_from_slice(&g);
+        rt[e + 16..e + 24].copy_from_slice(&off.to_le_bytes());
+        rt[e + 24..e + 28].copy_from_slice(&(length as u32).to_le_bytes());
+        rt[e + 28..e + 32].copy_from_slice(&1u32.to_le_bytes());
+    }
+    set_checksum(&mut rt, 4);
+    out.pad_to(REGION1)?;
+    out.append(&rt)?;
+    out.pad_to(REGION2)?;
+    out.append(&rt)?;
+
+    // The log (LOG_OFFSET .. BAT_OFFSET) stays a hole: it is empty. The BAT, a MiB
+    // at a time.
+    out.pad_to(BAT_OFFSET)?;
+    let chunk_ratio = SECTORS_PER_BITMAP * LOGICAL_SECTOR / BLOCK;
+    let per_chunk = MIB / 8;
+    let mut chunk = vec![0u8; MIB as usize];
+    let mut next_stored = 0usize;
+    let mut entry = 0u64;
+    while entry < l.bat_entries {
+        let end = (entry + per_chunk).min(l.bat_entries);
+        chunk.fill(0);
+        for j in entry..end {
+            let value = if j % (chunk_ratio + 1) == chunk_ratio {
+                SB_NOT_PRESENT
+            } else {
+                let block = j - j / (chunk_ratio + 1);
+                if stored.get(next_stored) == Some(&block) {
+                    let off = l.data_offset + next_stored as u64 * BLOCK;
+                    next_stored += 1;
+                    off | PAYLOAD_FULLY_PRESENT
+                } else {
+                    PAYLOAD_ZERO
+                }
+            };
+            let at = ((j - entry) * 8) as usize;
+            chunk[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        out.append(&chunk[..((end - entry) * 8) as usize])?;
+        entry = end;
+    }
+    debug_assert_eq!(next_stored, stored.len());
+    debug_assert!(l.data_blocks >= stored.len() as u64);
+
+    // Metadata.
+    let page83 = derived_guid("nanoimg vhdx virtual-disk-id", layout_id);
+    let mut params = [0u8; 8];
+    params[0..4].copy_from_slice(&(BLOCK as u32).to_le_bytes());
+    let items: [([u8; 16], u32, Vec<u8>); 5] = [
+        (FILE_PARAMETERS, META_IS_REQUIRED, params.to_vec()),
+        (
+            VIRTUAL_DISK_SIZE,
+            META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
+            size.to_le_bytes().to_vec(),
+        ),
+        (
+            PAGE83,
+            META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
+            page83.to_vec(),
+        ),
+        (
+            LOGICAL_SECTOR_SIZE,
+            META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
+            (LOGICAL_SECTOR as u32).to_le_bytes().to_vec(),
+        ),
+        (
+            PHYSICAL_SECTOR_SIZE,
+            META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
+            PHYSICAL_SECTOR.to_le_bytes().to_vec(),
+        ),
+    ];
+    let mut md = vec![0u8; 2 * KIB64 as usize];
+    md[0..8].copy_from_slice(b"metadata");
+    md[10..12].copy_from_slice(&(items.len() as u16).to_le_bytes());
+    let mut item_at = KIB64 as usize;
+    for (i, (g, flags, value)) in items.iter().enumerate() {
+        let e = 32 + 32 * i;
+        md[e..e + 16].copy_from_slice(g);
+        md[e + 16..e + 20].copy_from_slice(&(item_at as u32).to_le_bytes());
+        md[e + 20..e + 24].copy_from_slice(&(value.len() as u32).to_le_bytes());
+        md[e + 24..e + 28].copy_from_slice(&flags.to_le_bytes());
+        md[item_at..item_at + value.len()].copy_from_slice(value);
+        item_at += value.len();
+    }
+    out.pad_to(l.metadata_offset)?;
+    out.append(&md[..item_at])?;
+    out.pad_to(l.data_offset)
 }
 
 impl Sink for VhdxWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let (out, layout, list) = (&self.out, &self.layout, &mut self.stored);
+        let (out, stored, payload) = (&mut self.out, &mut self.stored, self.payload);
         self.blocks.write(offset, data, |i, b| {
-            VhdxWriter::store(out, layout, list, i, b)
+            VhdxWriter::store(out, stored, payload, i, b)
         })
     }
 
-    fn finish(mut self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()> {
+    fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         {
-            let (out, layout, list) = (&self.out, &self.layout, &mut self.stored);
+            let (out, stored, payload) = (&mut self.out, &mut self.stored, self.payload);
             self.blocks.finish(Format::Vhdx, len, |i, b| {
-                VhdxWriter::store(out, layout, list, i, b)
+                VhdxWriter::store(out, stored, payload, i, b)
             })?;
         }
-        let out = &self.out;
-        let l = self.layout;
-        let size = virtual_size(len)?;
-
-        // File identifier.
-        let mut id = vec![0u8; KIB64 as usize];
-        id[0..8].copy_from_slice(b"vhdxfile");
-        for (i, u) in "nanoimg".encode_utf16().enumerate() {
-            id[8 + 2 * i..10 + 2 * i].copy_from_slice(&u.to_le_bytes());
-        }
-        out.write_all_at(&id, 0)?;
-
-        // Headers.
-        let file_write = derived_guid("nanoimg vhdx file-write-guid", raw_sha256);
-        let data_write = derived_guid("nanoimg vhdx data-write-guid", raw_sha256);
-        for (seq, at) in [(1u64, HEADER1), (2, HEADER2)] {
-            let mut h = vec![0u8; HEADER_SIZE];
-            h[0..4].copy_from_slice(b"head");
-            h[8..16].copy_from_slice(&seq.to_le_bytes());
-            h[16..32].copy_from_slice(&file_write);
-            h[32..48].copy_from_slice(&data_write);
-            // 48: LogGuid zero; 64: LogVersion 0.
-            h[66..68].copy_from_slice(&1u16.to_le_bytes());
-            h[68..72].copy_from_slice(&(LOG_LENGTH as u32).to_le_bytes());
-            h[72..80].copy_from_slice(&LOG_OFFSET.to_le_bytes());
-            set_checksum(&mut h, 4);
-            out.write_all_at(&h, at)?;
-        }
-
-        // Region tables.
-        let mut rt = vec![0u8; KIB64 as usize];
-        rt[0..4].copy_from_slice(b"regi");
-        rt[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let regions = [
-            (BAT_GUID, BAT_OFFSET, l.bat_length),
-            (METADATA_GUID, l.metadata_offset, METADATA_LENGTH),
-        ];
-        for (i, (g, off, length)) in regions.into_iter().enumerate() {
-            let e = 16 + 32 * i;
-            rt[e..e + 16].copy_from_slice(&g);
-            rt[e + 16..e + 24].copy_from_slice(&off.to_le_bytes());
-            rt[e + 24..e + 28].copy_from_slice(&(length as u32).to_le_bytes());
-            rt[e + 28..e + 32].copy_from_slice(&1u32.to_le_bytes());
-        }
-        set_checksum(&mut rt, 4);
-        out.write_all_at(&rt, REGION1)?;
-        out.write_all_at(&rt, REGION2)?;
-
-        // Metadata.
-        let page83 = derived_guid("nanoimg vhdx virtual-disk-id", raw_sha256);
-        let mut params = [0u8; 8];
-        params[0..4].copy_from_slice(&(BLOCK as u32).to_le_bytes());
-        let items: [([u8; 16], u32, Vec<u8>); 5] = [
-            (FILE_PARAMETERS, META_IS_REQUIRED, params.to_vec()),
-            (
-                VIRTUAL_DISK_SIZE,
-                META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
-                size.to_le_bytes().to_vec(),
-            ),
-            (
-                PAGE83,
-                META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
-                page83.to_vec(),
-            ),
-            (
-                LOGICAL_SECTOR_SIZE,
-                META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
-                (LOGICAL_SECTOR as u32).to_le_bytes().to_vec(),
-            ),
-            (
-                PHYSICAL_SECTOR_SIZE,
-                META_IS_REQUIRED | META_IS_VIRTUAL_DISK,
-                PHYSICAL_SECTOR.to_le_bytes().to_vec(),
-            ),
-        ];
-        let mut md = vec![0u8; 2 * KIB64 as usize];
-        md[0..8].copy_from_slice(b"metadata");
-        md[10..12].copy_from_slice(&(items.len() as u16).to_le_bytes());
-        let mut item_at = KIB64 as usize;
-        for (i, (g, flags, value)) in items.iter().enumerate() {
-            let e = 32 + 32 * i;
-            md[e..e + 16].copy_from_slice(g);
-            md[e + 16..e + 20].copy_from_slice(&(item_at as u32).to_le_bytes());
-            md[e + 20..e + 24].copy_from_slice(&(value.len() as u32).to_le_bytes());
-            md[e + 24..e + 28].copy_from_slice(&flags.to_le_bytes());
-            md[item_at..item_at + value.len()].copy_from_slice(value);
-            item_at += value.len();
-        }
-        out.write_all_at(&md[..item_at], l.metadata_offset)?;
-
-        // The BAT, a MiB at a time.
-        let chunk_ratio = SECTORS_PER_BITMAP * LOGICAL_SECTOR / BLOCK;
-        let per_chunk = MIB / 8;
-        let mut chunk = vec![0u8; MIB as usize];
-        let mut next_stored = 0usize;
-        let mut entry = 0u64;
-        while entry < l.bat_entries {
-            let end = (entry + per_chunk).min(l.bat_entries);
-            chunk.fill(0);
-            for j in entry..end {
-                let value = if j % (chunk_ratio + 1) == chunk_ratio {
-                    SB_NOT_PRESENT
-                } else {
-                    let block = j - j / (chunk_ratio + 1);
-                    if self.stored.get(next_stored) == Some(&block) {
-                        let off = l.data_offset + next_stored as u64 * BLOCK;
-                        next_stored += 1;
-                        off | PAYLOAD_FULLY_PRESENT
-                    } else {
-                        PAYLOAD_ZERO
-                    }
-                };
-                let at = ((j - entry) * 8) as usize;
-                chunk[at..at + 8].copy_from_slice(&value.to_le_bytes());
-            }
-            out.write_all_at(
-                &chunk[..((end - entry) * 8) as usize],
-                BAT_OFFSET + entry * 8,
-            )?;
-            entry = end;
-        }
-        debug_assert_eq!(next_stored, self.stored.len());
-        debug_assert!(l.data_blocks >= self.stored.len() as u64);
-        out.set_len(l.data_offset + self.stored.len() as u64 * BLOCK)?;
-        Ok(())
+        // Blocks never given hold a file's zeros.
+        self.out.pad_to(self.payload + self.stored.len() * BLOCK)?;
+        self.out.finish()
     }
 }
 
@@ -720,6 +750,24 @@ impl VhdxReader {
                 _ => return Err(bad(format!("BAT entry {j} has reserved state {state}"))),
             }
         }
+        // Each payload block in a place of its own, as every writer makes them: the data a
+        // whole-disk read reads is data the file holds.
+        let mut placed: Vec<(u64, usize)> = blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, &o)| o != 0)
+            .map(|(i, &o)| (o, i))
+            .collect();
+        placed.sort_unstable();
+        if let Some(w) = placed.windows(2).find(|w| w[1].0 < w[0].0 + block_size) {
+            return Err(bad(format!(
+                "payload blocks {} and {} overlap (at {:#x} and {:#x}, {block_size} bytes each)",
+                w[0].1.min(w[1].1),
+                w[0].1.max(w[1].1),
+                w[0].0,
+                w[1].0
+            )));
+        }
         Ok(VhdxReader {
             file,
             size,
@@ -754,5 +802,17 @@ impl VirtualDisk for VhdxReader {
             at = to;
         }
         Ok(())
+    }
+
+    /// The payload blocks the BAT gives as present.
+    fn allocated(&self) -> io::Result<Vec<std::ops::Range<u64>>> {
+        let mut out = Vec::new();
+        for (i, &host) in self.blocks.iter().enumerate() {
+            if host != 0 {
+                let start = i as u64 * self.block_size;
+                crate::push_range(&mut out, start..(start + self.block_size).min(self.size));
+            }
+        }
+        Ok(out)
     }
 }

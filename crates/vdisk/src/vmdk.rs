@@ -35,13 +35,17 @@
 //! * **Capacity** is in sectors: a raw image whose size is not a multiple of 512 is rounded
 //!   up to the next sector (as qemu-img does); the reader's `size()` is then that rounded
 //!   size and the added bytes read as zeros.
-//! * **Compression**: flate2's default backend (miniz_oxide, pinned by `Cargo.lock`, and
-//!   deterministic) at level 6, zlib's default and the level QEMU uses for VMDK
-//!   (`Z_DEFAULT_COMPRESSION`): the usual balance of size and time.
-//! * **CID**: the first four bytes of the raw image's SHA-256, big-endian, as 8 hex digits
-//!   (`ffffffff`, which means "no parent", becomes `fffffffe`). The descriptor is written
-//!   first with `CID=00000000` and the 8 digits are patched in by `finish`. parentCID is
-//!   `ffffffff`. There is no timestamp in the format.
+//! * **Compression**: miniz_oxide (pinned by `Cargo.lock`, deterministic: see
+//!   [`crate::deflate`]) at level 1, as the GCE tar: QEMU's level 6 (`Z_DEFAULT_COMPRESSION`)
+//!   costs twice the time and more on the data images mostly hold (programs shrink about
+//!   13 % more, random proving parameters not at all). Each grain is one zlib stream
+//!   compressed on its own, so grains are deflated on every core ([`GrainCompressor`]) and
+//!   written in order: the bytes do not depend on the core count.
+//! * **CID**: the first four bytes of the image's layout id ([`Survey`], given before the
+//!   first byte), big-endian, as 8 hex digits (`ffffffff`, which means "no parent", becomes
+//!   `fffffffe`), so the descriptor is final when written and the file goes strictly front
+//!   to back, hashed as it is written. parentCID is `ffffffff`. There is no timestamp in the
+//!   format.
 //! * **Extent name**: `RW <sectors> SPARSE "disk.vmdk"`. qemu-img writes the file's own
 //!   name; the writer is given an open file, and the bytes must not depend on where they are
 //!   written. For a monolithic sparse file with its descriptor embedded the extent is the file
@@ -62,9 +66,16 @@
 //! every table it names and every grain marker lie in the file, that a marker's LBA is its
 //! grain's, and that a grain inflates to at most one grain (and covers what the capacity
 //! needs). It reads stream-optimized files (footer or not) and plain monolithic sparse ones.
+//! As QEMU, it refuses an `overHead` past the end of the file and an embedded descriptor
+//! without a hexadecimal `CID` and `parentCID` (or that is not text); and it refuses a
+//! child disk (a parentCID other than `ffffffff`, or a `parentFileNameHint`), which would
+//! read its parent where it has no grain: nanoimg opens no file a header names. Two grain
+//! directory entries sharing a grain table, or two grains at one place, are errors, so a
+//! whole-disk read ([`VirtualDisk::allocated`]) reads what the file holds.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -72,9 +83,12 @@ use std::sync::Mutex;
 use flate2::{Compression, Decompress, FlushDecompress, Status};
 
 use crate::common::{
-    bad, invalid_data, invalid_input, le32, le64, read_end, read_error, WriteOrder,
+    bad, invalid_data, invalid_input, le32, le64, read_end, read_error, HashedFile, WriteOrder,
 };
-use crate::{is_zero, Format, Sink, VdiskError, VirtualDisk};
+use crate::deflate::{Grain, GrainCompressor};
+use crate::{
+    is_zero, push_range, FileSums, Format, RawHashes, Sink, Survey, VdiskError, VirtualDisk,
+};
 
 const SECTOR: u64 = 512;
 /// Sectors in a grain (64 KiB).
@@ -96,7 +110,7 @@ const MARKER_EOS: u32 = 0;
 const MARKER_GT: u32 = 1;
 const MARKER_GD: u32 = 2;
 const MARKER_FOOTER: u32 = 3;
-const COMPRESSION_LEVEL: u32 = 6;
+const COMPRESSION_LEVEL: u32 = 1;
 /// Where the 8 hex digits of the CID sit in the descriptor (after `CID=`).
 const CID_PLACEHOLDER: &str = "CID=00000000\n";
 
@@ -153,9 +167,9 @@ fn descriptor(capacity: u64) -> String {
     )
 }
 
-/// The CID for a raw image with this SHA-256.
-pub fn cid(raw_sha256: &[u8; 32]) -> u32 {
-    let cid = u32::from_be_bytes([raw_sha256[0], raw_sha256[1], raw_sha256[2], raw_sha256[3]]);
+/// The CID for a raw image with this layout id ([`Survey::layout_id`]).
+pub fn cid(layout_id: &[u8; 32]) -> u32 {
+    let cid = u32::from_be_bytes([layout_id[0], layout_id[1], layout_id[2], layout_id[3]]);
     if cid == u32::MAX {
         cid - 1
     } else {
@@ -166,9 +180,7 @@ pub fn cid(raw_sha256: &[u8; 32]) -> u32 {
 /// Writes a stream-optimized VMDK front to back.
 #[derive(Debug)]
 pub struct VmdkWriter {
-    out: BufWriter<File>,
-    /// Bytes written to `out`.
-    pos: u64,
+    out: HashedFile,
     /// The raw image's length, and the checks of the calls.
     order: WriteOrder,
     capacity: u64,
@@ -180,14 +192,15 @@ pub struct VmdkWriter {
     gt_index: u64,
     /// Sector of each grain table (0: none stored).
     gd: Vec<u32>,
-    /// Byte offset of the descriptor's CID digits.
-    cid_at: u64,
+    /// Deflates grains on every core, handing them back in order.
+    compressor: GrainCompressor,
 }
 
 impl VmdkWriter {
     /// A writer for a raw image of `virtual_size` bytes (not zero) into `out`, a new empty
-    /// file. The header and descriptor are written at once.
-    pub fn new(out: File, virtual_size: u64) -> io::Result<VmdkWriter> {
+    /// file. The header and descriptor (with the CID from the survey's layout id) are
+    /// written at once.
+    pub fn new(out: File, virtual_size: u64, survey: Survey) -> io::Result<VmdkWriter> {
         if virtual_size == 0 {
             return Err(invalid_input("a VMDK cannot hold an empty disk".into()));
         }
@@ -200,22 +213,18 @@ impl VmdkWriter {
                 "{virtual_size} bytes is too large for a VMDK sparse extent"
             )));
         }
-        let desc = descriptor(capacity);
+        let desc = descriptor(capacity).replace(
+            CID_PLACEHOLDER,
+            &format!("CID={:08x}\n", cid(&survey.layout_id)),
+        );
         let mut desc_area = vec![0u8; (DESC_SECTORS * SECTOR) as usize];
         desc_area[..desc.len()].copy_from_slice(desc.as_bytes());
-        let cid_at = DESC_OFFSET * SECTOR
-            + desc
-                .find(CID_PLACEHOLDER)
-                .map(|i| i + "CID=".len())
-                .unwrap_or_default() as u64;
-        let mut out = BufWriter::with_capacity(1 << 20, out);
-        out.write_all(&header(capacity, GD_AT_END))?;
-        out.write_all(&desc_area)?;
-        let pad = (OVERHEAD - DESC_OFFSET - DESC_SECTORS) * SECTOR;
-        out.write_all(&vec![0u8; pad as usize])?;
+        let mut out = HashedFile::new(out)?;
+        out.append(&header(capacity, GD_AT_END))?;
+        out.append(&desc_area)?;
+        out.pad_to(OVERHEAD * SECTOR)?;
         Ok(VmdkWriter {
             out,
-            pos: OVERHEAD * SECTOR,
             order: WriteOrder::new(virtual_size),
             capacity,
             grain: vec![0u8; GRAIN as usize],
@@ -223,28 +232,27 @@ impl VmdkWriter {
             gt: vec![0u32; GTES_PER_GT as usize],
             gt_index: 0,
             gd: vec![0u32; gts as usize],
-            cid_at,
+            compressor: GrainCompressor::new(Compression::new(COMPRESSION_LEVEL)),
         })
     }
 
     fn sector(&self) -> io::Result<u32> {
-        debug_assert_eq!(self.pos % SECTOR, 0);
-        u32::try_from(self.pos / SECTOR)
+        debug_assert_eq!(self.out.position() % SECTOR, 0);
+        u32::try_from(self.out.position() / SECTOR)
             .map_err(|_| io::Error::other("the VMDK grew past 2 TiB, beyond 32-bit sector offsets"))
     }
 
     fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.write_all(bytes)?;
-        self.pos += bytes.len() as u64;
-        Ok(())
+        self.out.append(bytes)
     }
 
     fn pad_to_sector(&mut self) -> io::Result<()> {
-        let pad = (SECTOR - self.pos % SECTOR) % SECTOR;
+        let pad = (SECTOR - self.out.position() % SECTOR) % SECTOR;
         self.emit(&[0u8; SECTOR as usize][..pad as usize])
     }
 
-    /// Stores the gathered grain if it holds a non-zero byte, and clears it.
+    /// Hands the gathered grain to the compressor if it holds a non-zero byte, and clears it;
+    /// writes out the grain the compressor gives back, if any.
     fn flush_grain(&mut self) -> io::Result<()> {
         let Some(g) = self.grain_index.take() else {
             return Ok(());
@@ -252,13 +260,19 @@ impl VmdkWriter {
         if is_zero(&self.grain) {
             return Ok(());
         }
-        let mut z = flate2::write::ZlibEncoder::new(
-            Vec::with_capacity(GRAIN as usize / 2),
-            Compression::new(COMPRESSION_LEVEL),
-        );
-        z.write_all(&self.grain)?;
-        let compressed = z.finish()?;
+        let done = self.compressor.submit(g, &self.grain)?;
         self.grain.fill(0);
+        if let Some(done) = done {
+            self.write_grain(done)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the compressed grain `done` (grains come back in increasing order): its
+    /// marker, its zlib stream, padding to a sector; the grain table before, when it is the
+    /// first grain of another table.
+    fn write_grain(&mut self, done: Grain) -> io::Result<()> {
+        let g = done.tag;
         let table = g / GTES_PER_GT;
         if table != self.gt_index {
             self.flush_gt()?;
@@ -267,9 +281,9 @@ impl VmdkWriter {
         let at = self.sector()?;
         let mut m = [0u8; 12];
         m[0..8].copy_from_slice(&(g * GRAIN_SECTORS).to_le_bytes());
-        m[8..12].copy_from_slice(&(compressed.len() as u32).to_le_bytes());
+        m[8..12].copy_from_slice(&(done.zlib.len() as u32).to_le_bytes());
         self.emit(&m)?;
-        self.emit(&compressed)?;
+        self.emit(&done.zlib)?;
         self.pad_to_sector()?;
         self.gt[(g % GTES_PER_GT) as usize] = at;
         Ok(())
@@ -312,13 +326,16 @@ impl Sink for VmdkWriter {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>, len: u64, raw_sha256: &[u8; 32]) -> io::Result<()> {
+    fn finish(mut self: Box<Self>, len: u64, _raw: &RawHashes) -> io::Result<FileSums> {
         self.order.finish(Format::Vmdk, len)?;
         self.flush_grain()?;
+        while let Some(done) = self.compressor.next_grain()? {
+            self.write_grain(done)?;
+        }
         self.flush_gt()?;
         let gd_sectors = (self.gd.len() as u64 * 4).div_ceil(SECTOR);
         self.emit(&marker(gd_sectors, MARKER_GD))?;
-        let gd_at = self.pos / SECTOR;
+        let gd_at = self.out.position() / SECTOR;
         let mut bytes = Vec::with_capacity((gd_sectors * SECTOR) as usize);
         for e in &self.gd {
             bytes.extend_from_slice(&e.to_le_bytes());
@@ -329,9 +346,7 @@ impl Sink for VmdkWriter {
         let footer = header(self.capacity, gd_at);
         self.emit(&footer)?;
         self.emit(&marker(0, MARKER_EOS))?;
-        let out = self.out.into_inner().map_err(|e| e.into_error())?;
-        out.write_all_at(format!("{:08x}", cid(raw_sha256)).as_bytes(), self.cid_at)?;
-        Ok(())
+        self.out.finish()
     }
 }
 
@@ -344,6 +359,10 @@ struct Header {
     grain_sectors: u64,
     gtes_per_gt: u32,
     gd_offset: u64,
+    /// Where grains may start (sectors): `overHead`.
+    overhead: u64,
+    desc_offset: u64,
+    desc_sectors: u64,
     compress_algorithm: u16,
 }
 
@@ -358,6 +377,9 @@ fn parse_header(h: &[u8; 512]) -> Result<Header, String> {
         grain_sectors: le64(h, 20),
         gtes_per_gt: le32(h, 44),
         gd_offset: le64(h, 56),
+        overhead: le64(h, 64),
+        desc_offset: le64(h, 28),
+        desc_sectors: le64(h, 36),
         compress_algorithm: u16::from_le_bytes([h[77], h[78]]),
     };
     if !(1..=3).contains(&header.version) {
@@ -397,6 +419,8 @@ impl VmdkReader {
         let mut h = [0u8; 512];
         file.read_exact_at(&mut h, 0).map_err(read)?;
         let mut header = parse_header(&h).map_err(&bad)?;
+        let first = header;
+        let mut whose = "the header's";
         if header.gd_offset == GD_AT_END {
             // Footer marker, footer, end-of-stream marker: the last three sectors.
             if file_len < 4 * SECTOR {
@@ -425,7 +449,16 @@ impl VmdkReader {
                 return Err(bad("the footer disagrees with the header".into()));
             }
             header = footer;
+            whose = "the footer's";
         }
+        // As QEMU ("File truncated"): the grains start inside the file.
+        if header.overhead > file_len / SECTOR {
+            return Err(bad(format!(
+                "{whose} overHead {} ({:#x}) sectors is past the end of the {file_len}-byte file",
+                header.overhead, header.overhead
+            )));
+        }
+        descriptor_check(&file, file_len, &first).map_err(&bad)?;
         let compressed = match header.compress_algorithm {
             0 => false,
             1 => header.flags & FLAG_COMPRESSED != 0,
@@ -474,6 +507,23 @@ impl VmdkReader {
                     "grain table {i} at sector {gt} is not in the file"
                 )));
             }
+        }
+        // One grain table per directory entry, as every writer makes them: the tables a
+        // whole-disk read walks are tables the file holds.
+        let mut tables: Vec<(u32, usize)> = gd
+            .iter()
+            .enumerate()
+            .filter(|(_, &gt)| gt != 0)
+            .map(|(i, &gt)| (gt, i))
+            .collect();
+        tables.sort_unstable();
+        if let Some(w) = tables.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(bad(format!(
+                "grain directory entries {} and {} both point to the grain table at sector {}",
+                w[0].1.min(w[1].1),
+                w[0].1.max(w[1].1),
+                w[0].0
+            )));
         }
         Ok(VmdkReader {
             file,
@@ -548,6 +598,79 @@ impl VmdkReader {
     }
 }
 
+/// The most descriptor text read (QEMU reads at most 1 MiB).
+const MAX_DESC_SECTORS: u64 = 2048;
+
+/// Checks the descriptor embedded in the extent `header` is the first sector of: text,
+/// with the `CID` and `parentCID` QEMU needs, for a standalone disk (parentCID `ffffffff`
+/// and no `parentFileNameHint`: a child disk reads its parent where it has no grain, and
+/// nanoimg opens no file a header names).
+fn descriptor_check(file: &File, file_len: u64, header: &Header) -> Result<(), String> {
+    let (at, n) = (header.desc_offset, header.desc_sectors);
+    if at == 0 || n == 0 {
+        return Err(format!(
+            "no embedded descriptor (descriptorOffset {at}, descriptorSize {n}): an extent of a disk described in another file"
+        ));
+    }
+    if n > MAX_DESC_SECTORS
+        || at
+            .checked_add(n)
+            .and_then(|e| e.checked_mul(SECTOR))
+            .is_none_or(|end| end > file_len)
+    {
+        return Err(format!(
+            "the embedded descriptor ({n} sectors at sector {at}) is not in the {file_len}-byte file"
+        ));
+    }
+    let mut raw = vec![0u8; (n * SECTOR) as usize];
+    file.read_exact_at(&mut raw, at * SECTOR)
+        .map_err(|e| format!("cannot read the embedded descriptor: {e}"))?;
+    let text = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+    if let Some(i) = text
+        .iter()
+        .position(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')) || b == 0x7f)
+    {
+        return Err(format!(
+            "the embedded descriptor (sector {at}) is not text: byte {:#04x} at offset {i}",
+            text[i]
+        ));
+    }
+    let text = String::from_utf8_lossy(text);
+    let value = |key: &str| {
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+        })
+    };
+    let cid = |key: &str| -> Result<u32, String> {
+        let v = value(key).ok_or_else(|| format!("the embedded descriptor has no {key} line"))?;
+        if v.is_empty() || v.len() > 8 {
+            return Err(format!(
+                "the embedded descriptor's {key} {v:?} is not 1 to 8 hexadecimal digits"
+            ));
+        }
+        u32::from_str_radix(&v, 16).map_err(|_| {
+            format!("the embedded descriptor's {key} {v:?} is not 1 to 8 hexadecimal digits")
+        })
+    };
+    cid("CID")?;
+    let parent = cid("parentCID")?;
+    let hint = value("parentFileNameHint");
+    if parent != NO_PARENT || hint.is_some() {
+        let hint = match hint {
+            Some(h) => format!("parentFileNameHint {h:?}"),
+            None => "no parentFileNameHint".into(),
+        };
+        return Err(format!(
+            "a child disk (parentCID {parent:08x}, {hint}); nanoimg reads only standalone disks"
+        ));
+    }
+    Ok(())
+}
+
+/// `parentCID` of a disk without a parent.
+const NO_PARENT: u32 = u32::MAX;
+
 impl VirtualDisk for VmdkReader {
     fn format(&self) -> Format {
         Format::Vmdk
@@ -593,5 +716,42 @@ impl VirtualDisk for VmdkReader {
             done += n;
         }
         Ok(())
+    }
+
+    /// The grains the grain tables give: one read per grain table, a zero directory entry
+    /// skips its whole range. Two grains at one place are an error.
+    fn allocated(&self) -> io::Result<Vec<Range<u64>>> {
+        let mut out = Vec::new();
+        let mut places: Vec<(u32, u64)> = Vec::new();
+        let mut table = vec![0u8; (self.gtes_per_gt * 4) as usize];
+        for (i, &gt) in self.gd.iter().enumerate() {
+            if gt == 0 {
+                continue;
+            }
+            self.file.read_exact_at(&mut table, gt as u64 * SECTOR)?;
+            for (k, e) in table.chunks_exact(4).enumerate() {
+                let g = i as u64 * self.gtes_per_gt + k as u64;
+                let start = g * self.grain_bytes;
+                if start >= self.size {
+                    break;
+                }
+                let gte = le32(e, 0);
+                if gte == 0 || (gte == 1 && self.zero_grain) {
+                    continue;
+                }
+                places.push((gte, g));
+                push_range(&mut out, start..(start + self.grain_bytes).min(self.size));
+            }
+        }
+        places.sort_unstable();
+        if let Some(w) = places.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(self.corrupt(format!(
+                "grains {} and {} are both at sector {}",
+                w[0].1.min(w[1].1),
+                w[0].1.max(w[1].1),
+                w[0].0
+            )));
+        }
+        Ok(out)
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{assert_holds, gnu_tar, read_file, run, write, Image, Split};
-use nanoimg_vdisk::{gce::GceWriter, DataMap, Format, Sink};
+use nanoimg_vdisk::{gce::GceWriter, DataMap, Format, RawHashes, Sink, Survey};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -297,8 +297,11 @@ fn gce_reader_reads_gnu_tar_output() {
 fn gce_writer_refuses_data_outside_the_map() {
     let dir = tempfile::tempdir().unwrap();
     let f = || File::create(dir.path().join("m.tar.gz")).unwrap();
-    let map = DataMap {
-        ranges: vec![4096..8192, 16384..20000],
+    let map = Survey {
+        map: DataMap {
+            ranges: vec![4096..8192, 16384..20000],
+        },
+        layout_id: [0; 32],
     };
     // Zeros in holes are fine, data in a hole is not.
     let mut w: Box<dyn Sink> = Box::new(GceWriter::new(f(), 20000, map.clone()).unwrap());
@@ -311,18 +314,21 @@ fn gce_writer_refuses_data_outside_the_map() {
     assert!(w.write_at(4999, &[1]).is_err());
     assert!(w.write_at(19999, &[1, 1]).is_err());
     assert!(GceWriter::new(f(), 19000, map.clone()).is_err());
-    let unsorted = DataMap {
-        ranges: vec![8192..12288, 0..4096],
+    let unsorted = Survey {
+        map: DataMap {
+            ranges: vec![8192..12288, 0..4096],
+        },
+        layout_id: [0; 32],
     };
     assert!(GceWriter::new(f(), 20000, unsorted).is_err());
     let w: Box<dyn Sink> = Box::new(GceWriter::new(f(), 20000, map.clone()).unwrap());
-    assert!(w.finish(19000, &[0; 32]).is_err());
+    assert!(w.finish(19000, &RawHashes::of(&[])).is_err());
     // Ranges the map names but never given are zeros.
     let path = dir.path().join("z.tar.gz");
     let mut w: Box<dyn Sink> =
         Box::new(GceWriter::new(File::create(&path).unwrap(), 20000, map).unwrap());
     w.write_at(4100, &[5; 10]).unwrap();
-    w.finish(20000, &[0; 32]).unwrap();
+    w.finish(20000, &RawHashes::of(&[])).unwrap();
     let disk = nanoimg_vdisk::open(&path).unwrap();
     let mut buf = vec![0u8; 20000];
     disk.read_exact_at(&mut buf, 0).unwrap();
@@ -378,7 +384,7 @@ fn gce_hostile_input_gives_errors_not_panics() {
         }
         gzip(&t)
     };
-    let stored = image.data_map().data_len() as usize;
+    let stored = image.survey().map.data_len() as usize;
     let after = 1024 + stored.div_ceil(512) * 512;
     let mut two = tar.clone();
     two.truncate(after);

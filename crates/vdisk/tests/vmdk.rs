@@ -110,12 +110,12 @@ fn vmdk_bytes_do_not_depend_on_the_split() {
 }
 
 #[test]
-fn vmdk_cid_comes_from_the_content() {
+fn vmdk_cid_comes_from_the_survey() {
     let dir = tempfile::tempdir().unwrap();
     let image = Image::random(5, 3 * MIB, 5, 10_000);
     let path = dir.path().join("x.vmdk");
     vmdk_of(&image, &path, Split::Regions);
-    let cid = nanoimg_vdisk::vmdk::cid(&image.sha256());
+    let cid = nanoimg_vdisk::vmdk::cid(&image.survey().layout_id);
     let bytes = read_file(&path);
     let text = String::from_utf8_lossy(&bytes[512..512 * 21]);
     assert!(text.contains(&format!("\nCID={cid:08x}\n")), "{text}");
@@ -124,7 +124,7 @@ fn vmdk_cid_comes_from_the_content() {
     assert!(text.contains("createType=\"streamOptimized\""));
     // A different image, a different CID.
     let other = image.clone().with(3 * MIB - 1, vec![1]);
-    assert_ne!(cid, nanoimg_vdisk::vmdk::cid(&other.sha256()));
+    assert_ne!(cid, nanoimg_vdisk::vmdk::cid(&other.survey().layout_id));
 }
 
 /// Our header and descriptor against qemu-img's streamOptimized output for the same image:
@@ -244,10 +244,16 @@ fn vmdk_large_sparse_disk_is_small() {
 fn vmdk_writer_refuses_misuse() {
     let dir = tempfile::tempdir().unwrap();
     let f = || File::create(dir.path().join("m.vmdk")).unwrap();
-    assert!(VmdkWriter::new(f(), 0).is_err());
+    let survey = nanoimg_vdisk::Survey::default;
+    assert!(VmdkWriter::new(f(), 0, survey()).is_err());
     assert_refuses_out_of_order_and_past_end(Format::Vmdk, 1 << 20);
-    let w: Box<dyn nanoimg_vdisk::Sink> = Box::new(VmdkWriter::new(f(), 1 << 20).unwrap());
-    assert!(w.finish(1 << 19, &[0; 32]).is_err(), "length differs");
+    let w: Box<dyn nanoimg_vdisk::Sink> =
+        Box::new(VmdkWriter::new(f(), 1 << 20, survey()).unwrap());
+    assert!(
+        w.finish(1 << 19, &nanoimg_vdisk::RawHashes::of(&[]))
+            .is_err(),
+        "length differs"
+    );
 }
 
 /// Opens `bytes` as a VMDK and reads it all: must not panic, whatever the bytes.

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use nanoimg_vdisk::{DataMap, Format, Sink, VdiskError, VirtualDisk};
+use nanoimg_vdisk::{Format, Sink, VdiskError, VirtualDisk};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
@@ -92,7 +92,8 @@ pub fn disk_size(format: Format, len: usize) -> usize {
 /// covers is zeros).
 pub fn write_split(format: Format, path: &Path, img: &[u8], cuts: &[usize], skip_zero: bool) {
     let out = File::create(path).unwrap();
-    let mut sink: Box<dyn Sink> = nanoimg_vdisk::writer(format, out, img.len() as u64, None)
+    let survey = format.needs_survey().then(|| nanoimg_vdisk::survey_of(img));
+    let mut sink: Box<dyn Sink> = nanoimg_vdisk::writer(format, out, img.len() as u64, survey)
         .unwrap_or_else(|e| panic!("{format} writer: {e}"));
     let mut start = 0usize;
     for &cut in cuts.iter().chain(std::iter::once(&img.len())) {
@@ -103,7 +104,59 @@ pub fn write_split(format: Format, path: &Path, img: &[u8], cuts: &[usize], skip
         }
         start = cut;
     }
-    sink.finish(img.len() as u64, &sha256(img)).unwrap();
+    let sums = sink
+        .finish(img.len() as u64, &nanoimg_vdisk::RawHashes::of(img))
+        .unwrap();
+    assert_sums_are_the_files(path, &sums);
+}
+
+/// The digests a writer computed as it wrote are those of the file it left.
+pub fn assert_sums_are_the_files(path: &Path, sums: &nanoimg_vdisk::FileSums) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(sums.size, bytes.len() as u64, "{}: size", path.display());
+    assert_eq!(sums.sha256, sha256(&bytes), "{}: SHA-256", path.display());
+    assert_eq!(
+        sums.blake3,
+        *blake3::hash(&bytes).as_bytes(),
+        "{}: BLAKE3",
+        path.display()
+    );
+}
+
+/// The survey of the image made of `pieces` (increasing), `len` bytes long, without files.
+pub fn survey_of_pieces(len: u64, pieces: &[(u64, Vec<u8>)]) -> nanoimg_vdisk::Survey {
+    let mut s = nanoimg_vdisk::Surveyor::new();
+    for (at, data) in pieces {
+        s.bytes(*at, data);
+    }
+    s.finish(len)
+}
+
+/// The hash states of the image made of `pieces` (increasing), `len` bytes long.
+pub fn pieces_hashes(len: u64, pieces: &[(u64, Vec<u8>)]) -> nanoimg_vdisk::RawHashes {
+    let mut sha256 = Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut at = 0;
+    let zeros = vec![0u8; 1 << 20];
+    let mut update = |b: &[u8]| {
+        sha256.update(b);
+        b3.update(b);
+    };
+    for (o, d) in pieces {
+        while at < *o {
+            let n = (o - at).min(zeros.len() as u64) as usize;
+            update(&zeros[..n]);
+            at += n as u64;
+        }
+        update(d);
+        at += d.len() as u64;
+    }
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        update(&zeros[..n]);
+        at += n as u64;
+    }
+    nanoimg_vdisk::RawHashes::from_states(sha256, b3)
 }
 
 /// Fixed splittings of an image of `len` bytes: one call; 512-byte calls; 1 MiB calls;
@@ -148,7 +201,36 @@ pub fn read_back(path: &Path, format: Format) -> Vec<u8> {
     let mut one = [0u8; 1];
     let err = disk.read_exact_at(&mut one, disk.size()).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    assert_allocated_covers_the_data(&*disk, &buf);
     buf
+}
+
+/// `disk.allocated()` is sorted, disjoint, non-adjacent ranges inside the disk, and every
+/// non-zero byte of `whole` (the whole disk) is in one.
+pub fn assert_allocated_covers_the_data(disk: &dyn VirtualDisk, whole: &[u8]) {
+    let ranges = disk.allocated().unwrap();
+    let mut prev = None::<u64>;
+    for r in &ranges {
+        assert!(r.start < r.end && r.end <= disk.size(), "{r:?}");
+        if let Some(p) = prev {
+            assert!(
+                r.start > p,
+                "ranges not sorted, disjoint and apart: {ranges:?}"
+            );
+        }
+        prev = Some(r.end);
+    }
+    let mut at = 0usize;
+    for r in ranges
+        .iter()
+        .chain(std::iter::once(&(whole.len() as u64..whole.len() as u64)))
+    {
+        let gap = &whole[at..r.start as usize];
+        if let Some(i) = gap.iter().position(|&b| b != 0) {
+            panic!("non-zero byte at {} outside the allocated ranges", at + i);
+        }
+        at = r.end as usize;
+    }
 }
 
 /// `path`, read back as `format`, is `img` padded with zeros to the format's disk size.
@@ -226,7 +308,8 @@ pub fn sparse_pieces(seed: u64, len: u64) -> Vec<(u64, Vec<u8>)> {
 /// in one call) in `format` to `out`, and as a sparse raw image to `raw` (all-zero pieces
 /// are holes there).
 pub fn write_pieces(format: Format, out: &Path, raw: &Path, len: u64, pieces: &[(u64, Vec<u8>)]) {
-    let mut sink = nanoimg_vdisk::writer(format, File::create(out).unwrap(), len, None).unwrap();
+    let survey = format.needs_survey().then(|| survey_of_pieces(len, pieces));
+    let mut sink = nanoimg_vdisk::writer(format, File::create(out).unwrap(), len, survey).unwrap();
     let rawf = File::create(raw).unwrap();
     for (at, data) in pieces {
         sink.write_at(*at, data).unwrap();
@@ -235,7 +318,13 @@ pub fn write_pieces(format: Format, out: &Path, raw: &Path, len: u64, pieces: &[
         }
     }
     rawf.set_len(len).unwrap();
-    sink.finish(len, &[0; 32]).unwrap();
+    let sums = sink
+        .finish(
+            len,
+            &nanoimg_vdisk::RawHashes::of(&std::fs::read(raw).unwrap()),
+        )
+        .unwrap();
+    assert_sums_are_the_files(out, &sums);
 }
 
 /// `path` opens as a `len`-byte disk holding `pieces`.
@@ -254,7 +343,8 @@ pub fn assert_pieces(path: &Path, len: u64, pieces: &[(u64, Vec<u8>)]) {
 pub fn assert_refuses_out_of_order_and_past_end(format: Format, len: u64) {
     let dir = tmp();
     let f = File::create(file(&dir, "x")).unwrap();
-    let mut sink = nanoimg_vdisk::writer(format, f, len, None).unwrap();
+    let survey = survey_of_pieces(len, &[(4096, vec![1; 10])]);
+    let mut sink = nanoimg_vdisk::writer(format, f, len, Some(survey)).unwrap();
     sink.write_at(4096, &[1; 10]).unwrap();
     assert!(sink.write_at(0, &[1; 10]).is_err(), "backwards to 0");
     assert!(sink.write_at(4000, &[1; 10]).is_err(), "backwards into it");
@@ -312,35 +402,14 @@ impl Image {
         buf
     }
 
-    pub fn sha256(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        let mut at = 0;
-        let zeros = vec![0u8; 1 << 20];
-        for (o, d) in &self.regions {
-            while at < *o {
-                let n = (o - at).min(zeros.len() as u64) as usize;
-                h.update(&zeros[..n]);
-                at += n as u64;
-            }
-            h.update(d);
-            at += d.len() as u64;
-        }
-        while at < self.len {
-            let n = (self.len - at).min(zeros.len() as u64) as usize;
-            h.update(&zeros[..n]);
-            at += n as u64;
-        }
-        h.finalize().into()
+    /// The survey a first pass over the image gives.
+    pub fn survey(&self) -> nanoimg_vdisk::Survey {
+        survey_of_pieces(self.len, &self.regions)
     }
 
-    /// The data map a first pass over the image gives.
-    pub fn data_map(&self) -> DataMap {
-        let mut map = DataMap::default();
-        for (o, d) in &self.regions {
-            map.add(*o, d);
-        }
-        map.finish(self.len);
-        map
+    /// The raw image's hash states (for a writer's `finish`).
+    pub fn raw_hashes(&self) -> nanoimg_vdisk::RawHashes {
+        pieces_hashes(self.len, &self.regions)
     }
 
     /// Writes the image as a sparse raw file.
@@ -365,7 +434,11 @@ pub enum Split {
 }
 
 /// Feeds `image` to `sink` cut as `split` says, then finishes it.
-pub fn feed(image: &Image, mut sink: Box<dyn Sink>, split: Split) -> std::io::Result<()> {
+pub fn feed(
+    image: &Image,
+    mut sink: Box<dyn Sink>,
+    split: Split,
+) -> std::io::Result<nanoimg_vdisk::FileSums> {
     match split {
         Split::Regions => {
             for (o, d) in &image.regions {
@@ -392,15 +465,17 @@ pub fn feed(image: &Image, mut sink: Box<dyn Sink>, split: Split) -> std::io::Re
             }
         }
     }
-    sink.finish(image.len, &image.sha256())
+    sink.finish(image.len, &image.raw_hashes())
 }
 
-/// Writes `image` in `format` to `path`.
+/// Writes `image` in `format` to `path` (checking the digests the writer computed).
 pub fn write(format: Format, image: &Image, path: &Path, split: Split) -> std::io::Result<()> {
     let out = File::create(path)?;
-    let map = (format == Format::Gce).then(|| image.data_map());
-    let sink = nanoimg_vdisk::writer(format, out, image.len, map)?;
-    feed(image, sink, split)
+    let survey = format.needs_survey().then(|| image.survey());
+    let sink = nanoimg_vdisk::writer(format, out, image.len, survey)?;
+    let sums = feed(image, sink, split)?;
+    assert_sums_are_the_files(path, &sums);
+    Ok(())
 }
 
 pub fn read_file(path: &Path) -> Vec<u8> {
