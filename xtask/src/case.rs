@@ -382,6 +382,7 @@ mod tests {
             "format-vhd",
             "format-vmdk",
             "format-vhdx",
+            "format-gce",
             "app-python",
             "app-python-prune",
             "app-node",
