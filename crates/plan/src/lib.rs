@@ -44,23 +44,23 @@
 //! - the root filesystem gets [`DEFAULT_FREE_SPACE`] of free space unless `readonly_rootfs`
 //!   is set, and the image is at least `BaseVolumeSz` bytes.
 
+mod boot_tree;
 mod host_tree;
 mod manifest;
 mod packing;
+mod root_tree;
 
 pub use host_tree::folder_tree;
 pub use packing::{Count, Packed};
+pub use root_tree::MAX_UNRESOLVED_NOTES;
 
 use std::path::{Path, PathBuf};
 
 use nanoimg_config::{Config, ConfigError};
-use nanoimg_elf::{
-    Arch, Dependency, ImageView, Resolution, ResolveError, Resolver, RuntimeLoad, Unresolved,
-    MAX_PACKED_ELFS,
-};
+use nanoimg_elf::{Arch, Dependency, Resolution, ResolveError, Resolver, RuntimeLoad, Unresolved};
 use nanoimg_release::KernelDir;
-use nanoimg_tfs::{Dir, FileSource, Node, TreeError};
-use nanoimg_tuple::{Tuple, Value};
+use nanoimg_tfs::{Dir, TreeError};
+use nanoimg_tuple::Tuple;
 
 /// Free space given to a writable root filesystem when the config does not ask for a size:
 /// enough for the kernel's log growth (which reserves 2 × 512 KiB before allocating any data)
@@ -326,9 +326,68 @@ fn image_name(inputs: &Inputs, program_path: &str) -> String {
         .to_string()
 }
 
-/// Makes the plan.
+/// Makes the plan: the program checked, the kernel (of the program's architecture), the
+/// root tree, the boot side, the manifest.
 pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
     let config = inputs.config;
+    refuse_unsupported(config)?;
+    let program_len = check_program(inputs.program)?;
+    let (program_path, argv0) = program_paths(inputs.program, config)?;
+    let image_name = image_name(inputs, &program_path);
+    // Program, kernel (and below, libraries and klibs) must be of one architecture; say so
+    // before anything is searched for in the wrong place.
+    let program_arch = program_arch(inputs.program, inputs.arch)?;
+    let kernel = boot_tree::kernel(inputs, program_arch)?;
+    let mut notes = Vec::new();
+    let program = root_tree::Program {
+        path: &program_path,
+        len: program_len,
+        arch: program_arch,
+    };
+    let root = root_tree::root_tree(inputs, &program, &config_dir(inputs), &mut notes)?;
+    let boot = boot_tree::boot_side(inputs, &kernel, &mut notes)?;
+    let manifest = manifest::root_tuple(
+        config,
+        inputs.nanos_version,
+        manifest::RootTuple {
+            program_path: &program_path,
+            argv0: &argv0,
+            arch: kernel.arch,
+            image_name: &image_name,
+            mounts: root.mounts,
+            klibs: !boot.klibs.is_empty(),
+        },
+    )?;
+    let config_path = inputs.config_path.unwrap_or(Path::new("config"));
+    let min_image_size = config.base_volume_size(config_path)?.unwrap_or(0);
+    let readonly = manifest.contains_key(&b"readonly_rootfs"[..]);
+    Ok(Plan {
+        boot: boot.tree,
+        root: root.tree,
+        manifest,
+        boot_image: boot.boot_image,
+        arch: kernel.arch,
+        uefi_loader: boot.uefi_loader,
+        program_path,
+        root_free_space: if readonly { 0 } else { DEFAULT_FREE_SPACE },
+        min_image_size,
+        image_name,
+        dependencies: root
+            .resolution
+            .dependencies
+            .into_iter()
+            .chain(root.needed.added)
+            .collect(),
+        runtime_loads: root.runtime_loads,
+        unresolved: root.needed.unresolved,
+        packed: root.packed,
+        notes,
+        shares: root.shares,
+    })
+}
+
+/// The config fields nanoimg refuses.
+fn refuse_unsupported(config: &Config) -> Result<(), PlanError> {
     if config.tfs_v4 {
         return Err(PlanError::Unsupported {
             field: "TFSv4",
@@ -341,384 +400,35 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, PlanError> {
             reason: "nightly kernels change under the same name; pin a release with NanosVersion",
         });
     }
+    Ok(())
+}
+
+/// The program's size, once it is known to be a regular file that can be opened (fail now,
+/// not halfway through writing).
+fn check_program(program: &Path) -> Result<u64, PlanError> {
     let program_err = |source| PlanError::Program {
-        path: inputs.program.to_path_buf(),
+        path: program.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(inputs.program).map_err(program_err)?;
+    let meta = std::fs::metadata(program).map_err(program_err)?;
     if !meta.is_file() {
         return Err(PlanError::ProgramNotFile {
-            path: inputs.program.to_path_buf(),
+            path: program.to_path_buf(),
         });
     }
-    // Fail now, not halfway through writing, if the program cannot be opened.
-    std::fs::File::open(inputs.program).map_err(program_err)?;
-    let (program_path, argv0) = program_paths(inputs.program, config)?;
-    let image_name = image_name(inputs, &program_path);
-    // Program, kernel (and below, libraries and klibs) must be of one architecture; say so
-    // before anything is searched for in the wrong place.
-    let program_arch = program_arch(inputs.program, inputs.arch)?;
-    let kernel_path = config
-        .kernel
-        .as_ref()
-        .map(|k| inputs.cwd.join(k))
-        .unwrap_or_else(|| inputs.kernel.kernel.clone());
-    let kernel_arch = nanoimg_elf::elf_machine(&kernel_path)
-        .map_err(|source| PlanError::Kernel {
-            path: kernel_path.clone(),
-            source,
-        })?
-        .and_then(Arch::from_machine)
-        .ok_or_else(|| PlanError::KernelNotElf {
-            path: kernel_path.clone(),
-        })?;
-    if kernel_arch != program_arch {
-        return Err(PlanError::ArchMismatch {
-            program: inputs.program.to_path_buf(),
-            program_arch,
-            kernel: kernel_path,
-            kernel_arch,
-        });
-    }
-    let config_dir = inputs
+    std::fs::File::open(program).map_err(program_err)?;
+    Ok(meta.len())
+}
+
+/// The folder relative `MapDirs` keys and mount folders are in: the config's, else `cwd`.
+fn config_dir(inputs: &Inputs) -> PathBuf {
+    inputs
         .config_path
         .and_then(Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
         .map(|p| inputs.cwd.join(p))
-        .unwrap_or_else(|| inputs.cwd.to_path_buf());
-    let mut notes = Vec::new();
-
-    // The files ops generates where nothing provides them.
-    let name_servers = if config.name_servers.is_empty() {
-        vec!["8.8.8.8".to_string()]
-    } else {
-        config.name_servers.clone()
-    };
-    let resolv: String = name_servers
-        .iter()
-        .map(|ns| format!("nameserver  {ns}\n"))
-        .collect();
-    let generated = [
-        ("/etc/passwd", b"root:x:0:0:root:/root:/bin/nobash".to_vec()),
-        ("/etc/resolv.conf", resolv.into_bytes()),
-        ("/proc/sys/kernel/hostname", b"uniboot".to_vec()),
-    ];
-
-    // The root tree: the program, what the user adds, the libraries, mount points; then the
-    // whole root under them (pack_root); then the libraries the other packed ELF files
-    // need; then the files ops generates where nothing provided them.
-    let whole_root = match (inputs.pack_root, target_root(inputs)) {
-        (false, _) => None,
-        (true, Some(r)) => Some(r),
-        (true, None) => return Err(PlanError::PackRootWithoutRoot),
-    };
-    let mut packed = Packed::default();
-    let mut root = Dir::new();
-    root.insert(
-        program_path.as_bytes(),
-        Node::File(FileSource::Host {
-            path: inputs.program.to_path_buf(),
-            len: meta.len(),
-        }),
-    )?;
-    let after_program = packing::totals(&root);
-    let image_root = target_root(inputs).filter(|_| inputs.image_root);
-    let sources = host_tree::Sources {
-        cwd: inputs.cwd,
-        image_root: image_root.as_deref(),
-    };
-    host_tree::add_files(&mut root, &config.files, &sources)?;
-    host_tree::add_dirs(&mut root, &config.dirs, &sources, &mut notes)?;
-    host_tree::add_map_dirs(
-        &mut root,
-        &config.map_dirs,
-        &config_dir,
-        target_root(inputs).as_deref(),
-        &config.args,
-        &mut notes,
-    )?;
-    packed.config = packing::totals(&root).since(after_program);
-    let before_libraries = packing::totals(&root);
-    let resolver = resolver(inputs)?;
-    let resolution =
-        resolver.resolve_with(inputs.program, &program_path, &inputs.config.libraries)?;
-    for dep in &resolution.dependencies {
-        if root.get(dep.guest_path.as_bytes()).is_some() {
-            notes.push(format!(
-                "keeping {} as given instead of the library found at {}",
-                dep.guest_path,
-                dep.host_path.display()
-            ));
-            continue;
-        }
-        let source = FileSource::host(&dep.host_path).map_err(|source| PlanError::Program {
-            path: dep.host_path.clone(),
-            source,
-        })?;
-        root.insert(dep.guest_path.as_bytes(), Node::File(source))?;
-    }
-    packed.program = after_program + packing::totals(&root).since(before_libraries);
-    let (mounts, mount_notes, shares) =
-        manifest::mounts(config, &config_dir, inputs.keep_mount_ids)?;
-    notes.extend(mount_notes);
-    for path in config.mounts.values() {
-        let dir = path.split(':').next().unwrap_or(path);
-        host_tree::add(&mut root, dir, Node::Dir(Dir::new()))?;
-    }
-    if let Some(dir) = &whole_root {
-        let mut skipped = packing::Skipped::default();
-        let base = packing::walk_root(dir, &mut skipped)?;
-        // The root provides a generated file only with a regular file there (a link to
-        // nowhere, as a container's /etc/resolv.conf often is, gets the generated one).
-        for (path, bytes) in &generated {
-            let provided = matches!(
-                packing::TreeView(&base).file(path),
-                nanoimg_elf::InImage::File(_)
-            );
-            if !provided && root.get(path.as_bytes()).is_none() {
-                root.insert(
-                    path.as_bytes(),
-                    Node::File(FileSource::Bytes(bytes.clone())),
-                )?;
-            }
-        }
-        let explicit = packing::totals(&root);
-        let (tree, replaced) = packing::overlay(base, &root)?;
-        root = tree;
-        packed.root = packing::totals(&root).since(explicit);
-        if let Some(first) = &skipped.first {
-            notes.push(format!(
-                "skipped {} device {}, FIFOs and sockets of the root (the first: {})",
-                skipped.count,
-                if skipped.count == 1 { "file" } else { "files" },
-                first.display()
-            ));
-        }
-        if let Some(first) = replaced.first() {
-            notes.push(format!(
-                "{} {} of the root replaced by what the program, the config or nanoimg packs there (the first: {first})",
-                replaced.len(),
-                if replaced.len() == 1 { "path" } else { "paths" },
-            ));
-        }
-    }
-
-    // Every other ELF file packed: its libraries, found as its loader will find them.
-    let closure_paths: std::collections::BTreeSet<&str> = std::iter::once(program_path.as_str())
-        .chain(
-            resolution
-                .dependencies
-                .iter()
-                .map(|d| d.guest_path.as_str()),
-        )
-        .collect();
-    let others: Vec<(String, PathBuf)> = root
-        .files()
-        .into_iter()
-        .filter_map(|(path, source)| match source {
-            // Shorter than an ELF header: not worth opening.
-            FileSource::Host { path: host, len } if *len >= 64 => {
-                let guest = String::from_utf8(path).ok()?;
-                (!closure_paths.contains(guest.as_str())).then(|| (guest, host.clone()))
-            }
-            _ => None,
-        })
-        .collect();
-    let needed = resolver.needed_closure(
-        program_arch,
-        &others,
-        &packing::TreeView(&root),
-        whole_root.is_none(),
-        MAX_PACKED_ELFS,
-    );
-    packed.elf_files = needed.examined.len() as u64;
-    for dep in &needed.added {
-        let source = FileSource::host(&dep.host_path).map_err(|source| PlanError::Program {
-            path: dep.host_path.clone(),
-            source,
-        })?;
-        packed.needed.files += 1;
-        packed.needed.bytes += source.len();
-        root.insert(dep.guest_path.as_bytes(), Node::File(source))?;
-    }
-    notes.extend(unresolved_notes(&needed.unresolved, resolver.root()));
-    if needed.not_examined > 0 {
-        notes.push(format!(
-            "{} more ELF files are packed but were not checked for the libraries they need: \
-             nanoimg examines {MAX_PACKED_ELFS} per build",
-            needed.not_examined
-        ));
-    }
-    let runtime_loads = resolver.runtime_loads_of(
-        &resolution,
-        inputs.program,
-        &program_path,
-        &needed.examined,
-        Some(&packing::TreeView(&root)),
-    );
-    for (path, bytes) in &generated {
-        if root.get(path.as_bytes()).is_none() {
-            root.insert(
-                path.as_bytes(),
-                Node::File(FileSource::Bytes(bytes.clone())),
-            )?;
-        }
-    }
-
-    // The boot tree: the kernel and the klibs.
-    let mut boot = Dir::new();
-    let kernel = FileSource::host(&kernel_path).map_err(|source| PlanError::Kernel {
-        path: kernel_path.clone(),
-        source,
-    })?;
-    boot.insert(b"/kernel", Node::File(kernel))?;
-    let klibs = manifest::klibs(config);
-    if !klibs.is_empty() {
-        let dir = config
-            .klib_dir
-            .as_ref()
-            .map(|d| inputs.cwd.join(d))
-            .or_else(|| inputs.kernel.klibs.clone())
-            .ok_or(PlanError::NoKlibDir)?;
-        for name in &klibs {
-            let host = dir.join(name);
-            if !host.is_file() {
-                return Err(PlanError::MissingKlib {
-                    name: name.clone(),
-                    dir,
-                });
-            }
-            let klib_arch = nanoimg_elf::elf_machine(&host)
-                .map_err(|source| PlanError::Kernel {
-                    path: host.clone(),
-                    source,
-                })?
-                .and_then(Arch::from_machine);
-            if klib_arch != Some(kernel_arch) {
-                return Err(PlanError::KlibArch {
-                    path: host,
-                    klib_arch,
-                    kernel: kernel_path,
-                    kernel_arch,
-                });
-            }
-            let source = FileSource::host(&host).map_err(|source| PlanError::Kernel {
-                path: host.clone(),
-                source,
-            })?;
-            boot.insert(format!("/klib/{name}").as_bytes(), Node::File(source))?;
-        }
-    }
-    // ops always takes the loader from the release folder, whatever UefiBoot says.
-    let uefi_loader = match config.uefi {
-        false => None,
-        true => Some(
-            inputs
-                .kernel
-                .uefi_loader
-                .clone()
-                .ok_or_else(|| PlanError::NoUefiLoader {
-                    dir: inputs.kernel.dir.clone(),
-                    loader: kernel_arch.uefi_loader(),
-                })?,
-        ),
-    };
-    // aarch64 has no BIOS boot code: `Boot` cannot apply to it.
-    let boot_image = if kernel_arch.has_bios_boot() {
-        config
-            .boot
-            .as_ref()
-            .map(|b| inputs.cwd.join(b))
-            .or_else(|| inputs.kernel.boot.clone())
-    } else {
-        if config.boot.is_some() {
-            notes.push("Boot is ignored: an aarch64 image has no BIOS boot code".into());
-        }
-        None
-    };
-
-    // The manifest.
-    let mut manifest = Tuple::new();
-    manifest.insert(b"program".to_vec(), Value::string(&program_path));
-    let mut argv = vec![Value::string(&argv0)];
-    argv.extend(config.args.iter().map(Value::string));
-    manifest.insert(b"arguments".to_vec(), Value::Vector(argv));
-    manifest.insert(
-        b"environment".to_vec(),
-        Value::Tuple(manifest::environment(
-            config,
-            inputs.nanos_version,
-            kernel_arch,
-            &image_name,
-        )),
-    );
-    manifest::settings(config, &mut manifest);
-    if !mounts.is_empty() {
-        manifest.insert(b"mounts".to_vec(), Value::Tuple(mounts));
-    }
-    if !klibs.is_empty() {
-        manifest.insert(b"klibs".to_vec(), Value::string("bootfs"));
-    }
-    for (key, value) in &config.manifest_passthrough {
-        if key == "children" {
-            return Err(PlanError::PassthroughChildren);
-        }
-        manifest.insert(key.as_bytes().to_vec(), manifest::passthrough_value(value));
-    }
-
-    let config_path = inputs.config_path.unwrap_or(Path::new("config"));
-    let min_image_size = config.base_volume_size(config_path)?.unwrap_or(0);
-    let readonly = manifest.contains_key(&b"readonly_rootfs"[..]);
-    Ok(Plan {
-        boot,
-        root,
-        manifest,
-        boot_image,
-        arch: kernel_arch,
-        uefi_loader,
-        program_path,
-        root_free_space: if readonly { 0 } else { DEFAULT_FREE_SPACE },
-        min_image_size,
-        image_name,
-        dependencies: resolution
-            .dependencies
-            .into_iter()
-            .chain(needed.added)
-            .collect(),
-        runtime_loads,
-        unresolved: needed.unresolved,
-        packed,
-        notes,
-        shares,
-    })
+        .unwrap_or_else(|| inputs.cwd.to_path_buf())
 }
-
-/// Notes for the libraries packed ELF files need and nothing has: one per (ELF, name), at
-/// most [`MAX_UNRESOLVED_NOTES`], then one counting the rest.
-fn unresolved_notes(unresolved: &[Unresolved], root: &Path) -> Vec<String> {
-    let mut notes: Vec<String> = unresolved
-        .iter()
-        .take(MAX_UNRESOLVED_NOTES)
-        .map(|u| {
-            format!(
-                "{} needs {}, which neither the image nor {} has; it will not load in the guest",
-                u.object,
-                u.name,
-                root.display()
-            )
-        })
-        .collect();
-    if unresolved.len() > MAX_UNRESOLVED_NOTES {
-        notes.push(format!(
-            "{} more libraries needed by packed ELF files are missing (not listed)",
-            unresolved.len() - MAX_UNRESOLVED_NOTES
-        ));
-    }
-    notes
-}
-
-/// The unresolved needs listed one by one in the notes.
-pub const MAX_UNRESOLVED_NOTES: usize = 20;
 
 #[cfg(test)]
 mod tests {

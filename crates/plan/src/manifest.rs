@@ -14,6 +14,55 @@ fn flag() -> Value {
     Value::string("t")
 }
 
+/// What the root tuple says besides `children`.
+pub(crate) struct RootTuple<'a> {
+    pub program_path: &'a str,
+    pub argv0: &'a str,
+    pub arch: Arch,
+    pub image_name: &'a str,
+    /// The `mounts` tuple (empty: none).
+    pub mounts: Tuple,
+    /// The boot filesystem holds klibs.
+    pub klibs: bool,
+}
+
+/// The root tuple's keys: `program`, `arguments`, `environment`, the config's settings,
+/// `mounts`, `klibs`, then `ManifestPassthrough`, which overrides anything.
+pub(crate) fn root_tuple(
+    config: &Config,
+    nanos_version: &str,
+    keys: RootTuple,
+) -> Result<Tuple, PlanError> {
+    let mut manifest = Tuple::new();
+    manifest.insert(b"program".to_vec(), Value::string(keys.program_path));
+    let mut argv = vec![Value::string(keys.argv0)];
+    argv.extend(config.args.iter().map(Value::string));
+    manifest.insert(b"arguments".to_vec(), Value::Vector(argv));
+    manifest.insert(
+        b"environment".to_vec(),
+        Value::Tuple(environment(
+            config,
+            nanos_version,
+            keys.arch,
+            keys.image_name,
+        )),
+    );
+    settings(config, &mut manifest);
+    if !keys.mounts.is_empty() {
+        manifest.insert(b"mounts".to_vec(), Value::Tuple(keys.mounts));
+    }
+    if keys.klibs {
+        manifest.insert(b"klibs".to_vec(), Value::string("bootfs"));
+    }
+    for (key, value) in &config.manifest_passthrough {
+        if key == "children" {
+            return Err(PlanError::PassthroughChildren);
+        }
+        manifest.insert(key.as_bytes().to_vec(), passthrough_value(value));
+    }
+    Ok(manifest)
+}
+
 /// `environment`: ops's defaults (`USER`, `PWD`, `NANOS_VERSION`, `NANOS_ARCH`, `OPS_PORT`),
 /// then the config's `Env`, which overrides them. ops's `OPS_VERSION` and `IMAGE_NAME` are
 /// left out: a tool upgrade or a rename must not change the image.
