@@ -282,15 +282,28 @@ fn front(
     stored: &[u64],
     layout_id: &[u8; 32],
 ) -> io::Result<()> {
-    // File identifier.
+    write_identifier(out)?;
+    write_headers(out, layout_id)?;
+    write_region_tables(out, l)?;
+    // The log (LOG_OFFSET .. BAT_OFFSET) stays a hole: it is empty. The BAT, a MiB
+    // at a time.
+    write_bat(out, l, stored)?;
+    write_metadata(out, l, size, layout_id)
+}
+
+/// Writes the file identifier.
+fn write_identifier(out: &mut HashedFile) -> io::Result<()> {
     let mut id = vec![0u8; KIB64 as usize];
     id[0..8].copy_from_slice(b"vhdxfile");
     for (i, u) in "nanoimg".encode_utf16().enumerate() {
         id[8 + 2 * i..10 + 2 * i].copy_from_slice(&u.to_le_bytes());
     }
     out.append(&id)?;
+    Ok(())
+}
 
-    // Headers.
+/// Writes the two headers, sequence numbers 1 and 2, their GUIDs derived from `layout_id`.
+fn write_headers(out: &mut HashedFile, layout_id: &[u8; 32]) -> io::Result<()> {
     let file_write = derived_guid("nanoimg vhdx file-write-guid", layout_id);
     let data_write = derived_guid("nanoimg vhdx data-write-guid", layout_id);
     for (seq, at) in [(1u64, HEADER1), (2, HEADER2)] {
@@ -307,8 +320,11 @@ fn front(
         out.pad_to(at)?;
         out.append(&h)?;
     }
+    Ok(())
+}
 
-    // Region tables.
+/// Writes the two region tables: the BAT and the metadata region, both required.
+fn write_region_tables(out: &mut HashedFile, l: Layout) -> io::Result<()> {
     let mut rt = vec![0u8; KIB64 as usize];
     rt[0..4].copy_from_slice(b"regi");
     rt[8..12].copy_from_slice(&2u32.to_le_bytes());
@@ -328,9 +344,12 @@ fn front(
     out.append(&rt)?;
     out.pad_to(REGION2)?;
     out.append(&rt)?;
+    Ok(())
+}
 
-    // The log (LOG_OFFSET .. BAT_OFFSET) stays a hole: it is empty. The BAT, a MiB
-    // at a time.
+/// Writes the BAT, a MiB at a time: the blocks of `stored` present in turn from the
+/// payload's start, the others zero.
+fn write_bat(out: &mut HashedFile, l: Layout, stored: &[u64]) -> io::Result<()> {
     out.pad_to(BAT_OFFSET)?;
     let chunk_ratio = SECTORS_PER_BITMAP * LOGICAL_SECTOR / BLOCK;
     let per_chunk = MIB / 8;
@@ -361,8 +380,17 @@ fn front(
     }
     debug_assert_eq!(next_stored, stored.len());
     debug_assert!(l.data_blocks >= stored.len() as u64);
+    Ok(())
+}
 
-    // Metadata.
+/// Writes the metadata region (table and items) of a `size`-byte disk, and pads to the
+/// payload.
+fn write_metadata(
+    out: &mut HashedFile,
+    l: Layout,
+    size: u64,
+    layout_id: &[u8; 32],
+) -> io::Result<()> {
     let page83 = derived_guid("nanoimg vhdx virtual-disk-id", layout_id);
     let mut params = [0u8; 8];
     params[0..4].copy_from_slice(&(BLOCK as u32).to_le_bytes());
