@@ -313,6 +313,67 @@ pub struct DiskImage {
     root: Partition,
 }
 
+/// Opens the raw image at `path` through its container, its errors as [`DiskError`]s.
+fn open_container(path: &Path) -> Result<Arc<dyn VirtualDisk>, DiskError> {
+    let disk = nanoimg_vdisk::open(path).map_err(|e| match e {
+        VdiskError::Read { source, .. } => DiskError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        VdiskError::Bad { format, reason, .. } => DiskError::BadImage {
+            path: path.to_path_buf(),
+            reason: format!("not a valid {format} image: {reason}"),
+        },
+    })?;
+    Ok(Arc::from(disk))
+}
+
+/// Entry `i` of the MBR partition table in `sector0`.
+fn mbr_entry(sector0: &[u8; 512], i: usize) -> PartitionEntry {
+    let at = PARTITION_TABLE + 16 * i;
+    PartitionEntry::from_bytes(sector0[at..at + 16].try_into().expect("16 bytes"))
+}
+
+/// Partition `index` of the MBR in `sector0`, checked to lie in the `size`-byte image of
+/// `path`; `whole_disk` gives it the rest of the disk, whatever its entry says.
+fn mbr_partition(
+    path: &Path,
+    sector0: &[u8; 512],
+    size: u64,
+    index: usize,
+    whole_disk: bool,
+) -> Result<Partition, DiskError> {
+    let bad = |reason: String| DiskError::BadImage {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let e = mbr_entry(sector0, index);
+    let offset = u64::from(e.lba_start) * SECTOR;
+    if e.lba_start == 0 || offset >= size {
+        return Err(bad(format!(
+            "partition {index} starts at sector {}, outside the {size}-byte image",
+            e.lba_start
+        )));
+    }
+    let len = if whole_disk {
+        size - offset
+    } else {
+        u64::from(e.sectors) * SECTOR
+    };
+    if offset + len > size {
+        return Err(bad(format!(
+            "partition {index} (sectors {}+{}) runs past the end of the {size}-byte image",
+            e.lba_start, e.sectors
+        )));
+    }
+    Ok(Partition {
+        index,
+        entry: e,
+        offset,
+        size: len,
+    })
+}
+
 impl DiskImage {
     /// Opens `path` (a raw image, or one in a container format `nanoimg-vdisk` reads) and
     /// finds its filesystems the way Nanos does (`partition_get`, `mbr_read`): an MBR
@@ -327,13 +388,7 @@ impl DiskImage {
             path: path.to_path_buf(),
             reason,
         };
-        let disk: Arc<dyn VirtualDisk> =
-            Arc::from(nanoimg_vdisk::open(path).map_err(|e| match e {
-                VdiskError::Read { source, .. } => read(source),
-                VdiskError::Bad { format, reason, .. } => {
-                    bad(format!("not a valid {format} image: {reason}"))
-                }
-            })?);
+        let disk = open_container(path)?;
         let size = disk.size();
         if size < SECTOR {
             return Err(bad(format!("{size} bytes is too small for a Nanos image")));
@@ -357,38 +412,9 @@ impl DiskImage {
                 root: whole(0),
             });
         }
-        let entry = |i: usize| {
-            let at = PARTITION_TABLE + 16 * i;
-            PartitionEntry::from_bytes(sector0[at..at + 16].try_into().expect("16 bytes"))
-        };
-        let part = |index: usize, whole_disk: bool| -> Result<Partition, DiskError> {
-            let e = entry(index);
-            let offset = u64::from(e.lba_start) * SECTOR;
-            if e.lba_start == 0 || offset >= size {
-                return Err(bad(format!(
-                    "partition {index} starts at sector {}, outside the {size}-byte image",
-                    e.lba_start
-                )));
-            }
-            let len = if whole_disk {
-                size - offset
-            } else {
-                u64::from(e.sectors) * SECTOR
-            };
-            if offset + len > size {
-                return Err(bad(format!(
-                    "partition {index} (sectors {}+{}) runs past the end of the {size}-byte image",
-                    e.lba_start, e.sectors
-                )));
-            }
-            Ok(Partition {
-                index,
-                entry: e,
-                offset,
-                size: len,
-            })
-        };
-        let first = if entry(0).partition_type == PARTITION_TYPE_ESP {
+        let part =
+            |index: usize, whole_disk: bool| mbr_partition(path, &sector0, size, index, whole_disk);
+        let first = if mbr_entry(&sector0, 0).partition_type == PARTITION_TYPE_ESP {
             1
         } else {
             0

@@ -77,7 +77,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use flate2::{read::MultiGzDecoder, Compression};
-use tar::{EntryType, GnuExtSparseHeader, GnuSparseHeader, Header};
+use tar::{EntryType, GnuExtSparseHeader, GnuHeader, GnuSparseHeader, Header};
 
 use crate::common::{bad, invalid_input, read_end, read_error, HashedFile, WriteOrder};
 use crate::{
@@ -326,145 +326,228 @@ fn sparse_entry(sp: &GnuSparseHeader) -> Result<Option<(u64, u64)>, String> {
     Ok(Some((offset, n)))
 }
 
+/// The gzip stream of the archive being read.
+type Gz = MultiGzDecoder<BufReader<File>>;
+
+/// The member's data in the unpacked file: (raw offset, bytes, offset in the file), as
+/// `GceReader` keeps it.
+type Placed = Vec<(u64, u64, u64)>;
+
+/// The `disk.raw` member, as its header gives it.
+struct Member {
+    /// The raw image's size.
+    size: u64,
+    /// The bytes the archive stores.
+    stored: u64,
+    /// Where the stored bytes go: (raw offset, bytes), in the archive's order.
+    map: Vec<(u64, u64)>,
+}
+
 impl GceReader {
     pub fn open(file: File, path: &Path) -> Result<GceReader, VdiskError> {
-        let bad = bad(path, Format::Gce);
-        let read = read_error(path);
         let mut z = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
-        let mut block = [0u8; 512];
-        read_block(&mut z, &mut block).map_err(|e| bad(format!("no tar header: {e}")))?;
-        let h = Header::from_byte_slice(&block);
-        let cksum = h
-            .cksum()
-            .map_err(|e| bad(format!("header checksum: {e}")))? as u64;
-        let mut spaced = block;
-        spaced[148..156].fill(b' ');
-        let unsigned: u64 = spaced.iter().map(|&b| b as u64).sum();
-        let signed: i64 = spaced.iter().map(|&b| b as i8 as i64).sum();
-        if cksum != unsigned && cksum as i64 != signed {
-            return Err(bad("the tar header's checksum is wrong".into()));
-        }
-        let gnu_magic = &block[257..265] == b"ustar  \0";
-        let ustar_magic = &block[257..263] == b"ustar\0";
-        if !gnu_magic && !ustar_magic {
-            return Err(bad("not a GNU or ustar tar header".into()));
-        }
-        let name_end = block[..100].iter().position(|&b| b == 0).unwrap_or(100);
-        let prefix_empty = gnu_magic || block[345..500].iter().all(|&b| b == 0);
-        if &block[..name_end] != NAME.as_bytes() || !prefix_empty {
-            return Err(bad(format!(
-                "the member is {:?}, not {NAME}",
-                String::from_utf8_lossy(&block[..name_end])
-            )));
-        }
-        let stored = h
-            .entry_size()
-            .map_err(|e| bad(format!("member size: {e}")))?;
-        let ty = h.entry_type();
-        let (size, map) = if ty.is_file() {
-            (stored, vec![(0, stored)])
-        } else if ty.is_gnu_sparse() && gnu_magic {
-            let gnu = h
-                .as_gnu()
-                .ok_or_else(|| bad("a sparse member without a GNU header".into()))?;
-            let size = gnu.real_size().map_err(|e| bad(format!("realsize: {e}")))?;
-            let mut map = Vec::new();
-            let take = |sps: &[GnuSparseHeader], map: &mut Vec<(u64, u64)>| {
-                for sp in sps {
-                    match sparse_entry(sp).map_err(|e| bad(format!("sparse map: {e}")))? {
-                        Some(e) => map.push(e),
-                        None => break,
-                    }
-                    if map.len() > MAX_MAP_ENTRIES {
-                        return Err(bad(format!("more than {MAX_MAP_ENTRIES} sparse entries")));
-                    }
-                }
-                Ok(())
-            };
-            take(&gnu.sparse, &mut map)?;
-            let mut extended = gnu.is_extended();
-            while extended {
-                let mut ext = GnuExtSparseHeader::new();
-                read_block(&mut z, ext.as_mut_bytes())
-                    .map_err(|e| bad(format!("sparse extension: {e}")))?;
-                take(&ext.sparse, &mut map)?;
-                extended = ext.is_extended();
-            }
-            (size, map)
-        } else {
-            return Err(bad(format!(
-                "the member is of type {:?}, not a regular or sparse file",
-                ty.as_byte() as char
-            )));
-        };
-        // The map: sorted, disjoint, inside the file, adding up to the stored bytes.
-        let mut prev_end = 0u64;
-        let mut total = 0u64;
-        for &(offset, n) in &map {
-            let end = offset
-                .checked_add(n)
-                .filter(|&e| offset >= prev_end && e <= size)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "sparse entry ({offset}, {n}) out of order or past {size} bytes"
-                    ))
-                })?;
-            prev_end = end;
-            total += n;
-        }
-        if total != stored {
-            return Err(bad(format!(
-                "the sparse map holds {total} bytes, the member {stored}"
-            )));
-        }
-        let out = tempfile::tempfile().map_err(read)?;
-        out.set_len(stored).map_err(read)?;
+        let (block, gnu_magic) = read_member_header(&mut z, path)?;
+        let member = member_map(&block, gnu_magic, &mut z, path)?;
+        check_map(&member, path)?;
         let mut buf = vec![0u8; 1 << 20];
-        let mut placed = Vec::with_capacity(map.len());
-        let mut at = 0u64;
-        for &(offset, n) in &map {
-            if n > 0 {
-                placed.push((offset, n, at));
-            }
-            let mut done = 0;
-            while done < n {
-                let k = (n - done).min(buf.len() as u64) as usize;
-                read_block(&mut z, &mut buf[..k]).map_err(bad)?;
-                write_skipping_zeros(&out, at, &buf[..k]).map_err(read)?;
-                done += k as u64;
-                at += k as u64;
-            }
-        }
-        // Padding, the end-of-archive blocks and the record's padding: zeros to the end.
-        let mut tail_bytes = 0u64;
-        loop {
-            let k = match z.read(&mut buf) {
-                Ok(0) => break,
-                Ok(k) => k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(bad(format!("cannot decompress: {e}"))),
-            };
-            if !is_zero(&buf[..k]) {
-                let pad = (BLOCK - stored % BLOCK) % BLOCK;
-                return Err(bad(if tail_bytes >= pad {
-                    "more than the one member disk.raw".into()
-                } else {
-                    "non-zero bytes in the member's padding".into()
-                }));
-            }
-            tail_bytes += k as u64;
-            if tail_bytes > MAX_TAIL {
-                return Err(bad(format!(
-                    "more than {MAX_TAIL} bytes of zeros after the member"
-                )));
-            }
-        }
+        let (out, placed) = unpack(&mut z, &member, &mut buf, path)?;
+        check_tail(&mut z, member.stored, &mut buf, path)?;
         Ok(GceReader {
             file: out,
-            size,
+            size: member.size,
             map: placed,
         })
     }
+}
+
+/// Reads the first tar header from `z`, checked to be a GNU or ustar header (which it
+/// says: true for GNU) with a right checksum, for the member `disk.raw`.
+fn read_member_header(z: &mut Gz, path: &Path) -> Result<([u8; 512], bool), VdiskError> {
+    let bad = bad(path, Format::Gce);
+    let mut block = [0u8; 512];
+    read_block(z, &mut block).map_err(|e| bad(format!("no tar header: {e}")))?;
+    let h = Header::from_byte_slice(&block);
+    let cksum = h
+        .cksum()
+        .map_err(|e| bad(format!("header checksum: {e}")))? as u64;
+    let mut spaced = block;
+    spaced[148..156].fill(b' ');
+    let unsigned: u64 = spaced.iter().map(|&b| b as u64).sum();
+    let signed: i64 = spaced.iter().map(|&b| b as i8 as i64).sum();
+    if cksum != unsigned && cksum as i64 != signed {
+        return Err(bad("the tar header's checksum is wrong".into()));
+    }
+    let gnu_magic = &block[257..265] == b"ustar  \0";
+    let ustar_magic = &block[257..263] == b"ustar\0";
+    if !gnu_magic && !ustar_magic {
+        return Err(bad("not a GNU or ustar tar header".into()));
+    }
+    let name_end = block[..100].iter().position(|&b| b == 0).unwrap_or(100);
+    let prefix_empty = gnu_magic || block[345..500].iter().all(|&b| b == 0);
+    if &block[..name_end] != NAME.as_bytes() || !prefix_empty {
+        return Err(bad(format!(
+            "the member is {:?}, not {NAME}",
+            String::from_utf8_lossy(&block[..name_end])
+        )));
+    }
+    Ok((block, gnu_magic))
+}
+
+/// The member that header `block` gives: a regular file, or a GNU sparse file (then with
+/// its extension headers read from `z`).
+fn member_map(
+    block: &[u8; 512],
+    gnu_magic: bool,
+    z: &mut Gz,
+    path: &Path,
+) -> Result<Member, VdiskError> {
+    let bad = bad(path, Format::Gce);
+    let h = Header::from_byte_slice(block);
+    let stored = h
+        .entry_size()
+        .map_err(|e| bad(format!("member size: {e}")))?;
+    let ty = h.entry_type();
+    let (size, map) = if ty.is_file() {
+        (stored, vec![(0, stored)])
+    } else if ty.is_gnu_sparse() && gnu_magic {
+        let gnu = h
+            .as_gnu()
+            .ok_or_else(|| bad("a sparse member without a GNU header".into()))?;
+        sparse_map(gnu, z, path)?
+    } else {
+        return Err(bad(format!(
+            "the member is of type {:?}, not a regular or sparse file",
+            ty.as_byte() as char
+        )));
+    };
+    Ok(Member { size, stored, map })
+}
+
+/// The real size and the sparse map of a sparse member of header `gnu`, reading its
+/// extension headers from `z`.
+fn sparse_map(
+    gnu: &GnuHeader,
+    z: &mut Gz,
+    path: &Path,
+) -> Result<(u64, Vec<(u64, u64)>), VdiskError> {
+    let bad = bad(path, Format::Gce);
+    let size = gnu.real_size().map_err(|e| bad(format!("realsize: {e}")))?;
+    let mut map = Vec::new();
+    take_sparse(&gnu.sparse, &mut map, path)?;
+    let mut extended = gnu.is_extended();
+    while extended {
+        let mut ext = GnuExtSparseHeader::new();
+        read_block(z, ext.as_mut_bytes()).map_err(|e| bad(format!("sparse extension: {e}")))?;
+        take_sparse(&ext.sparse, &mut map, path)?;
+        extended = ext.is_extended();
+    }
+    Ok((size, map))
+}
+
+/// Adds the entries of `sps` to `map`, up to one that ends the map; at most
+/// [`MAX_MAP_ENTRIES`] in all.
+fn take_sparse(
+    sps: &[GnuSparseHeader],
+    map: &mut Vec<(u64, u64)>,
+    path: &Path,
+) -> Result<(), VdiskError> {
+    let bad = bad(path, Format::Gce);
+    for sp in sps {
+        match sparse_entry(sp).map_err(|e| bad(format!("sparse map: {e}")))? {
+            Some(e) => map.push(e),
+            None => break,
+        }
+        if map.len() > MAX_MAP_ENTRIES {
+            return Err(bad(format!("more than {MAX_MAP_ENTRIES} sparse entries")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the map: sorted, disjoint, inside the file, adding up to the stored bytes.
+fn check_map(member: &Member, path: &Path) -> Result<(), VdiskError> {
+    let bad = bad(path, Format::Gce);
+    let (size, stored) = (member.size, member.stored);
+    let mut prev_end = 0u64;
+    let mut total = 0u64;
+    for &(offset, n) in &member.map {
+        let end = offset
+            .checked_add(n)
+            .filter(|&e| offset >= prev_end && e <= size)
+            .ok_or_else(|| {
+                bad(format!(
+                    "sparse entry ({offset}, {n}) out of order or past {size} bytes"
+                ))
+            })?;
+        prev_end = end;
+        total += n;
+    }
+    if total != stored {
+        return Err(bad(format!(
+            "the sparse map holds {total} bytes, the member {stored}"
+        )));
+    }
+    Ok(())
+}
+
+/// Unpacks the member's stored bytes from `z` into an unlinked temporary file, back to
+/// back; gives it and the map to find them there.
+fn unpack(
+    z: &mut Gz,
+    member: &Member,
+    buf: &mut [u8],
+    path: &Path,
+) -> Result<(File, Placed), VdiskError> {
+    let bad = bad(path, Format::Gce);
+    let read = read_error(path);
+    let out = tempfile::tempfile().map_err(read)?;
+    out.set_len(member.stored).map_err(read)?;
+    let mut placed = Vec::with_capacity(member.map.len());
+    let mut at = 0u64;
+    for &(offset, n) in &member.map {
+        if n > 0 {
+            placed.push((offset, n, at));
+        }
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(buf.len() as u64) as usize;
+            read_block(z, &mut buf[..k]).map_err(bad)?;
+            write_skipping_zeros(&out, at, &buf[..k]).map_err(read)?;
+            done += k as u64;
+            at += k as u64;
+        }
+    }
+    Ok((out, placed))
+}
+
+/// Checks what follows the member's `stored` bytes in `z`: the padding, the end-of-archive
+/// blocks and the record's padding, zeros to the end.
+fn check_tail(z: &mut Gz, stored: u64, buf: &mut [u8], path: &Path) -> Result<(), VdiskError> {
+    let bad = bad(path, Format::Gce);
+    let mut tail_bytes = 0u64;
+    loop {
+        let k = match z.read(buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(bad(format!("cannot decompress: {e}"))),
+        };
+        if !is_zero(&buf[..k]) {
+            let pad = (BLOCK - stored % BLOCK) % BLOCK;
+            return Err(bad(if tail_bytes >= pad {
+                "more than the one member disk.raw".into()
+            } else {
+                "non-zero bytes in the member's padding".into()
+            }));
+        }
+        tail_bytes += k as u64;
+        if tail_bytes > MAX_TAIL {
+            return Err(bad(format!(
+                "more than {MAX_TAIL} bytes of zeros after the member"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl VirtualDisk for GceReader {

@@ -301,189 +301,18 @@ pub struct Qcow2Reader {
 
 impl Qcow2Reader {
     pub fn open(file: File, path: &Path) -> Result<Qcow2Reader, VdiskError> {
-        let bad = bad(path, Format::Qcow2);
         let read = read_error(path);
         let file_len = file.metadata().map_err(read)?.len();
-        if file_len < 72 {
-            return Err(bad(format!(
-                "the file is {file_len} bytes, shorter than a qcow2 header (72)"
-            )));
-        }
-        let mut h = [0u8; 105];
-        let n = (file_len.min(105)) as usize;
-        file.read_exact_at(&mut h[..n], 0).map_err(read)?;
-        if &h[0..4] != MAGIC {
-            return Err(bad("no qcow2 magic".into()));
-        }
-        let version = be32(&h, 4);
-        if version != 2 && version != 3 {
-            return Err(bad(format!("unsupported qcow2 version {version}")));
-        }
-        let cluster_bits = be32(&h, 20);
-        if !(9..=21).contains(&cluster_bits) {
-            return Err(bad(format!(
-                "cluster_bits {cluster_bits} is outside 9..=21"
-            )));
-        }
+        let h = read_header(&file, path, file_len)?;
+        let (version, cluster_bits) = version_and_cluster_bits(&h, path)?;
         let cluster = 1u64 << cluster_bits;
         if version == 3 {
-            if file_len < 104 {
-                return Err(bad(format!(
-                    "the file is {file_len} bytes, shorter than a qcow2 version 3 header (104)"
-                )));
-            }
-            let header_length = be32(&h, 100);
-            if header_length < 104 {
-                return Err(bad(format!(
-                    "header_length {header_length} is less than 104"
-                )));
-            }
-            // As QEMU: the header and its extensions live in the first cluster.
-            if u64::from(header_length) > cluster {
-                return Err(bad(format!(
-                    "header_length {header_length} ({header_length:#x}) is larger than the {cluster}-byte cluster"
-                )));
-            }
-            let incompatible = be64(&h, 72);
-            // Bit 0 (dirty: refcounts may be stale) does not affect the data.
-            let refused = [
-                (1u64 << 1, "the image is marked corrupt"),
-                (1 << 2, "it uses an external data file (not supported)"),
-                (1 << 4, "it uses extended L2 entries (not supported)"),
-            ];
-            for (bit, why) in refused {
-                if incompatible & bit != 0 {
-                    return Err(bad(why.into()));
-                }
-            }
-            let unknown = incompatible & !0b1_1111;
-            if unknown != 0 {
-                return Err(bad(format!("unknown incompatible features {unknown:#x}")));
-            }
-            // Bit 3 says the compression_type byte (offset 104, present when header_length
-            // is over 104; zlib when absent) is not zlib. QEMU refuses either without the
-            // other, and types it does not know. (The type only matters for compressed
-            // clusters, which are refused when read.)
-            let compression_type = if header_length > 104 { h[104] } else { 0 };
-            let bit = incompatible & (1 << 3) != 0;
-            match (compression_type, bit) {
-                (0, false) | (1, true) => {}
-                (0, true) => {
-                    return Err(bad(
-                        "the compression-type incompatible feature bit (3) is set, but compression_type is 0 (zlib)"
-                            .into(),
-                    ))
-                }
-                (1, false) => {
-                    return Err(bad(
-                        "compression_type is 1 (zstd), but the compression-type incompatible feature bit (3) is not set"
-                            .into(),
-                    ))
-                }
-                (t, _) => return Err(bad(format!("unknown compression_type {t}"))),
-            }
-            let refcount_order = be32(&h, 96);
-            if refcount_order > 6 {
-                return Err(bad(format!("refcount_order {refcount_order} is over 6")));
-            }
+            check_v3_header(&h, file_len, cluster, path)?;
         }
-        let backing = be64(&h, 8);
-        if backing != 0 {
-            return Err(bad(
-                "the image has a backing file (reading through a backing chain is not supported)"
-                    .into(),
-            ));
-        }
-        let size = be64(&h, 24);
-        if be32(&h, 32) != 0 {
-            return Err(bad("the image is encrypted (not supported)".into()));
-        }
-        // QEMU's limits on the tables (`QCOW_MAX_REFTABLE_SIZE`, `QCOW_MAX_L1_SIZE`).
-        let refcount_table_offset = be64(&h, 48);
-        let refcount_table_clusters = u64::from(be32(&h, 56));
-        let max_refcount_clusters = MAX_REFCOUNT_TABLE >> cluster_bits;
-        if refcount_table_clusters > max_refcount_clusters {
-            return Err(bad(format!(
-                "refcount_table_clusters {refcount_table_clusters} is over {max_refcount_clusters} (QEMU's limit: 8 MiB of refcount table)"
-            )));
-        }
-        if refcount_table_offset & (cluster - 1) != 0 {
-            return Err(bad(format!(
-                "refcount table offset {refcount_table_offset:#x} is not cluster-aligned"
-            )));
-        }
-        let l1_size = u64::from(be32(&h, 36));
-        if l1_size > MAX_L1_ENTRIES {
-            return Err(bad(format!(
-                "l1_size {l1_size} is over {MAX_L1_ENTRIES} (QEMU's limit: 32 MiB of L1 table)"
-            )));
-        }
-        let l1_offset = be64(&h, 40);
-        let per_l1 = 1u64 << (cluster_bits + cluster_bits - 3);
-        let needed = size.div_ceil(per_l1);
-        if l1_size < needed {
-            return Err(bad(format!(
-                "l1_size {l1_size} is too small for a {size}-byte disk (needs {needed})"
-            )));
-        }
-        if needed > 0 {
-            if l1_offset & (cluster - 1) != 0 {
-                return Err(bad(format!(
-                    "L1 table offset {l1_offset:#x} is not cluster-aligned"
-                )));
-            }
-            if l1_offset == 0
-                || l1_offset
-                    .checked_add(l1_size * 8)
-                    .is_none_or(|e| e > file_len)
-            {
-                return Err(bad(format!(
-                    "L1 table ({l1_size} entries at {l1_offset:#x}) is not inside the {file_len}-byte file"
-                )));
-            }
-        }
-        let mut raw = vec![0u8; (needed * 8) as usize];
-        file.read_exact_at(&mut raw, l1_offset).map_err(read)?;
-        let mut l1 = Vec::with_capacity(needed as usize);
-        for (i, e) in raw.chunks_exact(8).enumerate() {
-            let e = be64(e, 0);
-            if e & L1_RESERVED != 0 {
-                return Err(bad(format!(
-                    "L1 entry {i} ({e:#018x}) has reserved bits set"
-                )));
-            }
-            let off = e & OFFSET_MASK;
-            if off != 0 {
-                if off & (cluster - 1) != 0 {
-                    return Err(bad(format!(
-                        "L1 entry {i}: L2 table offset {off:#x} is not cluster-aligned"
-                    )));
-                }
-                if off.checked_add(cluster).is_none_or(|e| e > file_len) {
-                    return Err(bad(format!(
-                        "L1 entry {i}: L2 table at {off:#x} is past the end of the {file_len}-byte file"
-                    )));
-                }
-            }
-            l1.push(off);
-        }
-        // Each L2 table serves one L1 entry (QEMU never shares one within a table), so the
-        // tables a whole-disk read walks are tables the file holds.
-        let mut tables: Vec<(u64, usize)> = l1
-            .iter()
-            .enumerate()
-            .filter(|(_, &off)| off != 0)
-            .map(|(i, &off)| (off, i))
-            .collect();
-        tables.sort_unstable();
-        if let Some(w) = tables.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(bad(format!(
-                "L1 entries {} and {} both point to the L2 table at {:#x}",
-                w[0].1.min(w[1].1),
-                w[0].1.max(w[1].1),
-                w[0].0
-            )));
-        }
+        let size = check_no_backing_or_encryption(&h, path)?;
+        let l1_at = l1_place(&h, cluster_bits, size, file_len, path)?;
+        let l1 = read_l1(&file, path, l1_at, cluster, file_len)?;
+        check_l2_tables_unshared(&l1, path)?;
         Ok(Qcow2Reader {
             file,
             path: path.to_path_buf(),
@@ -552,6 +381,259 @@ impl Qcow2Reader {
         }
         Ok(Some(off))
     }
+}
+
+/// Where the L1 table is: its file offset, and the entries the disk needs.
+#[derive(Clone, Copy)]
+struct L1Place {
+    offset: u64,
+    needed: u64,
+}
+
+/// The first 105 bytes of the `file_len`-byte file (as many as it has), checked to be at
+/// least a version 2 header with the qcow2 magic.
+fn read_header(file: &File, path: &Path, file_len: u64) -> Result<[u8; 105], VdiskError> {
+    let bad = bad(path, Format::Qcow2);
+    let read = read_error(path);
+    if file_len < 72 {
+        return Err(bad(format!(
+            "the file is {file_len} bytes, shorter than a qcow2 header (72)"
+        )));
+    }
+    let mut h = [0u8; 105];
+    let n = (file_len.min(105)) as usize;
+    file.read_exact_at(&mut h[..n], 0).map_err(read)?;
+    if &h[0..4] != MAGIC {
+        return Err(bad("no qcow2 magic".into()));
+    }
+    Ok(h)
+}
+
+/// Header `h`'s version (2 or 3) and cluster_bits (9 to 21).
+fn version_and_cluster_bits(h: &[u8], path: &Path) -> Result<(u32, u32), VdiskError> {
+    let bad = bad(path, Format::Qcow2);
+    let version = be32(h, 4);
+    if version != 2 && version != 3 {
+        return Err(bad(format!("unsupported qcow2 version {version}")));
+    }
+    let cluster_bits = be32(h, 20);
+    if !(9..=21).contains(&cluster_bits) {
+        return Err(bad(format!(
+            "cluster_bits {cluster_bits} is outside 9..=21"
+        )));
+    }
+    Ok((version, cluster_bits))
+}
+
+/// Checks the fields a version 3 header `h` adds, in a `file_len`-byte file of
+/// `cluster`-byte clusters.
+fn check_v3_header(h: &[u8], file_len: u64, cluster: u64, path: &Path) -> Result<(), VdiskError> {
+    let bad = bad(path, Format::Qcow2);
+    if file_len < 104 {
+        return Err(bad(format!(
+            "the file is {file_len} bytes, shorter than a qcow2 version 3 header (104)"
+        )));
+    }
+    let header_length = be32(h, 100);
+    if header_length < 104 {
+        return Err(bad(format!(
+            "header_length {header_length} is less than 104"
+        )));
+    }
+    // As QEMU: the header and its extensions live in the first cluster.
+    if u64::from(header_length) > cluster {
+        return Err(bad(format!(
+            "header_length {header_length} ({header_length:#x}) is larger than the {cluster}-byte cluster"
+        )));
+    }
+    check_incompatible_features(h, header_length, path)?;
+    let refcount_order = be32(h, 96);
+    if refcount_order > 6 {
+        return Err(bad(format!("refcount_order {refcount_order} is over 6")));
+    }
+    Ok(())
+}
+
+/// Checks a version 3 header `h`'s incompatible features, and its compression type
+/// (present if `header_length` is over 104).
+fn check_incompatible_features(
+    h: &[u8],
+    header_length: u32,
+    path: &Path,
+) -> Result<(), VdiskError> {
+    let bad = bad(path, Format::Qcow2);
+    let incompatible = be64(h, 72);
+    // Bit 0 (dirty: refcounts may be stale) does not affect the data.
+    let refused = [
+        (1u64 << 1, "the image is marked corrupt"),
+        (1 << 2, "it uses an external data file (not supported)"),
+        (1 << 4, "it uses extended L2 entries (not supported)"),
+    ];
+    for (bit, why) in refused {
+        if incompatible & bit != 0 {
+            return Err(bad(why.into()));
+        }
+    }
+    let unknown = incompatible & !0b1_1111;
+    if unknown != 0 {
+        return Err(bad(format!("unknown incompatible features {unknown:#x}")));
+    }
+    // Bit 3 says the compression_type byte (offset 104, present when header_length
+    // is over 104; zlib when absent) is not zlib. QEMU refuses either without the
+    // other, and types it does not know. (The type only matters for compressed
+    // clusters, which are refused when read.)
+    let compression_type = if header_length > 104 { h[104] } else { 0 };
+    let bit = incompatible & (1 << 3) != 0;
+    match (compression_type, bit) {
+        (0, false) | (1, true) => Ok(()),
+        (0, true) => Err(bad(
+            "the compression-type incompatible feature bit (3) is set, but compression_type is 0 (zlib)"
+                .into(),
+        )),
+        (1, false) => Err(bad(
+            "compression_type is 1 (zstd), but the compression-type incompatible feature bit (3) is not set"
+                .into(),
+        )),
+        (t, _) => Err(bad(format!("unknown compression_type {t}"))),
+    }
+}
+
+/// Checks that header `h` gives no backing file and no encryption; gives the disk size.
+fn check_no_backing_or_encryption(h: &[u8], path: &Path) -> Result<u64, VdiskError> {
+    let bad = bad(path, Format::Qcow2);
+    let backing = be64(h, 8);
+    if backing != 0 {
+        return Err(bad(
+            "the image has a backing file (reading through a backing chain is not supported)"
+                .into(),
+        ));
+    }
+    let size = be64(h, 24);
+    if be32(h, 32) != 0 {
+        return Err(bad("the image is encrypted (not supported)".into()));
+    }
+    Ok(size)
+}
+
+/// Where header `h` puts the L1 table of a `size`-byte disk, after checking the refcount
+/// table's and the L1 table's size and place in the `file_len`-byte file.
+fn l1_place(
+    h: &[u8],
+    cluster_bits: u32,
+    size: u64,
+    file_len: u64,
+    path: &Path,
+) -> Result<L1Place, VdiskError> {
+    let bad = bad(path, Format::Qcow2);
+    let cluster = 1u64 << cluster_bits;
+    // QEMU's limits on the tables (`QCOW_MAX_REFTABLE_SIZE`, `QCOW_MAX_L1_SIZE`).
+    let refcount_table_offset = be64(h, 48);
+    let refcount_table_clusters = u64::from(be32(h, 56));
+    let max_refcount_clusters = MAX_REFCOUNT_TABLE >> cluster_bits;
+    if refcount_table_clusters > max_refcount_clusters {
+        return Err(bad(format!(
+            "refcount_table_clusters {refcount_table_clusters} is over {max_refcount_clusters} (QEMU's limit: 8 MiB of refcount table)"
+        )));
+    }
+    if refcount_table_offset & (cluster - 1) != 0 {
+        return Err(bad(format!(
+            "refcount table offset {refcount_table_offset:#x} is not cluster-aligned"
+        )));
+    }
+    let l1_size = u64::from(be32(h, 36));
+    if l1_size > MAX_L1_ENTRIES {
+        return Err(bad(format!(
+            "l1_size {l1_size} is over {MAX_L1_ENTRIES} (QEMU's limit: 32 MiB of L1 table)"
+        )));
+    }
+    let l1_offset = be64(h, 40);
+    let per_l1 = 1u64 << (cluster_bits + cluster_bits - 3);
+    let needed = size.div_ceil(per_l1);
+    if l1_size < needed {
+        return Err(bad(format!(
+            "l1_size {l1_size} is too small for a {size}-byte disk (needs {needed})"
+        )));
+    }
+    if needed > 0 {
+        if l1_offset & (cluster - 1) != 0 {
+            return Err(bad(format!(
+                "L1 table offset {l1_offset:#x} is not cluster-aligned"
+            )));
+        }
+        if l1_offset == 0
+            || l1_offset
+                .checked_add(l1_size * 8)
+                .is_none_or(|e| e > file_len)
+        {
+            return Err(bad(format!(
+                "L1 table ({l1_size} entries at {l1_offset:#x}) is not inside the {file_len}-byte file"
+            )));
+        }
+    }
+    Ok(L1Place {
+        offset: l1_offset,
+        needed,
+    })
+}
+
+/// Reads the L1 entries the disk needs: each L2 table's offset (checked to be aligned and
+/// in the `file_len`-byte file), or 0.
+fn read_l1(
+    file: &File,
+    path: &Path,
+    at: L1Place,
+    cluster: u64,
+    file_len: u64,
+) -> Result<Vec<u64>, VdiskError> {
+    let bad = bad(path, Format::Qcow2);
+    let read = read_error(path);
+    let mut raw = vec![0u8; (at.needed * 8) as usize];
+    file.read_exact_at(&mut raw, at.offset).map_err(read)?;
+    let mut l1 = Vec::with_capacity(at.needed as usize);
+    for (i, e) in raw.chunks_exact(8).enumerate() {
+        let e = be64(e, 0);
+        if e & L1_RESERVED != 0 {
+            return Err(bad(format!(
+                "L1 entry {i} ({e:#018x}) has reserved bits set"
+            )));
+        }
+        let off = e & OFFSET_MASK;
+        if off != 0 {
+            if off & (cluster - 1) != 0 {
+                return Err(bad(format!(
+                    "L1 entry {i}: L2 table offset {off:#x} is not cluster-aligned"
+                )));
+            }
+            if off.checked_add(cluster).is_none_or(|e| e > file_len) {
+                return Err(bad(format!(
+                    "L1 entry {i}: L2 table at {off:#x} is past the end of the {file_len}-byte file"
+                )));
+            }
+        }
+        l1.push(off);
+    }
+    Ok(l1)
+}
+
+/// Checks that each L2 table serves one L1 entry (QEMU never shares one within a table),
+/// so the tables a whole-disk read walks are tables the file holds.
+fn check_l2_tables_unshared(l1: &[u64], path: &Path) -> Result<(), VdiskError> {
+    let mut tables: Vec<(u64, usize)> = l1
+        .iter()
+        .enumerate()
+        .filter(|(_, &off)| off != 0)
+        .map(|(i, &off)| (off, i))
+        .collect();
+    tables.sort_unstable();
+    if let Some(w) = tables.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(bad(path, Format::Qcow2)(format!(
+            "L1 entries {} and {} both point to the L2 table at {:#x}",
+            w[0].1.min(w[1].1),
+            w[0].1.max(w[1].1),
+            w[0].0
+        )));
+    }
+    Ok(())
 }
 
 impl VirtualDisk for Qcow2Reader {

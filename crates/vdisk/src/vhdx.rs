@@ -282,15 +282,28 @@ fn front(
     stored: &[u64],
     layout_id: &[u8; 32],
 ) -> io::Result<()> {
-    // File identifier.
+    write_identifier(out)?;
+    write_headers(out, layout_id)?;
+    write_region_tables(out, l)?;
+    // The log (LOG_OFFSET .. BAT_OFFSET) stays a hole: it is empty. The BAT, a MiB
+    // at a time.
+    write_bat(out, l, stored)?;
+    write_metadata(out, l, size, layout_id)
+}
+
+/// Writes the file identifier.
+fn write_identifier(out: &mut HashedFile) -> io::Result<()> {
     let mut id = vec![0u8; KIB64 as usize];
     id[0..8].copy_from_slice(b"vhdxfile");
     for (i, u) in "nanoimg".encode_utf16().enumerate() {
         id[8 + 2 * i..10 + 2 * i].copy_from_slice(&u.to_le_bytes());
     }
     out.append(&id)?;
+    Ok(())
+}
 
-    // Headers.
+/// Writes the two headers, sequence numbers 1 and 2, their GUIDs derived from `layout_id`.
+fn write_headers(out: &mut HashedFile, layout_id: &[u8; 32]) -> io::Result<()> {
     let file_write = derived_guid("nanoimg vhdx file-write-guid", layout_id);
     let data_write = derived_guid("nanoimg vhdx data-write-guid", layout_id);
     for (seq, at) in [(1u64, HEADER1), (2, HEADER2)] {
@@ -307,8 +320,11 @@ fn front(
         out.pad_to(at)?;
         out.append(&h)?;
     }
+    Ok(())
+}
 
-    // Region tables.
+/// Writes the two region tables: the BAT and the metadata region, both required.
+fn write_region_tables(out: &mut HashedFile, l: Layout) -> io::Result<()> {
     let mut rt = vec![0u8; KIB64 as usize];
     rt[0..4].copy_from_slice(b"regi");
     rt[8..12].copy_from_slice(&2u32.to_le_bytes());
@@ -328,9 +344,12 @@ fn front(
     out.append(&rt)?;
     out.pad_to(REGION2)?;
     out.append(&rt)?;
+    Ok(())
+}
 
-    // The log (LOG_OFFSET .. BAT_OFFSET) stays a hole: it is empty. The BAT, a MiB
-    // at a time.
+/// Writes the BAT, a MiB at a time: the blocks of `stored` present in turn from the
+/// payload's start, the others zero.
+fn write_bat(out: &mut HashedFile, l: Layout, stored: &[u64]) -> io::Result<()> {
     out.pad_to(BAT_OFFSET)?;
     let chunk_ratio = SECTORS_PER_BITMAP * LOGICAL_SECTOR / BLOCK;
     let per_chunk = MIB / 8;
@@ -361,8 +380,17 @@ fn front(
     }
     debug_assert_eq!(next_stored, stored.len());
     debug_assert!(l.data_blocks >= stored.len() as u64);
+    Ok(())
+}
 
-    // Metadata.
+/// Writes the metadata region (table and items) of a `size`-byte disk, and pads to the
+/// payload.
+fn write_metadata(
+    out: &mut HashedFile,
+    l: Layout,
+    size: u64,
+    layout_id: &[u8; 32],
+) -> io::Result<()> {
     let page83 = derived_guid("nanoimg vhdx virtual-disk-id", layout_id);
     let mut params = [0u8; 8];
     params[0..4].copy_from_slice(&(BLOCK as u32).to_le_bytes());
@@ -443,338 +471,481 @@ struct Region {
     length: u64,
 }
 
+/// The parts of the file placed so far, to check that no other overlaps them: (offset,
+/// length, what).
+type Used = Vec<(u64, u64, &'static str)>;
+
+/// What the metadata items say: the block size, the virtual disk size and the logical
+/// sector size, all checked.
+struct Geometry {
+    block_size: u64,
+    size: u64,
+    lss: u64,
+}
+
+/// The metadata items looked for: their GUID, name and length. The last, a parent
+/// locator, is refused.
+const METADATA_ITEMS: [(&[u8; 16], &str, u32); 6] = [
+    (&FILE_PARAMETERS, "File Parameters", 8),
+    (&VIRTUAL_DISK_SIZE, "Virtual Disk Size", 8),
+    (&PAGE83, "Page 83 Data", 16),
+    (&LOGICAL_SECTOR_SIZE, "Logical Sector Size", 4),
+    (&PHYSICAL_SECTOR_SIZE, "Physical Sector Size", 4),
+    (&PARENT_LOCATOR, "Parent Locator", 0),
+];
+
+/// What in `used` the `length` bytes at `offset` overlap, if anything.
+fn overlapping(used: &Used, offset: u64, length: u64) -> Option<&'static str> {
+    used.iter()
+        .find(|(o, l, _)| offset < o + l && *o < offset + length)
+        .map(|&(_, _, what)| what)
+}
+
 impl VhdxReader {
     pub fn open(file: File, path: &Path) -> Result<VhdxReader, VdiskError> {
-        let bad = bad(path, Format::Vhdx);
         let read = read_error(path);
         let file_len = file.metadata().map_err(read)?.len();
-        if file_len < MIB {
-            return Err(bad(format!(
-                "the file is {file_len} bytes, shorter than the 1 MiB header section"
-            )));
-        }
-        let mut sig = [0u8; 8];
-        file.read_exact_at(&mut sig, 0).map_err(read)?;
-        if &sig != b"vhdxfile" {
-            return Err(bad("no \"vhdxfile\" file identifier".into()));
-        }
-
-        // The current header.
-        let mut headers = Vec::new();
-        for at in [HEADER1, HEADER2] {
-            let mut h = vec![0u8; HEADER_SIZE];
-            file.read_exact_at(&mut h, at).map_err(read)?;
-            let valid = &h[0..4] == b"head" && checksum_ok(&h, 4) && le16(&h, 66) == 1;
-            headers.push(valid.then_some(h));
-        }
-        let h = match (&headers[0], &headers[1]) {
-            (None, None) => {
-                return Err(bad(
-                    "neither header is valid (signature \"head\", version 1, CRC-32C)".into(),
-                ))
-            }
-            (Some(a), None) => a,
-            (None, Some(b)) => b,
-            (Some(a), Some(b)) => {
-                let (sa, sb) = (le64(a, 8), le64(b, 8));
-                if sa > sb {
-                    a
-                } else if sb > sa {
-                    b
-                } else if a == b {
-                    a
-                } else {
-                    return Err(bad(format!(
-                        "both headers have sequence number {sa} but differ"
-                    )));
-                }
-            }
-        };
-        let log_guid = &h[48..64];
-        let log_version = le16(h, 64);
-        let log_length = u64::from(le32(h, 68));
-        let log_offset = le64(h, 72);
-        if log_version != 0 {
-            return Err(bad(format!("log version {log_version} (only 0 exists)")));
-        }
-        if log_guid.iter().any(|&b| b != 0) {
-            return Err(bad(
-                "the log is not empty (non-zero log GUID): the file was not closed cleanly, and \
-                 replaying its log is not supported; let Hyper-V or `qemu-img check -r all` \
-                 replay it first"
-                    .into(),
-            ));
-        }
-        if log_offset < MIB || log_offset & (MIB - 1) != 0 || log_length & (MIB - 1) != 0 {
-            return Err(bad(format!(
-                "log at {log_offset:#x}, {log_length} bytes, is not 1 MiB-aligned past the header section"
-            )));
-        }
-        let mut used: Vec<(u64, u64, &str)> = vec![(0, MIB, "the header section")];
-        if log_length > 0 {
-            used.push((log_offset, log_length, "the log"));
-        }
-
-        // Region table 1, or 2 if 1 is damaged.
-        let mut table = None;
-        for at in [REGION1, REGION2] {
-            let mut rt = vec![0u8; KIB64 as usize];
-            file.read_exact_at(&mut rt, at).map_err(read)?;
-            if &rt[0..4] == b"regi" && checksum_ok(&rt, 4) {
-                table = Some(rt);
-                break;
-            }
-        }
-        let Some(rt) = table else {
-            return Err(bad(
-                "neither region table is valid (signature \"regi\", CRC-32C)".into(),
-            ));
-        };
-        let count = le32(&rt, 8);
-        if count > 2047 {
-            return Err(bad(format!("{count} region table entries (at most 2047)")));
-        }
-        let (mut bat, mut meta) = (None, None);
-        for i in 0..count as usize {
-            let e = &rt[16 + 32 * i..48 + 32 * i];
-            let g = &e[0..16];
-            let offset = le64(e, 16);
-            let length = u64::from(le32(e, 24));
-            let required = le32(e, 28) & 1 != 0;
-            let name = if g == BAT_GUID {
-                "the BAT region"
-            } else if g == METADATA_GUID {
-                "the metadata region"
-            } else if required {
-                return Err(bad(format!(
-                    "region table entry {i} is a required region of an unknown kind"
-                )));
-            } else {
-                "a region"
-            };
-            if offset < MIB || offset & (MIB - 1) != 0 || length == 0 || length & (MIB - 1) != 0 {
-                return Err(bad(format!(
-                    "{name} at {offset:#x}, {length} bytes, is not a non-empty 1 MiB-aligned range past the header section"
-                )));
-            }
-            if offset.checked_add(length).is_none_or(|end| end > file_len) {
-                return Err(bad(format!(
-                    "{name} at {offset:#x}, {length} bytes, is past the end of the {file_len}-byte file"
-                )));
-            }
-            if let Some((_, _, other)) = used
-                .iter()
-                .find(|(o, l, _)| offset < o + l && *o < offset + length)
-            {
-                return Err(bad(format!("{name} overlaps {other}")));
-            }
-            used.push((offset, length, name));
-            let slot = if g == BAT_GUID {
-                &mut bat
-            } else if g == METADATA_GUID {
-                &mut meta
-            } else {
-                continue;
-            };
-            if slot.is_some() {
-                return Err(bad(format!("{name} is listed twice")));
-            }
-            *slot = Some(Region { offset, length });
-        }
-        let (Some(bat), Some(meta)) = (bat, meta) else {
-            return Err(bad(
-                "the region table lacks the BAT or the metadata region".into()
-            ));
-        };
-
-        // Metadata.
-        let mut mt = vec![0u8; KIB64 as usize];
-        file.read_exact_at(&mut mt, meta.offset).map_err(read)?;
-        if &mt[0..8] != b"metadata" {
-            return Err(bad(
-                "the metadata table has no \"metadata\" signature".into()
-            ));
-        }
-        let count = le16(&mt, 10);
-        if count > 2047 {
-            return Err(bad(format!("{count} metadata entries (at most 2047)")));
-        }
-        let wanted: [(&[u8; 16], &str, u32); 6] = [
-            (&FILE_PARAMETERS, "File Parameters", 8),
-            (&VIRTUAL_DISK_SIZE, "Virtual Disk Size", 8),
-            (&PAGE83, "Page 83 Data", 16),
-            (&LOGICAL_SECTOR_SIZE, "Logical Sector Size", 4),
-            (&PHYSICAL_SECTOR_SIZE, "Physical Sector Size", 4),
-            (&PARENT_LOCATOR, "Parent Locator", 0),
-        ];
-        let mut values: [Option<Vec<u8>>; 6] = Default::default();
-        for i in 0..count as usize {
-            let e = &mt[32 + 32 * i..64 + 32 * i];
-            let offset = u64::from(le32(e, 16));
-            let length = le32(e, 20);
-            let flags = le32(e, 24);
-            let Some(k) = wanted.iter().position(|(g, _, _)| e[0..16] == g[..]) else {
-                if flags & META_IS_REQUIRED != 0 {
-                    return Err(bad(format!(
-                        "metadata entry {i} is a required item of an unknown kind"
-                    )));
-                }
-                continue;
-            };
-            let (_, name, expected) = wanted[k];
-            if k == 5 {
-                return Err(bad(
-                    "a differencing VHDX (it has a parent locator); only dynamic and fixed VHDX files are read"
-                        .into(),
-                ));
-            }
-            if values[k].is_some() {
-                return Err(bad(format!("metadata item {name} is listed twice")));
-            }
-            if length != expected {
-                return Err(bad(format!(
-                    "metadata item {name} is {length} bytes, not {expected}"
-                )));
-            }
-            if offset < KIB64 || offset + u64::from(length) > meta.length {
-                return Err(bad(format!(
-                    "metadata item {name} at {offset:#x} is not inside the metadata region past its table"
-                )));
-            }
-            let mut v = vec![0u8; length as usize];
-            file.read_exact_at(&mut v, meta.offset + offset)
-                .map_err(read)?;
-            values[k] = Some(v);
-        }
-        let mut got = Vec::new();
-        for (k, v) in values.iter().take(5).enumerate() {
-            match v {
-                Some(v) => got.push(v.as_slice()),
-                None => {
-                    return Err(bad(format!(
-                        "the required metadata item {} is missing",
-                        wanted[k].1
-                    )))
-                }
-            }
-        }
-        let block_size = u64::from(le32(got[0], 0));
-        let bits = le32(got[0], 4);
-        if bits & 2 != 0 {
-            return Err(bad(
-                "a differencing VHDX (HasParent); only dynamic and fixed VHDX files are read"
-                    .into(),
-            ));
-        }
-        if bits & !3 != 0 {
-            return Err(bad(format!(
-                "File Parameters has reserved bits set ({bits:#x})"
-            )));
-        }
-        if !block_size.is_power_of_two() || !(MIB..=256 * MIB).contains(&block_size) {
-            return Err(bad(format!(
-                "block size {block_size} is not a power of two from 1 MiB to 256 MiB"
-            )));
-        }
-        let size = le64(got[1], 0);
-        let lss = u64::from(le32(got[3], 0));
-        let pss = le32(got[4], 0);
-        if lss != 512 && lss != 4096 {
-            return Err(bad(format!("logical sector size {lss} (512 or 4096)")));
-        }
-        if pss != 512 && pss != 4096 {
-            return Err(bad(format!("physical sector size {pss} (512 or 4096)")));
-        }
-        if size & (lss - 1) != 0 || size > MAX_SIZE {
-            return Err(bad(format!(
-                "virtual disk size {size} is not a multiple of the {lss}-byte sector up to 64 TiB"
-            )));
-        }
-
-        // The BAT.
-        let chunk_ratio = SECTORS_PER_BITMAP * lss / block_size;
-        let data_blocks = size.div_ceil(block_size);
-        let entries = bat_entries(data_blocks, chunk_ratio);
-        if entries * 8 > bat.length {
-            return Err(bad(format!(
-                "the BAT region ({} bytes) is too small for {entries} entries",
-                bat.length
-            )));
-        }
-        let mut raw = vec![0u8; (entries * 8) as usize];
-        file.read_exact_at(&mut raw, bat.offset).map_err(read)?;
-        let mut blocks = Vec::with_capacity(data_blocks as usize);
-        for (j, e) in raw.chunks_exact(8).enumerate() {
-            let j = j as u64;
-            let e = le64(e, 0);
-            let state = e & 7;
-            if j % (chunk_ratio + 1) == chunk_ratio {
-                if state != SB_NOT_PRESENT {
-                    return Err(bad(format!(
-                        "sector bitmap BAT entry {j} has state {state}; a non-differencing file's must be 0"
-                    )));
-                }
-                continue;
-            }
-            let block = blocks.len() as u64;
-            match state {
-                PAYLOAD_NOT_PRESENT | PAYLOAD_UNDEFINED | PAYLOAD_ZERO | PAYLOAD_UNMAPPED => {
-                    blocks.push(0)
-                }
-                PAYLOAD_FULLY_PRESENT => {
-                    if e & 0xf_fff8 != 0 {
-                        return Err(bad(format!("BAT entry {j} has reserved bits set")));
-                    }
-                    let offset = e & !0xf_ffff;
-                    let length = block_size.min(size - block * block_size);
-                    if offset.checked_add(length).is_none_or(|end| end > file_len) {
-                        return Err(bad(format!(
-                            "BAT entry {j}: block at {offset:#x} is past the end of the {file_len}-byte file"
-                        )));
-                    }
-                    if let Some((_, _, other)) = used
-                        .iter()
-                        .find(|(o, l, _)| offset < o + l && *o < offset + block_size)
-                    {
-                        return Err(bad(format!(
-                            "BAT entry {j}: block at {offset:#x} overlaps {other}"
-                        )));
-                    }
-                    blocks.push(offset);
-                }
-                PAYLOAD_PARTIALLY_PRESENT => {
-                    return Err(bad(format!(
-                        "BAT entry {j} is partially present, which only a differencing file may be"
-                    )))
-                }
-                _ => return Err(bad(format!("BAT entry {j} has reserved state {state}"))),
-            }
-        }
-        // Each payload block in a place of its own, as every writer makes them: the data a
-        // whole-disk read reads is data the file holds.
-        let mut placed: Vec<(u64, usize)> = blocks
-            .iter()
-            .enumerate()
-            .filter(|(_, &o)| o != 0)
-            .map(|(i, &o)| (o, i))
-            .collect();
-        placed.sort_unstable();
-        if let Some(w) = placed.windows(2).find(|w| w[1].0 < w[0].0 + block_size) {
-            return Err(bad(format!(
-                "payload blocks {} and {} overlap (at {:#x} and {:#x}, {block_size} bytes each)",
-                w[0].1.min(w[1].1),
-                w[0].1.max(w[1].1),
-                w[0].0,
-                w[1].0
-            )));
-        }
+        check_identifier(&file, path, file_len)?;
+        let h = current_header(&file, path)?;
+        let mut used = check_log(&h, path)?;
+        let rt = region_table(&file, path)?;
+        let (bat, meta) = regions(&rt, path, file_len, &mut used)?;
+        let items = metadata_items(&file, path, &meta)?;
+        let g = geometry(&items, path)?;
+        let blocks = read_bat(&file, path, &bat, &g, file_len, &used)?;
+        check_blocks_apart(&blocks, g.block_size, path)?;
         Ok(VhdxReader {
             file,
-            size,
-            block_size,
+            size: g.size,
+            block_size: g.block_size,
             blocks,
         })
     }
+}
+
+/// Checks that the `file_len`-byte file holds the header section and starts with the file
+/// identifier.
+fn check_identifier(file: &File, path: &Path, file_len: u64) -> Result<(), VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    let read = read_error(path);
+    if file_len < MIB {
+        return Err(bad(format!(
+            "the file is {file_len} bytes, shorter than the 1 MiB header section"
+        )));
+    }
+    let mut sig = [0u8; 8];
+    file.read_exact_at(&mut sig, 0).map_err(read)?;
+    if &sig != b"vhdxfile" {
+        return Err(bad("no \"vhdxfile\" file identifier".into()));
+    }
+    Ok(())
+}
+
+/// The current header: of the valid ones, the one with the higher sequence number (equal
+/// numbers only if both are the same).
+fn current_header(file: &File, path: &Path) -> Result<Vec<u8>, VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    let read = read_error(path);
+    let mut headers = Vec::new();
+    for at in [HEADER1, HEADER2] {
+        let mut h = vec![0u8; HEADER_SIZE];
+        file.read_exact_at(&mut h, at).map_err(read)?;
+        let valid = &h[0..4] == b"head" && checksum_ok(&h, 4) && le16(&h, 66) == 1;
+        headers.push(valid.then_some(h));
+    }
+    let second = headers.pop().flatten();
+    let first = headers.pop().flatten();
+    match (first, second) {
+        (None, None) => Err(bad(
+            "neither header is valid (signature \"head\", version 1, CRC-32C)".into(),
+        )),
+        (Some(a), None) => Ok(a),
+        (None, Some(b)) => Ok(b),
+        (Some(a), Some(b)) => {
+            let (sa, sb) = (le64(&a, 8), le64(&b, 8));
+            if sa > sb {
+                Ok(a)
+            } else if sb > sa {
+                Ok(b)
+            } else if a == b {
+                Ok(a)
+            } else {
+                Err(bad(format!(
+                    "both headers have sequence number {sa} but differ"
+                )))
+            }
+        }
+    }
+}
+
+/// Checks that header `h`'s log is empty and in place; gives the parts of the file placed
+/// so far: the header section, and the log if it has a length.
+fn check_log(h: &[u8], path: &Path) -> Result<Used, VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    let log_guid = &h[48..64];
+    let log_version = le16(h, 64);
+    let log_length = u64::from(le32(h, 68));
+    let log_offset = le64(h, 72);
+    if log_version != 0 {
+        return Err(bad(format!("log version {log_version} (only 0 exists)")));
+    }
+    if log_guid.iter().any(|&b| b != 0) {
+        return Err(bad(
+            "the log is not empty (non-zero log GUID): the file was not closed cleanly, and \
+             replaying its log is not supported; let Hyper-V or `qemu-img check -r all` \
+             replay it first"
+                .into(),
+        ));
+    }
+    if log_offset < MIB || log_offset & (MIB - 1) != 0 || log_length & (MIB - 1) != 0 {
+        return Err(bad(format!(
+            "log at {log_offset:#x}, {log_length} bytes, is not 1 MiB-aligned past the header section"
+        )));
+    }
+    let mut used: Used = vec![(0, MIB, "the header section")];
+    if log_length > 0 {
+        used.push((log_offset, log_length, "the log"));
+    }
+    Ok(used)
+}
+
+/// Region table 1, or 2 if 1 is damaged.
+fn region_table(file: &File, path: &Path) -> Result<Vec<u8>, VdiskError> {
+    let read = read_error(path);
+    for at in [REGION1, REGION2] {
+        let mut rt = vec![0u8; KIB64 as usize];
+        file.read_exact_at(&mut rt, at).map_err(read)?;
+        if &rt[0..4] == b"regi" && checksum_ok(&rt, 4) {
+            return Ok(rt);
+        }
+    }
+    Err(bad(path, Format::Vhdx)(
+        "neither region table is valid (signature \"regi\", CRC-32C)".into(),
+    ))
+}
+
+/// The BAT and metadata regions of region table `rt`, each region checked to be in the
+/// `file_len`-byte file and apart from the others (added to `used`).
+fn regions(
+    rt: &[u8],
+    path: &Path,
+    file_len: u64,
+    used: &mut Used,
+) -> Result<(Region, Region), VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    let count = le32(rt, 8);
+    if count > 2047 {
+        return Err(bad(format!("{count} region table entries (at most 2047)")));
+    }
+    let (mut bat, mut meta) = (None, None);
+    for i in 0..count as usize {
+        let e = &rt[16 + 32 * i..48 + 32 * i];
+        let g = &e[0..16];
+        let offset = le64(e, 16);
+        let length = u64::from(le32(e, 24));
+        let required = le32(e, 28) & 1 != 0;
+        let name = region_name(g, required, i, path)?;
+        check_region(name, offset, length, file_len, used, path)?;
+        used.push((offset, length, name));
+        let slot = if g == BAT_GUID {
+            &mut bat
+        } else if g == METADATA_GUID {
+            &mut meta
+        } else {
+            continue;
+        };
+        if slot.is_some() {
+            return Err(bad(format!("{name} is listed twice")));
+        }
+        *slot = Some(Region { offset, length });
+    }
+    let (Some(bat), Some(meta)) = (bat, meta) else {
+        return Err(bad(
+            "the region table lacks the BAT or the metadata region".into()
+        ));
+    };
+    Ok((bat, meta))
+}
+
+/// What region table entry `i`, of GUID `g`, is called; an unknown required one is refused.
+fn region_name(
+    g: &[u8],
+    required: bool,
+    i: usize,
+    path: &Path,
+) -> Result<&'static str, VdiskError> {
+    Ok(if g == BAT_GUID {
+        "the BAT region"
+    } else if g == METADATA_GUID {
+        "the metadata region"
+    } else if required {
+        return Err(bad(path, Format::Vhdx)(format!(
+            "region table entry {i} is a required region of an unknown kind"
+        )));
+    } else {
+        "a region"
+    })
+}
+
+/// Checks that region `name`, `length` bytes at `offset`, is a non-empty 1 MiB-aligned
+/// range past the header section, inside the `file_len`-byte file, and overlaps nothing in
+/// `used`.
+fn check_region(
+    name: &str,
+    offset: u64,
+    length: u64,
+    file_len: u64,
+    used: &Used,
+    path: &Path,
+) -> Result<(), VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    if offset < MIB || offset & (MIB - 1) != 0 || length == 0 || length & (MIB - 1) != 0 {
+        return Err(bad(format!(
+            "{name} at {offset:#x}, {length} bytes, is not a non-empty 1 MiB-aligned range past the header section"
+        )));
+    }
+    if offset.checked_add(length).is_none_or(|end| end > file_len) {
+        return Err(bad(format!(
+            "{name} at {offset:#x}, {length} bytes, is past the end of the {file_len}-byte file"
+        )));
+    }
+    if let Some(other) = overlapping(used, offset, length) {
+        return Err(bad(format!("{name} overlaps {other}")));
+    }
+    Ok(())
+}
+
+/// The values of the five required metadata items (the first five of [`METADATA_ITEMS`],
+/// in that order), read from the metadata region `meta`.
+fn metadata_items(file: &File, path: &Path, meta: &Region) -> Result<Vec<Vec<u8>>, VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    let read = read_error(path);
+    let mut mt = vec![0u8; KIB64 as usize];
+    file.read_exact_at(&mut mt, meta.offset).map_err(read)?;
+    if &mt[0..8] != b"metadata" {
+        return Err(bad(
+            "the metadata table has no \"metadata\" signature".into()
+        ));
+    }
+    let count = le16(&mt, 10);
+    if count > 2047 {
+        return Err(bad(format!("{count} metadata entries (at most 2047)")));
+    }
+    let mut values: [Option<Vec<u8>>; 6] = Default::default();
+    for i in 0..count as usize {
+        let e = &mt[32 + 32 * i..64 + 32 * i];
+        metadata_entry(file, path, meta, e, i, &mut values)?;
+    }
+    let mut got = Vec::new();
+    for (k, v) in values.into_iter().take(5).enumerate() {
+        match v {
+            Some(v) => got.push(v),
+            None => {
+                return Err(bad(format!(
+                    "the required metadata item {} is missing",
+                    METADATA_ITEMS[k].1
+                )))
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// Reads metadata table entry `i`, `e`, into its slot of `values` (one for each of
+/// [`METADATA_ITEMS`]), checking its kind, length and place in the region `meta`.
+fn metadata_entry(
+    file: &File,
+    path: &Path,
+    meta: &Region,
+    e: &[u8],
+    i: usize,
+    values: &mut [Option<Vec<u8>>; 6],
+) -> Result<(), VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    let read = read_error(path);
+    let offset = u64::from(le32(e, 16));
+    let length = le32(e, 20);
+    let flags = le32(e, 24);
+    let Some(k) = METADATA_ITEMS
+        .iter()
+        .position(|(g, _, _)| e[0..16] == g[..])
+    else {
+        if flags & META_IS_REQUIRED != 0 {
+            return Err(bad(format!(
+                "metadata entry {i} is a required item of an unknown kind"
+            )));
+        }
+        return Ok(());
+    };
+    let (_, name, expected) = METADATA_ITEMS[k];
+    if k == 5 {
+        return Err(bad(
+            "a differencing VHDX (it has a parent locator); only dynamic and fixed VHDX files are read"
+                .into(),
+        ));
+    }
+    if values[k].is_some() {
+        return Err(bad(format!("metadata item {name} is listed twice")));
+    }
+    if length != expected {
+        return Err(bad(format!(
+            "metadata item {name} is {length} bytes, not {expected}"
+        )));
+    }
+    if offset < KIB64 || offset + u64::from(length) > meta.length {
+        return Err(bad(format!(
+            "metadata item {name} at {offset:#x} is not inside the metadata region past its table"
+        )));
+    }
+    let mut v = vec![0u8; length as usize];
+    file.read_exact_at(&mut v, meta.offset + offset)
+        .map_err(read)?;
+    values[k] = Some(v);
+    Ok(())
+}
+
+/// The geometry the required metadata items `got` give, checked.
+fn geometry(got: &[Vec<u8>], path: &Path) -> Result<Geometry, VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    let block_size = u64::from(le32(&got[0], 0));
+    let bits = le32(&got[0], 4);
+    if bits & 2 != 0 {
+        return Err(bad(
+            "a differencing VHDX (HasParent); only dynamic and fixed VHDX files are read".into(),
+        ));
+    }
+    if bits & !3 != 0 {
+        return Err(bad(format!(
+            "File Parameters has reserved bits set ({bits:#x})"
+        )));
+    }
+    if !block_size.is_power_of_two() || !(MIB..=256 * MIB).contains(&block_size) {
+        return Err(bad(format!(
+            "block size {block_size} is not a power of two from 1 MiB to 256 MiB"
+        )));
+    }
+    let size = le64(&got[1], 0);
+    let lss = u64::from(le32(&got[3], 0));
+    let pss = le32(&got[4], 0);
+    if lss != 512 && lss != 4096 {
+        return Err(bad(format!("logical sector size {lss} (512 or 4096)")));
+    }
+    if pss != 512 && pss != 4096 {
+        return Err(bad(format!("physical sector size {pss} (512 or 4096)")));
+    }
+    if size & (lss - 1) != 0 || size > MAX_SIZE {
+        return Err(bad(format!(
+            "virtual disk size {size} is not a multiple of the {lss}-byte sector up to 64 TiB"
+        )));
+    }
+    Ok(Geometry {
+        block_size,
+        size,
+        lss,
+    })
+}
+
+/// Reads the BAT in region `bat`: for each payload block, its file offset (checked to be
+/// in the `file_len`-byte file, apart from `used`), or 0 for zeros.
+fn read_bat(
+    file: &File,
+    path: &Path,
+    bat: &Region,
+    g: &Geometry,
+    file_len: u64,
+    used: &Used,
+) -> Result<Vec<u64>, VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    let read = read_error(path);
+    let chunk_ratio = SECTORS_PER_BITMAP * g.lss / g.block_size;
+    let data_blocks = g.size.div_ceil(g.block_size);
+    let entries = bat_entries(data_blocks, chunk_ratio);
+    if entries * 8 > bat.length {
+        return Err(bad(format!(
+            "the BAT region ({} bytes) is too small for {entries} entries",
+            bat.length
+        )));
+    }
+    let mut raw = vec![0u8; (entries * 8) as usize];
+    file.read_exact_at(&mut raw, bat.offset).map_err(read)?;
+    let mut blocks = Vec::with_capacity(data_blocks as usize);
+    for (j, e) in raw.chunks_exact(8).enumerate() {
+        let j = j as u64;
+        let e = le64(e, 0);
+        let state = e & 7;
+        if j % (chunk_ratio + 1) == chunk_ratio {
+            if state != SB_NOT_PRESENT {
+                return Err(bad(format!(
+                    "sector bitmap BAT entry {j} has state {state}; a non-differencing file's must be 0"
+                )));
+            }
+            continue;
+        }
+        let block = blocks.len() as u64;
+        blocks.push(payload_block(e, j, block, g, file_len, used, path)?);
+    }
+    Ok(blocks)
+}
+
+/// The file offset of payload block `block`, whose BAT entry `j` is `e`, or 0 for zeros.
+fn payload_block(
+    e: u64,
+    j: u64,
+    block: u64,
+    g: &Geometry,
+    file_len: u64,
+    used: &Used,
+    path: &Path,
+) -> Result<u64, VdiskError> {
+    let bad = bad(path, Format::Vhdx);
+    let state = e & 7;
+    match state {
+        PAYLOAD_NOT_PRESENT | PAYLOAD_UNDEFINED | PAYLOAD_ZERO | PAYLOAD_UNMAPPED => Ok(0),
+        PAYLOAD_FULLY_PRESENT => {
+            if e & 0xf_fff8 != 0 {
+                return Err(bad(format!("BAT entry {j} has reserved bits set")));
+            }
+            let offset = e & !0xf_ffff;
+            let length = g.block_size.min(g.size - block * g.block_size);
+            if offset.checked_add(length).is_none_or(|end| end > file_len) {
+                return Err(bad(format!(
+                    "BAT entry {j}: block at {offset:#x} is past the end of the {file_len}-byte file"
+                )));
+            }
+            if let Some(other) = overlapping(used, offset, g.block_size) {
+                return Err(bad(format!(
+                    "BAT entry {j}: block at {offset:#x} overlaps {other}"
+                )));
+            }
+            Ok(offset)
+        }
+        PAYLOAD_PARTIALLY_PRESENT => Err(bad(format!(
+            "BAT entry {j} is partially present, which only a differencing file may be"
+        ))),
+        _ => Err(bad(format!("BAT entry {j} has reserved state {state}"))),
+    }
+}
+
+/// Checks that each payload block is in a place of its own, as every writer makes them:
+/// the data a whole-disk read reads is data the file holds.
+fn check_blocks_apart(blocks: &[u64], block_size: u64, path: &Path) -> Result<(), VdiskError> {
+    let mut placed: Vec<(u64, usize)> = blocks
+        .iter()
+        .enumerate()
+        .filter(|(_, &o)| o != 0)
+        .map(|(i, &o)| (o, i))
+        .collect();
+    placed.sort_unstable();
+    if let Some(w) = placed.windows(2).find(|w| w[1].0 < w[0].0 + block_size) {
+        return Err(bad(path, Format::Vhdx)(format!(
+            "payload blocks {} and {} overlap (at {:#x} and {:#x}, {block_size} bytes each)",
+            w[0].1.min(w[1].1),
+            w[0].1.max(w[1].1),
+            w[0].0,
+            w[1].0
+        )));
+    }
+    Ok(())
 }
 
 impl VirtualDisk for VhdxReader {

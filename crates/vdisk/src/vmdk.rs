@@ -413,44 +413,11 @@ impl VmdkReader {
         let bad = bad(path, Format::Vmdk);
         let read = read_error(path);
         let file_len = file.metadata().map_err(read)?.len();
-        if file_len < SECTOR {
-            return Err(bad(format!("{file_len} bytes, shorter than the header")));
-        }
-        let mut h = [0u8; 512];
-        file.read_exact_at(&mut h, 0).map_err(read)?;
-        let mut header = parse_header(&h).map_err(&bad)?;
-        let first = header;
-        let mut whose = "the header's";
-        if header.gd_offset == GD_AT_END {
-            // Footer marker, footer, end-of-stream marker: the last three sectors.
-            if file_len < 4 * SECTOR {
-                return Err(bad(
-                    "grain directory at the end, but no room for a footer".into()
-                ));
-            }
-            let mut tail = [0u8; 1536];
-            file.read_exact_at(&mut tail, file_len - 1536)
-                .map_err(read)?;
-            if le32(&tail, 8) != 0 || le32(&tail, 12) != MARKER_FOOTER {
-                return Err(bad(
-                    "grain directory at the end, but no footer marker".into()
-                ));
-            }
-            if le64(&tail, 1024) != 0 || le32(&tail, 1032) != 0 || le32(&tail, 1036) != MARKER_EOS {
-                return Err(bad("no end-of-stream marker after the footer".into()));
-            }
-            let mut f = [0u8; 512];
-            f.copy_from_slice(&tail[512..1024]);
-            let footer = parse_header(&f).map_err(|e| bad(format!("footer: {e}")))?;
-            if footer.gd_offset == GD_AT_END {
-                return Err(bad("the footer does not give the grain directory".into()));
-            }
-            if footer.capacity != header.capacity || footer.grain_sectors != header.grain_sectors {
-                return Err(bad("the footer disagrees with the header".into()));
-            }
-            header = footer;
-            whose = "the footer's";
-        }
+        let Headers {
+            first,
+            header,
+            whose,
+        } = read_headers(&file, path, file_len)?;
         // As QEMU ("File truncated"): the grains start inside the file.
         if header.overhead > file_len / SECTOR {
             return Err(bad(format!(
@@ -459,80 +426,17 @@ impl VmdkReader {
             )));
         }
         descriptor_check(&file, file_len, &first).map_err(&bad)?;
-        let compressed = match header.compress_algorithm {
-            0 => false,
-            1 => header.flags & FLAG_COMPRESSED != 0,
-            n => return Err(bad(format!("unknown compression algorithm {n}"))),
-        };
-        if compressed && header.flags & FLAG_MARKERS == 0 {
-            return Err(bad(
-                "compressed grains without markers are not supported".into()
-            ));
-        }
-        let gs = header.grain_sectors;
-        if !gs.is_power_of_two() || gs > 2048 {
-            return Err(bad(format!("grain size of {gs} sectors")));
-        }
-        let gtes = header.gtes_per_gt as u64;
-        if !(1..=512).contains(&gtes) {
-            return Err(bad(format!("{gtes} entries per grain table")));
-        }
-        let size = header
-            .capacity
-            .checked_mul(SECTOR)
-            .ok_or_else(|| bad(format!("capacity of {} sectors", header.capacity)))?;
-        let gd_entries = header.capacity.div_ceil(gs).div_ceil(gtes);
-        let gd_bytes = gd_entries
-            .checked_mul(4)
-            .filter(|&n| {
-                header
-                    .gd_offset
-                    .checked_mul(SECTOR)
-                    .and_then(|at| at.checked_add(n))
-                    .is_some_and(|end| end <= file_len)
-            })
-            .ok_or_else(|| {
-                bad(format!(
-                    "the grain directory ({gd_entries} entries at sector {}) is not in the file",
-                    header.gd_offset
-                ))
-            })?;
-        let mut raw = vec![0u8; gd_bytes as usize];
-        file.read_exact_at(&mut raw, header.gd_offset * SECTOR)
-            .map_err(read)?;
-        let gd: Vec<u32> = raw.chunks_exact(4).map(|c| le32(c, 0)).collect();
-        for (i, &gt) in gd.iter().enumerate() {
-            if gt != 0 && gt as u64 * SECTOR + gtes * 4 > file_len {
-                return Err(bad(format!(
-                    "grain table {i} at sector {gt} is not in the file"
-                )));
-            }
-        }
-        // One grain table per directory entry, as every writer makes them: the tables a
-        // whole-disk read walks are tables the file holds.
-        let mut tables: Vec<(u32, usize)> = gd
-            .iter()
-            .enumerate()
-            .filter(|(_, &gt)| gt != 0)
-            .map(|(i, &gt)| (gt, i))
-            .collect();
-        tables.sort_unstable();
-        if let Some(w) = tables.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(bad(format!(
-                "grain directory entries {} and {} both point to the grain table at sector {}",
-                w[0].1.min(w[1].1),
-                w[0].1.max(w[1].1),
-                w[0].0
-            )));
-        }
+        let g = grains(&header, path)?;
+        let gd = read_grain_directory(&file, path, &header, g.gtes, file_len)?;
+        check_grain_tables_unshared(&gd, path)?;
         Ok(VmdkReader {
             file,
             path: path.to_path_buf(),
             file_len,
-            size,
-            grain_bytes: gs * SECTOR,
-            gtes_per_gt: gtes,
-            compressed,
+            size: g.size,
+            grain_bytes: g.sectors * SECTOR,
+            gtes_per_gt: g.gtes,
+            compressed: g.compressed,
             zero_grain: header.flags & FLAG_ZERO_GRAIN != 0,
             gd,
             cache: Mutex::new(None),
@@ -596,6 +500,188 @@ impl VmdkReader {
         }
         Ok(out)
     }
+}
+
+/// The headers of an extent: the first sector's, and the one that holds (the footer's, if
+/// the first gives the grain directory as at the end).
+struct Headers {
+    first: Header,
+    header: Header,
+    /// Whose `header` is: "the header's" or "the footer's".
+    whose: &'static str,
+}
+
+/// How the grains are stored, from the header that holds.
+struct Grains {
+    compressed: bool,
+    /// Sectors per grain.
+    sectors: u64,
+    /// Entries per grain table.
+    gtes: u64,
+    /// The virtual disk's size in bytes.
+    size: u64,
+}
+
+/// Reads the header of the `file_len`-byte file, and its footer if the header says the
+/// grain directory is at the end.
+fn read_headers(file: &File, path: &Path, file_len: u64) -> Result<Headers, VdiskError> {
+    let bad = bad(path, Format::Vmdk);
+    let read = read_error(path);
+    if file_len < SECTOR {
+        return Err(bad(format!("{file_len} bytes, shorter than the header")));
+    }
+    let mut h = [0u8; 512];
+    file.read_exact_at(&mut h, 0).map_err(read)?;
+    let header = parse_header(&h).map_err(&bad)?;
+    if header.gd_offset != GD_AT_END {
+        return Ok(Headers {
+            first: header,
+            header,
+            whose: "the header's",
+        });
+    }
+    Ok(Headers {
+        first: header,
+        header: read_footer(file, path, file_len, &header)?,
+        whose: "the footer's",
+    })
+}
+
+/// Reads the footer of a stream-optimized extent whose `header` gives the grain directory
+/// as at the end, checked to agree with the header.
+fn read_footer(
+    file: &File,
+    path: &Path,
+    file_len: u64,
+    header: &Header,
+) -> Result<Header, VdiskError> {
+    let bad = bad(path, Format::Vmdk);
+    let read = read_error(path);
+    // Footer marker, footer, end-of-stream marker: the last three sectors.
+    if file_len < 4 * SECTOR {
+        return Err(bad(
+            "grain directory at the end, but no room for a footer".into()
+        ));
+    }
+    let mut tail = [0u8; 1536];
+    file.read_exact_at(&mut tail, file_len - 1536)
+        .map_err(read)?;
+    if le32(&tail, 8) != 0 || le32(&tail, 12) != MARKER_FOOTER {
+        return Err(bad(
+            "grain directory at the end, but no footer marker".into()
+        ));
+    }
+    if le64(&tail, 1024) != 0 || le32(&tail, 1032) != 0 || le32(&tail, 1036) != MARKER_EOS {
+        return Err(bad("no end-of-stream marker after the footer".into()));
+    }
+    let mut f = [0u8; 512];
+    f.copy_from_slice(&tail[512..1024]);
+    let footer = parse_header(&f).map_err(|e| bad(format!("footer: {e}")))?;
+    if footer.gd_offset == GD_AT_END {
+        return Err(bad("the footer does not give the grain directory".into()));
+    }
+    if footer.capacity != header.capacity || footer.grain_sectors != header.grain_sectors {
+        return Err(bad("the footer disagrees with the header".into()));
+    }
+    Ok(footer)
+}
+
+/// How `header` says the grains are stored, checked.
+fn grains(header: &Header, path: &Path) -> Result<Grains, VdiskError> {
+    let bad = bad(path, Format::Vmdk);
+    let compressed = match header.compress_algorithm {
+        0 => false,
+        1 => header.flags & FLAG_COMPRESSED != 0,
+        n => return Err(bad(format!("unknown compression algorithm {n}"))),
+    };
+    if compressed && header.flags & FLAG_MARKERS == 0 {
+        return Err(bad(
+            "compressed grains without markers are not supported".into()
+        ));
+    }
+    let gs = header.grain_sectors;
+    if !gs.is_power_of_two() || gs > 2048 {
+        return Err(bad(format!("grain size of {gs} sectors")));
+    }
+    let gtes = header.gtes_per_gt as u64;
+    if !(1..=512).contains(&gtes) {
+        return Err(bad(format!("{gtes} entries per grain table")));
+    }
+    let size = header
+        .capacity
+        .checked_mul(SECTOR)
+        .ok_or_else(|| bad(format!("capacity of {} sectors", header.capacity)))?;
+    Ok(Grains {
+        compressed,
+        sectors: gs,
+        gtes,
+        size,
+    })
+}
+
+/// Reads the grain directory `header` gives (tables of `gtes` entries): the sector of each
+/// grain table, each checked to lie in the `file_len`-byte file, or 0.
+fn read_grain_directory(
+    file: &File,
+    path: &Path,
+    header: &Header,
+    gtes: u64,
+    file_len: u64,
+) -> Result<Vec<u32>, VdiskError> {
+    let bad = bad(path, Format::Vmdk);
+    let read = read_error(path);
+    let gd_entries = header
+        .capacity
+        .div_ceil(header.grain_sectors)
+        .div_ceil(gtes);
+    let gd_bytes = gd_entries
+        .checked_mul(4)
+        .filter(|&n| {
+            header
+                .gd_offset
+                .checked_mul(SECTOR)
+                .and_then(|at| at.checked_add(n))
+                .is_some_and(|end| end <= file_len)
+        })
+        .ok_or_else(|| {
+            bad(format!(
+                "the grain directory ({gd_entries} entries at sector {}) is not in the file",
+                header.gd_offset
+            ))
+        })?;
+    let mut raw = vec![0u8; gd_bytes as usize];
+    file.read_exact_at(&mut raw, header.gd_offset * SECTOR)
+        .map_err(read)?;
+    let gd: Vec<u32> = raw.chunks_exact(4).map(|c| le32(c, 0)).collect();
+    for (i, &gt) in gd.iter().enumerate() {
+        if gt != 0 && gt as u64 * SECTOR + gtes * 4 > file_len {
+            return Err(bad(format!(
+                "grain table {i} at sector {gt} is not in the file"
+            )));
+        }
+    }
+    Ok(gd)
+}
+
+/// Checks there is one grain table per directory entry, as every writer makes them: the
+/// tables a whole-disk read walks are tables the file holds.
+fn check_grain_tables_unshared(gd: &[u32], path: &Path) -> Result<(), VdiskError> {
+    let mut tables: Vec<(u32, usize)> = gd
+        .iter()
+        .enumerate()
+        .filter(|(_, &gt)| gt != 0)
+        .map(|(i, &gt)| (gt, i))
+        .collect();
+    tables.sort_unstable();
+    if let Some(w) = tables.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(bad(path, Format::Vmdk)(format!(
+            "grain directory entries {} and {} both point to the grain table at sector {}",
+            w[0].1.min(w[1].1),
+            w[0].1.max(w[1].1),
+            w[0].0
+        )));
+    }
+    Ok(())
 }
 
 /// The most descriptor text read (QEMU reads at most 1 MiB).
