@@ -21,7 +21,7 @@
 //! link), with the last one resolved as asked ([`Follow`]).
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -199,55 +199,8 @@ impl Resolver {
                 continue;
             }
             let (dir, name) = key;
-            let candidate = dir.join(name.as_os_str());
-            let abs = self.root.join(&candidate);
             let before = *links;
-            let (real, is_dir) = match abs.symlink_metadata() {
-                Ok(m) if m.file_type().is_symlink() => {
-                    *links += 1;
-                    if *links > MAX_LINKS {
-                        return Err(self.too_many(guest));
-                    }
-                    let target =
-                        std::fs::read_link(&abs).map_err(|e| self.io(guest, &candidate, e))?;
-                    let from = if target.is_absolute() {
-                        PathBuf::new()
-                    } else {
-                        dir.clone()
-                    };
-                    let target_parts = components(&target);
-                    let then = if want_dir {
-                        Follow::Folder
-                    } else {
-                        Follow::Last
-                    };
-                    let real = self.walk(from, &target_parts, then, missing, links, guest)?;
-                    let is_dir = want_dir
-                        || self
-                            .root
-                            .join(&real)
-                            .symlink_metadata()
-                            .is_ok_and(|m| m.is_dir());
-                    (real, is_dir)
-                }
-                Ok(m) if m.is_dir() => (candidate, true),
-                Ok(_) if !want_dir => (candidate, false),
-                Ok(_) => return Err(self.not_a_folder(guest, &candidate)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => match missing {
-                    Missing::Create(create) if want_dir => {
-                        create(&candidate).map_err(|e| self.io(guest, &candidate, e))?;
-                        (candidate, true)
-                    }
-                    _ => {
-                        return Err(ChrootError::NotFound {
-                            root: self.root.clone(),
-                            path: display(guest),
-                            at: display(&candidate),
-                        })
-                    }
-                },
-                Err(e) => return Err(self.io(guest, &candidate, e)),
-            };
+            let (real, is_dir) = self.lookup(&dir, &name, want_dir, missing, links, guest)?;
             self.memo.insert(
                 (dir, name),
                 Step {
@@ -259,6 +212,81 @@ impl Resolver {
             cur = real;
         }
         Ok(cur)
+    }
+
+    /// Looks up `name` in the real folder `dir` (not memoised): gives its real path (a link
+    /// resolved in its place) and whether it is a folder; a missing folder is created if
+    /// `missing` says so and a folder is wanted (`want_dir`).
+    fn lookup(
+        &mut self,
+        dir: &Path,
+        name: &OsStr,
+        want_dir: bool,
+        missing: &mut Missing<'_>,
+        links: &mut usize,
+        guest: &Path,
+    ) -> Result<(PathBuf, bool), ChrootError> {
+        let candidate = dir.join(name);
+        let abs = self.root.join(&candidate);
+        match abs.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => {
+                self.follow_link(dir, &candidate, want_dir, missing, links, guest)
+            }
+            Ok(m) if m.is_dir() => Ok((candidate, true)),
+            Ok(_) if !want_dir => Ok((candidate, false)),
+            Ok(_) => Err(self.not_a_folder(guest, &candidate)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match missing {
+                Missing::Create(create) if want_dir => {
+                    create(&candidate).map_err(|e| self.io(guest, &candidate, e))?;
+                    Ok((candidate, true))
+                }
+                _ => Err(ChrootError::NotFound {
+                    root: self.root.clone(),
+                    path: display(guest),
+                    at: display(&candidate),
+                }),
+            },
+            Err(e) => Err(self.io(guest, &candidate, e)),
+        }
+    }
+
+    /// Resolves the symbolic link `link` (its real path, in the real folder `dir`) in its
+    /// place, counted in `links`: gives the real path it leads to and whether that is a
+    /// folder (it must be if `want_dir`).
+    fn follow_link(
+        &mut self,
+        dir: &Path,
+        link: &Path,
+        want_dir: bool,
+        missing: &mut Missing<'_>,
+        links: &mut usize,
+        guest: &Path,
+    ) -> Result<(PathBuf, bool), ChrootError> {
+        *links += 1;
+        if *links > MAX_LINKS {
+            return Err(self.too_many(guest));
+        }
+        let abs = self.root.join(link);
+        let target = std::fs::read_link(&abs).map_err(|e| self.io(guest, link, e))?;
+        let from = if target.is_absolute() {
+            PathBuf::new()
+        } else {
+            dir.to_path_buf()
+        };
+        let target_parts = components(&target);
+        let then = if want_dir {
+            Follow::Folder
+        } else {
+            Follow::Last
+        };
+        let real = self.walk(from, &target_parts, then, missing, links, guest)?;
+        let is_dir = want_dir
+            || self
+                .root
+                .join(&real)
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_dir());
+        Ok((real, is_dir))
     }
 
     fn not_a_folder(&self, guest: &Path, at: &Path) -> ChrootError {

@@ -175,6 +175,17 @@ impl<'a> Blobs<'a> {
         }
     }
 
+    /// The image's top-level list `member` (`index.json`, `manifest.json`), already read as
+    /// `bytes`: counted as JSON read, then parsed.
+    fn parse_listing<T: serde::de::DeserializeOwned>(
+        &mut self,
+        member: &str,
+        bytes: &[u8],
+    ) -> Result<T, OciError> {
+        self.count_read(bytes.len())?;
+        parse(self.image, member, bytes)
+    }
+
     /// Counts `bytes` more of JSON read.
     fn count_read(&mut self, bytes: usize) -> Result<(), OciError> {
         self.read += bytes as u64;
@@ -303,10 +314,23 @@ struct Candidate {
     platform: Option<Platform>,
 }
 
+impl Candidate {
+    /// Its label, platform and digest, escaped, for messages.
+    fn describe(&self) -> String {
+        format!(
+            "{} {} {}",
+            escape(&self.label),
+            escape(&platform_label(self.platform.as_ref())),
+            escape(&self.desc.digest)
+        )
+    }
+}
+
 fn is_index_type(media_type: &str) -> bool {
     media_type.ends_with("image.index.v1+json") || media_type.ends_with("manifest.list.v2+json")
 }
 
+/// Resolves an OCI layout or archive from its `index.json` (`index`, already read).
 fn resolve_oci(
     source: &Source,
     store: &Store,
@@ -315,9 +339,65 @@ fn resolve_oci(
 ) -> Result<Resolved, OciError> {
     let image = source.path.as_path();
     let mut blobs = Blobs::new(store, image);
-    blobs.count_read(index.len())?;
-    let index: Index = parse(image, "index.json", index)?;
+    let index: Index = blobs.parse_listing("index.json", index)?;
     blobs.examine(index.manifests.len())?;
+    let (mut all, labels) = oci_candidates(&mut blobs, source, index)?;
+    // Judge entries without a platform by their config.
+    for c in &mut all {
+        if c.platform.is_none() {
+            let (_, _, cfg) = load_manifest(&mut blobs, &c.desc)?;
+            c.platform = cfg.platform();
+        }
+    }
+    let (hits, misses): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|c| fits(c.platform.as_ref(), &source.platform));
+    // The same manifest under several names (tags, or a tag and an index entry) is one image.
+    let mut hits = hits;
+    let mut seen = std::collections::HashSet::new();
+    hits.retain(|c| seen.insert(c.desc.digest.clone()));
+    let chosen = choose_one(image, source, hits, Candidate::describe, || {
+        let available: Vec<String> = misses.iter().map(Candidate::describe).collect();
+        if available.is_empty() {
+            labels
+        } else {
+            available
+        }
+    })?;
+    let (manifest, config_digest, config) = load_manifest(&mut blobs, &chosen.desc)?;
+    let platform = config
+        .platform()
+        .or(chosen.platform.clone())
+        .unwrap_or_else(|| source.platform.clone());
+    if !platform.satisfies(&source.platform) {
+        return Err(OciError::NoMatch {
+            image: image.to_path_buf(),
+            wanted: wanted(source),
+            available: Candidate {
+                platform: Some(platform),
+                ..chosen
+            }
+            .describe(),
+        });
+    }
+    let layers = oci_layers(image, &manifest, &config_digest, &config)?;
+    Ok(Resolved {
+        format,
+        manifest_digest: chosen.desc.digest,
+        config_digest,
+        layers,
+        platform,
+        application: config.config.clone(),
+    })
+}
+
+/// The manifests `index` lists (nested indexes expanded; only the entries `source`'s
+/// reference names, if it names one), and the labels of all its entries, escaped.
+fn oci_candidates(
+    blobs: &mut Blobs,
+    source: &Source,
+    index: Index,
+) -> Result<(Vec<Candidate>, Vec<String>), OciError> {
     let mut all = Vec::new();
     let mut labels = Vec::new();
     for d in index.manifests {
@@ -337,83 +417,25 @@ fn resolve_oci(
                 continue;
             }
         }
-        expand(&mut blobs, d, &name, 0, &mut all)?;
+        expand(blobs, d, &name, 0, &mut all)?;
     }
-    // Judge entries without a platform by their config.
-    for c in &mut all {
-        if c.platform.is_none() {
-            let (_, _, cfg) = load_manifest(&mut blobs, &c.desc)?;
-            c.platform = cfg.platform();
-        }
-    }
-    let describe = |c: &Candidate| {
-        let p = c
-            .platform
-            .as_ref()
-            .map_or("unknown platform".into(), |p| p.to_string());
-        format!(
-            "{} {} {}",
-            escape(&c.label),
-            escape(&p),
-            escape(&c.desc.digest)
-        )
-    };
-    let (hits, misses): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| match &c.platform {
-        Some(p) => p.satisfies(&source.platform),
-        None => true,
-    });
-    // The same manifest under several names (tags, or a tag and an index entry) is one image.
-    let mut hits = hits;
-    let mut seen = std::collections::HashSet::new();
-    hits.retain(|c| seen.insert(c.desc.digest.clone()));
-    let chosen = match hits.len() {
-        1 => hits.into_iter().next().unwrap_or_else(|| unreachable!()),
-        0 => {
-            let mut available: Vec<String> = misses.iter().map(describe).collect();
-            if available.is_empty() {
-                available = labels;
-            }
-            return Err(no_match(image, source, &available));
-        }
-        _ => {
-            return Err(OciError::Ambiguous {
-                image: image.to_path_buf(),
-                wanted: wanted(source),
-                candidates: listed(&hits.iter().map(describe).collect::<Vec<_>>()),
-            })
-        }
-    };
-    let (manifest, config_digest, config) = load_manifest(&mut blobs, &chosen.desc)?;
-    let platform = config
-        .platform()
-        .or(chosen.platform.clone())
-        .unwrap_or_else(|| source.platform.clone());
-    if !platform.satisfies(&source.platform) {
-        return Err(OciError::NoMatch {
-            image: image.to_path_buf(),
-            wanted: wanted(source),
-            available: describe(&Candidate {
-                platform: Some(platform),
-                ..chosen
-            }),
-        });
-    }
-    let diff_ids = config
-        .rootfs
-        .as_ref()
-        .map(|r| r.diff_ids.clone())
-        .unwrap_or_default();
+    Ok((all, labels))
+}
+
+/// The layers `manifest` lists, with the diff_ids of its config (`config`, whose digest is
+/// `config_digest`).
+fn oci_layers(
+    image: &Path,
+    manifest: &Manifest,
+    config_digest: &str,
+    config: &Config,
+) -> Result<Vec<Layer>, OciError> {
     let descs = manifest.layers.clone().unwrap_or_default();
-    if descs.len() > MAX_LAYERS {
-        return Err(OciError::TooLarge {
-            image: image.to_path_buf(),
-            reason: format!("{} layers, more than {MAX_LAYERS}", descs.len()),
-        });
-    }
+    let diff_ids = diff_ids(image, config, descs.len())?;
     if !diff_ids.is_empty() && diff_ids.len() != descs.len() {
         return Err(corrupt(
             image,
-            &config_digest,
+            config_digest,
             format!(
                 "the config lists {} layers, the manifest {}",
                 diff_ids.len(),
@@ -432,14 +454,7 @@ fn resolve_oci(
             digest: d.digest,
         });
     }
-    Ok(Resolved {
-        format,
-        manifest_digest: chosen.desc.digest,
-        config_digest,
-        layers,
-        platform,
-        application: config.config.clone(),
-    })
+    Ok(layers)
 }
 
 /// Adds the manifests `d` names (itself, or those of the index it is) to `out`.
@@ -519,12 +534,49 @@ fn load_manifest(
     Ok((m, digest, config))
 }
 
+/// One docker-archive entry whose platform fits, with its config.
+struct DockerHit {
+    entry: DockerEntry,
+    /// `sha256:<hex>` of its config.
+    digest: String,
+    config: Rc<Config>,
+    platform: Option<Platform>,
+    /// Its label, platform and config digest, escaped, for messages.
+    describe: String,
+}
+
+/// Resolves a docker-archive from its `manifest.json` (`manifest`, already read).
 fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Resolved, OciError> {
     let image = source.path.as_path();
     let mut blobs = Blobs::new(store, image);
-    blobs.count_read(manifest.len())?;
-    let entries: Vec<DockerEntry> = parse(image, "manifest.json", manifest)?;
+    let entries: Vec<DockerEntry> = blobs.parse_listing("manifest.json", manifest)?;
     blobs.examine(entries.len())?;
+    let (candidates, all) = docker_candidates(source, entries);
+    let (hits, misses) = docker_hits(&mut blobs, source, candidates)?;
+    let hit = choose_one(
+        image,
+        source,
+        hits,
+        |h| h.describe.clone(),
+        || if misses.is_empty() { all } else { misses },
+    )?;
+    let layers = docker_layers(image, store, &hit.entry, &hit.config)?;
+    Ok(Resolved {
+        format: Format::DockerArchive,
+        manifest_digest: hit.digest.clone(),
+        config_digest: hit.digest,
+        layers,
+        platform: hit.platform.unwrap_or_else(|| source.platform.clone()),
+        application: hit.config.config.clone(),
+    })
+}
+
+/// The entries of `manifest.json` that `source`'s reference names (all if it names none),
+/// each with its label (its tags, escaped); and a description of every entry, for messages.
+fn docker_candidates(
+    source: &Source,
+    entries: Vec<DockerEntry>,
+) -> (Vec<(DockerEntry, String)>, Vec<String>) {
     let mut candidates = Vec::new();
     let mut all = Vec::new();
     for e in entries {
@@ -542,6 +594,17 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
         }
         candidates.push((e, label));
     }
+    (candidates, all)
+}
+
+/// The `candidates` whose platform fits `source`'s, judged by their configs; and the
+/// descriptions of those that do not.
+fn docker_hits(
+    blobs: &mut Blobs,
+    source: &Source,
+    candidates: Vec<(DockerEntry, String)>,
+) -> Result<(Vec<DockerHit>, Vec<String>), OciError> {
+    let image = blobs.image;
     // Read each candidate's config (small, verified, once however often it is listed) to
     // judge its platform.
     let mut configs: HashMap<String, (String, Rc<Config>)> = HashMap::new();
@@ -558,7 +621,7 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
         let (digest, config) = match configs.get(&config_member) {
             Some(c) => c.clone(),
             None => {
-                let c = docker_config(&mut blobs, &config_member)?;
+                let c = docker_config(blobs, &config_member)?;
                 configs.insert(config_member.clone(), c.clone());
                 c
             }
@@ -566,44 +629,32 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
         let platform = config.platform();
         let describe = format!(
             "{label} {} {digest}",
-            escape(
-                &platform
-                    .as_ref()
-                    .map_or("unknown platform".into(), |p| p.to_string())
-            )
+            escape(&platform_label(platform.as_ref()))
         );
-        let fits = match &platform {
-            Some(p) => p.satisfies(&source.platform),
-            None => true,
-        };
-        if fits {
-            hits.push((e, digest, config, platform, describe));
+        if fits(platform.as_ref(), &source.platform) {
+            hits.push(DockerHit {
+                entry: e,
+                digest,
+                config,
+                platform,
+                describe,
+            });
         } else {
             misses.push(describe);
         }
     }
-    if hits.len() > 1 {
-        return Err(OciError::Ambiguous {
-            image: image.to_path_buf(),
-            wanted: wanted(source),
-            candidates: listed(&hits.iter().map(|h| h.4.clone()).collect::<Vec<_>>()),
-        });
-    }
-    let Some((entry, digest, config, platform, _)) = hits.pop() else {
-        let available = if misses.is_empty() { all } else { misses };
-        return Err(no_match(image, source, &available));
-    };
-    let diff_ids = config
-        .rootfs
-        .as_ref()
-        .map(|r| r.diff_ids.clone())
-        .unwrap_or_default();
-    if entry.layers.len() > MAX_LAYERS {
-        return Err(OciError::TooLarge {
-            image: image.to_path_buf(),
-            reason: format!("{} layers, more than {MAX_LAYERS}", entry.layers.len()),
-        });
-    }
+    Ok((hits, misses))
+}
+
+/// The layers of the docker-archive `entry`, with the diff_ids of its config (`config`),
+/// each found in `store`.
+fn docker_layers(
+    image: &Path,
+    store: &Store,
+    entry: &DockerEntry,
+    config: &Config,
+) -> Result<Vec<Layer>, OciError> {
+    let diff_ids = diff_ids(image, config, entry.layers.len())?;
     if diff_ids.len() != entry.layers.len() {
         return Err(corrupt(
             image,
@@ -641,14 +692,7 @@ fn resolve_docker(source: &Source, store: &Store, manifest: &[u8]) -> Result<Res
             diff_id: Some(diff_id),
         });
     }
-    Ok(Resolved {
-        format: Format::DockerArchive,
-        manifest_digest: digest.clone(),
-        config_digest: digest,
-        layers,
-        platform: platform.unwrap_or_else(|| source.platform.clone()),
-        application: config.config.clone(),
-    })
+    Ok(layers)
 }
 
 /// The docker-archive config `member`: its digest and content, verified against its name
@@ -693,6 +737,57 @@ fn no_match(image: &Path, source: &Source, available: &[String]) -> OciError {
             listed(available)
         },
     }
+}
+
+/// Whether an image of `platform` (`None`: unknown, which fits any) fits `wanted`.
+fn fits(platform: Option<&Platform>, wanted: &Platform) -> bool {
+    match platform {
+        Some(p) => p.satisfies(wanted),
+        None => true,
+    }
+}
+
+/// `platform` for messages (not escaped).
+fn platform_label(platform: Option<&Platform>) -> String {
+    platform.map_or("unknown platform".into(), |p| p.to_string())
+}
+
+/// The one image of `hits`: several are ambiguous (listed by `describe`), none is no match
+/// (listing what `available` gives).
+fn choose_one<T>(
+    image: &Path,
+    source: &Source,
+    mut hits: Vec<T>,
+    describe: impl Fn(&T) -> String,
+    available: impl FnOnce() -> Vec<String>,
+) -> Result<T, OciError> {
+    if hits.len() > 1 {
+        return Err(OciError::Ambiguous {
+            image: image.to_path_buf(),
+            wanted: wanted(source),
+            candidates: listed(&hits.iter().map(describe).collect::<Vec<_>>()),
+        });
+    }
+    match hits.pop() {
+        Some(hit) => Ok(hit),
+        None => Err(no_match(image, source, &available())),
+    }
+}
+
+/// The config's `rootfs.diff_ids`, once the manifest's count of `layers` is checked against
+/// [`MAX_LAYERS`].
+fn diff_ids(image: &Path, config: &Config, layers: usize) -> Result<Vec<String>, OciError> {
+    if layers > MAX_LAYERS {
+        return Err(OciError::TooLarge {
+            image: image.to_path_buf(),
+            reason: format!("{layers} layers, more than {MAX_LAYERS}"),
+        });
+    }
+    Ok(config
+        .rootfs
+        .as_ref()
+        .map(|r| r.diff_ids.clone())
+        .unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -237,19 +237,51 @@ impl<R: Input> Reader<R> {
         Ok(data)
     }
 
+    /// Reads the extension header `header` (of `size` bytes, its data next) into `ext`,
+    /// once its size is checked against its limit; a PAX global header is read and ignored.
+    fn read_extension(
+        &mut self,
+        header: &tar::Header,
+        kind: Extension,
+        size: u64,
+        ext: &mut Extensions,
+    ) -> Result<(), TarError> {
+        let Extension { what, limit, nul } = kind;
+        if size > limit + nul {
+            return Err(TarError::Oversized {
+                member: escape_bytes(&header.path_bytes()),
+                what,
+                size,
+                limit,
+            });
+        }
+        let data = self.read_small(size)?;
+        let slot = match header.entry_type().as_byte() {
+            b'L' => &mut ext.long_name,
+            b'K' => &mut ext.long_link,
+            b'x' => &mut ext.pax,
+            _ => return Ok(()), // global: ignored
+        };
+        if slot.is_some() {
+            return Err(TarError::Bad(format!(
+                "two {what}s describing the same member"
+            )));
+        }
+        *slot = Some(data);
+        Ok(())
+    }
+
     /// The next member, extension headers applied; `None` at the end of the archive.
     pub(crate) fn next(&mut self) -> Result<Option<Member>, TarError> {
         if self.done {
             return Ok(None);
         }
-        let mut long_name: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
-        let mut pax: Option<Vec<u8>> = None;
+        let mut ext = Extensions::default();
         loop {
             self.skip_rest()?;
             let Some(header) = self.header()? else {
                 self.done = true;
-                if long_name.is_some() || long_link.is_some() || pax.is_some() {
+                if ext.any() {
                     return Err(TarError::Bad(
                         "extension headers describing a member, but no member follows".into(),
                     ));
@@ -260,26 +292,8 @@ impl<R: Input> Reader<R> {
                 .entry_size()
                 .map_err(|e| TarError::Bad(format!("bad size field: {e}")))?;
             let kind = header.entry_type();
-            let special = match kind.as_byte() {
-                // A long name's data ends with a NUL besides the name.
-                b'L' => Some(("a GNU long name", MAX_LONG_NAME, 1)),
-                b'K' => Some(("a GNU long link name", MAX_LONG_NAME, 1)),
-                b'x' => Some(("a PAX extended header", MAX_PAX_HEADER, 0)),
-                b'g' => Some(("a PAX global header", MAX_PAX_HEADER, 0)),
-                _ => None,
-            };
-            let pax_size = match (&pax, special) {
-                (Some(p), None) => pax_value(p, b"size")?
-                    .map(|v| {
-                        std::str::from_utf8(v)
-                            .ok()
-                            .and_then(|s| s.parse::<u64>().ok())
-                            .ok_or_else(|| TarError::Bad("a PAX size that is not a number".into()))
-                    })
-                    .transpose()?,
-                _ => None,
-            };
-            let size = pax_size.unwrap_or(size);
+            let special = Extension::of(kind);
+            let size = ext.size(size, special.is_some())?;
             let padded = size
                 .checked_add(BLOCK - 1)
                 .map(|s| s / BLOCK * BLOCK)
@@ -287,28 +301,8 @@ impl<R: Input> Reader<R> {
             self.data_left = size;
             self.pad_left = padded - size;
             let offset = self.pos;
-            if let Some((what, limit, nul)) = special {
-                if size > limit + nul {
-                    return Err(TarError::Oversized {
-                        member: escape_bytes(&header.path_bytes()),
-                        what,
-                        size,
-                        limit,
-                    });
-                }
-                let data = self.read_small(size)?;
-                let slot = match kind.as_byte() {
-                    b'L' => &mut long_name,
-                    b'K' => &mut long_link,
-                    b'x' => &mut pax,
-                    _ => continue, // global: ignored
-                };
-                if slot.is_some() {
-                    return Err(TarError::Bad(format!(
-                        "two {what}s describing the same member"
-                    )));
-                }
-                *slot = Some(data);
+            if let Some(special) = special {
+                self.read_extension(&header, special, size, &mut ext)?;
                 continue;
             }
             if kind.is_gnu_sparse() {
@@ -316,22 +310,7 @@ impl<R: Input> Reader<R> {
                     member: escape_bytes(&header.path_bytes()),
                 });
             }
-            let path = match (long_name, &pax) {
-                (Some(n), _) => c_string(n),
-                (None, Some(p)) => match pax_value(p, b"path")? {
-                    Some(v) => v.to_vec(),
-                    None => header.path_bytes().into_owned(),
-                },
-                (None, None) => header.path_bytes().into_owned(),
-            };
-            let link = match (long_link, &pax) {
-                (Some(n), _) => Some(c_string(n)),
-                (None, Some(p)) => match pax_value(p, b"linkpath")? {
-                    Some(v) => Some(v.to_vec()),
-                    None => header.link_name_bytes().map(|c| c.into_owned()),
-                },
-                (None, None) => header.link_name_bytes().map(|c| c.into_owned()),
-            };
+            let (path, link) = ext.names(&header)?;
             return Ok(Some(Member {
                 header,
                 path,
@@ -340,6 +319,89 @@ impl<R: Input> Reader<R> {
                 offset,
             }));
         }
+    }
+}
+
+/// An extension header's kind: what it is, for messages, and its limit in bytes, besides
+/// `nul` more for a closing NUL.
+#[derive(Clone, Copy)]
+struct Extension {
+    what: &'static str,
+    limit: u64,
+    nul: u64,
+}
+
+impl Extension {
+    /// The extension header a member of type `kind` is, if it is one.
+    fn of(kind: tar::EntryType) -> Option<Extension> {
+        let (what, limit, nul) = match kind.as_byte() {
+            // A long name's data ends with a NUL besides the name.
+            b'L' => ("a GNU long name", MAX_LONG_NAME, 1),
+            b'K' => ("a GNU long link name", MAX_LONG_NAME, 1),
+            b'x' => ("a PAX extended header", MAX_PAX_HEADER, 0),
+            b'g' => ("a PAX global header", MAX_PAX_HEADER, 0),
+            _ => return None,
+        };
+        Some(Extension { what, limit, nul })
+    }
+}
+
+/// The extension headers read so far for the member that follows them.
+#[derive(Default)]
+struct Extensions {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Extensions {
+    /// Whether any was read.
+    fn any(&self) -> bool {
+        self.long_name.is_some() || self.long_link.is_some() || self.pax.is_some()
+    }
+
+    /// The data size of a member whose header says `size`: the PAX `size`, if there is one
+    /// and the member is not itself an extension header (`special`).
+    fn size(&self, size: u64, special: bool) -> Result<u64, TarError> {
+        let pax_size = match (&self.pax, special) {
+            (Some(p), false) => pax_value(p, b"size")?
+                .map(|v| {
+                    std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .ok_or_else(|| TarError::Bad("a PAX size that is not a number".into()))
+                })
+                .transpose()?,
+            _ => None,
+        };
+        Ok(pax_size.unwrap_or(size))
+    }
+
+    /// The path and link target of the member with `header`: a GNU long name, else a PAX
+    /// `path`, else the header's; a GNU long link, else a PAX `linkpath`, else the header's.
+    fn names(self, header: &tar::Header) -> Result<(Vec<u8>, Option<Vec<u8>>), TarError> {
+        let Extensions {
+            long_name,
+            long_link,
+            pax,
+        } = self;
+        let path = match (long_name, &pax) {
+            (Some(n), _) => c_string(n),
+            (None, Some(p)) => match pax_value(p, b"path")? {
+                Some(v) => v.to_vec(),
+                None => header.path_bytes().into_owned(),
+            },
+            (None, None) => header.path_bytes().into_owned(),
+        };
+        let link = match (long_link, &pax) {
+            (Some(n), _) => Some(c_string(n)),
+            (None, Some(p)) => match pax_value(p, b"linkpath")? {
+                Some(v) => Some(v.to_vec()),
+                None => header.link_name_bytes().map(|c| c.into_owned()),
+            },
+            (None, None) => header.link_name_bytes().map(|c| c.into_owned()),
+        };
+        Ok((path, link))
     }
 }
 

@@ -13,7 +13,7 @@ use nanoimg_chroot::{ChrootError, Follow, Missing, Resolver};
 use crate::escape::escape;
 use crate::store::{clean_name, sha256_hex, Hashing, Store};
 use crate::tarball::{self, Streamed, TarError};
-use crate::{Format, OciError, Resolved, Source};
+use crate::{Format, Layer, OciError, Resolved, Source};
 
 /// Largest single file accepted.
 const MAX_FILE: u64 = 16 << 30;
@@ -130,31 +130,71 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
         root.application = resolved.application.clone();
         return Ok(root);
     }
-    let write = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| OciError::Write {
-            image: image.to_path_buf(),
-            path: path.clone(),
-            source,
-        }
-    };
     let tmp = cache_root.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(write(&tmp))?;
-    std::fs::create_dir_all(&entries).map_err(write(&entries))?;
-    let staged = nanoimg_atomic::TempDir::in_dir(&tmp, "rootfs-").map_err(write(&tmp))?;
+    std::fs::create_dir_all(&tmp).map_err(write_error(image, &tmp))?;
+    std::fs::create_dir_all(&entries).map_err(write_error(image, &entries))?;
+    let staged =
+        nanoimg_atomic::TempDir::in_dir(&tmp, "rootfs-").map_err(write_error(image, &tmp))?;
     let root_dir = staged.path().join("root");
-    std::fs::create_dir(&root_dir).map_err(write(&root_dir))?;
+    std::fs::create_dir(&root_dir).map_err(write_error(image, &root_dir))?;
 
+    let (notes, files) = unpack_layers(resolved, image, &root_dir)?;
+    let layers: Vec<String> = resolved.layers.iter().map(|l| l.digest.clone()).collect();
+    let json = LayersJson {
+        manifest_digest: resolved.manifest_digest.clone(),
+        layers: layers.clone(),
+        files,
+    };
+    write_layers_json(image, staged.path(), &json)?;
+    // Another process may have got there first: keep its entry.
+    if let Err(e) = staged.persist(&entry) {
+        return match Root::load(&entry, &resolved.manifest_digest)? {
+            Some(root) => Ok(Root {
+                application: resolved.application.clone(),
+                ..root
+            }),
+            None => Err(write_error(image, &entry)(e)),
+        };
+    }
+    Ok(Root {
+        dir: entry.join("root"),
+        manifest_digest: resolved.manifest_digest.clone(),
+        layers,
+        reused: false,
+        notes,
+        application: resolved.application.clone(),
+        files: json.files.into_iter().collect(),
+    })
+}
+
+/// The error of writing `path` (while unpacking `image`) failing.
+fn write_error(image: &Path, path: &Path) -> impl Fn(io::Error) -> OciError {
+    let image = image.to_path_buf();
+    let path = path.to_path_buf();
+    move |source| OciError::Write {
+        image: image.clone(),
+        path: path.clone(),
+        source,
+    }
+}
+
+/// Applies `resolved`'s layers, lowest first, into the empty folder `root_dir`: gives the
+/// notes for the user ([`Root::notes`]) and the paths of the finished root with their layers.
+fn unpack_layers(
+    resolved: &Resolved,
+    image: &Path,
+    root_dir: &Path,
+) -> Result<(Vec<String>, BTreeMap<String, u32>), OciError> {
     let store = Store::open(image)?;
     let mut u = Unpacker {
         image,
-        root: &root_dir,
+        root: root_dir,
         files: HashMap::new(),
         dir_modes: HashMap::new(),
         members: 0,
         total: 0,
         resolve_work: 0,
-        resolver: Resolver::new(&root_dir),
+        resolver: Resolver::new(root_dir),
         direct: BTreeSet::new(),
         linked: HashMap::new(),
         notes: Vec::new(),
@@ -170,35 +210,16 @@ pub fn unpack(resolved: &Resolved, source: &Source, cache_root: &Path) -> Result
         })?;
     }
     let notes = std::mem::take(&mut u.notes);
-    let files = u.finish().map_err(|(p, e)| write(&p)(e))?;
-    let layers: Vec<String> = resolved.layers.iter().map(|l| l.digest.clone()).collect();
-    let json = LayersJson {
-        manifest_digest: resolved.manifest_digest.clone(),
-        layers: layers.clone(),
-        files,
-    };
-    let json_path = staged.path().join(LAYERS_JSON);
-    let bytes = serde_json::to_vec(&json).map_err(|e| write(&json_path)(io::Error::other(e)))?;
-    std::fs::write(&json_path, bytes).map_err(write(&json_path))?;
-    // Another process may have got there first: keep its entry.
-    if let Err(e) = staged.persist(&entry) {
-        return match Root::load(&entry, &resolved.manifest_digest)? {
-            Some(root) => Ok(Root {
-                application: resolved.application.clone(),
-                ..root
-            }),
-            None => Err(write(&entry)(e)),
-        };
-    }
-    Ok(Root {
-        dir: entry.join("root"),
-        manifest_digest: resolved.manifest_digest.clone(),
-        layers,
-        reused: false,
-        notes,
-        application: resolved.application.clone(),
-        files: json.files.into_iter().collect(),
-    })
+    let files = u.finish().map_err(|(p, e)| write_error(image, &p)(e))?;
+    Ok((notes, files))
+}
+
+/// Writes `json` as the [`LAYERS_JSON`] of the cache entry being staged in `staged`.
+fn write_layers_json(image: &Path, staged: &Path, json: &LayersJson) -> Result<(), OciError> {
+    let json_path = staged.join(LAYERS_JSON);
+    let bytes = serde_json::to_vec(json)
+        .map_err(|e| write_error(image, &json_path)(io::Error::other(e)))?;
+    std::fs::write(&json_path, bytes).map_err(write_error(image, &json_path))
 }
 
 enum Failure {
@@ -265,6 +286,22 @@ impl LayerState {
             up = dir.parent();
         }
     }
+
+    /// The note for the user about the device files and FIFOs skipped in layer `digest`, if
+    /// any were.
+    fn skipped_note(&self, digest: &str) -> Option<String> {
+        if self.skipped == 0 {
+            return None;
+        }
+        Some(format!(
+            "skipped {} in layer {digest}: Nanos has no use for them (first: {})",
+            match self.skipped {
+                1 => "1 device file or FIFO".to_string(),
+                n => format!("{n} device files and FIFOs"),
+            },
+            self.first_skipped.as_deref().unwrap_or_default(),
+        ))
+    }
 }
 
 /// What `resolve_parent` found.
@@ -274,6 +311,8 @@ enum Parent {
 }
 
 impl Unpacker<'_> {
+    /// Applies layer `index` of `resolved` (read from `store`), then checks its blob's size
+    /// and digests.
     fn apply_layer(
         &mut self,
         store: &Store,
@@ -283,22 +322,7 @@ impl Unpacker<'_> {
         let image = self.image;
         let layer = &resolved.layers[index];
         let member = &escape(&layer.member);
-        let (reader, size) =
-            store
-                .member(image, &layer.member)?
-                .ok_or_else(|| OciError::MissingBlob {
-                    image: image.to_path_buf(),
-                    member: member.clone(),
-                })?;
-        if size != layer.size {
-            return Err(OciError::Size {
-                image: image.to_path_buf(),
-                member: member.clone(),
-                expected: layer.size,
-                actual: size,
-            }
-            .into());
-        }
+        let reader = open_layer(store, image, layer, member)?;
         let corrupt = |reason: String| {
             Failure::Oci(OciError::Corrupt {
                 image: image.to_path_buf(),
@@ -308,100 +332,58 @@ impl Unpacker<'_> {
         };
         let mut blob = Hashing::new(reader);
         let mut buffered = BufReader::with_capacity(1 << 20, &mut blob);
-        let head = buffered
-            .fill_buf()
-            .map_err(|e| corrupt(format!("unreadable: {e}")))?;
-        let decoder: Box<dyn Read + '_> = match head {
-            [0x1f, 0x8b, ..] => Box::new(flate2::bufread::MultiGzDecoder::new(&mut buffered)),
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => {
-                return Err(OciError::Unsupported {
-                    image: image.to_path_buf(),
-                    member: member.clone(),
-                    what: "a zstd-compressed layer (convert the image with `skopeo copy --dest-compress-format gzip`)".into(),
-                }
-                .into())
-            }
-            _ => Box::new(&mut buffered),
-        };
+        let decoder = decompressor(&mut buffered, image, member, &corrupt)?;
         let mut content = Hashing::new(decoder);
-        let digest = layer.digest.as_str();
-        let mut apply = || -> Result<(), Failure> {
-            let mut state = LayerState::default();
-            {
-                let mut archive = tarball::Reader::new(Streamed(&mut content));
-                loop {
-                    let entry = match archive.next() {
-                        Ok(Some(entry)) => entry,
-                        Ok(None) => break,
-                        Err(e) => return Err(tar_failure(image, digest, e, &corrupt)),
-                    };
-                    self.apply_entry(entry, &mut archive, index, &mut state, digest, &corrupt)?;
-                }
-            }
-            content
-                .drain(MAX_TRAILER)
-                .map_err(|e| corrupt(format!("after the tar: {e}")))?;
-            if state.skipped > 0 {
-                self.notes.push(format!(
-                    "skipped {} in layer {digest}: Nanos has no use for them (first: {})",
-                    match state.skipped {
-                        1 => "1 device file or FIFO".to_string(),
-                        n => format!("{n} device files and FIFOs"),
-                    },
-                    state.first_skipped.as_deref().unwrap_or_default(),
-                ));
-            }
-            Ok(())
-        };
-        let applied = apply();
+        let applied = self.apply_tar(&mut content, index, &layer.digest, &corrupt);
         let (diff_id, _) = content.finish();
         // Read the rest of the blob, so that a damaged one is reported as such even when
         // its damage first showed as bad compressed data or a bad tar.
         let tail = io::copy(&mut buffered, &mut io::sink());
         drop(buffered);
         let (digest, read) = blob.finish();
-        let blob_ok = read == layer.size
-            && (resolved.format == Format::DockerArchive || digest == layer.digest);
-        match (applied, tail) {
-            (Ok(()), Ok(_)) => {}
-            (Err(e), _) if blob_ok => return Err(e),
-            (Ok(_), Err(e)) if blob_ok => {
-                return Err(corrupt(format!("after the compressed data: {e}")))
+        let read = LayerRead {
+            applied,
+            tail,
+            digest,
+            read,
+            diff_id,
+        };
+        read.check(image, member, layer, resolved.format, &corrupt)
+    }
+
+    /// Applies the layer tar `content` (layer `index`, digest `digest`) member by member,
+    /// then checks what follows its end; notes the device files and FIFOs it skipped.
+    fn apply_tar<R: Read>(
+        &mut self,
+        content: &mut Hashing<R>,
+        index: usize,
+        digest: &str,
+        corrupt: &dyn Fn(String) -> Failure,
+    ) -> Result<(), Failure> {
+        let image = self.image;
+        let mut state = LayerState::default();
+        {
+            let mut archive = tarball::Reader::new(Streamed(&mut *content));
+            loop {
+                let entry = match archive.next() {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => break,
+                    Err(e) => return Err(tar_failure(image, digest, e, corrupt)),
+                };
+                self.apply_entry(entry, &mut archive, index, &mut state, digest, corrupt)?;
             }
-            _ => {}
         }
-        if read != layer.size {
-            return Err(OciError::Size {
-                image: image.to_path_buf(),
-                member: member.clone(),
-                expected: layer.size,
-                actual: read,
-            }
-            .into());
-        }
-        if resolved.format != Format::DockerArchive && digest != layer.digest {
-            return Err(OciError::Digest {
-                image: image.to_path_buf(),
-                member: member.clone(),
-                expected: layer.digest.clone(),
-                actual: digest,
-            }
-            .into());
-        }
-        if let Some(expected) = &layer.diff_id {
-            if &diff_id != expected {
-                return Err(OciError::Digest {
-                    image: image.to_path_buf(),
-                    member: format!("{member} (uncompressed, the config's diff_id)"),
-                    expected: expected.clone(),
-                    actual: diff_id,
-                }
-                .into());
-            }
+        content
+            .drain(MAX_TRAILER)
+            .map_err(|e| corrupt(format!("after the tar: {e}")))?;
+        if let Some(note) = state.skipped_note(digest) {
+            self.notes.push(note);
         }
         Ok(())
     }
 
+    /// Applies one member of layer `layer` (digest `digest`), its data read from `data`:
+    /// checks its path, then applies it as a whiteout or writes it at its real path.
     fn apply_entry(
         &mut self,
         entry: tarball::Member,
@@ -422,21 +404,7 @@ impl Unpacker<'_> {
                 reason: reason.to_string(),
             })
         };
-        self.members += 1;
-        if self.members > MAX_MEMBERS {
-            return Err(OciError::TooLarge {
-                image: image.to_path_buf(),
-                reason: format!("more than {MAX_MEMBERS} members in all layers"),
-            }
-            .into());
-        }
-        if raw.as_os_str().len() > MAX_PATH {
-            return Err(refuse("path longer than 4096 bytes"));
-        }
-        if raw.as_os_str().as_bytes().contains(&0) {
-            return Err(refuse("a NUL byte in its name"));
-        }
-        let rel = relative(&raw).ok_or_else(|| refuse("absolute path or .. component"))?;
+        let rel = self.member_path(&raw, &refuse)?;
         let Some(file_name) = rel.file_name().map(OsString::from) else {
             return Ok(()); // the root itself
         };
@@ -445,41 +413,17 @@ impl Unpacker<'_> {
         let parent = rel.parent().unwrap_or(Path::new(""));
         let fname = file_name.to_string_lossy();
         if let Some(hidden) = fname.strip_prefix(".wh.") {
-            let Parent::Dir(dir) = self.resolve_parent(parent, false, layer, state, &refuse)?
-            else {
-                return Ok(()); // nothing below to hide
-            };
-            if hidden == ".wh..opq" {
-                self.prune(&dir, state)?;
-            } else if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
-                return Err(refuse("a whiteout of nothing"));
-            } else {
-                let target = dir.join(OsStr::from_bytes(&file_name.as_bytes()[4..]));
-                if state.above.contains(&target) {
-                    // This layer put things inside: only what lower layers had there goes.
-                    self.prune(&target, state)?;
-                } else if !state.this.contains(&target) {
-                    self.remove(&target)?;
-                }
-            }
-            return Ok(());
+            return self.whiteout(parent, &file_name, hidden, layer, state, &refuse);
         }
-        let link = match &entry.link {
-            Some(l) if l.len() > MAX_PATH => {
-                return Err(refuse("a link target longer than 4096 bytes"))
-            }
-            Some(l) if l.contains(&0) => return Err(refuse("a NUL byte in its link target")),
-            Some(l) => Some(PathBuf::from(OsStr::from_bytes(l))),
-            None => None,
-        };
+        let link = link_target(entry.link.as_deref(), &refuse)?;
         let Parent::Dir(dir) = self.resolve_parent(parent, true, layer, state, &refuse)? else {
             return Err(refuse("its parent is missing"));
         };
         let dest_rel = dir.join(&file_name);
-        let dest = self.root.join(&dest_rel);
         let mode = header.mode().unwrap_or(0o644) & 0o777;
         match kind {
             tar::EntryType::Directory => {
+                let dest = self.root.join(&dest_rel);
                 let is_dir = dest.symlink_metadata().is_ok_and(|m| m.is_dir());
                 if !is_dir {
                     self.remove(&dest_rel)?;
@@ -489,86 +433,13 @@ impl Unpacker<'_> {
                 self.remember_parent(rel, dest_rel.clone());
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size;
-                if size > MAX_FILE {
-                    return Err(OciError::TooLarge {
-                        image: image.to_path_buf(),
-                        reason: format!("{name} is {size} bytes, more than {MAX_FILE}"),
-                    }
-                    .into());
-                }
-                self.total += size;
-                if self.total > MAX_TOTAL {
-                    return Err(OciError::TooLarge {
-                        image: image.to_path_buf(),
-                        reason: format!("more than {MAX_TOTAL} bytes of files in all"),
-                    }
-                    .into());
-                }
-                self.remove(&dest_rel)?;
-                let io_err = |e| Failure::Io(dest.clone(), e);
-                // create_new: never through a link at the destination.
-                let mut out: File = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&dest)
-                    .map_err(io_err)?;
-                let mut copied = 0u64;
-                let mut buf = vec![0u8; 256 << 10];
-                loop {
-                    let n = data
-                        .read(&mut buf)
-                        .map_err(|e| corrupt(format!("{name}: {e}")))?;
-                    if n == 0 {
-                        break;
-                    }
-                    out.write_all(&buf[..n]).map_err(io_err)?;
-                    copied += n as u64;
-                }
-                if copied != size {
-                    return Err(corrupt(format!(
-                        "{name} ends after {copied} of {size} bytes"
-                    )));
-                }
-                out.set_permissions(std::fs::Permissions::from_mode(mode))
-                    .map_err(io_err)?;
+                self.write_file(entry.size, data, &dest_rel, mode, &name, corrupt)?;
             }
-            tar::EntryType::Symlink => {
-                let target = link.ok_or_else(|| refuse("a symbolic link without a target"))?;
-                // The same link again (upper layers often repeat them) changes nothing, and
-                // keeps what was resolved through it.
-                if std::fs::read_link(&dest).ok().as_ref() != Some(&target) {
-                    self.remove(&dest_rel)?;
-                    std::os::unix::fs::symlink(&target, &dest)
-                        .map_err(|e| Failure::Io(dest.clone(), e))?;
-                }
-            }
+            tar::EntryType::Symlink => self.write_symlink(link, &dest_rel, &refuse)?,
             tar::EntryType::Link => {
-                let target = link.ok_or_else(|| refuse("a hard link without a target"))?;
-                let target = target.strip_prefix("/").unwrap_or(&target);
-                let target_rel = relative(target)
-                    .filter(|t| t.file_name().is_some())
-                    .ok_or_else(|| refuse("a hard link leaving the root"))?;
-                let t_parent = target_rel.parent().unwrap_or(Path::new(""));
-                let Parent::Dir(t_dir) =
-                    self.resolve_parent(t_parent, false, layer, state, &refuse)?
-                else {
-                    return Err(refuse("a hard link to a missing file"));
-                };
-                let t_rel = t_dir.join(target_rel.file_name().unwrap_or_default());
-                if t_rel == dest_rel {
+                if !self.write_hard_link(link, &dest_rel, layer, state, &refuse)? {
                     return Ok(()); // a link to itself: nothing to do
                 }
-                let t_abs = self.root.join(&t_rel);
-                match t_abs.symlink_metadata() {
-                    Ok(m) if !m.is_dir() => {}
-                    Ok(_) => return Err(refuse("a hard link to a folder")),
-                    Err(_) => return Err(refuse("a hard link to a missing file")),
-                }
-                self.remove(&dest_rel)?;
-                // linkat without AT_SYMLINK_FOLLOW: a link to a symbolic link stays one.
-                std::fs::hard_link(&t_abs, &dest).map_err(|e| Failure::Io(dest.clone(), e))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 // Nanos has no use for them, and they cannot be made without root: what
@@ -583,6 +454,172 @@ impl Unpacker<'_> {
         state.wrote(&dest_rel);
         self.files.insert(dest_rel, layer as u32);
         Ok(())
+    }
+
+    /// Counts member `raw` against [`MAX_MEMBERS`] and checks its path (length, NUL bytes,
+    /// staying inside the root): gives it relative to the root, without `.`.
+    fn member_path(
+        &mut self,
+        raw: &Path,
+        refuse: &dyn Fn(&str) -> Failure,
+    ) -> Result<PathBuf, Failure> {
+        self.members += 1;
+        if self.members > MAX_MEMBERS {
+            return Err(OciError::TooLarge {
+                image: self.image.to_path_buf(),
+                reason: format!("more than {MAX_MEMBERS} members in all layers"),
+            }
+            .into());
+        }
+        if raw.as_os_str().len() > MAX_PATH {
+            return Err(refuse("path longer than 4096 bytes"));
+        }
+        if raw.as_os_str().as_bytes().contains(&0) {
+            return Err(refuse("a NUL byte in its name"));
+        }
+        relative(raw).ok_or_else(|| refuse("absolute path or .. component"))
+    }
+
+    /// Applies the whiteout `file_name` (`.wh.<hidden>`) found in member folder `parent`:
+    /// an opaque folder's prune, or the removal of what lower layers had at the hidden path.
+    fn whiteout(
+        &mut self,
+        parent: &Path,
+        file_name: &OsStr,
+        hidden: &str,
+        layer: usize,
+        state: &mut LayerState,
+        refuse: &dyn Fn(&str) -> Failure,
+    ) -> Result<(), Failure> {
+        let Parent::Dir(dir) = self.resolve_parent(parent, false, layer, state, refuse)? else {
+            return Ok(()); // nothing below to hide
+        };
+        if hidden == ".wh..opq" {
+            self.prune(&dir, state)?;
+        } else if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+            return Err(refuse("a whiteout of nothing"));
+        } else {
+            let target = dir.join(OsStr::from_bytes(&file_name.as_bytes()[4..]));
+            if state.above.contains(&target) {
+                // This layer put things inside: only what lower layers had there goes.
+                self.prune(&target, state)?;
+            } else if !state.this.contains(&target) {
+                self.remove(&target)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the regular file `dest_rel` (member `name`, escaped) with `mode` from its
+    /// `size` bytes of `data`, once they are counted against [`MAX_FILE`] and [`MAX_TOTAL`].
+    fn write_file(
+        &mut self,
+        size: u64,
+        data: &mut dyn Read,
+        dest_rel: &Path,
+        mode: u32,
+        name: &str,
+        corrupt: &dyn Fn(String) -> Failure,
+    ) -> Result<(), Failure> {
+        let image = self.image;
+        if size > MAX_FILE {
+            return Err(OciError::TooLarge {
+                image: image.to_path_buf(),
+                reason: format!("{name} is {size} bytes, more than {MAX_FILE}"),
+            }
+            .into());
+        }
+        self.total += size;
+        if self.total > MAX_TOTAL {
+            return Err(OciError::TooLarge {
+                image: image.to_path_buf(),
+                reason: format!("more than {MAX_TOTAL} bytes of files in all"),
+            }
+            .into());
+        }
+        self.remove(dest_rel)?;
+        let dest = self.root.join(dest_rel);
+        let io_err = |e| Failure::Io(dest.clone(), e);
+        // create_new: never through a link at the destination.
+        let mut out: File = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dest)
+            .map_err(io_err)?;
+        let mut copied = 0u64;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = data
+                .read(&mut buf)
+                .map_err(|e| corrupt(format!("{name}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).map_err(io_err)?;
+            copied += n as u64;
+        }
+        if copied != size {
+            return Err(corrupt(format!(
+                "{name} ends after {copied} of {size} bytes"
+            )));
+        }
+        out.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io_err)
+    }
+
+    /// Makes `dest_rel` a symbolic link to `link`, unless it already is one.
+    fn write_symlink(
+        &mut self,
+        link: Option<PathBuf>,
+        dest_rel: &Path,
+        refuse: &dyn Fn(&str) -> Failure,
+    ) -> Result<(), Failure> {
+        let target = link.ok_or_else(|| refuse("a symbolic link without a target"))?;
+        let dest = self.root.join(dest_rel);
+        // The same link again (upper layers often repeat them) changes nothing, and
+        // keeps what was resolved through it.
+        if std::fs::read_link(&dest).ok().as_ref() != Some(&target) {
+            self.remove(dest_rel)?;
+            std::os::unix::fs::symlink(&target, &dest).map_err(|e| Failure::Io(dest.clone(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `dest_rel` a hard link to the file `link` names (inside the root, as this
+    /// layer sees it); `false` if that is `dest_rel` itself (nothing done).
+    fn write_hard_link(
+        &mut self,
+        link: Option<PathBuf>,
+        dest_rel: &Path,
+        layer: usize,
+        state: &mut LayerState,
+        refuse: &dyn Fn(&str) -> Failure,
+    ) -> Result<bool, Failure> {
+        let target = link.ok_or_else(|| refuse("a hard link without a target"))?;
+        let target = target.strip_prefix("/").unwrap_or(&target);
+        let target_rel = relative(target)
+            .filter(|t| t.file_name().is_some())
+            .ok_or_else(|| refuse("a hard link leaving the root"))?;
+        let t_parent = target_rel.parent().unwrap_or(Path::new(""));
+        let Parent::Dir(t_dir) = self.resolve_parent(t_parent, false, layer, state, refuse)? else {
+            return Err(refuse("a hard link to a missing file"));
+        };
+        let t_rel = t_dir.join(target_rel.file_name().unwrap_or_default());
+        if t_rel == dest_rel {
+            return Ok(false);
+        }
+        let t_abs = self.root.join(&t_rel);
+        match t_abs.symlink_metadata() {
+            Ok(m) if !m.is_dir() => {}
+            Ok(_) => return Err(refuse("a hard link to a folder")),
+            Err(_) => return Err(refuse("a hard link to a missing file")),
+        }
+        self.remove(dest_rel)?;
+        let dest = self.root.join(dest_rel);
+        // linkat without AT_SYMLINK_FOLLOW: a link to a symbolic link stays one.
+        std::fs::hard_link(&t_abs, &dest).map_err(|e| Failure::Io(dest.clone(), e))?;
+        Ok(true)
     }
 
     /// The real folder (inside the root) that `parent` names, following symbolic links
@@ -779,6 +816,147 @@ fn relative(p: &Path) -> Option<PathBuf> {
         }
     }
     Some(out)
+}
+
+/// Opens the blob of `layer` (its member escaped: `member`) in `store` and checks its size
+/// against the manifest's.
+fn open_layer(
+    store: &Store,
+    image: &Path,
+    layer: &Layer,
+    member: &str,
+) -> Result<Box<dyn Read>, Failure> {
+    let (reader, size) =
+        store
+            .member(image, &layer.member)?
+            .ok_or_else(|| OciError::MissingBlob {
+                image: image.to_path_buf(),
+                member: member.to_string(),
+            })?;
+    if size != layer.size {
+        return Err(OciError::Size {
+            image: image.to_path_buf(),
+            member: member.to_string(),
+            expected: layer.size,
+            actual: size,
+        }
+        .into());
+    }
+    Ok(reader)
+}
+
+/// The tar in the layer blob `buffered` (its member escaped: `member`): decompressed if
+/// gzip, as it is otherwise; a zstd-compressed layer is refused.
+fn decompressor<'b, R: BufRead + 'b>(
+    buffered: &'b mut R,
+    image: &Path,
+    member: &str,
+    corrupt: &dyn Fn(String) -> Failure,
+) -> Result<Box<dyn Read + 'b>, Failure> {
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| corrupt(format!("unreadable: {e}")))?;
+    Ok(match head {
+        [0x1f, 0x8b, ..] => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+            return Err(OciError::Unsupported {
+                image: image.to_path_buf(),
+                member: member.to_string(),
+                what: "a zstd-compressed layer (convert the image with `skopeo copy --dest-compress-format gzip`)".into(),
+            }
+            .into())
+        }
+        _ => Box::new(buffered),
+    })
+}
+
+/// What reading one layer's blob to its end gave.
+struct LayerRead {
+    /// Applying its tar ([`Unpacker::apply_tar`]).
+    applied: Result<(), Failure>,
+    /// Reading the rest of the blob after the compressed data.
+    tail: io::Result<u64>,
+    /// `sha256:<hex>` of the blob as read.
+    digest: String,
+    /// Bytes of the blob read.
+    read: u64,
+    /// `sha256:<hex>` of the uncompressed tar.
+    diff_id: String,
+}
+
+impl LayerRead {
+    /// The layer's failure, if any: the tar's or the tail's when the blob is sound (its
+    /// size and, but in a docker-archive, its digest as the manifest says), else the blob's
+    /// size or digest; then the uncompressed tar's digest against the config's `diff_id`.
+    fn check(
+        self,
+        image: &Path,
+        member: &str,
+        layer: &Layer,
+        format: Format,
+        corrupt: &dyn Fn(String) -> Failure,
+    ) -> Result<(), Failure> {
+        let LayerRead {
+            applied,
+            tail,
+            digest,
+            read,
+            diff_id,
+        } = self;
+        let blob_ok =
+            read == layer.size && (format == Format::DockerArchive || digest == layer.digest);
+        match (applied, tail) {
+            (Ok(()), Ok(_)) => {}
+            (Err(e), _) if blob_ok => return Err(e),
+            (Ok(_), Err(e)) if blob_ok => {
+                return Err(corrupt(format!("after the compressed data: {e}")))
+            }
+            _ => {}
+        }
+        if read != layer.size {
+            return Err(OciError::Size {
+                image: image.to_path_buf(),
+                member: member.to_string(),
+                expected: layer.size,
+                actual: read,
+            }
+            .into());
+        }
+        if format != Format::DockerArchive && digest != layer.digest {
+            return Err(OciError::Digest {
+                image: image.to_path_buf(),
+                member: member.to_string(),
+                expected: layer.digest.clone(),
+                actual: digest,
+            }
+            .into());
+        }
+        if let Some(expected) = &layer.diff_id {
+            if &diff_id != expected {
+                return Err(OciError::Digest {
+                    image: image.to_path_buf(),
+                    member: format!("{member} (uncompressed, the config's diff_id)"),
+                    expected: expected.clone(),
+                    actual: diff_id,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A member's link target as a path; refused if longer than [`MAX_PATH`] or with a NUL byte.
+fn link_target(
+    link: Option<&[u8]>,
+    refuse: &dyn Fn(&str) -> Failure,
+) -> Result<Option<PathBuf>, Failure> {
+    match link {
+        Some(l) if l.len() > MAX_PATH => Err(refuse("a link target longer than 4096 bytes")),
+        Some(l) if l.contains(&0) => Err(refuse("a NUL byte in its link target")),
+        Some(l) => Ok(Some(PathBuf::from(OsStr::from_bytes(l)))),
+        None => Ok(None),
+    }
 }
 
 /// Removes whatever is at `p` (a folder with its content), never following a link; gives
