@@ -550,10 +550,11 @@ impl Session {
                     return Err(size_err(format!("more than {size}")));
                 }
                 hasher.update(&chunk);
-                out.write_all(&chunk).map_err(|source| RegistryError::Write {
-                    path: out_path.to_path_buf(),
-                    source,
-                })?;
+                out.write_all(&chunk)
+                    .map_err(|source| RegistryError::Write {
+                        path: out_path.to_path_buf(),
+                        source,
+                    })?;
                 if let Some(b) = &bar {
                     b.set_position(count);
                 }
@@ -561,30 +562,49 @@ impl Session {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
-            if count == size {
-                let actual = format!("sha256:{}", hex(&hasher.finalize()));
-                if actual != digest {
-                    return Err(RegistryError::Digest {
-                        reference: self.name(),
-                        blob: digest.to_string(),
-                        expected: digest.to_string(),
-                        actual,
-                    });
-                }
-            }
-            if let Some(reason) = broken {
-                return Err(RegistryError::Protocol {
+            self.check_received(digest, size, count, hasher, broken)
+        })
+    }
+
+    /// The end of a blob stream of `count` bytes hashed by `hasher` (`broken` says why it
+    /// stopped early, if it did): a complete blob must have the digest; then a broken
+    /// connection, or a count other than `size`, is refused.
+    fn check_received(
+        &self,
+        digest: &str,
+        size: u64,
+        count: u64,
+        hasher: Sha256,
+        broken: Option<String>,
+    ) -> Result<(), RegistryError> {
+        if count == size {
+            let actual = format!("sha256:{}", hex(&hasher.finalize()));
+            if actual != digest {
+                return Err(RegistryError::Digest {
                     reference: self.name(),
-                    reason: format!(
-                        "blob {digest}: the connection broke after {count} of {size} bytes: {reason}"
-                    ),
+                    blob: digest.to_string(),
+                    expected: digest.to_string(),
+                    actual,
                 });
             }
-            if count != size {
-                return Err(size_err(count.to_string()));
-            }
-            Ok(())
-        })
+        }
+        if let Some(reason) = broken {
+            return Err(RegistryError::Protocol {
+                reference: self.name(),
+                reason: format!(
+                    "blob {digest}: the connection broke after {count} of {size} bytes: {reason}"
+                ),
+            });
+        }
+        if count != size {
+            return Err(RegistryError::Size {
+                reference: self.name(),
+                blob: digest.to_string(),
+                expected: size.to_string(),
+                actual: count.to_string(),
+            });
+        }
+        Ok(())
     }
 
     fn bar(&self, size: u64, label: &str) -> Option<indicatif::ProgressBar> {
