@@ -11,7 +11,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::client::{hex, Options, Session};
-use crate::image::parse_manifest;
+use crate::image::{parse_manifest, ManifestJson};
 use crate::reference::is_sha256;
 use crate::{annotation, media, Reference, RegistryError};
 
@@ -174,6 +174,43 @@ pub fn pull_artifact(
     let session = Session::open(reference, opts, RegistryOperation::Pull)?;
     let (body, manifest_digest, _) = session.manifest(reference.selector())?;
     let manifest = parse_manifest(reference, "its manifest", &body)?;
+    let artifact = artifact_of(reference, &manifest_digest, &manifest)?;
+    let label = manifest
+        .annotations
+        .get(annotation::TITLE)
+        .map(|t| escape(t).to_string())
+        .unwrap_or_else(|| artifact.layer_digest[..19].to_string());
+    let (temp, target) = open_destination(dest, &artifact)?;
+    let Some(mut temp) = temp else {
+        return Ok((artifact, target));
+    };
+    let temp_path = temp.path().to_path_buf();
+    session.blob_to(
+        &artifact.layer_digest,
+        artifact.size,
+        temp.as_file_mut(),
+        &temp_path,
+        &label,
+    )?;
+    temp.as_file_mut().flush().map_err(write_err(&target))?;
+    temp.as_file().sync_all().map_err(write_err(&target))?;
+    temp.persist(&target).map_err(write_err(&target))?;
+    Ok((artifact, target))
+}
+
+/// The error for a failed write of `path`.
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError {
+    let p = path.to_path_buf();
+    move |source| RegistryError::Write { path: p, source }
+}
+
+/// The artifact the manifest `manifest_digest` describes: not an index, exactly one
+/// layer, whose digest is `sha256:<hex>`.
+fn artifact_of(
+    reference: &Reference,
+    manifest_digest: &str,
+    manifest: &ManifestJson,
+) -> Result<Artifact, RegistryError> {
     let invalid = |reason: String| RegistryError::Invalid {
         reference: reference.to_string(),
         what: format!("manifest {manifest_digest}"),
@@ -197,54 +234,41 @@ pub fn pull_artifact(
             escape(&layer.digest)
         )));
     }
-    let artifact = Artifact {
-        manifest_digest: manifest_digest.clone(),
+    Ok(Artifact {
+        manifest_digest: manifest_digest.to_string(),
         layer_digest: layer.digest.clone(),
         size: layer.size,
         media_type: layer.media_type.clone().unwrap_or_default(),
         annotations: manifest.annotations.clone(),
-    };
-    let write = |path: &Path| {
-        let p = path.to_path_buf();
-        move |source| RegistryError::Write { path: p, source }
-    };
-    let label = manifest
-        .annotations
-        .get(annotation::TITLE)
-        .map(|t| escape(t).to_string())
-        .unwrap_or_else(|| layer.digest[..19].to_string());
-    let (mut temp, target) = match dest {
-        Destination::File(out) => (
-            nanoimg_atomic::TempFile::beside(out).map_err(write(out))?,
+    })
+}
+
+/// The file the layer goes to, and the temporary file it is written to first: none when
+/// the destination is the cache and its blob store has it already (at its size).
+fn open_destination(
+    dest: Destination<'_>,
+    artifact: &Artifact,
+) -> Result<(Option<nanoimg_atomic::TempFile>, PathBuf), RegistryError> {
+    match dest {
+        Destination::File(out) => Ok((
+            Some(nanoimg_atomic::TempFile::beside(out).map_err(write_err(out))?),
             out.to_path_buf(),
-        ),
+        )),
         Destination::Cache(root) => {
             let store = crate::image::blob_store(root);
-            let target = store.join(&layer.digest[7..]);
-            if std::fs::metadata(&target).is_ok_and(|m| m.is_file() && m.len() == layer.size) {
-                return Ok((artifact, target));
+            let target = store.join(&artifact.layer_digest[7..]);
+            if std::fs::metadata(&target).is_ok_and(|m| m.is_file() && m.len() == artifact.size) {
+                return Ok((None, target));
             }
             let tmp = root.join("tmp");
-            std::fs::create_dir_all(&tmp).map_err(write(&tmp))?;
-            std::fs::create_dir_all(&store).map_err(write(&store))?;
-            (
-                nanoimg_atomic::TempFile::in_dir(&tmp, "registry-").map_err(write(&tmp))?,
+            std::fs::create_dir_all(&tmp).map_err(write_err(&tmp))?;
+            std::fs::create_dir_all(&store).map_err(write_err(&store))?;
+            Ok((
+                Some(nanoimg_atomic::TempFile::in_dir(&tmp, "registry-").map_err(write_err(&tmp))?),
                 target,
-            )
+            ))
         }
-    };
-    let temp_path = temp.path().to_path_buf();
-    session.blob_to(
-        &layer.digest,
-        layer.size,
-        temp.as_file_mut(),
-        &temp_path,
-        &label,
-    )?;
-    temp.as_file_mut().flush().map_err(write(&target))?;
-    temp.as_file().sync_all().map_err(write(&target))?;
-    temp.persist(&target).map_err(write(&target))?;
-    Ok((artifact, target))
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,62 @@ fn chain(e: &dyn std::error::Error) -> String {
     escape(&s).to_string()
 }
 
+/// oci-client's setup: HTTP or HTTPS, the `certs.d` CA certificates, monolithic pushes,
+/// the timeouts and nanoimg's user agent.
+fn client_config(opts: &Options, certs: &[(PathBuf, Vec<u8>)], insecure: bool) -> ClientConfig {
+    ClientConfig {
+        protocol: if insecure {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        extra_root_certificates: certs
+            .iter()
+            .map(|(_, pem)| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.clone(),
+            })
+            .collect(),
+        platform_resolver: None,
+        use_monolithic_push: true,
+        read_timeout: Some(opts.timeout),
+        connect_timeout: Some(opts.timeout),
+        user_agent: concat!("nanoimg/", env!("CARGO_PKG_VERSION")),
+        ..ClientConfig::default()
+    }
+}
+
+/// The reqwest client for manifest GETs: the same timeouts, user agent and CA
+/// certificates, at most 5 redirects, and no proxy for a registry on this machine.
+fn http_client(
+    reference: &Reference,
+    opts: &Options,
+    certs: &[(PathBuf, Vec<u8>)],
+) -> Result<reqwest::Client, RegistryError> {
+    let mut builder = reqwest::Client::builder()
+        .read_timeout(opts.timeout)
+        .connect_timeout(opts.timeout)
+        .user_agent(concat!("nanoimg/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(5));
+    let host = reference.api_host();
+    if host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]") {
+        builder = builder.no_proxy();
+    }
+    let mut extra = Vec::new();
+    for (path, pem) in certs {
+        extra.push(reqwest::Certificate::from_pem(pem).map_err(|e| {
+            RegistryError::Certificate {
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        })?);
+    }
+    builder
+        .tls_certs_merge(extra)
+        .build()
+        .map_err(|e| RegistryError::Client(chain(&e)))
+}
+
 pub(crate) struct Session {
     rt: tokio::runtime::Runtime,
     oci: oci_client::Client,
@@ -187,50 +243,10 @@ impl Session {
         };
         let certs = registry_certs(&opts.cert_dirs, &registry)?;
         let insecure = opts.is_insecure(&registry);
-        let config = ClientConfig {
-            protocol: if insecure {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            extra_root_certificates: certs
-                .iter()
-                .map(|(_, pem)| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
-            platform_resolver: None,
-            use_monolithic_push: true,
-            read_timeout: Some(opts.timeout),
-            connect_timeout: Some(opts.timeout),
-            user_agent: concat!("nanoimg/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        };
+        let config = client_config(opts, &certs, insecure);
         let oci =
             oci_client::Client::try_from(config).map_err(|e| RegistryError::Client(chain(&e)))?;
-        let mut builder = reqwest::Client::builder()
-            .read_timeout(opts.timeout)
-            .connect_timeout(opts.timeout)
-            .user_agent(concat!("nanoimg/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(5));
-        let host = reference.api_host();
-        if host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]") {
-            builder = builder.no_proxy();
-        }
-        let mut extra = Vec::new();
-        for (path, pem) in &certs {
-            extra.push(reqwest::Certificate::from_pem(pem).map_err(|e| {
-                RegistryError::Certificate {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                }
-            })?);
-        }
-        let http = builder
-            .tls_certs_merge(extra)
-            .build()
-            .map_err(|e| RegistryError::Client(chain(&e)))?;
+        let http = http_client(reference, opts, &certs)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -248,17 +264,24 @@ impl Session {
             scheme: if insecure { "http" } else { "https" },
             progress: opts.progress,
         };
-        let result = session
-            .rt
-            .block_on(session.oci.auth(&session.oci_ref, &session.auth, op));
-        match result {
-            Ok(token) => session.token = token,
-            Err(OciDistributionError::AuthenticationFailure(_)) => {
-                return Err(session.unauthorized(401))
-            }
-            Err(e) => return Err(session.oci_error(e, "the registry's /v2/ endpoint")),
-        }
+        session.authenticate(op)?;
         Ok(session)
+    }
+
+    /// Asks the registry's `/v2/` endpoint for access for `op`, keeping the bearer token
+    /// it gives, if any.
+    fn authenticate(&mut self, op: RegistryOperation) -> Result<(), RegistryError> {
+        let result = self
+            .rt
+            .block_on(self.oci.auth(&self.oci_ref, &self.auth, op));
+        match result {
+            Ok(token) => self.token = token,
+            Err(OciDistributionError::AuthenticationFailure(_)) => {
+                return Err(self.unauthorized(401))
+            }
+            Err(e) => return Err(self.oci_error(e, "the registry's /v2/ endpoint")),
+        }
+        Ok(())
     }
 
     fn name(&self) -> String {
@@ -369,78 +392,12 @@ impl Session {
         &self,
         selector: &str,
     ) -> Result<(Vec<u8>, String, Option<String>), RegistryError> {
-        let url = format!(
-            "{}://{}/v2/{}/manifests/{}",
-            self.scheme,
-            self.reference.api_host(),
-            self.reference.repository,
-            selector
-        );
+        let req = self.manifest_request(selector);
         let what = format!("manifest {}", escape(selector));
-        let req = self.with_auth(self.http.get(&url)).header(
-            reqwest::header::ACCEPT,
-            [
-                media::OCI_MANIFEST,
-                media::OCI_INDEX,
-                media::DOCKER_MANIFEST,
-                media::DOCKER_LIST,
-            ]
-            .join(", "),
-        );
         self.rt.block_on(async {
-            let mut resp = req.send().await.map_err(|e| self.transport(&e))?;
-            let status = resp.status().as_u16();
-            if matches!(status, 401 | 403) {
-                return Err(self.unauthorized(status));
-            }
-            if status == 404 {
-                return Err(RegistryError::NotFound {
-                    reference: self.name(),
-                    what,
-                });
-            }
-            if !resp.status().is_success() {
-                let mut body = Vec::new();
-                while let Ok(Some(c)) = resp.chunk().await {
-                    body.extend_from_slice(&c);
-                    if body.len() > 2000 {
-                        break;
-                    }
-                }
-                let mut body = escape(String::from_utf8_lossy(&body).trim()).to_string();
-                if body.contains("HTTPS server") {
-                    body.push_str(&format!(
-                        " (the registry speaks TLS: leave out --insecure-registry {})",
-                        self.reference.registry
-                    ));
-                }
-                return Err(RegistryError::Status {
-                    reference: self.name(),
-                    what,
-                    status,
-                    body,
-                });
-            }
-            let too_large = || RegistryError::TooLarge {
-                reference: self.name(),
-                what: what.clone(),
-                limit: MAX_MANIFEST,
-            };
-            if resp.content_length().is_some_and(|n| n > MAX_MANIFEST) {
-                return Err(too_large());
-            }
-            let media_type = resp
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-            let mut body = Vec::new();
-            while let Some(c) = resp.chunk().await.map_err(|e| self.transport(&e))? {
-                if body.len() as u64 + c.len() as u64 > MAX_MANIFEST {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&c);
-            }
+            let resp = req.send().await.map_err(|e| self.transport(&e))?;
+            let resp = self.check_status(resp, &what).await?;
+            let (body, media_type) = self.read_manifest(resp, &what).await?;
             let digest = format!("sha256:{}", hex(&Sha256::digest(&body)));
             if selector.starts_with("sha256:") && digest != selector {
                 return Err(RegistryError::Digest {
@@ -452,6 +409,99 @@ impl Session {
             }
             Ok((body, digest, media_type))
         })
+    }
+
+    /// The GET of the manifest `selector`, accepting OCI and Docker manifests and indexes.
+    fn manifest_request(&self, selector: &str) -> reqwest::RequestBuilder {
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{}",
+            self.scheme,
+            self.reference.api_host(),
+            self.reference.repository,
+            selector
+        );
+        self.with_auth(self.http.get(&url)).header(
+            reqwest::header::ACCEPT,
+            [
+                media::OCI_MANIFEST,
+                media::OCI_INDEX,
+                media::DOCKER_MANIFEST,
+                media::DOCKER_LIST,
+            ]
+            .join(", "),
+        )
+    }
+
+    /// `resp` if its status is a success; else the error for `what`: refused, not found,
+    /// or the status with (escaped) the start of the body.
+    async fn check_status(
+        &self,
+        mut resp: reqwest::Response,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let status = resp.status().as_u16();
+        if matches!(status, 401 | 403) {
+            return Err(self.unauthorized(status));
+        }
+        if status == 404 {
+            return Err(RegistryError::NotFound {
+                reference: self.name(),
+                what: what.to_string(),
+            });
+        }
+        if !resp.status().is_success() {
+            let mut body = Vec::new();
+            while let Ok(Some(c)) = resp.chunk().await {
+                body.extend_from_slice(&c);
+                if body.len() > 2000 {
+                    break;
+                }
+            }
+            let mut body = escape(String::from_utf8_lossy(&body).trim()).to_string();
+            if body.contains("HTTPS server") {
+                body.push_str(&format!(
+                    " (the registry speaks TLS: leave out --insecure-registry {})",
+                    self.reference.registry
+                ));
+            }
+            return Err(RegistryError::Status {
+                reference: self.name(),
+                what: what.to_string(),
+                status,
+                body,
+            });
+        }
+        Ok(resp)
+    }
+
+    /// The body of a manifest answer (at most [`MAX_MANIFEST`], refused from
+    /// `Content-Length` before reading, and while reading) and its `Content-Type`.
+    async fn read_manifest(
+        &self,
+        mut resp: reqwest::Response,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        let too_large = || RegistryError::TooLarge {
+            reference: self.name(),
+            what: what.to_string(),
+            limit: MAX_MANIFEST,
+        };
+        if resp.content_length().is_some_and(|n| n > MAX_MANIFEST) {
+            return Err(too_large());
+        }
+        let media_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let mut body = Vec::new();
+        while let Some(c) = resp.chunk().await.map_err(|e| self.transport(&e))? {
+            if body.len() as u64 + c.len() as u64 > MAX_MANIFEST {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&c);
+        }
+        Ok((body, media_type))
     }
 
     /// Streams the blob `digest` of `size` bytes into `out`, verifying its size and
@@ -500,10 +550,11 @@ impl Session {
                     return Err(size_err(format!("more than {size}")));
                 }
                 hasher.update(&chunk);
-                out.write_all(&chunk).map_err(|source| RegistryError::Write {
-                    path: out_path.to_path_buf(),
-                    source,
-                })?;
+                out.write_all(&chunk)
+                    .map_err(|source| RegistryError::Write {
+                        path: out_path.to_path_buf(),
+                        source,
+                    })?;
                 if let Some(b) = &bar {
                     b.set_position(count);
                 }
@@ -511,30 +562,49 @@ impl Session {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
-            if count == size {
-                let actual = format!("sha256:{}", hex(&hasher.finalize()));
-                if actual != digest {
-                    return Err(RegistryError::Digest {
-                        reference: self.name(),
-                        blob: digest.to_string(),
-                        expected: digest.to_string(),
-                        actual,
-                    });
-                }
-            }
-            if let Some(reason) = broken {
-                return Err(RegistryError::Protocol {
+            self.check_received(digest, size, count, hasher, broken)
+        })
+    }
+
+    /// The end of a blob stream of `count` bytes hashed by `hasher` (`broken` says why it
+    /// stopped early, if it did): a complete blob must have the digest; then a broken
+    /// connection, or a count other than `size`, is refused.
+    fn check_received(
+        &self,
+        digest: &str,
+        size: u64,
+        count: u64,
+        hasher: Sha256,
+        broken: Option<String>,
+    ) -> Result<(), RegistryError> {
+        if count == size {
+            let actual = format!("sha256:{}", hex(&hasher.finalize()));
+            if actual != digest {
+                return Err(RegistryError::Digest {
                     reference: self.name(),
-                    reason: format!(
-                        "blob {digest}: the connection broke after {count} of {size} bytes: {reason}"
-                    ),
+                    blob: digest.to_string(),
+                    expected: digest.to_string(),
+                    actual,
                 });
             }
-            if count != size {
-                return Err(size_err(count.to_string()));
-            }
-            Ok(())
-        })
+        }
+        if let Some(reason) = broken {
+            return Err(RegistryError::Protocol {
+                reference: self.name(),
+                reason: format!(
+                    "blob {digest}: the connection broke after {count} of {size} bytes: {reason}"
+                ),
+            });
+        }
+        if count != size {
+            return Err(RegistryError::Size {
+                reference: self.name(),
+                blob: digest.to_string(),
+                expected: size.to_string(),
+                actual: count.to_string(),
+            });
+        }
+        Ok(())
     }
 
     fn bar(&self, size: u64, label: &str) -> Option<indicatif::ProgressBar> {

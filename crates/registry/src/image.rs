@@ -136,6 +136,17 @@ fn cache_io(path: &Path) -> impl Fn(std::io::Error) -> RegistryError + '_ {
     }
 }
 
+/// A platform's image manifest as the registry gave it, once any indexes are followed.
+struct Resolved {
+    body: Vec<u8>,
+    digest: String,
+    /// The media type the index entry (or else the registry's answer) gave, if any.
+    media_type: Option<String>,
+    /// The platform of the index entry that led to it (none when there was no index).
+    platform: Option<PlatformJson>,
+    manifest: ManifestJson,
+}
+
 /// Pulls the image `reference` for `platform` into the cache under `cache_root` (unless
 /// it is there) and gives its layout. A tag is resolved to a digest once; an index is
 /// narrowed to the platform's manifest, and only that manifest's config and layers are
@@ -151,118 +162,215 @@ pub fn pull_image(
     opts: &Options,
 ) -> Result<Pulled, RegistryError> {
     if let Some(d) = &reference.digest {
-        if let Some(layout) = cached_image(cache_root, d) {
-            return Ok(Pulled {
-                manifest_digest: d.clone(),
-                layout,
-                downloaded: 0,
-            });
+        if let Some(pulled) = cached_pull(cache_root, d) {
+            return Ok(pulled);
         }
     }
     let session = Session::open(reference, opts, RegistryOperation::Pull)?;
-    let name = reference.to_string();
-    let (mut body, mut digest, mut media_type) = session.manifest(reference.selector())?;
-    let mut entry_platform: Option<PlatformJson> = None;
-    let mut manifest = parse_manifest(reference, "its manifest", &body)?;
+    let resolved = resolve_manifest(&session, reference, platform)?;
+    if let Some(pulled) = cached_pull(cache_root, &resolved.digest) {
+        return Ok(pulled);
+    }
+    let media_type = image_media_type(reference, &resolved)?;
+    let blobs = image_blobs(reference, &resolved)?;
+
+    // Everything goes into a temporary layout first.
+    let tmp = cache_root.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(cache_io(&tmp))?;
+    let store = blob_store(cache_root);
+    let staged = nanoimg_atomic::TempDir::in_dir(&tmp, "registry-").map_err(cache_io(&tmp))?;
+    let dir = staged.path().to_path_buf();
+    let sha_dir = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&sha_dir).map_err(cache_io(&sha_dir))?;
+    let digest = resolved.digest.clone();
+    write_file(&dir, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    write_file(
+        &dir,
+        &format!("blobs/sha256/{}", &digest[7..]),
+        &resolved.body,
+    )?;
+    let downloaded = fetch_blobs(&session, &sha_dir, &store, &blobs)?;
+    let index = layout_index(&resolved, &media_type);
+    write_file(
+        &dir,
+        "index.json",
+        &serde_json::to_vec(&index).map_err(|e| invalid(reference, &digest, e.to_string()))?,
+    )?;
+    let layout = persist_layout(staged, cache_root, &digest)?;
+    share_blobs(&layout, &store, &blobs);
+    Ok(Pulled {
+        manifest_digest: digest,
+        layout,
+        downloaded,
+    })
+}
+
+/// The pull of the image with manifest `digest` when it is fully in the cache.
+fn cached_pull(cache_root: &Path, digest: &str) -> Option<Pulled> {
+    cached_image(cache_root, digest).map(|layout| Pulled {
+        manifest_digest: digest.to_string(),
+        layout,
+        downloaded: 0,
+    })
+}
+
+/// The manifest `reference` names, followed through at most [`MAX_NESTING`] indexes to
+/// `platform`'s image manifest.
+fn resolve_manifest(
+    session: &Session,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<Resolved, RegistryError> {
+    let (body, digest, media_type) = session.manifest(reference.selector())?;
+    let manifest = parse_manifest(reference, "its manifest", &body)?;
+    let mut resolved = Resolved {
+        body,
+        digest,
+        media_type,
+        platform: None,
+        manifest,
+    };
     for depth in 0.. {
-        let Some(entries) = &manifest.manifests else {
+        let Some(entries) = &resolved.manifest.manifests else {
             break;
         };
         if depth >= MAX_NESTING {
             return Err(RegistryError::Invalid {
-                reference: name,
+                reference: reference.to_string(),
                 what: "its index".into(),
                 reason: format!("indexes nested more than {MAX_NESTING} deep"),
             });
         }
-        let chosen = entries
-            .iter()
-            .find(|e| {
-                e.platform
-                    .as_ref()
-                    .is_some_and(|p| p.platform().satisfies(platform))
-            })
-            .cloned();
-        let Some(chosen) = chosen else {
-            let mut available: Vec<String> = entries
-                .iter()
-                .filter_map(|e| e.platform.as_ref())
-                .map(|p| escape(&p.platform().to_string()).to_string())
-                .collect();
-            available.dedup();
-            available.truncate(20);
-            return Err(RegistryError::NoPlatform {
-                reference: name,
-                platform: platform.to_string(),
-                available: if available.is_empty() {
-                    "no platforms".into()
-                } else {
-                    available.join(", ")
-                },
-            });
+        let chosen = choose_entry(reference, entries, platform)?;
+        let (body, digest, media_type) = fetch_entry(session, reference, &chosen)?;
+        let manifest = parse_manifest(reference, "its platform manifest", &body)?;
+        resolved = Resolved {
+            body,
+            digest,
+            media_type: chosen.media_type.clone().or(media_type),
+            platform: chosen.platform.clone(),
+            manifest,
         };
-        if !is_sha256(&chosen.digest) {
-            return Err(RegistryError::Invalid {
-                reference: name,
-                what: "its index".into(),
-                reason: format!(
-                    "digest \"{}\" is not sha256:<64 hex>",
-                    escape(&chosen.digest)
-                ),
-            });
-        }
-        if chosen.size > crate::client::MAX_MANIFEST {
-            return Err(RegistryError::TooLarge {
-                reference: name,
-                what: format!("manifest {}", chosen.digest),
-                limit: crate::client::MAX_MANIFEST,
-            });
-        }
-        (body, digest, media_type) = session.manifest(&chosen.digest)?;
-        if body.len() as u64 != chosen.size {
-            return Err(RegistryError::Size {
-                reference: name,
-                blob: format!("manifest {}", chosen.digest),
-                expected: chosen.size.to_string(),
-                actual: body.len().to_string(),
-            });
-        }
-        media_type = chosen.media_type.clone().or(media_type);
-        entry_platform = chosen.platform.clone();
-        manifest = parse_manifest(reference, "its platform manifest", &body)?;
     }
-    if let Some(layout) = cached_image(cache_root, &digest) {
-        return Ok(Pulled {
-            manifest_digest: digest,
-            layout,
-            downloaded: 0,
+    Ok(resolved)
+}
+
+/// The first of an index's `entries` whose platform satisfies `platform`; the error
+/// lists (escaped, at most 20) the platforms it has otherwise.
+fn choose_entry(
+    reference: &Reference,
+    entries: &[Descriptor],
+    platform: &Platform,
+) -> Result<Descriptor, RegistryError> {
+    let chosen = entries
+        .iter()
+        .find(|e| {
+            e.platform
+                .as_ref()
+                .is_some_and(|p| p.platform().satisfies(platform))
+        })
+        .cloned();
+    let Some(chosen) = chosen else {
+        let mut available: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.platform.as_ref())
+            .map(|p| escape(&p.platform().to_string()).to_string())
+            .collect();
+        available.dedup();
+        available.truncate(20);
+        return Err(RegistryError::NoPlatform {
+            reference: reference.to_string(),
+            platform: platform.to_string(),
+            available: if available.is_empty() {
+                "no platforms".into()
+            } else {
+                available.join(", ")
+            },
+        });
+    };
+    Ok(chosen)
+}
+
+/// The manifest an index entry names (its digest and size checked before it is fetched,
+/// its length after): its bytes, digest and media type.
+fn fetch_entry(
+    session: &Session,
+    reference: &Reference,
+    chosen: &Descriptor,
+) -> Result<(Vec<u8>, String, Option<String>), RegistryError> {
+    if !is_sha256(&chosen.digest) {
+        return Err(RegistryError::Invalid {
+            reference: reference.to_string(),
+            what: "its index".into(),
+            reason: format!(
+                "digest \"{}\" is not sha256:<64 hex>",
+                escape(&chosen.digest)
+            ),
         });
     }
-    let invalid = |reason: String| RegistryError::Invalid {
+    if chosen.size > crate::client::MAX_MANIFEST {
+        return Err(RegistryError::TooLarge {
+            reference: reference.to_string(),
+            what: format!("manifest {}", chosen.digest),
+            limit: crate::client::MAX_MANIFEST,
+        });
+    }
+    let (body, digest, media_type) = session.manifest(&chosen.digest)?;
+    if body.len() as u64 != chosen.size {
+        return Err(RegistryError::Size {
+            reference: reference.to_string(),
+            blob: format!("manifest {}", chosen.digest),
+            expected: chosen.size.to_string(),
+            actual: body.len().to_string(),
+        });
+    }
+    Ok((body, digest, media_type))
+}
+
+/// The error for an image manifest `digest` that is not one nanoimg pulls.
+fn invalid(reference: &Reference, digest: &str, reason: String) -> RegistryError {
+    RegistryError::Invalid {
         reference: reference.to_string(),
         what: format!("manifest {digest}"),
         reason,
-    };
-    let media_type = manifest
+    }
+}
+
+/// The media type of the image manifest (its own, else the registry's, else OCI's),
+/// which must be an OCI or Docker image manifest.
+fn image_media_type(reference: &Reference, r: &Resolved) -> Result<String, RegistryError> {
+    let media_type = r
+        .manifest
         .media_type
         .clone()
-        .or(media_type)
+        .or(r.media_type.clone())
         .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
     if media_type != media::OCI_MANIFEST && media_type != media::DOCKER_MANIFEST {
-        return Err(invalid(format!(
-            "media type \"{}\" is not an image manifest",
-            escape(&media_type)
-        )));
+        return Err(invalid(
+            reference,
+            &r.digest,
+            format!(
+                "media type \"{}\" is not an image manifest",
+                escape(&media_type)
+            ),
+        ));
     }
-    let config = manifest
+    Ok(media_type)
+}
+
+/// The image manifest's config: present, a container image config (not a nanoimg
+/// artifact's), and no bigger than a manifest.
+fn image_config(reference: &Reference, r: &Resolved) -> Result<Descriptor, RegistryError> {
+    let config = r
+        .manifest
         .config
         .clone()
-        .ok_or_else(|| invalid("it has no config".into()))?;
+        .ok_or_else(|| invalid(reference, &r.digest, "it has no config".into()))?;
     let config_type = config.media_type.clone().unwrap_or_default();
-    if manifest.artifact_type.as_deref() == Some(media::ARTIFACT_TYPE)
+    if r.manifest.artifact_type.as_deref() == Some(media::ARTIFACT_TYPE)
         || (config_type != media::OCI_CONFIG && config_type != media::DOCKER_CONFIG)
     {
-        return Err(invalid(format!(
+        return Err(invalid(reference, &r.digest, format!(
             "its config is \"{}\", not a container image config (a nanoimg image pushed with `nanoimg push` is fetched with `nanoimg pull`)",
             escape(&config_type)
         )));
@@ -275,12 +383,20 @@ pub fn pull_image(
             limit: crate::client::MAX_MANIFEST,
         });
     }
-    let layers = manifest.layers.clone().unwrap_or_default();
+    Ok(config)
+}
+
+/// The blobs to fetch: the config, then each distinct layer (at most [`MAX_LAYERS`]),
+/// every digest `sha256:<hex>` and [`MAX_IMAGE_BYTES`] in all.
+fn image_blobs(reference: &Reference, r: &Resolved) -> Result<Vec<Descriptor>, RegistryError> {
+    let config = image_config(reference, r)?;
+    let layers = r.manifest.layers.clone().unwrap_or_default();
     if layers.len() > MAX_LAYERS {
-        return Err(invalid(format!(
-            "{} layers, more than {MAX_LAYERS}",
-            layers.len()
-        )));
+        return Err(invalid(
+            reference,
+            &r.digest,
+            format!("{} layers, more than {MAX_LAYERS}", layers.len()),
+        ));
     }
     let mut blobs: Vec<Descriptor> = vec![config];
     for l in layers {
@@ -291,10 +407,14 @@ pub fn pull_image(
     let mut total = 0u64;
     for b in &blobs {
         if !is_sha256(&b.digest) {
-            return Err(invalid(format!(
-                "blob digest \"{}\" is not sha256:<64 lower-case hex digits>",
-                escape(&b.digest)
-            )));
+            return Err(invalid(
+                reference,
+                &r.digest,
+                format!(
+                    "blob digest \"{}\" is not sha256:<64 lower-case hex digits>",
+                    escape(&b.digest)
+                ),
+            ));
         }
         total = total.saturating_add(b.size);
     }
@@ -305,21 +425,24 @@ pub fn pull_image(
             limit: MAX_IMAGE_BYTES,
         });
     }
+    Ok(blobs)
+}
 
-    // Everything goes into a temporary layout first.
-    let tmp = cache_root.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(cache_io(&tmp))?;
-    let store = blob_store(cache_root);
-    let staged = nanoimg_atomic::TempDir::in_dir(&tmp, "registry-").map_err(cache_io(&tmp))?;
-    let dir = staged.path().to_path_buf();
-    let sha_dir = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&sha_dir).map_err(cache_io(&sha_dir))?;
-    let write = |name: &str, bytes: &[u8]| {
-        let p = dir.join(name);
-        std::fs::write(&p, bytes).map_err(cache_io(&p))
-    };
-    write("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    write(&format!("blobs/sha256/{}", &digest[7..]), &body)?;
+/// Writes `bytes` as the file `name` of the staged layout `dir`.
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).map_err(cache_io(&p))
+}
+
+/// Puts each of `blobs` (the config first) in `sha_dir`: linked from the shared `store`
+/// when it has it at the right size, else downloaded, verified and synced as a hidden
+/// `.partial` file that is renamed into place. Gives the bytes downloaded.
+fn fetch_blobs(
+    session: &Session,
+    sha_dir: &Path,
+    store: &Path,
+    blobs: &[Descriptor],
+) -> Result<u64, RegistryError> {
     let mut downloaded = 0u64;
     for (i, b) in blobs.iter().enumerate() {
         let hex = &b.digest[7..];
@@ -343,28 +466,38 @@ pub fn pull_image(
         std::fs::rename(&partial, &target).map_err(cache_io(&target))?;
         downloaded += b.size;
     }
+    Ok(downloaded)
+}
+
+/// The layout's `index.json`: the image manifest alone, with the index entry's platform
+/// when one led to it.
+fn layout_index(r: &Resolved, media_type: &str) -> serde_json::Value {
     let mut entry = json!({
         "mediaType": media_type,
-        "digest": digest,
-        "size": body.len(),
+        "digest": r.digest,
+        "size": r.body.len(),
     });
-    if let Some(p) = &entry_platform {
+    if let Some(p) = &r.platform {
         let mut pj = json!({"os": p.os, "architecture": p.architecture});
         if let Some(v) = p.variant.as_ref().filter(|v| !v.is_empty()) {
             pj["variant"] = json!(v);
         }
         entry["platform"] = pj;
     }
-    let index = json!({
+    json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_INDEX,
         "manifests": [entry],
-    });
-    write(
-        "index.json",
-        &serde_json::to_vec(&index).map_err(|e| invalid(e.to_string()))?,
-    )?;
-    let layout = image_layout(cache_root, &digest);
+    })
+}
+
+/// Renames the staged layout to `CACHE/registry/images/<hex>` and gives that path.
+fn persist_layout(
+    staged: nanoimg_atomic::TempDir,
+    cache_root: &Path,
+    digest: &str,
+) -> Result<PathBuf, RegistryError> {
+    let layout = image_layout(cache_root, digest);
     let images = layout.parent().map(Path::to_path_buf).unwrap_or_default();
     std::fs::create_dir_all(&images).map_err(cache_io(&images))?;
     match staged.persist(&layout) {
@@ -373,18 +506,17 @@ pub fn pull_image(
         Err(_) if layout.join("index.json").is_file() => {}
         Err(e) => return Err(cache_io(&layout)(e)),
     }
-    // Share the blobs with later pulls (a failure only loses the sharing).
-    if std::fs::create_dir_all(&store).is_ok() {
-        for b in &blobs {
+    Ok(layout)
+}
+
+/// Share the blobs with later pulls (a failure only loses the sharing).
+fn share_blobs(layout: &Path, store: &Path, blobs: &[Descriptor]) {
+    if std::fs::create_dir_all(store).is_ok() {
+        for b in blobs {
             let hex = &b.digest[7..];
             let _ = std::fs::hard_link(layout.join("blobs/sha256").join(hex), store.join(hex));
         }
     }
-    Ok(Pulled {
-        manifest_digest: digest,
-        layout,
-        downloaded,
-    })
 }
 
 #[cfg(test)]

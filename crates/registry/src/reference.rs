@@ -111,6 +111,87 @@ fn valid_host(h: &str) -> bool {
     host_ok && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok())
 }
 
+/// `NAME@DIGEST` split into the name and the digest (which must be `sha256:<hex>`).
+fn split_digest<'a>(text: &str, rest: &'a str) -> Result<(&'a str, Option<String>), RegistryError> {
+    match rest.split_once('@') {
+        Some((n, d)) => {
+            if !is_sha256(d) {
+                return Err(bad(
+                    text,
+                    format!(
+                        "digest \"{}\" is not sha256:<64 lower-case hex digits>",
+                        escape(d)
+                    ),
+                ));
+            }
+            Ok((n, Some(d.to_string())))
+        }
+        None => Ok((rest, None)),
+    }
+}
+
+/// The registry (a valid `HOST[:PORT]` first component, else Docker Hub) and the rest of
+/// `name`.
+fn split_registry<'a>(text: &str, name: &'a str) -> Result<(String, &'a str), RegistryError> {
+    match name.split_once('/') {
+        Some((first, path))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            if !valid_host(first) {
+                return Err(bad(
+                    text,
+                    format!("registry \"{}\" is not HOST or HOST:PORT", escape(first)),
+                ));
+            }
+            Ok((first.to_string(), path))
+        }
+        _ => Ok((DOCKER_HUB.to_string(), name)),
+    }
+}
+
+/// `REPO[:TAG]` split at a `:` in its last component.
+fn split_tag(path: &str) -> (&str, Option<&str>) {
+    let last_slash = path.rfind('/').map_or(0, |i| i + 1);
+    match path[last_slash..].rfind(':') {
+        Some(i) => (&path[..last_slash + i], Some(&path[last_slash + i + 1..])),
+        None => (path, None),
+    }
+}
+
+/// A tag must be valid, and not given with a digest.
+fn check_tag(text: &str, t: &str, has_digest: bool) -> Result<(), RegistryError> {
+    if !valid_tag(t) {
+        return Err(bad(
+            text,
+            format!("tag \"{}\" is not a valid tag ([A-Za-z0-9_][A-Za-z0-9_.-]*, at most 128 characters)", escape(t)),
+        ));
+    }
+    if has_digest {
+        return Err(bad(
+            text,
+            "give a tag or a digest, not both (as skopeo requires)",
+        ));
+    }
+    Ok(())
+}
+
+/// A repository must be `/`-separated valid components, at most 255 characters.
+fn check_repository(text: &str, repository: &str) -> Result<(), RegistryError> {
+    if repository.is_empty() || !repository.split('/').all(valid_component) {
+        return Err(bad(
+            text,
+            format!(
+                "repository \"{}\" is not a valid name (lower-case letters, digits and . _ - separators, / between components)",
+                escape(repository)
+            ),
+        ));
+    }
+    if repository.len() > 255 {
+        return Err(bad(text, "repository name longer than 255 characters"));
+    }
+    Ok(())
+}
+
 impl Reference {
     /// Reads `docker://[HOST[:PORT]/]REPO[:TAG]` or `docker://[HOST[:PORT]/]REPO@sha256:HEX`
     /// as skopeo does: a first component with a `.` or a `:`, or `localhost`, is the
@@ -128,66 +209,13 @@ impl Reference {
         if rest.is_empty() {
             return Err(bad(text, "no image named after docker://"));
         }
-        let (name, digest) = match rest.split_once('@') {
-            Some((n, d)) => {
-                if !is_sha256(d) {
-                    return Err(bad(
-                        text,
-                        format!(
-                            "digest \"{}\" is not sha256:<64 lower-case hex digits>",
-                            escape(d)
-                        ),
-                    ));
-                }
-                (n, Some(d.to_string()))
-            }
-            None => (rest, None),
-        };
-        let (registry, path) = match name.split_once('/') {
-            Some((first, path))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                if !valid_host(first) {
-                    return Err(bad(
-                        text,
-                        format!("registry \"{}\" is not HOST or HOST:PORT", escape(first)),
-                    ));
-                }
-                (first.to_string(), path)
-            }
-            _ => (DOCKER_HUB.to_string(), name),
-        };
-        let last_slash = path.rfind('/').map_or(0, |i| i + 1);
-        let (repository, tag) = match path[last_slash..].rfind(':') {
-            Some(i) => (&path[..last_slash + i], Some(&path[last_slash + i + 1..])),
-            None => (path, None),
-        };
+        let (name, digest) = split_digest(text, rest)?;
+        let (registry, path) = split_registry(text, name)?;
+        let (repository, tag) = split_tag(path);
         if let Some(t) = tag {
-            if !valid_tag(t) {
-                return Err(bad(
-                    text,
-                    format!("tag \"{}\" is not a valid tag ([A-Za-z0-9_][A-Za-z0-9_.-]*, at most 128 characters)", escape(t)),
-                ));
-            }
-            if digest.is_some() {
-                return Err(bad(
-                    text,
-                    "give a tag or a digest, not both (as skopeo requires)",
-                ));
-            }
+            check_tag(text, t, digest.is_some())?;
         }
-        if repository.is_empty() || !repository.split('/').all(valid_component) {
-            return Err(bad(
-                text,
-                format!(
-                    "repository \"{}\" is not a valid name (lower-case letters, digits and . _ - separators, / between components)",
-                    escape(repository)
-                ),
-            ));
-        }
-        if repository.len() > 255 {
-            return Err(bad(text, "repository name longer than 255 characters"));
-        }
+        check_repository(text, repository)?;
         let repository = if registry == DOCKER_HUB && !repository.contains('/') {
             format!("library/{repository}")
         } else {

@@ -133,6 +133,8 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// One attempt at streaming `url` into `out`: at most `limit` bytes, refused from
+/// `Content-Length` before reading and while reading.
 fn try_download(
     client: &reqwest::blocking::Client,
     url: &str,
@@ -140,10 +142,34 @@ fn try_download(
     limit: u64,
     opts: &HttpOptions,
 ) -> Result<Downloaded, Attempt> {
-    let mut resp = client
+    let resp = client
         .get(url)
         .send()
         .map_err(|e| Attempt::Retry(describe(&e)))?;
+    let expected = check_response(&resp, url, limit)?;
+    let bar = progress_bar(opts, expected, url);
+    let (len, sha, md5) = stream_body(resp, url, out, limit, bar.as_ref())?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(n) = expected {
+        if len != n {
+            return Err(Attempt::Retry(format!("truncated: {len} of {n} bytes")));
+        }
+    }
+    Ok(Downloaded {
+        sha256: hex(&sha.finalize()),
+        md5: hex(&md5.finalize()),
+    })
+}
+
+/// The answer's `Content-Length`, once its status is a success (a 5xx may pass; any other
+/// failure is fatal) and that length is within `limit`.
+fn check_response(
+    resp: &reqwest::blocking::Response,
+    url: &str,
+    limit: u64,
+) -> Result<Option<u64>, Attempt> {
     let status = resp.status();
     if status.is_server_error() {
         return Err(Attempt::Retry(format!(
@@ -164,7 +190,16 @@ fn try_download(
             limit,
         }));
     }
-    let bar = (opts.progress && expected.is_some()).then(|| {
+    Ok(expected)
+}
+
+/// A progress bar named after the file of `url`, when asked for and the length is known.
+fn progress_bar(
+    opts: &HttpOptions,
+    expected: Option<u64>,
+    url: &str,
+) -> Option<indicatif::ProgressBar> {
+    (opts.progress && expected.is_some()).then(|| {
         let b = indicatif::ProgressBar::new(expected.unwrap_or(0));
         b.set_style(
             indicatif::ProgressStyle::with_template(
@@ -174,7 +209,18 @@ fn try_download(
         );
         b.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
         b
-    });
+    })
+}
+
+/// Copies the body into `out`, hashing it, until it ends: its length, SHA-256 and MD5.
+/// More than `limit` bytes is fatal; a broken or timed-out read may pass.
+fn stream_body(
+    mut resp: reqwest::blocking::Response,
+    url: &str,
+    out: &mut File,
+    limit: u64,
+    bar: Option<&indicatif::ProgressBar>,
+) -> Result<(u64, Sha256, Md5), Attempt> {
     let (mut sha, mut md5) = (Sha256::new(), Md5::new());
     let mut buf = vec![0u8; 1 << 16];
     let mut len = 0u64;
@@ -206,22 +252,11 @@ fn try_download(
                 source,
             })
         })?;
-        if let Some(b) = &bar {
+        if let Some(b) = bar {
             b.set_position(len);
         }
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    if let Some(n) = expected {
-        if len != n {
-            return Err(Attempt::Retry(format!("truncated: {len} of {n} bytes")));
-        }
-    }
-    Ok(Downloaded {
-        sha256: hex(&sha.finalize()),
-        md5: hex(&md5.finalize()),
-    })
+    Ok((len, sha, md5))
 }
 
 /// A small text file (such as the `.md5` beside a tarball), at most 4 KiB.

@@ -43,115 +43,177 @@ fn safe_relative(p: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Extracts the gzip'd tarball into the empty directory `dest`, refusing absolute paths,
-/// `..`, links that leave `dest`, device files and anything too large.
-pub(crate) fn extract(tarball: &Path, dest: &Path) -> Result<(), ExtractError> {
-    let corrupt = |source| ExtractError::Corrupt {
-        tarball: tarball.to_path_buf(),
-        source,
-    };
-    let write = |source| ExtractError::Write {
-        tarball: tarball.to_path_buf(),
-        dest: dest.to_path_buf(),
-        source,
-    };
-    let file = File::open(tarball).map_err(corrupt)?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let (mut total, mut count) = (0u64, 0usize);
-    for entry in archive.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let raw = entry.path().map_err(corrupt)?.into_owned();
-        let member = raw.display().to_string();
-        let unsafe_ = |reason| ExtractError::Unsafe {
-            tarball: tarball.to_path_buf(),
-            member: member.clone(),
+/// The tarball being extracted and where to: the errors it gives.
+struct Extraction<'a> {
+    tarball: &'a Path,
+    dest: &'a Path,
+}
+
+impl Extraction<'_> {
+    fn corrupt(&self, source: io::Error) -> ExtractError {
+        ExtractError::Corrupt {
+            tarball: self.tarball.to_path_buf(),
+            source,
+        }
+    }
+
+    fn write(&self, source: io::Error) -> ExtractError {
+        ExtractError::Write {
+            tarball: self.tarball.to_path_buf(),
+            dest: self.dest.to_path_buf(),
+            source,
+        }
+    }
+
+    fn refused(&self, member: &str, reason: &'static str) -> ExtractError {
+        ExtractError::Unsafe {
+            tarball: self.tarball.to_path_buf(),
+            member: member.to_string(),
             reason,
-        };
-        count += 1;
-        if count > MAX_MEMBERS {
-            return Err(ExtractError::TooLarge {
-                tarball: tarball.to_path_buf(),
-                reason: format!("more than {MAX_MEMBERS} members"),
-            });
         }
-        let rel = safe_relative(&raw).ok_or_else(|| unsafe_("absolute path or .. component"))?;
-        if rel.as_os_str().is_empty() {
-            continue; // "./"
+    }
+
+    fn too_large(&self, reason: String) -> ExtractError {
+        ExtractError::TooLarge {
+            tarball: self.tarball.to_path_buf(),
+            reason,
         }
-        let target = dest.join(&rel);
-        let parent = target.parent().unwrap_or(dest).to_path_buf();
+    }
+
+    /// Extracts the member `entry`, named `member`, at the safe relative path `rel`;
+    /// `total` counts the bytes of regular files so far.
+    fn member<R: Read>(
+        &self,
+        entry: &mut tar::Entry<R>,
+        member: &str,
+        rel: &Path,
+        total: &mut u64,
+    ) -> Result<(), ExtractError> {
+        let target = self.dest.join(rel);
+        let parent = target.parent().unwrap_or(self.dest).to_path_buf();
         let kind = entry.header().entry_type();
         match kind {
             tar::EntryType::Directory => {
-                std::fs::create_dir_all(&target).map_err(write)?;
+                std::fs::create_dir_all(&target).map_err(|e| self.write(e))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.header().size().map_err(corrupt)?;
-                if size > MAX_MEMBER {
-                    return Err(ExtractError::TooLarge {
-                        tarball: tarball.to_path_buf(),
-                        reason: format!("{member} is {size} bytes"),
-                    });
-                }
-                total += size;
-                if total > MAX_TOTAL {
-                    return Err(ExtractError::TooLarge {
-                        tarball: tarball.to_path_buf(),
-                        reason: format!("more than {MAX_TOTAL} bytes in all"),
-                    });
-                }
-                std::fs::create_dir_all(&parent).map_err(write)?;
-                let mut out = File::create(&target).map_err(write)?;
-                let copied = io::copy(&mut (&mut entry).take(size), &mut out).map_err(corrupt)?;
-                if copied != size {
-                    return Err(corrupt(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("{member} ends after {copied} of {size} bytes"),
-                    )));
-                }
-                out.flush().map_err(write)?;
+                self.file(entry, member, &target, &parent, total)?;
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
-                let link = entry
-                    .link_name()
-                    .map_err(corrupt)?
-                    .ok_or_else(|| unsafe_("link without a target"))?
-                    .into_owned();
-                // The target, resolved from where the link sits (hard links: from the top).
-                let base = if kind == tar::EntryType::Symlink {
-                    rel.parent().map(Path::to_path_buf).unwrap_or_default()
-                } else {
-                    PathBuf::new()
-                };
-                let mut depth: Vec<std::ffi::OsString> = base
-                    .components()
-                    .map(|c| c.as_os_str().to_owned())
-                    .collect();
-                for c in link.components() {
-                    match c {
-                        Component::Normal(n) => depth.push(n.to_owned()),
-                        Component::CurDir => {}
-                        Component::ParentDir => {
-                            if depth.pop().is_none() {
-                                return Err(unsafe_("link leaves the release folder"));
-                            }
-                        }
-                        Component::RootDir | Component::Prefix(_) => {
-                            return Err(unsafe_("link leaves the release folder"))
-                        }
-                    }
-                }
-                std::fs::create_dir_all(&parent).map_err(write)?;
-                if kind == tar::EntryType::Symlink {
-                    std::os::unix::fs::symlink(&link, &target).map_err(write)?;
-                } else {
-                    let source: PathBuf = depth.iter().collect();
-                    std::fs::hard_link(dest.join(source), &target).map_err(write)?;
-                }
+                self.link(entry, kind, member, rel, &target, &parent)?;
             }
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-            _ => return Err(unsafe_("not a regular file, directory or link")),
+            _ => return Err(self.refused(member, "not a regular file, directory or link")),
         }
+        Ok(())
+    }
+
+    /// Writes a regular file member to `target`, its size (and the running `total`)
+    /// bounded before any of it is read.
+    fn file<R: Read>(
+        &self,
+        entry: &mut tar::Entry<R>,
+        member: &str,
+        target: &Path,
+        parent: &Path,
+        total: &mut u64,
+    ) -> Result<(), ExtractError> {
+        let size = entry.header().size().map_err(|e| self.corrupt(e))?;
+        if size > MAX_MEMBER {
+            return Err(self.too_large(format!("{member} is {size} bytes")));
+        }
+        *total += size;
+        if *total > MAX_TOTAL {
+            return Err(self.too_large(format!("more than {MAX_TOTAL} bytes in all")));
+        }
+        std::fs::create_dir_all(parent).map_err(|e| self.write(e))?;
+        let mut out = File::create(target).map_err(|e| self.write(e))?;
+        let copied = io::copy(&mut entry.take(size), &mut out).map_err(|e| self.corrupt(e))?;
+        if copied != size {
+            return Err(self.corrupt(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{member} ends after {copied} of {size} bytes"),
+            )));
+        }
+        out.flush().map_err(|e| self.write(e))
+    }
+
+    /// Makes a symbolic or hard link member at `target`, refused if its target leaves the
+    /// release folder.
+    fn link<R: Read>(
+        &self,
+        entry: &mut tar::Entry<R>,
+        kind: tar::EntryType,
+        member: &str,
+        rel: &Path,
+        target: &Path,
+        parent: &Path,
+    ) -> Result<(), ExtractError> {
+        let link = entry
+            .link_name()
+            .map_err(|e| self.corrupt(e))?
+            .ok_or_else(|| self.refused(member, "link without a target"))?
+            .into_owned();
+        // The target, resolved from where the link sits (hard links: from the top).
+        let base = if kind == tar::EntryType::Symlink {
+            rel.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            PathBuf::new()
+        };
+        let depth = resolve_link(&base, &link)
+            .ok_or_else(|| self.refused(member, "link leaves the release folder"))?;
+        std::fs::create_dir_all(parent).map_err(|e| self.write(e))?;
+        if kind == tar::EntryType::Symlink {
+            std::os::unix::fs::symlink(&link, target).map_err(|e| self.write(e))?;
+        } else {
+            let source: PathBuf = depth.iter().collect();
+            std::fs::hard_link(self.dest.join(source), target).map_err(|e| self.write(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The components of `link` followed from the folder `base`; `None` if it climbs out of
+/// the top or is absolute.
+fn resolve_link(base: &Path, link: &Path) -> Option<Vec<std::ffi::OsString>> {
+    let mut depth: Vec<std::ffi::OsString> = base
+        .components()
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
+    for c in link.components() {
+        match c {
+            Component::Normal(n) => depth.push(n.to_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(depth)
+}
+
+/// Extracts the gzip'd tarball into the empty directory `dest`, refusing absolute paths,
+/// `..`, links that leave `dest`, device files and anything too large.
+pub(crate) fn extract(tarball: &Path, dest: &Path) -> Result<(), ExtractError> {
+    let x = Extraction { tarball, dest };
+    let file = File::open(tarball).map_err(|e| x.corrupt(e))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let (mut total, mut count) = (0u64, 0usize);
+    for entry in archive.entries().map_err(|e| x.corrupt(e))? {
+        let mut entry = entry.map_err(|e| x.corrupt(e))?;
+        let raw = entry.path().map_err(|e| x.corrupt(e))?.into_owned();
+        let member = raw.display().to_string();
+        count += 1;
+        if count > MAX_MEMBERS {
+            return Err(x.too_large(format!("more than {MAX_MEMBERS} members")));
+        }
+        let rel = safe_relative(&raw)
+            .ok_or_else(|| x.refused(&member, "absolute path or .. component"))?;
+        if rel.as_os_str().is_empty() {
+            continue; // "./"
+        }
+        x.member(&mut entry, &member, &rel, &mut total)?;
     }
     Ok(())
 }

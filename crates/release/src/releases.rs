@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cache::Cache;
-use crate::download::{client, download, fetch_text, DownloadError, HttpOptions};
+use crate::download::{client, download, fetch_text, DownloadError, Downloaded, HttpOptions};
 use crate::extract::{extract, ExtractError};
 use crate::hash::sha256_file;
 use crate::kernel_dir::{KernelDir, ReleaseError};
@@ -209,6 +209,78 @@ fn check_cached(
     }
 }
 
+/// A release [`Releases::get`] is after: its pin, release name, lock entry, and the
+/// SHA-256 its tarball must have (the pin's, else the lock's), if any.
+struct Wanted<'a> {
+    pin: &'a Pin,
+    /// The release name (`0.1.55`, `0.1.55-virt`).
+    version: &'a str,
+    arch: Arch,
+    locked: Option<LockedRelease>,
+    expected: Option<String>,
+}
+
+impl Wanted<'_> {
+    /// The files the lock records for it, when it records any.
+    fn locked_files(&self) -> Option<&LockedFiles> {
+        self.locked
+            .as_ref()
+            .filter(|l| !l.files.is_empty())
+            .map(|l| &l.files)
+    }
+
+    /// Its lock entry, for a tarball of SHA-256 `sha256` holding `files`.
+    fn entry(&self, sha256: String, files: LockedFiles) -> LockedRelease {
+        LockedRelease {
+            version: self.pin.version.clone(),
+            arch: self.arch,
+            url: self.pin.url.clone(),
+            sha256,
+            files,
+        }
+    }
+
+    /// The download must have the expected SHA-256, if there is one.
+    fn check_sha256(&self, url: &str, got: &Downloaded) -> Result<(), FetchError> {
+        if let Some(want) = &self.expected {
+            if *want != got.sha256 {
+                return Err(FetchError::Sha256Mismatch {
+                    url: url.to_string(),
+                    source_of_truth: if self.pin.sha256.is_some() {
+                        "the pin"
+                    } else {
+                        "nanoimg.lock"
+                    },
+                    expected: want.clone(),
+                    actual: got.sha256.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The download of `url` must have the MD5 that `md5_text` (the `.md5` file at `md5_url`)
+/// publishes as its first word of 32 hex digits.
+fn check_md5(md5_text: &str, md5_url: &str, url: &str, got: &Downloaded) -> Result<(), FetchError> {
+    let published = md5_text
+        .split_whitespace()
+        .next()
+        .filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(|| FetchError::BadMd5File {
+            url: md5_url.to_string(),
+        })?;
+    if published != got.md5 {
+        return Err(FetchError::Md5Mismatch {
+            url: url.to_string(),
+            published,
+            actual: got.md5.clone(),
+        });
+    }
+    Ok(())
+}
+
 impl Releases {
     /// Releases from `cache`, with the embedded pins.
     pub fn new(cache: Cache, options: ReleaseOptions) -> Releases {
@@ -259,7 +331,38 @@ impl Releases {
         let pin = self.pin(version, arch)?;
         let locked = lock.release(version, arch).cloned();
         let release = pin.name();
-        let version = release.as_str();
+        let want = self.wanted(&pin, &release, arch, locked)?;
+
+        // In the cache already?
+        if let Some(fetched) = self.cached_release(&want, lock)? {
+            return Ok(fetched);
+        }
+        if self.options.offline {
+            return Err(FetchError::Offline {
+                version: want.version.into(),
+                cache: self.cache.root().to_path_buf(),
+                fetch: fetch_command(&pin),
+            });
+        }
+
+        let (url, md5_url) = match &self.options.mirror {
+            Some(m) => pin.mirrored(m),
+            None => (pin.url.clone(), pin.md5_url.clone()),
+        };
+        let tmp = self.cache.tmp().map_err(cache_err(self.cache.root()))?;
+        let (tarball, got) = self.download_checked(&want, &tmp, &url, &md5_url)?;
+        self.install_release(&want, &tmp, tarball.path(), got, lock)
+    }
+
+    /// What the pin and the lock say of the release `version` (its release name): refused
+    /// when they disagree, or when `--locked` and the lock has no entry for it.
+    fn wanted<'a>(
+        &self,
+        pin: &'a Pin,
+        version: &'a str,
+        arch: Arch,
+        locked: Option<LockedRelease>,
+    ) -> Result<Wanted<'a>, FetchError> {
         if let (Some(p), Some(l)) = (&pin.sha256, &locked) {
             if !p.eq_ignore_ascii_case(&l.sha256) {
                 return Err(FetchError::PinLockConflict {
@@ -280,98 +383,99 @@ impl Releases {
             .clone()
             .map(|s| s.to_ascii_lowercase())
             .or_else(|| locked.as_ref().map(|l| l.sha256.clone()));
+        Ok(Wanted {
+            pin,
+            version,
+            arch,
+            locked,
+            expected,
+        })
+    }
 
-        // In the cache already?
-        if let Some(sha) = expected.clone().or_else(|| self.cache.indexed(version)) {
-            let dir = self.cache.release_dir(&sha);
-            if dir.is_dir() {
-                let files = hash_tree(&dir).map_err(cache_err(&dir))?;
-                if let Some(l) = locked.as_ref().filter(|l| !l.files.is_empty()) {
-                    check_cached(version, &dir, &files, &l.files)?;
-                }
-                let entry = LockedRelease {
-                    version: pin.version.clone(),
-                    arch,
-                    url: pin.url.clone(),
-                    sha256: sha,
-                    files,
-                };
-                lock.set_release(entry.clone());
-                return Ok(Fetched {
-                    kernel_dir: KernelDir::open_for(&dir, arch, version)?,
-                    locked: entry,
-                    downloaded: false,
-                    trusted_on_first_use: expected.is_none(),
-                });
-            }
-        }
-        if self.options.offline {
-            return Err(FetchError::Offline {
-                version: version.into(),
-                cache: self.cache.root().to_path_buf(),
-                fetch: fetch_command(&pin),
-            });
-        }
-
-        let (url, md5_url) = match &self.options.mirror {
-            Some(m) => pin.mirrored(m),
-            None => (pin.url.clone(), pin.md5_url.clone()),
+    /// The release from the cache (by its expected SHA-256, else the cache index), its
+    /// files re-hashed and checked against the lock and recorded in `lock`; `None` when it
+    /// is not cached.
+    fn cached_release(
+        &self,
+        want: &Wanted,
+        lock: &mut Lock,
+    ) -> Result<Option<Fetched>, FetchError> {
+        let Some(sha) = want
+            .expected
+            .clone()
+            .or_else(|| self.cache.indexed(want.version))
+        else {
+            return Ok(None);
         };
-        let tmp = self.cache.tmp().map_err(cache_err(self.cache.root()))?;
+        let dir = self.cache.release_dir(&sha);
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let files = hash_tree(&dir).map_err(cache_err(&dir))?;
+        if let Some(recorded) = want.locked_files() {
+            check_cached(want.version, &dir, &files, recorded)?;
+        }
+        let entry = want.entry(sha, files);
+        lock.set_release(entry.clone());
+        Ok(Some(Fetched {
+            kernel_dir: KernelDir::open_for(&dir, want.arch, want.version)?,
+            locked: entry,
+            downloaded: false,
+            trusted_on_first_use: want.expected.is_none(),
+        }))
+    }
+
+    /// Downloads the tarball `url` into a temporary file in `tmp` (at most
+    /// [`MAX_TARBALL`]) and checks it against the published `md5_url` and the expected
+    /// SHA-256.
+    fn download_checked(
+        &self,
+        want: &Wanted,
+        tmp: &Path,
+        url: &str,
+        md5_url: &str,
+    ) -> Result<(nanoimg_atomic::TempFile, Downloaded), FetchError> {
         let unreachable = |source| FetchError::Download {
-            version: version.to_string(),
+            version: want.version.to_string(),
             source,
-            fetch: fetch_command(&pin),
+            fetch: fetch_command(want.pin),
         };
-        let http = client(&self.options.http, &url).map_err(unreachable)?;
+        let http = client(&self.options.http, url).map_err(unreachable)?;
         let mut tarball =
-            nanoimg_atomic::TempFile::in_dir(&tmp, "download-").map_err(cache_err(&tmp))?;
+            nanoimg_atomic::TempFile::in_dir(tmp, "download-").map_err(cache_err(tmp))?;
         let got = download(
             &http,
-            &url,
+            url,
             tarball.as_file_mut(),
             MAX_TARBALL,
             &self.options.http,
         )
         .map_err(unreachable)?;
-        let md5_text = fetch_text(&http, &md5_url, &self.options.http).map_err(unreachable)?;
-        let published = md5_text
-            .split_whitespace()
-            .next()
-            .filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .map(str::to_ascii_lowercase)
-            .ok_or_else(|| FetchError::BadMd5File {
-                url: md5_url.clone(),
-            })?;
-        if published != got.md5 {
-            return Err(FetchError::Md5Mismatch {
-                url,
-                published,
-                actual: got.md5,
-            });
-        }
-        if let Some(want) = &expected {
-            if *want != got.sha256 {
-                return Err(FetchError::Sha256Mismatch {
-                    url,
-                    source_of_truth: if pin.sha256.is_some() {
-                        "the pin"
-                    } else {
-                        "nanoimg.lock"
-                    },
-                    expected: want.clone(),
-                    actual: got.sha256,
-                });
-            }
-        }
-        let staged = nanoimg_atomic::TempDir::in_dir(&tmp, "extract-").map_err(cache_err(&tmp))?;
-        extract(tarball.path(), staged.path())?;
-        KernelDir::open_for(staged.path(), arch, version)?;
+        let md5_text = fetch_text(&http, md5_url, &self.options.http).map_err(unreachable)?;
+        check_md5(&md5_text, md5_url, url, &got)?;
+        want.check_sha256(url, &got)?;
+        Ok((tarball, got))
+    }
+
+    /// Extracts the checked `tarball` into a temporary folder in `tmp`, checks it is a
+    /// kernel folder whose files match the lock's, installs it in the cache under its
+    /// SHA-256, indexes it, and records it in `lock`.
+    fn install_release(
+        &self,
+        want: &Wanted,
+        tmp: &Path,
+        tarball: &Path,
+        got: Downloaded,
+        lock: &mut Lock,
+    ) -> Result<Fetched, FetchError> {
+        let staged = nanoimg_atomic::TempDir::in_dir(tmp, "extract-").map_err(cache_err(tmp))?;
+        extract(tarball, staged.path())?;
+        KernelDir::open_for(staged.path(), want.arch, want.version)?;
         let files = hash_tree(staged.path()).map_err(cache_err(staged.path()))?;
-        if let Some(l) = locked.as_ref().filter(|l| !l.files.is_empty()) {
-            if let Some((file, detail)) = changed_file(&files, &l.files) {
+        if let Some(recorded) = want.locked_files() {
+            if let Some((file, detail)) = changed_file(&files, recorded) {
                 return Err(FetchError::LockEdited {
-                    version: version.into(),
+                    version: want.version.into(),
                     file,
                     detail,
                 });
@@ -382,21 +486,15 @@ impl Releases {
             .install(staged, &got.sha256)
             .map_err(cache_err(self.cache.root()))?;
         self.cache
-            .set_index(version, &got.sha256)
+            .set_index(want.version, &got.sha256)
             .map_err(cache_err(self.cache.root()))?;
-        let entry = LockedRelease {
-            version: pin.version.clone(),
-            arch,
-            url: pin.url.clone(),
-            sha256: got.sha256,
-            files,
-        };
+        let entry = want.entry(got.sha256, files);
         lock.set_release(entry.clone());
         Ok(Fetched {
-            kernel_dir: KernelDir::open_for(&dir, arch, version)?,
+            kernel_dir: KernelDir::open_for(&dir, want.arch, want.version)?,
             locked: entry,
             downloaded: true,
-            trusted_on_first_use: expected.is_none(),
+            trusted_on_first_use: want.expected.is_none(),
         })
     }
 
