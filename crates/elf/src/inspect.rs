@@ -144,67 +144,151 @@ pub fn inspect(path: &Path) -> Result<ElfInfo, ElfError> {
     parse(path, data, arch)
 }
 
+/// Reads the ELF header, program headers and dynamic section of a file whose
+/// identification [`check_ident`] accepted.
 fn parse<'a, R: ReadRef<'a>>(path: &Path, data: R, arch: Arch) -> Result<ElfInfo, ElfError> {
-    let corrupt = |reason: &str| ElfError::Corrupt {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
+    let corrupt = |reason: &str| corrupt(path, reason);
     let header =
         elf::FileHeader64::<Endianness>::parse(data).map_err(|e| corrupt(&e.to_string()))?;
     let endian = header.endian().map_err(|e| corrupt(&e.to_string()))?;
     let phdrs = header
         .program_headers(endian, data)
         .map_err(|e| corrupt(&e.to_string()))?;
+    let segments = Segments::read(path, data, endian, phdrs)?;
+    let tags = DynamicTags::read(endian, segments.dynamic.unwrap_or(&[]));
+    let strings = DynStrings {
+        path,
+        bytes: tags.string_table(path, data, endian, phdrs)?,
+    };
 
-    let mut interpreter = None;
-    let mut dynamic = None;
-    for ph in phdrs {
-        match ph.p_type(endian) {
-            elf::PT_INTERP => {
-                let bytes = ph
-                    .interpreter(endian, data)
-                    .map_err(|e| corrupt(&e.to_string()))?
-                    .ok_or_else(|| corrupt("empty PT_INTERP"))?;
-                interpreter = Some(
-                    String::from_utf8(bytes.to_vec())
-                        .map_err(|_| corrupt("PT_INTERP is not UTF-8"))?,
-                );
+    let e_type = header.e_type(endian);
+    let is_pie = tags.flags_1 & u64::from(elf::DF_1_PIE) != 0;
+    let entry = header.e_entry(endian);
+    let kind = kind_of(path, e_type, segments.interpreter.is_some(), is_pie)?;
+    Ok(ElfInfo {
+        arch,
+        kind,
+        entry,
+        interpreter: segments.interpreter,
+        needed: tags
+            .needed_offsets
+            .into_iter()
+            .map(|o| strings.string(o))
+            .collect::<Result<_, _>>()?,
+        rpath: strings.split(tags.rpath)?,
+        runpath: strings.split(tags.runpath)?,
+        soname: tags.soname.map(|o| strings.string(o)).transpose()?,
+    })
+}
+
+/// An [`ElfError::Corrupt`] of `path`.
+fn corrupt(path: &Path, reason: &str) -> ElfError {
+    ElfError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// What the program headers point at.
+struct Segments<'a> {
+    /// `PT_INTERP`, without its NUL.
+    interpreter: Option<String>,
+    /// The entries of `PT_DYNAMIC`.
+    dynamic: Option<&'a [elf::Dyn64<Endianness>]>,
+}
+
+impl<'a> Segments<'a> {
+    /// Reads `PT_INTERP` and `PT_DYNAMIC` (the last of each) in the order of `phdrs`.
+    fn read<R: ReadRef<'a>>(
+        path: &Path,
+        data: R,
+        endian: Endianness,
+        phdrs: &'a [elf::ProgramHeader64<Endianness>],
+    ) -> Result<Self, ElfError> {
+        let corrupt = |reason: &str| corrupt(path, reason);
+        let mut interpreter = None;
+        let mut dynamic = None;
+        for ph in phdrs {
+            match ph.p_type(endian) {
+                elf::PT_INTERP => {
+                    let bytes = ph
+                        .interpreter(endian, data)
+                        .map_err(|e| corrupt(&e.to_string()))?
+                        .ok_or_else(|| corrupt("empty PT_INTERP"))?;
+                    interpreter = Some(
+                        String::from_utf8(bytes.to_vec())
+                            .map_err(|_| corrupt("PT_INTERP is not UTF-8"))?,
+                    );
+                }
+                elf::PT_DYNAMIC => {
+                    dynamic = ph
+                        .dynamic(endian, data)
+                        .map_err(|e| corrupt(&e.to_string()))?;
+                }
+                _ => {}
             }
-            elf::PT_DYNAMIC => {
-                dynamic = ph
-                    .dynamic(endian, data)
-                    .map_err(|e| corrupt(&e.to_string()))?;
-            }
-            _ => {}
         }
+        Ok(Segments {
+            interpreter,
+            dynamic,
+        })
+    }
+}
+
+/// The dynamic section's entries that matter, up to its `DT_NULL`.
+#[derive(Default)]
+struct DynamicTags {
+    needed_offsets: Vec<u64>,
+    rpath: Option<u64>,
+    runpath: Option<u64>,
+    soname: Option<u64>,
+    strtab: Option<u64>,
+    strsz: Option<u64>,
+    flags_1: u64,
+}
+
+impl DynamicTags {
+    /// Reads the entries of `dynamic` up to the first `DT_NULL`.
+    fn read(endian: Endianness, dynamic: &[elf::Dyn64<Endianness>]) -> DynamicTags {
+        let mut tags = DynamicTags::default();
+        for d in dynamic {
+            let tag = d.d_tag(endian) as u32;
+            let val = d.d_val(endian);
+            match tag {
+                elf::DT_NULL => break,
+                elf::DT_NEEDED => tags.needed_offsets.push(val),
+                elf::DT_RPATH => tags.rpath = Some(val),
+                elf::DT_RUNPATH => tags.runpath = Some(val),
+                elf::DT_SONAME => tags.soname = Some(val),
+                elf::DT_STRTAB => tags.strtab = Some(val),
+                elf::DT_STRSZ => tags.strsz = Some(val),
+                elf::DT_FLAGS_1 => tags.flags_1 = val,
+                _ => {}
+            }
+        }
+        tags
     }
 
-    let mut needed_offsets = Vec::new();
-    let (mut rpath, mut runpath, mut soname) = (None, None, None);
-    let (mut strtab, mut strsz) = (None, None);
-    let mut flags_1 = 0u64;
-    for d in dynamic.unwrap_or(&[]) {
-        let tag = d.d_tag(endian) as u32;
-        let val = d.d_val(endian);
-        match tag {
-            elf::DT_NULL => break,
-            elf::DT_NEEDED => needed_offsets.push(val),
-            elf::DT_RPATH => rpath = Some(val),
-            elf::DT_RUNPATH => runpath = Some(val),
-            elf::DT_SONAME => soname = Some(val),
-            elf::DT_STRTAB => strtab = Some(val),
-            elf::DT_STRSZ => strsz = Some(val),
-            elf::DT_FLAGS_1 => flags_1 = val,
-            _ => {}
+    /// The bytes of `DT_STRTAB`, when an entry names a string (`None` when none does).
+    fn string_table<'a, R: ReadRef<'a>>(
+        &self,
+        path: &Path,
+        data: R,
+        endian: Endianness,
+        phdrs: &[elf::ProgramHeader64<Endianness>],
+    ) -> Result<Option<&'a [u8]>, ElfError> {
+        let corrupt = |reason: &str| corrupt(path, reason);
+        if self.needed_offsets.is_empty()
+            && self.rpath.is_none()
+            && self.runpath.is_none()
+            && self.soname.is_none()
+        {
+            // nothing to look up
+            return Ok(None);
         }
-    }
-
-    let mut strings: Option<&[u8]> = None;
-    if needed_offsets.is_empty() && rpath.is_none() && runpath.is_none() && soname.is_none() {
-        // nothing to look up
-    } else {
-        let (addr, size) = strtab
-            .zip(strsz)
+        let (addr, size) = self
+            .strtab
+            .zip(self.strsz)
             .ok_or_else(|| corrupt("dynamic section without DT_STRTAB/DT_STRSZ"))?;
         // The loader maps DT_STRTAB through the PT_LOAD segments; so do we.
         let offset = phdrs
@@ -216,13 +300,23 @@ fn parse<'a, R: ReadRef<'a>>(path: &Path, data: R, arch: Arch) -> Result<ElfInfo
                     .then(|| off + (addr - va))
             })
             .ok_or_else(|| corrupt("DT_STRTAB is outside every loaded segment"))?;
-        strings = Some(
-            data.read_bytes_at(offset, size)
-                .map_err(|_| corrupt("DT_STRTAB runs past the end of the file"))?,
-        );
+        Ok(Some(data.read_bytes_at(offset, size).map_err(|_| {
+            corrupt("DT_STRTAB runs past the end of the file")
+        })?))
     }
-    let string = |off: u64| -> Result<String, ElfError> {
-        let s = strings.ok_or_else(|| corrupt("no string table"))?;
+}
+
+/// The dynamic string table of `path`, if it has one.
+struct DynStrings<'a> {
+    path: &'a Path,
+    bytes: Option<&'a [u8]>,
+}
+
+impl DynStrings<'_> {
+    /// The NUL-terminated UTF-8 string at `off`.
+    fn string(&self, off: u64) -> Result<String, ElfError> {
+        let corrupt = |reason: &str| corrupt(self.path, reason);
+        let s = self.bytes.ok_or_else(|| corrupt("no string table"))?;
         let rest = usize::try_from(off)
             .ok()
             .and_then(|o| s.get(o..))
@@ -232,46 +326,41 @@ fn parse<'a, R: ReadRef<'a>>(path: &Path, data: R, arch: Arch) -> Result<ElfInfo
             .position(|&b| b == 0)
             .ok_or_else(|| corrupt("unterminated dynamic string"))?;
         String::from_utf8(rest[..end].to_vec()).map_err(|_| corrupt("dynamic string is not UTF-8"))
-    };
-    let split = |v: Option<u64>| -> Result<Vec<String>, ElfError> {
+    }
+
+    /// The non-empty `:`-separated entries of the string at `v`; none without it.
+    fn split(&self, v: Option<u64>) -> Result<Vec<String>, ElfError> {
         Ok(match v {
             None => Vec::new(),
-            Some(o) => string(o)?
+            Some(o) => self
+                .string(o)?
                 .split(':')
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect(),
         })
-    };
+    }
+}
 
-    let e_type = header.e_type(endian);
-    let is_pie = flags_1 & u64::from(elf::DF_1_PIE) != 0;
-    let entry = header.e_entry(endian);
+/// The kind of a file of type `e_type`, or why it is not a program.
+fn kind_of(
+    path: &Path,
+    e_type: u16,
+    has_interpreter: bool,
+    is_pie: bool,
+) -> Result<ElfKind, ElfError> {
     let not_exec = |what| ElfError::NotExecutable {
         path: path.to_path_buf(),
         what,
     };
-    let kind = match (e_type, interpreter.is_some()) {
+    Ok(match (e_type, has_interpreter) {
         (elf::ET_EXEC, false) => ElfKind::Static,
         (elf::ET_EXEC, true) | (elf::ET_DYN, true) => ElfKind::Dynamic,
         (elf::ET_DYN, false) if is_pie => ElfKind::StaticPie,
         (elf::ET_DYN, false) => ElfKind::SharedLibrary,
         (elf::ET_REL, _) => return Err(not_exec("relocatable object (.o)")),
         (elf::ET_CORE, _) => return Err(not_exec("core dump")),
-        _ => return Err(corrupt(&format!("unknown ELF type {e_type}"))),
-    };
-    Ok(ElfInfo {
-        arch,
-        kind,
-        entry,
-        interpreter,
-        needed: needed_offsets
-            .into_iter()
-            .map(string)
-            .collect::<Result<_, _>>()?,
-        rpath: split(rpath)?,
-        runpath: split(runpath)?,
-        soname: soname.map(string).transpose()?,
+        _ => return Err(corrupt(path, &format!("unknown ELF type {e_type}"))),
     })
 }
 

@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::arch::{elf_machine, Arch};
-use crate::inspect::inspect;
+use crate::inspect::{inspect, ElfInfo};
 use crate::resolve::{expand_guest, Dependency, Object, Origin, Resolver, Rule};
 use crate::root::{normalize, resolve_in_root};
 
@@ -84,119 +84,175 @@ impl Resolver {
         add: bool,
         cap: usize,
     ) -> NeededClosure {
-        let mut out = NeededClosure::default();
-        let mut queue: VecDeque<(String, PathBuf)> = VecDeque::new();
+        let mut walk = Walk {
+            resolver: self,
+            arch,
+            image,
+            add,
+            out: NeededClosure::default(),
+            queue: VecDeque::new(),
+            lookups: HashMap::new(),
+            added: BTreeSet::new(),
+            unresolved: BTreeSet::new(),
+        };
         for (guest, host) in files {
             let machine = elf_machine(host).ok().flatten();
             if machine.and_then(Arch::from_machine) == Some(arch) {
-                queue.push_back((normalize(guest), host.clone()));
+                walk.queue.push_back((normalize(guest), host.clone()));
             }
         }
-        // (name, search path) → where it was found: (guest, host, rule), or nothing.
-        type Found = Option<(String, PathBuf, Rule)>;
-        let mut lookups: HashMap<(String, Vec<String>), Found> = HashMap::new();
-        let mut added: BTreeSet<String> = BTreeSet::new();
-        let mut unresolved: BTreeSet<Unresolved> = BTreeSet::new();
-        while let Some((guest, host)) = queue.pop_front() {
-            if out.examined.len() >= cap {
-                out.not_examined = queue.len() + 1;
+        while let Some((guest, host)) = walk.queue.pop_front() {
+            if walk.out.examined.len() >= cap {
+                walk.out.not_examined = walk.queue.len() + 1;
                 break;
             }
             // Corrupt files are the loader's problem in the guest; nothing to add for them.
             let Ok(info) = inspect(&host) else {
                 continue;
             };
-            out.examined.push((guest.clone(), host.clone()));
-            let mut missing = |name: &str, out: &mut NeededClosure| {
-                let u = Unresolved {
-                    object: guest.clone(),
-                    name: name.to_string(),
-                };
-                if unresolved.insert(u.clone()) {
-                    out.unresolved.push(u);
-                }
-            };
-            if let Some(interp) = &info.interpreter {
-                let path = normalize(interp);
-                match image.file(&path) {
-                    InImage::File(_) => {}
-                    InImage::Other => missing(interp, &mut out),
-                    InImage::Absent => match resolve_in_root(self.root(), &path) {
-                        Some(h) if h.is_file() => {
-                            if add && added.insert(path.clone()) {
-                                out.added.push(Dependency {
-                                    name: interp.clone(),
-                                    guest_path: path,
-                                    host_path: h,
-                                    needed_by: guest.clone(),
-                                    rule: Rule::Interpreter,
-                                });
-                            }
-                        }
-                        _ => missing(interp, &mut out),
-                    },
-                }
-            }
-            if info.needed.is_empty() {
-                continue;
-            }
-            let obj = Object {
-                guest: guest.clone(),
-                origin: Origin::Rooted,
-                label: guest.clone(),
-                info,
-            };
-            // The object's own search path decides where a name is found (with `$ORIGIN`
-            // expanded, objects of one folder share it).
-            let mut key_dirs: Vec<String> = Vec::new();
-            if obj.info.runpath.is_empty() {
-                key_dirs.extend(obj.info.rpath.iter().map(|d| expand_guest(d, &obj)));
-            }
-            key_dirs.push(String::new());
-            key_dirs.extend(obj.info.runpath.iter().map(|d| expand_guest(d, &obj)));
-            let exe = (obj.guest.clone(), obj.origin.clone(), obj.info.clone());
-            for name in &obj.info.needed {
-                // The loader itself is in every dynamic process, and a DT_NEEDED of its
-                // soname (libc.so.6 has one) is matched against it before any search.
-                let interp = arch.interpreter();
-                if interp.rsplit('/').next() == Some(name.as_str())
-                    && (added.contains(interp) || matches!(image.file(interp), InImage::File(_)))
-                {
-                    continue;
-                }
-                let key = (name.clone(), key_dirs.clone());
-                let found = match lookups.get(&key) {
-                    Some(f) => f.clone(),
-                    None => {
-                        let f = self
-                            .find(name, &obj, &exe, Some(image))
-                            .ok()
-                            .map(|(g, h, rule, _)| (g, h, rule));
-                        lookups.insert(key, f.clone());
-                        f
-                    }
-                };
-                let Some((lib_guest, lib_host, rule)) = found else {
-                    missing(name, &mut out);
-                    continue;
-                };
-                if matches!(image.file(&lib_guest), InImage::File(_)) || !add {
-                    continue;
-                }
-                if added.insert(lib_guest.clone()) {
-                    out.added.push(Dependency {
-                        name: name.clone(),
-                        guest_path: lib_guest.clone(),
-                        host_path: lib_host.clone(),
-                        needed_by: guest.clone(),
-                        rule,
-                    });
-                    queue.push_back((lib_guest, lib_host));
-                }
-            }
+            walk.out.examined.push((guest.clone(), host));
+            walk.examine(guest, info);
         }
-        out
+        walk.out
     }
+}
+
+/// Where a (name, search path) was found: (guest, host, rule), or nothing.
+type Found = Option<(String, PathBuf, Rule)>;
+
+/// The state of [`Resolver::needed_closure`]'s breadth-first walk.
+struct Walk<'a> {
+    resolver: &'a Resolver,
+    arch: Arch,
+    image: &'a dyn ImageView,
+    add: bool,
+    out: NeededClosure,
+    /// ELF files to examine: (guest, host).
+    queue: VecDeque<(String, PathBuf)>,
+    /// (name, search path) → where it was found.
+    lookups: HashMap<(String, Vec<String>), Found>,
+    /// Guest paths added.
+    added: BTreeSet<String>,
+    unresolved: BTreeSet<Unresolved>,
+}
+
+impl Walk<'_> {
+    /// Checks the interpreter and the `DT_NEEDED` names of the ELF at `guest`.
+    fn examine(&mut self, guest: String, info: ElfInfo) {
+        if let Some(interp) = &info.interpreter {
+            self.interpreter(&guest, interp);
+        }
+        if info.needed.is_empty() {
+            return;
+        }
+        let obj = Object {
+            guest: guest.clone(),
+            origin: Origin::Rooted,
+            label: guest,
+            info,
+        };
+        let key_dirs = search_key(&obj);
+        let exe = (obj.guest.clone(), obj.origin.clone(), obj.info.clone());
+        for name in &obj.info.needed {
+            self.needed(&obj, &exe, &key_dirs, name);
+        }
+    }
+
+    /// Notes that `name`, needed by `object`, is found nowhere (once per pair).
+    fn missing(&mut self, object: &str, name: &str) {
+        let u = Unresolved {
+            object: object.to_string(),
+            name: name.to_string(),
+        };
+        if self.unresolved.insert(u.clone()) {
+            self.out.unresolved.push(u);
+        }
+    }
+
+    /// Looks for the interpreter `interp` of the ELF at `guest` in the image, then the root.
+    fn interpreter(&mut self, guest: &str, interp: &str) {
+        let path = normalize(interp);
+        match self.image.file(&path) {
+            InImage::File(_) => {}
+            InImage::Other => self.missing(guest, interp),
+            InImage::Absent => match resolve_in_root(self.resolver.root(), &path) {
+                Some(h) if h.is_file() => {
+                    if self.add && self.added.insert(path.clone()) {
+                        self.out.added.push(Dependency {
+                            name: interp.to_string(),
+                            guest_path: path,
+                            host_path: h,
+                            needed_by: guest.to_string(),
+                            rule: Rule::Interpreter,
+                        });
+                    }
+                }
+                _ => self.missing(guest, interp),
+            },
+        }
+    }
+
+    /// Looks for the `DT_NEEDED` `name` of `obj`, whose search path is `key_dirs`; what the
+    /// root has and the image lacks is added (with `add`) and queued.
+    fn needed(
+        &mut self,
+        obj: &Object,
+        exe: &(String, Origin, ElfInfo),
+        key_dirs: &[String],
+        name: &str,
+    ) {
+        // The loader itself is in every dynamic process, and a DT_NEEDED of its
+        // soname (libc.so.6 has one) is matched against it before any search.
+        let interp = self.arch.interpreter();
+        if interp.rsplit('/').next() == Some(name)
+            && (self.added.contains(interp) || matches!(self.image.file(interp), InImage::File(_)))
+        {
+            return;
+        }
+        let key = (name.to_string(), key_dirs.to_vec());
+        let found = match self.lookups.get(&key) {
+            Some(f) => f.clone(),
+            None => {
+                let f = self
+                    .resolver
+                    .find(name, obj, exe, Some(self.image))
+                    .ok()
+                    .map(|(g, h, rule, _)| (g, h, rule));
+                self.lookups.insert(key, f.clone());
+                f
+            }
+        };
+        let Some((lib_guest, lib_host, rule)) = found else {
+            self.missing(&obj.guest, name);
+            return;
+        };
+        if matches!(self.image.file(&lib_guest), InImage::File(_)) || !self.add {
+            return;
+        }
+        if self.added.insert(lib_guest.clone()) {
+            self.out.added.push(Dependency {
+                name: name.to_string(),
+                guest_path: lib_guest.clone(),
+                host_path: lib_host.clone(),
+                needed_by: obj.guest.clone(),
+                rule,
+            });
+            self.queue.push_back((lib_guest, lib_host));
+        }
+    }
+}
+
+/// The object's own search path decides where a name is found (with `$ORIGIN`
+/// expanded, objects of one folder share it): its `DT_RPATH` (without `DT_RUNPATH`), an
+/// empty mark where the shared search goes, then its `DT_RUNPATH`.
+fn search_key(obj: &Object) -> Vec<String> {
+    let mut key_dirs: Vec<String> = Vec::new();
+    if obj.info.runpath.is_empty() {
+        key_dirs.extend(obj.info.rpath.iter().map(|d| expand_guest(d, obj)));
+    }
+    key_dirs.push(String::new());
+    key_dirs.extend(obj.info.runpath.iter().map(|d| expand_guest(d, obj)));
+    key_dirs
 }
 
 /// Whether the file at `host` starts with the ELF magic (reads 20 bytes; a file that

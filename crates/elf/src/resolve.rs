@@ -158,56 +158,35 @@ impl Resolver {
     ) -> Result<Resolution, ResolveError> {
         let info = inspect(program)?;
         info.check_program(program)?;
-        let mut deps = Vec::new();
-        // Names already loaded (DT_NEEDED names and sonames) → guest path. The loader matches
-        // a DT_NEEDED against these before searching, the interpreter's soname included.
-        let mut loaded: BTreeMap<String, String> = BTreeMap::new();
+        let mut closure = Closure::default();
         if let Some(interp) = &info.interpreter {
-            let host = resolve_in_root(&self.root, interp)
-                .filter(|p| p.is_file())
-                .ok_or_else(|| ResolveError::Interpreter {
-                    interpreter: interp.clone(),
-                    needed_by: guest_path.to_string(),
-                    root: self.root.clone(),
-                    arch: info.arch,
-                })?;
-            // A corrupt interpreter is an error here, not a boot failure later.
-            if let Some(soname) = inspect(&host)?.soname {
-                loaded.insert(soname, normalize(interp));
-            }
-            deps.push(Dependency {
-                name: interp.clone(),
-                guest_path: normalize(interp),
-                host_path: host,
-                needed_by: guest_path.to_string(),
-                rule: Rule::Interpreter,
-            });
+            let dep = self.interpreter(interp, guest_path, info.arch, &mut closure.loaded)?;
+            closure.deps.push(dep);
         }
         if info.interpreter.is_none() {
             // Nothing loads libraries for a static program.
             return Ok(Resolution {
                 program: info,
-                dependencies: deps,
+                dependencies: closure.deps,
             });
         }
 
-        let program_origin = std::path::absolute(program)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
+        let program_origin = host_origin(program);
         let exe = Object {
             guest: guest_path.to_string(),
             origin: Origin::Host(program_origin.clone()),
             info: info.clone(),
             label: guest_path.to_string(),
         };
-        let mut guest_paths: BTreeSet<String> = deps.iter().map(|d| d.guest_path.clone()).collect();
-        guest_paths.insert(normalize(guest_path));
-        let mut queue = VecDeque::from([exe]);
-        let mut exe_ref: Option<(String, Origin, ElfInfo)> = None;
+        closure.guest_paths = closure.deps.iter().map(|d| d.guest_path.clone()).collect();
+        closure.guest_paths.insert(normalize(guest_path));
+        // The program is the first object out of the queue: the one whose DT_RPATH every
+        // object without DT_RUNPATH also searches.
+        let exe_ref = (exe.guest.clone(), exe.origin.clone(), exe.info.clone());
+        closure.queue.push_back(exe);
         let mut extras_queued = libraries.is_empty();
         loop {
-            let Some(obj) = queue.pop_front() else {
+            let Some(obj) = closure.queue.pop_front() else {
                 if extras_queued {
                     break;
                 }
@@ -215,7 +194,7 @@ impl Resolver {
                 extras_queued = true;
                 let mut extra = info.clone();
                 extra.needed = libraries.to_vec();
-                queue.push_back(Object {
+                closure.queue.push_back(Object {
                     guest: guest_path.to_string(),
                     origin: Origin::Host(program_origin.clone()),
                     info: extra,
@@ -223,44 +202,85 @@ impl Resolver {
                 });
                 continue;
             };
-            if exe_ref.is_none() {
-                exe_ref = Some((obj.guest.clone(), obj.origin.clone(), obj.info.clone()));
-            }
-            let exe = exe_ref.as_ref().expect("set above");
             for name in &obj.info.needed {
-                if loaded.contains_key(name) {
-                    continue;
-                }
-                let (guest, host, rule, origin) = self.find(name, &obj, exe, None)?;
-                let info = inspect(&host)?;
-                loaded.insert(name.clone(), guest.clone());
-                if let Some(soname) = &info.soname {
-                    loaded
-                        .entry(soname.clone())
-                        .or_insert_with(|| guest.clone());
-                }
-                if !guest_paths.insert(guest.clone()) {
-                    continue;
-                }
-                deps.push(Dependency {
-                    name: name.clone(),
-                    guest_path: guest.clone(),
-                    host_path: host,
-                    needed_by: obj.label.clone(),
-                    rule,
-                });
-                queue.push_back(Object {
-                    label: guest.clone(),
-                    guest,
-                    origin,
-                    info,
-                });
+                self.load(name, &obj, &exe_ref, &mut closure)?;
             }
         }
         Ok(Resolution {
             program: info,
-            dependencies: deps,
+            dependencies: closure.deps,
         })
+    }
+
+    /// The program's interpreter `interp` (its `PT_INTERP`), which must be in the root; its
+    /// soname is noted in `loaded`.
+    fn interpreter(
+        &self,
+        interp: &str,
+        guest_path: &str,
+        arch: Arch,
+        loaded: &mut BTreeMap<String, String>,
+    ) -> Result<Dependency, ResolveError> {
+        let host = resolve_in_root(&self.root, interp)
+            .filter(|p| p.is_file())
+            .ok_or_else(|| ResolveError::Interpreter {
+                interpreter: interp.to_string(),
+                needed_by: guest_path.to_string(),
+                root: self.root.clone(),
+                arch,
+            })?;
+        // A corrupt interpreter is an error here, not a boot failure later.
+        if let Some(soname) = inspect(&host)?.soname {
+            loaded.insert(soname, normalize(interp));
+        }
+        Ok(Dependency {
+            name: interp.to_string(),
+            guest_path: normalize(interp),
+            host_path: host,
+            needed_by: guest_path.to_string(),
+            rule: Rule::Interpreter,
+        })
+    }
+
+    /// Loads the `DT_NEEDED` `name` of `obj` as the loader does: nothing when a loaded
+    /// object has that name, else the file found, whose own needs are queued unless its
+    /// guest path is already loaded.
+    fn load(
+        &self,
+        name: &str,
+        obj: &Object,
+        exe: &(String, Origin, ElfInfo),
+        closure: &mut Closure,
+    ) -> Result<(), ResolveError> {
+        if closure.loaded.contains_key(name) {
+            return Ok(());
+        }
+        let (guest, host, rule, origin) = self.find(name, obj, exe, None)?;
+        let info = inspect(&host)?;
+        closure.loaded.insert(name.to_string(), guest.clone());
+        if let Some(soname) = &info.soname {
+            closure
+                .loaded
+                .entry(soname.clone())
+                .or_insert_with(|| guest.clone());
+        }
+        if !closure.guest_paths.insert(guest.clone()) {
+            return Ok(());
+        }
+        closure.deps.push(Dependency {
+            name: name.to_string(),
+            guest_path: guest.clone(),
+            host_path: host,
+            needed_by: obj.label.clone(),
+            rule,
+        });
+        closure.queue.push_back(Object {
+            label: guest.clone(),
+            guest,
+            origin,
+            info,
+        });
+        Ok(())
     }
 
     /// Finds one `DT_NEEDED` name for `obj`, in the loader's order; with `image`, each
@@ -272,30 +292,39 @@ impl Resolver {
         obj: &Object,
         exe: &(String, Origin, ElfInfo),
         image: Option<&dyn ImageView>,
-    ) -> Result<(String, PathBuf, Rule, Origin), ResolveError> {
-        let mut searched = Vec::new();
+    ) -> Result<Located, ResolveError> {
         // The loader loads only objects of its own machine, and skips others.
-        let arch = obj.info.arch;
-        let mut skipped = Vec::new();
+        let mut search = Search {
+            arch: obj.info.arch,
+            image,
+            searched: Vec::new(),
+            skipped: Vec::new(),
+        };
         if name.contains('/') {
-            if let Some(found) = self.candidate(
-                &mut skipped,
-                &expand(name, obj),
-                "",
-                Rule::Path,
-                arch,
-                image,
-            ) {
+            if let Some(found) = self.candidate(&mut search, &expand(name, obj), "", Rule::Path) {
                 return Ok(found);
             }
-            return Err(ResolveError::Missing {
-                name: name.to_string(),
-                needed_by: obj.label.clone(),
-                searched: vec![name.to_string()],
-                arch,
-                skipped,
-            });
+            search.searched = vec![name.to_string()];
+            return Err(search.missing(name, obj));
         }
+        if let Some(found) = self.in_search_path(&mut search, name, obj, exe) {
+            return Ok(found);
+        }
+        if let Some(found) = self.in_ld_so(&mut search, name) {
+            return Ok(found);
+        }
+        for dir in search.arch.default_dirs() {
+            search.searched.push(dir.to_string());
+            if let Some(found) = self.candidate(&mut search, &rooted(dir), name, Rule::DefaultDir) {
+                return Ok(found);
+            }
+        }
+        Err(search.missing(name, obj))
+    }
+
+    /// The directories searched before `ld.so.cache`, in order: `DT_RPATH` of `obj` and of
+    /// the program `exe` (unless either has `DT_RUNPATH`), `LD_LIBRARY_PATH`, `DT_RUNPATH`.
+    fn search_path(&self, obj: &Object, exe: &(String, Origin, ElfInfo)) -> Vec<(SearchDir, Rule)> {
         let mut dirs: Vec<(SearchDir, Rule)> = Vec::new();
         if obj.info.runpath.is_empty() {
             for d in &obj.info.rpath {
@@ -320,82 +349,70 @@ impl Resolver {
         for d in &obj.info.runpath {
             dirs.push((expand(d, obj), Rule::Runpath));
         }
-        for (dir, rule) in dirs {
+        dirs
+    }
+
+    /// Searches `name` in the [`Resolver::search_path`] of `obj`.
+    fn in_search_path(
+        &self,
+        search: &mut Search,
+        name: &str,
+        obj: &Object,
+        exe: &(String, Origin, ElfInfo),
+    ) -> Option<Located> {
+        for (dir, rule) in self.search_path(obj, exe) {
             if !dir.guest.starts_with('/') {
                 continue; // relative to the loader's working directory: never in a unikernel
             }
-            searched.push(format!("{} ({})", normalize(&dir.guest), rule_name(rule)));
-            if let Some(found) = self.candidate(&mut skipped, &dir, name, rule, arch, image) {
-                return Ok(found);
+            search
+                .searched
+                .push(format!("{} ({})", normalize(&dir.guest), rule_name(rule)));
+            if let Some(found) = self.candidate(search, &dir, name, rule) {
+                return Some(found);
             }
         }
+        None
+    }
+
+    /// Searches `name` in the `ld.so.cache` entries of the architecture or, without a
+    /// cache, in the `ld.so.conf` directories.
+    fn in_ld_so(&self, search: &mut Search, name: &str) -> Option<Located> {
         match &self.cache {
             Some(cache) => {
-                searched.push("/etc/ld.so.cache".into());
+                search.searched.push("/etc/ld.so.cache".into());
                 for (flags, soname, path) in cache {
-                    if soname == name && *flags == arch.ld_cache_flags() {
-                        if let Some(found) = self.candidate(
-                            &mut skipped,
-                            &rooted(path),
-                            "",
-                            Rule::LdSoCache,
-                            arch,
-                            image,
-                        ) {
-                            return Ok(found);
+                    if soname == name && *flags == search.arch.ld_cache_flags() {
+                        if let Some(found) =
+                            self.candidate(search, &rooted(path), "", Rule::LdSoCache)
+                        {
+                            return Some(found);
                         }
                     }
                 }
             }
             None => {
                 for dir in &self.conf_dirs {
-                    searched.push(format!("{dir} (ld.so.conf)"));
-                    if let Some(found) = self.candidate(
-                        &mut skipped,
-                        &rooted(dir),
-                        name,
-                        Rule::LdSoConf,
-                        arch,
-                        image,
-                    ) {
-                        return Ok(found);
+                    search.searched.push(format!("{dir} (ld.so.conf)"));
+                    if let Some(found) = self.candidate(search, &rooted(dir), name, Rule::LdSoConf)
+                    {
+                        return Some(found);
                     }
                 }
             }
         }
-        for dir in arch.default_dirs() {
-            searched.push(dir.to_string());
-            if let Some(found) = self.candidate(
-                &mut skipped,
-                &rooted(dir),
-                name,
-                Rule::DefaultDir,
-                arch,
-                image,
-            ) {
-                return Ok(found);
-            }
-        }
-        Err(ResolveError::Missing {
-            name: name.to_string(),
-            needed_by: obj.label.clone(),
-            searched,
-            arch,
-            skipped,
-        })
+        None
     }
 
     /// The file `name` in `dir` (or the path `dir` itself when `name` is empty), if it
-    /// exists and is an ELF64 of `arch`; the loader skips other files and keeps searching.
+    /// exists and is an ELF64 of the search's architecture; the loader skips other files and
+    /// keeps searching.
     fn candidate(
         &self,
-        skipped: &mut Vec<(PathBuf, Arch)>,
+        search: &mut Search,
         dir: &SearchDir,
         name: &str,
         rule: Rule,
-        arch: Arch,
-        image: Option<&dyn ImageView>,
-    ) -> Option<(String, PathBuf, Rule, Origin)> {
+    ) -> Option<Located> {
         let join = |d: &str| {
             if name.is_empty() {
                 d.to_string()
@@ -404,7 +421,7 @@ impl Resolver {
             }
         };
         let guest = normalize(&join(&dir.guest));
-        let in_image = match image {
+        let in_image = match search.image {
             Some(view) => view.file(&guest),
             None => InImage::Absent,
         };
@@ -427,10 +444,10 @@ impl Resolver {
             .flatten()
             .and_then(Arch::from_machine)
         {
-            Some(a) if a == arch => {}
+            Some(a) if a == search.arch => {}
             Some(a) => {
-                if !skipped.iter().any(|(p, _)| *p == host) {
-                    skipped.push((host, a));
+                if !search.skipped.iter().any(|(p, _)| *p == host) {
+                    search.skipped.push((host, a));
                 }
                 return None;
             }
@@ -438,6 +455,53 @@ impl Resolver {
         }
         Some((guest, host, rule, origin))
     }
+}
+
+/// A file found for a name: (guest path, host path, the rule that found it, its origin).
+pub(crate) type Located = (String, PathBuf, Rule, Origin);
+
+/// The state of [`Resolver::resolve_with`]'s breadth-first walk.
+#[derive(Default)]
+struct Closure {
+    deps: Vec<Dependency>,
+    /// Names already loaded (DT_NEEDED names and sonames) → guest path. The loader matches
+    /// a DT_NEEDED against these before searching, the interpreter's soname included.
+    loaded: BTreeMap<String, String>,
+    /// Guest paths of the program and the objects in `deps`.
+    guest_paths: BTreeSet<String>,
+    /// Objects whose needs are still to load.
+    queue: VecDeque<Object>,
+}
+
+/// One search for a name: for the object's architecture, in the image first when given.
+struct Search<'a> {
+    arch: Arch,
+    image: Option<&'a dyn ImageView>,
+    /// What was searched, in words, for the error.
+    searched: Vec<String>,
+    /// Files of the right name skipped for their architecture, with it.
+    skipped: Vec<(PathBuf, Arch)>,
+}
+
+impl Search<'_> {
+    /// The error for `name`, needed by `obj`, found nowhere searched.
+    fn missing(self, name: &str, obj: &Object) -> ResolveError {
+        ResolveError::Missing {
+            name: name.to_string(),
+            needed_by: obj.label.clone(),
+            searched: self.searched,
+            arch: self.arch,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// The host directory of the program at `program` (its `$ORIGIN`), empty when unknown.
+fn host_origin(program: &Path) -> PathBuf {
+    std::path::absolute(program)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default()
 }
 
 /// Expands `$ORIGIN`, `$LIB` and `$PLATFORM` (also in `${...}` form) in a search path
@@ -534,10 +598,7 @@ impl Resolver {
         info: &ElfInfo,
         name: &str,
     ) -> Option<(String, PathBuf)> {
-        let origin = std::path::absolute(program)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
+        let origin = host_origin(program);
         let exe = Object {
             guest: guest_path.to_string(),
             origin: Origin::Host(origin.clone()),
@@ -591,132 +652,192 @@ impl Resolver {
         packed: &[(String, PathBuf)],
         image: Option<&dyn ImageView>,
     ) -> Vec<RuntimeLoad> {
-        let mut have: BTreeSet<String> = BTreeSet::new();
-        let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
-        // (guest, host, whether it is searched as the program's closure)
-        let mut objects: Vec<(String, PathBuf, bool)> =
-            vec![(normalize(guest_path), program.to_path_buf(), true)];
-        for d in &resolution.dependencies {
-            have.insert(d.name.clone());
-            have.insert(base(&d.guest_path));
-            if let Ok(info) = inspect(&d.host_path) {
-                if let Some(s) = info.soname {
-                    have.insert(s);
-                }
-            }
-            if d.rule != Rule::Interpreter {
-                objects.push((d.guest_path.clone(), d.host_path.clone(), true));
-            }
-        }
-        let mut listed: BTreeSet<String> = objects.iter().map(|o| o.0.clone()).collect();
-        for (guest, host) in packed {
-            if listed.insert(normalize(guest)) {
-                objects.push((normalize(guest), host.clone(), false));
-            }
-        }
-        if let Some(s) = &resolution.program.soname {
-            have.insert(s.clone());
-        }
-        let program_origin = std::path::absolute(program)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
+        let (have, objects) = hinted_objects(resolution, program, guest_path, packed);
         let exe_ref = (
             normalize(guest_path),
-            Origin::Host(program_origin),
+            Origin::Host(host_origin(program)),
             resolution.program.clone(),
         );
-        // Where `obj` (None: the program's closure) finds `soname`, and whether the image
-        // already has it there.
-        let find = |obj: Option<&Object>, soname: &str| -> Option<(String, PathBuf, bool)> {
-            let exe = Object {
-                guest: exe_ref.0.clone(),
-                origin: exe_ref.1.clone(),
-                info: exe_ref.2.clone(),
-                label: exe_ref.0.clone(),
-            };
-            let (obj, exe_ref) = match obj {
-                Some(o) => (o, (o.guest.clone(), o.origin.clone(), o.info.clone())),
-                None => (&exe, exe_ref.clone()),
-            };
-            let (guest, host, _, _) = self.find(soname, obj, &exe_ref, image).ok()?;
-            let packed = image.is_some_and(|v| matches!(v.file(&guest), InImage::File(_)));
-            Some((guest, host, packed))
+        let mut hints = Hints {
+            resolver: self,
+            image,
+            exe_ref,
+            have,
+            out: Vec::new(),
         };
-        let mut out: Vec<RuntimeLoad> = Vec::new();
-        let nss = find(None, "libnss_files.so.2").is_some();
+        let nss = hints.find(None, "libnss_files.so.2").is_some();
         for (guest, host, closure) in &objects {
-            let Ok(refs) = runtime_refs(host) else {
-                continue;
-            };
-            let Ok(info) = inspect(host) else {
-                continue;
-            };
-            let needs_libdl = info.needed.iter().any(|n| n.starts_with("libdl.so"));
-            let own = (!*closure).then(|| Object {
-                guest: guest.clone(),
-                origin: Origin::Rooted,
-                info,
-                label: guest.clone(),
-            });
-            let can_load = refs.loader.is_some() || (needs_libdl && !refs.is_static);
-            let mut add = |soname: &str, reason: LoadReason, need_found: bool| {
-                if have.contains(soname) || out.iter().any(|h| h.soname == soname) {
-                    return;
-                }
-                let found = find(own.as_ref(), soname);
-                // A packed ELF's hint only says what the root has and the image lacks: its
-                // optional names the root does not have are no news (a whole root packed
-                // holds hundreds).
-                let need_found = need_found || own.is_some();
-                if found.as_ref().is_some_and(|f| f.2) || (need_found && found.is_none()) {
-                    return;
-                }
-                out.push(RuntimeLoad {
-                    soname: soname.to_string(),
-                    object: guest.to_string(),
-                    reason,
-                    config_line: format!("\"Libraries\": [\"{soname}\"]"),
-                    found: found.as_ref().map(|f| f.0.clone()),
-                    host_path: found.map(|f| f.1),
-                    root: self.root.clone(),
-                });
-            };
-            if can_load && !is_glibc(&base(guest)) {
-                for (section, soname) in &refs.sonames {
-                    let glibc_own = refs.is_static && is_glibc_string(soname);
-                    if *soname != base(guest) && !glibc_own {
-                        let reason = LoadReason::Data {
-                            section: section.clone(),
-                        };
-                        add(soname, reason, false);
-                    }
-                }
+            hints.object(guest, host, *closure, nss);
+        }
+        hints.out
+    }
+}
+
+/// The names the closure of `resolution` already has (`DT_NEEDED` names, file names,
+/// sonames), and the objects whose run-time loads are looked at: (guest, host, whether it
+/// is searched as the program's closure), the program first, then its libraries, then the
+/// other `packed` ELF files not among them.
+fn hinted_objects(
+    resolution: &Resolution,
+    program: &Path,
+    guest_path: &str,
+    packed: &[(String, PathBuf)],
+) -> (BTreeSet<String>, Vec<(String, PathBuf, bool)>) {
+    let mut have: BTreeSet<String> = BTreeSet::new();
+    // (guest, host, whether it is searched as the program's closure)
+    let mut objects: Vec<(String, PathBuf, bool)> =
+        vec![(normalize(guest_path), program.to_path_buf(), true)];
+    for d in &resolution.dependencies {
+        have.insert(d.name.clone());
+        have.insert(base(&d.guest_path));
+        if let Ok(info) = inspect(&d.host_path) {
+            if let Some(s) = info.soname {
+                have.insert(s);
             }
-            for symbol in &refs.imports {
-                let modules: &[&str] = if NSS_HOSTS.contains(&symbol.as_str()) {
-                    &["libnss_files.so.2", "libnss_dns.so.2"]
-                } else if NSS_FILES.contains(&symbol.as_str()) {
-                    &["libnss_files.so.2"]
-                } else {
-                    &[]
-                };
-                if nss {
-                    for m in modules {
-                        let reason = LoadReason::Nss {
-                            symbol: symbol.clone(),
-                        };
-                        add(m, reason, true);
-                    }
-                }
-                if UNWIND.contains(&symbol.as_str()) {
-                    let reason = LoadReason::Unwind {
-                        symbol: symbol.clone(),
+        }
+        if d.rule != Rule::Interpreter {
+            objects.push((d.guest_path.clone(), d.host_path.clone(), true));
+        }
+    }
+    let mut listed: BTreeSet<String> = objects.iter().map(|o| o.0.clone()).collect();
+    for (guest, host) in packed {
+        if listed.insert(normalize(guest)) {
+            objects.push((normalize(guest), host.clone(), false));
+        }
+    }
+    if let Some(s) = &resolution.program.soname {
+        have.insert(s.clone());
+    }
+    (have, objects)
+}
+
+/// The last component of the guest path `p`.
+fn base(p: &str) -> String {
+    p.rsplit('/').next().unwrap_or(p).to_string()
+}
+
+/// The state of [`Resolver::runtime_loads_of`]: what the closure has, and the hints so far.
+struct Hints<'a> {
+    resolver: &'a Resolver,
+    image: Option<&'a dyn ImageView>,
+    /// The program, whose search path its closure's names are searched with.
+    exe_ref: (String, Origin, ElfInfo),
+    /// Names the closure already has.
+    have: BTreeSet<String>,
+    out: Vec<RuntimeLoad>,
+}
+
+impl Hints<'_> {
+    /// Where `obj` (None: the program's closure) finds `soname`, and whether the image
+    /// already has it there.
+    fn find(&self, obj: Option<&Object>, soname: &str) -> Option<(String, PathBuf, bool)> {
+        let exe_ref = &self.exe_ref;
+        let exe = Object {
+            guest: exe_ref.0.clone(),
+            origin: exe_ref.1.clone(),
+            info: exe_ref.2.clone(),
+            label: exe_ref.0.clone(),
+        };
+        let (obj, exe_ref) = match obj {
+            Some(o) => (o, (o.guest.clone(), o.origin.clone(), o.info.clone())),
+            None => (&exe, exe_ref.clone()),
+        };
+        let image = self.image;
+        let (guest, host, _, _) = self.resolver.find(soname, obj, &exe_ref, image).ok()?;
+        let packed = image.is_some_and(|v| matches!(v.file(&guest), InImage::File(_)));
+        Some((guest, host, packed))
+    }
+
+    /// Adds the hints of the object at `guest` (host file `host`; `closure`: searched as
+    /// the program's closure); `nss`: the root ships glibc's NSS modules separately.
+    fn object(&mut self, guest: &str, host: &Path, closure: bool, nss: bool) {
+        let Ok(refs) = runtime_refs(host) else {
+            return;
+        };
+        let Ok(info) = inspect(host) else {
+            return;
+        };
+        let needs_libdl = info.needed.iter().any(|n| n.starts_with("libdl.so"));
+        let own = (!closure).then(|| Object {
+            guest: guest.to_string(),
+            origin: Origin::Rooted,
+            info,
+            label: guest.to_string(),
+        });
+        let own = own.as_ref();
+        let can_load = refs.loader.is_some() || (needs_libdl && !refs.is_static);
+        if can_load && !is_glibc(&base(guest)) {
+            for (section, soname) in &refs.sonames {
+                let glibc_own = refs.is_static && is_glibc_string(soname);
+                if *soname != base(guest) && !glibc_own {
+                    let reason = LoadReason::Data {
+                        section: section.clone(),
                     };
-                    add("libgcc_s.so.1", reason, false);
+                    self.add(guest, own, soname, reason, false);
                 }
             }
         }
-        out
+        for symbol in &refs.imports {
+            self.imported(guest, own, symbol, nss);
+        }
+    }
+
+    /// Adds the hints for the object at `guest` importing `symbol`: glibc's NSS modules
+    /// (when `nss`) for a lookup function, `libgcc_s.so.1` for thread unwinding.
+    fn imported(&mut self, guest: &str, own: Option<&Object>, symbol: &str, nss: bool) {
+        let modules: &[&str] = if NSS_HOSTS.contains(&symbol) {
+            &["libnss_files.so.2", "libnss_dns.so.2"]
+        } else if NSS_FILES.contains(&symbol) {
+            &["libnss_files.so.2"]
+        } else {
+            &[]
+        };
+        if nss {
+            for m in modules {
+                let reason = LoadReason::Nss {
+                    symbol: symbol.to_string(),
+                };
+                self.add(guest, own, m, reason, true);
+            }
+        }
+        if UNWIND.contains(&symbol) {
+            let reason = LoadReason::Unwind {
+                symbol: symbol.to_string(),
+            };
+            self.add(guest, own, "libgcc_s.so.1", reason, false);
+        }
+    }
+
+    /// Adds the hint that the object at `guest` (`own`: a packed object, searched with its
+    /// own search path) may load `soname`, unless the closure or an earlier hint has it,
+    /// the image has it, or it must be found (`need_found`) and is not.
+    fn add(
+        &mut self,
+        guest: &str,
+        own: Option<&Object>,
+        soname: &str,
+        reason: LoadReason,
+        need_found: bool,
+    ) {
+        if self.have.contains(soname) || self.out.iter().any(|h| h.soname == soname) {
+            return;
+        }
+        let found = self.find(own, soname);
+        // A packed ELF's hint only says what the root has and the image lacks: its
+        // optional names the root does not have are no news (a whole root packed
+        // holds hundreds).
+        let need_found = need_found || own.is_some();
+        if found.as_ref().is_some_and(|f| f.2) || (need_found && found.is_none()) {
+            return;
+        }
+        self.out.push(RuntimeLoad {
+            soname: soname.to_string(),
+            object: guest.to_string(),
+            reason,
+            config_line: format!("\"Libraries\": [\"{soname}\"]"),
+            found: found.as_ref().map(|f| f.0.clone()),
+            host_path: found.map(|f| f.1),
+            root: self.resolver.root.clone(),
+        });
     }
 }

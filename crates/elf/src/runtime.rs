@@ -11,7 +11,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use object::elf;
-use object::read::elf::{FileHeader, SectionHeader, Sym};
+use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
+use object::read::StringTable;
 use object::{Endianness, ReadCache, ReadRef};
 
 use crate::inspect::{check_ident, ElfError};
@@ -185,119 +186,21 @@ pub struct RuntimeRefs {
 /// Reads the sonames in the read-only data, the interesting imports and the evidence of a
 /// run-time loader of the ELF file at `path` (see [`RuntimeRefs`]).
 pub fn runtime_refs(path: &Path) -> Result<RuntimeRefs, ElfError> {
-    let corrupt = |reason: String| ElfError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let read = |source| ElfError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = nanoimg_chroot::open_regular(path).map_err(read)?;
-    let mut raw = file.try_clone().map_err(read)?;
+    let file = nanoimg_chroot::open_regular(path).map_err(read_error(path))?;
+    let mut raw = file.try_clone().map_err(read_error(path))?;
     let cache = ReadCache::new(file);
-    let data = &cache;
-    let len = data
-        .len()
-        .map_err(|_| corrupt("cannot read its length".into()))?;
-    let head = data
-        .read_bytes_at(0, len.min(64))
-        .map_err(|_| corrupt("cannot read its header".into()))?;
-    check_ident(path, head)?;
-    let header =
-        elf::FileHeader64::<Endianness>::parse(data).map_err(|e| corrupt(e.to_string()))?;
-    let endian = header.endian().map_err(|e| corrupt(e.to_string()))?;
-    let sections = header
-        .sections(endian, data)
-        .map_err(|e| corrupt(e.to_string()))?;
-    let in_file = |s: &elf::SectionHeader64<Endianness>, cap: u64| {
-        let (off, size) = (s.sh_offset(endian), s.sh_size(endian));
-        s.sh_type(endian) != elf::SHT_NOBITS
-            && size <= cap
-            && off.checked_add(size).is_some_and(|end| end <= len)
-    };
+    let elf = Sections::parse(path, &cache)?;
 
     let mut refs = RuntimeRefs::default();
-    let has_interp = sections.iter().any(|s| {
-        sections
-            .section_name(endian, s)
-            .is_ok_and(|n| n == b".interp")
-    });
-    let mut undefined = 0usize;
-    let mut dlopen_import = None;
-    let dynsym = sections
-        .iter()
-        .find(|s| s.sh_type(endian) == elf::SHT_DYNSYM);
-    if let Some(s) = dynsym {
-        if !in_file(s, MAX_TABLE) {
-            return Err(corrupt(
-                "its .dynsym is too large or runs past the end".into(),
-            ));
-        }
-        let symbols = sections
-            .symbols(endian, data, elf::SHT_DYNSYM)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let strings = symbols.strings();
-        for sym in symbols.iter().skip(1) {
-            if !sym.is_undefined(endian) {
-                continue;
-            }
-            undefined += 1;
-            let Ok(name) = sym.name(endian, strings) else {
-                continue;
-            };
-            let Ok(name) = std::str::from_utf8(name) else {
-                continue;
-            };
-            if DLOPEN.contains(&name) && dlopen_import.is_none() {
-                dlopen_import = Some(format!("imports {name}"));
-            }
-            if is_use(name) && !refs.imports.iter().any(|n| n == name) {
-                refs.imports.push(name.to_string());
-            }
-        }
-    }
-    refs.is_static = !has_interp && undefined == 0;
+    let has_interp = elf.has_section(b".interp");
+    let dynamic = elf.dynamic_imports(&mut refs.imports)?;
+    refs.is_static = !has_interp && dynamic.undefined == 0;
     let mut stripped = false;
-    refs.loader = dlopen_import;
+    refs.loader = dynamic.dlopen_import;
     if refs.is_static {
-        // A static program: its symbol table (when not stripped) says what it contains.
-        let symtab = sections
-            .iter()
-            .find(|s| s.sh_type(endian) == elf::SHT_SYMTAB)
-            .filter(|s| in_file(s, MAX_TABLE));
-        let mut machinery = None;
-        let mut stub = false;
-        if symtab.is_some() {
-            let symbols = sections
-                .symbols(endian, data, elf::SHT_SYMTAB)
-                .map_err(|e| corrupt(e.to_string()))?;
-            let strings = symbols.strings();
-            for sym in symbols.iter().skip(1) {
-                if sym.is_undefined(endian) {
-                    continue;
-                }
-                let Ok(name) = sym.name(endian, strings) else {
-                    continue;
-                };
-                let Ok(name) = std::str::from_utf8(name) else {
-                    continue;
-                };
-                if name == MUSL_STUB {
-                    stub = true;
-                } else if let Some(i) = STATIC_LOADER.iter().position(|n| *n == name) {
-                    // The first of the list found names the evidence, whatever the order.
-                    machinery = Some(machinery.map_or(i, |m: usize| m.min(i)));
-                }
-                if is_use(name) && !refs.imports.iter().any(|n| n == name) {
-                    refs.imports.push(name.to_string());
-                }
-            }
-        }
-        refs.loader = machinery
-            .filter(|_| !stub)
-            .map(|i| format!("contains glibc's loader ({})", STATIC_LOADER[i]));
-        stripped = symtab.is_none();
+        let contents = elf.static_contents(&mut refs.imports)?;
+        refs.loader = contents.loader;
+        stripped = contents.stripped;
     }
     refs.imports.sort();
     // The data is read only where its names can be loads: an object with a loader, or a
@@ -305,36 +208,7 @@ pub fn runtime_refs(path: &Path) -> Result<RuntimeRefs, ElfError> {
     if refs.loader.is_none() && !stripped {
         return Ok(refs);
     }
-    let mut cache_magic = false;
-    for s in sections.iter() {
-        let Ok(name) = sections.section_name(endian, s) else {
-            continue;
-        };
-        let Some(section) = DATA_SECTIONS.iter().find(|n| n.as_bytes() == name) else {
-            continue;
-        };
-        if !in_file(s, u64::MAX) {
-            return Err(corrupt(format!(
-                "section {section} runs past the end of the file"
-            )));
-        }
-        scan(
-            &mut raw,
-            s.sh_offset(endian),
-            s.sh_size(endian),
-            &mut |token| {
-                if token == GLIBC_CACHE_MAGIC {
-                    cache_magic = true;
-                } else if is_soname(token)
-                    && refs.sonames.len() < MAX_SONAMES
-                    && !refs.sonames.iter().any(|(_, n)| n == token)
-                {
-                    refs.sonames.push((section.to_string(), token.to_string()));
-                }
-            },
-        )
-        .map_err(read)?;
-    }
+    let cache_magic = elf.scan_data(&mut raw, &mut refs.sonames)?;
 
     if stripped && refs.loader.is_none() {
         if cache_magic {
@@ -344,6 +218,234 @@ pub fn runtime_refs(path: &Path) -> Result<RuntimeRefs, ElfError> {
         }
     }
     Ok(refs)
+}
+
+/// The data an ELF file is read through.
+type Data<'a> = &'a ReadCache<File>;
+
+/// Maps an I/O error on `path` to [`ElfError::Read`].
+fn read_error(path: &Path) -> impl Fn(std::io::Error) -> ElfError + '_ {
+    move |source| ElfError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The section headers of an ELF file, with what reading them needs.
+struct Sections<'a> {
+    path: &'a Path,
+    data: Data<'a>,
+    /// The file's length.
+    len: u64,
+    endian: Endianness,
+    table: SectionTable<'a, elf::FileHeader64<Endianness>, Data<'a>>,
+}
+
+/// What the dynamic symbol table says.
+struct DynamicImports {
+    /// Undefined dynamic symbols, named or not.
+    undefined: usize,
+    /// `imports <name>` for the first of [`DLOPEN`] imported.
+    dlopen_import: Option<String>,
+}
+
+/// What a static program's symbol table says.
+struct StaticContents {
+    /// `contains glibc's loader (<symbol>)`, unless it has musl's stub or no symbol table.
+    loader: Option<String>,
+    /// It has no symbol table.
+    stripped: bool,
+}
+
+impl<'a> Sections<'a> {
+    /// Checks the identification bytes, then reads the ELF header and the section headers.
+    fn parse(path: &'a Path, data: Data<'a>) -> Result<Sections<'a>, ElfError> {
+        let corrupt = |reason: String| corrupt(path, reason);
+        let len = data
+            .len()
+            .map_err(|_| corrupt("cannot read its length".into()))?;
+        let head = data
+            .read_bytes_at(0, len.min(64))
+            .map_err(|_| corrupt("cannot read its header".into()))?;
+        check_ident(path, head)?;
+        let header =
+            elf::FileHeader64::<Endianness>::parse(data).map_err(|e| corrupt(e.to_string()))?;
+        let endian = header.endian().map_err(|e| corrupt(e.to_string()))?;
+        let table = header
+            .sections(endian, data)
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(Sections {
+            path,
+            data,
+            len,
+            endian,
+            table,
+        })
+    }
+
+    /// An [`ElfError::Corrupt`] of this file.
+    fn corrupt(&self, reason: String) -> ElfError {
+        corrupt(self.path, reason)
+    }
+
+    /// Whether section `s` has its bytes in the file, at most `cap` of them.
+    fn in_file(&self, s: &elf::SectionHeader64<Endianness>, cap: u64) -> bool {
+        let endian = self.endian;
+        let (off, size) = (s.sh_offset(endian), s.sh_size(endian));
+        s.sh_type(endian) != elf::SHT_NOBITS
+            && size <= cap
+            && off.checked_add(size).is_some_and(|end| end <= self.len)
+    }
+
+    /// Whether a section is named `name`.
+    fn has_section(&self, name: &[u8]) -> bool {
+        self.table.iter().any(|s| {
+            self.table
+                .section_name(self.endian, s)
+                .is_ok_and(|n| n == name)
+        })
+    }
+
+    /// The first section of type `sh_type`.
+    fn first_of_type(&self, sh_type: u32) -> Option<&'a elf::SectionHeader64<Endianness>> {
+        self.table
+            .iter()
+            .find(|s| s.sh_type(self.endian) == sh_type)
+    }
+
+    /// Reads the undefined symbols of `.dynsym` (at most [`MAX_TABLE`] bytes), adding the
+    /// interesting ones to `imports`.
+    fn dynamic_imports(&self, imports: &mut Vec<String>) -> Result<DynamicImports, ElfError> {
+        let endian = self.endian;
+        let mut found = DynamicImports {
+            undefined: 0,
+            dlopen_import: None,
+        };
+        let Some(s) = self.first_of_type(elf::SHT_DYNSYM) else {
+            return Ok(found);
+        };
+        if !self.in_file(s, MAX_TABLE) {
+            return Err(self.corrupt("its .dynsym is too large or runs past the end".into()));
+        }
+        let symbols = self
+            .table
+            .symbols(endian, self.data, elf::SHT_DYNSYM)
+            .map_err(|e| self.corrupt(e.to_string()))?;
+        let strings = symbols.strings();
+        for sym in symbols.iter().skip(1) {
+            if !sym.is_undefined(endian) {
+                continue;
+            }
+            found.undefined += 1;
+            let Some(name) = symbol_name(sym, endian, strings) else {
+                continue;
+            };
+            if DLOPEN.contains(&name) && found.dlopen_import.is_none() {
+                found.dlopen_import = Some(format!("imports {name}"));
+            }
+            note_use(imports, name);
+        }
+        Ok(found)
+    }
+
+    /// A static program: its symbol table (when not stripped) says what it contains. Adds
+    /// the interesting functions it defines to `imports`.
+    fn static_contents(&self, imports: &mut Vec<String>) -> Result<StaticContents, ElfError> {
+        let endian = self.endian;
+        let symtab = self
+            .first_of_type(elf::SHT_SYMTAB)
+            .filter(|s| self.in_file(s, MAX_TABLE));
+        let mut machinery = None;
+        let mut stub = false;
+        if symtab.is_some() {
+            let symbols = self
+                .table
+                .symbols(endian, self.data, elf::SHT_SYMTAB)
+                .map_err(|e| self.corrupt(e.to_string()))?;
+            let strings = symbols.strings();
+            for sym in symbols.iter().skip(1) {
+                if sym.is_undefined(endian) {
+                    continue;
+                }
+                let Some(name) = symbol_name(sym, endian, strings) else {
+                    continue;
+                };
+                if name == MUSL_STUB {
+                    stub = true;
+                } else if let Some(i) = STATIC_LOADER.iter().position(|n| *n == name) {
+                    // The first of the list found names the evidence, whatever the order.
+                    machinery = Some(machinery.map_or(i, |m: usize| m.min(i)));
+                }
+                note_use(imports, name);
+            }
+        }
+        Ok(StaticContents {
+            loader: machinery
+                .filter(|_| !stub)
+                .map(|i| format!("contains glibc's loader ({})", STATIC_LOADER[i])),
+            stripped: symtab.is_none(),
+        })
+    }
+
+    /// Scans [`DATA_SECTIONS`] through `raw`, adding the distinct sonames found (at most
+    /// [`MAX_SONAMES`]) to `sonames`; whether glibc's `ld.so.cache` magic was among them.
+    fn scan_data(
+        &self,
+        raw: &mut File,
+        sonames: &mut Vec<(String, String)>,
+    ) -> Result<bool, ElfError> {
+        let endian = self.endian;
+        let mut cache_magic = false;
+        for s in self.table.iter() {
+            let Ok(name) = self.table.section_name(endian, s) else {
+                continue;
+            };
+            let Some(section) = DATA_SECTIONS.iter().find(|n| n.as_bytes() == name) else {
+                continue;
+            };
+            if !self.in_file(s, u64::MAX) {
+                return Err(
+                    self.corrupt(format!("section {section} runs past the end of the file"))
+                );
+            }
+            scan(raw, s.sh_offset(endian), s.sh_size(endian), &mut |token| {
+                if token == GLIBC_CACHE_MAGIC {
+                    cache_magic = true;
+                } else if is_soname(token)
+                    && sonames.len() < MAX_SONAMES
+                    && !sonames.iter().any(|(_, n)| n == token)
+                {
+                    sonames.push((section.to_string(), token.to_string()));
+                }
+            })
+            .map_err(read_error(self.path))?;
+        }
+        Ok(cache_magic)
+    }
+}
+
+/// An [`ElfError::Corrupt`] of `path`.
+fn corrupt(path: &Path, reason: String) -> ElfError {
+    ElfError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// The name of `sym`, when it can be read and is UTF-8.
+fn symbol_name<'a>(
+    sym: &elf::Sym64<Endianness>,
+    endian: Endianness,
+    strings: StringTable<'a, Data<'a>>,
+) -> Option<&'a str> {
+    std::str::from_utf8(sym.name(endian, strings).ok()?).ok()
+}
+
+/// Adds `name` to `imports` when using it makes glibc load a library and it is not there.
+fn note_use(imports: &mut Vec<String>, name: &str) {
+    if is_use(name) && !imports.iter().any(|n| n == name) {
+        imports.push(name.to_string());
+    }
 }
 
 /// Calls `found` for every token of name bytes (`[A-Za-z0-9_+.-]`, at most 255) in `size`
@@ -497,6 +599,19 @@ mod tests {
         h
     }
 
+    /// An ELF64 little-endian section header: `sh_name`, `sh_type`, `sh_offset`, `sh_size`,
+    /// `sh_link` and `sh_entsize`, the rest zero.
+    fn section(name: u32, ty: u32, off: u64, size: u64, link: u32, entsize: u64) -> Vec<u8> {
+        let mut s = vec![0u8; 64];
+        s[0..4].copy_from_slice(&name.to_le_bytes());
+        s[4..8].copy_from_slice(&ty.to_le_bytes());
+        s[24..32].copy_from_slice(&off.to_le_bytes());
+        s[32..40].copy_from_slice(&size.to_le_bytes());
+        s[40..44].copy_from_slice(&link.to_le_bytes());
+        s[56..64].copy_from_slice(&entsize.to_le_bytes());
+        s
+    }
+
     fn refs_of(bytes: &[u8]) -> Result<RuntimeRefs, ElfError> {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x");
@@ -541,16 +656,6 @@ mod tests {
             f[40..48].copy_from_slice(&sh_off.to_le_bytes());
             f[60..62].copy_from_slice(&3u16.to_le_bytes());
             f[62..64].copy_from_slice(&2u16.to_le_bytes());
-            let section = |name: u32, ty: u32, off: u64, size: u64, link: u32, entsize: u64| {
-                let mut s = vec![0u8; 64];
-                s[0..4].copy_from_slice(&name.to_le_bytes());
-                s[4..8].copy_from_slice(&ty.to_le_bytes());
-                s[24..32].copy_from_slice(&off.to_le_bytes());
-                s[32..40].copy_from_slice(&size.to_le_bytes());
-                s[40..44].copy_from_slice(&link.to_le_bytes());
-                s[56..64].copy_from_slice(&entsize.to_le_bytes());
-                s
-            };
             f.extend(vec![0u8; 64]);
             f.extend(section(1, ty, 0, size, 7, 24));
             f.extend(section(
@@ -597,17 +702,16 @@ mod tests {
         f[40..48].copy_from_slice(&sh_off.to_le_bytes());
         f[60..62].copy_from_slice(&3u16.to_le_bytes());
         f[62..64].copy_from_slice(&2u16.to_le_bytes());
-        let section = |name: u32, ty: u32, off: u64, size: u64| {
-            let mut s = vec![0u8; 64];
-            s[0..4].copy_from_slice(&name.to_le_bytes());
-            s[4..8].copy_from_slice(&ty.to_le_bytes());
-            s[24..32].copy_from_slice(&off.to_le_bytes());
-            s[32..40].copy_from_slice(&size.to_le_bytes());
-            s
-        };
         f.extend(vec![0u8; 64]);
-        f.extend(section(1, elf::SHT_PROGBITS, data_off, data.len() as u64));
-        f.extend(section(9, elf::SHT_STRTAB, 64, strtab.len() as u64));
+        f.extend(section(
+            1,
+            elf::SHT_PROGBITS,
+            data_off,
+            data.len() as u64,
+            0,
+            0,
+        ));
+        f.extend(section(9, elf::SHT_STRTAB, 64, strtab.len() as u64, 0, 0));
         let refs = refs_of(&f).unwrap();
         assert!(refs.is_static);
         assert_eq!(
