@@ -3,7 +3,7 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 
 use nanoimg_disk::{DiskImage, ImageFs};
-use nanoimg_tfs::Entry;
+use nanoimg_tfs::{Entry, FileEntry};
 
 use crate::report::InspectError;
 
@@ -65,8 +65,8 @@ pub fn extract(image: &Path, dest: &Path) -> Result<ExtractStats, InspectError> 
     Ok(stats)
 }
 
-/// Where a folder is written (inside the temporary folder), and where it will be once
-/// renamed into place (for messages).
+/// Where a folder (or a file) is written (inside the temporary folder), and where it will
+/// be once renamed into place (for messages).
 #[derive(Clone, Copy)]
 struct Dirs<'a> {
     staged: &'a Path,
@@ -84,17 +84,7 @@ fn write_dir(
     use std::os::unix::ffi::OsStrExt;
     for (name, entry) in dir {
         let shown = format!("{prefix}/{}", String::from_utf8_lossy(name));
-        if name.is_empty()
-            || name.contains(&b'/')
-            || name.contains(&0)
-            || name.as_slice() == b"."
-            || name.as_slice() == b".."
-        {
-            return Err(InspectError::Unsafe {
-                path: image.to_path_buf(),
-                reason: format!("entry {shown:?} is not a plain file name; refusing to extract"),
-            });
-        }
+        check_name(name, image, &shown)?;
         let name = std::ffi::OsStr::from_bytes(name);
         let target = host.staged.join(name);
         let shown_target = host.shown.join(name);
@@ -113,38 +103,11 @@ fn write_dir(
                 write_dir(fs, image, d, sub, &shown, stats)?;
             }
             Entry::File(f) => {
-                let claimed = stats.bytes.saturating_add(f.len);
-                if f.len > fs.size().saturating_add(4 << 30)
-                    || claimed > fs.size().saturating_add(16 << 30)
-                {
-                    return Err(InspectError::Implausible {
-                        path: image.to_path_buf(),
-                        file: shown,
-                        len: f.len,
-                    });
-                }
-                let mut out = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&target)
-                    .map_err(write)?;
-                let mut sparse = Sparse {
-                    file: &mut out,
-                    pos: 0,
-                    error: None,
+                let at = Dirs {
+                    staged: &target,
+                    shown: &shown_target,
                 };
-                let copied = fs.copy_file(f, &mut sparse);
-                if let Some(e) = sparse.error.take() {
-                    return Err(write(e));
-                }
-                stats.bytes += copied.map_err(|source| InspectError::Read {
-                    path: image.to_path_buf(),
-                    what: "reading a file",
-                    source,
-                })?;
-                let len = sparse.pos;
-                out.set_len(len).map_err(write)?;
-                stats.files += 1;
+                write_file(fs, image, f, at, shown, stats)?;
             }
             Entry::Symlink(t) => {
                 std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &target)
@@ -154,6 +117,66 @@ fn write_dir(
             Entry::Other(_) => stats.skipped += 1,
         }
     }
+    Ok(())
+}
+
+/// Refuses an entry name that is not a plain file name (empty, with `/` or NUL, `.`, `..`);
+/// `shown` is its path in the image, for the message.
+fn check_name(name: &[u8], image: &Path, shown: &str) -> Result<(), InspectError> {
+    if name.is_empty() || name.contains(&b'/') || name.contains(&0) || name == b"." || name == b".."
+    {
+        return Err(InspectError::Unsafe {
+            path: image.to_path_buf(),
+            reason: format!("entry {shown:?} is not a plain file name; refusing to extract"),
+        });
+    }
+    Ok(())
+}
+
+/// Writes the file `f` (`shown` in the image) as a new file at `at.staged` (`at.shown` once
+/// renamed into place), sparse, after checking its claimed length is plausible.
+fn write_file(
+    fs: &mut ImageFs,
+    image: &Path,
+    f: &FileEntry,
+    at: Dirs<'_>,
+    shown: String,
+    stats: &mut ExtractStats,
+) -> Result<(), InspectError> {
+    let write = |source| InspectError::Write {
+        path: at.shown.to_path_buf(),
+        source,
+    };
+    let claimed = stats.bytes.saturating_add(f.len);
+    if f.len > fs.size().saturating_add(4 << 30) || claimed > fs.size().saturating_add(16 << 30) {
+        return Err(InspectError::Implausible {
+            path: image.to_path_buf(),
+            file: shown,
+            len: f.len,
+        });
+    }
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(at.staged)
+        .map_err(write)?;
+    let mut sparse = Sparse {
+        file: &mut out,
+        pos: 0,
+        error: None,
+    };
+    let copied = fs.copy_file(f, &mut sparse);
+    if let Some(e) = sparse.error.take() {
+        return Err(write(e));
+    }
+    stats.bytes += copied.map_err(|source| InspectError::Read {
+        path: image.to_path_buf(),
+        what: "reading a file",
+        source,
+    })?;
+    let len = sparse.pos;
+    out.set_len(len).map_err(write)?;
+    stats.files += 1;
     Ok(())
 }
 

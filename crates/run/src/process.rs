@@ -3,9 +3,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::missing::ConsoleScan;
@@ -301,6 +302,16 @@ struct Console {
 }
 
 impl Console {
+    /// Nothing read yet; held back when `holding`.
+    fn new(holding: bool) -> Console {
+        Console {
+            holding,
+            held: Vec::new(),
+            shown: false,
+            at_line_start: true,
+        }
+    }
+
     fn show(&mut self, sinks: &Sinks, bytes: &[u8]) -> std::io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
@@ -354,6 +365,42 @@ fn attempt(
     hold: Option<Duration>,
     sinks: &Sinks,
 ) -> Result<Attempt, RunError> {
+    let mut child = spawn(qemu, args)?;
+    let started = Instant::now();
+    let _guard = nanoimg_atomic::interrupt::stop_on_interrupt(child.id());
+    let shared = Shared::new(hold.is_some());
+
+    // Locks are taken in the order console, errors, sinks.
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| shared.read_console(out, sinks));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| shared.read_stderr(err, kvm, sinks));
+    let deadline = timeout.map(|t| started + t);
+    let mut release = hold.map(|h| started + h);
+    let waited = wait(&mut child, deadline, &shared.stopped, |now| {
+        if release.is_some_and(|r| now >= r) && !shared.stopped.load(Ordering::SeqCst) {
+            release = None;
+            let mut c = lock(&shared.console);
+            lock(&shared.errors).release(sinks);
+            c.release(sinks);
+        }
+    })
+    .map_err(|source| RunError::Wait {
+        qemu: qemu.to_path_buf(),
+        source,
+    })?;
+    for t in [stdout, stderr].into_iter().flatten() {
+        let _ = t.join();
+    }
+    Ok(shared.finish(waited))
+}
+
+/// Starts `qemu` with `args`, its stdout and stderr piped, stdin empty.
+fn spawn(qemu: &Path, args: &[std::ffi::OsString]) -> Result<Child, RunError> {
     let mut command = Command::new(qemu);
     command
         .args(args)
@@ -369,31 +416,42 @@ fn attempt(
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|source| RunError::Spawn {
+    command.spawn().map_err(|source| RunError::Spawn {
         qemu: qemu.to_path_buf(),
         source,
-    })?;
-    let started = Instant::now();
-    let _guard = nanoimg_atomic::interrupt::stop_on_interrupt(child.id());
-    let written = Arc::new(AtomicBool::new(false));
-    let stopped = Arc::new(AtomicBool::new(false));
-    let console = Arc::new(Mutex::new(Console {
-        holding: hold.is_some(),
-        held: Vec::new(),
-        shown: false,
-        at_line_start: true,
-    }));
-    let errors = Arc::new(Mutex::new(Stderr {
-        holding: hold.is_some(),
-        ..Stderr::default()
-    }));
+    })
+}
 
-    // Locks are taken in the order console, errors, sinks.
-    let stdout = child.stdout.take().map(|mut out| {
+/// What one attempt's reader threads and its wait share.
+struct Shared {
+    /// The guest printed something on the console.
+    written: Arc<AtomicBool>,
+    /// QEMU said KVM stopped the guest: the wait kills it.
+    stopped: Arc<AtomicBool>,
+    console: Arc<Mutex<Console>>,
+    errors: Arc<Mutex<Stderr>>,
+}
+
+impl Shared {
+    /// Nothing read yet; console and stderr held back when `holding`.
+    fn new(holding: bool) -> Shared {
+        Shared {
+            written: Arc::new(AtomicBool::new(false)),
+            stopped: Arc::new(AtomicBool::new(false)),
+            console: Arc::new(Mutex::new(Console::new(holding))),
+            errors: Arc::new(Mutex::new(Stderr {
+                holding,
+                ..Stderr::default()
+            })),
+        }
+    }
+
+    /// A thread reading the console (QEMU's stdout): holds it back, or shows it as it comes.
+    fn read_console(&self, mut out: ChildStdout, sinks: &Sinks) -> JoinHandle<()> {
         let (written, console, errors, sinks) = (
-            written.clone(),
-            console.clone(),
-            errors.clone(),
+            self.written.clone(),
+            self.console.clone(),
+            self.errors.clone(),
             sinks.clone(),
         );
         std::thread::spawn(move || {
@@ -415,9 +473,12 @@ fn attempt(
                 }
             }
         })
-    });
-    let stderr = child.stderr.take().map(|err| {
-        let (errors, stopped, sinks) = (errors.clone(), stopped.clone(), sinks.clone());
+    }
+
+    /// A thread reading QEMU's stderr line by line: records every line, holds back or shows
+    /// it, and (`kvm`) watches for [`kvm_stopped`].
+    fn read_stderr(&self, err: ChildStderr, kvm: bool, sinks: &Sinks) -> JoinHandle<()> {
+        let (errors, stopped, sinks) = (self.errors.clone(), self.stopped.clone(), sinks.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
@@ -437,51 +498,30 @@ fn attempt(
                 }
             }
         })
-    });
-    let deadline = timeout.map(|t| started + t);
-    let mut release = hold.map(|h| started + h);
-    let waited = wait(&mut child, deadline, &stopped, |now| {
-        if release.is_some_and(|r| now >= r) && !stopped.load(Ordering::SeqCst) {
-            release = None;
-            let mut c = lock(&console);
-            lock(&errors).release(sinks);
-            c.release(sinks);
-        }
-    })
-    .map_err(|source| RunError::Wait {
-        qemu: qemu.to_path_buf(),
-        source,
-    })?;
-    for t in [stdout, stderr].into_iter().flatten() {
-        let _ = t.join();
     }
-    let c = std::mem::replace(
-        &mut *lock(&console),
-        Console {
-            holding: false,
-            held: Vec::new(),
-            shown: false,
-            at_line_start: true,
-        },
-    );
-    let e = std::mem::take(&mut *lock(&errors));
-    let status = match waited {
-        Waited::Exited(s) => Some(s),
-        Waited::TimedOut | Waited::Stopped => None,
-    };
-    Ok(Attempt {
-        status: status.and_then(|s| s.code()),
-        success: status.is_some_and(|s| s.success()),
-        timed_out: matches!(waited, Waited::TimedOut),
-        console_written: written.load(Ordering::SeqCst),
-        console_shown: c.shown,
-        console_at_line_start: c.at_line_start,
-        stderr: e.all,
-        held: e.held,
-        console_held: c.held,
-        kvm_stopped: e.kvm_stopped,
-        killed_as_stopped: matches!(waited, Waited::Stopped),
-    })
+
+    /// What the attempt did, once QEMU ended as `waited` and the readers are done.
+    fn finish(&self, waited: Waited) -> Attempt {
+        let c = std::mem::replace(&mut *lock(&self.console), Console::new(false));
+        let e = std::mem::take(&mut *lock(&self.errors));
+        let status = match waited {
+            Waited::Exited(s) => Some(s),
+            Waited::TimedOut | Waited::Stopped => None,
+        };
+        Attempt {
+            status: status.and_then(|s| s.code()),
+            success: status.is_some_and(|s| s.success()),
+            timed_out: matches!(waited, Waited::TimedOut),
+            console_written: self.written.load(Ordering::SeqCst),
+            console_shown: c.shown,
+            console_at_line_start: c.at_line_start,
+            stderr: e.all,
+            held: e.held,
+            console_held: c.held,
+            kvm_stopped: e.kvm_stopped,
+            killed_as_stopped: matches!(waited, Waited::Stopped),
+        }
+    }
 }
 
 /// How [`wait`] ended.

@@ -73,33 +73,7 @@ pub fn write(d: &Description) -> Vec<u8> {
     let files = crate::sorted_files(d);
     let mut components = Vec::new();
     let mut depends = Vec::new();
-    let boot: Vec<Value> = files
-        .iter()
-        .filter(|f| f.is_nanos())
-        .map(|f| file_component(d, f))
-        .collect();
-    if !boot.is_empty() {
-        let mut c = json!({
-            "type": "operating-system",
-            "bom-ref": "nanos",
-            "supplier": {"name": "NanoVMs"},
-            "name": "nanos",
-            "description": format!("The Nanos kernel and klibs ({})", d.nanos.arch),
-            "licenses": [{"license": {"id": "Apache-2.0"}}],
-            "components": boot,
-        });
-        if !d.nanos.version.is_empty() {
-            c["version"] = json!(d.nanos.version);
-        }
-        if let Some(p) = crate::nanos_purl(&d.nanos) {
-            c["purl"] = json!(p);
-        }
-        if let Some(sha) = &d.nanos.tarball_sha256 {
-            c["hashes"] = json!([{"alg": "SHA-256", "content": sha}]);
-        }
-        if let Some(url) = &d.nanos.download {
-            c["externalReferences"] = json!([{"type": "distribution", "url": url}]);
-        }
+    if let Some(c) = nanos_component(d, &files) {
         components.push(c);
         depends.push(json!("nanos"));
     }
@@ -107,39 +81,11 @@ pub fn write(d: &Description) -> Vec<u8> {
     containers.sort();
     for c in containers {
         let purl = crate::container_purl(c);
-        let hex = c
-            .manifest_digest
-            .strip_prefix("sha256:")
-            .unwrap_or(&c.manifest_digest);
-        components.push(json!({
-            "type": "container",
-            "bom-ref": purl,
-            "name": c.reference,
-            "version": c.manifest_digest,
-            "hashes": [{"alg": "SHA-256", "content": hex}],
-            "purl": purl,
-        }));
+        components.push(container_component(c, &purl));
         depends.push(json!(purl));
     }
     for p in crate::packages(d) {
-        let owned: Vec<Value> = files
-            .iter()
-            .filter(|f| !f.is_nanos() && f.package.as_ref().is_some_and(|q| q.purl == p.purl))
-            .map(|f| file_component(d, f))
-            .collect();
-        let mut c = json!({
-            "type": "library",
-            "bom-ref": p.purl,
-            "name": p.name,
-            "version": p.version,
-            "purl": p.purl,
-            "properties": [{"name": "nanoimg:architecture", "value": p.architecture}],
-            "components": owned,
-        });
-        if let Some(l) = &p.license {
-            c["licenses"] = json!([{"license": {"id": l}}]);
-        }
-        components.push(c);
+        components.push(package_component(d, &files, p));
         depends.push(json!(p.purl));
     }
     components.extend(
@@ -148,7 +94,87 @@ pub fn write(d: &Description) -> Vec<u8> {
             .filter(|f| !f.is_nanos() && f.package.is_none())
             .map(|f| file_component(d, f)),
     );
-    let doc = json!({
+    let doc = document(d, components, depends);
+    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// The Nanos release's component, with the boot files nested; `None` when there are none.
+fn nanos_component(d: &Description, files: &[&File]) -> Option<Value> {
+    let boot: Vec<Value> = files
+        .iter()
+        .filter(|f| f.is_nanos())
+        .map(|f| file_component(d, f))
+        .collect();
+    if boot.is_empty() {
+        return None;
+    }
+    let mut c = json!({
+        "type": "operating-system",
+        "bom-ref": "nanos",
+        "supplier": {"name": "NanoVMs"},
+        "name": "nanos",
+        "description": format!("The Nanos kernel and klibs ({})", d.nanos.arch),
+        "licenses": [{"license": {"id": "Apache-2.0"}}],
+        "components": boot,
+    });
+    if !d.nanos.version.is_empty() {
+        c["version"] = json!(d.nanos.version);
+    }
+    if let Some(p) = crate::nanos_purl(&d.nanos) {
+        c["purl"] = json!(p);
+    }
+    if let Some(sha) = &d.nanos.tarball_sha256 {
+        c["hashes"] = json!([{"alg": "SHA-256", "content": sha}]);
+    }
+    if let Some(url) = &d.nanos.download {
+        c["externalReferences"] = json!([{"type": "distribution", "url": url}]);
+    }
+    Some(c)
+}
+
+/// One container image's component; `purl` is its package URL (and `bom-ref`).
+fn container_component(c: &crate::Container, purl: &str) -> Value {
+    let hex = c
+        .manifest_digest
+        .strip_prefix("sha256:")
+        .unwrap_or(&c.manifest_digest);
+    json!({
+        "type": "container",
+        "bom-ref": purl,
+        "name": c.reference,
+        "version": c.manifest_digest,
+        "hashes": [{"alg": "SHA-256", "content": hex}],
+        "purl": purl,
+    })
+}
+
+/// One distribution package's component, with the (root filesystem) files it owns nested.
+fn package_component(d: &Description, files: &[&File], p: &crate::Package) -> Value {
+    let owned: Vec<Value> = files
+        .iter()
+        .filter(|f| !f.is_nanos() && f.package.as_ref().is_some_and(|q| q.purl == p.purl))
+        .map(|f| file_component(d, f))
+        .collect();
+    let mut c = json!({
+        "type": "library",
+        "bom-ref": p.purl,
+        "name": p.name,
+        "version": p.version,
+        "purl": p.purl,
+        "properties": [{"name": "nanoimg:architecture", "value": p.architecture}],
+        "components": owned,
+    });
+    if let Some(l) = &p.license {
+        c["licenses"] = json!([{"license": {"id": l}}]);
+    }
+    c
+}
+
+/// The whole document around `components`, the image depending on `depends`.
+fn document(d: &Description, components: Vec<Value>, depends: Vec<Value>) -> Value {
+    json!({
         "bomFormat": "CycloneDX",
         "specVersion": "1.5",
         "serialNumber": serial_number(&d.sha256),
@@ -170,8 +196,5 @@ pub fn write(d: &Description) -> Vec<u8> {
         },
         "components": components,
         "dependencies": [{"ref": "image", "dependsOn": depends}],
-    });
-    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-    out.push(b'\n');
-    out
+    })
 }

@@ -83,17 +83,55 @@ fn relationship(from: &str, kind: &str, to: &str) -> Value {
     })
 }
 
+/// The SPDX id of the `i`th file in sorted order.
+fn file_id(i: usize) -> String {
+    format!("SPDXRef-File-{i}")
+}
+
+/// The document's packages and relationships, in the order they are added.
+struct Parts {
+    packages: Vec<Value>,
+    relationships: Vec<Value>,
+}
+
 /// The document, as pretty-printed JSON with a final newline.
 pub fn write(d: &Description) -> Vec<u8> {
     let files = crate::sorted_files(d);
     let packages = crate::packages(d);
-    let file_id = |i: usize| format!("SPDXRef-File-{i}");
-    let mut relationships = vec![relationship(
-        "SPDXRef-DOCUMENT",
-        "DESCRIBES",
-        "SPDXRef-Image",
-    )];
-    let mut spdx_packages = vec![json!({
+    let mut parts = Parts {
+        packages: vec![image_package(d, &files)],
+        relationships: vec![relationship(
+            "SPDXRef-DOCUMENT",
+            "DESCRIBES",
+            "SPDXRef-Image",
+        )],
+    };
+    add_nanos(d, &files, &mut parts);
+    add_containers(d, &mut parts);
+    add_distribution_packages(&files, &packages, &mut parts);
+    let spdx_files = add_files(d, &files, &mut parts.relationships);
+    let doc = json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": d.name,
+        "documentNamespace": namespace(&d.sha256),
+        "creationInfo": {
+            "created": crate::rfc3339(d.created),
+            "creators": [format!("Tool: nanoimg-{}", d.tool_version)],
+        },
+        "packages": parts.packages,
+        "files": spdx_files,
+        "relationships": parts.relationships,
+    });
+    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// The `SPDXRef-Image` package: the image itself, over all its files.
+fn image_package(d: &Description, files: &[&File]) -> Value {
+    json!({
         "SPDXID": "SPDXRef-Image",
         "name": d.name,
         "downloadLocation": NOASSERTION,
@@ -107,95 +145,137 @@ pub fn write(d: &Description) -> Vec<u8> {
         "licenseDeclared": NOASSERTION,
         "copyrightText": NOASSERTION,
         "comment": "A bootable Nanos unikernel disk image built by nanoimg",
-    })];
-    // The Nanos release.
+    })
+}
+
+/// The Nanos release: its package and the relationships to its boot files, when there are any.
+fn add_nanos(d: &Description, files: &[&File], parts: &mut Parts) {
     let boot: Vec<usize> = (0..files.len()).filter(|&i| files[i].is_nanos()).collect();
-    if !boot.is_empty() {
-        let mut p = json!({
-            "SPDXID": "SPDXRef-Nanos",
-            "name": "nanos",
-            "downloadLocation": NOASSERTION,
-            "filesAnalyzed": true,
-            "packageVerificationCode": {
-                "packageVerificationCodeValue": verification_code(boot.iter().map(|&i| files[i])),
-            },
-            "supplier": "Organization: NanoVMs",
-            "primaryPackagePurpose": "OPERATING-SYSTEM",
-            "licenseConcluded": NOASSERTION,
-            "licenseDeclared": "Apache-2.0",
-            "copyrightText": NOASSERTION,
-            "comment": format!("The Nanos kernel and klibs ({})", d.nanos.arch),
-        });
-        if !d.nanos.version.is_empty() {
-            p["versionInfo"] = json!(d.nanos.version);
-        }
-        if let Some(url) = &d.nanos.download {
-            p["downloadLocation"] = json!(url);
-        }
-        if let Some(sha) = &d.nanos.tarball_sha256 {
-            p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sha}]);
-        }
-        if let Some(purl) = crate::nanos_purl(&d.nanos) {
-            p["externalRefs"] = purl_ref(&purl);
-        }
-        spdx_packages.push(p);
-        relationships.push(relationship("SPDXRef-Image", "CONTAINS", "SPDXRef-Nanos"));
-        for &i in &boot {
-            relationships.push(relationship("SPDXRef-Nanos", "CONTAINS", &file_id(i)));
-        }
+    if boot.is_empty() {
+        return;
     }
-    // The container images.
+    parts.packages.push(nanos_package(d, files, &boot));
+    parts
+        .relationships
+        .push(relationship("SPDXRef-Image", "CONTAINS", "SPDXRef-Nanos"));
+    for &i in &boot {
+        parts
+            .relationships
+            .push(relationship("SPDXRef-Nanos", "CONTAINS", &file_id(i)));
+    }
+}
+
+/// The `SPDXRef-Nanos` package over the boot files `boot` (indexes into `files`).
+fn nanos_package(d: &Description, files: &[&File], boot: &[usize]) -> Value {
+    let mut p = json!({
+        "SPDXID": "SPDXRef-Nanos",
+        "name": "nanos",
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": true,
+        "packageVerificationCode": {
+            "packageVerificationCodeValue": verification_code(boot.iter().map(|&i| files[i])),
+        },
+        "supplier": "Organization: NanoVMs",
+        "primaryPackagePurpose": "OPERATING-SYSTEM",
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": "Apache-2.0",
+        "copyrightText": NOASSERTION,
+        "comment": format!("The Nanos kernel and klibs ({})", d.nanos.arch),
+    });
+    if !d.nanos.version.is_empty() {
+        p["versionInfo"] = json!(d.nanos.version);
+    }
+    if let Some(url) = &d.nanos.download {
+        p["downloadLocation"] = json!(url);
+    }
+    if let Some(sha) = &d.nanos.tarball_sha256 {
+        p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sha}]);
+    }
+    if let Some(purl) = crate::nanos_purl(&d.nanos) {
+        p["externalRefs"] = purl_ref(&purl);
+    }
+    p
+}
+
+/// The container images, sorted, each a package the image is `GENERATED_FROM`.
+fn add_containers(d: &Description, parts: &mut Parts) {
     let mut containers: Vec<(usize, &crate::Container)> = d.containers.iter().enumerate().collect();
     containers.sort_by(|a, b| a.1.cmp(b.1));
     for (n, (_, c)) in containers.iter().enumerate() {
         let id = format!("SPDXRef-Container-{n}");
-        let hex = c
-            .manifest_digest
-            .strip_prefix("sha256:")
-            .unwrap_or(&c.manifest_digest);
-        spdx_packages.push(json!({
-            "SPDXID": id,
-            "name": c.reference,
-            "versionInfo": c.manifest_digest,
-            "downloadLocation": NOASSERTION,
-            "filesAnalyzed": false,
-            "checksums": [{"algorithm": "SHA256", "checksumValue": hex}],
-            "primaryPackagePurpose": "CONTAINER",
-            "licenseConcluded": NOASSERTION,
-            "licenseDeclared": NOASSERTION,
-            "copyrightText": NOASSERTION,
-            "externalRefs": purl_ref(&crate::container_purl(c)),
-            "comment": "A container image used as the root the image's files were taken from",
-        }));
-        relationships.push(relationship("SPDXRef-Image", "GENERATED_FROM", &id));
+        parts.packages.push(container_package(&id, c));
+        parts
+            .relationships
+            .push(relationship("SPDXRef-Image", "GENERATED_FROM", &id));
     }
-    // The distribution packages.
+}
+
+/// The package of one container image, with the SPDX id `id`.
+fn container_package(id: &str, c: &crate::Container) -> Value {
+    let hex = c
+        .manifest_digest
+        .strip_prefix("sha256:")
+        .unwrap_or(&c.manifest_digest);
+    json!({
+        "SPDXID": id,
+        "name": c.reference,
+        "versionInfo": c.manifest_digest,
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": false,
+        "checksums": [{"algorithm": "SHA256", "checksumValue": hex}],
+        "primaryPackagePurpose": "CONTAINER",
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": NOASSERTION,
+        "copyrightText": NOASSERTION,
+        "externalRefs": purl_ref(&crate::container_purl(c)),
+        "comment": "A container image used as the root the image's files were taken from",
+    })
+}
+
+/// The distribution packages, each containing the files it owns.
+fn add_distribution_packages(files: &[&File], packages: &[&crate::Package], parts: &mut Parts) {
     for (n, p) in packages.iter().enumerate() {
         let id = format!("SPDXRef-Package-{n}");
         let owned: Vec<usize> = (0..files.len())
             .filter(|&i| files[i].package.as_ref().is_some_and(|q| q.purl == p.purl))
             .collect();
-        spdx_packages.push(json!({
-            "SPDXID": id,
-            "name": p.name,
-            "versionInfo": p.version,
-            "downloadLocation": NOASSERTION,
-            "filesAnalyzed": true,
-            "packageVerificationCode": {
-                "packageVerificationCodeValue": verification_code(owned.iter().map(|&i| files[i])),
-            },
-            "licenseConcluded": NOASSERTION,
-            "licenseDeclared": p.license.as_deref().unwrap_or(NOASSERTION),
-            "copyrightText": NOASSERTION,
-            "primaryPackagePurpose": "LIBRARY",
-            "externalRefs": purl_ref(&p.purl),
-            "comment": format!("Debian package, architecture {}; only the files the image holds are listed", p.architecture),
-        }));
-        relationships.push(relationship("SPDXRef-Image", "CONTAINS", &id));
+        parts
+            .packages
+            .push(distribution_package(&id, p, files, &owned));
+        parts
+            .relationships
+            .push(relationship("SPDXRef-Image", "CONTAINS", &id));
         for &i in &owned {
-            relationships.push(relationship(&id, "CONTAINS", &file_id(i)));
+            parts
+                .relationships
+                .push(relationship(&id, "CONTAINS", &file_id(i)));
         }
     }
+}
+
+/// The package of one distribution package, with the SPDX id `id`, over the files `owned`
+/// (indexes into `files`).
+fn distribution_package(id: &str, p: &crate::Package, files: &[&File], owned: &[usize]) -> Value {
+    json!({
+        "SPDXID": id,
+        "name": p.name,
+        "versionInfo": p.version,
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": true,
+        "packageVerificationCode": {
+            "packageVerificationCodeValue": verification_code(owned.iter().map(|&i| files[i])),
+        },
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": p.license.as_deref().unwrap_or(NOASSERTION),
+        "copyrightText": NOASSERTION,
+        "primaryPackagePurpose": "LIBRARY",
+        "externalRefs": purl_ref(&p.purl),
+        "comment": format!("Debian package, architecture {}; only the files the image holds are listed", p.architecture),
+    })
+}
+
+/// The file entries, each one `CONTAINS`ed by the image.
+fn add_files(d: &Description, files: &[&File], relationships: &mut Vec<Value>) -> Vec<Value> {
     let mut spdx_files = Vec::with_capacity(files.len());
     for (i, f) in files.iter().enumerate() {
         spdx_files.push(json!({
@@ -211,21 +291,5 @@ pub fn write(d: &Description) -> Vec<u8> {
         }));
         relationships.push(relationship("SPDXRef-Image", "CONTAINS", &file_id(i)));
     }
-    let doc = json!({
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": d.name,
-        "documentNamespace": namespace(&d.sha256),
-        "creationInfo": {
-            "created": crate::rfc3339(d.created),
-            "creators": [format!("Tool: nanoimg-{}", d.tool_version)],
-        },
-        "packages": spdx_packages,
-        "files": spdx_files,
-        "relationships": relationships,
-    });
-    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-    out.push(b'\n');
-    out
+    spdx_files
 }
