@@ -23,7 +23,7 @@ struct Cli {
 }
 
 /// Where the kernel comes from.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct KernelArgs {
     /// An unpacked Nanos release folder (kernel.img, boot.img, [bootx64.efi], [klibs/]);
     /// bypasses the release cache.
@@ -42,7 +42,7 @@ struct KernelArgs {
 }
 
 /// How releases may be obtained and verified.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct FetchArgs {
     /// Never open a network connection; a release missing from the cache is an error.
     #[arg(long)]
@@ -88,7 +88,7 @@ impl FetchArgs {
 }
 
 /// How the program's libraries are found.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct Resolution {
     /// Resolve the interpreter and libraries inside DIR instead of / (the config's
     /// TargetRoot); DIR may be a container image (OCI layout or archive, docker-archive;
@@ -113,7 +113,7 @@ struct Resolution {
 }
 
 /// How `build` (and `run PROGRAM`) shape the image.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct BuildArgs {
     /// An ops config.json.
     #[arg(short = 'c', long = "config", value_name = "CONFIG.json")]
@@ -485,8 +485,9 @@ fn main() -> ExitCode {
     status
 }
 
+/// Runs the subcommand; its exit status.
 fn dispatch(command: Command) -> ExitCode {
-    let result = match command {
+    match command {
         Command::Build {
             program,
             build: b,
@@ -497,113 +498,90 @@ fn dispatch(command: Command) -> ExitCode {
             raw_sums,
             provenance,
             sbom,
-        } => build(
-            nanoimg::BuildOptions {
-                format,
-                raw_sums,
-                ..b.options(
-                    program,
-                    output,
-                    json || provenance.is_some() || sbom.sbom.is_some(),
-                )
-            },
-            verbose,
-            json,
-            provenance,
-            &sbom,
-        ),
+        } => {
+            let file_digests = json || provenance.is_some() || sbom.sbom.is_some();
+            let options = build_options(b, program, output, format, raw_sums, file_digests);
+            finish(build(options, verbose, json, provenance, &sbom))
+        }
         Command::Verify {
             image,
             provenance,
             insecure_registries,
-        } => return provenance::verify(&image, &provenance, &insecure_registries),
+        } => provenance::verify(&image, &provenance, &insecure_registries),
         Command::Sbom {
             image,
             output,
             format,
-        } => nanoimg::sbom_cmd::sbom_of_image(&image, output.as_deref(), format)
-            .map_err(nanoimg::BuildError::from),
+        } => finish(
+            nanoimg::sbom_cmd::sbom_of_image(&image, output.as_deref(), format)
+                .map_err(nanoimg::BuildError::from),
+        ),
         Command::Convert {
             image,
             out,
             format,
             json,
             sums,
-        } => convert(&image, &out, format, sums, json),
-        Command::Run(r) => return run::run(r),
+        } => finish(convert(&image, &out, format, sums, json)),
+        Command::Run(r) => run::run(r),
         Command::Deps {
             program,
             config,
             resolution,
             arch,
             json,
-        } => deps(&program, config, resolution, arch, json),
-        Command::Kernel { command } => kernel_cmd::kernel(command),
+        } => finish(deps(&program, config, resolution, arch, json)),
+        Command::Kernel { command } => finish(kernel_cmd::kernel(command)),
         Command::Push {
             image,
             reference,
-            insecure_registries,
+            insecure_registries: insecure,
             json,
-        } => {
-            return finish(transfer::push(
-                &image,
-                &reference,
-                &insecure_registries,
-                json,
-            ))
-        }
+        } => finish(transfer::push(&image, &reference, &insecure, json)),
         Command::Pull {
             reference,
             output,
-            insecure_registries,
+            insecure_registries: insecure,
             json,
-        } => {
-            return finish(transfer::pull(
-                &reference,
-                &output,
-                &insecure_registries,
-                json,
-            ))
-        }
-        Command::Inspect { image, files, json } => look::inspect(&image, files, json),
-        Command::Diff { a, b, json } => {
-            return match look::diff(&a, &b, json) {
-                Ok(true) => ExitCode::from(1),
-                Ok(false) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{}", error_line(&e));
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Command::Extract { image, dir } => look::extract(&image, &dir),
-        Command::Volume {
-            command:
-                VolumeCommand::Create {
-                    source,
-                    output,
-                    label,
-                    size,
-                    seed,
-                },
-        } => nanoimg::create_volume(&source, &output, &label, size, seed.as_deref()).map(|r| {
-            for note in &r.notes {
-                say(note);
-            }
-            println!("Volume size: {} bytes", r.size);
-            println!("UUID: {}", nanoimg::tfs::format_uuid(&r.uuid));
-            println!("SHA-256: {}", r.sha256);
-            println!("BLAKE3: {}", r.blake3);
-            println!("Volume file:{}", nanoimg::display_path(&r.output).display());
-        }),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+        } => finish(transfer::pull(&reference, &output, &insecure, json)),
+        Command::Inspect { image, files, json } => finish(look::inspect(&image, files, json)),
+        Command::Diff { a, b, json } => diff(&a, &b, json),
+        Command::Extract { image, dir } => finish(look::extract(&image, &dir)),
+        Command::Volume { command } => finish(volume(command)),
+    }
+}
+
+/// `nanoimg diff A B`: 0 the same, 1 different, 2 an error (said in one line).
+fn diff(a: &std::path::Path, b: &std::path::Path, json: bool) -> ExitCode {
+    match look::diff(a, b, json) {
+        Ok(true) => ExitCode::from(1),
+        Ok(false) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}", error_line(&e));
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
+}
+
+/// `nanoimg volume create`: writes the volume and prints its size, UUID and hashes.
+fn volume(command: VolumeCommand) -> Result<(), nanoimg::BuildError> {
+    let VolumeCommand::Create {
+        source,
+        output,
+        label,
+        size,
+        seed,
+    } = command;
+    let r = nanoimg::create_volume(&source, &output, &label, size, seed.as_deref())?;
+    for note in &r.notes {
+        say(note);
+    }
+    println!("Volume size: {} bytes", r.size);
+    println!("UUID: {}", nanoimg::tfs::format_uuid(&r.uuid));
+    println!("SHA-256: {}", r.sha256);
+    println!("BLAKE3: {}", r.blake3);
+    println!("Volume file:{}", nanoimg::display_path(&r.output).display());
+    Ok(())
 }
 
 /// The exit status of a command that failed with `result`'s error (printed as one line).
@@ -687,6 +665,23 @@ struct SbomArgs {
     sbom_format: nanoimg::sbom_cmd::SbomFormat,
 }
 
+/// The build the `build` subcommand's flags ask for.
+fn build_options(
+    b: BuildArgs,
+    program: Option<PathBuf>,
+    output: Option<PathBuf>,
+    format: Option<nanoimg::vdisk::Format>,
+    raw_sums: bool,
+    file_digests: bool,
+) -> nanoimg::BuildOptions {
+    nanoimg::BuildOptions {
+        format,
+        raw_sums,
+        ..b.options(program, output, file_digests)
+    }
+}
+
+/// `nanoimg build`: builds the image, writes the documents asked for, prints the report.
 fn build(
     options: nanoimg::BuildOptions,
     verbose: bool,
@@ -695,15 +690,7 @@ fn build(
     sbom: &SbomArgs,
 ) -> Result<(), nanoimg::BuildError> {
     if verbose {
-        if let Some(text) = options
-            .config
-            .as_ref()
-            .and_then(|c| std::fs::read_to_string(c).ok())
-        {
-            for field in nanoimg::config::Config::ignored_fields(&text) {
-                eprintln!("nanoimg: ignoring {field} (it does not change a locally built image)");
-            }
-        }
+        say_ignored_fields(&options);
     }
     // The documents are written after the image: a path that cannot take them is refused
     // before anything is built.
@@ -720,6 +707,32 @@ fn build(
     if let Some(file) = &sbom.sbom {
         nanoimg::sbom_cmd::write(&report, &options, file, sbom.sbom_format)?;
     }
+    print_build_report(&report, json, provenance.as_deref(), sbom.sbom.as_deref());
+    Ok(())
+}
+
+/// With -v: one line for each field of the config that does not change a locally built
+/// image.
+fn say_ignored_fields(options: &nanoimg::BuildOptions) {
+    if let Some(text) = options
+        .config
+        .as_ref()
+        .and_then(|c| std::fs::read_to_string(c).ok())
+    {
+        for field in nanoimg::config::Config::ignored_fields(&text) {
+            eprintln!("nanoimg: ignoring {field} (it does not change a locally built image)");
+        }
+    }
+}
+
+/// What a build did: the plan's notes, what was packed and the hints on stderr, then the
+/// image (one JSON object with --json, else the summary lines) on stdout.
+fn print_build_report(
+    report: &nanoimg::BuildReport,
+    json: bool,
+    provenance: Option<&std::path::Path>,
+    sbom: Option<&std::path::Path>,
+) {
     for note in &report.plan.notes {
         say(note);
     }
@@ -736,37 +749,12 @@ fn build(
     say(report.plan.packed);
     let path = nanoimg::display_path(&report.output);
     if json {
-        let value = serde_json::json!({
-            "path": path,
-            "format": report.format.name(),
-            "size": report.file.size,
-            "sha256": report.file.sha256,
-            "blake3": report.file.blake3,
-            "raw": match &report.raw {
-                Some(raw) => serde_json::to_value(raw).unwrap_or_default(),
-                None => serde_json::json!({"size": report.layout.size}),
-            },
-            "filesystems": {
-                "boot": {"uuid": nanoimg::tfs::format_uuid(&report.boot_uuid)},
-                "root": {"uuid": nanoimg::tfs::format_uuid(&report.root_uuid)},
-            },
-            "nanos": {
-                "version": report.nanos_version,
-                "kernel_sha256": report.kernel_sha256,
-                "arch": report.plan.arch.ops_name(),
-                "boot_img_sha256": report.boot_img_sha256,
-            },
-            "program": report.plan.program_path,
-            "packed": report.plan.packed,
-            "files": report.files,
-            "provenance": provenance.as_deref().map(nanoimg::display_path),
-            "sbom": sbom.sbom.as_deref().map(nanoimg::display_path),
-        });
+        let value = build_json(report, &path, provenance, sbom);
         println!(
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
-        return Ok(());
+        return;
     }
     print_sums(
         report.format,
@@ -775,7 +763,41 @@ fn build(
         report.raw.as_ref(),
     );
     println!("Bootable image file:{}", path.display());
-    Ok(())
+}
+
+/// The JSON object `build --json` prints about the image at `path`.
+fn build_json(
+    report: &nanoimg::BuildReport,
+    path: &std::path::Path,
+    provenance: Option<&std::path::Path>,
+    sbom: Option<&std::path::Path>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "path": path,
+        "format": report.format.name(),
+        "size": report.file.size,
+        "sha256": report.file.sha256,
+        "blake3": report.file.blake3,
+        "raw": match &report.raw {
+            Some(raw) => serde_json::to_value(raw).unwrap_or_default(),
+            None => serde_json::json!({"size": report.layout.size}),
+        },
+        "filesystems": {
+            "boot": {"uuid": nanoimg::tfs::format_uuid(&report.boot_uuid)},
+            "root": {"uuid": nanoimg::tfs::format_uuid(&report.root_uuid)},
+        },
+        "nanos": {
+            "version": report.nanos_version,
+            "kernel_sha256": report.kernel_sha256,
+            "arch": report.plan.arch.ops_name(),
+            "boot_img_sha256": report.boot_img_sha256,
+        },
+        "program": report.plan.program_path,
+        "packed": report.plan.packed,
+        "files": report.files,
+        "provenance": provenance.map(nanoimg::display_path),
+        "sbom": sbom.map(nanoimg::display_path),
+    })
 }
 
 /// The summary lines of a written image: its size and hashes (ops's `Image size` line), and
@@ -853,6 +875,8 @@ fn convert(
     Ok(())
 }
 
+/// `nanoimg deps`: resolves the program's closure and prints it (one JSON object with
+/// --json).
 fn deps(
     program: &std::path::Path,
     config: Option<PathBuf>,
@@ -880,28 +904,41 @@ fn deps(
     for note in &report.notes {
         say(note);
     }
-    let info = &report.resolution.program;
     if json {
-        let value = serde_json::json!({
-            "program": {
-                "host_path": nanoimg::display_path(program),
-                "guest_path": report.program_path,
-                "kind": info.kind,
-                "interpreter": info.interpreter,
-                "needed": info.needed,
-                "rpath": info.rpath,
-                "runpath": info.runpath,
-            },
-            "dependencies": report.resolution.dependencies,
-            "runtime_loads": report.runtime_loads,
-            "layers": report.layers,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
-        return Ok(());
+        print_deps_json(program, &report);
+    } else {
+        print_deps(&report);
     }
+    Ok(())
+}
+
+/// `deps --json`: the program, its dependencies, runtime loads and layers as one object.
+fn print_deps_json(program: &std::path::Path, report: &nanoimg::DepsReport) {
+    let info = &report.resolution.program;
+    let value = serde_json::json!({
+        "program": {
+            "host_path": nanoimg::display_path(program),
+            "guest_path": report.program_path,
+            "kind": info.kind,
+            "interpreter": info.interpreter,
+            "needed": info.needed,
+            "rpath": info.rpath,
+            "runpath": info.runpath,
+        },
+        "dependencies": report.resolution.dependencies,
+        "runtime_loads": report.runtime_loads,
+        "layers": report.layers,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
+}
+
+/// `deps`: the program, then one line per dependency saying where it was found and why,
+/// then what it may load at run time.
+fn print_deps(report: &nanoimg::DepsReport) {
+    let info = &report.resolution.program;
     let kind = serde_json::to_value(info.kind)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -911,29 +948,10 @@ fn deps(
         report.program_path, report.resolution.program.arch
     );
     for d in &report.resolution.dependencies {
-        let why = match d.rule {
-            nanoimg::elf::Rule::Interpreter => format!("PT_INTERP of {}", d.needed_by),
-            rule => format!(
-                "{} needed by {}, found by {}",
-                d.name,
-                d.needed_by,
-                serde_json::to_value(rule)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            ),
-        };
-        let layer = report
-            .layers
-            .get(&d.guest_path)
-            .map(|l| format!(", layer {}", &l[..l.len().min(19)]))
-            .unwrap_or_default();
-        let line = format!(
-            "  {} <- {} ({why}{layer})",
-            d.guest_path,
-            d.host_path.display()
+        println!(
+            "{}",
+            nanoimg::printable(&dependency_line(d, &report.layers))
         );
-        println!("{}", nanoimg::printable(&line));
     }
     if !report.runtime_loads.is_empty() {
         println!("may load at run time (not packed):");
@@ -941,5 +959,33 @@ fn deps(
             println!("  {}", nanoimg::printable(&hint.to_string()));
         }
     }
-    Ok(())
+}
+
+/// The line `deps` prints for `d`: its guest and host paths, the rule that found it, and
+/// the layer it came from (in `layers`, by guest path).
+fn dependency_line(
+    d: &nanoimg::elf::Dependency,
+    layers: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let why = match d.rule {
+        nanoimg::elf::Rule::Interpreter => format!("PT_INTERP of {}", d.needed_by),
+        rule => format!(
+            "{} needed by {}, found by {}",
+            d.name,
+            d.needed_by,
+            serde_json::to_value(rule)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ),
+    };
+    let layer = layers
+        .get(&d.guest_path)
+        .map(|l| format!(", layer {}", &l[..l.len().min(19)]))
+        .unwrap_or_default();
+    format!(
+        "  {} <- {} ({why}{layer})",
+        d.guest_path,
+        d.host_path.display()
+    )
 }

@@ -167,7 +167,7 @@ fn report_missing(
     }
 }
 
-fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
+fn start(mut cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     let profile = if cmd.gevulot {
         Profile::Gevulot
     } else {
@@ -180,40 +180,67 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     }
     // A program is built first, into -o or a temporary file kept for the run.
     let mut temporary = None;
-    let mut build_shares = Vec::new();
-    // The build's report, when a program was built: its target root, for --missing-files.
-    let mut built: Option<nanoimg::BuildReport> = None;
+    let target = resolve_target(&cmd, &mut temporary)?;
+    let facts = nanoimg::run::image_facts(&target.image)?;
+    check_facts(&cmd, &target.image, &facts)?;
+    let arch = facts.arch;
+    let (image, disk_format) = bootable_disk(&cmd, target.image, &facts, &mut temporary)?;
+    let mut spec = RunSpec::new(nanoimg::display_path(&image), profile);
+    spec.arch = arch;
+    spec.disk_format = disk_format;
+    set_resources(&mut spec, &mut cmd);
+    add_shares(&mut spec, &cmd, &target.build_shares)?;
+    set_boot(&mut spec, &cmd, &facts, &image)?;
+    let forced = cmd.accel.map(|a| match a {
+        AccelArg::Kvm => Accel::Kvm,
+        AccelArg::Tcg => Accel::Tcg,
+    });
+    let path = std::env::var_os("PATH");
+    if cmd.print_command {
+        print_command(&spec, forced, path.as_deref());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let qemu = nanoimg::run::find_qemu(path.as_deref(), arch)?;
+    let scan = std::sync::Arc::new(std::sync::Mutex::new(ConsoleScan::new()));
+    let outcome = launch(&qemu, &spec, &cmd, forced, facts.debug_exit, &scan)?;
+    drop(temporary);
+    if cmd.missing_files {
+        report_missing(scan, target.built.as_ref());
+    }
+    Ok(exit_code(outcome, facts.debug_exit, cmd.timeout, &qemu))
+}
+
+/// The image `run` is to boot, and what building it (when the target was a program) left.
+struct Target {
+    image: PathBuf,
+    /// The host folders of the build's config, in mount-tag order.
+    build_shares: Vec<PathBuf>,
+    /// The build's report, when a program was built: its target root, for --missing-files.
+    built: Option<nanoimg::BuildReport>,
+}
+
+/// The image to boot: pulled from a registry, built from a program, or the target itself.
+fn resolve_target(
+    cmd: &RunCommand,
+    temporary: &mut Option<nanoimg::atomic::TempFile>,
+) -> Result<Target, RunCliError> {
     let docker = cmd
         .target
         .to_str()
         .filter(|t| nanoimg::registry::is_reference(t));
-    let image = if let Some(reference) = docker {
+    if let Some(reference) = docker {
         // An image pushed with `nanoimg push`: pulled into the cache by digest, run from there.
-        crate::transfer::pull_to_cache(reference, &cmd.build.resolution.insecure_registries)
-            .map_err(|e| RunCliError::Usage(e.to_string()))?
+        let image =
+            crate::transfer::pull_to_cache(reference, &cmd.build.resolution.insecure_registries)
+                .map_err(|e| RunCliError::Usage(e.to_string()))?;
+        Ok(Target {
+            image,
+            build_shares: Vec::new(),
+            built: None,
+        })
     } else if cmd.build.from_image.is_some() || is_program(&cmd.target, cmd.build.config.is_some())?
     {
-        if cmd.print_command && cmd.output.is_none() {
-            return Err(RunCliError::Usage(
-                "--print-command with a program: give -o IMAGE, so the printed command has an image to boot".into(),
-            ));
-        }
-        let output = match &cmd.output {
-            Some(o) => o.clone(),
-            None => temporary_image(&mut temporary)?,
-        };
-        let report = nanoimg::build(&nanoimg::BuildOptions {
-            missing_files: cmd.missing_files,
-            raw_sums: false,
-            ..cmd.build.options(cmd.target.clone(), Some(output), false)
-        })?;
-        for note in &report.plan.notes {
-            crate::say(note);
-        }
-        build_shares = report.plan.shares.clone();
-        let output = report.output.clone();
-        built = Some(report);
-        output
+        build_program(cmd, temporary)
     } else {
         if let Some(flag) = cmd.build.first_given() {
             return Err(RunCliError::Usage(format!(
@@ -221,10 +248,54 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
                 cmd.target.display()
             )));
         }
-        cmd.target.clone()
-    };
+        Ok(Target {
+            image: cmd.target.clone(),
+            build_shares: Vec::new(),
+            built: None,
+        })
+    }
+}
 
-    let facts = nanoimg::run::image_facts(&image)?;
+/// Builds the program `cmd` names into -o or a temporary file, printing the plan's notes.
+fn build_program(
+    cmd: &RunCommand,
+    temporary: &mut Option<nanoimg::atomic::TempFile>,
+) -> Result<Target, RunCliError> {
+    if cmd.print_command && cmd.output.is_none() {
+        return Err(RunCliError::Usage(
+            "--print-command with a program: give -o IMAGE, so the printed command has an image to boot".into(),
+        ));
+    }
+    let output = match &cmd.output {
+        Some(o) => o.clone(),
+        None => temporary_image(temporary)?,
+    };
+    let report = nanoimg::build(&nanoimg::BuildOptions {
+        missing_files: cmd.missing_files,
+        raw_sums: false,
+        ..cmd
+            .build
+            .clone()
+            .options(cmd.target.clone(), Some(output), false)
+    })?;
+    for note in &report.plan.notes {
+        crate::say(note);
+    }
+    Ok(Target {
+        image: report.output.clone(),
+        build_shares: report.plan.shares.clone(),
+        built: Some(report),
+    })
+}
+
+/// Prints the image's notes, and refuses a run its facts rule out (--missing-files on an
+/// image built without the flag, --gevulot with a non-x86_64 image); warns of what would
+/// stop it working on a Gevulot node.
+fn check_facts(
+    cmd: &RunCommand,
+    image: &Path,
+    facts: &nanoimg::run::ImageFacts,
+) -> Result<(), RunCliError> {
     for note in &facts.notes {
         crate::say(format!("note: {note}"));
     }
@@ -248,55 +319,86 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
             );
         }
     }
+    Ok(())
+}
+
+/// The disk QEMU boots and its QEMU format name: the image itself, or the raw image of a
+/// format QEMU cannot read.
+fn bootable_disk(
+    cmd: &RunCommand,
+    image: PathBuf,
+    facts: &nanoimg::run::ImageFacts,
+    temporary: &mut Option<nanoimg::atomic::TempFile>,
+) -> Result<(PathBuf, &'static str), RunCliError> {
     // A GCE tar is not something QEMU reads: its raw image is booted instead, converted
     // into -o or a temporary file removed after the run (and on an interrupt).
-    let (image, disk_format) = match facts.format.qemu_name() {
-        Some(name) => (image, name),
-        None => {
-            let output = match &cmd.output {
-                Some(o) => o.clone(),
-                None if cmd.print_command => {
-                    return Err(RunCliError::Usage(format!(
-                        "--print-command with a {} image: give -o DISK.img, so the printed command has the raw image to boot (or convert it first: nanoimg convert {} DISK.img --format raw)",
-                        facts.format,
-                        image.display()
-                    )))
-                }
-                None => temporary_image(&mut temporary)?,
-            };
-            crate::say(format!(
-                "{} is a {} image, which QEMU cannot boot: booting its raw image, converted into {}",
-                image.display(),
-                facts.format,
-                if temporary.is_some() {
-                    "a temporary file".to_string()
-                } else {
-                    output.display().to_string()
-                }
-            ));
-            let r = nanoimg::convert(&image, &output, nanoimg::vdisk::Format::Raw, false)?;
-            for note in &r.notes {
-                crate::say(format!("note: {note}"));
-            }
-            (r.output, "raw")
-        }
+    let Some(name) = facts.format.qemu_name() else {
+        return Ok((convert_to_raw(cmd, &image, facts, temporary)?, "raw"));
     };
-    let mut spec = RunSpec::new(nanoimg::display_path(&image), profile);
-    spec.arch = arch;
-    spec.disk_format = disk_format;
+    Ok((image, name))
+}
+
+/// Converts `image` (of a format QEMU cannot boot) into a raw image in -o or a temporary
+/// file; its path.
+fn convert_to_raw(
+    cmd: &RunCommand,
+    image: &Path,
+    facts: &nanoimg::run::ImageFacts,
+    temporary: &mut Option<nanoimg::atomic::TempFile>,
+) -> Result<PathBuf, RunCliError> {
+    let output = match &cmd.output {
+        Some(o) => o.clone(),
+        None if cmd.print_command => {
+            return Err(RunCliError::Usage(format!(
+                "--print-command with a {} image: give -o DISK.img, so the printed command has the raw image to boot (or convert it first: nanoimg convert {} DISK.img --format raw)",
+                facts.format,
+                image.display()
+            )))
+        }
+        None => temporary_image(temporary)?,
+    };
+    crate::say(format!(
+        "{} is a {} image, which QEMU cannot boot: booting its raw image, converted into {}",
+        image.display(),
+        facts.format,
+        if temporary.is_some() {
+            "a temporary file".to_string()
+        } else {
+            output.display().to_string()
+        }
+    ));
+    let r = nanoimg::convert(image, &output, nanoimg::vdisk::Format::Raw, false)?;
+    for note in &r.notes {
+        crate::say(format!("note: {note}"));
+    }
+    Ok(r.output)
+}
+
+/// Moves the guest's memory, vCPUs, ports, volumes and extra QEMU arguments from `cmd` into
+/// `spec`.
+fn set_resources(spec: &mut RunSpec, cmd: &mut RunCommand) {
     if let Some(m) = cmd.memory {
         spec.memory_mib = m.div_ceil(1 << 20);
     }
     if cmd.smp.is_some() {
         spec.smp = cmd.smp;
     }
-    spec.ports = cmd.ports;
+    spec.ports = std::mem::take(&mut cmd.ports);
     spec.volumes = cmd
         .volumes
         .iter()
         .map(|v| nanoimg::display_path(v))
         .collect();
-    spec.extra = cmd.qemu_args;
+    spec.extra = std::mem::take(&mut cmd.qemu_args);
+}
+
+/// The 9p shares: the Gevulot workspace (created if missing) or the build's host folders,
+/// then each --share with the mount tags after theirs.
+fn add_shares(
+    spec: &mut RunSpec,
+    cmd: &RunCommand,
+    build_shares: &[PathBuf],
+) -> Result<(), RunCliError> {
     if let Some(ws) = &cmd.workspace {
         std::fs::create_dir_all(ws).map_err(|source| RunCliError::Read {
             path: ws.clone(),
@@ -322,7 +424,7 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         }
     }
     let first_tag = spec.shares.iter().map(|s| s.tag + 1).max().unwrap_or(0);
-    for (i, dir) in cmd.shares.into_iter().enumerate() {
+    for (i, dir) in cmd.shares.iter().enumerate() {
         if !dir.is_dir() {
             return Err(RunCliError::Usage(format!(
                 "--share {}: no such folder; give a host folder to share",
@@ -330,10 +432,21 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
             )));
         }
         spec.shares.push(Share {
-            path: nanoimg::display_path(&dir),
+            path: nanoimg::display_path(dir),
             tag: first_tag + i as u32,
         });
     }
+    Ok(())
+}
+
+/// How the guest boots: the firmware for UEFI, the kernel out of an arm64 image, or BIOS.
+fn set_boot(
+    spec: &mut RunSpec,
+    cmd: &RunCommand,
+    facts: &nanoimg::run::ImageFacts,
+    image: &Path,
+) -> Result<(), RunCliError> {
+    let arch = facts.arch;
     let uefi = match cmd.boot {
         Some(BootArg::Uefi) if !facts.uefi => {
             return Err(RunCliError::Usage(format!(
@@ -359,53 +472,61 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         // As ops runs an arm64 image: QEMU loads the kernel itself, taken out of the image
         // into the cache (named by its SHA-256, so --print-command stays runnable).
         let dir = nanoimg::cache()?.root().join("kernels");
-        spec.kernel = Some(nanoimg::run::extract_kernel(&image, &dir)?);
+        spec.kernel = Some(nanoimg::run::extract_kernel(image, &dir)?);
     }
-    let forced = cmd.accel.map(|a| match a {
-        AccelArg::Kvm => Accel::Kvm,
-        AccelArg::Tcg => Accel::Tcg,
-    });
-    let path = std::env::var_os("PATH");
-    if cmd.print_command {
-        let qemu = nanoimg::run::find_qemu(path.as_deref(), arch)
-            .unwrap_or_else(|_| PathBuf::from(nanoimg::run::qemu_for(arch).0));
-        let accel = nanoimg::run::accel_for(forced, arch, nanoimg::run::kvm_device()).0;
-        println!("{}", nanoimg::run::shell_quote(qemu.as_os_str()));
-        for a in nanoimg::run::args(&spec, accel) {
-            println!("{}", nanoimg::run::shell_quote(&a));
-        }
-        return Ok(ExitCode::SUCCESS);
+    Ok(())
+}
+
+/// --print-command: the QEMU command line, one shell-quoted argument per line.
+fn print_command(spec: &RunSpec, forced: Option<Accel>, path: Option<&std::ffi::OsStr>) {
+    let arch = spec.arch;
+    let qemu = nanoimg::run::find_qemu(path, arch)
+        .unwrap_or_else(|_| PathBuf::from(nanoimg::run::qemu_for(arch).0));
+    let accel = nanoimg::run::accel_for(forced, arch, nanoimg::run::kvm_device()).0;
+    println!("{}", nanoimg::run::shell_quote(qemu.as_os_str()));
+    for a in nanoimg::run::args(spec, accel) {
+        println!("{}", nanoimg::run::shell_quote(&a));
     }
-    let qemu = nanoimg::run::find_qemu(path.as_deref(), arch)?;
-    let scan = std::sync::Arc::new(std::sync::Mutex::new(ConsoleScan::new()));
-    let outcome = if cmd.missing_files {
+}
+
+/// Runs the VM to its end, scanning the console for the kernel's list with --missing-files.
+fn launch(
+    qemu: &Path,
+    spec: &RunSpec,
+    cmd: &RunCommand,
+    forced: Option<Accel>,
+    debug_exit: bool,
+    scan: &std::sync::Arc<std::sync::Mutex<ConsoleScan>>,
+) -> Result<Outcome, RunCliError> {
+    Ok(if cmd.missing_files {
         nanoimg::run::run_scanning(
-            &qemu,
-            &spec,
+            qemu,
+            spec,
             forced,
             cmd.timeout,
-            facts.debug_exit,
+            debug_exit,
             scan.clone(),
             &mut |note| crate::say(note),
         )?
     } else {
-        nanoimg::run::run(
-            &qemu,
-            &spec,
-            forced,
-            cmd.timeout,
-            facts.debug_exit,
-            &mut |note| crate::say(note),
-        )?
-    };
-    drop(temporary);
-    if cmd.missing_files {
-        report_missing(scan, built.as_ref());
-    }
-    Ok(match outcome {
+        nanoimg::run::run(qemu, spec, forced, cmd.timeout, debug_exit, &mut |note| {
+            crate::say(note)
+        })?
+    })
+}
+
+/// The exit code of `nanoimg run` for how the VM ended, with a line on stderr where the
+/// program's own status is not it.
+fn exit_code(
+    outcome: Outcome,
+    debug_exit: bool,
+    timeout: Option<Duration>,
+    qemu: &Path,
+) -> ExitCode {
+    match outcome {
         Outcome::Exited(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
         Outcome::PoweredOff => {
-            if !facts.debug_exit {
+            if !debug_exit {
                 eprintln!(
                     "nanoimg: the VM powered off; the program's exit status is not visible (put \"debug_exit\" in ManifestPassthrough to have nanoimg run exit with it)"
                 );
@@ -415,7 +536,7 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
         Outcome::TimedOut => {
             eprintln!(
                 "error: the VM was still running after {} s and was stopped (--timeout)",
-                cmd.timeout.map_or(0.0, |t| t.as_secs_f64())
+                timeout.map_or(0.0, |t| t.as_secs_f64())
             );
             ExitCode::from(124)
         }
@@ -429,7 +550,7 @@ fn start(cmd: RunCommand) -> Result<ExitCode, RunCliError> {
             );
             ExitCode::FAILURE
         }
-    })
+    }
 }
 
 /// A temporary file for the image `run` boots (built or converted), in the temporary

@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nanoimg_sbom::{Container, Database, Description, File, Nanos, Origin, SbomError};
+use nanoimg_sbom::{Container, Database, Description, File, Nanos, Origin, Package, SbomError};
 
 use crate::BuildReport;
 
@@ -92,16 +92,7 @@ pub fn describe(
     cwd: &Path,
     source_date_epoch: Option<&str>,
 ) -> Result<Description, SbomCmdError> {
-    // One entry per distinct image (the same image may be the target root and the source).
-    let mut roots: Vec<(&str, &nanoimg_oci::Root)> = Vec::new();
-    for (spec, root) in &report.containers {
-        if !roots
-            .iter()
-            .any(|(_, r)| r.manifest_digest == root.manifest_digest)
-        {
-            roots.push((spec, root));
-        }
-    }
+    let roots = distinct_roots(report);
     let containers: Vec<Container> = roots
         .iter()
         .map(|(spec, r)| Container {
@@ -109,55 +100,17 @@ pub fn describe(
             manifest_digest: r.manifest_digest.clone(),
         })
         .collect();
-    // The dpkg databases, read when first needed: one per image root, one for a host root.
-    let mut image_dbs: Vec<Option<Option<Database>>> = vec![None; roots.len()];
-    let mut host_db: Option<Option<Database>> = None;
+    let mut origins = Origins {
+        report,
+        roots: &roots,
+        cwd,
+        image_dbs: vec![None; roots.len()],
+        host_db: None,
+    };
     let mut files = Vec::with_capacity(report.files.len());
     for f in &report.files {
         let (sha256, sha1) = digests(report, f)?;
-        let mut package = None;
-        let origin = match &f.source {
-            None => Origin::Generated,
-            Some(host) => {
-                let in_image = roots
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, (_, r))| host.strip_prefix(&r.dir).ok().map(|rel| (i, rel)));
-                match in_image {
-                    Some((i, rel)) => {
-                        let root = roots[i].1;
-                        let db = match &mut image_dbs[i] {
-                            Some(db) => db,
-                            slot => slot.insert(Database::read(&root.dir)?),
-                        };
-                        let path = format!("/{}", rel.to_string_lossy());
-                        if let Some(db) = db {
-                            package = db.owner(&path).or_else(|| db.owner(&f.path)).cloned();
-                        }
-                        Origin::Layer {
-                            container: i,
-                            layer: root.layer_of(rel).map(str::to_string),
-                            path,
-                        }
-                    }
-                    None => {
-                        if !report.image_root && f.filesystem == "root" {
-                            if let Ok(rel) = host.strip_prefix(&report.target_root) {
-                                let db = match &mut host_db {
-                                    Some(db) => db,
-                                    slot => slot.insert(Database::read(&report.target_root)?),
-                                };
-                                if let Some(db) = db {
-                                    let path = format!("/{}", rel.to_string_lossy());
-                                    package = db.owner(&path).cloned();
-                                }
-                            }
-                        }
-                        Origin::Host(shown(host, cwd))
-                    }
-                }
-            }
-        };
+        let (origin, package) = origins.of(f)?;
         files.push(File {
             filesystem: f.filesystem.to_string(),
             path: f.path.clone(),
@@ -177,6 +130,102 @@ pub fn describe(
         created: nanoimg_sbom::created(source_date_epoch)?,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     })
+}
+
+/// The build's container images, each with the spec it was first given by.
+fn distinct_roots(report: &BuildReport) -> Vec<(&str, &nanoimg_oci::Root)> {
+    // One entry per distinct image (the same image may be the target root and the source).
+    let mut roots: Vec<(&str, &nanoimg_oci::Root)> = Vec::new();
+    for (spec, root) in &report.containers {
+        if !roots
+            .iter()
+            .any(|(_, r)| r.manifest_digest == root.manifest_digest)
+        {
+            roots.push((spec, root));
+        }
+    }
+    roots
+}
+
+/// Where the packed files of `report` came from, and the Debian packages owning them.
+struct Origins<'a> {
+    report: &'a BuildReport,
+    roots: &'a [(&'a str, &'a nanoimg_oci::Root)],
+    cwd: &'a Path,
+    // The dpkg databases, read when first needed: one per image root, one for a host root.
+    image_dbs: Vec<Option<Option<Database>>>,
+    host_db: Option<Option<Database>>,
+}
+
+impl Origins<'_> {
+    /// The origin of `f` (generated, an image's layer, or a host file) and its package.
+    fn of(&mut self, f: &crate::ImageFile) -> Result<(Origin, Option<Package>), SbomCmdError> {
+        let Some(host) = &f.source else {
+            return Ok((Origin::Generated, None));
+        };
+        let in_image = self
+            .roots
+            .iter()
+            .enumerate()
+            .find_map(|(i, (_, r))| host.strip_prefix(&r.dir).ok().map(|rel| (i, rel)));
+        match in_image {
+            Some((i, rel)) => self.in_image(f, i, rel),
+            None => {
+                let package = self.host_package(f, host)?;
+                Ok((Origin::Host(shown(host, self.cwd)), package))
+            }
+        }
+    }
+
+    /// `f`, taken from `rel` in the unpacked root of image `i`: that image's layer, and the
+    /// package owning it in the image's dpkg database.
+    fn in_image(
+        &mut self,
+        f: &crate::ImageFile,
+        i: usize,
+        rel: &Path,
+    ) -> Result<(Origin, Option<Package>), SbomCmdError> {
+        let root = self.roots[i].1;
+        let db = match &mut self.image_dbs[i] {
+            Some(db) => db,
+            slot => slot.insert(Database::read(&root.dir)?),
+        };
+        let path = format!("/{}", rel.to_string_lossy());
+        let mut package = None;
+        if let Some(db) = db {
+            package = db.owner(&path).or_else(|| db.owner(&f.path)).cloned();
+        }
+        let origin = Origin::Layer {
+            container: i,
+            layer: root.layer_of(rel).map(str::to_string),
+            path,
+        };
+        Ok((origin, package))
+    }
+
+    /// The package owning the host file `host` (packed as `f`) in the target root's dpkg
+    /// database, for a root filesystem file inside a target root that is not an image's.
+    fn host_package(
+        &mut self,
+        f: &crate::ImageFile,
+        host: &Path,
+    ) -> Result<Option<Package>, SbomCmdError> {
+        let report = self.report;
+        let mut package = None;
+        if !report.image_root && f.filesystem == "root" {
+            if let Ok(rel) = host.strip_prefix(&report.target_root) {
+                let db = match &mut self.host_db {
+                    Some(db) => db,
+                    slot => slot.insert(Database::read(&report.target_root)?),
+                };
+                if let Some(db) = db {
+                    let path = format!("/{}", rel.to_string_lossy());
+                    package = db.owner(&path).cloned();
+                }
+            }
+        }
+        Ok(package)
+    }
 }
 
 /// The SHA-256 and SHA-1 of a packed file, from its source (checked against the image's
