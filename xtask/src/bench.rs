@@ -57,6 +57,7 @@ use serde_json::json;
 
 use crate::e2e;
 use crate::expect;
+use crate::fixtures;
 use crate::prereq::{self, MissingPrerequisites};
 
 const MIB: u64 = 1024 * 1024;
@@ -266,15 +267,18 @@ impl Bench<'_> {
         // The first large write after a quiet spell can be much slower than
         // the next ones (seen on VMs); nanoimg hides it behind its CPU work, a
         // plain copy cannot. One untimed copy first keeps the baseline honest.
+        let (secs, _) = self.copy()?;
+        println!("bench: warm-up copy {secs:.3} s (not counted)");
+        remove_if_present(&self.path(COPY_FILE))
+    }
+
+    /// Copies the payload into [`COPY_FILE`] (removed first): the seconds and bytes.
+    fn copy(&self) -> Result<(f64, u64)> {
         let copy_out = self.path(COPY_FILE);
         remove_if_present(&copy_out)?;
         let started = Instant::now();
-        copy_baseline(&self.program, &self.payload, &copy_out)?;
-        println!(
-            "bench: warm-up copy {:.3} s (not counted)",
-            started.elapsed().as_secs_f64()
-        );
-        remove_if_present(&copy_out)
+        let copied = copy_baseline(&self.program, &self.payload, &copy_out)?;
+        Ok((started.elapsed().as_secs_f64(), copied))
     }
 
     /// `runs` rounds of every side, printing each round.
@@ -299,11 +303,7 @@ impl Bench<'_> {
 
     /// One timed copy.
     fn copy_once(&self, t: &mut Timings) -> Result<String> {
-        let copy_out = self.path(COPY_FILE);
-        remove_if_present(&copy_out)?;
-        let started = Instant::now();
-        let copied = copy_baseline(&self.program, &self.payload, &copy_out)?;
-        let secs = started.elapsed().as_secs_f64();
+        let (secs, copied) = self.copy()?;
         if copied != self.payload_bytes {
             bail!(
                 "the copy wrote {copied} bytes, expected {}",
@@ -311,7 +311,7 @@ impl Bench<'_> {
             );
         }
         t.copy.push(secs);
-        remove_if_present(&copy_out)?;
+        remove_if_present(&self.path(COPY_FILE))?;
         Ok(format!("copy {secs:.3} s"))
     }
 
@@ -635,9 +635,7 @@ fn compile_program(cc: &Path, work_dir: &Path) -> Result<PathBuf> {
         .current_dir(work_dir)
         .args(["-static", "-O2", "-o", PROGRAM, PROGRAM_SOURCE_FILE])
         .stdin(Stdio::null());
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
+    let output = fixtures::output(&mut command)?;
     if !output.status.success() {
         bail!(
             "{} -static -O2 failed ({}); a static build needs static glibc \
@@ -737,10 +735,11 @@ fn inputs(program: &Path, payload: &Path) -> Result<Vec<PathBuf>> {
 /// Appends every regular file under `dir` to `files`, depth first, each
 /// folder's entries sorted by name.
 fn list_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries = fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
+    let reading = || format!("reading {}", dir.display());
+    let entries = fs::read_dir(dir).with_context(reading)?;
+    let mut entries = entries
         .collect::<io::Result<Vec<_>>>()
-        .with_context(|| format!("reading {}", dir.display()))?;
+        .with_context(reading)?;
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
         let path = entry.path();
@@ -772,6 +771,7 @@ fn total_size(files: &[PathBuf]) -> Result<u64> {
 fn copy_baseline(program: &Path, payload: &Path, out: &Path) -> Result<u64> {
     let inputs = inputs(program, payload)?;
     let mut output = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let writing = || format!("writing {}", out.display());
     let mut buffer = vec![0u8; CHUNK];
     let mut filled = 0;
     let mut written = 0u64;
@@ -788,21 +788,16 @@ fn copy_baseline(program: &Path, payload: &Path, out: &Path) -> Result<u64> {
             };
             filled += read;
             if filled == buffer.len() {
-                output
-                    .write_all(&buffer)
-                    .with_context(|| format!("writing {}", out.display()))?;
+                output.write_all(&buffer).with_context(writing)?;
                 written += filled as u64;
                 filled = 0;
             }
         }
     }
-    output
-        .write_all(&buffer[..filled])
-        .with_context(|| format!("writing {}", out.display()))?;
+    output.write_all(&buffer[..filled]).with_context(writing)?;
     written += filled as u64;
-    output
-        .sync_all()
-        .with_context(|| format!("syncing {}", out.display()))?;
+    let syncing = || format!("syncing {}", out.display());
+    output.sync_all().with_context(syncing)?;
     Ok(written)
 }
 
@@ -812,14 +807,8 @@ fn nanoimg_command(nanoimg: &Path, work_dir: &Path, format: Option<&str>) -> Com
     let mut command = Command::new(nanoimg);
     command
         .current_dir(work_dir)
-        .args([
-            "build",
-            PROGRAM,
-            "-c",
-            CONFIG_FILE,
-            "--kernel-dir",
-            KERNEL_DIR,
-        ])
+        .args(["build", PROGRAM, "-c", CONFIG_FILE])
+        .args(["--kernel-dir", KERNEL_DIR])
         .stdin(Stdio::null());
     if let Some(f) = format {
         command.args(["--format", f]);
@@ -1104,18 +1093,8 @@ mod tests {
         let mut command = nanoimg_command(Path::new("/bin/nanoimg"), Path::new("/w"), None);
         command.args(["-o", IMAGE_FILE]);
         assert_eq!(
-            command_line(&command),
-            [
-                "/bin/nanoimg",
-                "build",
-                "hello",
-                "-c",
-                "config.json",
-                "--kernel-dir",
-                "kernel",
-                "-o",
-                "bench.img"
-            ]
+            command_line(&command).join(" "),
+            "/bin/nanoimg build hello -c config.json --kernel-dir kernel -o bench.img"
         );
         assert_eq!(command.get_current_dir(), Some(Path::new("/w")));
     }

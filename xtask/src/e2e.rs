@@ -718,10 +718,11 @@ impl Ctx<'_> {
             }
         }
         for (path, want) in &case.expect.files {
-            let path = self.dir.join(self.vars.subst(path)?);
-            report
-                .problems
-                .extend(file_problem(&path, &self.vars.subst(want)?));
+            let (path, want) = (
+                self.dir.join(self.vars.subst(path)?),
+                self.vars.subst(want)?,
+            );
+            report.problems.extend(file_problem(&path, &want));
         }
         for check in &case.expect.checks {
             match check {
@@ -851,18 +852,13 @@ fn add_boot_detail(report: &mut CaseReport, boot: &Boot) {
         return;
     }
     let steps = std::mem::take(&mut report.detail);
-    report.detail.push(format!("$ {}", boot.command_line));
-    report
-        .detail
-        .push(format!("--- last {TAIL_LINES} lines of the console ---"));
-    report
-        .detail
-        .extend(expect::tail(&boot.console, TAIL_LINES));
-    report
-        .detail
-        .push("--- nanoimg run stderr (last lines) ---".to_owned());
-    report.detail.extend(expect::tail(&boot.stderr, TAIL_LINES));
-    report.detail.extend(steps);
+    let detail = &mut report.detail;
+    detail.push(format!("$ {}", boot.command_line));
+    detail.push(format!("--- last {TAIL_LINES} lines of the console ---"));
+    detail.extend(expect::tail(&boot.console, TAIL_LINES));
+    detail.push("--- nanoimg run stderr (last lines) ---".to_owned());
+    detail.extend(expect::tail(&boot.stderr, TAIL_LINES));
+    detail.extend(steps);
 }
 
 fn run_log_text(boot: &Boot) -> String {
@@ -922,13 +918,8 @@ pub(crate) fn build_nanoimg(task: &str) -> Result<PathBuf> {
     println!("{task}: building nanoimg (cargo build --release -p nanoimg)");
     let output = Command::new(cargo)
         .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "nanoimg",
-            "--message-format=json-render-diagnostics",
-        ])
+        .args(["build", "--release", "-p", "nanoimg"])
+        .arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
