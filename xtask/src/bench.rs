@@ -57,6 +57,7 @@ use serde_json::json;
 
 use crate::e2e;
 use crate::expect;
+use crate::fixtures;
 use crate::prereq::{self, MissingPrerequisites};
 
 const MIB: u64 = 1024 * 1024;
@@ -132,23 +133,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .as_deref()
         .map(e2e::resolve_nanoimg_bin)
         .transpose()?;
-
-    let temp;
-    let work_dir = match &args.keep {
-        Some(keep) => {
-            fs::create_dir_all(keep)
-                .with_context(|| format!("creating --keep folder {}", keep.display()))?;
-            keep.canonicalize()
-                .with_context(|| format!("resolving --keep folder {}", keep.display()))?
-        }
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("nanoimg-bench-")
-                .tempdir()
-                .context("creating the temporary work directory")?;
-            temp.path().to_path_buf()
-        }
-    };
+    let (work_dir, _temp) = work_dir(args.keep.as_deref())?;
     println!("bench: work directory {}", work_dir.display());
     if let Some(load) = load_average() {
         println!("bench: load average {load} (other load on the machine shows in the timings)");
@@ -170,187 +155,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let payload = work_dir.join(PAYLOAD_DIR);
     let small_files = args.small_files as usize;
     prepare_payload(&work_dir, &payload, small_files)?;
-
-    let mut inputs = vec![program.clone()];
-    list_files(&payload, &mut inputs)?;
-    let payload_bytes = total_size(&inputs)?;
-    println!(
-        "bench: payload {} in {} files (program {}, 1 × {}, {} × {} in {} folders)",
-        format_mib(payload_bytes),
-        inputs.len(),
-        format_mib(file_size(&program)?),
-        format_size(BIG_FILE_SIZE),
-        small_files,
-        format_size(SMALL_FILE_SIZE as u64),
-        small_files.min(SMALL_DIRS)
-    );
-
-    let image = work_dir.join(IMAGE_FILE);
-    let copy_out = work_dir.join(COPY_FILE);
-    let mut command = nanoimg_command(&nanoimg, &work_dir, None);
-    command.args(["-o", IMAGE_FILE]);
-    println!(
-        "bench: nanoimg: (cd {} && {})",
-        work_dir.display(),
-        command_line(&command).join(" ")
-    );
-    println!(
-        "bench: copy: read the {} files in order through one 1 MiB buffer into {COPY_FILE}, then fsync",
-        inputs.len()
-    );
-    let format = args.format.as_deref().filter(|f| *f != "raw");
-    let formatted = work_dir.join(format!("{IMAGE_FILE}.{}", format.unwrap_or("raw")));
-    let routed = work_dir.join(format!("route.{}", format.unwrap_or("raw")));
-    if let Some(f) = format {
-        let c = route_command(f, &work_dir, &image, &routed)?;
-        println!(
-            "bench: --format {f}: `nanoimg build … --format {f}`, against the route a user would take otherwise: the raw build, then `{}` (timed until its output is synced)",
-            command_line(&c).join(" ")
-        );
-    }
-
-    // The first large write after a quiet spell can be much slower than
-    // the next ones (seen on VMs); nanoimg hides it behind its CPU work, a
-    // plain copy cannot. One untimed copy first keeps the baseline honest.
-    remove_if_present(&copy_out)?;
-    let started = Instant::now();
-    copy_baseline(&program, &payload, &copy_out)?;
-    println!(
-        "bench: warm-up copy {:.3} s (not counted)",
-        started.elapsed().as_secs_f64()
-    );
-    remove_if_present(&copy_out)?;
-
-    let mut copy_secs = Vec::new();
-    let mut raw_runs: Vec<Measured> = Vec::new();
-    let mut format_runs: Vec<Measured> = Vec::new();
-    let mut route_secs = Vec::new();
-    let mut image_size = 0;
-    let mut formatted_size = 0;
-    for run in 0..args.runs {
-        // Rotate the order so no side always runs on a cache or disk state another one
-        // left behind.
-        let sides = if format.is_some() { 3 } else { 2 };
-        let mut line = Vec::new();
-        for k in 0..sides {
-            match (run as usize + k) % sides {
-                0 => {
-                    remove_if_present(&copy_out)?;
-                    let started = Instant::now();
-                    let copied = copy_baseline(&program, &payload, &copy_out)?;
-                    let secs = started.elapsed().as_secs_f64();
-                    if copied != payload_bytes {
-                        bail!("the copy wrote {copied} bytes, expected {payload_bytes}");
-                    }
-                    copy_secs.push(secs);
-                    line.push(format!("copy {secs:.3} s"));
-                    remove_if_present(&copy_out)?;
-                }
-                1 => {
-                    remove_if_present(&image)?;
-                    let m = time_nanoimg(&nanoimg, &work_dir, &image, None, &image)?;
-                    image_size = file_size(&image)?;
-                    line.push(format!("nanoimg raw {}", m.describe()));
-                    if let Some(f) = format {
-                        remove_if_present(&routed)?;
-                        let c = route_command(f, &work_dir, &image, &routed)?;
-                        let convert = time_command(c, &routed)?;
-                        route_secs.push(m.secs + convert.secs);
-                        line.push(format!(
-                            "route {:.3} s (convert {})",
-                            m.secs + convert.secs,
-                            convert.describe()
-                        ));
-                        remove_if_present(&routed)?;
-                        remove_if_present(&work_dir.join(ROUTE_DIR).join("disk.raw"))?;
-                    }
-                    raw_runs.push(m);
-                    remove_if_present(&image)?;
-                }
-                _ => {
-                    let f = format.unwrap_or("raw");
-                    remove_if_present(&formatted)?;
-                    let m = time_nanoimg(&nanoimg, &work_dir, &formatted, Some(f), &formatted)?;
-                    formatted_size = file_size(&formatted)?;
-                    line.push(format!("nanoimg {f} {}", m.describe()));
-                    format_runs.push(m);
-                    remove_if_present(&formatted)?;
-                }
-            }
-        }
-        println!("bench: run {}/{}: {}", run + 1, args.runs, line.join(", "));
-    }
-
-    let copy = Stats::of(&copy_secs).context("no copy timings")?;
-    let raw_secs: Vec<f64> = raw_runs.iter().map(|m| m.secs).collect();
-    let raw = Stats::of(&raw_secs).context("no nanoimg timings")?;
-    println!(
-        "bench: payload {}, image {}, {} small files",
-        format_mib(payload_bytes),
-        format_mib(image_size),
-        small_files
-    );
-    println!("bench: copy    {}", copy.describe(payload_bytes));
-    let cpu = |runs: &[Measured]| {
-        let cpu: Vec<f64> = runs
-            .iter()
-            .filter_map(|m| m.usage.map(|u| u.cpu_secs))
-            .collect();
-        median(&cpu)
-            .map(|secs| format!(", CPU {secs:.3} s"))
-            .unwrap_or_default()
+    let inputs = inputs(&program, &payload)?;
+    let bench = Bench {
+        payload_bytes: total_size(&inputs)?,
+        work_dir,
+        nanoimg,
+        program,
+        payload,
+        format: args.format.as_deref().filter(|f| *f != "raw"),
     };
-    let peak = |runs: &[Measured]| {
-        runs.iter()
-            .filter_map(|m| m.usage.map(|u| u.peak_rss))
-            .max()
-    };
-    println!(
-        "bench: nanoimg {}{}",
-        raw.describe(payload_bytes),
-        cpu(&raw_runs)
-    );
-    println!(
-        "{}",
-        summary_line(raw.median, copy.median, copy_secs.len(), peak(&raw_runs))
-    );
-    if let Some(f) = format {
-        let secs: Vec<f64> = format_runs.iter().map(|m| m.secs).collect();
-        let built = Stats::of(&secs).context("no --format timings")?;
-        let route = Stats::of(&route_secs).context("no route timings")?;
-        let x = |a: f64| ratio(a, raw.median).map_or_else(|| "n/a".into(), |r| format!("{r:.2}×"));
-        let rss = peak(&format_runs).map_or_else(|| "unknown".into(), format_mib);
-        println!(
-            "bench: --format {f}, medians of {} (ratios to the raw build):",
-            secs.len()
-        );
-        println!(
-            "bench:   copy                 {:>8.3} s  {}",
-            copy.median,
-            x(copy.median)
-        );
-        println!("bench:   nanoimg raw          {:>8.3} s  1.00×", raw.median);
-        println!(
-            "bench:   nanoimg --format {f:<5} {:>8.3} s  {}  ({}{}, peak RSS {rss})",
-            built.median,
-            x(built.median),
-            format_mib(formatted_size),
-            cpu(&format_runs)
-        );
-        println!(
-            "bench:   raw, then {:<10} {:>8.3} s  {}",
-            route_name(f),
-            route.median,
-            x(route.median)
-        );
-        println!(
-            "bench: format {f}: {} of raw, {} the other route ({:.2} s against {:.2} s), peak RSS {rss}",
-            x(built.median),
-            if built.median < route.median { "faster than" } else { "NOT faster than" },
-            built.median,
-            route.median
-        );
-    }
+    bench.describe(inputs.len(), small_files)?;
+    bench.warm_up()?;
+    let timings = bench.measure(args.runs)?;
+    bench.report(&timings, small_files)?;
     if let Some(keep) = &args.keep {
         println!(
             "bench: payload, program and fake kernel kept in {}",
@@ -358,6 +175,262 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The work directory: `keep` (made if missing, absolute), else a temporary one, removed
+/// when the second value is dropped.
+fn work_dir(keep: Option<&Path>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if let Some(keep) = keep {
+        fs::create_dir_all(keep)
+            .with_context(|| format!("creating --keep folder {}", keep.display()))?;
+        let dir = keep
+            .canonicalize()
+            .with_context(|| format!("resolving --keep folder {}", keep.display()))?;
+        return Ok((dir, None));
+    }
+    let temp = tempfile::Builder::new()
+        .prefix("nanoimg-bench-")
+        .tempdir()
+        .context("creating the temporary work directory")?;
+    Ok((temp.path().to_path_buf(), Some(temp)))
+}
+
+/// What the runs share: the work directory and what it holds.
+struct Bench<'a> {
+    work_dir: PathBuf,
+    nanoimg: PathBuf,
+    program: PathBuf,
+    payload: PathBuf,
+    /// The program and the payload files, in bytes.
+    payload_bytes: u64,
+    /// `--format`, unless it is raw.
+    format: Option<&'a str>,
+}
+
+/// The timings and sizes of all the runs.
+#[derive(Default)]
+struct Timings {
+    copy: Vec<f64>,
+    raw: Vec<Measured>,
+    formatted: Vec<Measured>,
+    /// The raw build plus its conversion (`--format` only).
+    route: Vec<f64>,
+    image_size: u64,
+    formatted_size: u64,
+}
+
+impl Bench<'_> {
+    fn path(&self, name: &str) -> PathBuf {
+        self.work_dir.join(name)
+    }
+
+    /// Prints the payload (`files` files) and what each side runs.
+    fn describe(&self, files: usize, small_files: usize) -> Result<()> {
+        println!(
+            "bench: payload {} in {} files (program {}, 1 × {}, {} × {} in {} folders)",
+            format_mib(self.payload_bytes),
+            files,
+            format_mib(file_size(&self.program)?),
+            format_size(BIG_FILE_SIZE),
+            small_files,
+            format_size(SMALL_FILE_SIZE as u64),
+            small_files.min(SMALL_DIRS)
+        );
+        let mut command = nanoimg_command(&self.nanoimg, &self.work_dir, None);
+        command.args(["-o", IMAGE_FILE]);
+        println!(
+            "bench: nanoimg: (cd {} && {})",
+            self.work_dir.display(),
+            command_line(&command).join(" ")
+        );
+        println!(
+            "bench: copy: read the {files} files in order through one 1 MiB buffer into {COPY_FILE}, then fsync"
+        );
+        if let Some(f) = self.format {
+            let c = self.route_command(f)?;
+            println!(
+                "bench: --format {f}: `nanoimg build … --format {f}`, against the route a user would take otherwise: the raw build, then `{}` (timed until its output is synced)",
+                command_line(&c).join(" ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The conversion of the raw image into `format` at `route.FORMAT`.
+    fn route_command(&self, format: &str) -> Result<Command> {
+        let routed = self.path(&format!("route.{format}"));
+        route_command(format, &self.work_dir, &self.path(IMAGE_FILE), &routed)
+    }
+
+    /// One untimed copy.
+    fn warm_up(&self) -> Result<()> {
+        // The first large write after a quiet spell can be much slower than
+        // the next ones (seen on VMs); nanoimg hides it behind its CPU work, a
+        // plain copy cannot. One untimed copy first keeps the baseline honest.
+        let (secs, _) = self.copy()?;
+        println!("bench: warm-up copy {secs:.3} s (not counted)");
+        remove_if_present(&self.path(COPY_FILE))
+    }
+
+    /// Copies the payload into [`COPY_FILE`] (removed first): the seconds and bytes.
+    fn copy(&self) -> Result<(f64, u64)> {
+        let copy_out = self.path(COPY_FILE);
+        remove_if_present(&copy_out)?;
+        let started = Instant::now();
+        let copied = copy_baseline(&self.program, &self.payload, &copy_out)?;
+        Ok((started.elapsed().as_secs_f64(), copied))
+    }
+
+    /// `runs` rounds of every side, printing each round.
+    fn measure(&self, runs: u32) -> Result<Timings> {
+        let mut t = Timings::default();
+        for run in 0..runs {
+            // Rotate the order so no side always runs on a cache or disk state another one
+            // left behind.
+            let sides = if self.format.is_some() { 3 } else { 2 };
+            let mut line = Vec::new();
+            for k in 0..sides {
+                match (run as usize + k) % sides {
+                    0 => line.push(self.copy_once(&mut t)?),
+                    1 => self.raw_once(&mut t, &mut line)?,
+                    _ => line.push(self.formatted_once(&mut t)?),
+                }
+            }
+            println!("bench: run {}/{runs}: {}", run + 1, line.join(", "));
+        }
+        Ok(t)
+    }
+
+    /// One timed copy.
+    fn copy_once(&self, t: &mut Timings) -> Result<String> {
+        let (secs, copied) = self.copy()?;
+        if copied != self.payload_bytes {
+            bail!(
+                "the copy wrote {copied} bytes, expected {}",
+                self.payload_bytes
+            );
+        }
+        t.copy.push(secs);
+        remove_if_present(&self.path(COPY_FILE))?;
+        Ok(format!("copy {secs:.3} s"))
+    }
+
+    /// One timed raw build, then (with `--format`) its timed conversion.
+    fn raw_once(&self, t: &mut Timings, line: &mut Vec<String>) -> Result<()> {
+        let image = self.path(IMAGE_FILE);
+        remove_if_present(&image)?;
+        let m = time_nanoimg(&self.nanoimg, &self.work_dir, &image, None)?;
+        t.image_size = file_size(&image)?;
+        line.push(format!("nanoimg raw {}", m.describe()));
+        if let Some(f) = self.format {
+            let routed = self.path(&format!("route.{f}"));
+            remove_if_present(&routed)?;
+            let convert = time_command(self.route_command(f)?, &routed)?;
+            t.route.push(m.secs + convert.secs);
+            line.push(format!(
+                "route {:.3} s (convert {})",
+                m.secs + convert.secs,
+                convert.describe()
+            ));
+            remove_if_present(&routed)?;
+            remove_if_present(&self.path(ROUTE_DIR).join("disk.raw"))?;
+        }
+        t.raw.push(m);
+        remove_if_present(&image)
+    }
+
+    /// One timed `--format` build.
+    fn formatted_once(&self, t: &mut Timings) -> Result<String> {
+        let f = self.format.unwrap_or("raw");
+        let formatted = self.path(&format!("{IMAGE_FILE}.{f}"));
+        remove_if_present(&formatted)?;
+        let m = time_nanoimg(&self.nanoimg, &self.work_dir, &formatted, Some(f))?;
+        t.formatted_size = file_size(&formatted)?;
+        t.formatted.push(m);
+        remove_if_present(&formatted)?;
+        Ok(format!("nanoimg {f} {}", m.describe()))
+    }
+
+    /// The statistics of the copy and the raw build, the summary line, then the `--format`
+    /// table.
+    fn report(&self, t: &Timings, small_files: usize) -> Result<()> {
+        let copy = Stats::of(&t.copy).context("no copy timings")?;
+        let raw = Stats::of(&secs(&t.raw)).context("no nanoimg timings")?;
+        println!(
+            "bench: payload {}, image {}, {} small files",
+            format_mib(self.payload_bytes),
+            format_mib(t.image_size),
+            small_files
+        );
+        println!("bench: copy    {}", copy.describe(self.payload_bytes));
+        println!(
+            "bench: nanoimg {}{}",
+            raw.describe(self.payload_bytes),
+            cpu(&t.raw)
+        );
+        println!(
+            "{}",
+            summary_line(raw.median, copy.median, t.copy.len(), peak(&t.raw))
+        );
+        match self.format {
+            Some(f) => report_format(f, t, raw.median, copy.median),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The `--format` table: the copy, the raw build, the `--format` build and the route,
+/// with their ratios to the raw build, then a verdict line.
+fn report_format(f: &str, t: &Timings, raw: f64, copy: f64) -> Result<()> {
+    let built = Stats::of(&secs(&t.formatted)).context("no --format timings")?;
+    let route = Stats::of(&t.route).context("no route timings")?;
+    let x = |a: f64| ratio(a, raw).map_or_else(|| "n/a".into(), |r| format!("{r:.2}×"));
+    let rss = peak(&t.formatted).map_or_else(|| "unknown".into(), format_mib);
+    println!(
+        "bench: --format {f}, medians of {} (ratios to the raw build):",
+        t.formatted.len()
+    );
+    println!("bench:   copy                 {copy:>8.3} s  {}", x(copy));
+    println!("bench:   nanoimg raw          {raw:>8.3} s  1.00×");
+    println!(
+        "bench:   nanoimg --format {f:<5} {:>8.3} s  {}  ({}{}, peak RSS {rss})",
+        built.median,
+        x(built.median),
+        format_mib(t.formatted_size),
+        cpu(&t.formatted)
+    );
+    println!(
+        "bench:   raw, then {:<10} {:>8.3} s  {}",
+        route_name(f),
+        route.median,
+        x(route.median)
+    );
+    println!(
+        "bench: format {f}: {} of raw, {} the other route ({:.2} s against {:.2} s), peak RSS {rss}",
+        x(built.median),
+        if built.median < route.median { "faster than" } else { "NOT faster than" },
+        built.median,
+        route.median
+    );
+    Ok(())
+}
+
+/// The wall-clock times of `runs`.
+fn secs(runs: &[Measured]) -> Vec<f64> {
+    runs.iter().map(|m| m.secs).collect()
+}
+
+/// `, CPU N s`: the median CPU time of `runs` (empty without runs).
+fn cpu(runs: &[Measured]) -> String {
+    let cpu: Vec<f64> = runs.iter().map(|m| m.usage.cpu_secs).collect();
+    median(&cpu)
+        .map(|secs| format!(", CPU {secs:.3} s"))
+        .unwrap_or_default()
+}
+
+/// The highest peak RSS of `runs`.
+fn peak(runs: &[Measured]) -> Option<u64> {
+    runs.iter().map(|m| m.usage.peak_rss).max()
 }
 
 /// Where the route's `tar` finds `disk.raw` (a hard link to the raw image).
@@ -562,9 +635,7 @@ fn compile_program(cc: &Path, work_dir: &Path) -> Result<PathBuf> {
         .current_dir(work_dir)
         .args(["-static", "-O2", "-o", PROGRAM, PROGRAM_SOURCE_FILE])
         .stdin(Stdio::null());
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
+    let output = fixtures::output(&mut command)?;
     if !output.status.success() {
         bail!(
             "{} -static -O2 failed ({}); a static build needs static glibc \
@@ -598,11 +669,7 @@ fn prepare_payload(work_dir: &Path, payload: &Path, small_files: usize) -> Resul
         return Ok(());
     }
     remove_if_present(&stamp_path)?;
-    match fs::remove_dir_all(payload) {
-        Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err).with_context(|| format!("removing {}", payload.display())),
-    }
+    removed(fs::remove_dir_all(payload), payload)?;
     println!(
         "bench: generating the payload ({} + {small_files} × {})",
         format_size(BIG_FILE_SIZE),
@@ -657,16 +724,24 @@ pub fn small_file_path(index: usize) -> PathBuf {
         .join(format!("f{index:07}.bin"))
 }
 
+/// The program, then every regular file under `payload` as [`list_files`] walks them: what
+/// the copy reads, in order.
+fn inputs(program: &Path, payload: &Path) -> Result<Vec<PathBuf>> {
+    let mut inputs = vec![program.to_path_buf()];
+    list_files(payload, &mut inputs)?;
+    Ok(inputs)
+}
+
 /// Appends every regular file under `dir` to `files`, depth first, each
 /// folder's entries sorted by name.
 fn list_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries = fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .map(|entry| entry.map(|entry| (entry.file_name(), entry)))
+    let reading = || format!("reading {}", dir.display());
+    let entries = fs::read_dir(dir).with_context(reading)?;
+    let mut entries = entries
         .collect::<io::Result<Vec<_>>>()
-        .with_context(|| format!("reading {}", dir.display()))?;
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for (_, entry) in entries {
+        .with_context(reading)?;
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
         let path = entry.path();
         let kind = entry
             .file_type()
@@ -694,9 +769,9 @@ fn total_size(files: &[PathBuf]) -> Result<u64> {
 /// payload file in order, appending them to `out` through one 1 MiB buffer,
 /// and syncs `out`. Returns the bytes written.
 fn copy_baseline(program: &Path, payload: &Path, out: &Path) -> Result<u64> {
-    let mut inputs = vec![program.to_path_buf()];
-    list_files(payload, &mut inputs)?;
+    let inputs = inputs(program, payload)?;
     let mut output = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let writing = || format!("writing {}", out.display());
     let mut buffer = vec![0u8; CHUNK];
     let mut filled = 0;
     let mut written = 0u64;
@@ -713,21 +788,16 @@ fn copy_baseline(program: &Path, payload: &Path, out: &Path) -> Result<u64> {
             };
             filled += read;
             if filled == buffer.len() {
-                output
-                    .write_all(&buffer)
-                    .with_context(|| format!("writing {}", out.display()))?;
+                output.write_all(&buffer).with_context(writing)?;
                 written += filled as u64;
                 filled = 0;
             }
         }
     }
-    output
-        .write_all(&buffer[..filled])
-        .with_context(|| format!("writing {}", out.display()))?;
+    output.write_all(&buffer[..filled]).with_context(writing)?;
     written += filled as u64;
-    output
-        .sync_all()
-        .with_context(|| format!("syncing {}", out.display()))?;
+    let syncing = || format!("syncing {}", out.display());
+    output.sync_all().with_context(syncing)?;
     Ok(written)
 }
 
@@ -737,14 +807,8 @@ fn nanoimg_command(nanoimg: &Path, work_dir: &Path, format: Option<&str>) -> Com
     let mut command = Command::new(nanoimg);
     command
         .current_dir(work_dir)
-        .args([
-            "build",
-            PROGRAM,
-            "-c",
-            CONFIG_FILE,
-            "--kernel-dir",
-            KERNEL_DIR,
-        ])
+        .args(["build", PROGRAM, "-c", CONFIG_FILE])
+        .args(["--kernel-dir", KERNEL_DIR])
         .stdin(Stdio::null());
     if let Some(f) = format {
         command.args(["--format", f]);
@@ -763,21 +827,18 @@ fn command_line(command: &Command) -> Vec<String> {
 #[derive(Debug, Clone, Copy)]
 struct Measured {
     secs: f64,
-    /// Resources the child used, where the platform reports them.
-    usage: Option<ChildUsage>,
+    /// Resources the child used.
+    usage: ChildUsage,
 }
 
 impl Measured {
     fn describe(&self) -> String {
-        match self.usage {
-            Some(u) => format!(
-                "{:.3} s (CPU {:.3} s, peak RSS {})",
-                self.secs,
-                u.cpu_secs,
-                format_mib(u.peak_rss)
-            ),
-            None => format!("{:.3} s", self.secs),
-        }
+        format!(
+            "{:.3} s (CPU {:.3} s, peak RSS {})",
+            self.secs,
+            self.usage.cpu_secs,
+            format_mib(self.usage.peak_rss)
+        )
     }
 }
 
@@ -791,13 +852,12 @@ struct ChildUsage {
 }
 
 /// Runs nanoimg once (output to [`NANOIMG_LOG`]) into `image`, in `format` if given, syncs
-/// `sync`, and measures both.
+/// `image`, and measures both.
 fn time_nanoimg(
     nanoimg: &Path,
     work_dir: &Path,
     image: &Path,
     format: Option<&str>,
-    sync: &Path,
 ) -> Result<Measured> {
     let log_path = work_dir.join(NANOIMG_LOG);
     let log =
@@ -808,7 +868,7 @@ fn time_nanoimg(
     let mut command = nanoimg_command(nanoimg, work_dir, format);
     command.args(["-o"]).arg(image);
     command.stdout(log).stderr(log_err);
-    time_command(command, sync).map_err(|e| {
+    time_command(command, image).map_err(|e| {
         let log = fs::read_to_string(&log_path).unwrap_or_default();
         e.context(format!(
             "last lines of {}:\n{}",
@@ -845,8 +905,7 @@ fn time_command(mut command: Command, output: &Path) -> Result<Measured> {
 }
 
 /// Reaps `child` with `wait4`, which also reports its peak RSS and CPU time.
-#[cfg(unix)]
-fn wait_with_usage(child: Child) -> io::Result<(ExitStatus, Option<ChildUsage>)> {
+fn wait_with_usage(child: Child) -> io::Result<(ExitStatus, ChildUsage)> {
     use std::os::unix::process::ExitStatusExt;
 
     let pid = libc::pid_t::try_from(child.id())
@@ -880,31 +939,28 @@ fn wait_with_usage(child: Child) -> io::Result<(ExitStatus, Option<ChildUsage>)>
         peak_rss,
         cpu_secs: secs(usage.ru_utime) + secs(usage.ru_stime),
     };
-    Ok((ExitStatus::from_raw(status), Some(usage)))
-}
-
-#[cfg(not(unix))]
-fn wait_with_usage(mut child: Child) -> io::Result<(ExitStatus, Option<ChildUsage>)> {
-    Ok((child.wait()?, None))
+    Ok((ExitStatus::from_raw(status), usage))
 }
 
 fn remove_if_present(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("removing {}", path.display())),
+    removed(fs::remove_file(path), path)
+}
+
+/// The `result` of removing `path`, where its absence is fine.
+fn removed(result: io::Result<()>, path: &Path) -> Result<()> {
+    match result {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 
 /// `sync(2)`: flushes every dirty page of the system to disk.
-#[cfg(unix)]
 fn sync_everything() {
     // SAFETY: sync takes no arguments and cannot fail.
     unsafe { libc::sync() }
 }
-
-#[cfg(not(unix))]
-fn sync_everything() {}
 
 /// The first three fields of `/proc/loadavg`, where there is one.
 fn load_average() -> Option<String> {
@@ -1037,23 +1093,12 @@ mod tests {
         let mut command = nanoimg_command(Path::new("/bin/nanoimg"), Path::new("/w"), None);
         command.args(["-o", IMAGE_FILE]);
         assert_eq!(
-            command_line(&command),
-            [
-                "/bin/nanoimg",
-                "build",
-                "hello",
-                "-c",
-                "config.json",
-                "--kernel-dir",
-                "kernel",
-                "-o",
-                "bench.img"
-            ]
+            command_line(&command).join(" "),
+            "/bin/nanoimg build hello -c config.json --kernel-dir kernel -o bench.img"
         );
         assert_eq!(command.get_current_dir(), Some(Path::new("/w")));
     }
 
-    #[cfg(unix)]
     #[test]
     fn wait4_reports_status_and_peak_rss() {
         let child = Command::new("sh")
@@ -1062,7 +1107,6 @@ mod tests {
             .expect("spawn sh");
         let (status, usage) = wait_with_usage(child).expect("wait4");
         assert_eq!(status.code(), Some(3));
-        let usage = usage.expect("usage reported");
         assert!(usage.peak_rss > 0, "{usage:?}");
         assert!(usage.cpu_secs >= 0.0, "{usage:?}");
     }

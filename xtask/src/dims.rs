@@ -21,46 +21,32 @@ pub struct Format {
     pub boots_converted: bool,
 }
 
+impl Format {
+    const fn new(
+        name: &'static str,
+        ext: &'static str,
+        qemu_parts: &'static [&'static str],
+        boots_converted: bool,
+    ) -> Format {
+        Format {
+            name,
+            ext,
+            qemu_parts,
+            boots_converted,
+        }
+    }
+}
+
 /// Every format a case may list.
 pub const FORMATS: &[Format] = &[
-    Format {
-        name: "raw",
-        ext: "img",
-        qemu_parts: &[],
-        boots_converted: false,
-    },
-    Format {
-        name: "qcow2",
-        ext: "qcow2",
-        qemu_parts: &[",format=qcow2,"],
-        boots_converted: false,
-    },
-    Format {
-        name: "vhd",
-        ext: "vhd",
-        qemu_parts: &[",format=vpc,"],
-        boots_converted: false,
-    },
+    Format::new("raw", "img", &[], false),
+    Format::new("qcow2", "qcow2", &[",format=qcow2,"], false),
+    Format::new("vhd", "vhd", &[",format=vpc,"], false),
     // A stream-optimized VMDK, which QEMU cannot write in place, behind an overlay.
-    Format {
-        name: "vmdk",
-        ext: "vmdk",
-        qemu_parts: &[",format=vmdk,", "snapshot=on"],
-        boots_converted: false,
-    },
-    Format {
-        name: "vhdx",
-        ext: "vhdx",
-        qemu_parts: &[",format=vhdx,"],
-        boots_converted: false,
-    },
+    Format::new("vmdk", "vmdk", &[",format=vmdk,", "snapshot=on"], false),
+    Format::new("vhdx", "vhdx", &[",format=vhdx,"], false),
     // Not a disk QEMU reads: `nanoimg run` converts it to a raw image and boots that.
-    Format {
-        name: "gce",
-        ext: "tar.gz",
-        qemu_parts: &[",format=raw,"],
-        boots_converted: true,
-    },
+    Format::new("gce", "tar.gz", &[",format=raw,"], true),
 ];
 
 pub fn format(name: &str) -> Result<&'static Format> {
@@ -192,19 +178,20 @@ impl Arch {
     /// for arm64, QEMU's virt machine with semihosting, and the kernel given with
     /// `-kernel` (ops's shape) or, for a `--uefi` image, firmware with `-bios`.
     pub fn qemu_expect(self, uefi: bool) -> Qemu {
-        let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect();
-        match (self, uefi) {
-            (Arch::X86_64, _) => Qemu::default(),
-            (Arch::Arm64, false) => Qemu {
-                args: strings(&["-machine virt", "-semihosting", "-kernel"]),
-                no_args: strings(&["-bios"]),
-                parts: strings(&[self.qemu()]),
-            },
-            (Arch::Arm64, true) => Qemu {
-                args: strings(&["-machine virt", "-semihosting", "-bios"]),
-                no_args: strings(&["-kernel"]),
-                parts: strings(&[self.qemu()]),
-            },
+        if self == Arch::X86_64 {
+            return Qemu::default();
+        }
+        let (boot, not) = if uefi {
+            ("-bios", "-kernel")
+        } else {
+            ("-kernel", "-bios")
+        };
+        Qemu {
+            args: ["-machine virt", "-semihosting", boot]
+                .map(String::from)
+                .into(),
+            no_args: vec![not.to_owned()],
+            parts: vec![self.qemu().to_owned()],
         }
     }
 }
@@ -222,6 +209,27 @@ pub struct Qemu {
 impl Qemu {
     pub fn is_empty(&self) -> bool {
         self.args.is_empty() && self.no_args.is_empty() && self.parts.is_empty()
+    }
+
+    /// What the printed QEMU command line `args` (one argument each) lacks or has wrong.
+    pub fn problems(&self, args: &[&str]) -> Vec<String> {
+        let has = |seq: &str| {
+            let seq: Vec<&str> = seq.split(' ').collect();
+            args.windows(seq.len()).any(|w| w == seq.as_slice())
+        };
+        let lacks = self.args.iter().filter(|a| !has(a));
+        let mut problems: Vec<String> = lacks
+            .map(|a| format!("the QEMU command line lacks {a}"))
+            .collect();
+        let wrong = self.no_args.iter().filter(|a| has(a));
+        problems.extend(wrong.map(|a| format!("the QEMU command line has {a}")));
+        problems.extend(
+            self.parts
+                .iter()
+                .filter(|p| !args.iter().any(|a| a.contains(p.as_str())))
+                .map(|p| format!("no QEMU argument contains {p:?}")),
+        );
+        problems
     }
 }
 
@@ -277,22 +285,10 @@ mod tests {
         let command = Arch::Arm64
             .compile_command(Compile::RustStatic, gcc, "p", "p.rs")
             .unwrap();
-        let args: Vec<_> = command
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy()).collect();
         assert_eq!(
-            args,
-            [
-                "--target",
-                "aarch64-unknown-linux-musl",
-                "-C",
-                "linker=/usr/bin/aarch64-linux-gnu-gcc",
-                "-O",
-                "-o",
-                "p",
-                "p.rs"
-            ]
+            args.join(" "),
+            "--target aarch64-unknown-linux-musl -C linker=/usr/bin/aarch64-linux-gnu-gcc -O -o p p.rs"
         );
         assert!(Arch::Arm64
             .compile_command(Compile::Cxx, gcc, "p", "p.cpp")

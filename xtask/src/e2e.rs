@@ -9,6 +9,7 @@
 //! tested), then check the exit status, the console (its stdout), its stderr, the
 //! `after-boot` steps, the files left in the case folder and the named checks.
 
+use std::collections::BTreeMap;
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use crate::case::{self, Accel, Check, Variant, Vars, When};
 use crate::checks;
 use crate::dims::{self, Arch};
 use crate::expect;
-use crate::fixtures::Fixtures;
+use crate::fixtures::{self, Fixtures};
 use crate::prereq;
 use crate::samples;
 
@@ -108,7 +109,6 @@ struct Env {
     timeout_secs: u64,
     x86_kernel: PathBuf,
     arm64_kernel: Result<PathBuf, String>,
-    fixtures: Fixtures,
 }
 
 /// Runs the e2e test. Missing prerequisites come back as an error carrying
@@ -120,27 +120,8 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("cases"));
     let cases = case::load_dir(&cases_dir)?;
-    let mut variants = case::expand(&cases)?;
-    for name in &args.cases {
-        if !variants.iter().any(|v| &v.name == name) {
-            bail!("--case {name}: no such case in {}", cases_dir.display());
-        }
-    }
-    variants.retain(|v| args.cases.is_empty() || args.cases.contains(&v.name));
-    if args.skip_arm64 {
-        let (arm64, rest): (Vec<_>, Vec<_>) =
-            variants.into_iter().partition(|v| v.arch == Arch::Arm64);
-        let names: Vec<_> = arm64.iter().map(|v| v.name.as_str()).collect();
-        println!(
-            "e2e: arm64 cases skipped (--skip-arm64): {}",
-            names.join(", ")
-        );
-        variants = rest;
-    }
-    let arm64_kernel = match args.arm64_kernel_dir.clone().or_else(|| prereq::non_empty_env(ARM64_KERNEL_DIR_ENV).map(PathBuf::from)) {
-        None => Err("no arm64 kernel folder: give --arm64-kernel-dir DIR (an unpacked nanos-release-linux-<v>-virt tarball) or --skip-arm64".to_owned()),
-        Some(dir) => dims::check_arm64_kernel_dir(&dir),
-    };
+    let variants = select(args, &cases_dir, case::expand(&cases)?)?;
+    let arm64_kernel = arm64_kernel(args);
     let work = tempfile::Builder::new()
         .prefix("nanoimg-e2e-")
         .tempdir()
@@ -159,26 +140,61 @@ pub fn run(args: &E2eArgs) -> Result<Summary> {
         None => build_nanoimg("e2e")?,
     };
     println!("e2e: using {}", nanoimg.display());
-    let mut env = Env {
+    let env = Env {
         nanoimg,
         work: work.path().to_path_buf(),
         timeout_secs: args.timeout_secs,
         x86_kernel,
         arm64_kernel,
-        fixtures: Fixtures::default(),
     };
-    let summary = run_all(&mut env, &variants, args.keep.as_deref())?;
+    let summary = run_all(&env, &variants, args.keep.as_deref())?;
     print_summary(&summary, args.keep.as_deref());
     Ok(summary)
 }
 
-fn run_all(env: &mut Env, variants: &[Variant], keep: Option<&Path>) -> Result<Summary> {
+/// The variants `--case` names (all of them without one), less the arm64 ones with
+/// `--skip-arm64`.
+fn select<'a>(
+    args: &E2eArgs,
+    cases_dir: &Path,
+    mut variants: Vec<Variant<'a>>,
+) -> Result<Vec<Variant<'a>>> {
+    for name in &args.cases {
+        if !variants.iter().any(|v| &v.name == name) {
+            bail!("--case {name}: no such case in {}", cases_dir.display());
+        }
+    }
+    variants.retain(|v| args.cases.is_empty() || args.cases.contains(&v.name));
+    if args.skip_arm64 {
+        let (arm64, rest): (Vec<_>, Vec<_>) =
+            variants.into_iter().partition(|v| v.arch == Arch::Arm64);
+        let names: Vec<_> = arm64.iter().map(|v| v.name.as_str()).collect();
+        println!(
+            "e2e: arm64 cases skipped (--skip-arm64): {}",
+            names.join(", ")
+        );
+        variants = rest;
+    }
+    Ok(variants)
+}
+
+/// The arm64 kernel folder (`--arm64-kernel-dir`, else [`ARM64_KERNEL_DIR_ENV`]), checked;
+/// or why there is none.
+fn arm64_kernel(args: &E2eArgs) -> Result<PathBuf, String> {
+    match prereq::dir_or_env(args.arm64_kernel_dir.as_deref(), ARM64_KERNEL_DIR_ENV) {
+        None => Err("no arm64 kernel folder: give --arm64-kernel-dir DIR (an unpacked nanos-release-linux-<v>-virt tarball) or --skip-arm64".to_owned()),
+        Some(dir) => dims::check_arm64_kernel_dir(&dir),
+    }
+}
+
+fn run_all(env: &Env, variants: &[Variant], keep: Option<&Path>) -> Result<Summary> {
     let mut summary = Summary::default();
+    let mut fixtures = Fixtures::default();
     for variant in variants {
         let dir = env.work.join(&variant.name);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut report = CaseReport::default();
-        run_variant(env, variant, &dir, &mut report)?;
+        run_variant(env, &mut fixtures, variant, &dir, &mut report)?;
         report.print(&variant.name);
         if let Some(keep) = keep {
             keep_folder(&dir, &keep.join(&variant.name))?;
@@ -219,13 +235,13 @@ struct CaseReport {
 
 impl CaseReport {
     fn print(&self, case: &str) {
-        let mut timings = Vec::new();
-        if let Some(build) = self.build {
-            timings.push(format!("build {} ms", build.as_millis()));
-        }
-        if let Some(boot) = self.boot {
-            timings.push(format!("boot {:.1} s", boot.as_secs_f64()));
-        }
+        let timings: Vec<String> = [
+            self.build.map(|b| format!("build {} ms", b.as_millis())),
+            self.boot.map(|b| format!("boot {:.1} s", b.as_secs_f64())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let timings = if timings.is_empty() {
             String::new()
         } else {
@@ -252,40 +268,32 @@ impl CaseReport {
     }
 }
 
-/// What a variant's commands are made of, once its folder is prepared.
-struct Ctx<'a> {
-    v: &'a Variant<'a>,
-    dir: PathBuf,
-    vars: Vars,
-    kernel: PathBuf,
-    /// The compiled program's file name.
-    program: Option<String>,
-    image: PathBuf,
-    target_root: Option<String>,
-    from_image: Option<String>,
-    config: Option<PathBuf>,
-}
-
 /// Runs one variant, recording what went wrong in `report`.
-fn run_variant(env: &mut Env, v: &Variant, dir: &Path, report: &mut CaseReport) -> Result<()> {
-    let Some(ctx) = prepare(env, v, dir, report)? else {
+fn run_variant(
+    env: &Env,
+    fixtures: &mut Fixtures,
+    v: &Variant,
+    dir: &Path,
+    report: &mut CaseReport,
+) -> Result<()> {
+    let Some(ctx) = prepare(env, fixtures, v, dir, report)? else {
         return Ok(());
     };
-    if !v.case.run.program && !build(env, &ctx, report)? {
+    if !v.case.run.program && !ctx.build(report)? {
         return Ok(());
     }
     for step in v.case.steps.iter().filter(|s| s.when == When::AfterBuild) {
-        if !run_step(env, &ctx, &step.args, &step.output, report)? {
+        if !ctx.run_step(&step.args, &step.output, report)? {
             return Ok(());
         }
     }
     if !v.case.expect.inspect.is_empty() {
         let args = ["inspect".to_owned(), ctx.image.display().to_string()];
-        if !run_step(env, &ctx, &args, &v.case.expect.inspect, report)? {
+        if !ctx.run_step(&args, &v.case.expect.inspect, report)? {
             return Ok(());
         }
     }
-    if !check_qemu_line(env, &ctx, report)? {
+    if !ctx.check_qemu_line(report)? {
         return Ok(());
     }
     for check in &v.case.expect.checks {
@@ -297,56 +305,61 @@ fn run_variant(env: &mut Env, v: &Variant, dir: &Path, report: &mut CaseReport) 
             }
         }
     }
-    let boot = boot_and_exchange(env, &ctx, report)?;
-    check_boot(env, &ctx, &boot, report)?;
+    let boot = ctx.boot_and_exchange(report)?;
+    ctx.check_boot(&boot, report)?;
     if report.problems.is_empty() {
-        after_boot(env, &ctx, &boot, report)?;
+        ctx.after_boot(&boot, report)?;
     }
     add_boot_detail(report, &boot);
     Ok(())
 }
 
+/// What a variant's commands are made of, once its folder is prepared.
+struct Ctx<'a> {
+    env: &'a Env,
+    v: &'a Variant<'a>,
+    dir: PathBuf,
+    vars: Vars,
+    kernel: PathBuf,
+    image: PathBuf,
+    target_root: Option<String>,
+    from_image: Option<String>,
+    config: Option<PathBuf>,
+}
+
 /// Writes the case's files and config, makes its fixtures and compiles its program.
 /// `None` when that failed (recorded in `report`).
 fn prepare<'a>(
-    env: &mut Env,
+    env: &'a Env,
+    fixtures: &mut Fixtures,
     v: &'a Variant,
     dir: &Path,
     report: &mut CaseReport,
 ) -> Result<Option<Ctx<'a>>> {
     let case = v.case;
-    let kernel = match v.arch {
-        Arch::X86_64 => env.x86_kernel.clone(),
-        Arch::Arm64 => match (&env.arm64_kernel, prereq::find_on_path(v.arch.qemu())) {
-            (Err(e), _) => return fail(report, e.clone()),
-            (Ok(_), None) => return fail(report, format!("`{}` not found on PATH — nanoimg run boots arm64 images with it (Debian/Ubuntu: apt-get install qemu-system-arm)", v.arch.qemu())),
-            (Ok(dir), Some(_)) => dir.clone(),
-        },
+    let Some(kernel) = recorded(report, kernel(env, v.arch)) else {
+        return Ok(None);
+    };
+    let image = dir.join(format!("{}.{}", v.name, v.format.ext));
+    let port = boot::free_port()?;
+    fixtures::write_files(dir, &case.files)?;
+    let root = case
+        .build
+        .target_root
+        .map(|f| fixtures.target_root(f, &env.work));
+    let Some(target_root) = recorded(report, root.transpose()) else {
+        return Ok(None);
     };
     let program = case.program.as_ref().map(|p| p.name.clone());
-    let image = dir.join(format!("{}.{}", v.name, v.format.ext));
-    let mut vars = Vars::default();
-    vars.0.insert("case", v.name.clone());
-    vars.0.insert("dir", dir.display().to_string());
-    vars.0.insert("image", image.display().to_string());
-    vars.0.insert("format", v.format.name.to_owned());
-    vars.0
-        .insert("program", program.clone().unwrap_or_default());
-    vars.0.insert("port", boot::free_port()?.to_string());
-    for (path, text) in &case.files {
-        let path = dir.join(path);
-        fs::create_dir_all(path.parent().unwrap_or(dir))?;
-        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let target_root = match case.build.target_root {
-        None => None,
-        Some(fixture) => match env.fixtures.target_root(fixture, &env.work) {
-            Ok(root) => Some(root),
-            Err(e) => return fail(report, e),
-        },
-    };
-    vars.0
-        .insert("target_root", target_root.clone().unwrap_or_default());
+    let vars = Vars(BTreeMap::from([
+        ("case", v.name.clone()),
+        ("dir", dir.display().to_string()),
+        ("image", image.display().to_string()),
+        ("format", v.format.name.to_owned()),
+        ("program", program.unwrap_or_default()),
+        ("port", port.to_string()),
+        ("target_root", target_root.clone().unwrap_or_default()),
+    ]));
     let config = match &case.config {
         None => None,
         Some(config) => {
@@ -360,19 +373,17 @@ fn prepare<'a>(
         Some(_) if !compile(v, dir, report)? => return Ok(None),
         Some(p) => Some(dir.join(&p.name)),
     };
-    let from_image = match &case.image {
-        None => None,
-        Some(spec) => match env.fixtures.image(spec, compiled.as_deref(), &env.work) {
-            Ok(image) => Some(image),
-            Err(e) => return fail(report, e),
-        },
+    let image_of = |spec: &case::Image| fixtures.image(spec, compiled.as_deref(), &env.work);
+    let Some(from_image) = recorded(report, case.image.as_ref().map(image_of).transpose()) else {
+        return Ok(None);
     };
+    let dir = dir.to_path_buf();
     Ok(Some(Ctx {
+        env,
         v,
-        dir: dir.to_path_buf(),
+        dir,
         vars,
         kernel,
-        program,
         image,
         target_root,
         from_image,
@@ -380,9 +391,21 @@ fn prepare<'a>(
     }))
 }
 
-fn fail<T>(report: &mut CaseReport, problem: String) -> Result<Option<T>> {
-    report.problems.push(problem);
-    Ok(None)
+/// The kernel folder an `arch` variant boots, or why it cannot boot.
+fn kernel(env: &Env, arch: Arch) -> Result<PathBuf, String> {
+    if arch == Arch::X86_64 {
+        return Ok(env.x86_kernel.clone());
+    }
+    let dir = env.arm64_kernel.clone()?;
+    match prereq::find_on_path(arch.qemu()) {
+        Some(_) => Ok(dir),
+        None => Err(format!("`{}` not found on PATH — nanoimg run boots arm64 images with it (Debian/Ubuntu: apt-get install qemu-system-arm)", arch.qemu())),
+    }
+}
+
+/// The value of `result`, or `None` with its error recorded in `report`.
+fn recorded<T>(report: &mut CaseReport, result: Result<T, String>) -> Option<T> {
+    result.map_err(|problem| report.problems.push(problem)).ok()
 }
 
 /// Compiles the variant's program in `dir`; whether it worked (else recorded).
@@ -397,9 +420,7 @@ fn compile(v: &Variant, dir: &Path, report: &mut CaseReport) -> Result<bool> {
         v.arch
             .compile_command(program.build, &cross, &program.name, &program.source)?;
     command.current_dir(dir);
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
+    let output = fixtures::output(&mut command)?;
     if output.status.success() && dir.join(&program.name).is_file() {
         return Ok(true);
     }
@@ -413,96 +434,370 @@ fn compile(v: &Variant, dir: &Path, report: &mut CaseReport) -> Result<bool> {
     Ok(false)
 }
 
-/// `nanoimg` run in the case folder, with the run's own cache.
-fn nanoimg(env: &Env, ctx: &Ctx) -> Command {
-    let mut command = Command::new(&env.nanoimg);
-    command
-        .current_dir(&ctx.dir)
-        .env("NANOIMG_CACHE", env.work.join("cache"))
-        .stdin(Stdio::null());
-    command
-}
+impl Ctx<'_> {
+    /// `nanoimg` run in the case folder, with the run's own cache.
+    fn nanoimg(&self) -> Command {
+        let mut command = Command::new(&self.env.nanoimg);
+        command
+            .current_dir(&self.dir)
+            .env("NANOIMG_CACHE", self.env.work.join("cache"))
+            .stdin(Stdio::null());
+        command
+    }
 
-/// The arguments that say what to build: `[PROGRAM] [-c CONFIG] --kernel-dir K -o IMAGE
-/// [--from-image L:T] [--target-root R] [--format F]`, then the case's build flags.
-fn build_args(ctx: &Ctx, config: Option<&Path>, image: &Path) -> Result<Vec<String>> {
-    let case = ctx.v.case;
-    let mut args = Vec::new();
-    if case.image.is_none() {
-        args.extend(ctx.program.clone());
+    /// `nanoimg run --timeout`: the case's, else the runner's.
+    fn timeout(&self) -> u64 {
+        self.v.case.run.timeout.unwrap_or(self.env.timeout_secs)
     }
-    if let Some(config) = config {
-        args.extend(["-c".to_owned(), config.display().to_string()]);
-    }
-    args.extend(["--kernel-dir".to_owned(), ctx.kernel.display().to_string()]);
-    args.extend(["-o".to_owned(), image.display().to_string()]);
-    if let Some(image) = &ctx.from_image {
-        args.extend(["--from-image".to_owned(), image.clone()]);
-    }
-    if let Some(root) = &ctx.target_root {
-        args.extend(["--target-root".to_owned(), root.clone()]);
-    }
-    if ctx.v.format.name != "raw" {
-        args.extend(["--format".to_owned(), ctx.v.format.name.to_owned()]);
-    }
-    if let Some(program) = &case.program {
-        args.extend(ctx.v.arch.dynamic_build(program.build).0);
-    }
-    args.extend(ctx.vars.subst_all(&case.build.flags)?);
-    Ok(args)
-}
 
-/// `nanoimg build`; whether it wrote the image and printed what it must (else recorded).
-fn build(env: &Env, ctx: &Ctx, report: &mut CaseReport) -> Result<bool> {
-    let mut command = nanoimg(env, ctx);
-    command
-        .arg("build")
-        .args(build_args(ctx, ctx.config.as_deref(), &ctx.image)?);
-    let started = Instant::now();
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    report.build = Some(started.elapsed());
-    println!(
-        "e2e: {} ... nanoimg build took {} ms",
-        ctx.v.name,
-        started.elapsed().as_millis()
-    );
-    log_command(&ctx.dir.join("build.log"), &command, &output)?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut problems = Vec::new();
-    if !output.status.success() {
-        problems.push(format!("nanoimg build exited with {}", output.status));
-    } else if !stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .is_some_and(|l| l.trim_start().starts_with(IMAGE_MARKER))
-    {
-        problems.push(format!(
-            "nanoimg build did not print \"{IMAGE_MARKER}<path>\" as its last stdout line"
-        ));
-    } else if !ctx.image.is_file() {
-        problems.push(format!(
-            "nanoimg build succeeded but wrote no {}",
-            ctx.image.display()
-        ));
-    }
-    if !report.fail_with(problems, "nanoimg build", &output) {
-        return Ok(false);
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let mut lines = ctx.vars.subst_all(&ctx.v.case.expect.build_stderr)?;
-    if let Some(program) = &ctx.v.case.program {
-        lines.extend(ctx.v.arch.dynamic_build(program.build).1);
-    }
-    let mut problems = lines_problems(&ctx.v.name, "nanoimg build stderr", &stderr, &lines);
-    for check in &ctx.v.case.expect.checks {
-        if let Check::PackedFromImage(names) = check {
-            problems.extend(checks::packed_from_image(&stderr, names));
+    /// The arguments that say what to build: `[PROGRAM] [-c CONFIG] --kernel-dir K -o
+    /// IMAGE [--from-image L:T] [--target-root R] [--format F]`, then the case's build
+    /// flags.
+    fn build_args(&self, config: Option<&Path>, image: &Path) -> Result<Vec<String>> {
+        let (case, v) = (self.v.case, self.v);
+        let mut args = Vec::new();
+        if let (None, Some(program)) = (&case.image, &case.program) {
+            args.push(program.name.clone());
         }
+        if let Some(config) = config {
+            args.extend(["-c".to_owned(), config.display().to_string()]);
+        }
+        args.extend(["--kernel-dir".to_owned(), self.kernel.display().to_string()]);
+        args.extend(["-o".to_owned(), image.display().to_string()]);
+        if let Some(image) = &self.from_image {
+            args.extend(["--from-image".to_owned(), image.clone()]);
+        }
+        if let Some(root) = &self.target_root {
+            args.extend(["--target-root".to_owned(), root.clone()]);
+        }
+        if v.format.name != "raw" {
+            args.extend(["--format".to_owned(), v.format.name.to_owned()]);
+        }
+        if let Some(program) = &case.program {
+            args.extend(v.arch.dynamic_build(program.build).0);
+        }
+        args.extend(self.vars.subst_all(&case.build.flags)?);
+        Ok(args)
     }
-    Ok(report.fail_with(problems, "nanoimg build", &output))
+
+    /// `nanoimg build`; whether it wrote the image and printed what it must (else
+    /// recorded).
+    fn build(&self, report: &mut CaseReport) -> Result<bool> {
+        let mut command = self.nanoimg();
+        command
+            .arg("build")
+            .args(self.build_args(self.config.as_deref(), &self.image)?);
+        let started = Instant::now();
+        let output = fixtures::output(&mut command)?;
+        report.build = Some(started.elapsed());
+        println!(
+            "e2e: {} ... nanoimg build took {} ms",
+            self.v.name,
+            started.elapsed().as_millis()
+        );
+        log_command(&self.dir.join("build.log"), &command, &output)?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let mut problems = Vec::new();
+        if !output.status.success() {
+            problems.push(format!("nanoimg build exited with {}", output.status));
+        } else if !stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.trim_start().starts_with(IMAGE_MARKER))
+        {
+            problems.push(format!(
+                "nanoimg build did not print \"{IMAGE_MARKER}<path>\" as its last stdout line"
+            ));
+        } else if !self.image.is_file() {
+            problems.push(format!(
+                "nanoimg build succeeded but wrote no {}",
+                self.image.display()
+            ));
+        }
+        if !report.fail_with(problems, "nanoimg build", &output) {
+            return Ok(false);
+        }
+        let problems = self.build_stderr_problems(&String::from_utf8_lossy(&output.stderr))?;
+        Ok(report.fail_with(problems, "nanoimg build", &output))
+    }
+
+    /// What a successful `nanoimg build`'s `stderr` lacks: the case's lines, a dynamic
+    /// arm64 program's packed lines, the `packed-from-image` files.
+    fn build_stderr_problems(&self, stderr: &str) -> Result<Vec<String>> {
+        let case = self.v.case;
+        let mut lines = self.vars.subst_all(&case.expect.build_stderr)?;
+        if let Some(program) = &case.program {
+            lines.extend(self.v.arch.dynamic_build(program.build).1);
+        }
+        let mut problems = lines_problems(&self.v.name, "nanoimg build stderr", stderr, &lines);
+        for check in &case.expect.checks {
+            if let Check::PackedFromImage(names) = check {
+                problems.extend(checks::packed_from_image(stderr, names));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// A step: `nanoimg ARGS` must succeed and print `output`; whether it did (else
+    /// recorded).
+    fn run_step(
+        &self,
+        args: &[String],
+        output: &[String],
+        report: &mut CaseReport,
+    ) -> Result<bool> {
+        let args = self.vars.subst_all(args)?;
+        let mut command = self.nanoimg();
+        command.args(&args);
+        let out = fixtures::output(&mut command)?;
+        let step = format!(
+            "nanoimg {}",
+            args.first().map(String::as_str).unwrap_or_default()
+        );
+        let log = self.dir.join(format!("{}.log", step.replace(' ', "-")));
+        log_command(&log, &command, &out)?;
+        if !out.status.success() {
+            let problem = format!("{step} exited with {}", out.status);
+            return Ok(report.fail_with(vec![problem], &step, &out));
+        }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let problems = lines_problems(&self.v.name, &step, &text, &self.vars.subst_all(output)?);
+        Ok(report.fail_with(problems, &step, &out))
+    }
+
+    /// The `nanoimg run` command for the case's image (or, with `run.program`, for its
+    /// program with `config`, writing `image`).
+    fn run_command(&self, config: Option<&Path>, image: &Path) -> Result<Command> {
+        let run = &self.v.case.run;
+        let mut command = self.nanoimg();
+        command.arg("run");
+        if run.program {
+            command.args(self.build_args(config, image)?);
+        } else {
+            command.arg(image);
+        }
+        if run.accel == Accel::Tcg || !self.v.arch.tries_kvm() {
+            command.args(["--accel", "tcg"]);
+        }
+        command.arg("--timeout").arg(self.timeout().to_string());
+        command.args(self.vars.subst_all(&run.flags)?);
+        Ok(command)
+    }
+
+    /// `nanoimg run --print-command` against the case's, the architecture's and the
+    /// format's QEMU expectations (when there are any); whether it matched (else recorded).
+    fn check_qemu_line(&self, report: &mut CaseReport) -> Result<bool> {
+        let v = self.v;
+        let uefi = v.case.build.flags.iter().any(|f| f == "--uefi");
+        let mut want = v.arch.qemu_expect(uefi);
+        let case = &v.case.expect.qemu;
+        want.args.extend(self.vars.subst_all(&case.args)?);
+        want.no_args.extend(self.vars.subst_all(&case.no_args)?);
+        want.parts.extend(self.vars.subst_all(&case.parts)?);
+        want.parts
+            .extend(v.format.qemu_parts.iter().map(|p| p.to_string()));
+        if want.is_empty() {
+            return Ok(true);
+        }
+        let mut command = self.run_command(self.config.as_deref(), &self.image)?;
+        command.arg("--print-command");
+        if v.format.boots_converted {
+            // The printed command boots the converted raw image: it is kept there.
+            command.arg("-o").arg(self.dir.join("print-command.img"));
+        }
+        let output = fixtures::output(&mut command)?;
+        let printed = String::from_utf8_lossy(&output.stdout);
+        let args: Vec<&str> = printed.lines().map(str::trim).collect();
+        let mut problems = Vec::new();
+        if !output.status.success() {
+            problems.push(format!(
+                "nanoimg run --print-command exited with {}",
+                output.status
+            ));
+        }
+        problems.extend(want.problems(&args));
+        Ok(report.fail_with(problems, "nanoimg run --print-command", &output))
+    }
+
+    /// Boots the case with its console in `console.log`, talking to it meanwhile when it
+    /// has a `port-forward` check.
+    fn boot_and_exchange(&self, report: &mut CaseReport) -> Result<Boot> {
+        let command = self.run_command(self.config.as_deref(), &self.image)?;
+        let mut running = boot::start(command, &self.dir.join("console.log"))?;
+        for check in &self.v.case.expect.checks {
+            if let Check::PortForward { send, reply } = check {
+                self.exchange(&mut running, send, reply, report)?;
+            }
+        }
+        let boot = self.finish(running, "")?;
+        report.boot = Some(boot.elapsed);
+        Ok(boot)
+    }
+
+    /// `port-forward`: sends `send` to the forwarded port while the VM runs; `reply` must
+    /// come back.
+    fn exchange(
+        &self,
+        running: &mut boot::Running,
+        send: &str,
+        reply: &str,
+        report: &mut CaseReport,
+    ) -> Result<()> {
+        let port: u16 = self.vars.0["port"].parse()?;
+        let deadline = Instant::now() + Duration::from_secs(self.timeout());
+        let (got, attempts) = checks::exchange(port, send, deadline, &mut || {
+            running.has_exited().unwrap_or(true)
+        });
+        match got {
+            Ok(got) if got == reply => println!(
+                "e2e: {} ... 127.0.0.1:{port} replied {got:?} (connection {attempts})",
+                self.v.name
+            ),
+            Ok(got) => report.problems.push(format!(
+                "127.0.0.1:{port} replied {got:?}, expected {reply:?}"
+            )),
+            Err(e) => report.problems.push(format!(
+                "no reply on 127.0.0.1:{port} after {attempts} connection(s) (last: {e})"
+            )),
+        }
+        Ok(())
+    }
+
+    /// Waits for a boot (the watchdog a grace after its timeout) and writes
+    /// `{prefix}run.log`.
+    fn finish(&self, running: boot::Running, prefix: &str) -> Result<Boot> {
+        let watchdog = Duration::from_secs(self.timeout()) + boot::WATCHDOG_GRACE;
+        let boot = running.finish(watchdog)?;
+        fs::write(
+            self.dir.join(format!("{prefix}run.log")),
+            run_log_text(&boot),
+        )?;
+        Ok(boot)
+    }
+
+    /// The exit status, time, console and stderr lines, and KVM fallback of a boot.
+    fn check_boot(&self, boot: &Boot, report: &mut CaseReport) -> Result<()> {
+        let (v, expect) = (self.v, &self.v.case.expect);
+        let problems = &mut report.problems;
+        problems.extend(status_problem(expect.status, self.timeout(), boot));
+        if let Some(max) = expect.max_boot_secs {
+            if boot.elapsed > Duration::from_secs(max) {
+                problems.push(format!(
+                    "the boot took {:.1} s (more than {max} s)",
+                    boot.elapsed.as_secs_f64()
+                ));
+            }
+        }
+        let console = self.vars.subst_all(&expect.console)?;
+        for missing in expect::missing_lines(&boot.console, &console) {
+            problems.push(format!("missing line \"{missing}\""));
+        }
+        let stderr = self.vars.subst_all(&expect.stderr)?;
+        let what = "nanoimg run stderr";
+        problems.extend(lines_problems(&v.name, what, &boot.stderr, &stderr));
+        if v.case.run.accel == Accel::Default && v.arch.tries_kvm() {
+            match checks::kvm_fallback(&boot.stderr, Path::new("/dev/kvm").exists()) {
+                Ok(note) => println!("e2e: {} ... {note}", v.name),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        Ok(())
+    }
+
+    /// The after-boot steps, the files left and the named checks.
+    fn after_boot(&self, boot: &Boot, report: &mut CaseReport) -> Result<()> {
+        let case = self.v.case;
+        for step in case.steps.iter().filter(|s| s.when == When::AfterBoot) {
+            if !self.run_step(&step.args, &step.output, report)? {
+                return Ok(());
+            }
+        }
+        for (path, want) in &case.expect.files {
+            let (path, want) = (
+                self.dir.join(self.vars.subst(path)?),
+                self.vars.subst(want)?,
+            );
+            report.problems.extend(file_problem(&path, &want));
+        }
+        for check in &case.expect.checks {
+            match check {
+                Check::GuestFs(disks) => {
+                    for disk in self.vars.subst_all(disks)? {
+                        let disk = self.dir.join(disk);
+                        let problems = checks::guest_fs(&self.env.nanoimg, &disk, &self.dir)?;
+                        report.problems.extend(problems);
+                    }
+                }
+                Check::SuggestedConfig {
+                    console,
+                    still_missing,
+                } => self.rerun_suggested(boot, console, still_missing, report)?,
+                Check::PortForward { .. } | Check::PackedFromImage(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// `suggested-config`: runs the program again with the config lines the first run
+    /// suggested.
+    fn rerun_suggested(
+        &self,
+        first: &Boot,
+        console: &[String],
+        still_missing: &[String],
+        report: &mut CaseReport,
+    ) -> Result<()> {
+        let config = match checks::suggested_config(&first.stderr) {
+            Ok(config) => config,
+            Err(e) => {
+                report.problems.push(format!("{e:#}"));
+                return Ok(());
+            }
+        };
+        println!("e2e: {} ... second config {config}", self.v.name);
+        let path = self.merged_config(config)?;
+        let command = self.run_command(Some(&path), &self.dir.join("second.img"))?;
+        let running = boot::start(command, &self.dir.join("second.console.log"))?;
+        let boot = self.finish(running, "second.")?;
+        let before = report.problems.len();
+        let second = |p: String| format!("second run: {p}");
+        let problems = &mut report.problems;
+        problems.extend(status_problem(0, self.timeout(), &boot).map(second));
+        for missing in expect::missing_lines(&boot.console, &self.vars.subst_all(console)?) {
+            problems.push(second(format!("missing line \"{missing}\"")));
+        }
+        let named = checks::named_missing(&boot.stderr);
+        if named != self.vars.subst_all(still_missing)? {
+            problems.push(format!(
+                "second run: nanoimg named as missing {named:?}, expected {still_missing:?}"
+            ));
+        }
+        if report.problems.len() > before {
+            add_boot_detail(report, &boot);
+        }
+        Ok(())
+    }
+
+    /// The case's config with the fields of `more` added, written as `second.config.json`.
+    fn merged_config(&self, more: Value) -> Result<PathBuf> {
+        let mut merged = self
+            .config
+            .as_ref()
+            .map(|p| Ok::<Value, anyhow::Error>(serde_json::from_slice(&fs::read(p)?)?))
+            .transpose()?
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        if let (Value::Object(merged), Value::Object(more)) = (&mut merged, more) {
+            merged.extend(more);
+        }
+        let path = self.dir.join("second.config.json");
+        fs::write(&path, serde_json::to_vec_pretty(&merged)?)?;
+        Ok(path)
+    }
 }
 
 /// Problems for the expected `lines` that `text` lacks; prints the ones found.
@@ -517,297 +812,17 @@ fn lines_problems(case: &str, what: &str, text: &str, lines: &[String]) -> Vec<S
     problems
 }
 
-/// A step: `nanoimg ARGS` must succeed and print `output`; whether it did (else recorded).
-fn run_step(
-    env: &Env,
-    ctx: &Ctx,
-    args: &[String],
-    output: &[String],
-    report: &mut CaseReport,
-) -> Result<bool> {
-    let args = ctx.vars.subst_all(args)?;
-    let mut command = nanoimg(env, ctx);
-    command.args(&args);
-    let out = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    let step = format!(
-        "nanoimg {}",
-        args.first().map(String::as_str).unwrap_or_default()
-    );
-    log_command(
-        &ctx.dir.join(format!("{}.log", step.replace(' ', "-"))),
-        &command,
-        &out,
-    )?;
-    if !out.status.success() {
-        return Ok(report.fail_with(
-            vec![format!("{step} exited with {}", out.status)],
-            &step,
-            &out,
-        ));
-    }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let problems = lines_problems(&ctx.v.name, &step, &text, &ctx.vars.subst_all(output)?);
-    Ok(report.fail_with(problems, &step, &out))
-}
-
-/// The `nanoimg run` command for the case's image (or, with `run.program`, for its program
-/// with `config`, writing `image`).
-fn run_command(env: &Env, ctx: &Ctx, config: Option<&Path>, image: &Path) -> Result<Command> {
-    let case = ctx.v.case;
-    let mut command = nanoimg(env, ctx);
-    command.arg("run");
-    if case.run.program {
-        command.args(build_args(ctx, config, image)?);
-    } else {
-        command.arg(image);
-    }
-    if case.run.accel == Accel::Tcg || !ctx.v.arch.tries_kvm() {
-        command.args(["--accel", "tcg"]);
-    }
-    let timeout = case.run.timeout.unwrap_or(env.timeout_secs);
-    command.arg("--timeout").arg(timeout.to_string());
-    command.args(ctx.vars.subst_all(&case.run.flags)?);
-    Ok(command)
-}
-
-/// `nanoimg run --print-command` against the case's, the architecture's and the format's
-/// QEMU expectations (when there are any); whether it matched (else recorded).
-fn check_qemu_line(env: &Env, ctx: &Ctx, report: &mut CaseReport) -> Result<bool> {
-    let v = ctx.v;
-    let uefi = v.case.build.flags.iter().any(|f| f == "--uefi");
-    let mut want = v.arch.qemu_expect(uefi);
-    let case = &v.case.expect.qemu;
-    want.args.extend(ctx.vars.subst_all(&case.args)?);
-    want.no_args.extend(ctx.vars.subst_all(&case.no_args)?);
-    want.parts.extend(ctx.vars.subst_all(&case.parts)?);
-    want.parts
-        .extend(v.format.qemu_parts.iter().map(|p| p.to_string()));
-    if want.is_empty() {
-        return Ok(true);
-    }
-    let mut command = run_command(env, ctx, ctx.config.as_deref(), &ctx.image)?;
-    command.arg("--print-command");
-    if v.format.boots_converted {
-        // The printed command boots the converted raw image: it is kept there.
-        command.arg("-o").arg(ctx.dir.join("print-command.img"));
-    }
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    let printed = String::from_utf8_lossy(&output.stdout);
-    let args: Vec<&str> = printed.lines().map(str::trim).collect();
-    let has = |seq: &str| {
-        let seq: Vec<&str> = seq.split(' ').collect();
-        args.windows(seq.len()).any(|w| w == seq.as_slice())
-    };
-    let mut problems = Vec::new();
-    if !output.status.success() {
-        problems.push(format!(
-            "nanoimg run --print-command exited with {}",
-            output.status
-        ));
-    }
-    problems.extend(
-        want.args
-            .iter()
-            .filter(|a| !has(a))
-            .map(|a| format!("the QEMU command line lacks {a}")),
-    );
-    problems.extend(
-        want.no_args
-            .iter()
-            .filter(|a| has(a))
-            .map(|a| format!("the QEMU command line has {a}")),
-    );
-    problems.extend(
-        want.parts
-            .iter()
-            .filter(|p| !args.iter().any(|a| a.contains(p.as_str())))
-            .map(|p| format!("no QEMU argument contains {p:?}")),
-    );
-    Ok(report.fail_with(problems, "nanoimg run --print-command", &output))
-}
-
-/// Boots the case with its console in `console.log`, talking to it meanwhile when it has
-/// a `port-forward` check.
-fn boot_and_exchange(env: &Env, ctx: &Ctx, report: &mut CaseReport) -> Result<Boot> {
-    let command = run_command(env, ctx, ctx.config.as_deref(), &ctx.image)?;
-    let timeout = Duration::from_secs(ctx.v.case.run.timeout.unwrap_or(env.timeout_secs));
-    let mut running = boot::start(command, &ctx.dir.join("console.log"))?;
-    for check in &ctx.v.case.expect.checks {
-        if let Check::PortForward { send, reply } = check {
-            let port: u16 = ctx.vars.0["port"].parse()?;
-            let deadline = Instant::now() + timeout;
-            let (got, attempts) = checks::exchange(port, send, deadline, &mut || {
-                running.has_exited().unwrap_or(true)
-            });
-            match got {
-                Ok(got) if got == *reply => println!(
-                    "e2e: {} ... 127.0.0.1:{port} replied {got:?} (connection {attempts})",
-                    ctx.v.name
-                ),
-                Ok(got) => report.problems.push(format!(
-                    "127.0.0.1:{port} replied {got:?}, expected {reply:?}"
-                )),
-                Err(e) => report.problems.push(format!(
-                    "no reply on 127.0.0.1:{port} after {attempts} connection(s) (last: {e})"
-                )),
-            }
+/// What is wrong with the file the guest left at `path`, which must hold `want` (one
+/// trailing newline ignored), if anything.
+fn file_problem(path: &Path, want: &str) -> Option<String> {
+    match fs::read(path) {
+        Err(e) => Some(format!("{} was not left on the host: {e}", path.display())),
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            (text.strip_suffix('\n').unwrap_or(&text) != want)
+                .then(|| format!("{} holds {text:?}, expected {want:?}", path.display()))
         }
     }
-    let boot = running.finish(timeout + boot::WATCHDOG_GRACE)?;
-    report.boot = Some(boot.elapsed);
-    fs::write(ctx.dir.join("run.log"), run_log_text(&boot))?;
-    Ok(boot)
-}
-
-/// The exit status, time, console and stderr lines, and KVM fallback of a boot.
-fn check_boot(env: &Env, ctx: &Ctx, boot: &Boot, report: &mut CaseReport) -> Result<()> {
-    let expect = &ctx.v.case.expect;
-    let timeout = ctx.v.case.run.timeout.unwrap_or(env.timeout_secs);
-    report
-        .problems
-        .extend(status_problem(expect.status, timeout, boot));
-    if let Some(max) = expect.max_boot_secs {
-        if boot.elapsed > Duration::from_secs(max) {
-            report.problems.push(format!(
-                "the boot took {:.1} s (more than {max} s)",
-                boot.elapsed.as_secs_f64()
-            ));
-        }
-    }
-    for missing in expect::missing_lines(&boot.console, &ctx.vars.subst_all(&expect.console)?) {
-        report.problems.push(format!("missing line \"{missing}\""));
-    }
-    let stderr = ctx.vars.subst_all(&expect.stderr)?;
-    report.problems.extend(lines_problems(
-        &ctx.v.name,
-        "nanoimg run stderr",
-        &boot.stderr,
-        &stderr,
-    ));
-    if ctx.v.case.run.accel == Accel::Default && ctx.v.arch.tries_kvm() {
-        match checks::kvm_fallback(&boot.stderr, Path::new("/dev/kvm").exists()) {
-            Ok(note) => println!("e2e: {} ... {note}", ctx.v.name),
-            Err(problem) => report.problems.push(problem),
-        }
-    }
-    Ok(())
-}
-
-/// The after-boot steps, the files left and the named checks.
-fn after_boot(env: &Env, ctx: &Ctx, boot: &Boot, report: &mut CaseReport) -> Result<()> {
-    for step in ctx
-        .v
-        .case
-        .steps
-        .iter()
-        .filter(|s| s.when == When::AfterBoot)
-    {
-        if !run_step(env, ctx, &step.args, &step.output, report)? {
-            return Ok(());
-        }
-    }
-    for (path, want) in &ctx.v.case.expect.files {
-        let path = ctx.dir.join(ctx.vars.subst(path)?);
-        let want = ctx.vars.subst(want)?;
-        match fs::read(&path) {
-            Err(e) => report
-                .problems
-                .push(format!("{} was not left on the host: {e}", path.display())),
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                if text.strip_suffix('\n').unwrap_or(&text) != want {
-                    report.problems.push(format!(
-                        "{} holds {text:?}, expected {want:?}",
-                        path.display()
-                    ));
-                }
-            }
-        }
-    }
-    for check in &ctx.v.case.expect.checks {
-        match check {
-            Check::GuestFs(disks) => {
-                for disk in ctx.vars.subst_all(disks)? {
-                    report.problems.extend(checks::guest_fs(
-                        &env.nanoimg,
-                        &ctx.dir.join(disk),
-                        &ctx.dir,
-                    )?);
-                }
-            }
-            Check::SuggestedConfig {
-                console,
-                still_missing,
-            } => {
-                rerun_suggested(env, ctx, boot, console, still_missing, report)?;
-            }
-            Check::PortForward { .. } | Check::PackedFromImage(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// `suggested-config`: runs the program again with the config lines the first run
-/// suggested.
-fn rerun_suggested(
-    env: &Env,
-    ctx: &Ctx,
-    first: &Boot,
-    console: &[String],
-    still_missing: &[String],
-    report: &mut CaseReport,
-) -> Result<()> {
-    let config = match checks::suggested_config(&first.stderr) {
-        Ok(config) => config,
-        Err(e) => {
-            report.problems.push(format!("{e:#}"));
-            return Ok(());
-        }
-    };
-    println!("e2e: {} ... second config {config}", ctx.v.name);
-    let mut merged = ctx
-        .config
-        .as_ref()
-        .map(|p| Ok::<Value, anyhow::Error>(serde_json::from_slice(&fs::read(p)?)?))
-        .transpose()?
-        .unwrap_or_else(|| Value::Object(Default::default()));
-    if let (Value::Object(merged), Value::Object(more)) = (&mut merged, config) {
-        merged.extend(more);
-    }
-    let path = ctx.dir.join("second.config.json");
-    fs::write(&path, serde_json::to_vec_pretty(&merged)?)?;
-    let command = run_command(env, ctx, Some(&path), &ctx.dir.join("second.img"))?;
-    let timeout = Duration::from_secs(ctx.v.case.run.timeout.unwrap_or(env.timeout_secs));
-    let boot = boot::start(command, &ctx.dir.join("second.console.log"))?
-        .finish(timeout + boot::WATCHDOG_GRACE)?;
-    fs::write(ctx.dir.join("second.run.log"), run_log_text(&boot))?;
-    let before = report.problems.len();
-    report
-        .problems
-        .extend(status_problem(0, timeout.as_secs(), &boot).map(|p| format!("second run: {p}")));
-    for missing in expect::missing_lines(&boot.console, &ctx.vars.subst_all(console)?) {
-        report
-            .problems
-            .push(format!("second run: missing line \"{missing}\""));
-    }
-    let named = checks::named_missing(&boot.stderr);
-    if named != ctx.vars.subst_all(still_missing)? {
-        report.problems.push(format!(
-            "second run: nanoimg named as missing {named:?}, expected {still_missing:?}"
-        ));
-    }
-    if report.problems.len() > before {
-        add_boot_detail(report, &boot);
-    }
-    Ok(())
 }
 
 /// What is wrong with how `nanoimg run` ended, if anything.
@@ -837,18 +852,13 @@ fn add_boot_detail(report: &mut CaseReport, boot: &Boot) {
         return;
     }
     let steps = std::mem::take(&mut report.detail);
-    report.detail.push(format!("$ {}", boot.command_line));
-    report
-        .detail
-        .push(format!("--- last {TAIL_LINES} lines of the console ---"));
-    report
-        .detail
-        .extend(expect::tail(&boot.console, TAIL_LINES));
-    report
-        .detail
-        .push("--- nanoimg run stderr (last lines) ---".to_owned());
-    report.detail.extend(expect::tail(&boot.stderr, TAIL_LINES));
-    report.detail.extend(steps);
+    let detail = &mut report.detail;
+    detail.push(format!("$ {}", boot.command_line));
+    detail.push(format!("--- last {TAIL_LINES} lines of the console ---"));
+    detail.extend(expect::tail(&boot.console, TAIL_LINES));
+    detail.push("--- nanoimg run stderr (last lines) ---".to_owned());
+    detail.extend(expect::tail(&boot.stderr, TAIL_LINES));
+    detail.extend(steps);
 }
 
 fn run_log_text(boot: &Boot) -> String {
@@ -908,13 +918,8 @@ pub(crate) fn build_nanoimg(task: &str) -> Result<PathBuf> {
     println!("{task}: building nanoimg (cargo build --release -p nanoimg)");
     let output = Command::new(cargo)
         .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "nanoimg",
-            "--message-format=json-render-diagnostics",
-        ])
+        .args(["build", "--release", "-p", "nanoimg"])
+        .arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -19,6 +19,8 @@ const HOST_LIBRARIES: [&str; 5] = [
     "libstdc++.so.6",
     "libm.so.6",
 ];
+/// Where the sysroot image and the missing-files root keep libraries, as on this machine.
+const LIB: &str = "lib/x86_64-linux-gnu";
 const HOST_LIBRARY_DIRS: [&str; 2] = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"];
 
 /// The fixtures made so far, by a key: the `--target-root` or `--from-image` value, or
@@ -64,13 +66,18 @@ impl Fixtures {
     }
 }
 
+/// Runs `command` to its end, capturing its stdout and stderr.
+pub fn output(command: &mut Command) -> Result<Output> {
+    command
+        .output()
+        .with_context(|| format!("running {command:?}"))
+}
+
 /// Runs `program ARGS` in `dir`; a failure is an error with its stderr.
 pub fn run_tool(program: &Path, dir: &Path, args: &[&str]) -> Result<()> {
     let mut command = Command::new(program);
     command.current_dir(dir).args(args).stdin(Stdio::null());
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
+    let output = output(&mut command)?;
     if !output.status.success() {
         bail!(
             "{command:?} failed with {}\n{}",
@@ -92,6 +99,16 @@ fn host_library(name: &str) -> Result<PathBuf> {
         .with_context(|| format!("{name} not found in {}", HOST_LIBRARY_DIRS.join(" or ")))
 }
 
+/// Writes each of `files` (path in `dir` = text), making the folders they need.
+pub fn write_files(dir: &Path, files: &BTreeMap<String, String>) -> Result<()> {
+    for (path, text) in files {
+        let path = dir.join(path);
+        fs::create_dir_all(path.parent().unwrap_or(dir))?;
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn copy(from: &Path, to: &Path) -> Result<()> {
     fs::create_dir_all(to.parent().unwrap_or(to))?;
     fs::copy(from, to)
@@ -107,32 +124,18 @@ fn sysroot_image(dir: &Path) -> Result<String> {
     fs::create_dir_all(dir)?;
     samples::write_sources(dir)?;
     let plugin = "libhello_plugin.so";
-    run_tool(
-        Path::new("cc"),
-        dir,
-        &["-shared", "-fPIC", "-O2", "-o", plugin, "hello_plugin.c"],
-    )?;
-    let layout = dir.join("oci");
-    let image = format!("{}:sysroot", layout.display());
+    let cc_args = ["-shared", "-fPIC", "-O2", "-o", plugin, "hello_plugin.c"];
+    run_tool(Path::new("cc"), dir, &cc_args)?;
+    let image = new_image(dir, "sysroot")?;
     let bundle = dir.join("bundle");
-    umoci(dir, &["init", "--layout", &layout.to_string_lossy()])?;
-    umoci(dir, &["new", "--image", &image])?;
+    let bundle_arg = bundle.to_string_lossy();
     umoci(
         dir,
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &image,
-            &bundle.to_string_lossy(),
-        ],
+        &["unpack", "--rootless", "--image", &image, &bundle_arg],
     )?;
     let rootfs = bundle.join("rootfs");
     for name in HOST_LIBRARIES {
-        copy(
-            &host_library(name)?,
-            &rootfs.join("lib/x86_64-linux-gnu").join(name),
-        )?;
+        copy(&host_library(name)?, &rootfs.join(LIB).join(name))?;
     }
     fs::create_dir_all(rootfs.join("lib64"))?;
     std::os::unix::fs::symlink(
@@ -143,10 +146,16 @@ fn sysroot_image(dir: &Path) -> Result<String> {
         &dir.join(plugin),
         &rootfs.join("usr/lib/x86_64-linux-gnu").join(plugin),
     )?;
-    umoci(
-        dir,
-        &["repack", "--image", &image, &bundle.to_string_lossy()],
-    )?;
+    umoci(dir, &["repack", "--image", &image, &bundle_arg])?;
+    Ok(image)
+}
+
+/// A new, empty image `TAG` in the OCI layout `dir/oci`; returns `LAYOUT:TAG`.
+fn new_image(dir: &Path, tag: &str) -> Result<String> {
+    let layout = dir.join("oci");
+    let image = format!("{}:{tag}", layout.display());
+    umoci(dir, &["init", "--layout", &layout.to_string_lossy()])?;
+    umoci(dir, &["new", "--image", &image])?;
     Ok(image)
 }
 
@@ -161,24 +170,12 @@ fn missing_files_root(dir: &Path) -> Result<String> {
     let soname = "libnanoimg_missing.so.1";
     let out = lib.join(soname).display().to_string();
     let soname_flag = format!("-Wl,-soname,{soname}");
-    let args = [
-        "-shared",
-        "-fPIC",
-        "-O2",
-        &soname_flag,
-        "-o",
-        &out,
-        "missing_files_lib.c",
-    ];
+    let mut args = vec!["-shared", "-fPIC", "-O2", &soname_flag];
+    args.extend(["-o", &out, "missing_files_lib.c"]);
     run_tool(Path::new("cc"), dir, &args)?;
-    copy(
-        &host_library("ld-linux-x86-64.so.2")?,
-        &root.join("lib64/ld-linux-x86-64.so.2"),
-    )?;
-    copy(
-        &host_library("libc.so.6")?,
-        &root.join("lib/x86_64-linux-gnu/libc.so.6"),
-    )?;
+    for (at, name) in [("lib64", "ld-linux-x86-64.so.2"), (LIB, "libc.so.6")] {
+        copy(&host_library(name)?, &root.join(at).join(name))?;
+    }
     fs::create_dir_all(root.join("etc"))?;
     fs::write(root.join("etc/nanoimg-missing.conf"), "answer=42\n")?;
     Ok(root.display().to_string())
@@ -202,11 +199,7 @@ fn oci_image(spec: &Image, program: Option<&Path>, dir: &Path) -> Result<String>
         .context("mmdebstrap (Debian/Ubuntu: apt-get install mmdebstrap)")?;
         tars.push(tar);
     }
-    for (path, text) in &spec.files {
-        let to = layer.join(path);
-        fs::create_dir_all(to.parent().unwrap_or(&layer))?;
-        fs::write(&to, text).with_context(|| format!("writing {}", to.display()))?;
-    }
+    write_files(&layer, &spec.files)?;
     if let (Some(at), Some(program)) = (&spec.program, program) {
         copy(program, &layer.join(at))?;
     }
@@ -219,10 +212,7 @@ fn oci_image(spec: &Image, program: Option<&Path>, dir: &Path) -> Result<String>
     args.extend(top.iter().map(String::as_str));
     run_tool(Path::new("tar"), &layer, &args)?;
     tars.push(tar);
-    let layout = dir.join("oci");
-    let image = format!("{}:image", layout.display());
-    umoci(dir, &["init", "--layout", &layout.to_string_lossy()])?;
-    umoci(dir, &["new", "--image", &image])?;
+    let image = new_image(dir, "image")?;
     for tar in &tars {
         umoci(dir, &["raw", "add-layer", "--image", &image, tar])?;
     }

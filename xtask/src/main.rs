@@ -81,22 +81,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::E2e(args) => match e2e::run(&args) {
-            Ok(summary) => summary.exit_code(),
-            Err(err) => report_error("e2e", &err),
-        },
-        Command::Bench(args) => match bench::run(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => report_error("bench", &err),
-        },
-        Command::Test(args) => test::run(&args),
-        Command::BenchHostile(args) => match hostile::run(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => report_error("bench-hostile", &err),
-        },
-    }
+    let (task, result) = match Cli::parse().command {
+        Command::E2e(args) => ("e2e", e2e::run(&args).map(|s| s.exit_code())),
+        Command::Bench(args) => ("bench", bench::run(&args).map(|()| ExitCode::SUCCESS)),
+        Command::Test(args) => return test::run(&args),
+        Command::BenchHostile(args) => {
+            let result = hostile::run(&args).map(|()| ExitCode::SUCCESS);
+            ("bench-hostile", result)
+        }
+    };
+    result.unwrap_or_else(|err| report_error(task, &err))
 }
 
 /// Prints a runner error on stderr and picks the exit status: missing

@@ -4,7 +4,6 @@
 //! reported at once, so a fresh machine learns about all of them in one go.
 
 use std::env;
-use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -67,11 +66,7 @@ const TOOLS: [(&str, &str); 5] = [
 /// [`KERNEL_DIR_ENV`]), the tools, OVMF. Returns the kernel folder (absolute), or every
 /// problem found.
 pub fn check(kernel_dir: Option<&Path>) -> Result<PathBuf, MissingPrerequisites> {
-    let mut problems = Vec::new();
-    let kernel_dir = kernel_dir
-        .map(Path::to_path_buf)
-        .or_else(|| non_empty_env(KERNEL_DIR_ENV).map(PathBuf::from));
-    let kernel_dir = match kernel_dir {
+    let kernel_dir = match dir_or_env(kernel_dir, KERNEL_DIR_ENV) {
         None => Err(format!(
             "SKIPPED IS NOT PASSED — no kernel folder given; CI has no Nanos kernel, \
              run this locally with --kernel-dir DIR (or set {KERNEL_DIR_ENV}) pointing at \
@@ -80,9 +75,7 @@ pub fn check(kernel_dir: Option<&Path>) -> Result<PathBuf, MissingPrerequisites>
         )),
         Some(dir) => check_kernel_dir(&dir),
     };
-    if let Err(problem) = &kernel_dir {
-        problems.push(problem.clone());
-    }
+    let mut problems: Vec<String> = kernel_dir.as_ref().err().cloned().into_iter().collect();
     for (name, hint) in TOOLS {
         require_tool(name, hint, &mut problems);
     }
@@ -152,22 +145,17 @@ pub fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|candidate| is_executable(candidate))
 }
 
-#[cfg(unix)]
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
-        .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-#[cfg(not(unix))]
-fn is_executable(path: &Path) -> bool {
-    path.is_file()
-}
-
-/// Returns the variable's value unless it is unset or empty.
-pub fn non_empty_env(name: &str) -> Option<OsString> {
-    env::var_os(name).filter(|value| !value.is_empty())
+/// `dir` if given, else the value of the variable `name` unless it is unset or empty.
+pub fn dir_or_env(dir: Option<&Path>, name: &str) -> Option<PathBuf> {
+    let from_env = || env::var_os(name).filter(|value| !value.is_empty());
+    dir.map(Path::to_path_buf)
+        .or_else(|| from_env().map(PathBuf::from))
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
+use crate::prereq;
+
 /// A tool the tests need, how to tell it is there, and the Debian package holding it.
 struct Need {
     what: &'static str,
@@ -20,15 +22,7 @@ struct Need {
 }
 
 fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            let p = d.join(cmd);
-            p.metadata().is_ok_and(|m| {
-                m.is_file()
-                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-            })
-        })
-    })
+    prereq::find_on_path(cmd).is_some()
 }
 
 const NEEDS: &[Need] = &[
@@ -130,45 +124,8 @@ fn apt(prefix: &[&str], args: &[&str]) -> bool {
 }
 
 pub fn run(args: &TestArgs) -> ExitCode {
-    let missing: Vec<&Need> = NEEDS.iter().filter(|n| !(n.present)()).collect();
-    if !missing.is_empty() {
-        let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
-        for n in &missing {
-            eprintln!("test: missing {} (Debian package {})", n.what, n.package);
-        }
-        let line = format!("apt-get install -y {}", packages.join(" "));
-        match installer().filter(|_| !args.no_install) {
-            Some(prefix) => {
-                eprintln!("test: installing {}", packages.join(" "));
-                let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
-                install.extend(&packages);
-                if !apt(&prefix, &["update", "-qq"]) || !apt(&prefix, &install) {
-                    eprintln!("test: ERROR: `{line}` failed; install them by hand, then run again");
-                    return ExitCode::from(2);
-                }
-                let still: Vec<&str> = NEEDS
-                    .iter()
-                    .filter(|n| !(n.present)())
-                    .map(|n| n.what)
-                    .collect();
-                if !still.is_empty() {
-                    eprintln!(
-                        "test: ERROR: still missing after installing: {}",
-                        still.join("; ")
-                    );
-                    return ExitCode::from(2);
-                }
-            }
-            None => {
-                eprintln!(
-                    "test: ERROR: the tests need these tools; install them (Debian/Ubuntu: `sudo {line}`), then run again"
-                );
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let venv = match sbom_venv() {
-        Ok(v) => v,
+    let venv = match install_missing(args.no_install).and_then(|()| sbom_venv()) {
+        Ok(venv) => venv,
         Err(e) => {
             eprintln!("test: ERROR: {e}");
             return ExitCode::from(2);
@@ -187,6 +144,43 @@ pub fn run(args: &TestArgs) -> ExitCode {
             eprintln!("test: ERROR: cannot run cargo test: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Names what [`NEEDS`] lacks and installs it when it can (and may); `Err` says why the
+/// tests cannot run.
+fn install_missing(no_install: bool) -> Result<(), String> {
+    let missing: Vec<&Need> = NEEDS.iter().filter(|n| !(n.present)()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    for n in &missing {
+        eprintln!("test: missing {} (Debian package {})", n.what, n.package);
+    }
+    let line = format!("apt-get install -y {}", packages.join(" "));
+    let Some(prefix) = installer().filter(|_| !no_install) else {
+        return Err(format!("the tests need these tools; install them (Debian/Ubuntu: `sudo {line}`), then run again"));
+    };
+    eprintln!("test: installing {}", packages.join(" "));
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(&packages);
+    if !apt(&prefix, &["update", "-qq"]) || !apt(&prefix, &install) {
+        return Err(format!(
+            "`{line}` failed; install them by hand, then run again"
+        ));
+    }
+    let still: Vec<&str> = NEEDS
+        .iter()
+        .filter(|n| !(n.present)())
+        .map(|n| n.what)
+        .collect();
+    match still.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "still missing after installing: {}",
+            still.join("; ")
+        )),
     }
 }
 
