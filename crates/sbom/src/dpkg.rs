@@ -122,6 +122,21 @@ fn distro(root: &mut dyn RootFiles) -> Result<String, SbomError> {
     Ok("debian".into())
 }
 
+/// The first of a package's file lists (`/var/lib/dpkg/info/NAME.list`, by the names to try
+/// in order) that the root has.
+fn file_list(root: &mut dyn RootFiles, lists: &[String]) -> Result<Option<Vec<u8>>, SbomError> {
+    for l in lists {
+        if !valid_name(l) {
+            continue;
+        }
+        let guest = format!("/var/lib/dpkg/info/{l}");
+        if let Some(bytes) = root.read(&guest, limits::LIST)? {
+            return Ok(Some(bytes));
+        }
+    }
+    Ok(None)
+}
+
 impl Database {
     /// The dpkg database of the root folder `root` (`/` for the build host), or `None` when
     /// it has no `var/lib/dpkg/status`.
@@ -163,17 +178,7 @@ impl Database {
             } else {
                 [format!("{name}.list"), format!("{name}:{arch}.list")]
             };
-            let mut list = None;
-            for l in &lists {
-                if !valid_name(l) {
-                    continue;
-                }
-                let guest = format!("/var/lib/dpkg/info/{l}");
-                if let Some(bytes) = root.read(&guest, limits::LIST)? {
-                    list = Some(bytes);
-                    break;
-                }
-            }
+            let list = file_list(root, &lists)?;
             let license = license(root, name)?;
             let index = db.packages.len();
             db.packages.push(Package {
