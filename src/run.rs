@@ -178,13 +178,14 @@ fn start(mut cmd: RunCommand) -> Result<ExitCode, RunCliError> {
             "a Gevulot node gives the VM no network, so -p does not apply with --gevulot".into(),
         ));
     }
-    // A program is built first, into -o or a temporary file kept for the run.
-    let mut temporary = None;
-    let target = resolve_target(&cmd, &mut temporary)?;
+    // A program is built first, into -o or a temporary file kept for the run (as is the raw
+    // image a GCE tar is converted into: both live until the run ends).
+    let mut temporaries = Vec::new();
+    let target = resolve_target(&cmd, &mut temporaries)?;
     let facts = nanoimg::run::image_facts(&target.image)?;
     check_facts(&cmd, &target.image, &facts)?;
     let arch = facts.arch;
-    let (image, disk_format) = bootable_disk(&cmd, target.image, &facts, &mut temporary)?;
+    let (image, disk_format) = bootable_disk(&cmd, target.image, &facts, &mut temporaries)?;
     let mut spec = RunSpec::new(nanoimg::display_path(&image), profile);
     spec.arch = arch;
     spec.disk_format = disk_format;
@@ -203,7 +204,7 @@ fn start(mut cmd: RunCommand) -> Result<ExitCode, RunCliError> {
     let qemu = nanoimg::run::find_qemu(path.as_deref(), arch)?;
     let scan = std::sync::Arc::new(std::sync::Mutex::new(ConsoleScan::new()));
     let outcome = launch(&qemu, &spec, &cmd, forced, facts.debug_exit, &scan)?;
-    drop(temporary);
+    drop(temporaries);
     if cmd.missing_files {
         report_missing(scan, target.built.as_ref());
     }
@@ -222,7 +223,7 @@ struct Target {
 /// The image to boot: pulled from a registry, built from a program, or the target itself.
 fn resolve_target(
     cmd: &RunCommand,
-    temporary: &mut Option<nanoimg::atomic::TempFile>,
+    temporaries: &mut Vec<nanoimg::atomic::TempFile>,
 ) -> Result<Target, RunCliError> {
     let docker = cmd
         .target
@@ -240,7 +241,7 @@ fn resolve_target(
         })
     } else if cmd.build.from_image.is_some() || is_program(&cmd.target, cmd.build.config.is_some())?
     {
-        build_program(cmd, temporary)
+        build_program(cmd, temporaries)
     } else {
         if let Some(flag) = cmd.build.first_given() {
             return Err(RunCliError::Usage(format!(
@@ -259,7 +260,7 @@ fn resolve_target(
 /// Builds the program `cmd` names into -o or a temporary file, printing the plan's notes.
 fn build_program(
     cmd: &RunCommand,
-    temporary: &mut Option<nanoimg::atomic::TempFile>,
+    temporaries: &mut Vec<nanoimg::atomic::TempFile>,
 ) -> Result<Target, RunCliError> {
     if cmd.print_command && cmd.output.is_none() {
         return Err(RunCliError::Usage(
@@ -268,7 +269,7 @@ fn build_program(
     }
     let output = match &cmd.output {
         Some(o) => o.clone(),
-        None => temporary_image(temporary)?,
+        None => temporary_image(temporaries)?,
     };
     let report = nanoimg::build(&nanoimg::BuildOptions {
         missing_files: cmd.missing_files,
@@ -328,12 +329,12 @@ fn bootable_disk(
     cmd: &RunCommand,
     image: PathBuf,
     facts: &nanoimg::run::ImageFacts,
-    temporary: &mut Option<nanoimg::atomic::TempFile>,
+    temporaries: &mut Vec<nanoimg::atomic::TempFile>,
 ) -> Result<(PathBuf, &'static str), RunCliError> {
     // A GCE tar is not something QEMU reads: its raw image is booted instead, converted
     // into -o or a temporary file removed after the run (and on an interrupt).
     let Some(name) = facts.format.qemu_name() else {
-        return Ok((convert_to_raw(cmd, &image, facts, temporary)?, "raw"));
+        return Ok((convert_to_raw(cmd, &image, facts, temporaries)?, "raw"));
     };
     Ok((image, name))
 }
@@ -344,7 +345,7 @@ fn convert_to_raw(
     cmd: &RunCommand,
     image: &Path,
     facts: &nanoimg::run::ImageFacts,
-    temporary: &mut Option<nanoimg::atomic::TempFile>,
+    temporaries: &mut Vec<nanoimg::atomic::TempFile>,
 ) -> Result<PathBuf, RunCliError> {
     let output = match &cmd.output {
         Some(o) => o.clone(),
@@ -355,13 +356,13 @@ fn convert_to_raw(
                 image.display()
             )))
         }
-        None => temporary_image(temporary)?,
+        None => temporary_image(temporaries)?,
     };
     crate::say(format!(
         "{} is a {} image, which QEMU cannot boot: booting its raw image, converted into {}",
         image.display(),
         facts.format,
-        if temporary.is_some() {
+        if cmd.output.is_none() {
             "a temporary file".to_string()
         } else {
             output.display().to_string()
@@ -554,9 +555,9 @@ fn exit_code(
 }
 
 /// A temporary file for the image `run` boots (built or converted), in the temporary
-/// directory, kept in `temporary` (removed when dropped, and on Ctrl-C); its path.
+/// directory, kept in `temporaries` (removed when dropped, and on Ctrl-C); its path.
 fn temporary_image(
-    temporary: &mut Option<nanoimg::atomic::TempFile>,
+    temporaries: &mut Vec<nanoimg::atomic::TempFile>,
 ) -> Result<std::path::PathBuf, RunCliError> {
     let t = nanoimg::atomic::TempFile::in_dir(&std::env::temp_dir(), ".nanoimg-run-").map_err(
         |source| RunCliError::Read {
@@ -565,6 +566,6 @@ fn temporary_image(
         },
     )?;
     let path = t.path().to_path_buf();
-    *temporary = Some(t);
+    temporaries.push(t);
     Ok(path)
 }

@@ -696,3 +696,48 @@ fn a_gce_tar_boots_through_a_temporary_raw_image_removed_after_the_run() {
         "temporary raw image left after the interrupt"
     );
 }
+
+#[test]
+fn a_program_built_as_a_gce_tar_boots_through_its_raw_image() {
+    // The built tar and the raw image converted from it are both temporary files: the
+    // first must live until the conversion has read it.
+    let (d, image) = setup("{}");
+    let cfg = d.path().join("gce.json");
+    std::fs::write(&cfg, r#"{"DiskFormat": "gce"}"#).unwrap();
+    let seen = d.path().join("seen");
+    let bin = fake_qemu(
+        d.path(),
+        &format!(
+            "for a; do case \"$a\" in file=*) f=${{a#file=}}; f=${{f%%,*}}; echo \"$a\" > '{seen}'; cmp -s \"$f\" '{image}' && echo same >> '{seen}';; esac; done; exit 0",
+            seen = seen.display(),
+            image = image.display()
+        ),
+    );
+    let tmp = d.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_nanoimg"))
+        .args(["run", "prog", "-c", "gce.json", "--kernel-dir", "release"])
+        .args(["--accel", "tcg"])
+        .current_dir(d.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("TMPDIR", &tmp)
+        .env("NANOIMG_CACHE", d.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is a gce image, which QEMU cannot boot: booting its raw image, converted into a temporary file\n"),
+        "{}",
+        stderr(&o)
+    );
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(
+        seen.ends_with("same\n"),
+        "QEMU was given the raw image: {seen}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "temporary file left"
+    );
+}
